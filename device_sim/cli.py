@@ -1,0 +1,83 @@
+"""``instrushare sim``: run a simulated fleet through real gateway agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from device_sim.registry import register_fleet
+from device_sim.runner import Simulation, SimulationSpec
+from device_sim.truth import write_truth
+from instrushare.settings import ServiceSettings
+
+
+def sim(
+    instruments: Annotated[int, typer.Option(min=1, help="Number of instruments (one gateway each).")] = 50,
+    days: Annotated[float, typer.Option(min=0.001, help="Simulated days.")] = 1.0,
+    speed: Annotated[
+        float, typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible.")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Same seed, same fleet and same days.")] = 1,
+    tick: Annotated[int, typer.Option(min=1, help="Sample interval in simulated seconds.")] = 60,
+    start: Annotated[
+        datetime | None,
+        typer.Option(help="Simulated start (default: local midnight `days` ago; now when speed is 1)."),
+    ] = None,
+    truth: Annotated[Path, typer.Option(help="Where to write the ground truth JSON.")] = Path(
+        "var/sim/truth.json"
+    ),
+    state_dir: Annotated[Path, typer.Option(help="Gateway outboxes live here.")] = Path(
+        "var/sim/outbox"
+    ),
+    register: Annotated[
+        bool, typer.Option(help="Upsert the fleet into the registry at DATABASE_URL first.")
+    ] = True,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait at the end for every outbox to empty.")
+    ] = 300,
+) -> None:
+    """Simulate instruments and their users; gateways publish to MQTT_URL."""
+    settings = ServiceSettings()
+    try:
+        spec = SimulationSpec(
+            instruments=instruments,
+            days=days,
+            seed=seed,
+            tick_s=tick,
+            start=start.astimezone() if start else None,
+            speed=speed or None,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    simulation = Simulation(
+        spec, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, state_dir=state_dir
+    )
+    if register:
+        register_fleet(settings.database_url, simulation.fleet)
+    write_truth(truth, simulation.truth())
+    typer.echo(
+        f"{instruments} instruments, {simulation.start:%Y-%m-%d %H:%M} to "
+        f"{simulation.end:%Y-%m-%d %H:%M} UTC; ground truth in {truth}"
+    )
+    with Progress(
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} ticks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("ticks", total=simulation.ticks)
+        result = simulation.run(
+            on_tick=lambda done, _total: progress.update(task, completed=done),
+            drain_timeout=drain_timeout,
+        )
+    typer.echo(
+        f"{result.messages} messages in {result.wall_s:.1f} s, {result.dropped} dropped, "
+        f"{'all delivered' if result.drained else 'NOT all delivered (outboxes keep the rest)'}"
+    )
+    if not result.drained:
+        raise typer.Exit(1)

@@ -1,0 +1,96 @@
+"""The simulator's ground truth: what really happened, written to a JSON file tests compare with."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from device_sim.schedule import Timeline
+from instrushare.protocol import State
+
+
+@dataclass(frozen=True, slots=True)
+class TruthSession:
+    instrument: str
+    user: str | None
+    start: datetime
+    end: datetime
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+
+def ground_truth(
+    timelines: list[Timeline], *, start: datetime, tick_s: int, ticks: int, seed: int
+) -> dict[str, Any]:
+    """Every state interval, usage session and network outage, in UTC ISO 8601."""
+
+    def at(tick: int) -> str:
+        return (start + timedelta(seconds=tick * tick_s)).isoformat()
+
+    end_tick = ticks
+    return {
+        "seed": seed,
+        "start": at(0),
+        "end": at(end_tick),
+        "tick_s": tick_s,
+        "instruments": [
+            {
+                "id": tl.instrument.id,
+                "gateway": tl.instrument.gateway_id,
+                "institution": tl.instrument.institution_id,
+                "category": tl.instrument.profile.category,
+            }
+            for tl in timelines
+        ],
+        "states": [
+            {
+                "instrument": tl.instrument.id,
+                "state": seg.state.value,
+                "user": seg.user,
+                "start": at(seg.start),
+                "end": at(min(seg.end, end_tick)),
+            }
+            for tl in timelines
+            for seg in tl.segments
+            if seg.start < end_tick
+        ],
+        "sessions": [
+            {
+                "instrument": tl.instrument.id,
+                "user": seg.user,
+                "start": at(seg.start),
+                "end": at(seg.end),
+            }
+            for tl in timelines
+            for seg in tl.segments
+            if seg.state is State.RUNNING
+        ],
+        "outages": [
+            {"gateway": tl.instrument.gateway_id, "start": at(o.start), "end": at(o.end)}
+            for tl in timelines
+            for o in tl.outages
+        ],
+    }
+
+
+def write_truth(path: Path, truth: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def load_sessions(path: Path) -> list[TruthSession]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        TruthSession(
+            s["instrument"],
+            s["user"],
+            datetime.fromisoformat(s["start"]),
+            datetime.fromisoformat(s["end"]),
+        )
+        for s in data["sessions"]
+    ]

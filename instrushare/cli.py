@@ -1,0 +1,78 @@
+"""The ``instrushare`` command: one entry point, each service's code imported only when run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from instrushare.settings import ServiceSettings
+
+app = typer.Typer(no_args_is_help=True, help="Monitor how large research instruments run and are shared.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+protocol_app = typer.Typer(no_args_is_help=True, help="Wire protocol.")
+app.add_typer(db_app, name="db")
+app.add_typer(protocol_app, name="protocol")
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@db_app.command("migrate")
+def db_migrate(
+    create: Annotated[bool, typer.Option(help="Create the database if it does not exist.")] = True,
+) -> None:
+    """Apply pending migrations to DATABASE_URL (and TimescaleDB policies when available)."""
+    from instrushare.db import ensure_database, migrate
+
+    settings = ServiceSettings()
+    if create and ensure_database(settings.database_url):
+        typer.echo("created database")
+    report = migrate(settings.database_url)
+    typer.echo(
+        f"applied {len(report.applied)} migration(s): {', '.join(report.applied) or 'none'}; "
+        f"timescaledb {'on' if report.timescaledb else 'not available (plain PostgreSQL)'}"
+    )
+
+
+@protocol_app.command("schema")
+def protocol_schema(
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of protocol v1 payloads."""
+    from instrushare.protocol import json_schema
+
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text, nl=False)
+
+
+def _register_service_commands() -> None:
+    """Each service owns its command; registering here keeps one ``instrushare`` entry point."""
+    from device_sim.cli import sim
+    from gateway.cli import gateway
+    from ingest.cli import ingest
+
+    app.command("gateway")(gateway)
+    app.command("ingest")(ingest)
+    app.command("sim")(sim)
+    try:
+        from monitor_api.cli import api
+    except ImportError:  # pragma: no cover - the API package is optional at install time
+        return
+    app.command("api")(api)
+
+
+_register_service_commands()

@@ -1,0 +1,87 @@
+"""Schema migrations: numbered SQL files applied once each, in order, under an advisory lock."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg import sql
+
+logger = logging.getLogger("instrushare.db")
+
+_LOCK_KEY = 0x1257_5AE5
+_TIMESCALE_FILE = "timescale.sql"
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    applied: list[str]
+    timescaledb: bool
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("instrushare") / "migrations"
+    names = sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql") and entry.name[:4].isdigit()
+    )
+    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+def timescaledb_usable(conn: psycopg.Connection[object]) -> bool:
+    """True when CREATE EXTENSION timescaledb would succeed (installed and preloaded).
+
+    Creating it without ``shared_preload_libraries`` is FATAL for the connection, so look first.
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " current_setting('shared_preload_libraries') LIKE '%timescaledb%'"
+    ).fetchone()
+    return bool(row and row[0] and row[1])
+
+
+def migrate(conninfo: str) -> MigrationReport:
+    """Apply pending migrations; with TimescaleDB present also apply timescale.sql."""
+    applied: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migration ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT name FROM schema_migration")}
+            for name, script in _migration_files():
+                if name in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(script.encode())
+                    conn.execute("INSERT INTO schema_migration (name) VALUES (%s)", (name,))
+                logger.info("applied migration %s", name)
+                applied.append(name)
+            use_timescale = timescaledb_usable(conn)
+            if use_timescale:
+                folder = resources.files("instrushare") / "migrations"
+                with conn.transaction():
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                    conn.execute((folder / _TIMESCALE_FILE).read_text().encode())
+                logger.info("TimescaleDB hypertables and policies in place")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return MigrationReport(applied=applied, timescaledb=use_timescale)
+
+
+def ensure_database(conninfo: str) -> bool:
+    """Create the database named in ``conninfo`` if missing (connecting to 'postgres'); True if made."""
+    params = pg_conninfo.conninfo_to_dict(conninfo)
+    name = str(params.get("dbname") or "postgres")
+    admin = pg_conninfo.make_conninfo(conninfo, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True

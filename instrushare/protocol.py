@@ -1,0 +1,220 @@
+"""Wire protocol v1: topics and JSON payloads exchanged between gateways and the ingest.
+
+docs/protocol.md is the human description and instrushare/schema/protocol-v1.json the JSON
+Schema generated from these models (``instrushare protocol schema``); keep the three in step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+PROTOCOL_VERSION = 1
+DEFAULT_TOPIC_PREFIX = "isv1"
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest accepted payload; bigger messages are dead-lettered unparsed."""
+MAX_SAMPLES_PER_MESSAGE = 1000
+MAX_EVENTS_PER_MESSAGE = 200
+MAX_METRICS_PER_SAMPLE = 32
+MAX_FUTURE_SKEW = timedelta(seconds=300)
+"""A timestamp later than the ingest's clock by more than this is rejected (dead-lettered)."""
+MAX_PAST_AGE = timedelta(days=30)
+"""Older timestamps are rejected: the gateway outbox never holds data this old."""
+
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+]
+"""Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
+
+
+class State(StrEnum):
+    """Instrument states a gateway may report. ``offline`` is derived by the platform."""
+
+    OFF = "off"
+    IDLE = "idle"
+    RUNNING = "running"
+    FAULT = "fault"
+    MAINTENANCE = "maintenance"
+
+
+class EventType(StrEnum):
+    SESSION_START = "session_start"
+    SESSION_END = "session_end"
+    FAULT = "fault"
+    FAULT_CLEARED = "fault_cleared"
+    MAINTENANCE_START = "maintenance_start"
+    MAINTENANCE_END = "maintenance_end"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sample(_Strict):
+    """The instrument's state at one instant; it holds until the next sample."""
+
+    ts: AwareDatetime
+    state: State
+    power_w: float | None = Field(default=None, ge=0, le=10_000_000)
+    user: Identifier | None = None
+    metrics: dict[Identifier, float] = Field(default_factory=dict)
+
+    _normalise_ts = field_validator("ts")(_utc)
+
+    @field_validator("metrics")
+    @classmethod
+    def _few_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        if len(value) > MAX_METRICS_PER_SAMPLE:
+            raise ValueError(f"at most {MAX_METRICS_PER_SAMPLE} metrics per sample")
+        return value
+
+
+class Event(_Strict):
+    ts: AwareDatetime
+    type: EventType
+    user: Identifier | None = None
+    detail: str | None = Field(default=None, max_length=1000)
+
+    _normalise_ts = field_validator("ts")(_utc)
+
+
+class DataMessage(_Strict):
+    """``<prefix>/gw/<gateway>/data/<instrument>``: samples and events of one instrument.
+
+    ``(gateway, seq)`` identifies the message: the ingest stores each key once, so a gateway may
+    resend freely.
+    """
+
+    v: Literal[1]
+    gateway: Identifier
+    instrument: Identifier
+    seq: int = Field(ge=0, lt=2**63)
+    bd_seq: int = Field(ge=0, lt=2**63)
+    created_at: AwareDatetime
+    historical: bool = False
+    samples: list[Sample] = Field(default_factory=list, max_length=MAX_SAMPLES_PER_MESSAGE)
+    events: list[Event] = Field(default_factory=list, max_length=MAX_EVENTS_PER_MESSAGE)
+
+    _normalise_ts = field_validator("created_at")(_utc)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DataMessage:
+        if not self.samples and not self.events:
+            raise ValueError("a data message carries at least one sample or event")
+        return self
+
+
+class GatewayState(_Strict):
+    """Retained ``<prefix>/gw/<gateway>/state``: birth (online) or last will (offline).
+
+    ``bd_seq`` ties a will to its birth: an offline state whose bd_seq differs from the last
+    birth's is stale (the gateway already reconnected) and is ignored.
+    """
+
+    v: Literal[1]
+    gateway: Identifier
+    status: Literal["online", "offline"]
+    bd_seq: int = Field(ge=0, lt=2**63)
+    ts: AwareDatetime | None = None
+    instruments: list[Identifier] = Field(default_factory=list, max_length=1000)
+    software: str | None = Field(default=None, max_length=200)
+
+
+class IngestState(_Strict):
+    """Retained ``<prefix>/ingest/<worker>/state``: gateways publish only while one is online."""
+
+    v: Literal[1]
+    worker: Identifier
+    status: Literal["online", "offline"]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic tree under one prefix (``isv1`` by default)."""
+
+    prefix: str = DEFAULT_TOPIC_PREFIX
+
+    def gateway_state(self, gateway: str) -> str:
+        return f"{self.prefix}/gw/{gateway}/state"
+
+    def data(self, gateway: str, instrument: str) -> str:
+        return f"{self.prefix}/gw/{gateway}/data/{instrument}"
+
+    def ingest_state(self, worker: str) -> str:
+        return f"{self.prefix}/ingest/{worker}/state"
+
+    @property
+    def all_gateway_states(self) -> str:
+        return f"{self.prefix}/gw/+/state"
+
+    @property
+    def all_data(self) -> str:
+        return f"{self.prefix}/gw/+/data/+"
+
+    @property
+    def all_ingest_states(self) -> str:
+        return f"{self.prefix}/ingest/+/state"
+
+    def parse(self, topic: str) -> tuple[str, str, str | None]:
+        """Split a gateway topic into (kind, gateway, instrument); ValueError if foreign."""
+        parts = topic.split("/")
+        if parts[:2] == [self.prefix, "gw"] and len(parts) == 4 and parts[3] == "state":
+            return "state", parts[2], None
+        if parts[:2] == [self.prefix, "gw"] and len(parts) == 5 and parts[3] == "data":
+            return "data", parts[2], parts[4]
+        raise ValueError(f"topic {topic!r} is not a gateway topic under {self.prefix!r}")
+
+
+def dumps(model: BaseModel) -> bytes:
+    """Compact JSON with UTC timestamps ending in 'Z'."""
+    data = model.model_dump(mode="json", exclude_defaults=False)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of every payload, for teams building their own gateway."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://instrushare.org/schema/protocol-v1.json",
+        "title": "instrushare MQTT protocol v1",
+        "oneOf": [
+            {"$ref": "#/$defs/DataMessage"},
+            {"$ref": "#/$defs/GatewayState"},
+            {"$ref": "#/$defs/IngestState"},
+        ],
+        "$defs": {
+            name: _without_nested_defs(model.model_json_schema(ref_template="#/$defs/{model}"))
+            for name, model in (
+                ("DataMessage", DataMessage),
+                ("GatewayState", GatewayState),
+                ("IngestState", IngestState),
+                ("Sample", Sample),
+                ("Event", Event),
+            )
+        }
+        | {"State": {"enum": [s.value for s in State], "type": "string"}}
+        | {"EventType": {"enum": [e.value for e in EventType], "type": "string"}},
+    }
+
+
+def _without_nested_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    schema.pop("$defs", None)
+    return schema

@@ -1,0 +1,75 @@
+"""Fixtures giving each test real services: a fresh PostgreSQL database and a unique topic prefix.
+
+Addresses come from TEST_PG_ADMIN_URL and TEST_MQTT_URL (defaults: the local services).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from instrushare.db import migrate
+from tests.services import Mosquitto
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MQTT_URL = os.environ.get("TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+@pytest.fixture
+def make_database() -> Iterator[Callable[[], str]]:
+    """Factory of migrated, empty databases, dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"instrushare_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        url = conninfo.make_conninfo(PG_ADMIN_URL, dbname=name)
+        migrate(url)
+        return url
+
+    yield make
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def database_url(make_database: Callable[[], str]) -> str:
+    return make_database()
+
+
+@pytest.fixture
+def mqtt_url() -> str:
+    return MQTT_URL
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix no other test uses, so tests can share the broker."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Start private mosquitto brokers (password files, ACLs, restarts); all stopped after."""
+    brokers: list[Mosquitto] = []
+
+    def make(**kwargs: object) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"mosquitto{len(brokers)}", **kwargs)  # type: ignore[arg-type]
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()
