@@ -16,16 +16,21 @@ from instrushare.settings import ServiceSettings
 
 
 def sim(
-    instruments: Annotated[int, typer.Option(min=1, help="Number of instruments (one gateway each).")] = 50,
+    instruments: Annotated[
+        int, typer.Option(min=1, help="Number of instruments (one gateway each).")
+    ] = 50,
     days: Annotated[float, typer.Option(min=0.001, help="Simulated days.")] = 1.0,
     speed: Annotated[
-        float, typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible.")
+        float,
+        typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible."),
     ] = 0,
     seed: Annotated[int, typer.Option(help="Same seed, same fleet and same days.")] = 1,
     tick: Annotated[int, typer.Option(min=1, help="Sample interval in simulated seconds.")] = 60,
     start: Annotated[
         datetime | None,
-        typer.Option(help="Simulated start (default: local midnight `days` ago; now when speed is 1)."),
+        typer.Option(
+            help="Simulated start (default: local midnight `days` ago; now when speed is 1)."
+        ),
     ] = None,
     truth: Annotated[Path, typer.Option(help="Where to write the ground truth JSON.")] = Path(
         "var/sim/truth.json"

@@ -96,8 +96,7 @@ def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
         raise ValueError("a fleet needs at least one instrument")
     rng = random.Random(seed)
     institutions = [
-        SimInstitution(f"{id_prefix}inst-{i + 1}", name)
-        for i, name in enumerate(INSTITUTION_NAMES)
+        SimInstitution(f"{id_prefix}inst-{i + 1}", name) for i, name in enumerate(INSTITUTION_NAMES)
     ]
     users = [
         SimUser(f"{id_prefix}u-{inst.id.rsplit('-', 1)[1]}-{n + 1:03d}", inst.id, inst.name)

@@ -163,7 +163,9 @@ class Simulation:
         began = time.monotonic()
         for agent in self.agents:
             agent.start()
-        noise = [random.Random(f"{self.spec.seed}:noise:{tl.instrument.id}") for tl in self.timelines]
+        noise = [
+            random.Random(f"{self.spec.seed}:noise:{tl.instrument.id}") for tl in self.timelines
+        ]
         hints = [0] * len(self.timelines)
         outage_hints = [0] * len(self.timelines)
         link_up = [True] * len(self.timelines)

@@ -15,7 +15,7 @@ from instrushare.protocol import State
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 MIN_GAP_TICKS = 3
-"""Shortest idle gap between sessions: longer than the gateway's debounce, so every session is seen."""
+"""Shortest segment: longer than the gateway's debounce, so every state change is seen."""
 EXTERNAL_SHARE = 0.2
 FAULT_PER_DAY = 0.03
 MAINTENANCE_PER_DAY = 0.02

@@ -11,7 +11,9 @@ import typer
 
 from instrushare.settings import ServiceSettings
 
-app = typer.Typer(no_args_is_help=True, help="Monitor how large research instruments run and are shared.")
+app = typer.Typer(
+    no_args_is_help=True, help="Monitor how large research instruments run and are shared."
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 protocol_app = typer.Typer(no_args_is_help=True, help="Wire protocol.")
 app.add_typer(db_app, name="db")
@@ -47,7 +49,9 @@ def db_migrate(
 
 @protocol_app.command("schema")
 def protocol_schema(
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of protocol v1 payloads."""
     from instrushare.protocol import json_schema
@@ -64,14 +68,11 @@ def _register_service_commands() -> None:
     from device_sim.cli import sim
     from gateway.cli import gateway
     from ingest.cli import ingest
+    from monitor_api.cli import api
 
     app.command("gateway")(gateway)
     app.command("ingest")(ingest)
     app.command("sim")(sim)
-    try:
-        from monitor_api.cli import api
-    except ImportError:  # pragma: no cover - the API package is optional at install time
-        return
     app.command("api")(api)
 
 

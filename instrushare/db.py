@@ -32,7 +32,7 @@ def _migration_files() -> list[tuple[str, str]]:
     return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
 
 
-def timescaledb_usable(conn: psycopg.Connection[object]) -> bool:
+def timescaledb_usable(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     """True when CREATE EXTENSION timescaledb would succeed (installed and preloaded).
 
     Creating it without ``shared_preload_libraries`` is FATAL for the connection, so look first.
@@ -76,7 +76,7 @@ def migrate(conninfo: str) -> MigrationReport:
 
 
 def ensure_database(conninfo: str) -> bool:
-    """Create the database named in ``conninfo`` if missing (connecting to 'postgres'); True if made."""
+    """Create the database named in ``conninfo`` if missing; True if it was made."""
     params = pg_conninfo.conninfo_to_dict(conninfo)
     name = str(params.get("dbname") or "postgres")
     admin = pg_conninfo.make_conninfo(conninfo, dbname="postgres")

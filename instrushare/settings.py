@@ -41,11 +41,11 @@ class MqttAddress:
 class ServiceSettings(BaseSettings):
     """What every service needs: the database, the broker and the topic prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="INSTRUSHARE_", extra="ignore")
-
-    database_url: str = Field(
-        default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL"
+    model_config = SettingsConfigDict(
+        env_prefix="INSTRUSHARE_", extra="ignore", populate_by_name=True
     )
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
     mqtt_url: str = Field(default=DEFAULT_MQTT_URL, validation_alias="MQTT_URL")
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
 

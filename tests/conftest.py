@@ -6,6 +6,8 @@ Addresses come from TEST_PG_ADMIN_URL and TEST_MQTT_URL (defaults: the local ser
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,12 +62,18 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
-    """Start private mosquitto brokers (password files, ACLs, restarts); all stopped after."""
+def mosquitto_factory() -> Iterator[Callable[..., Mosquitto]]:
+    """Start private mosquitto brokers (password files, ACLs, restarts); all stopped after.
+
+    Their directories are made under /tmp, not tmp_path: run as root, mosquitto drops to its
+    own user, which cannot enter pytest's 0700 tmp_path (no persistence file, no log).
+    """
     brokers: list[Mosquitto] = []
+    base = Path(tempfile.mkdtemp(prefix="instrushare-mosquitto-"))
+    base.chmod(0o755)
 
     def make(**kwargs: object) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"mosquitto{len(brokers)}", **kwargs)  # type: ignore[arg-type]
+        broker = Mosquitto(base / f"mosquitto{len(brokers)}", **kwargs)  # type: ignore[arg-type]
         brokers.append(broker)
         broker.start()
         return broker
@@ -73,3 +81,4 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     yield make
     for broker in brokers:
         broker.stop()
+    shutil.rmtree(base, ignore_errors=True)

@@ -117,6 +117,8 @@ class TcpProxy:
     def down(self) -> None:
         self._stop.set()
         if self._listener:
+            with contextlib.suppress(OSError):  # wakes the accept() thread, freeing the port
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:

@@ -16,8 +16,6 @@ def test_migrate_twice_applies_nothing_the_second_time(database_url: str) -> Non
         assert report.timescaledb == timescaledb_usable(conn)
         tables = {
             r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            )
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         }
     assert {"state_sample", "usage_session", "instrument_status", "dead_letter"} <= tables

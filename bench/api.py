@@ -1,0 +1,189 @@
+"""Benchmark of monitor_api: the status board of 10,000 instruments and a one-year
+utilisation report for 3,000 instruments with synthetic usage sessions.
+
+Creates a scratch database (dropped afterwards), serves the API with uvicorn on a free port
+and prints one JSON line with median and p95 latencies in milliseconds.
+
+    python bench/api.py [--instruments 10000] [--reported 3000] [--sessions 250] [--runs 30]
+
+Targets (docs/api.md): board < 100 ms, yearly report < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+import uvicorn
+from psycopg import conninfo, sql
+
+from instrushare.db import migrate
+from monitor_api import ApiSettings, create_app
+from monitor_api.auth import Role
+from monitor_api.cli import create_token
+
+ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def populate(url: str, *, instruments: int, reported: int, sessions: int, seed: int) -> int:
+    """Fill the registry, live status and a year (2025) of sessions; return sessions written."""
+    rng = random.Random(seed)
+    year_start = datetime(2024, 12, 31, 16, tzinfo=UTC)  # 2025-01-01 00:00 Asia/Shanghai
+    now = datetime.now(UTC)
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            with cur.copy("COPY institution (id, name, parent_id, tier, region) FROM STDIN") as cp:
+                for i in range(100):
+                    region = "沈阳" if i < 30 else "大连"
+                    cp.write_row((f"inst{i:03d}", f"单位{i}", None, "voucher", region))
+            with cur.copy("COPY platform_user (id, name, institution_id, organisation, approved)"
+                          " FROM STDIN") as cp:
+                for u in range(3000):
+                    inst = f"inst{u % 100:03d}" if u % 7 else None
+                    cp.write_row((f"u{u}", f"用户{u}", inst, "企业" if inst is None else "",
+                                  True))
+            with cur.copy("COPY instrument (id, name, institution_id, category_code, value_rmb,"
+                          " gateway_id) FROM STDIN") as cp:
+                for n in range(instruments):
+                    # the first `reported` instruments belong to the 30 institutions of 沈阳
+                    owner = n % 30 if n < reported else 30 + n % 70
+                    cat = f"{rng.choice(['01', '02', '03', '04'])}0101"
+                    cp.write_row((f"ins{n:05d}", f"仪器{n}", f"inst{owner:03d}", cat,
+                                  rng.randint(300_000, 9_000_000), f"gw{n // 20}"))
+            with cur.copy("COPY gateway (id, bd_seq, online, changed_at) FROM STDIN") as cp:
+                for g in range(instruments // 20 + 1):
+                    cp.write_row((f"gw{g}", 1, g % 17 != 0, now - timedelta(hours=2)))
+            with cur.copy("COPY instrument_status (instrument_id, gateway_id, state, since,"
+                          " user_id, power_w, last_ts) FROM STDIN") as cp:
+                for n in range(instruments):
+                    state = rng.choice(["off", "idle", "idle", "running", "fault"])
+                    age = timedelta(seconds=rng.choice([30, 60, 120, 3600]))
+                    cp.write_row((f"ins{n:05d}", f"gw{n // 20}", state, now - timedelta(hours=1),
+                                  f"u{rng.randrange(3000)}" if state == "running" else None,
+                                  rng.uniform(40, 2000), now - age))
+            written = 0
+            with cur.copy("COPY usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+                          " FROM STDIN") as cp:
+                step = timedelta(days=365) / sessions
+                # Each instrument serves its own circle: 20 users of its institution and 10
+                # outside users, the outside ones running ~15% of sessions (national
+                # average sharing rate: 16%).
+                users_of = [[u for u in range(3000) if u % 7 and u % 100 == i]
+                            for i in range(100)]
+                pools: list[list[str]] = []
+                for n in range(reported):
+                    inside = users_of[n % 30][:20]
+                    outside = [rng.randrange(3000) for _ in range(10)]
+                    pools.append([f"u{u}" for u in inside * 6 + outside * 2])
+                for n in range(reported):
+                    t = year_start
+                    for _ in range(sessions):
+                        start = t + timedelta(seconds=rng.uniform(0, step.total_seconds() / 3))
+                        end = start + timedelta(hours=rng.uniform(0.5, 8))
+                        user = rng.choice(pools[n]) if rng.random() < 0.9 else None
+                        cp.write_row((f"ins{n:05d}", start, end, end, user))
+                        written += 1
+                        t += step
+            with cur.copy("COPY booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+                          " FROM STDIN") as cp:
+                for n in range(0, reported, 3):
+                    for d in range(0, 360, 7):
+                        s = year_start + timedelta(days=d, hours=9)
+                        cp.write_row((f"ins{n:05d}", f"u{rng.randrange(3000)}", "assisted", s,
+                                      s + timedelta(hours=3), "approved"))
+        conn.execute("ANALYZE")
+        conn.commit()
+    return written
+
+
+def _measure(client: httpx.Client, path: str, params: dict[str, str], runs: int) -> list[float]:
+    client.get(path, params=params).raise_for_status()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = client.get(path, params=params)
+        times.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+    return times
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {"median_ms": round(statistics.median(ordered), 1),
+            "p95_ms": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instruments", type=int, default=10_000)
+    parser.add_argument("--reported", type=int, default=3_000)
+    parser.add_argument("--sessions", type=int, default=250, help="per instrument and year")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--report-runs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    name = f"instrushare_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = conninfo.make_conninfo(ADMIN_URL, dbname=name)
+    try:
+        migrate(url)
+        t0 = time.perf_counter()
+        written = populate(url, instruments=args.instruments, reported=args.reported,
+                           sessions=args.sessions, seed=args.seed)
+        load_s = time.perf_counter() - t0
+        settings = ApiSettings(database_url=url)
+        token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
+                                               port=port, log_level="warning", ws="none"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                              headers={"Authorization": f"Bearer {token}"}) as client:
+                board = _measure(client, "/status", {"limit": str(args.instruments)}, args.runs)
+                count = client.get("/status", params={"limit": "1"}).json()["total"]
+                report_params = {"start": "2025-01-01", "end": "2025-12-31", "region": "沈阳",
+                                 "limit": "1000"}
+                report = _measure(client, "/reports/utilisation", report_params,
+                                  args.report_runs)
+                rows = client.get("/reports/utilisation", params=report_params).json()["total"]
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+        print(json.dumps({
+            "bench": "api",
+            "status_board": {"instruments": count, **_stats(board), "target_ms": 100},
+            "utilisation_year": {"instruments": rows, "sessions": written,
+                                 **_stats(report), "target_ms": 1000},
+            "load_s": round(load_s, 1),
+        }, ensure_ascii=False))
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()

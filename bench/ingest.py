@@ -1,0 +1,244 @@
+"""Ingest throughput against same-run baselines; prints one JSON line.
+
+For single-sample and 100-sample messages: durable ingest rate (messages/s, samples/s) next to
+(a) a bare paho client that only receives the same QoS 1 messages (manual ack, acking at once)
+and (b) raw binary COPY of the same rows into a copy of state_sample. The load is published
+before each consumer starts (its persistent session queues it on a private broker with
+unlimited queues), so the publisher is never the bottleneck. Both MQTT consumers are timed
+from their first delivery to their last (ingest: last commit), so connecting is not counted;
+the ingest's time includes filling its pipeline (the first batch is decoded before any write).
+
+    python bench/ingest.py [--messages 30000] [--batched-messages 1500]
+
+Needs mosquitto on PATH and PostgreSQL at TEST_PG_ADMIN_URL (default 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from psycopg import conninfo, sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest import IngestConfig, IngestWorker
+from instrushare.db import migrate
+from instrushare.protocol import DataMessage, Sample, Topics, dumps
+from tests.services import Mosquitto
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+INSTRUMENTS = 100
+PREFIX = "bench"
+
+
+def _props() -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 5000
+    return props
+
+
+def _client(client_id: str, **kw: Any) -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                       protocol=mqtt.MQTTv5, **kw)
+
+
+def _make_session(port: int, client_id: str, group: str) -> None:
+    """Create a persistent session subscribed like the ingest, so the broker queues for it."""
+    done = threading.Event()
+    c = _client(client_id, manual_ack=True)
+    c.on_subscribe = lambda *a: done.set()
+    c.connect("127.0.0.1", port, clean_start=False, properties=_props())
+    c.loop_start()
+    topics = Topics(PREFIX)
+    c.subscribe([(f"$share/{group}/{topics.all_data}", SubscribeOptions(qos=1)),
+                 (f"$share/{group}/{topics.all_gateway_states}", SubscribeOptions(qos=1))])
+    assert done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _payloads(n: int, per_message: int, seq0: int) -> list[tuple[str, bytes]]:
+    topics = Topics(PREFIX)
+    base = datetime.now(UTC) - timedelta(days=2)
+    out = []
+    for k in range(n):
+        inst = f"i{k % INSTRUMENTS}"
+        seq = seq0 + k
+        first = (k // INSTRUMENTS) * per_message
+        samples = [
+            Sample(ts=base + timedelta(seconds=10 * (first + j)),
+                   state="running" if (first + j) % 50 < 30 else "idle",  # type: ignore[arg-type]
+                   power_w=350.0, user="u1")
+            for j in range(per_message)
+        ]
+        msg = DataMessage(v=1, gateway="gw1", instrument=inst, seq=seq, bd_seq=1,
+                          created_at=datetime.now(UTC), samples=samples)
+        out.append((topics.data("gw1", inst), dumps(msg)))
+    return out
+
+
+def _publish(port: int, load: list[tuple[str, bytes]]) -> None:
+    c = _client(f"pub-{uuid.uuid4().hex[:6]}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for start in range(0, len(load), 5000):
+        infos = [c.publish(t, p, qos=1) for t, p in load[start:start + 5000]]
+        for info in infos:
+            info.wait_for_publish(60)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _bare_receive(port: int, client_id: str, n: int) -> float:
+    """Messages/s a bare paho client receives (acking each at once) from its queued session."""
+    got = 0
+    done = threading.Event()
+    c = _client(client_id, manual_ack=True)
+    t0 = 0.0
+
+    def on_message(client: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        nonlocal got, t0
+        if not got:
+            t0 = time.perf_counter()
+        client.ack(m.mid, m.qos)
+        got += 1
+        if got >= n:
+            done.set()
+
+    c.on_message = on_message
+    c.connect("127.0.0.1", port, clean_start=False, properties=_props())
+    c.loop_start()
+    assert done.wait(600), f"bare client got {got}/{n}"
+    elapsed = time.perf_counter() - t0
+    c.disconnect()
+    c.loop_stop()
+    return n / elapsed
+
+
+def _copy_rate(db: str, load: list[tuple[str, bytes]]) -> float:
+    """Rows/s of binary COPY of the same samples into a copy of state_sample."""
+    rows = []
+    for _topic, payload in load:
+        m = DataMessage.model_validate_json(payload)
+        rows += [(m.instrument, s.ts, s.state.value, s.power_w, s.user, None, m.gateway, m.seq)
+                 for s in m.samples]
+    table = f"copy_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (LIKE state_sample INCLUDING ALL)").format(
+            sql.Identifier(table)))
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), 10_000):
+            with conn.transaction(), conn.cursor().copy(sql.SQL(
+                    "COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table))) as cp:
+                cp.set_types(["text", "timestamptz", "text", "float8", "text", "jsonb", "text",
+                              "int8"])
+                for row in rows[start:start + 10_000]:
+                    cp.write_row(row)
+        elapsed = time.perf_counter() - t0
+    return len(rows) / elapsed
+
+
+def _ingest(db: str, port: int, worker_id: str, group: str, n: int) -> float:
+    config = IngestConfig(  # type: ignore[call-arg]
+        DATABASE_URL=db, MQTT_URL=f"mqtt://127.0.0.1:{port}", topic_prefix=PREFIX,
+        worker_id=worker_id, share_group=group,
+    )
+    worker = IngestWorker(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    started = time.perf_counter()
+    thread.start()
+    while not worker.stats.received:  # both clocks start at the first delivery
+        time.sleep(0.0005)
+    t0 = time.perf_counter()
+    while worker.stats.written + worker.stats.duplicates < n:
+        time.sleep(0.002)
+        if time.perf_counter() - started > 600:
+            raise TimeoutError(f"ingest wrote {worker.stats.written}/{n}")
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    return n / elapsed
+
+
+def _scenario(db: str, port: int, n: int, per_message: int, seq0: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    bare_id, worker_id = f"bare-{tag}", f"w{tag}"
+    _make_session(port, bare_id, f"bare{tag}")
+    _make_session(port, f"ingest-{worker_id}", f"ing{tag}")
+    load = _payloads(n, per_message, seq0)
+    _publish(port, load)
+    bare = _bare_receive(port, bare_id, n)
+    ingest = _ingest(db, port, worker_id, f"ing{tag}", n)
+    copy = _copy_rate(db, load)
+    with psycopg.connect(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM ingested_message WHERE seq >= %s AND seq < %s",
+                              (seq0, seq0 + n)).fetchone()
+    assert stored and stored[0] == n, f"stored {stored} of {n}"
+    return {
+        "messages_per_s": round(ingest),
+        "samples_per_s": round(ingest * per_message),
+        "bare_receive_messages_per_s": round(bare),
+        "copy_rows_per_s": round(copy),
+        "ratio_vs_bare_receive": round(ingest / bare, 3),
+        "ratio_vs_copy": round(ingest * per_message / copy, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=30_000)
+    parser.add_argument("--batched-messages", type=int, default=3_000)
+    parser.add_argument("--samples-per-message", type=int, default=100)
+    args = parser.parse_args()
+
+    name = f"instrushare_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db = conninfo.make_conninfo(PG_ADMIN_URL, dbname=name)
+    broker = Mosquitto(Path(tempfile.mkdtemp(prefix="bench-mosquitto-")))
+    try:
+        migrate(db)
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("INSERT INTO institution (id, name) VALUES ('b', 'bench')")
+            for k in range(INSTRUMENTS):
+                conn.execute("INSERT INTO instrument (id, name, institution_id, gateway_id)"
+                             " VALUES (%s, %s, 'b', 'gw1')", (f"i{k}", f"i{k}"))
+        broker.start()
+        single = _scenario(db, broker.port, args.messages, 1, 0)
+        batched = _scenario(db, broker.port, args.batched_messages, args.samples_per_message,
+                            10_000_000)
+    finally:
+        broker.stop()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+    print(json.dumps({
+        "bench": "ingest",
+        "single_sample": single,
+        "batched": {"samples_per_message": args.samples_per_message, **batched},
+        "targets": {"single_vs_bare_receive": 0.8, "batched_vs_copy": 0.6},
+    }))
+
+
+if __name__ == "__main__":
+    main()

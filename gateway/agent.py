@@ -1,0 +1,332 @@
+"""The gateway agent: polls probes, detects states, stores messages durably, publishes them.
+
+Threads: the caller polls (``poll``/``run_forever``); the network thread (one NetworkLoop,
+shared by every agent in the process unless one is passed in) reports PUBACKs and connection
+changes. Work triggered by paho (deleting acknowledged messages, feeding the
+publish window) runs in whichever thread gets the agent lock without waiting: paho holds its
+own message lock while calling back, so the network thread must never block on ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.batch import MessageBatch
+from gateway.config import GatewayConfig, InstrumentConfig
+from gateway.detector import StateDetector
+from gateway.errors import ProbeError
+from gateway.netloop import NetworkLoop
+from gateway.outbox import Builder, Outbox
+from gateway.probes import ModbusPowerProbe, Probe, Reading, SimulatedProbe
+from gateway.publisher import MqttLink
+from instrushare.protocol import MAX_METRICS_PER_SAMPLE, Topics
+
+logger = logging.getLogger("gateway")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStats:
+    """Counters of one agent. ``enqueued``/``published``/``acked`` count since start; the drop
+    counters are persisted in the outbox; ``seq`` is the last sequence number assigned (-1 when
+    none yet)."""
+
+    outbox_depth: int
+    enqueued: int
+    published: int
+    acked: int
+    dropped_full: int
+    dropped_age: int
+    reconnects: int
+    seq: int
+
+
+def build_probe(instrument: InstrumentConfig) -> Probe:
+    cfg = instrument.probe
+    if cfg.kind == "simulated":
+        return SimulatedProbe()
+    assert cfg.host is not None and cfg.address is not None
+    return ModbusPowerProbe(
+        host=cfg.host, port=cfg.port, unit=cfg.unit, address=cfg.address,
+        register=cfg.register_type, word_order=cfg.word_order, scale=cfg.scale,
+        timeout_s=cfg.timeout_s,
+    )
+
+
+class GatewayAgent:
+    """One gateway: ``start``, ``poll`` at each sample instant (or ``run_forever``), ``stop``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        probes: Mapping[str, Probe] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        network: NetworkLoop | None = None,
+    ) -> None:
+        ids = [i.id for i in config.instruments]
+        if probes is not None and set(probes) != set(ids):
+            raise ValueError(f"probes must be given for exactly the instruments {sorted(ids)}")
+        self.config = config
+        self.clock = clock
+        self._probes: dict[str, Probe] = (
+            dict(probes)
+            if probes is not None
+            else {i.id: build_probe(i) for i in config.instruments}
+        )
+        self._detectors = {i.id: StateDetector(i.detector) for i in config.instruments}
+        topics = Topics(config.topic_prefix)
+        self._batches = {
+            i: MessageBatch(instrument=i, topic=topics.data(config.gateway_id, i)) for i in ids
+        }
+        self._outbox = Outbox(
+            config.outbox_path,
+            max_messages=config.outbox_max_messages,
+            max_age_s=config.outbox_max_age_s,
+        )
+        self._link = MqttLink(
+            gateway_id=config.gateway_id,
+            address=config.mqtt,
+            topics=topics,
+            instruments=ids,
+            require_ingest_online=config.require_ingest_online,
+            next_bd_seq=self._next_bd_seq,
+            on_ack=self._on_ack,
+            on_change=self._service,
+            network=network if network is not None else NetworkLoop.default(),
+        )
+        self._lock = threading.Lock()
+        self._acks: deque[int] = deque()
+        self._inflight: dict[int, int] = {}  # paho mid -> seq
+        self._last_fed = -1
+        self._failing: set[str] = set()
+        self._started = False
+        self._enqueued = self._published = self._acked = 0
+
+    # -- public API ----------------------------------------------------------------------
+    @property
+    def probes(self) -> Mapping[str, Probe]:
+        return self._probes
+
+    @property
+    def link(self) -> MqttLink:
+        return self._link
+
+    @property
+    def stats(self) -> AgentStats:
+        outbox = self._outbox
+        return AgentStats(
+            outbox_depth=outbox.depth,
+            enqueued=self._enqueued,
+            published=self._published,
+            acked=self._acked,
+            dropped_full=outbox.dropped_full,
+            dropped_age=outbox.dropped_age,
+            reconnects=max(0, self._link.connects - 1),
+            seq=outbox.last_seq,
+        )
+
+    def start(self) -> None:
+        """Open the outbox and connect in the background (a broker that is down is fine)."""
+        self._outbox.open()
+        self._inflight.clear()
+        self._acks.clear()
+        self._last_fed = -1
+        self._outbox.expire(now=self.clock().timestamp())
+        if self._outbox.depth:
+            logger.info("gateway %s: %d message(s) in the outbox will be replayed",
+                        self.config.gateway_id, self._outbox.depth)
+        self._started = True
+        self._link.start()
+
+    def poll(self, now: datetime | None = None) -> None:
+        """Read every probe once at ``now``; store due messages; feed the publish window."""
+        now = self.clock() if now is None else now
+        if now.tzinfo is None:
+            raise ValueError("poll() needs a timezone-aware datetime")
+        cfg = self.config
+        builders: list[Builder] = []
+        live = self._link.can_publish
+        for instrument_id, detector in self._detectors.items():
+            reading = self._read(instrument_id)
+            if reading is None:
+                continue
+            detected = detector.feed(now, reading)
+            batch = self._batches[instrument_id]
+            batch.add(now, detected.samples, detected.events)
+            if detected.changed or batch.due(
+                now, interval_s=cfg.publish_interval_s, max_samples=cfg.max_samples_per_message
+            ):
+                builders += self._close(batch, now, live)
+        if builders:
+            with self._lock:
+                self._store(builders, now)
+        self._service()
+
+    def flush(self) -> None:
+        """Store every pending sample and event now, whatever the age of its message.
+
+        Readings held back by debounce are decided as the current state first.
+        """
+        now = self.clock()
+        live = self._link.can_publish
+        builders: list[Builder] = []
+        for instrument_id, batch in self._batches.items():
+            batch.add(now, self._detectors[instrument_id].release().samples, [])
+            builders += self._close(batch, now, live)
+        if builders:
+            with self._lock:
+                self._store(builders, now)
+        self._service()
+
+    def set_link(self, up: bool) -> None:
+        """Simulate a network outage (down) and its end (up); data keeps going to the outbox."""
+        self._link.set_link(up)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every stored message has been acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._service()
+            if self._outbox.depth == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Flush, publish the offline state, disconnect and close the outbox."""
+        if not self._started:
+            return
+        self.flush()
+        self._link.stop()
+        with self._lock:
+            self._apply_acks()
+            self._outbox.close()
+            self._started = False
+        for probe in self._probes.values():
+            if isinstance(probe, ModbusPowerProbe):
+                probe.close()
+        logger.info("gateway %s stopped (%d message(s) left in the outbox)",
+                    self.config.gateway_id, self._outbox.depth)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Poll every ``sample_interval_s`` (on the wall clock) until ``stop`` is set."""
+        interval = self.config.sample_interval_s
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.poll()
+            except Exception:
+                logger.exception("gateway %s: poll failed", self.config.gateway_id)
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (suspend, slow probe): skip missed instants
+                next_at = time.monotonic()
+                delay = 0
+            stop.wait(delay)
+
+    # -- internals -----------------------------------------------------------------------
+    def _read(self, instrument_id: str) -> Reading | None:
+        try:
+            reading = self._probes[instrument_id].read()
+        except ProbeError as exc:
+            if instrument_id not in self._failing:
+                self._failing.add(instrument_id)
+                logger.warning("gateway %s: instrument %s cannot be read: %s",
+                               self.config.gateway_id, instrument_id, exc)
+            return None
+        if instrument_id in self._failing:
+            self._failing.discard(instrument_id)
+            logger.info("gateway %s: instrument %s readable again",
+                        self.config.gateway_id, instrument_id)
+        return _checked(reading, instrument_id)
+
+    def _close(self, batch: MessageBatch, now: datetime, live: bool) -> list[Builder]:
+        return batch.close(
+            gateway=self.config.gateway_id,
+            bd_seq=max(self._link.bd_seq, 0),
+            created_at=now,
+            historical=not live,
+            max_samples=self.config.max_samples_per_message,
+        )
+
+    def _store(self, builders: list[Builder], now: datetime) -> None:
+        self._outbox.append(builders, now=now.timestamp())
+        self._enqueued += len(builders)
+
+    def _next_bd_seq(self) -> int:
+        with self._lock:
+            return self._outbox.next_bd_seq()
+
+    def _on_ack(self, mid: int) -> None:
+        self._acks.append(mid)
+        self._service()
+
+    def _service(self) -> None:
+        """Apply PUBACKs and refill the window, unless another thread is doing it right now.
+
+        Whoever holds the lock re-checks after releasing it, so no acknowledgement waits for
+        the next event.
+        """
+        while self._lock.acquire(blocking=False):
+            try:
+                if not self._started:
+                    return
+                self._apply_acks()
+                self._feed()
+            finally:
+                self._lock.release()
+            if not self._acks:
+                return
+
+    def _apply_acks(self) -> None:
+        seqs = []
+        while self._acks:
+            seq = self._inflight.pop(self._acks.popleft(), None)
+            if seq is not None:
+                seqs.append(seq)
+        if seqs:
+            self._acked += len(seqs)
+            self._outbox.delete(seqs)
+
+    def _feed(self) -> None:
+        room = self.config.inflight_window - len(self._inflight)
+        if room <= 0 or self._outbox.last_seq <= self._last_fed or not self._link.can_publish:
+            return
+        for stored in self._outbox.after(self._last_fed, room):
+            mid = self._link.publish(stored.topic, stored.payload)
+            if mid is None:
+                return
+            self._inflight[mid] = stored.seq
+            self._last_fed = stored.seq
+            self._published += 1
+
+
+def _checked(reading: Reading, instrument_id: str) -> Reading | None:
+    """Readings the protocol would refuse are dropped here, not in the middle of a message."""
+    problem = None
+    if reading.user is not None and not _IDENTIFIER.match(reading.user):
+        problem = f"user id {reading.user!r} is not a valid identifier"
+    elif len(reading.metrics) > MAX_METRICS_PER_SAMPLE or not all(
+        _IDENTIFIER.match(k) for k in reading.metrics
+    ):
+        problem = "too many metrics or an invalid metric name"
+    elif reading.power_w is not None and not 0 <= reading.power_w <= 10_000_000:
+        problem = f"power {reading.power_w} W out of range"
+    if problem:
+        logger.warning("instrument %s: reading ignored: %s", instrument_id, problem)
+        return None
+    return reading

@@ -1,0 +1,234 @@
+"""Durable outbox: every data message is stored here, with its seq, before it is published.
+
+One SQLite file per gateway (WAL, ``synchronous=NORMAL``: one transaction per batch of messages,
+no fsync per sample). Sequence numbers, the birth/death session number and drop counters live
+in the same file, so they survive restarts and a seq is never reused, even after drops.
+A message leaves the outbox only when the broker acknowledged it, or when a bound drops it
+(oldest first, counted and logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from gateway.errors import OutboxError
+
+logger = logging.getLogger("gateway")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    oldest REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_oldest ON message (oldest);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('bd_seq', -1),
+    ('dropped_full', 0), ('dropped_age', 0);
+"""
+
+
+class Entry(NamedTuple):
+    """What a builder returns for a seq: topic, payload, oldest timestamp inside (epoch s)."""
+
+    topic: str
+    payload: bytes
+    oldest: float
+
+
+class Stored(NamedTuple):
+    seq: int
+    topic: str
+    payload: bytes
+
+
+Builder = Callable[[int], Entry]
+"""Builds a message once its seq is known (the seq is part of the payload)."""
+
+
+class Outbox:
+    """A bounded, persistent FIFO of messages keyed by seq. Thread-safe."""
+
+    def __init__(self, path: Path, *, max_messages: int, max_age_s: float) -> None:
+        if max_messages < 1 or max_age_s <= 0:
+            raise ValueError("max_messages must be >= 1 and max_age_s > 0")
+        self.path = path
+        self.max_messages = max_messages
+        self.max_age_s = max_age_s
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._next_seq = 0
+        self.dropped_full = 0
+        self.dropped_age = 0
+
+    def open(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=1.0
+            )
+            # exclusive: one agent per file (a second one fails at once), and no -shm file,
+            # which saves a descriptor per gateway when thousands run in one process
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            (depth,) = db.execute("SELECT count(*) FROM message").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}", path=self.path) from exc
+        self._db = db
+        self._depth = int(depth)
+        self._next_seq = int(meta["next_seq"])
+        self.dropped_full = int(meta["dropped_full"])
+        self.dropped_age = int(meta["dropped_age"])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> Outbox:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def depth(self) -> int:
+        """Messages stored and not yet acknowledged."""
+        return self._depth
+
+    @property
+    def last_seq(self) -> int:
+        """The last seq handed out (-1 when none yet)."""
+        return self._next_seq - 1
+
+    def next_bd_seq(self) -> int:
+        """Advance and return the birth/death session number (0 at the first start)."""
+        with self._lock, self._transaction() as db:
+            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'bd_seq'")
+            (value,) = db.execute("SELECT value FROM meta WHERE key = 'bd_seq'").fetchone()
+            return int(value)
+
+    def append(self, builders: Sequence[Builder], *, now: float) -> list[int]:
+        """Store one message per builder, in order, in one transaction; then apply the bounds."""
+        if not builders:
+            return []
+        with self._lock, self._transaction() as db:
+            first = self._next_seq
+            rows = []
+            for offset, build in enumerate(builders):
+                entry = build(first + offset)
+                rows.append((first + offset, entry.topic, entry.payload, entry.oldest))
+            db.executemany("INSERT INTO message VALUES (?, ?, ?, ?)", rows)
+            next_seq = first + len(rows)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (next_seq,))
+            self._next_seq = next_seq
+            self._depth += len(rows)
+            self._enforce_bounds(db, now)
+        return [row[0] for row in rows]
+
+    def expire(self, *, now: float) -> None:
+        """Apply the age bound without adding anything."""
+        with self._lock, self._transaction() as db:
+            self._enforce_bounds(db, now)
+
+    def after(self, seq: int, limit: int) -> list[Stored]:
+        """Up to ``limit`` stored messages with a seq above ``seq``, in seq order."""
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT seq, topic, payload FROM message WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [Stored(int(s), str(t), bytes(p)) for s, t, p in rows]
+
+    def delete(self, seqs: Iterable[int]) -> int:
+        """Remove acknowledged messages; seqs already gone (dropped) are ignored."""
+        params = [(seq,) for seq in seqs]
+        if not params:
+            return 0
+        with self._lock, self._transaction() as db:
+            before = db.total_changes
+            db.executemany("DELETE FROM message WHERE seq = ?", params)
+            removed = db.total_changes - before
+            self._depth -= removed
+        return removed
+
+    def _enforce_bounds(self, db: sqlite3.Connection, now: float) -> None:
+        cutoff = now - self.max_age_s
+        old = db.execute("DELETE FROM message WHERE oldest < ?", (cutoff,)).rowcount
+        if old:
+            self._depth -= old
+            self.dropped_age += old
+            db.execute("UPDATE meta SET value = ? WHERE key = 'dropped_age'", (self.dropped_age,))
+            logger.warning(
+                "outbox %s: dropped %d message(s) older than %.0f s (%d dropped for age so far)",
+                self.path, old, self.max_age_s, self.dropped_age,
+            )
+        excess = self._depth - self.max_messages
+        if excess > 0:
+            db.execute(
+                "DELETE FROM message WHERE seq IN (SELECT seq FROM message ORDER BY seq LIMIT ?)",
+                (excess,),
+            )
+            self._depth -= excess
+            self.dropped_full += excess
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'dropped_full'", (self.dropped_full,)
+            )
+            logger.warning(
+                "outbox %s full (%d messages): dropped the %d oldest (%d dropped when full so far)",
+                self.path, self.max_messages, excess, self.dropped_full,
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError(f"outbox {self.path} is not open", path=self.path)
+        return self._db
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn(), self)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolling back (and restoring counters) on error."""
+
+    def __init__(self, db: sqlite3.Connection, outbox: Outbox) -> None:
+        self._db = db
+        self._outbox = outbox
+        self._saved = (0, 0, 0, 0)
+
+    def __enter__(self) -> sqlite3.Connection:
+        o = self._outbox
+        self._saved = (o._depth, o._next_seq, o.dropped_full, o.dropped_age)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {o.path}: {exc}", path=o.path) from exc
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        o = self._outbox
+        if exc is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_exc:
+                exc = commit_exc
+        self._db.execute("ROLLBACK")
+        o._depth, o._next_seq, o.dropped_full, o.dropped_age = self._saved
+        if isinstance(exc, sqlite3.Error):
+            raise OutboxError(f"outbox {o.path}: {exc}", path=o.path) from exc

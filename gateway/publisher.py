@@ -1,0 +1,291 @@
+"""The MQTT side of a gateway: connection, birth and last will, ingest presence, publishing.
+
+One paho client per gateway, driven by a shared NetworkLoop thread (see netloop.py), which
+also runs the reconnect schedule: exponential backoff with jitter, delays in class constants.
+Callbacks never block on the agent: acknowledgements and state changes are handed over through
+``on_ack`` / ``on_change``, which must return quickly (paho calls ``on_publish`` while holding
+its message lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from gateway.netloop import NetworkLoop
+from instrushare.protocol import GatewayState, IngestState, Topics, dumps
+from instrushare.settings import MqttAddress
+
+logger = logging.getLogger("gateway")
+
+SOFTWARE = "instrushare-gateway/0.1"
+
+
+class MqttLink:
+    """Keeps one gateway connected and says when data may be published.
+
+    Data may be published while connected, subscribed to ingest presence, and (unless
+    ``require_ingest_online`` is False) while at least one ingest worker's retained state says
+    online. ``next_bd_seq`` is called before every connection attempt: each connection gets a
+    fresh session number in its will and birth, so a late will from an older connection is
+    recognisably stale.
+    """
+
+    RECONNECT_MIN_DELAY = 1.0
+    RECONNECT_MAX_DELAY = 60.0
+    CONNECT_TIMEOUT_S = 5.0
+    KEEPALIVE_S = 30
+    STOP_TIMEOUT_S = 5.0
+
+    def __init__(
+        self,
+        *,
+        gateway_id: str,
+        address: MqttAddress,
+        topics: Topics,
+        instruments: list[str],
+        require_ingest_online: bool,
+        next_bd_seq: Callable[[], int],
+        on_ack: Callable[[int], None],
+        on_change: Callable[[], None],
+        network: NetworkLoop,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self.address = address
+        self.topics = topics
+        self.instruments = instruments
+        self.require_ingest_online = require_ingest_online
+        self._next_bd_seq = next_bd_seq
+        self._on_ack = on_ack
+        self._on_change = on_change
+        self.bd_seq = -1
+        self.connects = 0
+        self._connected = False
+        self._subscribed = False
+        self._sub_mid: int | None = None
+        self._ingest_online: set[str] = set()
+        self._link_up = True
+        self._stopping = False
+        self._failures = 0
+        self._state_lock = threading.Lock()
+        self._network = network
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.gateway_id,
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        if self.address.username is not None:
+            client.username_pw_set(self.address.username, self.address.password)
+        client.max_inflight_messages_set(0)  # the agent's window bounds what is in flight
+        client.max_queued_messages_set(0)
+        client.connect_timeout = self.CONNECT_TIMEOUT_S
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def can_publish(self) -> bool:
+        return (
+            self._connected
+            and self._subscribed
+            and self._link_up
+            and (bool(self._ingest_online) or not self.require_ingest_online)
+        )
+
+    @property
+    def ingest_workers_online(self) -> frozenset[str]:
+        return frozenset(self._ingest_online)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; a broker that is down is retried with backoff."""
+        self._client.connect_async(self.address.host, self.address.port, self.KEEPALIVE_S)
+        self._network.attach(self._client)
+        self._network.call_soon(self._connect)
+
+    def stop(self) -> None:
+        """Publish the retained offline state (when connected), disconnect, detach."""
+        self._stopping = True
+        if self._connected and self._link_up:
+            info = self._client.publish(
+                self.topics.gateway_state(self.gateway_id),
+                self._state_payload("offline"),
+                qos=1,
+                retain=True,
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(self.STOP_TIMEOUT_S)
+            self._client.disconnect()
+            deadline = time.monotonic() + self.STOP_TIMEOUT_S
+            while self._client.socket() is not None and time.monotonic() < deadline:
+                time.sleep(0.002)
+        self._link_up = False
+        self._network.call_soon(self._cut)
+        self._network.detach(self._client)
+        self._connected = self._subscribed = False
+
+    def set_link(self, up: bool) -> None:
+        """Simulate a network outage: down cuts the TCP connection abruptly (the broker then
+        publishes the last will) and stops reconnecting; up reconnects at once."""
+        if up == self._link_up or self._stopping:
+            return
+        self._link_up = up
+        if up:
+            self._failures = 0
+            self._network.call_soon(self._connect)
+            return
+        self._cut()
+        self._on_change()
+
+    def _cut(self) -> None:
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _connect(self) -> None:
+        """(network thread) One connection attempt; failures schedule the next one."""
+        if not self._link_up or self._stopping or self._client.socket() is not None:
+            return
+        try:
+            self._client.reconnect()
+        except Exception as exc:
+            self._retry_later(f"cannot connect to {self.address.host}:{self.address.port}: {exc}")
+
+    def _retry_later(self, why: str) -> None:
+        if not self._link_up or self._stopping:
+            return
+        self._failures += 1
+        delay = min(self.RECONNECT_MAX_DELAY, self.RECONNECT_MIN_DELAY * 2 ** (self._failures - 1))
+        delay *= random.uniform(0.5, 1.5)
+        log = logger.warning if self._failures in (1, 10) or self._failures % 100 == 0 else (
+            logger.debug)
+        log("gateway %s: %s; retry %d in %.1f s", self.gateway_id, why, self._failures, delay)
+        self._network.call_later(delay, self._connect)
+
+    def publish(self, topic: str, payload: bytes) -> int | None:
+        """Hand one QoS 1 message to paho; its mid, or None if paho refused it."""
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            logger.warning("gateway %s: publish refused by client: %s", self.gateway_id,
+                           mqtt.error_string(info.rc))
+            return None
+        return info.mid
+
+    # -- paho callbacks (network thread) -------------------------------------------------
+    def _state_payload(self, status: str) -> bytes:
+        return dumps(
+            GatewayState(
+                v=1,
+                gateway=self.gateway_id,
+                status=status,  # type: ignore[arg-type]
+                bd_seq=max(self.bd_seq, 0),
+                ts=datetime.now(UTC),
+                instruments=self.instruments,
+                software=SOFTWARE,
+            )
+        )
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        self.bd_seq = self._next_bd_seq()
+        client.will_set(
+            self.topics.gateway_state(self.gateway_id),
+            self._state_payload("offline"),
+            qos=1,
+            retain=True,
+        )
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.warning("gateway %s: broker refused the connection: %s", self.gateway_id,
+                           reason)
+            return
+        if not self._link_up or self._stopping:
+            self._cut()
+            return
+        self._failures = 0
+        self.connects += 1
+        with self._state_lock:
+            self._connected = True
+            self._subscribed = False
+            self._ingest_online.clear()
+        logger.info("gateway %s connected to %s:%d (bd_seq %d)", self.gateway_id,
+                    self.address.host, self.address.port, self.bd_seq)
+        client.publish(
+            self.topics.gateway_state(self.gateway_id),
+            self._state_payload("online"),
+            qos=1,
+            retain=True,
+        )
+        _, self._sub_mid = client.subscribe(self.topics.all_ingest_states, qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        if mid == self._sub_mid:
+            self._subscribed = True
+            self._on_change()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        worker = message.topic.split("/")[-2]
+        online = False
+        if message.payload:
+            try:
+                state = IngestState.model_validate_json(message.payload)
+            except ValidationError:
+                logger.warning("gateway %s: ignoring malformed ingest state on %s",
+                               self.gateway_id, message.topic)
+            else:
+                online = state.status == "online"
+        with self._state_lock:
+            if online:
+                self._ingest_online.add(worker)
+            else:
+                self._ingest_online.discard(worker)
+        self._on_change()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        was_connected = self._connected
+        with self._state_lock:
+            self._connected = self._subscribed = False
+            self._ingest_online.clear()
+        if was_connected:
+            log = logger.debug if self._stopping else (
+                logger.info if not self._link_up else logger.warning)
+            log("gateway %s disconnected: %s", self.gateway_id, reason)
+        self._on_change()
+        if self._link_up and not self._stopping:
+            self._retry_later(f"disconnected ({reason})")
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        self._on_ack(mid)

@@ -1,0 +1,212 @@
+"""Turn one raw MQTT delivery into rows to store, or dead letters with a reason.
+
+Pure except for the registry lookup; the receive time stamped by the MQTT callback is the
+clock every timestamp rule uses, so a retried batch decodes the same way. Data messages take
+the fast path of ``_wire`` first; only what it refuses meets the protocol model, which then
+names the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from instrushare.protocol import (
+    MAX_FUTURE_SKEW,
+    MAX_PAST_AGE,
+    MAX_PAYLOAD_BYTES,
+    DataMessage,
+    GatewayState,
+)
+
+from ._registry import InstrumentRegistry
+from ._wire import fast_message, timestamp
+
+Raw = tuple[str, bytes | bytearray, int, int, float]
+"""(topic, payload, mid, qos, receive time as POSIX seconds) as queued by the MQTT callback."""
+
+MsgRow = tuple[str, int, datetime, str, int, bool, int, int, datetime]
+SampleRow = tuple[str, datetime, str, float | None, str | None, dict[str, float] | None, str, int]
+"""Columns of ``state_sample`` in table order: ready for COPY."""
+EventRow = tuple[str, datetime, str, str | None, str | None, str, int]
+DeadRow = tuple[str, bytes | bytearray, str, str, datetime]
+
+_DETAIL_MAX = 4000
+
+
+class Reason(StrEnum):
+    """Why a message (or part of one) went to the dead-letter table."""
+
+    OVERSIZED = "oversized"
+    MALFORMED_JSON = "malformed_json"
+    INVALID_PAYLOAD = "invalid_payload"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    TOPIC_MISMATCH = "topic_mismatch"
+    UNKNOWN_INSTRUMENT = "unknown_instrument"
+    WRONG_GATEWAY = "wrong_gateway"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_OLD = "too_old"
+    UNKNOWN_TOPIC = "unknown_topic"
+    DB_REJECTED = "db_rejected"
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One delivery, ready to write: acked by ``mid`` once its transaction commits."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes | bytearray
+    received_at: datetime
+    key: tuple[str, int] | None = None
+    message: MsgRow | None = None
+    samples: list[SampleRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    dead: list[DeadRow] = field(default_factory=list)
+    state: GatewayState | None = None
+    lag_s: float | None = None
+    historical: bool = False
+
+    def reject(self, reason: Reason, detail: str = "") -> Decoded:
+        self.dead.append((self.topic, self.payload, reason.value, detail[:_DETAIL_MAX],
+                          self.received_at))
+        return self
+
+
+class Decoder:
+    """Classifies deliveries under one topic prefix against the instrument registry."""
+
+    def __init__(self, *, prefix: str, registry: InstrumentRegistry) -> None:
+        self._head = f"{prefix}/gw/"
+        self._registry = registry
+
+    def decode(self, raw: Raw) -> Decoded:
+        topic, payload, mid, qos, received = raw
+        out = Decoded(mid, qos, topic, payload, datetime.fromtimestamp(received, UTC))
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return out.reject(Reason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+        parts = topic[len(self._head):].split("/") if topic.startswith(self._head) else []
+        if len(parts) == 3 and parts[1] == "data":
+            return self._data(out, parts[0], parts[2], received)
+        if len(parts) == 2 and parts[1] == "state":
+            return self._state(out, parts[0])
+        return out.reject(Reason.UNKNOWN_TOPIC)
+
+    def _data(self, out: Decoded, gateway: str, instrument: str, received: float) -> Decoded:
+        msg = fast_message(out.payload)
+        if msg is None:
+            try:
+                msg = _as_dict(DataMessage.model_validate_json(out.payload))
+            except ValidationError as exc:
+                return _invalid(out, exc)
+        if msg["gateway"] != gateway or msg["instrument"] != instrument:
+            return out.reject(
+                Reason.TOPIC_MISMATCH,
+                f"payload says {msg['gateway']}/{msg['instrument']},"
+                f" topic {gateway}/{instrument}",
+            )
+        registered, owner = self._registry.lookup(instrument)
+        if not registered:
+            return out.reject(Reason.UNKNOWN_INSTRUMENT, instrument)
+        if owner is not None and owner != gateway:
+            return out.reject(
+                Reason.WRONG_GATEWAY, f"{instrument} is registered with gateway {owner}"
+            )
+        recv = out.received_at
+        newest, oldest = recv + MAX_FUTURE_SKEW, recv - MAX_PAST_AGE
+        future: list[str] = []
+        old: list[str] = []
+        seq = msg["seq"]
+        hist = msg.get("historical", False)
+        raw_samples = msg.get("samples", ())
+        times = [s["ts"] for s in raw_samples]
+        if times and (min(times) < oldest or max(times) > newest):
+            kept = []
+            for s in raw_samples:
+                ts = s["ts"]
+                if ts > newest:
+                    future.append(f"sample {timestamp(ts)}")
+                elif ts < oldest:
+                    old.append(f"sample {timestamp(ts)}")
+                else:
+                    kept.append(s)
+            raw_samples = kept
+        samples = out.samples = [
+            (instrument, s["ts"], s["state"], s.get("power_w"), s.get("user"),
+             s.get("metrics") or None, gateway, seq)
+            for s in raw_samples
+        ]
+        events = out.events
+        for e in msg.get("events", ()):
+            ts = e["ts"]
+            if ts > newest:
+                future.append(f"event {timestamp(ts)}")
+            elif ts < oldest:
+                old.append(f"event {timestamp(ts)}")
+            else:
+                events.append((instrument, ts, e["type"], e.get("user"), e.get("detail"),
+                               gateway, seq))
+        if future:
+            out.reject(
+                Reason.FUTURE_TIMESTAMP,
+                f"received {recv.isoformat()}; later than +{MAX_FUTURE_SKEW}: "
+                + ", ".join(future),
+            )
+        if old:
+            out.reject(
+                Reason.TOO_OLD,
+                f"received {recv.isoformat()}; older than {MAX_PAST_AGE}: " + ", ".join(old),
+            )
+        created = msg["created_at"]
+        out.key = (gateway, seq)
+        out.historical = hist
+        out.message = (
+            gateway, seq, created, instrument, msg["bd_seq"], hist,
+            len(samples), len(events), recv,
+        )
+        out.lag_s = received - created.timestamp()
+        return out
+
+    def _state(self, out: Decoded, gateway: str) -> Decoded:
+        try:
+            state = GatewayState.model_validate_json(out.payload)
+        except ValidationError as exc:
+            return _invalid(out, exc)
+        if state.gateway != gateway:
+            return out.reject(
+                Reason.TOPIC_MISMATCH, f"payload says {state.gateway}, topic {gateway}"
+            )
+        out.state = state
+        return out
+
+
+def _as_dict(msg: DataMessage) -> dict[str, Any]:
+    """The protocol model's result in the fast path's shape (reached only if they disagree)."""
+    doc: Any = msg.model_dump()
+    for s in doc["samples"]:
+        s["state"] = s["state"].value
+    for e in doc["events"]:
+        e["type"] = e["type"].value
+    return doc  # type: ignore[no-any-return]
+
+
+def _invalid(out: Decoded, exc: ValidationError) -> Decoded:
+    errors: list[Any] = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return out.reject(Reason.MALFORMED_JSON, str(errors[0]["msg"]))
+    if any(e["loc"] == ("v",) and e["type"] == "literal_error" for e in errors):
+        return out.reject(Reason.UNSUPPORTED_VERSION, _version_of(out.payload))
+    return out.reject(Reason.INVALID_PAYLOAD, json.dumps(errors, default=str))
+
+
+def _version_of(payload: bytes | bytearray) -> str:
+    try:
+        return f"v={json.loads(payload).get('v')!r}"
+    except (ValueError, AttributeError):
+        return "v unreadable"

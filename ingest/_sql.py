@@ -1,0 +1,179 @@
+"""SQL of the batch transaction. Staging tables are per connection and emptied at COMMIT.
+
+Two ways to store rows: COPY straight into the tables (the fast path: it fails on any
+duplicate key, and the transaction is then replayed on the other way) and COPY into staging
+tables followed by ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (the safe path).
+"""
+
+from __future__ import annotations
+
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_msg (
+    gateway_id text, seq bigint, created_at timestamptz, instrument_id text, bd_seq bigint,
+    historical boolean, n_samples integer, n_events integer, received_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS ingest_sample (
+    instrument_id text, ts timestamptz, state text, power_w double precision, user_id text,
+    metrics jsonb, gateway_id text, seq bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS ingest_event (
+    instrument_id text, ts timestamptz, type text, user_id text, detail text,
+    gateway_id text, seq bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS ingest_anchor (instrument_id text PRIMARY KEY, a timestamptz)
+    ON COMMIT DELETE ROWS;
+"""
+
+MSG_COLUMNS = (
+    "gateway_id, seq, created_at, instrument_id, bd_seq, historical, n_samples, n_events,"
+    " received_at"
+)
+MSG_TYPES = ["text", "int8", "timestamptz", "text", "int8", "bool", "int4", "int4", "timestamptz"]
+SAMPLE_TYPES = ["text", "timestamptz", "text", "float8", "text", "jsonb", "text", "int8"]
+EVENT_TYPES = ["text", "timestamptz", "text", "text", "text", "text", "int8"]
+
+# Fast path: ``arrival`` takes its default (0002_ingest.sql) from ingest_arrival_seq.
+COPY_MSG = f"COPY ingested_message ({MSG_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+COPY_SAMPLE = (
+    "COPY state_sample (instrument_id, ts, state, power_w, user_id, metrics, gateway_id, seq)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+COPY_EVENT = (
+    "COPY instrument_event (instrument_id, ts, type, user_id, detail, gateway_id, seq)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+
+# Safe path.
+STAGE_MSG = "COPY ingest_msg FROM STDIN (FORMAT BINARY)"
+STAGE_SAMPLE = "COPY ingest_sample FROM STDIN (FORMAT BINARY)"
+STAGE_EVENT = "COPY ingest_event FROM STDIN (FORMAT BINARY)"
+
+# Sorted by key so concurrent workers take unique-index locks in one order (no deadlock).
+INSERT_MESSAGES = f"""
+INSERT INTO ingested_message ({MSG_COLUMNS}, arrival)
+SELECT m.*, nextval('ingest_arrival_seq')
+FROM (SELECT * FROM ingest_msg ORDER BY gateway_id, seq) m
+ON CONFLICT DO NOTHING
+RETURNING gateway_id, seq
+"""
+
+INSERT_SAMPLES = """
+INSERT INTO state_sample (instrument_id, ts, state, power_w, user_id, metrics, gateway_id, seq)
+SELECT * FROM ingest_sample ORDER BY instrument_id, ts
+ON CONFLICT DO NOTHING
+"""
+
+INSERT_EVENTS = """
+INSERT INTO instrument_event (instrument_id, ts, type, user_id, detail, gateway_id, seq)
+SELECT * FROM ingest_event ORDER BY instrument_id, ts, type
+ON CONFLICT DO NOTHING
+"""
+
+# Serialises all writes for one instrument across workers, taken first and in sorted order:
+# whoever runs second sees the other's committed samples, sessions and status.
+LOCK_INSTRUMENTS = """
+SELECT count(pg_advisory_xact_lock(hashtextextended(i, 7411)))
+FROM (SELECT DISTINCT unnest(%s::text[]) AS i ORDER BY 1) t
+"""
+
+# What each instrument held before the batch: latest sample, latest session, status.
+BEFORE = """
+SELECT i.id, l.ts, l.state, l.user_id, u.start_ts, st.state, st.since, st.last_ts
+FROM unnest(%s::text[]) AS i (id)
+LEFT JOIN LATERAL (SELECT s.ts, s.state, s.user_id FROM state_sample s
+                   WHERE s.instrument_id = i.id ORDER BY s.ts DESC LIMIT 1) l ON true
+LEFT JOIN LATERAL (SELECT u.start_ts FROM usage_session u
+                   WHERE u.instrument_id = i.id ORDER BY u.start_ts DESC LIMIT 1) u ON true
+LEFT JOIN instrument_status st ON st.instrument_id = i.id
+"""
+
+# Rows computed in Python (``_derive``); the guard keeps a newer stored status regardless.
+UPSERT_STATUS = """
+INSERT INTO instrument_status AS st
+    (instrument_id, gateway_id, state, since, user_id, power_w, last_ts, updated_at)
+SELECT r.*, now()
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
+            %s::float8[], %s::timestamptz[]) AS r
+ON CONFLICT (instrument_id) DO UPDATE SET
+    gateway_id = EXCLUDED.gateway_id, state = EXCLUDED.state, since = EXCLUDED.since,
+    user_id = EXCLUDED.user_id, power_w = EXCLUDED.power_w, last_ts = EXCLUDED.last_ts,
+    updated_at = EXCLUDED.updated_at
+WHERE EXCLUDED.last_ts > st.last_ts
+"""
+
+UPSERT_SESSIONS = """
+INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
+                     %s::text[])
+ON CONFLICT (instrument_id, start_ts) DO UPDATE SET
+    end_ts = EXCLUDED.end_ts, last_ts = EXCLUDED.last_ts, user_id = EXCLUDED.user_id
+"""
+
+# Late data: recompute from an anchor at or before every session the new samples can touch.
+SESSION_ANCHORS = """
+INSERT INTO ingest_anchor (instrument_id, a)
+SELECT t.instrument_id,
+       least(t.t_min, (SELECT min(u.start_ts) FROM usage_session u
+                       WHERE u.instrument_id = t.instrument_id
+                         AND (u.end_ts IS NULL OR u.end_ts >= t.t_min - %(gap)s)))
+FROM unnest(%(ids)s::text[], %(t_min)s::timestamptz[]) AS t (instrument_id, t_min)
+"""
+
+DELETE_SESSIONS = """
+DELETE FROM usage_session u USING ingest_anchor a
+WHERE u.instrument_id = a.instrument_id AND u.start_ts >= a.a
+"""
+
+# Gaps and islands: a session starts at a running sample whose predecessor is not running, ran
+# for another user, or lies more than the gap before it. It ends at the next sample after the
+# run when that is within the gap, else at its last running sample; open while nothing follows.
+INSERT_SESSIONS = """
+WITH s AS (
+    SELECT s.instrument_id, s.ts, s.state = 'running' AS run, s.user_id,
+           lag(s.ts) OVER w AS prev_ts, lag(s.state) OVER w AS prev_state,
+           lag(s.user_id) OVER w AS prev_user, lead(s.ts) OVER w AS next_ts
+    FROM state_sample s JOIN ingest_anchor a
+      ON s.instrument_id = a.instrument_id AND s.ts >= a.a
+    WINDOW w AS (PARTITION BY s.instrument_id ORDER BY s.ts)
+), g AS (
+    SELECT s.*, sum(CASE WHEN run AND (prev_state IS DISTINCT FROM 'running'
+                                       OR prev_user IS DISTINCT FROM user_id
+                                       OR ts - prev_ts > %(gap)s) THEN 1 ELSE 0 END)
+                OVER (PARTITION BY instrument_id ORDER BY ts) AS grp
+    FROM s
+)
+INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)
+SELECT instrument_id, min(ts),
+       CASE WHEN bool_or(next_ts IS NULL) THEN NULL
+            WHEN max(next_ts) - max(ts) <= %(gap)s THEN max(next_ts)
+            ELSE max(ts) END,
+       max(ts), min(user_id)
+FROM g WHERE run
+GROUP BY instrument_id, grp
+"""
+
+# Dead letters are stored once per (reason, topic, payload): a redelivered one is a no-op.
+INSERT_DEAD = """
+INSERT INTO dead_letter (topic, payload, reason, detail, received_at)
+SELECT * FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::text[], %s::timestamptz[])
+ON CONFLICT (reason, topic, md5(payload)) DO NOTHING
+RETURNING reason
+"""
+
+LOAD_REGISTRY = "SELECT id, gateway_id FROM instrument"
+
+# A birth applies unless a newer session is stored or this very session already ended.
+GATEWAY_BIRTH = """
+INSERT INTO gateway AS g (id, bd_seq, online, changed_at, instruments, software)
+VALUES (%(id)s, %(bd_seq)s, true, %(ts)s, %(instruments)s, %(software)s)
+ON CONFLICT (id) DO UPDATE SET
+    bd_seq = EXCLUDED.bd_seq, online = true, changed_at = EXCLUDED.changed_at,
+    instruments = EXCLUDED.instruments, software = EXCLUDED.software
+WHERE EXCLUDED.bd_seq > g.bd_seq OR (EXCLUDED.bd_seq = g.bd_seq AND g.online)
+"""
+
+# A will counts only for the session it belongs to: an older bd_seq is a stale will.
+GATEWAY_DEATH = """
+UPDATE gateway SET online = false, changed_at = %(ts)s
+WHERE id = %(id)s AND bd_seq = %(bd_seq)s AND online
+"""

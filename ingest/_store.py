@@ -1,0 +1,320 @@
+"""Writes decoded batches to PostgreSQL: one transaction per batch, idempotent by message key.
+
+Each batch first takes the fast path (COPY straight into the tables, status and sessions
+derived in Python). A duplicate key makes that transaction fail as a whole; it is then
+replayed on the safe path (staging tables, ``ON CONFLICT DO NOTHING``), which also stays in
+use for the next few batches, since duplicates come in runs (redelivery after a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from operator import itemgetter, lt
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from . import _sql as q
+from ._decode import Decoded, EventRow, SampleRow
+from ._derive import Before, SessionRow, StatusRow, appended_sessions, in_order, status_row
+from .errors import RejectedBatchError, RetryableStoreError
+
+logger = logging.getLogger("ingest")
+
+_CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one or more committed transactions stored."""
+
+    messages: int = 0
+    """Data messages offered (after in-batch duplicates were dropped)."""
+    fresh: int = 0
+    """Data messages newly stored; ``messages - fresh`` were already there."""
+    in_batch_duplicates: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+
+    def __iadd__(self, other: WriteResult) -> WriteResult:
+        self.messages += other.messages
+        self.fresh += other.fresh
+        self.in_batch_duplicates += other.in_batch_duplicates
+        self.dead.update(other.dead)
+        return self
+
+    @property
+    def duplicates(self) -> int:
+        return self.in_batch_duplicates + self.messages - self.fresh
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Map psycopg errors to: retry later (connection, deadlock, anything unknown) or split."""
+    try:
+        yield
+    except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
+        raise RejectedBatchError(
+            str(exc).strip() or type(exc).__name__, sqlstate=exc.sqlstate
+        ) from exc
+    except psycopg.Error as exc:
+        raise RetryableStoreError(str(exc).strip() or type(exc).__name__) from exc
+
+
+class BatchStore:
+    """Owns one database connection (reopened after failures) and its staging tables.
+
+    Used by one thread at a time; ``load_registry`` opens its own short connection, so the
+    decoding thread may call it while a batch is being written.
+    """
+
+    SAFE_BATCHES_AFTER_CONFLICT = 20
+    """Batches written on the safe path after one met a duplicate key."""
+
+    def __init__(self, *, conninfo: str, session_max_gap: timedelta) -> None:
+        self._conninfo = conninfo
+        self._gap = session_max_gap
+        self._conn: psycopg.Connection[Any] | None = None
+        self._safe_left = 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=_CONNECT_TIMEOUT_S,
+            application_name="instrushare-ingest",
+        )
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self.close()
+        conn = self._connect()
+        try:
+            conn.execute(q.STAGING)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        logger.info("connected to the database")
+        return conn
+
+    def _discard_if_broken(self) -> None:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self.close()
+
+    def load_registry(self) -> dict[str, str | None]:
+        with _translated(), self._connect() as conn:
+            return {row[0]: row[1] for row in conn.execute(q.LOAD_REGISTRY)}
+
+    def write(self, items: Sequence[Decoded]) -> WriteResult:
+        """Store ``items`` in one transaction; raises RetryableStoreError or RejectedBatchError."""
+        batch = _Batch(items)
+        try:
+            if self._safe_left > 0:
+                self._safe_left -= 1
+            else:
+                try:
+                    with _translated():
+                        return self._write(self._connection(), batch, safe=False)
+                except RejectedBatchError as exc:
+                    logger.debug("fast path refused (%s); writing the batch safely", exc)
+                    self._safe_left = self.SAFE_BATCHES_AFTER_CONFLICT
+            with _translated():
+                return self._write(self._connection(), batch, safe=True)
+        except RetryableStoreError:
+            self._discard_if_broken()
+            raise
+
+    def _write(self, conn: psycopg.Connection[Any], batch: _Batch, *, safe: bool) -> WriteResult:
+        result = WriteResult(messages=len(batch.messages),
+                             in_batch_duplicates=batch.in_batch_duplicates)
+        with conn.transaction(), conn.cursor() as cur:
+            if batch.messages:
+                cur.execute(q.LOCK_INSTRUMENTS, (batch.instruments,))
+                fresh = self._insert_messages(cur, batch.messages, safe=safe)
+                result.fresh = len(fresh)
+                if fresh:
+                    self._insert_data(cur, fresh, safe=safe)
+            if batch.dead:
+                cur.execute(q.INSERT_DEAD, [list(col) for col in zip(*batch.dead, strict=True)])
+                result.dead.update(row[0] for row in cur.fetchall())
+            for it in batch.states:
+                state = it.state
+                assert state is not None
+                params = {
+                    "id": state.gateway,
+                    "bd_seq": state.bd_seq,
+                    "ts": state.ts or it.received_at,
+                    "instruments": list(state.instruments),
+                    "software": state.software,
+                }
+                cur.execute(q.GATEWAY_BIRTH if state.status == "online" else q.GATEWAY_DEATH,
+                            params)
+        return result
+
+    def _insert_messages(
+        self, cur: psycopg.Cursor[Any], messages: list[Decoded], *, safe: bool
+    ) -> list[Decoded]:
+        """Store the message rows; returns the messages stored for the first time."""
+        rows = [it.message for it in messages]
+        if not safe:
+            _copy(cur, q.COPY_MSG, q.MSG_TYPES, rows)
+            return messages
+        _copy(cur, q.STAGE_MSG, q.MSG_TYPES, rows)
+        cur.execute(q.INSERT_MESSAGES)
+        keys = {(row[0], row[1]) for row in cur.fetchall()}
+        return [it for it in messages if it.key in keys]
+
+    def _insert_data(self, cur: psycopg.Cursor[Any], fresh: list[Decoded], *, safe: bool) -> None:
+        samples, live, events = _group(fresh)
+        if samples:
+            ids = sorted(samples)
+            cur.execute(q.BEFORE, (ids,))
+            before = {row[0]: Before(*row[1:]) for row in cur.fetchall()}
+            rows = [r for i in ids for r in samples[i]]
+            _copy(cur, q.STAGE_SAMPLE if safe else q.COPY_SAMPLE, q.SAMPLE_TYPES, rows)
+            if safe:
+                cur.execute(q.INSERT_SAMPLES)
+            status: list[StatusRow] = []
+            sessions: list[SessionRow] = []
+            late: list[tuple[str, datetime]] = []
+            for i in ids:
+                b = before[i]
+                new = samples[i]
+                if i in live and (row := status_row(i, live[i], b)) is not None:
+                    status.append(row)
+                if in_order(new, b):
+                    sessions += appended_sessions(i, new, b, self._gap)
+                else:
+                    late.append((i, new[0][1]))
+            if status:
+                cur.execute(q.UPSERT_STATUS, _columns(status, 7))
+            if sessions:
+                cur.execute(q.UPSERT_SESSIONS, _columns(sessions, 5))
+            if late:
+                ids_late, t_min = _columns(late, 2)
+                cur.execute(q.SESSION_ANCHORS, {"ids": ids_late, "t_min": t_min, "gap": self._gap})
+                cur.execute(q.DELETE_SESSIONS)
+                cur.execute(q.INSERT_SESSIONS, {"gap": self._gap})
+        if events:
+            _copy(cur, q.STAGE_EVENT if safe else q.COPY_EVENT, q.EVENT_TYPES, events)
+            if safe:
+                cur.execute(q.INSERT_EVENTS)
+
+
+class _Batch:
+    """A batch sorted out: unique data messages, dead letters, gateway states."""
+
+    __slots__ = ("dead", "in_batch_duplicates", "instruments", "messages", "states")
+
+    def __init__(self, items: Sequence[Decoded]) -> None:
+        self.messages: list[Decoded] = []
+        self.dead: list[Any] = []
+        self.states: list[Decoded] = []
+        self.in_batch_duplicates = 0
+        seen: set[tuple[str, int]] = set()
+        for it in items:
+            if it.dead:
+                self.dead += it.dead
+            if it.key is not None:
+                if it.key in seen:
+                    self.in_batch_duplicates += 1
+                    continue
+                seen.add(it.key)
+                self.messages.append(it)
+            elif it.state is not None:
+                self.states.append(it)
+        self.instruments = sorted({it.message[3] for it in self.messages if it.message})
+
+
+_ts = itemgetter(1)
+
+
+def _group(
+    fresh: list[Decoded],
+) -> tuple[dict[str, list[SampleRow]], dict[str, list[SampleRow]], list[EventRow]]:
+    """Samples per instrument sorted by time, one per timestamp (the first to arrive wins),
+    the live (non-historical) ones among them, and the events, one per key."""
+    per: dict[str, list[tuple[list[SampleRow], bool]]] = {}
+    events: list[EventRow] = []
+    for it in fresh:
+        if it.samples:
+            per.setdefault(it.samples[0][0], []).append((it.samples, it.historical))
+        if it.events:
+            events += it.events
+    samples: dict[str, list[SampleRow]] = {}
+    live: dict[str, list[SampleRow]] = {}
+    for inst, parts in per.items():
+        if _consecutive(parts):  # the usual case: each message continues the previous one
+            if len(parts) == 1:
+                samples[inst] = parts[0][0]
+            else:
+                samples[inst] = [r for rows, _ in parts for r in rows]
+            if not any(h for _, h in parts):
+                live[inst] = samples[inst]
+            elif not all(h for _, h in parts):
+                live[inst] = [r for rows, h in parts if not h for r in rows]
+            continue
+        tagged = sorted(((r, h) for rows, h in parts for r in rows), key=lambda t: t[0][1])
+        kept: list[SampleRow] = []
+        kept_live: list[SampleRow] = []
+        last: datetime | None = None
+        for r, h in tagged:
+            if r[1] == last:
+                continue
+            last = r[1]
+            kept.append(r)
+            if not h:
+                kept_live.append(r)
+        samples[inst] = kept
+        if kept_live:
+            live[inst] = kept_live
+    if len(events) > 1:
+        seen: set[tuple[str, datetime, str]] = set()
+        unique = []
+        for e in events:
+            key = (e[0], e[1], e[2])
+            if key not in seen:
+                seen.add(key)
+                unique.append(e)
+        events = unique
+    return samples, live, events
+
+
+def _consecutive(parts: list[tuple[list[SampleRow], bool]]) -> bool:
+    """True when the samples, message after message, are strictly increasing in time."""
+    prev: datetime | None = None
+    for rows, _ in parts:
+        if prev is not None and rows[0][1] <= prev:
+            return False
+        if len(rows) > 1 and not all(map(lt, map(_ts, rows), map(_ts, rows[1:]))):
+            return False
+        prev = rows[-1][1]
+    return True
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Row tuples to one list per column, for ``unnest`` of arrays."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _copy(cur: psycopg.Cursor[Any], stmt: str, types: list[str], rows: Iterable[Any]) -> None:
+    with cur.copy(stmt) as cp:
+        cp.set_types(types)
+        write = cp.write_row
+        for row in rows:
+            write(row)

@@ -1,0 +1,367 @@
+"""The ingest worker: MQTT deliveries in, batched durable writes, acknowledgements after commit.
+
+Threads: paho's network loop only queues deliveries (``_on_message``); a decoding thread
+validates them into batches while the thread calling ``run`` writes the previous batch and
+acknowledges it, so decoding overlaps the database's work. The broker stops sending once
+``receive_maximum`` deliveries are unacknowledged, which bounds the queues and so memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from datetime import timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import CollectorRegistry
+
+from instrushare.protocol import IngestState, Topics, dumps
+
+from ._config import IngestConfig
+from ._decode import Decoded, Decoder, Raw, Reason
+from ._registry import InstrumentRegistry
+from ._stats import IngestStats, Metrics
+from ._store import BatchStore, WriteResult
+from .errors import RejectedBatchError, RetryableStoreError
+
+logger = logging.getLogger("ingest")
+
+
+class IngestWorker:
+    """Consumes the shared subscription of one share group and stores what it receives."""
+
+    INITIAL_BACKOFF_S = 0.5
+    MAX_BACKOFF_S = 30.0
+    BACKOFF_JITTER = 0.25
+    """Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    STOP_GRACE_S = 10.0
+    """How long a stopping worker keeps retrying its last batch before leaving it unacked."""
+    IDLE_POLL_S = 0.05
+
+    def __init__(self, config: IngestConfig, *, registry: CollectorRegistry | None = None) -> None:
+        self._config = config
+        self._topics = Topics(config.topic_prefix)
+        self._inbox: deque[Raw] = deque()
+        self._wake = threading.Event()
+        self._stats = IngestStats()
+        self._received = 0
+        self._metrics = Metrics(
+            registry=registry if registry is not None else CollectorRegistry(),
+            queue_depth=lambda: len(self._inbox),
+        )
+        self._store = BatchStore(
+            conninfo=config.database_url,
+            session_max_gap=timedelta(seconds=config.session_max_gap_s),
+        )
+        self._decoder = Decoder(
+            prefix=config.topic_prefix,
+            registry=InstrumentRegistry(loader=self._store.load_registry),
+        )
+        self._state_topic = self._topics.ingest_state(config.worker_id)
+        self._client = self._make_client()
+        self.online = threading.Event()
+        """Set once subscribed and announced online (tests wait on it)."""
+
+    @property
+    def stats(self) -> IngestStats:
+        snapshot = self._stats.copy()
+        snapshot.received = self._received
+        return snapshot
+
+    # -- MQTT -------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self._config
+        if cfg.mqtt_protocol == "5":
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=cfg.client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=cfg.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
+        addr = cfg.mqtt
+        if addr.username is not None:
+            client.username_pw_set(addr.username, addr.password)
+        client.will_set(self._state_topic, self._state_payload("offline"), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def _state_payload(self, status: str) -> bytes:
+        return dumps(IngestState(v=1, worker=self._config.worker_id, status=status))  # type: ignore[arg-type]
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.warning("broker refused the connection: %s", reason)
+            return
+        logger.info("connected to the broker (session present: %s)", flags.session_present)
+        cfg, topics = self._config, self._topics
+        share = f"$share/{cfg.share_group}/" if cfg.shared_subscription else ""
+        wanted = [f"{share}{topics.all_data}", f"{share}{topics.all_gateway_states}"]
+        if cfg.mqtt_protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
+        else:
+            client.subscribe([(t, 1) for t in wanted])
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            logger.error("subscription refused: %s", failed)
+            return
+        client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
+        self.online.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
+    ) -> None:
+        self.online.clear()
+        if reason.is_failure:
+            logger.warning("lost the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        inbox = self._inbox
+        inbox.append((msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        self._received += 1
+        n = len(inbox)
+        if n == 1 or n >= self._config.batch_max_messages:
+            self._wake.set()
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then flush, commit, ack, go offline and disconnect."""
+        cfg = self._config
+        addr = cfg.mqtt
+        logger.info(
+            "ingest worker %s starting: broker %s:%d (MQTT %s), share group %s, prefix %s",
+            cfg.worker_id, addr.host, addr.port, cfg.mqtt_protocol,
+            cfg.share_group if cfg.shared_subscription else "(none)", cfg.topic_prefix,
+        )
+        if cfg.mqtt_protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            props.ReceiveMaximum = cfg.receive_maximum
+            self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s,
+                                       clean_start=False, properties=props)
+        else:
+            self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s)
+        self._client.loop_start()
+        batches: queue.Queue[list[Decoded] | None] = queue.Queue(maxsize=1)
+        decoder = threading.Thread(target=self._decode_loop, args=(stop, batches),
+                                   name=f"ingest-decode-{cfg.worker_id}", daemon=True)
+        decoder.start()
+        try:
+            self._write_loop(stop, batches)
+        finally:
+            decoder.join(self.STOP_GRACE_S)
+            self._shutdown()
+
+    # -- decoding thread --------------------------------------------------------------------
+
+    def _decode_loop(self, stop: threading.Event, out: queue.Queue[list[Decoded] | None]) -> None:
+        """Decode deliveries into batches until stopped and the inbox is drained."""
+        try:
+            while True:
+                batch = self._next_batch(stop)
+                if batch:
+                    out.put(batch)
+                elif stop.is_set() and not self._inbox:
+                    return
+        except Exception:
+            logger.exception("decoding failed; the worker stops")
+            stop.set()
+        finally:
+            out.put(None)
+
+    def _next_batch(self, stop: threading.Event) -> list[Decoded]:
+        """Decode until the batch holds ``batch_max_messages`` messages or ``batch_max_samples``
+        samples and events, or nothing waits and its oldest delivery has waited
+        ``batch_max_delay_s``."""
+        cfg = self._config
+        max_messages, max_weight = cfg.batch_max_messages, cfg.batch_max_samples
+        delay = cfg.batch_max_delay_s
+        inbox, wake, now = self._inbox, self._wake, time.time
+        items: list[Decoded] = []
+        weight = 0
+        deadline: float | None = None
+        while True:
+            if inbox:
+                raw = inbox.popleft()
+                if deadline is None:
+                    deadline = raw[4] + delay
+                item = self._decode(raw, stop)
+                if item is None:
+                    continue
+                items.append(item)
+                weight += len(item.samples) + len(item.events)
+                if len(items) >= max_messages or weight >= max_weight:
+                    return items
+                continue  # while deliveries wait, the batch grows: the delay is for light load
+            if stop.is_set() or (deadline is not None and now() >= deadline):
+                return items
+            wake.clear()
+            if inbox:
+                continue
+            wait = self.IDLE_POLL_S if deadline is None else deadline - now()
+            wake.wait(min(wait, self.IDLE_POLL_S))  # polls ``stop`` too
+
+    def _decode(self, raw: Raw, stop: threading.Event) -> Decoded | None:
+        """Decode one delivery; retry while the registry cannot be read (None: give up, unacked)."""
+        delay = self.INITIAL_BACKOFF_S
+        give_up_at: float | None = None
+        while True:
+            try:
+                return self._decoder.decode(raw)
+            except RetryableStoreError as exc:
+                self._stats.db_retries += 1
+                self._metrics.db_retries.inc()
+                if stop.is_set():
+                    give_up_at = give_up_at or time.monotonic() + self.STOP_GRACE_S
+                    if time.monotonic() >= give_up_at:
+                        return None
+                pause = self._jittered(delay)
+                logger.warning("cannot read the instrument registry, retry in %.2fs: %s",
+                               pause, exc)
+                time.sleep(pause)
+                delay = min(delay * 2, self.MAX_BACKOFF_S)
+
+    def _jittered(self, delay: float) -> float:
+        return min(delay, self.MAX_BACKOFF_S) * random.uniform(
+            1 - self.BACKOFF_JITTER, 1 + self.BACKOFF_JITTER
+        )
+
+    # -- writing thread ---------------------------------------------------------------------
+
+    def _write_loop(
+        self, stop: threading.Event, batches: queue.Queue[list[Decoded] | None]
+    ) -> None:
+        gave_up = False
+        while (batch := batches.get()) is not None:
+            if not gave_up:  # once given up, the rest also stays unacked for redelivery
+                gave_up = not self._process(batch, stop)
+
+    def _process(self, items: list[Decoded], stop: threading.Event) -> bool:
+        """Write and ack ``items``, retrying while the database fails; False if given up."""
+        delay = self.INITIAL_BACKOFF_S
+        gave_up_at: float | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                result = self._write_isolating(items)
+            except RetryableStoreError as exc:
+                self._stats.db_retries += 1
+                self._metrics.db_retries.inc()
+                now = time.monotonic()
+                if stop.is_set():
+                    gave_up_at = gave_up_at or now + self.STOP_GRACE_S
+                    if now >= gave_up_at:
+                        logger.warning(
+                            "stopping with %d messages unwritten (database: %s); the broker"
+                            " redelivers them to this session", len(items), exc,
+                        )
+                        return False
+                pause = self._jittered(delay)
+                logger.warning(
+                    "database write failed, keeping %d messages unacked, retry in %.2fs: %s",
+                    len(items), pause, exc,
+                )
+                if stop.is_set():
+                    time.sleep(pause)
+                else:
+                    stop.wait(pause)
+                delay = min(delay * 2, self.MAX_BACKOFF_S)
+                continue
+            self._metrics.write_latency.observe(time.perf_counter() - started)
+            self._acknowledge(items)
+            self._account(items, result)
+            return True
+
+    def _write_isolating(self, items: list[Decoded]) -> WriteResult:
+        """Write; if the database rejects the data, split in halves down to the bad message."""
+        try:
+            return self._store.write(items)
+        except RejectedBatchError as exc:
+            if len(items) == 1:
+                return self._store.write([_rejected(items[0], exc)])
+            logger.warning(
+                "database rejected a batch of %d (%s); splitting to isolate it", len(items), exc
+            )
+            half = len(items) // 2
+            result = self._write_isolating(items[:half])
+            result += self._write_isolating(items[half:])
+            return result
+
+    def _acknowledge(self, items: list[Decoded]) -> None:
+        ack = self._client.ack
+        acked = 0
+        for it in items:
+            if it.qos:
+                ack(it.mid, it.qos)
+                acked += 1
+        self._stats.acked += acked
+
+    def _account(self, items: list[Decoded], result: WriteResult) -> None:
+        stats, metrics = self._stats, self._metrics
+        stats.batches += 1
+        stats.written += result.fresh
+        stats.duplicates += result.duplicates
+        metrics.received.inc(len(items))
+        metrics.written.inc(result.fresh)
+        metrics.duplicates.inc(result.duplicates)
+        metrics.batch_size.observe(len(items))
+        for reason, n in result.dead.items():
+            stats.dead_lettered[reason] = stats.dead_lettered.get(reason, 0) + n
+            metrics.dead_lettered.labels(reason).inc(n)
+        observe = metrics.lag.observe
+        for it in items:
+            if it.lag_s is not None:
+                observe(it.lag_s)
+
+    def _shutdown(self) -> None:
+        client = self._client
+        info = client.publish(self._state_topic, self._state_payload("offline"), qos=1,
+                              retain=True)
+        try:
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:
+            logger.warning("could not publish the offline state: %s", exc)
+        client.disconnect()
+        client.loop_stop()
+        self._store.close()
+        self.online.clear()
+        stats = self.stats
+        logger.info(
+            "ingest worker %s stopped: %d received, %d written, %d duplicates, %d acked",
+            self._config.worker_id, stats.received, stats.written, stats.duplicates, stats.acked,
+        )
+
+
+def _rejected(item: Decoded, exc: RejectedBatchError) -> Decoded:
+    """The message alone is refused by the database: keep only its dead letters, plus this one."""
+    out = Decoded(item.mid, item.qos, item.topic, item.payload, item.received_at,
+                  dead=list(item.dead))
+    return out.reject(Reason.DB_REJECTED, f"{exc.sqlstate or ''} {exc}".strip())

@@ -1,0 +1,57 @@
+"""``instrushare ingest``: settings from the environment and options, metrics, signals, run."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from prometheus_client import REGISTRY, start_http_server
+
+from ._config import IngestConfig
+from ._worker import IngestWorker
+
+logger = logging.getLogger("ingest")
+
+
+def ingest(
+    worker_id: Annotated[
+        str | None, typer.Option(help="Stable worker name; names the persistent MQTT session.")
+    ] = None,
+    share_group: Annotated[
+        str | None, typer.Option(help="Shared-subscription group the workers split data in.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
+    batch_max_messages: Annotated[
+        int | None, typer.Option(help="Largest batch written in one transaction.")
+    ] = None,
+    batch_max_delay_s: Annotated[
+        float | None, typer.Option(help="Longest a message waits for its batch to fill.")
+    ] = None,
+) -> None:
+    """Store gateway data from MQTT in PostgreSQL (DATABASE_URL, MQTT_URL, INSTRUSHARE_*)."""
+    options: dict[str, Any] = {
+        "worker_id": worker_id,
+        "share_group": share_group,
+        "metrics_port": metrics_port,
+        "batch_max_messages": batch_max_messages,
+        "batch_max_delay_s": batch_max_delay_s,
+    }
+    config = IngestConfig(**{k: v for k, v in options.items() if v is not None})
+    if config.metrics_port is not None:
+        start_http_server(config.metrics_port, registry=REGISTRY)
+        logger.info("metrics on :%d/metrics", config.metrics_port)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info("%s received: finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    IngestWorker(config, registry=REGISTRY).run(stop)

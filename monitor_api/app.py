@@ -1,0 +1,118 @@
+"""The FastAPI application: ``create_app(settings)`` builds it, the lifespan owns the pool."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from monitor_api.db import make_pool
+from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
+from monitor_api.routers import (
+    bookings,
+    certifications,
+    evaluation,
+    health,
+    registry,
+    reports,
+    status,
+    users,
+)
+from monitor_api.settings import ApiSettings
+
+logger = logging.getLogger("monitor_api")
+
+DESCRIPTION = """
+Registry, live status, bookings, utilisation metrics and annual evaluation of large
+scientific instruments. Authenticate with `Authorization: Bearer <token>`; roles are
+admin, lab_manager, evaluator and user. Errors are JSON: `{"error": code, "message": text}`.
+Lists are paged with `limit` and `offset` and report `total`.
+"""
+
+
+class ApiMetrics:
+    """Prometheus instruments on an injected registry (tests use a fresh one)."""
+
+    def __init__(self, *, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "instrushare_api_requests", "HTTP requests served",
+            ["method", "route", "status"], registry=registry,
+        )
+        self.latency = Histogram(
+            "instrushare_api_request_seconds", "Time to produce a response",
+            ["method", "route"], registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.pool_size = Gauge("instrushare_api_pool_size", "Connections in the pool",
+                               registry=registry)
+        self.pool_waiting = Gauge("instrushare_api_pool_waiting",
+                                  "Requests waiting for a connection", registry=registry)
+
+
+def _route_name(request: Request) -> str:
+    """The route template (``/bookings/{booking_id}``), so labels stay few."""
+    return str(getattr(request.scope.get("route"), "path", "unmatched"))
+
+
+def create_app(
+    settings: ApiSettings | None = None, *, metrics_registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts."""
+    settings = settings or ApiSettings()
+    metrics = ApiMetrics(registry=metrics_registry or CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = make_pool(settings)
+        await pool.open()
+        app.state.pool = pool
+        logger.info("monitor_api started (pool %d-%d connections)",
+                    settings.pool_min_size, settings.pool_max_size)
+        try:
+            yield
+        finally:
+            await pool.close()
+            logger.info("monitor_api stopped")
+
+    app = FastAPI(
+        title="instrushare monitor API", version="1", description=DESCRIPTION,
+        lifespan=lifespan, responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for module in (health, registry, users, status, certifications, bookings, reports,
+                   evaluation):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_name(request)
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        stats = request.app.state.pool.get_stats()
+        metrics.pool_size.set(stats.get("pool_size", 0))
+        metrics.pool_waiting.set(stats.get("requests_waiting", 0))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

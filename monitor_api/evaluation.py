@@ -1,0 +1,130 @@
+"""Annual evaluation: a score out of 100 and a grade per instrument and per institution.
+
+The rules follow the national practice restated in docs/metrics.md; every weight and
+threshold is in ``EvaluationRules``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from monitor_api.settings import EvaluationRules
+
+GRADES = (("优秀", "excellent"), ("良好", "good"), ("合格", "pass"), ("不合格", "fail"))
+REGISTRY_FIELDS = ("model", "maker", "category_code", "value_rmb", "accepted_on", "location")
+
+INSTRUMENT_COLUMNS: list[tuple[str, str, str]] = [
+    ("instrument_id", "仪器编号", "Instrument"),
+    ("name", "名称", "Name"),
+    ("institution_id", "单位", "Institution"),
+    ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
+    ("external_hours", "对外服务机时(h)", "External service hours"),
+    ("openness_ratio", "开放共享率", "Openness ratio"),
+    ("availability", "可用率", "Availability"),
+    ("operation", "运行使用得分", "Operation score"),
+    ("sharing", "共享效果得分", "Sharing score"),
+    ("management", "组织管理得分", "Management score"),
+    ("score", "总分", "Score"),
+    ("grade", "等级", "Grade"),
+]
+INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
+    ("rank", "排名", "Rank"),
+    ("institution_id", "单位", "Institution"),
+    ("name", "名称", "Name"),
+    ("instruments", "仪器数", "Instruments"),
+    ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
+    ("external_hours", "对外服务机时(h)", "External service hours"),
+    ("operation", "运行使用得分", "Operation score"),
+    ("sharing", "共享效果得分", "Sharing score"),
+    ("management", "组织管理得分", "Management score"),
+    ("score", "总分", "Score"),
+    ("grade", "等级", "Grade"),
+]
+
+
+SCORES = ("operation", "sharing", "management", "score")
+
+
+def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scores to two decimals for publication (computed and ranked unrounded)."""
+    return [{**i, **{k: round(i[k], 2) for k in SCORES}} for i in items]
+
+
+def grade(score: float, rules: EvaluationRules) -> str:
+    if score >= rules.excellent:
+        return GRADES[0][0]
+    if score >= rules.good:
+        return GRADES[1][0]
+    if score >= rules.passing:
+        return GRADES[2][0]
+    return GRADES[3][0]
+
+
+def score_instrument(
+    figures: dict[str, Any], registry: dict[str, Any], *, overdue: bool,
+    rules: EvaluationRules, year_fraction: float,
+) -> dict[str, Any]:
+    """Operation (hours against full use), sharing (openness against the target) and
+    management (registry complete, fees published, registered on time, data flowing)."""
+    target_hours = rules.full_use_hours * max(year_fraction, 1e-9)
+    operation = rules.operation_points * min(1.0, figures["effective_hours"] / target_hours)
+    openness = figures["openness_ratio"] or 0.0
+    sharing = rules.sharing_points * min(1.0, openness / rules.sharing_target)
+    filled = sum(1 for f in REGISTRY_FIELDS if registry.get(f) not in (None, ""))
+    quarter = rules.management_points / 4
+    management = quarter * (
+        filled / len(REGISTRY_FIELDS)
+        + (1.0 if registry.get("fee_schedule") else 0.0)
+        + (0.0 if overdue else 1.0)
+        + (figures["availability"] or 0.0)
+    )
+    score = operation + sharing + management
+    return {
+        "instrument_id": registry["id"],
+        "name": registry["name"],
+        "institution_id": registry["institution_id"],
+        "root_id": registry["root_id"],
+        "effective_hours": figures["effective_hours"],
+        "external_hours": figures["external_hours"],
+        "openness_ratio": figures["openness_ratio"],
+        "availability": figures["availability"],
+        "operation": operation,
+        "sharing": sharing,
+        "management": management,
+        "score": score,
+        "grade": grade(score, rules),
+    }
+
+
+def score_institutions(
+    scored: list[dict[str, Any]], names: dict[str, str], rules: EvaluationRules
+) -> list[dict[str, Any]]:
+    """Mean of the institution's instrument scores (sub-units included); ranked by score,
+    ties broken on sharing."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in scored:
+        groups[item["root_id"]].append(item)
+    out = []
+    for root, items in groups.items():
+        n = len(items)
+
+        def mean(key: str, items: list[dict[str, Any]] = items, n: int = n) -> float:
+            return float(sum(i[key] for i in items)) / n
+
+        out.append({
+            "institution_id": root,
+            "name": names.get(root, root),
+            "instruments": n,
+            "effective_hours": round(sum(i["effective_hours"] for i in items), 4),
+            "external_hours": round(sum(i["external_hours"] for i in items), 4),
+            "operation": mean("operation"),
+            "sharing": mean("sharing"),
+            "management": mean("management"),
+            "score": mean("score"),
+            "grade": grade(mean("score"), rules),
+        })
+    out.sort(key=lambda r: (-r["score"], -r["sharing"], r["institution_id"]))
+    for rank, row in enumerate(out, start=1):
+        row["rank"] = rank
+    return out

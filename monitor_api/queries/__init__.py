@@ -1,0 +1,1 @@
+"""SQL for the heavier reads: status board, timelines, metrics."""

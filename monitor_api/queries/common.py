@@ -1,0 +1,74 @@
+"""Small SQL helpers: WHERE clauses from optional filters, paging, column updates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from monitor_api.db import Conn, fetch_all, fetch_one
+
+
+class Where:
+    """Collect ``AND``-ed conditions with their parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[sql.Composable] = []
+        self.params: dict[str, Any] = {}
+
+    def add(self, condition: str, **params: Any) -> None:
+        self.parts.append(sql.SQL(condition))
+        self.params.update(params)
+
+    def sql(self) -> sql.Composable:
+        if not self.parts:
+            return sql.SQL("TRUE")
+        return sql.SQL(" AND ").join(self.parts)
+
+
+async def page(
+    conn: Conn,
+    *,
+    select: str,
+    where: Where,
+    order: str,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """Run ``select`` (a query with a ``{where}`` slot) as one page plus the total count."""
+    base = sql.SQL(select).format(where=where.sql())
+    count = await fetch_one(
+        conn, sql.SQL("SELECT count(*) AS n FROM ({}) AS q").format(base), where.params
+    )
+    rows = await fetch_all(
+        conn,
+        sql.SQL("{} ORDER BY {} LIMIT %(_limit)s OFFSET %(_offset)s").format(
+            base, sql.SQL(order)
+        ),
+        {**where.params, "_limit": limit, "_offset": offset},
+    )
+    return {"items": rows, "total": count["n"] if count else 0, "limit": limit, "offset": offset}
+
+
+async def update_columns(
+    conn: Conn, *, table: str, key: str, values: Mapping[str, Any], allowed: Sequence[str]
+) -> dict[str, Any] | None:
+    """UPDATE only the given, whitelisted columns; return the new row (None if missing)."""
+    cols = [c for c in values if c in allowed]
+    if not cols:
+        return await fetch_one(
+            conn,
+            sql.SQL("SELECT * FROM {} WHERE id = %(_key)s").format(sql.Identifier(table)),
+            {"_key": key},
+        )
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in cols
+    )
+    return await fetch_one(
+        conn,
+        sql.SQL("UPDATE {} SET {} WHERE id = %(_key)s RETURNING *").format(
+            sql.Identifier(table), assignments
+        ),
+        {**{c: values[c] for c in cols}, "_key": key},
+    )

@@ -1,0 +1,157 @@
+"""Live status: the board (JSON built inside PostgreSQL for speed), timelines, power series."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+from monitor_api.db import Conn, fetch_all, fetch_one
+from monitor_api.queries.common import Where
+
+# Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
+# announced itself offline; otherwise the state last reported.
+_BOARD = """
+WITH RECURSIVE tree(id) AS (
+    SELECT id FROM institution WHERE id = %(institution)s
+    UNION SELECT c.id FROM institution c JOIN tree ON c.parent_id = tree.id
+), board AS (
+    SELECT i.id AS instrument_id, i.name, i.institution_id, i.category_code,
+           (s.instrument_id IS NOT NULL AND g.online IS NOT FALSE
+            AND s.last_ts >= now() - %(timeout)s) AS online,
+           s.state AS reported_state, s.since AS state_since, s.last_ts,
+           s.user_id, s.power_w, s.gateway_id
+    FROM instrument i
+    LEFT JOIN instrument_status s ON s.instrument_id = i.id
+    LEFT JOIN gateway g ON g.id = s.gateway_id
+    WHERE (%(institution)s::text IS NULL OR i.institution_id IN (SELECT id FROM tree))
+      AND {where}
+), derived AS (
+    SELECT instrument_id, name, institution_id, category_code, online,
+           CASE WHEN online THEN reported_state ELSE 'offline' END AS state,
+           CASE WHEN online THEN state_since ELSE last_ts END AS since,
+           CASE WHEN online THEN user_id END AS user_id,
+           CASE WHEN online THEN power_w END AS power_w,
+           last_ts, gateway_id
+    FROM board
+), filtered AS (
+    SELECT * FROM derived WHERE %(state)s::text IS NULL OR state = %(state)s
+)
+SELECT json_build_object(
+    'items', coalesce((SELECT json_agg(p) FROM (
+        SELECT * FROM filtered ORDER BY instrument_id LIMIT %(limit)s OFFSET %(offset)s) p),
+        '[]'::json),
+    'total', (SELECT count(*) FROM filtered),
+    'limit', %(limit)s::int, 'offset', %(offset)s::int)::text AS body
+"""
+
+
+async def status_board(
+    conn: Conn,
+    *,
+    timeout: timedelta,
+    institution: str | None,
+    category: str | None,
+    state: str | None,
+    instrument_ids: list[str] | None = None,
+    limit: int,
+    offset: int,
+) -> str:
+    """The board page as JSON text, ready to send."""
+    where = Where()
+    if category is not None:
+        where.add("i.category_code LIKE %(cat)s", cat=category + "%")
+    if instrument_ids is not None:
+        where.add("i.id = ANY(%(ids)s)", ids=instrument_ids)
+    query = sql.SQL(_BOARD).format(where=where.sql())
+    row = await fetch_one(
+        conn,
+        query,
+        {**where.params, "timeout": timeout, "institution": institution, "state": state,
+         "limit": limit, "offset": offset},
+    )
+    assert row is not None
+    return str(row["body"])
+
+
+async def changed_instruments(
+    conn: Conn, *, timeout: timedelta, since: datetime, now: datetime
+) -> list[str]:
+    """Instruments whose board entry may have changed in (since, now]: new data, a gateway
+    going on/offline, or the heartbeat timeout expiring."""
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT instrument_id FROM instrument_status
+        WHERE updated_at > %(since)s AND updated_at <= %(now)s
+           OR (last_ts + %(timeout)s > %(since)s AND last_ts + %(timeout)s <= %(now)s)
+        UNION
+        SELECT s.instrument_id FROM instrument_status s JOIN gateway g ON g.id = s.gateway_id
+        WHERE g.changed_at > %(since)s AND g.changed_at <= %(now)s
+        """,
+        {"since": since, "now": now, "timeout": timeout},
+    )
+    return [r["instrument_id"] for r in rows]
+
+
+async def timeline(
+    conn: Conn, *, instrument_id: str, lo: datetime, hi: datetime, timeout: timedelta,
+    limit: int, offset: int,
+) -> dict[str, Any]:
+    """Merged state intervals (consecutive equal states joined), one page of them."""
+    rows = await fetch_all(
+        conn,
+        """
+        WITH seg AS (
+            SELECT * FROM state_segments(%(id)s, %(lo)s, least(%(hi)s, now()), %(timeout)s)
+        ), marked AS (
+            SELECT *, CASE WHEN lag(state) OVER w = state AND lag(seg_end) OVER w = seg_start
+                           THEN 0 ELSE 1 END AS brk
+            FROM seg WINDOW w AS (ORDER BY seg_start)
+        ), grouped AS (
+            SELECT *, sum(brk) OVER (ORDER BY seg_start) AS grp FROM marked
+        )
+        SELECT state, min(seg_start) AS start, max(seg_end) AS "end", count(*) OVER () AS n
+        FROM grouped GROUP BY grp, state ORDER BY min(seg_start)
+        LIMIT %(limit)s OFFSET %(offset)s
+        """,
+        {"id": instrument_id, "lo": lo, "hi": hi, "timeout": timeout,
+         "limit": limit, "offset": offset},
+    )
+    total = int(rows[0]["n"]) if rows else 0
+    if not rows and offset:
+        total = await _count_intervals(conn, instrument_id, lo, hi, timeout)
+    items = [{"state": r["state"], "start": r["start"], "end": r["end"]} for r in rows]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+async def _count_intervals(
+    conn: Conn, instrument_id: str, lo: datetime, hi: datetime, timeout: timedelta
+) -> int:
+    page = await timeline(conn, instrument_id=instrument_id, lo=lo, hi=hi, timeout=timeout,
+                          limit=1, offset=0)
+    return int(page["total"])
+
+
+async def power_series(
+    conn: Conn, *, instrument_id: str, lo: datetime, hi: datetime, step: timedelta,
+    limit: int, offset: int,
+) -> dict[str, Any]:
+    """Power averaged (with min and max) over buckets of ``step`` aligned on ``lo``."""
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT date_bin(%(step)s, ts, %(lo)s) AS ts, avg(power_w) AS avg_w,
+               min(power_w) AS min_w, max(power_w) AS max_w, count(*) AS samples,
+               count(*) OVER () AS n
+        FROM state_sample
+        WHERE instrument_id = %(id)s AND ts >= %(lo)s AND ts < %(hi)s AND power_w IS NOT NULL
+        GROUP BY 1 ORDER BY 1 LIMIT %(limit)s OFFSET %(offset)s
+        """,
+        {"id": instrument_id, "lo": lo, "hi": hi, "step": step, "limit": limit,
+         "offset": offset},
+    )
+    total = int(rows[0]["n"]) if rows else 0
+    items = [{k: r[k] for k in ("ts", "avg_w", "min_w", "max_w", "samples")} for r in rows]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -1,0 +1,307 @@
+"""Bookings (request, approve, reject, cancel, complete) and their service records.
+
+Two approved bookings of one instrument never overlap: the database's exclusion constraint
+decides, so of two clients racing for a slot exactly one wins and the other gets 409.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg.errors as pg_errors
+from fastapi import APIRouter
+
+from monitor_api.auth import Booker, Caller, Manager, Principal, Role
+from monitor_api.db import Conn, DbConn, fetch_one
+from monitor_api.errors import Conflict, Forbidden, NotFound
+from monitor_api.queries.common import Where, page
+from monitor_api.routers.registry import check_manages
+from monitor_api.schemas import Limit, Offset, Page
+from monitor_api.schemas_bookings import (
+    Booking,
+    BookingIn,
+    BookingKind,
+    BookingStatus,
+    Decision,
+    RatingIn,
+    ServiceRecord,
+    ServiceRecordIn,
+)
+
+router = APIRouter(tags=["bookings"])
+
+_COLS = (
+    "b.id, b.instrument_id, b.user_id, b.kind, b.start_ts AS start, b.end_ts AS \"end\","
+    " b.status, b.purpose, b.note, b.created_at, b.decided_at, b.decided_by"
+)
+_RETURNING = _COLS.replace("b.", "")
+
+
+async def _booking(conn: Conn, booking_id: int) -> dict[str, Any]:
+    row = await fetch_one(
+        conn,
+        f"SELECT {_COLS}, i.institution_id FROM booking b"
+        " JOIN instrument i ON i.id = b.instrument_id WHERE b.id = %s",
+        (booking_id,),
+    )
+    if row is None:
+        raise NotFound(f"no booking {booking_id}")
+    return row
+
+
+def _visible(caller: Principal, booking: dict[str, Any]) -> bool:
+    if caller.role is Role.USER:
+        return bool(booking["user_id"] == caller.user_id)
+    return caller.reads_all or booking["institution_id"] in caller.institutions
+
+
+async def _overlap(conn: Conn, instrument_id: str, start: datetime, end: datetime) -> None:
+    row = await fetch_one(
+        conn,
+        "SELECT id FROM booking WHERE instrument_id = %s AND status IN ('approved', 'completed')"
+        " AND tstzrange(start_ts, end_ts) && tstzrange(%s, %s) LIMIT 1",
+        (instrument_id, start, end),
+    )
+    if row is not None:
+        raise Conflict(
+            f"the instrument is already booked in that window (booking {row['id']})",
+            details={"booking_id": row["id"]},
+        )
+
+
+async def _check_eligible(
+    conn: Conn, *, user_id: str, instrument_id: str, kind: str, start: datetime, end: datetime
+) -> None:
+    """Approved user; outside users only where the instrument is open and its institution may
+    serve; self-operation only with a self-level certification valid for the whole window."""
+    row = await fetch_one(
+        conn,
+        """
+        SELECT u.approved, i.open_to_outside, ii.tier,
+               (u.institution_id IS NULL OR institution_root(u.institution_id)
+                    IS DISTINCT FROM institution_root(i.institution_id)) AS outside,
+               EXISTS (SELECT 1 FROM certification c
+                       WHERE c.user_id = u.id AND c.instrument_id = i.id AND c.level = 'self'
+                         AND c.valid_from <= %(start)s
+                         AND (c.valid_until IS NULL OR c.valid_until >= %(end)s)
+                         AND c.revoked_at IS NULL) AS certified
+        FROM platform_user u, instrument i JOIN institution ii ON ii.id = i.institution_id
+        WHERE u.id = %(user)s AND i.id = %(instrument)s
+        """,
+        {"user": user_id, "instrument": instrument_id, "start": start, "end": end},
+    )
+    if row is None:
+        raise NotFound(f"no instrument {instrument_id!r} (or no user {user_id!r})")
+    if not row["approved"]:
+        raise Forbidden("your registration has not been approved yet")
+    if row["outside"] and not row["open_to_outside"]:
+        raise Forbidden("this instrument is not open to outside users")
+    if row["outside"] and row["tier"] == "incubation":
+        raise Forbidden("institutions in the incubation pool may not serve outside users")
+    if kind == BookingKind.SELF and not row["certified"]:
+        raise Forbidden(
+            "self-operated bookings need a self-operation certification valid for the whole"
+            " window; book an operator-assisted session instead"
+        )
+
+
+@router.post("/bookings", response_model=Booking, status_code=201)
+async def request_booking(conn: DbConn, caller: Booker, body: BookingIn) -> dict[str, Any]:
+    """Request a slot (approved at once on instruments with ``auto_approve``)."""
+    assert caller.user_id is not None
+    await _check_eligible(
+        conn, user_id=caller.user_id, instrument_id=body.instrument_id, kind=body.kind,
+        start=body.start, end=body.end,
+    )
+    await _overlap(conn, body.instrument_id, body.start, body.end)
+    auto = await fetch_one(
+        conn, "SELECT auto_approve FROM instrument WHERE id = %s", (body.instrument_id,)
+    )
+    status = BookingStatus.APPROVED if auto and auto["auto_approve"] else BookingStatus.REQUESTED
+    try:
+        async with conn.transaction():
+            row = await fetch_one(
+                conn,
+                "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status,"
+                " purpose, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                " CASE WHEN %s THEN now() END) RETURNING " + _RETURNING,
+                (body.instrument_id, caller.user_id, body.kind, body.start, body.end, status,
+                 body.purpose, status is BookingStatus.APPROVED),
+            )
+    except pg_errors.ExclusionViolation as exc:
+        raise Conflict("the instrument was just booked in that window by someone else") from exc
+    assert row is not None
+    return row
+
+
+@router.get("/bookings", response_model=Page[Booking])
+async def list_bookings(
+    conn: DbConn,
+    caller: Caller,
+    instrument_id: str | None = None,
+    status: BookingStatus | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Users see their own bookings, lab managers their institution's, others all."""
+    where = Where()
+    if caller.role is Role.USER:
+        where.add("b.user_id = %(me)s", me=caller.user_id)
+    elif caller.role is Role.LAB_MANAGER:
+        where.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))
+    if instrument_id is not None:
+        where.add("b.instrument_id = %(inst)s", inst=instrument_id)
+    if status is not None:
+        where.add("b.status = %(status)s", status=status.value)
+    return await page(
+        conn,
+        select=f"SELECT {_COLS} FROM booking b JOIN instrument i ON i.id = b.instrument_id"
+        " WHERE {where}",
+        where=where, order="b.start_ts, b.id", limit=limit, offset=offset,
+    )
+
+
+@router.get("/bookings/{booking_id}", response_model=Booking)
+async def get_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str, Any]:
+    booking = await _booking(conn, booking_id)
+    if not _visible(caller, booking):
+        raise NotFound(f"no booking {booking_id}")
+    return booking
+
+
+async def _transition(
+    conn: Conn, booking_id: int, caller: Principal, *, to: BookingStatus,
+    allowed_from: tuple[BookingStatus, ...], note: str = "",
+) -> dict[str, Any]:
+    """Change status only from an allowed one, atomically (a concurrent change loses)."""
+    try:
+        async with conn.transaction():
+            row = await fetch_one(
+                conn,
+                "UPDATE booking SET status = %s, decided_at = now(), decided_by = %s,"
+                " note = CASE WHEN %s = '' THEN note ELSE %s END"
+                " WHERE id = %s AND status = ANY(%s) RETURNING " + _RETURNING,
+                (to, f"{caller.role.value}:{caller.token_id}", note, note, booking_id,
+                 [s.value for s in allowed_from]),
+            )
+    except pg_errors.ExclusionViolation as exc:
+        raise Conflict(
+            f"booking {booking_id} overlaps an approved booking of the same instrument"
+        ) from exc
+    if row is None:
+        current = await _booking(conn, booking_id)
+        raise Conflict(f"booking {booking_id} is {current['status']}; cannot become {to}")
+    return row
+
+
+async def _managed(conn: Conn, caller: Principal, booking_id: int) -> dict[str, Any]:
+    booking = await _booking(conn, booking_id)
+    check_manages(caller, booking["institution_id"])
+    return booking
+
+
+@router.post("/bookings/{booking_id}/approve", response_model=Booking)
+async def approve_booking(
+    conn: DbConn, caller: Manager, booking_id: int, body: Decision | None = None
+) -> dict[str, Any]:
+    booking = await _managed(conn, caller, booking_id)
+    if booking["status"] == BookingStatus.REQUESTED:
+        await _check_eligible(
+            conn, user_id=booking["user_id"], instrument_id=booking["instrument_id"],
+            kind=booking["kind"], start=booking["start"], end=booking["end"],
+        )
+    return await _transition(conn, booking_id, caller, to=BookingStatus.APPROVED,
+                             allowed_from=(BookingStatus.REQUESTED,),
+                             note=body.note if body else "")
+
+
+@router.post("/bookings/{booking_id}/reject", response_model=Booking)
+async def reject_booking(
+    conn: DbConn, caller: Manager, booking_id: int, body: Decision | None = None
+) -> dict[str, Any]:
+    await _managed(conn, caller, booking_id)
+    return await _transition(conn, booking_id, caller, to=BookingStatus.REJECTED,
+                             allowed_from=(BookingStatus.REQUESTED,),
+                             note=body.note if body else "")
+
+
+@router.post("/bookings/{booking_id}/complete", response_model=Booking)
+async def complete_booking(conn: DbConn, caller: Manager, booking_id: int) -> dict[str, Any]:
+    await _managed(conn, caller, booking_id)
+    return await _transition(conn, booking_id, caller, to=BookingStatus.COMPLETED,
+                             allowed_from=(BookingStatus.APPROVED,))
+
+
+@router.post("/bookings/{booking_id}/cancel", response_model=Booking)
+async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str, Any]:
+    """The booking's user, or a manager of the instrument, may cancel before completion."""
+    booking = await _booking(conn, booking_id)
+    if caller.role is Role.USER:
+        if booking["user_id"] != caller.user_id:
+            raise NotFound(f"no booking {booking_id}")
+    elif not caller.may_manage(booking["institution_id"]):
+        raise Forbidden("only the booking's user or the instrument's managers may cancel it")
+    return await _transition(conn, booking_id, caller, to=BookingStatus.CANCELLED,
+                             allowed_from=(BookingStatus.REQUESTED, BookingStatus.APPROVED))
+
+
+@router.put("/bookings/{booking_id}/service-record", response_model=ServiceRecord)
+async def file_service_record(
+    conn: DbConn, caller: Manager, booking_id: int, body: ServiceRecordIn
+) -> dict[str, Any]:
+    """File the contract number, fee and innovation-voucher amount of a booking."""
+    booking = await _managed(conn, caller, booking_id)
+    if booking["status"] not in (BookingStatus.APPROVED, BookingStatus.COMPLETED):
+        raise Conflict(f"booking {booking_id} is {booking['status']}; nothing to record")
+    if body.voucher_rmb > 0:
+        tier = await fetch_one(
+            conn, "SELECT tier FROM institution WHERE id = %s", (booking["institution_id"],)
+        )
+        if tier is None or tier["tier"] != "voucher":
+            raise Conflict("only voucher institutions may accept innovation vouchers")
+    row = await fetch_one(
+        conn,
+        "INSERT INTO service_record (booking_id, contract_no, fee_rmb, voucher_rmb)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (booking_id) DO UPDATE SET"
+        " contract_no = EXCLUDED.contract_no, fee_rmb = EXCLUDED.fee_rmb,"
+        " voucher_rmb = EXCLUDED.voucher_rmb, updated_at = now() RETURNING *",
+        (booking_id, body.contract_no, body.fee_rmb, body.voucher_rmb),
+    )
+    assert row is not None
+    return row
+
+
+@router.post("/bookings/{booking_id}/rating", response_model=ServiceRecord)
+async def rate_service(
+    conn: DbConn, caller: Booker, booking_id: int, body: RatingIn
+) -> dict[str, Any]:
+    """The user rates the service quality once the booking is completed."""
+    booking = await _booking(conn, booking_id)
+    if booking["user_id"] != caller.user_id:
+        raise NotFound(f"no booking {booking_id}")
+    if booking["status"] != BookingStatus.COMPLETED:
+        raise Conflict("a booking can be rated only after it is completed")
+    row = await fetch_one(
+        conn,
+        "INSERT INTO service_record (booking_id, rating, comment, rated_at)"
+        " VALUES (%s, %s, %s, now()) ON CONFLICT (booking_id) DO UPDATE SET"
+        " rating = EXCLUDED.rating, comment = EXCLUDED.comment, rated_at = now(),"
+        " updated_at = now() RETURNING *",
+        (booking_id, body.rating, body.comment),
+    )
+    assert row is not None
+    return row
+
+
+@router.get("/bookings/{booking_id}/service-record", response_model=ServiceRecord)
+async def get_service_record(conn: DbConn, caller: Caller, booking_id: int) -> dict[str, Any]:
+    booking = await _booking(conn, booking_id)
+    if not _visible(caller, booking):
+        raise NotFound(f"no booking {booking_id}")
+    row = await fetch_one(
+        conn, "SELECT * FROM service_record WHERE booking_id = %s", (booking_id,)
+    )
+    if row is None:
+        raise NotFound(f"booking {booking_id} has no service record yet")
+    return row

@@ -1,0 +1,179 @@
+"""Annual evaluation and the lists the province publishes: low use, silent, overdue."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from monitor_api.auth import Evaluator
+from monitor_api.db import Conn, DbConn, Settings, fetch_all
+from monitor_api.evaluation import (
+    INSTITUTION_COLUMNS,
+    INSTRUMENT_COLUMNS,
+    rounded,
+    score_institutions,
+    score_instrument,
+)
+from monitor_api.exports import XLSX_TYPE, Format, Lang, render
+from monitor_api.report import GroupBy, period_bounds, summarise
+from monitor_api.routers.registry import overdue_list, today
+from monitor_api.routers.reports import utilisation_rows
+from monitor_api.schemas import Limit, Offset
+from monitor_api.settings import ApiSettings
+
+router = APIRouter(tags=["evaluation"])
+
+Year = Annotated[int, Path(ge=2000, le=2100)]
+FILES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}}
+
+_SILENT_COLUMNS = [
+    ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
+    ("institution_id", "单位", "Institution"), ("last_data", "最后数据时间", "Last data"),
+    ("silent_days", "静默天数", "Days silent"),
+]
+_LOW_COLUMNS = [
+    ("key", "仪器编号", "Instrument"), ("name", "名称", "Name"),
+    ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
+    ("external_hours", "对外服务机时(h)", "External service hours"),
+]
+_OVERDUE_COLUMNS = [
+    ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
+    ("institution_id", "单位", "Institution"), ("value_rmb", "原值(元)", "Value (RMB)"),
+    ("accepted_on", "验收日期", "Accepted"), ("deadline", "入网期限", "Deadline"),
+    ("networked_on", "入网日期", "Networked"),
+    ("working_days_late", "逾期工作日", "Working days late"),
+]
+
+
+def _year_fraction(year: int) -> tuple[date, date, float]:
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    lo, hi = period_bounds(start, end)
+    now = datetime.now(UTC)
+    fraction = max(min((now - lo) / (hi - lo), 1.0), 0.0)
+    return start, end, fraction
+
+
+async def _scored(
+    conn: Conn, settings: ApiSettings, year: int
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    start, end, fraction = _year_fraction(year)
+    rows, period_s = await utilisation_rows(conn, settings, start=start, end=end,
+                                            institutions=None)
+    figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
+                                              period_s=period_s)}
+    registry = {
+        r["id"]: r for r in await fetch_all(
+            conn,
+            "SELECT i.*, institution_root(i.institution_id) AS root_id FROM instrument i",
+        )
+    }
+    overdue = {o["instrument_id"] for o in await overdue_list(
+        conn, None, settings.compliance_threshold_rmb, settings.compliance_working_days,
+        min(end, today()),
+    )}
+    names = {r["id"]: r["name"] for r in await fetch_all(conn, "SELECT id, name FROM institution")}
+    scored = [
+        score_instrument(figures[i], registry[i], overdue=i in overdue,
+                         rules=settings.evaluation, year_fraction=fraction)
+        for i in sorted(figures)
+    ]
+    return scored, names
+
+
+@router.get("/evaluation/{year}/instruments", responses=FILES)
+async def evaluate_instruments(
+    conn: DbConn, _: Evaluator, settings: Settings, year: Year,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response:
+    """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
+    scored, _names = await _scored(conn, settings, year)
+    scored = rounded(scored)
+    scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
+    body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
+            "limit": limit, "offset": offset}
+    return render(body, scored, INSTRUMENT_COLUMNS, format, lang, f"evaluation-{year}-instruments")
+
+
+@router.get("/evaluation/{year}/institutions", responses=FILES)
+async def evaluate_institutions(
+    conn: DbConn, _: Evaluator, settings: Settings, year: Year,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response:
+    """Institutions ranked by the mean score of their instruments (ties: sharing score)."""
+    scored, names = await _scored(conn, settings, year)
+    ranked = rounded(score_institutions(scored, names, settings.evaluation))
+    body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
+            "limit": limit, "offset": offset}
+    return render(body, ranked, INSTITUTION_COLUMNS, format, lang,
+                  f"evaluation-{year}-institutions")
+
+
+@router.get("/evaluation/{year}/low-utilisation", responses=FILES)
+async def low_utilisation(
+    conn: DbConn, _: Evaluator, settings: Settings, year: Year,
+    below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response:
+    """Instruments whose effective hours stay below the threshold (pro rata for this year)."""
+    start, end, fraction = _year_fraction(year)
+    threshold = (below_hours if below_hours is not None
+                 else settings.evaluation.low_utilisation_hours) * fraction
+    rows, period_s = await utilisation_rows(conn, settings, start=start, end=end,
+                                            institutions=None, with_availability=False)
+    low = [f for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
+           if f["effective_hours"] < threshold]
+    body = {"year": year, "below_hours": round(threshold, 2), "items": low[offset : offset + limit],
+            "total": len(low), "limit": limit, "offset": offset}
+    return render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
+
+
+@router.get("/evaluation/silent", responses=FILES)
+async def silent_instruments(
+    conn: DbConn, _: Evaluator, settings: Settings,
+    days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response:
+    """Instruments with no data, or an offline gateway, for more than ``days`` days."""
+    n = days if days is not None else settings.evaluation.silent_days
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT i.id AS instrument_id, i.name, i.institution_id,
+               CASE WHEN g.online IS FALSE THEN least(s.last_ts, g.changed_at)
+                    ELSE s.last_ts END AS last_data
+        FROM instrument i
+        LEFT JOIN instrument_status s ON s.instrument_id = i.id
+        LEFT JOIN gateway g ON g.id = s.gateway_id
+        WHERE s.instrument_id IS NULL OR s.last_ts < now() - %(span)s
+           OR (g.online IS FALSE AND g.changed_at < now() - %(span)s)
+        ORDER BY last_data NULLS FIRST, i.id
+        """,
+        {"span": timedelta(days=n)},
+    )
+    now = datetime.now(UTC)
+    for r in rows:
+        r["silent_days"] = (now - r["last_data"]).days if r["last_data"] else None
+    body = {"days": n, "items": rows[offset : offset + limit], "total": len(rows),
+            "limit": limit, "offset": offset}
+    return render(body, rows, _SILENT_COLUMNS, format, lang, f"silent-{n}d")
+
+
+@router.get("/evaluation/overdue-registrations", responses=FILES)
+async def overdue_registrations(
+    conn: DbConn, _: Evaluator, settings: Settings, as_of: date | None = None,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response:
+    """Instruments at or above the threshold networked late or not yet (working days)."""
+    items = await overdue_list(conn, None, settings.compliance_threshold_rmb,
+                               settings.compliance_working_days, as_of)
+    body = {"items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+    return render(body, items, _OVERDUE_COLUMNS, format, lang, "overdue-registrations")

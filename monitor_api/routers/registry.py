@@ -1,0 +1,283 @@
+"""Registry: institutions and instruments, CSV import, registration compliance."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from psycopg import sql
+
+from monitor_api.auth import Admin, Caller, Manager, Principal, Reader
+from monitor_api.csv_import import COLUMNS, RowError, parse_instruments
+from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
+from monitor_api.errors import BadRequest, Forbidden, NotFound
+from monitor_api.queries.common import Where, page, update_columns
+from monitor_api.schemas import (
+    ComplianceItem,
+    ImportResult,
+    Institution,
+    InstitutionIn,
+    InstitutionPatch,
+    Instrument,
+    InstrumentIn,
+    InstrumentPatch,
+    Limit,
+    Offset,
+    Page,
+)
+from monitor_api.settings import TIMEZONE
+from monitor_api.workdays import add_working_days, working_days_between
+
+router = APIRouter(tags=["registry"])
+
+_INSTRUMENT_COLUMNS = sorted(COLUMNS - {"id"})
+
+
+@router.get("/institutions", response_model=Page[Institution])
+async def list_institutions(
+    conn: DbConn,
+    _: Caller,
+    parent_id: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    where = Where()
+    if parent_id is not None:
+        where.add("parent_id = %(parent)s", parent=parent_id)
+    return await page(
+        conn, select="SELECT * FROM institution WHERE {where}", where=where, order="id",
+        limit=limit, offset=offset,
+    )
+
+
+@router.get("/institutions/{institution_id}", response_model=Institution)
+async def get_institution(conn: DbConn, _: Caller, institution_id: str) -> dict[str, Any]:
+    row = await fetch_one(conn, "SELECT * FROM institution WHERE id = %s", (institution_id,))
+    if row is None:
+        raise NotFound(f"no institution {institution_id!r}")
+    return row
+
+
+@router.post("/institutions", response_model=Institution, status_code=201)
+async def create_institution(conn: DbConn, _: Admin, body: InstitutionIn) -> dict[str, Any]:
+    row = await fetch_one(
+        conn,
+        "INSERT INTO institution (id, name, parent_id, tier, region, kind)"
+        " VALUES (%(id)s, %(name)s, %(parent_id)s, %(tier)s, %(region)s, %(kind)s) RETURNING *",
+        body.model_dump(),
+    )
+    assert row is not None
+    return row
+
+
+@router.patch("/institutions/{institution_id}", response_model=Institution)
+async def update_institution(
+    conn: DbConn, _: Admin, institution_id: str, body: InstitutionPatch
+) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True)
+    if values.get("parent_id") == institution_id:
+        raise BadRequest("an institution cannot be its own parent")
+    row = await update_columns(
+        conn, table="institution", key=institution_id, values=values,
+        allowed=("name", "parent_id", "tier", "region", "kind"),
+    )
+    if row is None:
+        raise NotFound(f"no institution {institution_id!r}")
+    return row
+
+
+@router.get("/instruments", response_model=Page[Instrument])
+async def list_instruments(
+    conn: DbConn,
+    _: Caller,
+    institution_id: str | None = None,
+    category: Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")] = None,
+    open_to_outside: bool | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    where = Where()
+    if institution_id is not None:
+        where.add("institution_id = %(inst)s", inst=institution_id)
+    if category is not None:
+        where.add("category_code LIKE %(cat)s", cat=category + "%")
+    if open_to_outside is not None:
+        where.add("open_to_outside = %(open)s", open=open_to_outside)
+    return await page(
+        conn, select="SELECT * FROM instrument WHERE {where}", where=where, order="id",
+        limit=limit, offset=offset,
+    )
+
+
+@router.get("/instruments/{instrument_id}", response_model=Instrument)
+async def get_instrument(conn: DbConn, _: Caller, instrument_id: str) -> dict[str, Any]:
+    return await instrument_row(conn, instrument_id)
+
+
+async def instrument_row(conn: Conn, instrument_id: str) -> dict[str, Any]:
+    row = await fetch_one(conn, "SELECT * FROM instrument WHERE id = %s", (instrument_id,))
+    if row is None:
+        raise NotFound(f"no instrument {instrument_id!r}")
+    return row
+
+
+def check_manages(principal: Principal, institution_id: str) -> None:
+    if not principal.may_manage(institution_id):
+        raise Forbidden(f"institution {institution_id!r} is outside your scope")
+
+
+_UPSERT = (
+    "INSERT INTO instrument (id, {cols}) VALUES (%(id)s, {vals})"
+    " ON CONFLICT (id) DO UPDATE SET {sets} RETURNING *"
+).format(
+    cols=", ".join(_INSTRUMENT_COLUMNS),
+    vals=", ".join(f"%({c})s" for c in _INSTRUMENT_COLUMNS),
+    sets=", ".join(f"{c} = EXCLUDED.{c}" for c in _INSTRUMENT_COLUMNS),
+)
+_INSERT = _UPSERT.split(" ON CONFLICT")[0] + " RETURNING *"
+
+
+@router.post("/instruments", response_model=Instrument, status_code=201)
+async def create_instrument(conn: DbConn, caller: Manager, body: InstrumentIn) -> dict[str, Any]:
+    check_manages(caller, body.institution_id)
+    row = await fetch_one(conn, _INSERT, body.model_dump())
+    assert row is not None
+    return row
+
+
+@router.patch("/instruments/{instrument_id}", response_model=Instrument)
+async def update_instrument(
+    conn: DbConn, caller: Manager, instrument_id: str, body: InstrumentPatch
+) -> dict[str, Any]:
+    current = await instrument_row(conn, instrument_id)
+    check_manages(caller, current["institution_id"])
+    values = body.model_dump(exclude_unset=True)
+    if "institution_id" in values:
+        check_manages(caller, values["institution_id"])
+    row = await update_columns(
+        conn, table="instrument", key=instrument_id, values=values, allowed=_INSTRUMENT_COLUMNS
+    )
+    assert row is not None
+    return row
+
+
+@router.post(
+    "/instruments/import",
+    response_model=ImportResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "id,name,institution_id,category_code,value_rmb,accepted_on\n"
+                    "nmr-600,核磁共振波谱仪,dlut-ac,010401,5200000,2025-03-10\n",
+                }
+            },
+        }
+    },
+    responses={422: {"description": "Bad rows, each with its line number and reason"}},
+)
+async def import_instruments(request: Request, conn: DbConn, caller: Manager) -> dict[str, int]:
+    """Import or update instruments from CSV (UTF-8, header line of column names).
+
+    Every bad row is reported with its line number; nothing is written unless all rows pass.
+    """
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the file is not UTF-8 text") from exc
+    rows, errors = parse_instruments(text.replace("\x00", "\ufffd"))
+    if rows:
+        ids = [item.id for _, item in rows]
+        known = {
+            r["id"] for r in await fetch_all(conn, "SELECT id FROM institution")
+        }
+        owners = {
+            r["id"]: r["institution_id"]
+            for r in await fetch_all(
+                conn, "SELECT id, institution_id FROM instrument WHERE id = ANY(%s)", (ids,)
+            )
+        }
+        for line, item in rows:
+            if item.institution_id not in known:
+                errors.append(RowError(line, f"unknown institution {item.institution_id!r}"))
+            elif not caller.may_manage(item.institution_id):
+                errors.append(RowError(line, f"institution {item.institution_id!r} is not yours"))
+            elif item.id in owners and not caller.may_manage(owners[item.id]):
+                errors.append(
+                    RowError(line, f"instrument {item.id!r} belongs to another institution")
+                )
+    if errors:
+        errors.sort(key=lambda e: e.line)
+        raise BadRequest(
+            f"{len(errors)} bad row(s); nothing was imported",
+            details=[{"line": e.line, "reason": e.reason} for e in errors],
+        )
+    if not rows:
+        raise BadRequest("the file has no instrument rows")
+    async with conn.cursor() as cur:
+        await cur.executemany(_UPSERT, [item.model_dump() for _, item in rows])
+    return {"imported": len(rows)}
+
+
+@router.get("/compliance/overdue", response_model=Page[ComplianceItem])
+async def overdue_registrations(
+    conn: DbConn,
+    caller: Reader,
+    settings: Settings,
+    as_of: date | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Instruments at or above the threshold not networked within N working days of acceptance."""
+    mine = None if caller.reads_all else sorted(caller.institutions)
+    items = await overdue_list(conn, mine, settings.compliance_threshold_rmb,
+                               settings.compliance_working_days, as_of)
+    return {"items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+
+
+async def overdue_list(
+    conn: Conn, institutions: list[str] | None, threshold: float, days: int, as_of: date | None
+) -> list[dict[str, Any]]:
+    """Registrations at or above ``threshold`` not networked within ``days`` working days."""
+    day = as_of or today()
+    where = Where()
+    where.add("value_rmb >= %(threshold)s AND accepted_on IS NOT NULL", threshold=threshold)
+    where.add("accepted_on <= %(today)s", today=day)
+    if institutions is not None:
+        where.add("institution_id = ANY(%(mine)s)", mine=institutions)
+    rows = await fetch_all(
+        conn,
+        sql.SQL(
+            "SELECT id, name, institution_id, value_rmb, accepted_on, networked_on"
+            " FROM instrument WHERE {} ORDER BY accepted_on, id"
+        ).format(where.sql()),
+        where.params,
+    )
+    out = []
+    for row in rows:
+        deadline = add_working_days(row["accepted_on"], days)
+        joined = row["networked_on"]
+        if joined is not None and joined > day:
+            joined = None  # not yet networked on the day asked about
+        checked = joined if joined is not None else day
+        elapsed = working_days_between(row["accepted_on"], checked)
+        if elapsed > days:
+            out.append({
+                "instrument_id": row["id"], "name": row["name"],
+                "institution_id": row["institution_id"], "value_rmb": row["value_rmb"],
+                "accepted_on": row["accepted_on"], "deadline": deadline,
+                "networked_on": joined,
+                "working_days_late": elapsed - days,
+            })
+    return out
+
+
+def today() -> date:
+    """Today in Asia/Shanghai, the calendar registration deadlines are counted in."""
+    return datetime.now(ZoneInfo(TIMEZONE)).date()

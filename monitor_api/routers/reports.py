@@ -1,0 +1,124 @@
+"""Utilisation reports per instrument, unit, institution, category or region."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from monitor_api.auth import Principal, Reader
+from monitor_api.db import Conn, DbConn, Settings
+from monitor_api.errors import BadRequest, Forbidden
+from monitor_api.exports import XLSX_TYPE, Format, Lang, render
+from monitor_api.queries.metrics import per_instrument
+from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
+from monitor_api.schemas import Limit, Offset
+from monitor_api.settings import ApiSettings
+
+router = APIRouter(tags=["reports"])
+
+MAX_DAYS = 5 * 366
+
+
+class Figures(BaseModel):
+    key: str
+    name: str
+    instruments: int
+    sessions: int
+    effective_hours: float
+    external_hours: float
+    openness_ratio: float | None
+    availability: float | None
+    outside_users: int
+    outside_organisations: int
+    bookings: int
+    no_shows: int
+    unbooked_hours: float
+    uncertified_hours: float
+    uncertified_sessions: int
+    unattributed_hours: float
+    service_income_rmb: float
+    external_income_rmb: float
+    voucher_rmb: float
+    voucher_share: float | None
+    average_rating: float | None
+    ratings: int
+
+
+class UtilisationReport(BaseModel):
+    start: date
+    end: date
+    group_by: GroupBy
+    items: list[Figures]
+    total: int
+    limit: int
+    offset: int
+
+
+def scope(caller: Principal, institution_id: str | None) -> list[str] | None:
+    """Institutions a report may cover: lab managers only their own tree."""
+    if caller.reads_all:
+        return [institution_id] if institution_id is not None else None
+    if institution_id is None:
+        return sorted(caller.institutions)
+    if institution_id not in caller.institutions:
+        raise Forbidden(f"institution {institution_id!r} is outside your scope")
+    return [institution_id]
+
+
+async def utilisation_rows(
+    conn: Conn, settings: ApiSettings, *, start: date, end: date,
+    institutions: list[str] | None, category: str | None = None, region: str | None = None,
+    instrument_id: str | None = None, with_availability: bool = True,
+) -> tuple[list[dict[str, Any]], float]:
+    if end < start:
+        raise BadRequest("end must not be before start")
+    if (end - start).days > MAX_DAYS:
+        raise BadRequest(f"a report covers at most {MAX_DAYS} days")
+    lo, hi = period_bounds(start, end)
+    return await per_instrument(
+        conn, lo=lo, hi=hi, timeout=settings.heartbeat_timeout,
+        grace=settings.no_show_grace, institutions=institutions, category=category,
+        region=region, instrument_id=instrument_id, with_availability=with_availability,
+    )
+
+
+@router.get(
+    "/reports/utilisation",
+    response_model=UtilisationReport,
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
+)
+async def utilisation(
+    conn: DbConn,
+    caller: Reader,
+    settings: Settings,
+    start: Annotated[date, Query(description="First day (Asia/Shanghai), included")],
+    end: Annotated[date, Query(description="Last day (Asia/Shanghai), included")],
+    group_by: GroupBy = GroupBy.INSTRUMENT,
+    institution_id: str | None = None,
+    category: Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")] = None,
+    category_digits: Annotated[int, Query(ge=2, le=6, multiple_of=2)] = 2,
+    region: str | None = None,
+    availability: bool = True,
+    format: Format = Format.JSON,
+    lang: Lang = Lang.BOTH,
+    limit: Limit = 1000,
+    offset: Offset = 0,
+) -> Response:
+    """Effective and external hours, openness, availability, bookings and service figures.
+
+    JSON is paged; CSV and XLSX hold every row. Definitions: docs/metrics.md.
+    """
+    rows, period_s = await utilisation_rows(
+        conn, settings, start=start, end=end, institutions=scope(caller, institution_id),
+        category=category, region=region, with_availability=availability,
+    )
+    items = summarise(rows, group_by=group_by, period_s=period_s,
+                      category_digits=category_digits)
+    body = {"start": start, "end": end, "group_by": group_by,
+            "items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+    return render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}")

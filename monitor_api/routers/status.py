@@ -1,0 +1,219 @@
+"""Live status: board, instrument detail (timeline, power), server-sent events of changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import AwareDatetime, BaseModel
+
+from monitor_api.auth import Caller
+from monitor_api.db import DbConn, Pool, Settings, fetch_one
+from monitor_api.errors import BadRequest
+from monitor_api.queries import status as q
+from monitor_api.routers.registry import instrument_row
+from monitor_api.schemas import Instrument, Limit, Offset, Page
+from monitor_api.settings import ApiSettings
+
+router = APIRouter(tags=["status"])
+
+BoardState = Annotated[
+    str | None, Query(pattern="^(offline|off|idle|running|fault|maintenance)$")
+]
+Category = Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")]
+MAX_SPAN = timedelta(days=400)
+
+
+class StatusItem(BaseModel):
+    instrument_id: str
+    name: str
+    institution_id: str
+    category_code: str | None
+    online: bool
+    state: str
+    since: datetime | None
+    user_id: str | None
+    power_w: float | None
+    last_ts: datetime | None
+    gateway_id: str | None
+
+
+class Interval(BaseModel):
+    state: str
+    start: datetime
+    end: datetime
+
+
+class PowerPoint(BaseModel):
+    ts: datetime
+    avg_w: float | None
+    min_w: float | None
+    max_w: float | None
+    samples: int
+
+
+class InstrumentDetail(BaseModel):
+    instrument: Instrument
+    status: StatusItem
+
+
+@router.get("/status", response_model=Page[StatusItem])
+async def status_board(
+    conn: DbConn,
+    _: Caller,
+    settings: Settings,
+    institution_id: str | None = None,
+    category: Category = None,
+    state: BoardState = None,
+    limit: Annotated[int, Query(ge=1, le=20000)] = 1000,
+    offset: Offset = 0,
+) -> Response:
+    """Every instrument's live state; ``institution_id`` includes its sub-units."""
+    body = await q.status_board(
+        conn, timeout=settings.heartbeat_timeout, institution=institution_id,
+        category=category, state=state, limit=limit, offset=offset,
+    )
+    return Response(content=body, media_type="application/json")
+
+
+def _period(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise BadRequest("end must be after start")
+    if end - start > MAX_SPAN:
+        raise BadRequest(f"at most {MAX_SPAN.days} days per request")
+
+
+@router.get("/instruments/{instrument_id}/detail", response_model=InstrumentDetail)
+async def instrument_detail(
+    conn: DbConn, _: Caller, settings: Settings, instrument_id: str
+) -> dict[str, Any]:
+    instrument = await instrument_row(conn, instrument_id)
+    body = await q.status_board(
+        conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
+        instrument_ids=[instrument_id], limit=1, offset=0,
+    )
+    return {"instrument": instrument, "status": json.loads(body)["items"][0]}
+
+
+@router.get("/instruments/{instrument_id}/timeline", response_model=Page[Interval])
+async def instrument_timeline(
+    conn: DbConn,
+    _: Caller,
+    settings: Settings,
+    instrument_id: str,
+    start: AwareDatetime,
+    end: AwareDatetime,
+    limit: Limit = 500,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """State intervals; a gap in the data longer than the heartbeat timeout is ``offline``."""
+    _period(start, end)
+    await instrument_row(conn, instrument_id)
+    return await q.timeline(
+        conn, instrument_id=instrument_id, lo=start, hi=end,
+        timeout=settings.heartbeat_timeout, limit=limit, offset=offset,
+    )
+
+
+@router.get("/instruments/{instrument_id}/power", response_model=Page[PowerPoint])
+async def instrument_power(
+    conn: DbConn,
+    _: Caller,
+    instrument_id: str,
+    start: AwareDatetime,
+    end: AwareDatetime,
+    step_s: Annotated[int, Query(ge=1, le=31 * 86400, description="Bucket width, seconds")] = 60,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Power downsampled to ``step_s`` buckets (average, minimum, maximum)."""
+    _period(start, end)
+    await instrument_row(conn, instrument_id)
+    return await q.power_series(
+        conn, instrument_id=instrument_id, lo=start, hi=end, step=timedelta(seconds=step_s),
+        limit=limit, offset=offset,
+    )
+
+
+@router.get(
+    "/status/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "`event: status` with one board item as JSON per change"}},
+)
+async def status_stream(
+    request: Request,
+    _: Caller,
+    settings: Settings,
+    institution_id: str | None = None,
+    category: Category = None,
+) -> StreamingResponse:
+    """Server-sent events: one ``status`` event each time an instrument's state, user or
+    online flag changes. Power readings alone do not produce events."""
+    pool: Pool = request.app.state.pool
+    return StreamingResponse(
+        _changes(pool, settings, institution_id, category),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _key(item: dict[str, Any]) -> tuple[Any, ...]:
+    return (item["state"], item["online"], item["user_id"], item["since"])
+
+
+async def _changes(
+    pool: Pool, settings: ApiSettings, institution: str | None, category: str | None
+) -> AsyncIterator[str]:
+    # Look back a little further than the last poll: an ingest transaction that started
+    # before our poll may commit after it with an earlier updated_at.
+    overlap = timedelta(seconds=10)
+    seen: dict[str, tuple[Any, ...]] = {}
+    async with pool.connection() as conn:
+        now = await _db_now(conn)
+        board = json.loads(await q.status_board(
+            conn, timeout=settings.heartbeat_timeout, institution=institution,
+            category=category, state=None, limit=1_000_000, offset=0,
+        ))
+    for item in board["items"]:
+        seen[item["instrument_id"]] = _key(item)
+    yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
+    last_beat = time.monotonic()
+    while True:
+        await asyncio.sleep(settings.sse_poll_s)
+        since = now
+        async with pool.connection() as conn:
+            now = await _db_now(conn)
+            ids = await q.changed_instruments(
+                conn, timeout=settings.heartbeat_timeout, since=since - overlap, now=now
+            )
+            items: list[dict[str, Any]] = []
+            if ids:
+                items = json.loads(await q.status_board(
+                    conn, timeout=settings.heartbeat_timeout, institution=institution,
+                    category=category, state=None, instrument_ids=ids, limit=len(ids),
+                    offset=0,
+                ))["items"]
+        for item in items:
+            key = _key(item)
+            if seen.get(item["instrument_id"]) != key:
+                seen[item["instrument_id"]] = key
+                payload = json.dumps(item, ensure_ascii=False)
+                yield f"id: {now.isoformat()}\nevent: status\ndata: {payload}\n\n"
+                last_beat = time.monotonic()
+        if time.monotonic() - last_beat >= settings.sse_keepalive_s:
+            last_beat = time.monotonic()
+            yield ": keepalive\n\n"
+
+
+async def _db_now(conn: Any) -> datetime:
+    row = await fetch_one(conn, "SELECT clock_timestamp() AS now")
+    assert row is not None
+    now: datetime = row["now"]
+    return now

@@ -1,0 +1,185 @@
+"""Request and response models shared by the routers: pagination and the registry."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from instrushare.protocol import Identifier
+
+T = TypeVar("T")
+
+Text = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
+Limit = Annotated[int, Field(ge=1, le=1000)]
+Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; ``total`` counts every matching item."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Tier(StrEnum):
+    """Shenyang art. 7: listed only, may serve, may accept innovation vouchers."""
+
+    INCUBATION = "incubation"
+    SERVICE = "service"
+    VOUCHER = "voucher"
+
+
+class InstitutionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"id": "dlut-ac", "name": "大连理工大学分析测试中心", "parent_id": "dlut",
+                 "tier": "voucher", "region": "大连", "kind": "analysis centre"}
+            ]
+        },
+    )
+
+    id: Identifier
+    name: Name
+    parent_id: Identifier | None = None
+    tier: Tier = Tier.SERVICE
+    region: Text = ""
+    kind: Text = ""
+
+
+class Institution(InstitutionIn):
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: datetime
+
+
+class InstitutionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    parent_id: Identifier | None = None
+    tier: Tier | None = None
+    region: Text | None = None
+    kind: Text | None = None
+
+
+class InstrumentSettingsFields(BaseModel):
+    warmup_s: int = Field(default=0, ge=0, le=86400, description="Added before each session.")
+    cooldown_s: int = Field(default=0, ge=0, le=86400, description="Added after each session.")
+    min_session_s: int = Field(
+        default=0, ge=0, le=86400, description="Shorter sessions are noise and not counted."
+    )
+    auto_approve: bool = Field(default=False, description="Eligible requests are approved at once.")
+
+
+class InstrumentIn(InstrumentSettingsFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
+                 "model": "AVANCE NEO 600", "maker": "Bruker", "category_code": "010401",
+                 "value_rmb": "5200000.00", "accepted_on": "2025-03-10",
+                 "networked_on": "2025-04-01", "location": "B楼101", "open_to_outside": True,
+                 "fee_schedule": "校外 600 元/小时", "gateway_id": "gw-dlut-1"}
+            ]
+        },
+    )
+
+    id: Identifier
+    name: Name
+    institution_id: Identifier
+    model: Text = ""
+    maker: Text = ""
+    category_code: CategoryCode | None = None
+    value_rmb: Money | None = None
+    accepted_on: date | None = None
+    networked_on: date | None = None
+    owner_unit: Text = ""
+    location: Text = ""
+    open_to_outside: bool = True
+    fee_schedule: Text = ""
+    gateway_id: Identifier | None = None
+
+
+class Instrument(InstrumentIn):
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: datetime
+
+
+class InstrumentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    institution_id: Identifier | None = None
+    model: Text | None = None
+    maker: Text | None = None
+    category_code: CategoryCode | None = None
+    value_rmb: Money | None = None
+    accepted_on: date | None = None
+    networked_on: date | None = None
+    owner_unit: Text | None = None
+    location: Text | None = None
+    open_to_outside: bool | None = None
+    fee_schedule: Text | None = None
+    gateway_id: Identifier | None = None
+    warmup_s: int | None = Field(default=None, ge=0, le=86400)
+    cooldown_s: int | None = Field(default=None, ge=0, le=86400)
+    min_session_s: int | None = Field(default=None, ge=0, le=86400)
+    auto_approve: bool | None = None
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"id": "u-li", "name": "李明", "institution_id": "neu",
+                 "organisation": "东北大学", "email": "li@example.org", "approved": True}
+            ]
+        },
+    )
+
+    id: Identifier
+    name: Text = ""
+    institution_id: Identifier | None = None
+    organisation: Text = ""
+    email: Text = ""
+    approved: bool = False
+
+
+class User(UserIn):
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: datetime
+
+
+class ImportError_(BaseModel):
+    line: int
+    reason: str
+
+
+class ImportResult(BaseModel):
+    imported: int
+
+
+class ComplianceItem(BaseModel):
+    instrument_id: str
+    name: str
+    institution_id: str
+    value_rmb: Decimal
+    accepted_on: date
+    deadline: date
+    networked_on: date | None
+    working_days_late: int

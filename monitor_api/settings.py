@@ -1,0 +1,56 @@
+"""API settings: read once from the environment in the CLI (or built by tests) and passed in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from instrushare.settings import DEFAULT_DATABASE_URL
+
+TIMEZONE = "Asia/Shanghai"
+"""Day boundaries of every reporting period."""
+
+
+class EvaluationRules(BaseModel):
+    """Weights and thresholds of the annual evaluation; docs/metrics.md explains each."""
+
+    operation_points: float = 40.0
+    full_use_hours: float = 1200.0
+    sharing_points: float = 20.0
+    sharing_target: float = Field(default=0.10, gt=0)
+    management_points: float = 40.0
+    excellent: float = 90.0
+    good: float = 75.0
+    passing: float = 60.0
+    low_utilisation_hours: float = 400.0
+    silent_days: int = Field(default=30, ge=1)
+
+
+class ApiSettings(BaseSettings):
+    """Everything monitor_api needs; env names use the INSTRUSHARE_API_ prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INSTRUSHARE_API_", env_nested_delimiter="__", extra="ignore",
+        populate_by_name=True,
+    )
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    heartbeat_timeout_s: float = Field(default=900.0, gt=0)
+    compliance_threshold_rmb: float = Field(default=300_000.0, ge=0)
+    compliance_working_days: int = Field(default=30, ge=1)
+    no_show_grace_s: float = Field(default=1800.0, ge=0)
+    sse_poll_s: float = Field(default=1.0, gt=0)
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+    evaluation: EvaluationRules = Field(default_factory=EvaluationRules)
+
+    @property
+    def heartbeat_timeout(self) -> timedelta:
+        return timedelta(seconds=self.heartbeat_timeout_s)
+
+    @property
+    def no_show_grace(self) -> timedelta:
+        return timedelta(seconds=self.no_show_grace_s)

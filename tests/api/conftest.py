@@ -1,0 +1,118 @@
+"""A real uvicorn server per test on a fresh database, and helpers to seed the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from monitor_api import ApiSettings, create_app
+from monitor_api.auth import Role
+from monitor_api.cli import create_token
+from tests.services import free_port
+
+
+@dataclass
+class Api:
+    """A running API: its base URL, the database behind it and tokens per role."""
+
+    url: str
+    database_url: str
+    settings: ApiSettings
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def as_(self, who: str) -> httpx.Client:
+        return self.client(self.tokens[who])
+
+    def token(self, role: Role, *, institution_id: str | None = None,
+              user_id: str | None = None) -> str:
+        return asyncio.run(create_token(self.settings, role=role, institution_id=institution_id,
+                                        user_id=user_id))
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test thread is not the main thread
+        pass
+
+
+def serve(settings: ApiSettings) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            log_level="warning", ws="none", lifespan="on")
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("API server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def make_settings(database_url: str, **overrides: Any) -> ApiSettings:
+    return ApiSettings(database_url=database_url, sse_poll_s=0.2, pool_min_size=1,
+                       pool_max_size=4, **overrides)
+
+
+SEED = [
+    # institutions: a university with an analysis centre (sub-unit), a firm, an incubated lab
+    "INSERT INTO institution (id, name, parent_id, tier, region) VALUES"
+    " ('uni', '东北大学', NULL, 'voucher', '沈阳'),"
+    " ('uni-ac', '东北大学分析测试中心', 'uni', 'voucher', ''),"
+    " ('other', '大连理工大学', NULL, 'service', '大连'),"
+    " ('incub', '孵化实验室', NULL, 'incubation', '沈阳')",
+    "INSERT INTO instrument (id, name, institution_id, category_code, value_rmb, open_to_outside)"
+    " VALUES ('nmr', '核磁共振波谱仪', 'uni-ac', '010401', 5200000, true),"
+    " ('sem', '扫描电镜', 'uni-ac', '010203', 2100000, false),"
+    " ('xrd', 'X射线衍射仪', 'other', '010501', 800000, true),"
+    " ('inc1', '孵化仪器', 'incub', '020101', 400000, true)",
+    "INSERT INTO platform_user (id, name, institution_id, organisation, approved) VALUES"
+    " ('in1', '校内用户', 'uni', '东北大学', true),"
+    " ('out1', '外单位用户', 'other', '大连理工大学', true),"
+    " ('firm1', '企业用户', NULL, '沈阳某科技公司', true),"
+    " ('new1', '待审用户', 'other', '大连理工大学', false)",
+]
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    """Seeded registry, a running server and one token per role (lab manager of 'uni')."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in SEED:
+            conn.execute(statement)
+    settings = make_settings(database_url)
+    for url in serve(settings):
+        a = Api(url=url, database_url=database_url, settings=settings)
+        a.tokens = {
+            "admin": a.token(Role.ADMIN),
+            "manager": a.token(Role.LAB_MANAGER, institution_id="uni"),
+            "other_manager": a.token(Role.LAB_MANAGER, institution_id="other"),
+            "evaluator": a.token(Role.EVALUATOR),
+            "user": a.token(Role.USER, user_id="out1"),
+            "inside_user": a.token(Role.USER, user_id="in1"),
+            "firm": a.token(Role.USER, user_id="firm1"),
+            "unapproved": a.token(Role.USER, user_id="new1"),
+        }
+        yield a

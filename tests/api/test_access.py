@@ -1,0 +1,156 @@
+"""Every endpoint: anonymous callers get 401, refused roles get 403, allowed roles pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from monitor_api.auth import Role
+from tests.api.conftest import Api
+
+ALL = {"admin", "manager", "evaluator", "user"}
+ADMIN = {"admin"}
+MANAGE = {"admin", "manager"}
+READ = {"admin", "manager", "evaluator"}
+EVAL = {"admin", "evaluator"}
+USER = {"user"}
+
+CSV = "id,name,institution_id\nnew-x,新仪器,uni-ac\n"
+
+# (method, path, json body or csv text, roles allowed)
+ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
+    ("GET", "/institutions", None, ALL),
+    ("GET", "/institutions/uni", None, ALL),
+    ("POST", "/institutions", {"id": "n1", "name": "新单位"}, ADMIN),
+    ("PATCH", "/institutions/uni", {"region": "沈阳"}, ADMIN),
+    ("GET", "/instruments", None, ALL),
+    ("GET", "/instruments/nmr", None, ALL),
+    ("POST", "/instruments", {"id": "n2", "name": "x", "institution_id": "uni-ac"}, MANAGE),
+    ("PATCH", "/instruments/nmr", {"location": "B101"}, MANAGE),
+    ("POST", "/instruments/import", CSV, MANAGE),
+    ("GET", "/compliance/overdue", None, READ),
+    ("GET", "/users", None, READ),
+    ("GET", "/users/in1", None, READ),
+    ("POST", "/users", {"id": "u9", "institution_id": "uni"}, MANAGE),
+    ("PATCH", "/users/in1", {"approved": True}, MANAGE),
+    ("POST", "/tokens", {"role": "evaluator"}, ADMIN),
+    ("DELETE", "/tokens/{spare_token}", None, ADMIN),
+    ("GET", "/status", None, ALL),
+    ("GET", "/instruments/nmr/detail", None, ALL),
+    ("GET", "/instruments/nmr/timeline?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
+     None, ALL),
+    ("GET", "/instruments/nmr/power?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
+     None, ALL),
+    ("POST", "/certifications", {"user_id": "out1", "instrument_id": "nmr", "level": "self",
+                                 "valid_from": "2026-01-01T00:00:00Z"}, MANAGE),
+    ("POST", "/certifications/{cert}/revoke", None, MANAGE),
+    ("GET", "/certifications", None, ALL),
+    ("POST", "/bookings", {"instrument_id": "nmr", "kind": "assisted",
+                           "start": "2026-12-02T09:00:00Z", "end": "2026-12-02T10:00:00Z"}, USER),
+    ("GET", "/bookings", None, ALL),
+    ("GET", "/bookings/{booking}", None, ALL),
+    ("POST", "/bookings/{booking}/approve", None, MANAGE),
+    ("POST", "/bookings/{booking}/reject", None, MANAGE),
+    ("POST", "/bookings/{booking}/complete", None, MANAGE),
+    ("PUT", "/bookings/{booking}/service-record", {"fee_rmb": "10"}, MANAGE),
+    ("POST", "/bookings/{booking}/rating", {"rating": 5}, USER),
+    ("GET", "/bookings/{booking}/service-record", None, ALL),
+    ("POST", "/bookings/{booking}/cancel", None, {"admin", "manager", "user"}),
+    ("GET", "/reports/utilisation?start=2026-03-01&end=2026-03-31", None, READ),
+    ("GET", "/evaluation/2026/instruments", None, EVAL),
+    ("GET", "/evaluation/2026/institutions", None, EVAL),
+    ("GET", "/evaluation/2026/low-utilisation", None, EVAL),
+    ("GET", "/evaluation/silent", None, EVAL),
+    ("GET", "/evaluation/overdue-registrations?as_of=2026-03-01", None, EVAL),
+]
+
+
+def _send(api: Api, who: str | None, method: str, path: str, body: Any) -> int:
+    client = api.client(api.tokens[who] if who else None)
+    with client:
+        if isinstance(body, str):
+            r = client.request(method, path, content=body.encode(),
+                               headers={"Content-Type": "text/csv"})
+        else:
+            r = client.request(method, path, json=body)
+    if r.status_code in (401, 403):
+        assert r.json()["error"] in ("unauthorized", "forbidden"), r.text
+    return r.status_code
+
+
+@pytest.fixture
+def ids(api: Api) -> dict[str, str]:
+    booking = api.sql(
+        "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts) VALUES"
+        " ('nmr', 'out1', 'assisted', '2026-12-01 09:00+08', '2026-12-01 10:00+08') RETURNING id"
+    )[0][0]
+    cert = api.sql(
+        "INSERT INTO certification (user_id, instrument_id, level, valid_from)"
+        " VALUES ('out1', 'nmr', 'self', now()) RETURNING id")[0][0]
+    spare = api.sql("SELECT id FROM api_token ORDER BY id DESC LIMIT 1")[0][0]
+    return {"booking": str(booking), "cert": str(cert), "spare_token": str(spare)}
+
+
+def test_anonymous_and_refused_roles(api: Api, ids: dict[str, str]) -> None:
+    api.tokens["spare"] = api.token(Role.EVALUATOR)
+    ids["spare_token"] = str(api.sql("SELECT max(id) FROM api_token")[0][0])
+    failures = []
+    for method, template, body, allowed in ENDPOINTS:
+        path = template.format(**ids)
+        if (code := _send(api, None, method, path, body)) != 401:
+            failures.append(f"anonymous {method} {path}: {code}")
+        for role in sorted(ALL - allowed):
+            if (code := _send(api, role, method, path, body)) != 403:
+                failures.append(f"{role} {method} {path}: {code}")
+    assert not failures, "\n".join(failures)
+
+
+def test_allowed_roles_are_not_refused(api: Api, ids: dict[str, str]) -> None:
+    failures = []
+    for method, template, body, allowed in ENDPOINTS:
+        if method == "DELETE":
+            continue  # would revoke a token the other calls use
+        path = template.format(**ids)
+        for role in sorted(allowed):
+            code = _send(api, role, method, path, body)
+            if code in (401, 403) or code >= 500:
+                failures.append(f"{role} {method} {path}: {code}")
+    assert not failures, "\n".join(failures)
+
+
+def test_stream_needs_a_token(api: Api) -> None:
+    with api.client() as c:
+        assert c.get("/status/stream").status_code == 401
+    with api.client("isk_not-a-real-token") as c:
+        r = c.get("/status")
+        assert r.status_code == 401
+        assert r.json() == {"error": "unauthorized", "message": "unknown or revoked token"}
+
+
+def test_revoked_token_is_refused(api: Api) -> None:
+    with api.as_("admin") as admin:
+        made = admin.post("/tokens", json={"role": "evaluator"}).json()
+        with api.client(made["token"]) as c:
+            assert c.get("/status").status_code == 200
+            assert admin.delete(f"/tokens/{made['id']}").status_code == 204
+            assert c.get("/status").status_code == 401
+    stored = api.sql("SELECT token_hash FROM api_token WHERE id = %s", (made["id"],))[0][0]
+    assert made["token"].encode() not in bytes(stored)  # only the hash is kept
+
+
+def test_lab_manager_scope(api: Api) -> None:
+    with api.as_("other_manager") as other:
+        assert other.patch("/instruments/nmr", json={"location": "x"}).status_code == 403
+        assert other.post("/instruments", json={"id": "zz", "name": "z",
+                                                "institution_id": "uni"}).status_code == 403
+        assert other.patch("/users/in1", json={"approved": False}).status_code == 403
+        assert other.post("/users", json={"id": "zz", "institution_id": "uni"}).status_code \
+            == 403
+        assert other.get("/users/in1").status_code == 404
+        assert {u["id"] for u in other.get("/users").json()["items"]} == {"out1", "new1"}
+        assert other.post("/certifications", json={
+            "user_id": "out1", "instrument_id": "nmr", "level": "self",
+            "valid_from": "2026-01-01T00:00:00Z"}).status_code == 403
+    with api.as_("manager") as mgr:  # the sub-unit belongs to the manager's institution
+        assert mgr.patch("/instruments/nmr", json={"location": "B101"}).status_code == 200

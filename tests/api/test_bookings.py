@@ -1,0 +1,199 @@
+"""Bookings: eligibility, the overlap rule in the database, races, workflow, service records."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import Api
+
+DAY = "2026-12-01T{:02d}:00:00+08:00"
+
+
+def _window(a: int, b: int) -> dict[str, str]:
+    return {"start": DAY.format(a), "end": DAY.format(b)}
+
+
+def _certify(api: Api, user: str, instrument: str, level: str = "self",
+             until: str | None = None) -> None:
+    with api.as_("admin") as c:
+        r = c.post("/certifications", json={
+            "user_id": user, "instrument_id": instrument, "level": level,
+            "valid_from": "2026-01-01T00:00:00+08:00", "valid_until": until})
+        assert r.status_code == 201, r.text
+
+
+def _book(c: httpx.Client, instrument: str, kind: str, a: int, b: int) -> httpx.Response:
+    return c.post("/bookings", json={"instrument_id": instrument, "kind": kind, **_window(a, b)})
+
+
+def test_overlap_with_an_approved_booking_is_409(api: Api) -> None:
+    _certify(api, "out1", "nmr")
+    with api.as_("user") as user, api.as_("manager") as mgr, api.as_("firm") as firm:
+        first = _book(user, "nmr", "self", 9, 12)
+        assert first.status_code == 201, first.text
+        assert first.json()["status"] == "requested"
+        assert mgr.post(f"/bookings/{first.json()['id']}/approve").status_code == 200
+        clash = _book(firm, "nmr", "assisted", 11, 13)
+        assert clash.status_code == 409
+        assert "already booked" in clash.json()["message"]
+        assert clash.json()["error"] == "conflict"
+        # Touching windows do not overlap.
+        assert _book(firm, "nmr", "assisted", 12, 13).status_code == 201
+
+
+def test_overlapping_requests_then_only_one_approval(api: Api) -> None:
+    with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr:
+        a = _book(user, "nmr", "assisted", 9, 12).json()["id"]
+        b = _book(firm, "nmr", "sample", 10, 11).json()["id"]
+        assert mgr.post(f"/bookings/{a}/approve").status_code == 200
+        r = mgr.post(f"/bookings/{b}/approve")
+        assert r.status_code == 409
+        assert "overlaps an approved booking" in r.json()["message"]
+
+
+def _race(calls: list[Any]) -> list[httpx.Response]:
+    barrier = threading.Barrier(len(calls))
+    results: list[httpx.Response | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in results if r is not None]
+
+
+def test_two_clients_racing_for_a_slot_exactly_one_wins(api: Api) -> None:
+    api.sql("UPDATE instrument SET auto_approve = true WHERE id = 'xrd'")
+    with api.as_("user") as user, api.as_("firm") as firm:
+        for hour in (8, 11, 14, 17):
+            results = _race([
+                lambda h=hour: _book(user, "xrd", "assisted", h, h + 2),
+                lambda h=hour: _book(firm, "xrd", "assisted", h + 1, h + 3),
+            ])
+            codes = sorted(r.status_code for r in results)
+            assert codes == [201, 409], [r.text for r in results]
+    rows = api.sql("SELECT count(*) FROM booking WHERE instrument_id = 'xrd'"
+                   " AND status = 'approved'")
+    assert rows[0][0] == 4
+
+
+def test_racing_approvals_exactly_one_wins(api: Api) -> None:
+    with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr, \
+            api.as_("admin") as admin:
+        for hour in (8, 12, 16):
+            a = _book(user, "nmr", "assisted", hour, hour + 2).json()["id"]
+            b = _book(firm, "nmr", "assisted", hour + 1, hour + 3).json()["id"]
+            results = _race([lambda a=a: mgr.post(f"/bookings/{a}/approve"),
+                             lambda b=b: admin.post(f"/bookings/{b}/approve")])
+            assert sorted(r.status_code for r in results) == [200, 409]
+
+
+def test_self_operation_needs_certification_for_the_whole_window(api: Api) -> None:
+    _certify(api, "out1", "nmr", until="2026-12-01T10:00:00+08:00")
+    with api.as_("user") as user:
+        r = _book(user, "nmr", "self", 9, 12)
+        assert r.status_code == 403
+        assert "certification" in r.json()["message"]
+        assert _book(user, "nmr", "self", 8, 10).status_code == 201
+        assert _book(user, "nmr", "assisted", 10, 12).status_code == 201
+    # An assisted-only certification does not allow self-operation.
+    _certify(api, "firm1", "nmr", level="assisted")
+    with api.as_("firm") as firm:
+        assert _book(firm, "nmr", "self", 13, 14).status_code == 403
+
+
+def test_revoked_certification_no_longer_counts(api: Api) -> None:
+    _certify(api, "out1", "nmr")
+    with api.as_("admin") as admin:
+        cert = admin.get("/certifications", params={"user_id": "out1"}).json()["items"][0]
+        assert admin.post(f"/certifications/{cert['id']}/revoke").status_code == 200
+        assert admin.post(f"/certifications/{cert['id']}/revoke").status_code == 409
+    with api.as_("user") as user:
+        assert _book(user, "nmr", "self", 9, 10).status_code == 403
+
+
+def test_closed_instrument_refuses_outside_users_only(api: Api) -> None:
+    with api.as_("user") as outside, api.as_("inside_user") as inside:
+        r = _book(outside, "sem", "assisted", 9, 10)
+        assert r.status_code == 403
+        assert "not open to outside users" in r.json()["message"]
+        assert _book(inside, "sem", "assisted", 9, 10).status_code == 201
+        assert _book(outside, "inc1", "assisted", 9, 10).status_code == 403
+
+
+def test_unapproved_user_cannot_book(api: Api) -> None:
+    with api.as_("unapproved") as c:
+        r = _book(c, "nmr", "assisted", 9, 10)
+    assert r.status_code == 403
+    assert "approved" in r.json()["message"]
+
+
+def test_workflow_service_record_and_rating(api: Api) -> None:
+    with api.as_("user") as user, api.as_("manager") as mgr:
+        bid = _book(user, "nmr", "sample", 9, 12).json()["id"]
+        assert user.post(f"/bookings/{bid}/rating", json={"rating": 5}).status_code == 409
+        assert mgr.post(f"/bookings/{bid}/complete").status_code == 409  # not approved yet
+        assert mgr.post(f"/bookings/{bid}/approve", json={"note": "ok"}).json()["status"] \
+            == "approved"
+        rec = mgr.put(f"/bookings/{bid}/service-record",
+                      json={"contract_no": "SY-1", "fee_rmb": "1800", "voucher_rmb": "900"})
+        assert rec.status_code == 200, rec.text
+        assert mgr.post(f"/bookings/{bid}/complete").json()["status"] == "completed"
+        rated = user.post(f"/bookings/{bid}/rating", json={"rating": 4, "comment": "好"})
+        assert rated.status_code == 200
+        body = user.get(f"/bookings/{bid}/service-record").json()
+        assert (body["contract_no"], body["fee_rmb"], body["voucher_rmb"], body["rating"]) == \
+            ("SY-1", "1800.00", "900.00", 4)
+        assert user.post(f"/bookings/{bid}/cancel").status_code == 409  # completed
+        bad = mgr.put(f"/bookings/{bid}/service-record",
+                      json={"fee_rmb": "100", "voucher_rmb": "200"})
+        assert bad.status_code == 422
+
+
+def test_vouchers_only_at_voucher_institutions(api: Api) -> None:
+    with api.as_("user") as user, api.as_("other_manager") as mgr:
+        bid = _book(user, "xrd", "assisted", 9, 10).json()["id"]
+        assert mgr.post(f"/bookings/{bid}/approve").status_code == 200
+        r = mgr.put(f"/bookings/{bid}/service-record", json={"fee_rmb": "100",
+                                                               "voucher_rmb": "50"})
+        assert r.status_code == 409
+        assert "voucher" in r.json()["message"]
+
+
+def test_cancel_reject_and_visibility(api: Api) -> None:
+    with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr, \
+            api.as_("other_manager") as other:
+        mine = _book(user, "nmr", "assisted", 9, 10).json()["id"]
+        theirs = _book(firm, "nmr", "assisted", 10, 11).json()["id"]
+        assert firm.post(f"/bookings/{mine}/cancel").status_code == 404
+        assert user.post(f"/bookings/{mine}/cancel").json()["status"] == "cancelled"
+        assert other.post(f"/bookings/{theirs}/reject").status_code == 403
+        assert mgr.post(f"/bookings/{theirs}/reject").json()["status"] == "rejected"
+        assert mgr.post(f"/bookings/{theirs}/approve").status_code == 409
+        assert [b["id"] for b in user.get("/bookings").json()["items"]] == [mine]
+        assert user.get(f"/bookings/{theirs}").status_code == 404
+        assert {b["id"] for b in mgr.get("/bookings").json()["items"]} == {mine, theirs}
+        assert other.get("/bookings").json()["total"] == 0
+
+
+def test_database_refuses_overlap_without_the_api(api: Api) -> None:
+    api.sql("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+            " VALUES ('nmr', 'in1', 'self', '2026-12-01 09:00+08', '2026-12-01 10:00+08',"
+            " 'approved')")
+    import psycopg
+
+    try:
+        api.sql("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+                " VALUES ('nmr', 'out1', 'self', '2026-12-01 09:30+08',"
+                " '2026-12-01 10:30+08', 'completed')")
+    except psycopg.errors.ExclusionViolation:
+        return
+    raise AssertionError("the exclusion constraint did not fire")

@@ -1,0 +1,93 @@
+"""Annual evaluation for 2025 with scores computed by hand from the documented defaults.
+
+nmr: 90 sessions x 6 h by an inside user + 10 x 6 h by an outside user = 600 h, 60 h external.
+  operation 40 x 600/1200 = 20; sharing 20 x min(1, 0.10/0.10) = 20; management: registry
+  complete 10 + fee schedule 10 + registered on time 10 + availability 0 (no samples) = 30.
+  score 70 -> 合格.
+xrd: no use; category, value and acceptance filled (3 of 6 -> 5), no fees, not networked
+  within 30 working days (-> 0), availability 0: score 5 -> 不合格.
+sem, inc1: category and value only (2 of 6 -> 3.33) + not subject to the deadline (10) = 13.33.
+Institutions: uni (nmr, sem) = (70 + 13.33) / 2 = 41.67; incub 13.33; other 5.
+"""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import openpyxl
+import pytest
+
+from monitor_api import EvaluationRules
+from tests.api.conftest import Api, make_settings, serve
+
+SETUP = [
+    "UPDATE instrument SET model = 'AVANCE', maker = 'Bruker', accepted_on = '2024-12-02',"
+    " networked_on = '2024-12-10', location = 'B101', fee_schedule = '500元/小时'"
+    " WHERE id = 'nmr'",
+    "UPDATE instrument SET accepted_on = '2025-01-06' WHERE id = 'xrd'",
+    "INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+    " SELECT 'nmr', d + interval '9 hours', d + interval '15 hours', d + interval '15 hours',"
+    "        CASE WHEN n <= 90 THEN 'in1' ELSE 'out1' END"
+    " FROM generate_series(1, 100) n, LATERAL (SELECT ('2025-01-01 00:00+08'::timestamptz"
+    "      + (n * 3) * interval '1 day') AS d) x",
+    "INSERT INTO gateway (id, bd_seq, online, changed_at) VALUES ('gw1', 1, true, now())",
+    "INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts)"
+    " VALUES ('nmr', 'gw1', 'idle', now(), now())",
+]
+
+
+@pytest.fixture
+def year(api: Api) -> Api:
+    for statement in SETUP:
+        api.sql(statement)
+    return api
+
+
+def test_instrument_scores_and_grades(year: Api) -> None:
+    with year.as_("evaluator") as c:
+        items = {i["instrument_id"]: i for i in
+                 c.get("/evaluation/2025/instruments").json()["items"]}
+    nmr = items["nmr"]
+    assert nmr["effective_hours"] == pytest.approx(600)
+    assert (nmr["operation"], nmr["sharing"], nmr["management"]) == (20, 20, 30)
+    assert (nmr["score"], nmr["grade"]) == (70, "合格")
+    assert (items["xrd"]["score"], items["xrd"]["grade"]) == (5, "不合格")
+    assert items["sem"]["score"] == pytest.approx(13.33)
+
+
+def test_institution_ranking_and_export(year: Api) -> None:
+    with year.as_("admin") as c:
+        ranked = c.get("/evaluation/2025/institutions").json()["items"]
+        xlsx = c.get("/evaluation/2025/institutions", params={"format": "xlsx"})
+    assert [(r["rank"], r["institution_id"], r["score"]) for r in ranked] == [
+        (1, "uni", 41.67), (2, "incub", 13.33), (3, "other", 5)]
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+    assert sheet is not None
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][-1] == "等级 Grade"
+    assert rows[1][1] == "uni" and rows[1][-1] == "不合格"
+
+
+def test_lists(year: Api) -> None:
+    with year.as_("evaluator") as c:
+        low = c.get("/evaluation/2025/low-utilisation").json()
+        silent = c.get("/evaluation/silent", params={"days": 30}).json()
+        overdue = c.get("/evaluation/overdue-registrations",
+                        params={"as_of": "2025-12-31", "format": "csv", "lang": "en"})
+    assert [i["key"] for i in low["items"]] == ["inc1", "sem", "xrd"]
+    assert {i["instrument_id"] for i in silent["items"]} == {"inc1", "sem", "xrd"}
+    lines = overdue.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("Instrument,Name,Institution")
+    assert [line.split(",")[0] for line in lines[1:]] == ["xrd"]
+
+
+def test_rules_are_configuration(year: Api, database_url: str) -> None:
+    rules = EvaluationRules(full_use_hours=600, excellent=85)
+    for url in serve(make_settings(database_url, evaluation=rules)):
+        with httpx.Client(base_url=url, headers={
+                "Authorization": f"Bearer {year.tokens['evaluator']}"}) as c:
+            items = {i["instrument_id"]: i for i in
+                     c.get("/evaluation/2025/instruments").json()["items"]}
+    assert (items["nmr"]["operation"], items["nmr"]["score"], items["nmr"]["grade"]) == \
+        (40, 90, "优秀")

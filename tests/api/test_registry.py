@@ -1,0 +1,96 @@
+"""Registry CRUD, pagination and the all-or-nothing CSV import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import Api
+
+GOOD = (
+    "id,name,institution_id,model,maker,category_code,value_rmb,accepted_on,networked_on,"
+    "open_to_outside,fee_schedule\n"
+    "icp-ms,电感耦合等离子体质谱仪,uni-ac,7900,Agilent,010102,1850000,2025-06-03,2025-06-20,是,"
+    "\"校内 300 元/样, 校外 500 元/样\"\n"
+    "nmr,核磁共振波谱仪(更新),uni-ac,AVANCE NEO,Bruker,010401,5200000,2025-03-10,,yes,\n"
+)
+
+BAD = (
+    "id,name,institution_id,category_code,value_rmb,accepted_on,open_to_outside\n"
+    "ok-1,好仪器,uni-ac,010101,400000,2025-01-02,true\n"  # line 2: fine
+    "bad/id,斜杠,uni-ac,010101,1,2025-01-02,true\n"  # line 3: bad id
+    "ok-2,价格,uni-ac,0101,abc,2025-01-02,true\n"  # line 4: category and value
+    "ok-3,日期,nowhere,010101,1,2025-02-30,true\n"  # line 5: date (institution unchecked)
+    "ok-4,单位,nowhere,010101,1,2025-02-03,maybe\n"  # line 6: yes/no
+    "ok-5,单位,nowhere,010101,1,2025-02-03,no\n"  # line 7: unknown institution
+    "ok-1,重复,uni-ac,010101,1,2025-01-02,true\n"  # line 8: duplicate id
+    "ok-6,多列,uni-ac,010101,1,2025-01-02,true,extra\n"  # line 9: field count
+    "xrd,别人的,uni-ac,010101,1,2025-01-02,true\n"  # line 10: another institution's instrument
+)
+
+
+def _import(api: Api, who: str, text: str) -> tuple[int, dict[str, Any]]:
+    with api.as_(who) as c:
+        r = c.post("/instruments/import", content=text.encode(),
+                   headers={"Content-Type": "text/csv"})
+    return r.status_code, r.json()
+
+
+def test_bad_rows_reported_with_line_numbers_nothing_imported(api: Api) -> None:
+    code, body = _import(api, "manager", BAD)
+    assert code == 422
+    assert body["message"] == "8 bad row(s); nothing was imported"
+    lines = [d["line"] for d in body["details"]]
+    assert lines == [3, 4, 5, 6, 7, 8, 9, 10]
+    reasons = {d["line"]: d["reason"] for d in body["details"]}
+    assert "id" in reasons[3]
+    assert "category_code" in reasons[4] and "value_rmb" in reasons[4]
+    assert "accepted_on" in reasons[5]
+    assert "yes/no" in reasons[6]
+    assert "unknown institution" in reasons[7]
+    assert "line 2" in reasons[8]
+    assert "expected 7 fields" in reasons[9]
+    assert "another institution" in reasons[10]
+    assert api.sql("SELECT count(*) FROM instrument WHERE id LIKE 'ok-%%'")[0][0] == 0
+
+
+def test_clean_file_imports_and_updates(api: Api) -> None:
+    code, body = _import(api, "manager", GOOD)
+    assert (code, body) == (200, {"imported": 2})
+    with api.as_("evaluator") as c:
+        icp = c.get("/instruments/icp-ms").json()
+        nmr = c.get("/instruments/nmr").json()
+    assert icp["fee_schedule"] == "校内 300 元/样, 校外 500 元/样"
+    assert icp["value_rmb"] == "1850000.00"
+    assert icp["open_to_outside"] is True
+    assert nmr["name"] == "核磁共振波谱仪(更新)" and nmr["model"] == "AVANCE NEO"
+
+
+def test_header_problems(api: Api) -> None:
+    code, body = _import(api, "admin", "id,name,colour\n")
+    assert code == 422
+    assert body["details"] == [{"line": 1, "reason": "unknown columns: colour; "
+                                "missing columns: institution_id"}]
+    code, body = _import(api, "admin", "")
+    assert code == 422 and body["details"][0]["line"] == 1
+
+
+def test_crud_and_pagination(api: Api) -> None:
+    with api.as_("admin") as c:
+        r = c.post("/institutions", json={"id": "dlut-ac", "name": "分析测试中心",
+                                          "parent_id": "other", "tier": "voucher"})
+        assert r.status_code == 201
+        assert c.post("/institutions", json={"id": "dlut-ac", "name": "x"}).status_code == 409
+        bad_parent = c.post("/institutions", json={"id": "y", "name": "y", "parent_id": "zz"})
+        assert bad_parent.status_code == 422
+        page1 = c.get("/instruments", params={"limit": 2}).json()
+        page2 = c.get("/instruments", params={"limit": 2, "offset": 2}).json()
+        assert page1["total"] == page2["total"] == 4
+        assert [i["id"] for i in page1["items"] + page2["items"]] == ["inc1", "nmr", "sem", "xrd"]
+        assert c.get("/instruments", params={"category": "0104"}).json()["total"] == 1
+        missing = c.get("/instruments/none")
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "not_found", "message": "no instrument 'none'"}
+        extra = c.post("/instruments", json={"id": "q", "name": "q", "institution_id": "uni",
+                                             "colour": "red"})
+        assert extra.status_code == 422 and extra.json()["error"] == "invalid"
+        assert c.patch("/users/new1", json={"approved": True}).json()["approved"] is True

@@ -1,0 +1,112 @@
+"""Status board (derived offline), timeline, power series and the server-sent events stream."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.api.conftest import Api
+
+STATUS = [
+    "INSERT INTO gateway (id, bd_seq, online, changed_at) VALUES"
+    " ('gw1', 1, true, now() - interval '2 hours'), ('gw2', 1, false, now() - interval '3 days')",
+    "INSERT INTO instrument_status (instrument_id, gateway_id, state, since, user_id, power_w,"
+    " last_ts) VALUES"
+    " ('nmr', 'gw1', 'running', now() - interval '1 hour', 'in1', 850, now() - interval '1 min'),"
+    " ('sem', 'gw1', 'idle', now() - interval '1 hour', NULL, 90, now() - interval '20 min'),"
+    " ('xrd', 'gw2', 'idle', now() - interval '5 days', NULL, 50, now() - interval '3 days')",
+]
+
+
+@pytest.fixture
+def live(api: Api) -> Api:
+    for statement in STATUS:
+        api.sql(statement)
+    return api
+
+
+def _board(api: Api, **params: str) -> dict[str, dict[str, object]]:
+    with api.as_("user") as c:
+        r = c.get("/status", params=params)
+    assert r.status_code == 200, r.text
+    return {i["instrument_id"]: i for i in r.json()["items"]}
+
+
+def test_board_derives_offline(live: Api) -> None:
+    board = _board(live)
+    assert {k: v["state"] for k, v in board.items()} == {
+        "nmr": "running", "sem": "offline", "xrd": "offline", "inc1": "offline"}
+    assert board["nmr"]["user_id"] == "in1" and board["nmr"]["power_w"] == 850
+    assert board["nmr"]["online"] is True
+    assert board["sem"]["user_id"] is None  # no live values for an offline instrument
+    assert board["inc1"]["since"] is None
+
+
+def test_board_filters_and_pages(live: Api) -> None:
+    assert set(_board(live, state="running")) == {"nmr"}
+    assert set(_board(live, state="offline")) == {"sem", "xrd", "inc1"}
+    assert set(_board(live, institution_id="uni")) == {"nmr", "sem"}  # sub-unit included
+    assert set(_board(live, category="0104")) == {"nmr"}
+    with live.as_("user") as c:
+        page = c.get("/status", params={"limit": 1, "offset": 1}).json()
+    assert page["total"] == 4 and [i["instrument_id"] for i in page["items"]] == ["nmr"]
+
+
+def test_longer_timeout_setting_changes_the_board(database_url: str, api: Api) -> None:
+    for statement in STATUS:
+        api.sql(statement)
+    from tests.api.conftest import make_settings, serve
+
+    for url in serve(make_settings(database_url, heartbeat_timeout_s=3600)):
+        with httpx.Client(base_url=url, headers={
+                "Authorization": f"Bearer {api.tokens['admin']}"}) as c:
+            items = {i["instrument_id"]: i["state"] for i in c.get("/status").json()["items"]}
+    assert items["sem"] == "idle"  # 20 min old data is fresh with a one-hour timeout
+    assert items["xrd"] == "offline"  # gateway offline
+
+
+def test_detail_timeline_and_power(api: Api) -> None:
+    api.sql(
+        "INSERT INTO state_sample (instrument_id, ts, state, power_w, gateway_id, seq) VALUES"
+        " ('nmr', '2026-03-10 10:00Z', 'idle', 100, 'gw1', 1),"
+        " ('nmr', '2026-03-10 10:05Z', 'idle', 200, 'gw1', 2),"
+        " ('nmr', '2026-03-10 10:10Z', 'running', 300, 'gw1', 3),"
+        " ('nmr', '2026-03-10 10:20Z', 'running', 500, 'gw1', 4),"
+        " ('nmr', '2026-03-10 10:30Z', 'idle', NULL, 'gw1', 5),"
+        " ('nmr', '2026-03-10 11:00Z', 'idle', NULL, 'gw1', 6),"
+        " ('nmr', '2026-03-10 11:10Z', 'idle', NULL, 'gw1', 7),"
+        " ('nmr', '2026-03-10 11:20Z', 'idle', NULL, 'gw1', 8)"
+    )
+    window = {"start": "2026-03-10T10:00:00Z", "end": "2026-03-10T11:15:00Z"}
+    with api.as_("evaluator") as c:
+        tl = c.get("/instruments/nmr/timeline", params=window).json()
+        power = c.get("/instruments/nmr/power", params={**window, "step_s": 600}).json()
+        detail = c.get("/instruments/nmr/detail").json()
+        second = c.get("/instruments/nmr/timeline", params={**window, "limit": 1, "offset": 1})
+    assert [(i["state"], i["start"][11:16], i["end"][11:16]) for i in tl["items"]] == [
+        ("idle", "10:00", "10:10"), ("running", "10:10", "10:30"),
+        ("offline", "10:30", "11:00"), ("idle", "11:00", "11:15")]
+    assert second.json()["total"] == 4 and second.json()["items"][0]["state"] == "running"
+    assert [(p["ts"][11:16], p["avg_w"], p["min_w"], p["max_w"]) for p in power["items"]] == [
+        ("10:00", 150, 100, 200), ("10:10", 300, 300, 300), ("10:20", 500, 500, 500)]
+    assert detail["instrument"]["id"] == "nmr" and detail["status"]["state"] == "offline"
+
+
+def test_server_sent_events(live: Api) -> None:
+    with live.as_("user") as c, c.stream("GET", "/status/stream", timeout=10) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        live.sql("UPDATE instrument_status SET power_w = 851, updated_at = now()"
+                 " WHERE instrument_id = 'nmr'")  # power alone: no event
+        live.sql("UPDATE instrument_status SET state = 'idle', since = now(), user_id = NULL,"
+                 " updated_at = now() WHERE instrument_id = 'nmr'")
+        events = []
+        for line in lines:
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                break
+    assert events[0]["instrument_id"] == "nmr"
+    assert events[0]["state"] == "idle" and events[0]["user_id"] is None

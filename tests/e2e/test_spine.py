@@ -1,0 +1,189 @@
+"""Simulator -> real gateways -> Mosquitto -> ingest -> PostgreSQL, checked against ground truth."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import chinese_calendar
+import psycopg
+import pytest
+
+from device_sim.registry import register_fleet
+from device_sim.runner import Simulation, SimulationSpec
+from device_sim.schedule import LOCAL_TZ
+from device_sim.truth import TruthSession, load_sessions, write_truth
+from tests.e2e.helpers import (
+    compare_sessions,
+    count,
+    hours_by_instrument,
+    ingest_process,
+    ingest_thread,
+    sample_times,
+    stop_process,
+    stored_sessions,
+    wait_until,
+)
+from tests.services import Mosquitto
+
+
+def _last_full_workday_start() -> datetime:
+    """Local midnight of the latest working day that is over, so the simulated day is busy."""
+    day = datetime.now(LOCAL_TZ).date() - timedelta(days=1)
+    while not chinese_calendar.is_workday(day):
+        day -= timedelta(days=1)
+    return datetime.combine(day, datetime.min.time(), LOCAL_TZ)
+
+
+def _simulation(
+    tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str, **spec: object
+) -> Simulation:
+    simulation = Simulation(
+        SimulationSpec(
+            id_prefix=f"{topic_prefix}-",
+            start=_last_full_workday_start(),
+            **spec,  # type: ignore[arg-type]
+        ),
+        mqtt_url=mqtt_url,
+        topic_prefix=topic_prefix,
+        state_dir=tmp_path / "outbox",
+    )
+    register_fleet(database_url, simulation.fleet)
+    return simulation
+
+
+def _truth_sessions(simulation: Simulation, tmp_path: Path) -> list[TruthSession]:
+    path = tmp_path / "truth.json"
+    write_truth(path, simulation.truth())
+    return load_sessions(path)
+
+
+def _all_committed(database_url: str, simulation: Simulation, expected_messages: int) -> None:
+    wait_until(
+        lambda: count(database_url, "SELECT count(*) FROM ingested_message") >= expected_messages,
+        120,
+        f"{expected_messages} messages in the database",
+    )
+
+
+def _assert_every_sample_once(database_url: str, simulation: Simulation) -> None:
+    """Each instrument has exactly one sample per tick, at the tick's original time."""
+    expected = [
+        simulation.start + timedelta(seconds=tick * simulation.spec.tick_s)
+        for tick in range(simulation.ticks + 1)
+    ]
+    stored = sample_times(database_url)
+    assert sorted(stored) == sorted(i.id for i in simulation.fleet.instruments)
+    for instrument, times in stored.items():
+        assert times == expected, f"{instrument}: samples differ from the simulated ticks"
+
+
+def test_simulated_day_matches_ground_truth(
+    tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    simulation = _simulation(tmp_path, database_url, mqtt_url, topic_prefix, instruments=50, days=1)
+    truth = _truth_sessions(simulation, tmp_path)
+    assert len(truth) > 100, "a simulated working day has many sessions"
+    with ingest_thread(database_url=database_url, mqtt_url=mqtt_url, topic_prefix=topic_prefix):
+        result = simulation.run(drain_timeout=180)
+        assert result.drained and result.dropped == 0
+        _all_committed(database_url, simulation, result.messages)
+
+    assert count(database_url, "SELECT count(*) FROM ingested_message") == result.messages
+    assert count(database_url, "SELECT count(*) FROM dead_letter") == 0
+    _assert_every_sample_once(database_url, simulation)
+    stored = stored_sessions(database_url)
+    tolerance = timedelta(seconds=simulation.spec.tick_s)
+    assert compare_sessions(truth, stored, tolerance) == []
+    want, got = hours_by_instrument(truth), hours_by_instrument(stored)
+    for instrument, hours in want.items():
+        assert got[instrument] == pytest.approx(hours, rel=0.005), instrument
+
+
+def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
+    tmp_path: Path,
+    make_database,
+    mosquitto_factory,
+    topic_prefix: str,  # type: ignore[no-untyped-def]
+) -> None:
+    database_url = make_database()
+    broker: Mosquitto = mosquitto_factory()
+    simulation = _simulation(
+        tmp_path, database_url, broker.url, topic_prefix, instruments=20, days=1, speed=8640
+    )
+    log = tmp_path / "ingest.log"
+    worker = ingest_process(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        topic_prefix=topic_prefix,
+        worker_id="w1",
+        log=log,
+    )
+    result_box: list[object] = []
+    sim_thread = threading.Thread(
+        target=lambda: result_box.append(simulation.run(drain_timeout=180)), name="sim"
+    )
+    sim_thread.start()
+    try:
+        wait_until(
+            lambda: count(database_url, "SELECT count(*) FROM ingested_message") > 300,
+            60,
+            "ingest under load",
+        )
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        killed_at = count(database_url, "SELECT count(*) FROM ingested_message")
+        worker = ingest_process(
+            database_url=database_url,
+            mqtt_url=broker.url,
+            topic_prefix=topic_prefix,
+            worker_id="w1",
+            log=log,
+        )
+        sim_thread.join(240)
+        assert not sim_thread.is_alive()
+        result = result_box[0]
+        assert result.drained  # type: ignore[attr-defined]
+        _all_committed(database_url, simulation, result.messages)  # type: ignore[attr-defined]
+    finally:
+        stop_process(worker)
+    assert killed_at < result.messages  # type: ignore[attr-defined]
+    assert count(database_url, "SELECT count(*) FROM ingested_message") == result.messages  # type: ignore[attr-defined]
+    _assert_every_sample_once(database_url, simulation)
+    truth = _truth_sessions(simulation, tmp_path)
+    assert compare_sessions(truth, stored_sessions(database_url), timedelta(minutes=1)) == []
+
+
+def test_broker_outage_delivers_everything_in_order_with_original_timestamps(
+    tmp_path: Path,
+    database_url: str,
+    mosquitto_factory,
+    topic_prefix: str,  # type: ignore[no-untyped-def]
+) -> None:
+    broker: Mosquitto = mosquitto_factory()
+    simulation = _simulation(
+        tmp_path, database_url, broker.url, topic_prefix, instruments=10, days=0.5, speed=4320
+    )
+    outage = (simulation.ticks // 4, simulation.ticks // 2)  # ~2.5 s of real time
+
+    def toggle_broker(tick: int, _total: int) -> None:
+        if tick == outage[0]:
+            broker.stop()
+        elif tick == outage[1]:
+            broker.start()
+
+    with ingest_thread(database_url=database_url, mqtt_url=broker.url, topic_prefix=topic_prefix):
+        result = simulation.run(on_tick=toggle_broker, drain_timeout=120)
+        assert result.drained
+        _all_committed(database_url, simulation, result.messages)
+    assert count(database_url, "SELECT count(*) FROM ingested_message") == result.messages
+    assert count(database_url, "SELECT count(*) FROM ingested_message WHERE historical") > 0
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT gateway_id, array_agg(seq ORDER BY arrival) FROM ingested_message GROUP BY 1"
+        ).fetchall()
+    for gateway, seqs in rows:
+        assert seqs == sorted(seqs), f"{gateway} delivered out of order"
+    _assert_every_sample_once(database_url, simulation)

@@ -1,0 +1,163 @@
+"""Test helpers: a recording subscriber, a stand-in ingest presence, configs and fast clocks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import GatewayAgent, GatewayConfig, Reading, SimulatedProbe
+from instrushare.protocol import DataMessage, Topics
+from instrushare.settings import MqttAddress
+
+T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
+"""Recent enough for an ingest to accept, old enough that fast test clocks stay in the past."""
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Recorder:
+    """Subscribes to a filter and keeps every message, in arrival order."""
+
+    def __init__(self, url: str, topic: str, *, username: str | None = None,
+                 password: str | None = None, persistent: bool = False) -> None:
+        """``persistent``: a durable session, so nothing is missed across broker restarts."""
+        address = MqttAddress.from_url(url)
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"rec-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(1, 1)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError("recorder did not subscribe")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
+    def data(self) -> list[DataMessage]:
+        return [
+            DataMessage.model_validate_json(m.payload)
+            for m in self.snapshot()
+            if "/data/" in m.topic
+        ]
+
+    def first_arrivals(self) -> list[DataMessage]:
+        """Each data message's first copy, in arrival order (later copies are resends)."""
+        seen: set[int] = set()
+        firsts = []
+        for message in self.data():
+            if message.seq not in seen:
+                seen.add(message.seq)
+                firsts.append(message)
+        return firsts
+
+    def states(self) -> list[dict[str, Any]]:
+        return [json.loads(m.payload) for m in self.snapshot() if m.topic.endswith("/state")
+                and "/gw/" in m.topic and m.payload]
+
+    def wait_for(self, predicate: Callable[[Recorder], bool], timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return
+            time.sleep(0.02)
+        raise AssertionError("condition not met before the timeout")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def set_ingest(url: str, prefix: str, status: str, worker: str = "w1", **login: str) -> None:
+    """Publish the retained ingest presence a real ingest worker would publish."""
+    address = MqttAddress.from_url(url)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"ingest-{uuid.uuid4().hex[:8]}")
+    if login:
+        client.username_pw_set(login["username"], login["password"])
+    client.connect(address.host, address.port)
+    client.loop_start()
+    payload = json.dumps({"v": 1, "worker": worker, "status": status})
+    topic = Topics(prefix).ingest_state(worker)
+    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def make_config(tmp_path: Path, url: str, prefix: str, *, gateway_id: str = "gw1",
+                instruments: tuple[str, ...] = ("xrd1",), **overrides: Any) -> GatewayConfig:
+    data: dict[str, Any] = {
+        "gateway_id": gateway_id,
+        "mqtt_url": url,
+        "topic_prefix": prefix,
+        "outbox_path": tmp_path / f"{gateway_id}.sqlite",
+        "instruments": [{"id": i, "probe": {"kind": "simulated"}} for i in instruments],
+    }
+    data.update(overrides)
+    return GatewayConfig.model_validate(data)
+
+
+class FastClock:
+    """A clock the test advances: one sample interval per poll."""
+
+    def __init__(self, start: datetime = T0, step: timedelta = timedelta(seconds=60)) -> None:
+        self.now = start
+        self.step = step
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+def power_schedule(n: int) -> Iterator[float]:
+    """A varied power trace: off, idle, running sessions, with noise around the thresholds."""
+    pattern = [0.0, 2.0, 12.0, 15.0, 45.0, 80.0, 120.0, 35.0, 90.0, 20.0, 10.0, 0.0, 50.0, 3.0]
+    for i in range(n):
+        yield pattern[i % len(pattern)] + (i % 7) * 0.5
+
+
+def drive(agent: GatewayAgent, clock: FastClock, n: int, *, user: str | None = "alice",
+          sent: list[tuple[datetime, float]] | None = None) -> None:
+    """Poll ``n`` times with the power schedule, recording what the probe said."""
+    probes = agent.probes
+    for power in power_schedule(n):
+        now = clock.tick()
+        for probe in probes.values():
+            assert isinstance(probe, SimulatedProbe)
+            probe.set(Reading(power_w=power, user=user if power >= 40 else None))
+        agent.poll(now)
+        if sent is not None:
+            sent.append((now, power))

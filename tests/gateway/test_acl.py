@@ -1,0 +1,70 @@
+"""Broker ACLs confine each gateway to its own topics; the agent works within them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import GatewayAgent
+from tests.gateway.helpers import FastClock, Recorder, drive, make_config, set_ingest
+from tests.services import Mosquitto
+
+
+def acl(prefix: str) -> str:
+    return (
+        f"pattern write {prefix}/gw/%u/#\n"
+        f"pattern read {prefix}/ingest/+/state\n"
+        "user reader\n"
+        f"topic read {prefix}/#\n"
+        "user ingest\n"
+        f"topic readwrite {prefix}/#\n"
+    )
+
+
+def publish_as(url: str, user: str, password: str, topic: str, payload: bytes) -> None:
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"{user}-{uuid.uuid4().hex[:6]}")
+    client.username_pw_set(user, password)
+    client.connect(host, int(port))
+    client.loop_start()
+    client.publish(topic, payload, qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_gateway_cannot_publish_into_another_gateways_topics(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], topic_prefix: str
+) -> None:
+    users = {"gwA": "pa", "gwB": "pb", "reader": "pr", "ingest": "pi"}
+    broker = mosquitto_factory(users=users, acl=acl(topic_prefix))
+    rec = Recorder(broker.url, f"{topic_prefix}/gw/#", username="reader", password="pr")
+    set_ingest(broker.url, topic_prefix, "online", username="ingest", password="pi")
+
+    # a forged message into gwB's tree, and one into gwA's own tree, both sent as gwA
+    publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwB/data/xrd1", b"forged")
+    publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwB/note", b"forged")
+    publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwA/note", b"own")
+
+    # the real agent, logged in as its gateway id, delivers its data and its states
+    url = broker.url.replace("mqtt://", "mqtt://gwA:pa@")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, url, topic_prefix, gateway_id="gwA"), clock=clock)
+    agent.start()
+    drive(agent, clock, 20)
+    agent.flush()
+    assert agent.wait_drained(10), agent.stats
+    agent.stop()
+    rec.wait_for(lambda r: len(r.data()) == agent.stats.enqueued
+                 and r.states()[-1]["status"] == "offline")
+
+    topics = [m.topic for m in rec.snapshot()]
+    assert not [t for t in topics if "/gwB/" in t]
+    payloads = [m.payload for m in rec.snapshot()]
+    assert b"own" in payloads and b"forged" not in payloads
+    assert {s["gateway"] for s in rec.states()} == {"gwA"}
+    rec.close()

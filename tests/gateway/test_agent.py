@@ -1,0 +1,288 @@
+"""The agent end to end on a real broker: delivery, order, outages, restarts, last will."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from gateway import GatewayAgent
+from gateway.publisher import MqttLink
+from tests.conftest import MQTT_URL
+from tests.gateway.helpers import FastClock, Recorder, drive, make_config, set_ingest
+from tests.services import Mosquitto, TcpProxy, running
+
+Sent = list[tuple[datetime, float]]
+
+
+@pytest.fixture(autouse=True)
+def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MqttLink, "RECONNECT_MIN_DELAY", 0.1)
+    monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 0.3)
+
+
+def assert_delivered(rec: Recorder, sent: Sent, *, first_seq: int = 0,
+                     gateway: str = "gw1") -> None:
+    """Every message arrived, first copies in seq order, samples exactly as the probe said."""
+    firsts = rec.first_arrivals()
+    assert [m.seq for m in firsts] == list(range(first_seq, first_seq + len(firsts)))
+    assert all(m.gateway == gateway for m in firsts)
+    samples = [(s.ts, s.power_w) for m in firsts for s in m.samples]
+    assert samples == sent
+
+
+def wait_ready(agent: GatewayAgent, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not agent.link.can_publish:
+        assert time.monotonic() < deadline, "agent never became ready to publish"
+        time.sleep(0.01)
+
+
+def wait_for_birth(rec: Recorder, timeout: float = 15) -> dict[str, object]:
+    rec.wait_for(lambda r: any(s["status"] == "online" for s in r.states()), timeout)
+    return next(s for s in rec.states() if s["status"] == "online")
+
+
+def test_every_message_arrives_in_order_with_original_content(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/#")
+    set_ingest(mqtt_url, topic_prefix, "online")
+    clock = FastClock()
+    config = make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1", "nmr2"),
+                         max_samples_per_message=7)
+    agent = GatewayAgent(config, clock=clock)
+    agent.start()
+    wait_for_birth(rec)
+    wait_ready(agent)
+    sent: Sent = []
+    drive(agent, clock, 300, sent=sent)
+    agent.flush()
+    assert agent.wait_drained(20), agent.stats
+    stats = agent.stats
+    agent.stop()
+    rec.wait_for(lambda r: len(r.first_arrivals()) == stats.enqueued)
+    firsts = rec.first_arrivals()
+    assert [m.seq for m in firsts] == list(range(stats.enqueued))
+    assert stats.seq == stats.enqueued - 1 and stats.acked == stats.enqueued
+    for instrument in ("xrd1", "nmr2"):
+        mine = [m for m in firsts if m.instrument == instrument]
+        assert all(len(m.samples) <= 7 for m in mine)
+        assert [(s.ts, s.power_w) for m in mine for s in m.samples] == sent
+        assert not any(m.historical for m in mine)
+        users = {s.user for m in mine for s in m.samples if s.power_w and s.power_w >= 40}
+        assert users == {"alice"}
+    # birth then offline state, same session number
+    states = rec.states()
+    assert [s["status"] for s in states] == ["online", "offline"]
+    assert states[0]["bd_seq"] == states[1]["bd_seq"]
+    assert states[0]["instruments"] == ["xrd1", "nmr2"]
+    rec.close()
+
+
+def test_data_is_held_while_no_ingest_is_online(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/#")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix), clock=clock)
+    agent.start()
+    wait_for_birth(rec)
+    sent: Sent = []
+    drive(agent, clock, 60, sent=sent)
+    assert not agent.wait_drained(0.5)
+    assert rec.data() == []
+    held = agent.stats.outbox_depth
+    assert held == agent.stats.enqueued > 0
+    set_ingest(mqtt_url, topic_prefix, "online")
+    assert agent.wait_drained(10)
+    # data created while no ingest listened is flagged historical; fresh data is not
+    drive(agent, clock, 30, sent=sent)
+    agent.flush()
+    assert agent.wait_drained(10)
+    set_ingest(mqtt_url, topic_prefix, "offline")
+    rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
+    drive(agent, clock, 10)
+    agent.flush()
+    assert not agent.wait_drained(0.5)
+    agent.stop()
+    firsts = rec.first_arrivals()
+    assert [m.historical for m in firsts] == [True] * held + [False] * (len(firsts) - held)
+    assert_delivered(rec, sent)
+    rec.close()
+
+
+def test_link_outage_buffers_publishes_will_and_replays(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/#")
+    set_ingest(mqtt_url, topic_prefix, "online")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix), clock=clock)
+    agent.start()
+    birth = wait_for_birth(rec)
+    wait_ready(agent)
+    sent: Sent = []
+    drive(agent, clock, 40, sent=sent)
+    agent.set_link(False)
+    rec.wait_for(lambda r: any(s["status"] == "offline" for s in r.states()))
+    will = next(s for s in rec.states() if s["status"] == "offline")
+    assert will["bd_seq"] == birth["bd_seq"]
+    before = len(rec.first_arrivals())
+    drive(agent, clock, 40, sent=sent)
+    assert agent.stats.outbox_depth > 0
+    assert len(rec.first_arrivals()) == before
+    agent.set_link(True)
+    agent.flush()
+    assert agent.wait_drained(15), agent.stats
+    agent.stop()
+    rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
+    assert_delivered(rec, sent)
+    assert any(m.historical for m in rec.first_arrivals())
+    assert agent.stats.reconnects == 1
+    # the new connection has a newer session number than the will it replaced
+    births = [s for s in rec.states() if s["status"] == "online"]
+    assert births[-1]["bd_seq"] > will["bd_seq"]
+    rec.close()
+
+
+def test_broker_restart_loses_nothing(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], topic_prefix: str
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.url, f"{topic_prefix}/gw/#", persistent=True)
+    set_ingest(broker.url, topic_prefix, "online")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, broker.url, topic_prefix), clock=clock)
+    agent.start()
+    wait_for_birth(rec)
+    sent: Sent = []
+    drive(agent, clock, 50, sent=sent)
+    broker.stop()
+    drive(agent, clock, 200, sent=sent)  # polls go on while the broker is away
+    assert agent.stats.outbox_depth > 0
+    broker.start()
+    agent.flush()
+    assert agent.wait_drained(20), agent.stats
+    stats = agent.stats
+    agent.stop()
+    rec.wait_for(lambda r: len(r.first_arrivals()) == stats.enqueued, timeout=20)
+    assert_delivered(rec, sent)
+    assert stats.reconnects >= 1 and stats.outbox_depth == 0
+    rec.close()
+
+
+def test_restart_replays_the_outbox_and_continues_seq(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/#")
+    clock = FastClock()
+    config = make_config(tmp_path, mqtt_url, topic_prefix)
+    first = GatewayAgent(config, clock=clock)
+    first.start()
+    wait_for_birth(rec)
+    sent: Sent = []
+    drive(first, clock, 100, sent=sent)
+    first.stop()
+    left = first.stats
+    assert left.outbox_depth == left.enqueued > 0 and rec.data() == []
+
+    second = GatewayAgent(config, clock=clock)
+    second.start()
+    assert second.stats.outbox_depth == left.outbox_depth
+    set_ingest(mqtt_url, topic_prefix, "online")
+    assert second.wait_drained(10)
+    drive(second, clock, 20, sent=sent)
+    second.flush()
+    assert second.wait_drained(10)
+    second.stop()
+    assert second.stats.seq == left.seq + second.stats.enqueued
+    rec.wait_for(lambda r: len(r.first_arrivals()) == left.enqueued + second.stats.enqueued)
+    assert_delivered(rec, sent)
+    bd = [s["bd_seq"] for s in rec.states() if s["status"] == "online"]
+    assert bd == sorted(bd) and len(set(bd)) == len(bd) == 2
+    rec.close()
+
+
+def test_last_will_marks_the_gateway_offline_when_the_connection_dies(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    port = int(MQTT_URL.rsplit(":", 1)[1])
+    rec = Recorder(MQTT_URL, f"{topic_prefix}/gw/+/state")
+    with running(TcpProxy(port)) as proxy:
+        url = f"mqtt://127.0.0.1:{proxy.port}"
+        agent = GatewayAgent(make_config(tmp_path, url, topic_prefix))
+        agent.start()
+        birth = wait_for_birth(rec)
+        proxy.down()
+        rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
+        will = rec.states()[-1]
+        assert will["bd_seq"] == birth["bd_seq"] and will["gateway"] == "gw1"
+        proxy.up()
+        rec.wait_for(lambda r: r.states()[-1]["status"] == "online")
+        assert rec.states()[-1]["bd_seq"] > will["bd_seq"]
+        agent.stop()
+    rec.close()
+
+
+def test_large_backlog_drains_through_a_small_window(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/#")
+    clock = FastClock()
+    config = make_config(tmp_path, mqtt_url, topic_prefix, max_samples_per_message=1,
+                         inflight_window=8)
+    agent = GatewayAgent(config, clock=clock)
+    agent.start()
+    sent: Sent = []
+    drive(agent, clock, 2000, sent=sent)
+    agent.flush()
+    backlog = agent.stats.outbox_depth
+    assert backlog >= 2000
+    peak = 0
+    set_ingest(mqtt_url, topic_prefix, "online")
+    start = time.monotonic()
+    while agent.stats.outbox_depth:
+        peak = max(peak, agent.stats.published - agent.stats.acked)
+        assert time.monotonic() - start < 30, agent.stats
+        time.sleep(0.001)
+    elapsed = time.monotonic() - start
+    agent.stop()
+    assert peak <= 8
+    rec.wait_for(lambda r: len(r.first_arrivals()) == backlog)
+    assert_delivered(rec, sent)
+    print(f"drained {backlog} messages through a window of 8 in {elapsed:.2f}s")
+    rec.close()
+
+
+def test_cli_runs_until_sigterm(tmp_path: Path, mqtt_url: str, topic_prefix: str) -> None:
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        f'gateway_id = "gwcli"\nmqtt_url = "{mqtt_url}"\ntopic_prefix = "{topic_prefix}"\n'
+        'outbox_path = "box.sqlite"\nsample_interval_s = 0.05\n'
+        '[[instruments]]\nid = "xrd1"\nprobe = { kind = "simulated" }\n'
+    )
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/state")
+    code = "import typer; from gateway.cli import gateway; typer.run(gateway)"
+    proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        rec.wait_for(lambda r: bool(r.states()) and r.states()[-1]["status"] == "online")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
+    assert (tmp_path / "box.sqlite").exists()
+    rec.close()

@@ -1,0 +1,95 @@
+"""Configuration files: the shipped example loads, bad files fail with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gateway import ConfigError, GatewayConfig, load_config
+from gateway.cli import gateway
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gateway.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gw.toml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """
+gateway_id = "gw1"
+outbox_path = "box.sqlite"
+[[instruments]]
+id = "xrd1"
+probe = { kind = "simulated" }
+"""
+
+
+def test_example_file_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    assert config.gateway_id == "gw-dlut-analysis-01"
+    assert [i.id for i in config.instruments] == ["xrd-d8-advance", "sem-su8010"]
+    sem = config.instruments[1]
+    assert (sem.probe.register_type, sem.probe.word_order, sem.probe.scale) == (
+        "input", "little", 1000.0)
+    assert config.instruments[0].detector.run_on_w == 400.0
+    assert config.outbox_path == EXAMPLE.parent / "gateway-outbox.sqlite"
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.outbox_path == tmp_path / "box.sqlite"
+    assert (config.sample_interval_s, config.publish_interval_s) == (60, 300)
+    assert config.instruments[0].detector.model_dump() == {
+        "off_below_w": 5.0, "run_on_w": 40.0, "run_off_w": 30.0, "debounce": 2}
+    assert config.require_ingest_online and config.inflight_window == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gateway_id = ", "not valid TOML"),
+        (MINIMAL.replace('"gw1"', '"gw/1"'), "gateway_id"),
+        (MINIMAL + "bogus = 1\n", "bogus"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "modbus"'), "needs host and address"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "simulated", host = "x"'),
+         "modbus probes only"),
+        (MINIMAL + 'detector = { run_on_w = 20.0 }\n', "off_below_w <= run_off_w <= run_on_w"),
+        (MINIMAL.replace('outbox_path', 'outbox_max_age_s = 9999999\noutbox_path'),
+         "outbox_max_age_s"),
+        (MINIMAL.replace('outbox_path', 'mqtt_url = "mqtt://other:pw@h:1883"\noutbox_path'),
+         "must equal gateway_id"),
+        (MINIMAL + '[[instruments]]\nid = "xrd1"\nprobe = { kind = "simulated" }\n',
+         "duplicate instrument ids: xrd1"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert str(tmp_path / "gw.toml") in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_cli_exits_2_on_a_bad_config(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(gateway)
+    result = CliRunner().invoke(app, ["--config", str(write(tmp_path, "x = ["))])
+    assert result.exit_code == 2
+    assert "not valid TOML" in result.output
+
+
+def test_mqtt_credentials_come_from_the_url() -> None:
+    config = GatewayConfig.model_validate({
+        "gateway_id": "gw1", "mqtt_url": "mqtt://gw1:s%40cret@broker:8883",
+        "outbox_path": "/tmp/x", "instruments": [{"id": "a", "probe": {"kind": "simulated"}}],
+    })
+    assert (config.mqtt.host, config.mqtt.port, config.mqtt.username, config.mqtt.password) == (
+        "broker", 8883, "gw1", "s@cret")

@@ -1,0 +1,159 @@
+"""Bad input never crashes the worker: each message is dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest._decode import Decoder, Reason
+from ingest._registry import InstrumentRegistry
+from ingest._store import BatchStore
+from instrushare.protocol import MAX_PAYLOAD_BYTES, Topics
+
+from .conftest import BASE, Publisher, RunningWorker, data_message, query, register, wait_until
+
+_seq = itertools.count(1)
+
+
+def _valid(topics: Topics) -> tuple[str, bytes, str | None]:
+    return (topics.data("gw1", "i1"),
+            data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]), None)
+
+
+def _build(kind: str, topics: Topics, junk: str) -> tuple[str, bytes, str | None]:
+    """(topic, payload, expected dead-letter reason or None when it must be stored)."""
+    now = datetime.now(UTC)
+    if kind == "valid":
+        return _valid(topics)
+    if kind == "malformed_json":
+        return topics.data("gw1", "i1"), b'{"v": 1, "gateway": ' + junk.encode(), kind
+    if kind == "invalid_payload":
+        doc = json.loads(data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]))
+        doc["samples"][0]["state"] = junk or "flying"
+        doc["seq"] = "not a number"
+        return topics.data("gw1", "i1"), json.dumps(doc).encode(), kind
+    if kind == "unsupported_version":
+        doc = json.loads(data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]))
+        doc["v"] = 2
+        doc["new_field"] = junk
+        return topics.data("gw1", "i1"), json.dumps(doc).encode(), kind
+    if kind == "oversized":
+        return topics.data("gw1", "i1"), b"x" * (MAX_PAYLOAD_BYTES + 1 + len(junk)), kind
+    if kind == "future_timestamp":
+        return topics.data("gw1", "i1"), data_message(
+            "gw1", "i1", next(_seq),
+            [(BASE, "idle", None), (now + timedelta(hours=1), "running", None)]), kind
+    if kind == "too_old":
+        return topics.data("gw1", "i1"), data_message(
+            "gw1", "i1", next(_seq), [(now - timedelta(days=40), "idle", None)]), kind
+    if kind == "unknown_instrument":
+        return topics.data("gw1", "nope"), data_message(
+            "gw1", "nope", next(_seq), [(BASE, "idle", None)]), kind
+    if kind == "topic_mismatch":
+        return topics.data("gw1", "i2"), data_message(
+            "gw1", "i1", next(_seq), [(BASE, "idle", None)]), kind
+    if kind == "wrong_gateway":
+        return topics.data("gw2", "i1"), data_message(
+            "gw2", "i1", next(_seq), [(BASE, "idle", None)]), kind
+    if kind == "db_rejected":  # valid JSON and protocol, but PostgreSQL refuses NUL in text
+        doc = json.loads(data_message("gw1", "i2", next(_seq), events=[(BASE, "fault")]))
+        doc["events"][0]["detail"] = "bad \u0000 byte"
+        return topics.data("gw1", "i2"), json.dumps(doc).encode(), kind
+    raise AssertionError(kind)
+
+
+_workers: dict[str, RunningWorker] = {}
+
+KINDS = ["valid", "malformed_json", "invalid_payload", "unsupported_version", "oversized",
+         "future_timestamp", "too_old", "unknown_instrument", "topic_mismatch", "wrong_gateway",
+         "db_rejected"]
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=30),
+       junk=st.text(max_size=20))
+def test_bad_messages_dead_lettered_valid_ones_stored(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+    kinds: list[str],
+    junk: str,
+) -> None:
+    if database_url not in _workers:  # one worker for every example of this test
+        register(database_url, {"i1": "gw1", "i2": None})
+        _workers[database_url] = start_worker(database_url)
+    worker = _workers[database_url].worker
+    before = worker.stats
+    dead_before = _dead_letters(database_url)
+    items = [_build(k, topics, junk) for k in kinds]
+    publisher.publish_all([(t, p) for t, p, _ in items])
+    wait_until(lambda: worker.stats.acked - before.acked == len(items), what="all acked")
+
+    # one row per (reason, topic, payload): a repeated bad message is stored once
+    expected_dead = {(reason, t, p) for t, p, reason in items if reason}
+    dead = _dead_letters(database_url)
+    assert dead - dead_before == Counter(expected_dead - set(dead_before))
+    assert max(dead.values(), default=1) == 1
+    stored = sum(1 for k in kinds if k in ("valid", "future_timestamp", "too_old"))
+    assert worker.stats.written - before.written == stored
+    assert worker.stats.duplicates == 0
+    # the valid sample of a partly future message is kept, the future one is not
+    assert query(database_url, "SELECT count(*) FROM state_sample WHERE ts > now()") == [(0,)]
+    assert sum(worker.stats.dead_lettered.values()) == sum(dead.values())
+
+
+def _dead_letters(db: str) -> Counter[tuple[str, str, bytes]]:
+    return Counter({(reason, topic, bytes(payload)): n for reason, topic, payload, n in query(
+        db, "SELECT reason, topic, payload, count(*) FROM dead_letter GROUP BY 1, 2, 3")})
+
+
+def test_decoder_reasons_without_a_broker() -> None:
+    registry = InstrumentRegistry(loader=lambda: {"i1": "gw1"})
+    decoder = Decoder(prefix="p", registry=registry)
+    topics = Topics("p")
+    now = time.time()
+
+    def reasons(topic: str, payload: bytes) -> list[str]:
+        return [d[2] for d in decoder.decode((topic, payload, 1, 1, now)).dead]
+
+    ok = data_message("gw1", "i1", 1, [(BASE, "idle", None)])
+    assert reasons(topics.data("gw1", "i1"), ok) == []
+    assert reasons("p/gw/gw1/other/i1", ok) == [Reason.UNKNOWN_TOPIC]
+    assert reasons("p/elsewhere", ok) == [Reason.UNKNOWN_TOPIC]
+    assert reasons(topics.gateway_state("gw9"), b'{"v":1,"gateway":"gw1","status":"online",'
+                   b'"bd_seq":1}') == [Reason.TOPIC_MISMATCH]
+    assert reasons(topics.data("gw1", "i1"), b"[1, 2]") == [Reason.INVALID_PAYLOAD]
+    assert reasons(topics.data("gw1", "i1"), b'{"v": 3}') == [Reason.UNSUPPORTED_VERSION]
+    assert reasons(topics.data("gw1", "i1"), b"\xff\xfe") == [Reason.MALFORMED_JSON]
+
+
+def test_redelivered_dead_letter_is_stored_once(database_url: str) -> None:
+    """A dead letter committed but not acked before a crash comes back: still one row."""
+    register(database_url, {"i1": "gw1"})
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    topic = Topics("p").data("gw1", "i1")
+    bad = b'{"v": 1, "gateway": "gw1", "seq": "x"}'
+    mixed = data_message("gw1", "i1", 5, [(BASE, "idle", None),
+                                          (datetime.now(UTC) + timedelta(hours=2), "idle", None)])
+    try:
+        first = store.write([decoder.decode((topic, bad, 1, 1, time.time())),
+                             decoder.decode((topic, mixed, 2, 1, time.time()))])
+        again = store.write([decoder.decode((topic, bad, 7, 1, time.time() + 5)),
+                             decoder.decode((topic, mixed, 8, 1, time.time() + 5))])
+    finally:
+        store.close()
+    assert first.dead == Counter({"invalid_payload": 1, "future_timestamp": 1})
+    assert again.dead == Counter() and again.duplicates == 1
+    assert query(database_url, "SELECT reason, payload FROM dead_letter ORDER BY reason") == [
+        ("future_timestamp", mixed), ("invalid_payload", bad)]
+    assert query(database_url, "SELECT count(*) FROM state_sample") == [(1,)]

@@ -1,0 +1,265 @@
+"""Faults: database outage, two workers sharing the load, kill -9 and SIGTERM of the process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg import conninfo
+
+from ingest import IngestWorker
+from instrushare.protocol import Topics
+from instrushare.settings import MqttAddress
+from tests.services import Mosquitto, TcpProxy
+
+from .conftest import (
+    BASE,
+    Publisher,
+    RunningWorker,
+    count,
+    data_message,
+    query,
+    register,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(topics: Topics, seqs: range, instruments: int = 4) -> list[tuple[str, bytes]]:
+    out = []
+    for k in seqs:
+        inst = f"i{k % instruments}"
+        ts = BASE + timedelta(seconds=k)
+        out.append((topics.data("gw1", inst),
+                    data_message("gw1", inst, k, [(ts, "running" if k % 7 else "idle", None)])))
+    return out
+
+
+def _register_all(db: str, instruments: int = 4) -> None:
+    register(db, {f"i{k}": "gw1" for k in range(instruments)})
+
+
+def test_database_outage_nothing_acked_then_everything_once(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(IngestWorker, "INITIAL_BACKOFF_S", 0.05)
+    monkeypatch.setattr(IngestWorker, "MAX_BACKOFF_S", 0.3)
+    _register_all(database_url)
+    port = int(conninfo.conninfo_to_dict(database_url).get("port") or 5432)
+    proxy = TcpProxy(port)
+    proxy.up()
+    try:
+        via_proxy = conninfo.make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
+        handle = start_worker(via_proxy)
+        w = handle.worker
+        publisher.publish_all(_load(topics, range(0, 50)))
+        wait_until(lambda: w.stats.written == 50)
+        assert w.stats.acked == 50
+
+        proxy.down()
+        with caplog.at_level(logging.WARNING, logger="ingest"):
+            publisher.publish_all(_load(topics, range(50, 150)))
+            wait_until(lambda: w.stats.received == 150 and w.stats.db_retries >= 3,
+                       what="retries while the database is down")
+            time.sleep(0.3)
+            assert w.stats.acked == 50  # nothing acked while nothing is committed
+            assert handle.thread.is_alive()
+            assert any("database write failed" in r.getMessage() for r in caplog.records)
+            proxy.up()
+            wait_until(lambda: w.stats.acked == 150, what="acked after recovery")
+    finally:
+        proxy.down()
+    assert w.stats.written == 150 and w.stats.duplicates == 0
+    assert count(database_url, "ingested_message") == 150
+    assert count(database_url, "state_sample") == 150
+    assert query(database_url, "SELECT count(DISTINCT seq) FROM ingested_message") == [(150,)]
+
+
+def test_two_workers_share_the_load_exactly_once(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    _register_all(database_url, 8)
+    a = start_worker(database_url, batch_max_messages=50)
+    b = start_worker(database_url, batch_max_messages=50)
+    publisher.publish_all(_load(topics, range(600), instruments=8))
+    wait_until(lambda: a.worker.stats.acked + b.worker.stats.acked == 600, what="600 acked")
+    assert a.worker.stats.written > 0 and b.worker.stats.written > 0
+    assert a.worker.stats.written + b.worker.stats.written == 600
+    assert count(database_url, "ingested_message") == 600
+    assert count(database_url, "state_sample") == 600
+    # sessions derived by two workers at once still match the ordered data
+    from .conftest import reference_sessions
+
+    for k in range(8):
+        samples = query(database_url, "SELECT ts, state, user_id FROM state_sample"
+                        " WHERE instrument_id = %s ORDER BY ts", (f"i{k}",))
+        got = query(database_url, "SELECT start_ts, end_ts, last_ts, user_id FROM usage_session"
+                    " WHERE instrument_id = %s ORDER BY start_ts", (f"i{k}",))
+        assert got == reference_sessions(samples)
+
+
+# -- the worker as a process ----------------------------------------------------------------
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(db: str, mqtt_url: str, prefix: str, *args: str) -> subprocess.Popen[bytes]:
+        env = os.environ | {
+            "DATABASE_URL": db, "MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": prefix,
+            "PYTHONPATH": str(ROOT),
+        }
+        log = open(tmp_path / f"ingest{len(procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "ingest", *args], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _online(mqtt_url: str, topics: Topics, worker: str) -> Callable[[], bool]:
+    """Predicate: the worker's retained state says online."""
+    addr = MqttAddress.from_url(mqtt_url)
+    seen: dict[str, bytes | bytearray] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: seen.__setitem__("state", m.payload)
+    client.connect(addr.host, addr.port)
+    client.subscribe(topics.ingest_state(worker), qos=1)
+    client.loop_start()
+
+    def check() -> bool:
+        if b'"online"' in seen.get("state", b""):
+            client.disconnect()
+            client.loop_stop()
+            return True
+        return False
+
+    return check
+
+
+def test_kill_9_mid_load_then_restart_loses_and_duplicates_nothing(
+    make_database: Callable[[], str],
+    mosquitto_factory: Callable[..., Mosquitto],
+    topic_prefix: str,
+    spawn: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    db = make_database()
+    _register_all(db)
+    broker = mosquitto_factory()
+    topics = Topics(topic_prefix)
+    worker = f"k{uuid.uuid4().hex[:8]}"
+    args = ("--worker-id", worker, "--batch-max-messages", "200")
+    proc = spawn(db, broker.url, topic_prefix, *args)
+    wait_until(_online(broker.url, topics, worker), what="worker online")
+    total = 6000
+    pub = Publisher(broker.url)
+    try:
+        load = _load(topics, range(total))
+        done = threading.Event()
+
+        def publish() -> None:
+            for start in range(0, total, 500):
+                pub.publish_all(load[start:start + 500])
+            done.set()
+
+        threading.Thread(target=publish, daemon=True).start()
+        wait_until(lambda: count(db, "ingested_message") >= 1000, what="some written")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        killed_at = count(db, "ingested_message")
+        assert killed_at < total
+        assert done.wait(60), "publisher did not finish"
+        proc = spawn(db, broker.url, topic_prefix, *args)
+        wait_until(lambda: count(db, "ingested_message") == total, timeout=60, what="all stored")
+        time.sleep(0.5)
+    finally:
+        pub.close()
+    assert count(db, "ingested_message") == total
+    assert count(db, "state_sample") == total
+    assert query(db, "SELECT min(seq), max(seq), count(DISTINCT seq) FROM ingested_message") \
+        == [(0, total - 1, total)]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def test_sigterm_flushes_commits_acks_and_goes_offline(
+    make_database: Callable[[], str],
+    mosquitto_factory: Callable[..., Mosquitto],
+    topic_prefix: str,
+    spawn: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    db = make_database()
+    _register_all(db)
+    broker = mosquitto_factory()
+    topics = Topics(topic_prefix)
+    worker = f"s{uuid.uuid4().hex[:8]}"
+    proc = spawn(db, broker.url, topic_prefix, "--worker-id", worker,
+                 "--batch-max-messages", "5000", "--batch-max-delay-s", "60")
+    wait_until(_online(broker.url, topics, worker), what="worker online")
+    pub = Publisher(broker.url)
+    try:
+        pub.publish_all(_load(topics, range(300)))
+    finally:
+        pub.close()
+    time.sleep(1.0)  # delivered and waiting in the worker's batch, nothing written yet
+    assert count(db, "ingested_message") == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert count(db, "ingested_message") == 300
+
+    # Resume the worker's persistent session: anything unacked would be redelivered now.
+    addr = MqttAddress.from_url(broker.url)
+    redelivered: list[int] = []
+    states: list[bytes | bytearray] = []  # our retained state as a new subscriber sees it
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ingest-{worker}",
+                         protocol=mqtt.MQTTv5, manual_ack=True)
+
+    def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        if m.topic == topics.ingest_state(worker):
+            states.append(m.payload)
+        else:
+            redelivered.append(m.mid)
+
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    client.connect(addr.host, addr.port, clean_start=False, properties=props)
+    client.subscribe(topics.ingest_state(worker), qos=1)
+    client.loop_start()
+    try:
+        wait_until(lambda: bool(states), what="retained state")
+        time.sleep(1.0)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert redelivered == []
+    assert b'"offline"' in states[-1]

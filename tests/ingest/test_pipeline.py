@@ -1,0 +1,143 @@
+"""End to end through a real broker and database: rows, dedup, status, sessions, stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from instrushare.protocol import Topics
+
+from .conftest import (
+    BASE,
+    Publisher,
+    RunningWorker,
+    count,
+    data_message,
+    gateway_state,
+    query,
+    reference_sessions,
+    register,
+    wait_until,
+)
+
+
+def _samples(n: int) -> list[tuple]:  # type: ignore[type-arg]
+    """Two sessions by different users with an idle pause, then a gap, then running again."""
+    out = []
+    for k in range(n):
+        ts = BASE + timedelta(seconds=60 * k)
+        phase = (k // 10) % 4
+        state = "idle" if phase == 2 else "running"
+        user = {0: "alice", 1: "bob", 3: None}.get(phase)
+        out.append((ts, state, user))
+    return out
+
+
+def test_messages_stored_once_with_status_and_sessions(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    register(database_url, {"i1": "gw1", "i2": None})
+    samples = _samples(40)
+    msgs = [
+        (topics.data("gw1", "i1"), data_message("gw1", "i1", seq, [s]))
+        for seq, s in enumerate(samples)
+    ]
+    msgs += [
+        (topics.data("gw1", "i2"), data_message(
+            "gw1", "i2", 100 + k, [(BASE + timedelta(seconds=k), "idle", None)],
+            events=[(BASE + timedelta(seconds=k), "fault")]))
+        for k in range(5)
+    ]
+    handle = start_worker(database_url)
+    publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "online", 3))])
+    publisher.publish_all(msgs)
+    wait_until(lambda: handle.worker.stats.written == 45, what="45 written")
+    publisher.publish_all(msgs[:10])  # the gateway resends after a lost PUBACK
+    wait_until(lambda: handle.worker.stats.duplicates == 10, what="10 duplicates")
+
+    assert count(database_url, "ingested_message") == 45
+    assert count(database_url, "state_sample") == 45
+    assert count(database_url, "instrument_event") == 5
+    assert count(database_url, "dead_letter") == 0
+    stored = query(database_url, "SELECT ts, state, user_id FROM state_sample"
+                   " WHERE instrument_id = 'i1' ORDER BY ts")
+    assert stored == samples
+
+    sessions = query(database_url, "SELECT start_ts, end_ts, last_ts, user_id FROM usage_session"
+                     " WHERE instrument_id = 'i1' ORDER BY start_ts")
+    assert sessions == reference_sessions(samples)
+    assert len(sessions) == 3  # alice, bob (ends at the idle sample), the anonymous run
+    assert query(database_url, "SELECT count(*) FROM usage_session WHERE instrument_id = 'i2'") \
+        == [(0,)]
+
+    status = query(database_url, "SELECT instrument_id, gateway_id, state, since, last_ts, user_id"
+                   " FROM instrument_status ORDER BY instrument_id")
+    last_ts = samples[-1][0]
+    run_start = samples[30][0]  # phase 3 starts at k = 30 and runs to the end
+    assert status[0] == ("i1", "gw1", "running", run_start, last_ts, None)
+    assert status[1][:3] == ("i2", "gw1", "idle")
+    assert status[1][3] == BASE  # idle all along: since stays at the first sample
+
+    assert query(database_url, "SELECT id, bd_seq, online FROM gateway") == [("gw1", 3, True)]
+    publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "offline", 2))])
+    wait_until(lambda: handle.worker.stats.acked == 57, what="stale will acked")
+    assert query(database_url, "SELECT online FROM gateway") == [(True,)]  # stale will ignored
+    publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "offline", 3))])
+    wait_until(lambda: query(database_url, "SELECT online FROM gateway") == [(False,)],
+               what="gateway offline")
+
+    handle.halt()
+    stats = handle.worker.stats
+    assert stats.received == stats.acked == 58
+    assert stats.written == 45 and stats.duplicates == 10
+
+
+def test_historical_samples_never_overwrite_live_status(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    register(database_url, {"i1": None})
+    handle = start_worker(database_url)
+    t = BASE
+    publisher.publish_all([(topics.data("gw1", "i1"), data_message(
+        "gw1", "i1", 1, [(t, "idle", None)]))])
+    wait_until(lambda: handle.worker.stats.written == 1)
+    publisher.publish_all([
+        (topics.data("gw1", "i1"), data_message(
+            "gw1", "i1", 2, [(t + timedelta(minutes=5), "running", "u")], historical=True)),
+        (topics.data("gw1", "i1"), data_message(
+            "gw1", "i1", 3, [(t - timedelta(minutes=5), "fault", None)])),
+    ])
+    wait_until(lambda: handle.worker.stats.written == 3)
+    assert query(database_url, "SELECT state, last_ts FROM instrument_status") == [("idle", t)]
+    # the replayed running sample still counts for usage
+    assert query(database_url, "SELECT start_ts, end_ts FROM usage_session") == [
+        (t + timedelta(minutes=5), None)
+    ]
+
+
+def test_graceful_stop_commits_and_acks_everything_received(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    register(database_url, {"i1": None})
+    # a long delay and a big batch: messages wait in the queue until the stop flushes them
+    handle = start_worker(database_url, batch_max_delay_s=30, batch_max_messages=5000)
+    publisher.publish_all([
+        (topics.data("gw1", "i1"), data_message(
+            "gw1", "i1", k, [(BASE + timedelta(seconds=k), "idle", None)]))
+        for k in range(200)
+    ])
+    wait_until(lambda: handle.worker.stats.received == 200)
+    assert count(database_url, "ingested_message") == 0
+    handle.halt(timeout=10)
+    stats = handle.worker.stats
+    assert stats.acked == stats.written == 200
+    assert count(database_url, "ingested_message") == 200

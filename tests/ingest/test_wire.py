@@ -1,0 +1,89 @@
+"""The fast validation path never accepts what the protocol model refuses, and agrees on values."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from ingest._wire import EventDict, MessageDict, SampleDict, fast_message
+from instrushare.protocol import DataMessage, Event, Sample
+
+from .conftest import BASE, data_message
+
+
+def test_fast_models_have_the_protocol_fields() -> None:
+    for fast, model in ((MessageDict, DataMessage), (SampleDict, Sample), (EventDict, Event)):
+        assert set(fast.__annotations__) == set(model.model_fields), model.__name__
+
+
+_good = json.loads(data_message(
+    "gw1", "i1", 7, [(BASE, "running", "alice"), (BASE.replace(second=1), "idle", None)],
+    events=[(BASE, "fault")],
+))
+_good["samples"][0]["metrics"] = {"temp": 21.5}
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 2**64), st.floats(allow_nan=False),
+    st.sampled_from(["", "x/y", "a" * 65, "running", "fault", "2024-02-30T00:00:00Z",
+                     "2024-01-01T00:00:00+08:00", "2024-01-01T00:00:00", "2024-01-01 00:00:00Z",
+                     "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.1234567Z",
+                     "2024-01-01T00:00:00+24:00", "2024-01-01t00:00:00z", "1700000000"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(),
+                                                         max_size=2),
+)
+_paths = st.sampled_from([
+    ("v",), ("gateway",), ("seq",), ("bd_seq",), ("created_at",), ("historical",), ("samples",),
+    ("events",), ("extra",), ("samples", 0, "ts"), ("samples", 0, "state"),
+    ("samples", 0, "power_w"), ("samples", 0, "user"), ("samples", 0, "metrics"),
+    ("samples", 1, "extra"), ("events", 0, "ts"), ("events", 0, "type"), ("events", 0, "detail"),
+])
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
+    """Set a nested value; an earlier edit may have replaced the parent (then skip)."""
+    for key in path[:-1]:
+        if not isinstance(doc, dict | list):
+            return
+        try:
+            doc = doc[key]
+        except (IndexError, KeyError):
+            return
+    if isinstance(doc, dict) or (isinstance(doc, list) and isinstance(path[-1], int)
+                                 and path[-1] < len(doc)):
+        doc[path[-1]] = value
+
+
+@settings(max_examples=400, deadline=None)
+@given(edits=st.lists(st.tuples(_paths, _values), max_size=3), drop=st.booleans())
+def test_fast_path_agrees_with_the_protocol(edits: list[tuple[tuple[Any, ...], Any]],
+                                            drop: bool) -> None:
+    doc = json.loads(json.dumps(_good))
+    for path, value in edits:
+        _set(doc, path, value)
+    if drop:
+        doc.pop("created_at")
+    payload = json.dumps(doc).encode()
+    fast = fast_message(payload)
+    try:
+        model = DataMessage.model_validate_json(payload)
+    except ValidationError:
+        assert fast is None
+        return
+    if fast is None:
+        return  # stricter is allowed: the protocol model then decides
+    assert fast["created_at"] == model.created_at and fast["created_at"].tzinfo is UTC
+    assert (fast["gateway"], fast["instrument"], fast["seq"], fast["bd_seq"]) == (
+        model.gateway, model.instrument, model.seq, model.bd_seq)
+    assert fast.get("historical", False) == model.historical
+    got = [(s["ts"], s["state"], s.get("power_w"), s.get("user"), s.get("metrics", {}))
+           for s in fast.get("samples", [])]
+    assert got == [(s.ts, s.state.value, s.power_w, s.user, s.metrics) for s in model.samples]
+    assert all(s["ts"].tzinfo is UTC for s in fast.get("samples", []))
+    got_events = [(e["ts"], e["type"], e.get("user"), e.get("detail"))
+                  for e in fast.get("events", [])]
+    assert got_events == [(e.ts, e.type.value, e.user, e.detail) for e in model.events]

@@ -1,0 +1,148 @@
+"""docker-compose.yml: `docker compose config` when the plugin exists, and in every case a
+structural check that the services, mounts, ports and credentials fit together."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ops.grafana import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / "deploy" / "env.example"
+SERVICES = {"timescale", "mosquitto-passwd", "mosquitto", "migrate", "ingest-1", "ingest-2",
+            "api", "prometheus", "grafana"}
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return data
+
+
+def _env_example() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {k: v for k, v in pairs}
+
+
+def _compose_plugin() -> bool:
+    if not shutil.which("docker"):
+        return False
+    result = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(not _compose_plugin(), reason="docker compose plugin not installed; "
+                    "test_compose_structure checks the file instead")
+def test_docker_compose_config() -> None:
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, **_env_example()},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_structure() -> None:
+    compose = _compose()
+    services: dict[str, dict[str, Any]] = compose["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert "image" in service, name
+        depends = service.get("depends_on", {})
+        assert set(depends) <= SERVICES, name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in compose["volumes"], f"{name}: undeclared volume {source}"
+
+    # The instrushare services run the one image built from the Dockerfile.
+    ours = {n for n, s in services.items() if s.get("build") == "."}
+    assert ours == {"migrate", "ingest-1", "ingest-2", "api"}
+    assert len({services[n]["image"] for n in ours}) == 1
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert "pip install ." in dockerfile and 'ENTRYPOINT ["instrushare"]' in dockerfile
+    assert services["migrate"]["command"] == ["db", "migrate"]
+    assert services["timescale"]["image"].startswith("timescale/timescaledb:")
+
+    # Two workers in one share group, each with its own persistent session.
+    workers = [services["ingest-1"], services["ingest-2"]]
+    ids = {w["environment"]["INSTRUSHARE_WORKER_ID"] for w in workers}
+    assert ids == {"ingest-1", "ingest-2"}
+    for worker in workers:
+        assert worker["command"][0] == "ingest"
+        assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        url = worker["environment"]["MQTT_URL"]
+        assert re.fullmatch(r"mqtt://ingest:\$\{INGEST_MQTT_PASSWORD[^}]*\}@mosquitto:1883", url)
+        assert worker["environment"]["DATABASE_URL"].split("@")[1] == "timescale:5432/instrushare"
+
+
+def test_prometheus_targets_are_compose_services() -> None:
+    compose = _compose()
+    services = compose["services"]
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in prom["scrape_configs"]}
+    ingest_ports = {s: _option(services[s]["command"], "--metrics-port")
+                    for s in ("ingest-1", "ingest-2")}
+    assert sorted(jobs["ingest"]) == sorted(f"{s}:{p}" for s, p in ingest_ports.items())
+    assert jobs["api"] == [f"api:{_option(services['api']['command'], '--port')}"]
+    mounts = services["prometheus"]["volumes"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_grafana_datasources_reach_compose_services() -> None:
+    services = _compose()["services"]
+    config = yaml.safe_load(
+        (ROOT / "dashboards/provisioning/datasources/instrushare.yml").read_text())
+    urls = {ds["type"]: ds["url"] for ds in config["datasources"]}
+    assert urls["grafana-postgresql-datasource"] == "timescale:5432"
+    assert urls["prometheus"] == "http://prometheus:9090"
+    assert "GRAFANA_DB_PASSWORD" in services["grafana"]["environment"]
+    reader_script = (ROOT / "deploy/timescale/10-grafana-reader.sh").read_text()
+    reader = next(ds for ds in config["datasources"] if ds["type"] != "prometheus")
+    assert f"CREATE ROLE {reader['user']} LOGIN" in reader_script
+    assert "pg_read_all_data" in reader_script
+
+
+def test_secrets_come_from_env_and_are_documented() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    referenced = set(re.findall(r"\$\{(\w+)", text))
+    documented = set(_env_example())
+    assert referenced - {"INSTRUSHARE_IMAGE"} <= documented
+    assert "INSTRUSHARE_IMAGE" in ENV_EXAMPLE.read_text()
+    assert not re.search(r"PASSWORD:\s*[\"']?[\w-]+[\"']?\s*$", text, re.MULTILINE), (
+        "a literal password in docker-compose.yml")
+    docs = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
+    for name in documented:
+        assert name in docs, f"docs/deploy.md does not mention {name}"
+
+
+def test_mosquitto_config_paths_are_mounted() -> None:
+    services = _compose()["services"]
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    settings = dict(line.split(None, 1) for line in conf.splitlines()
+                    if line.strip() and not line.startswith("#"))
+    targets = {v.split(":")[1] for v in services["mosquitto"]["volumes"]}
+    assert settings["acl_file"] in targets
+    assert os.path.dirname(settings["password_file"]) in targets
+    assert settings["persistence_location"].rstrip("/") in targets
+    assert settings["allow_anonymous"] == "false"
+    # A batch (1000 by default) must fit in the in-flight window, or ingest stalls.
+    assert int(settings["max_inflight_messages"]) >= 1000
+    assert int(settings["max_queued_messages"]) > 1000
+    writer = services["mosquitto-passwd"]
+    assert os.path.dirname(settings["password_file"]) in {
+        v.split(":")[1] for v in writer["volumes"]}

@@ -1,0 +1,342 @@
+"""Grafana dashboards: valid dashboard JSON, and every SQL query runs on the migrated schema.
+
+The SQL is rendered the way Grafana renders it (tests/ops/grafana.py) and executed against a
+fresh database filled with a small fleet whose expected figures are worked out by hand below.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from psycopg import conninfo, sql
+
+from instrushare.db import migrate
+from tests.conftest import PG_ADMIN_URL
+from tests.ops import grafana
+from tests.ops.grafana import TimeRange
+
+PG_TYPE = "grafana-postgresql-datasource"
+PANEL_TYPES = {"row", "stat", "table", "timeseries", "barchart", "bargauge", "piechart",
+               "state-timeline", "text", "gauge"}
+NOW = datetime.now(UTC).replace(microsecond=0)
+RANGE = TimeRange(NOW - timedelta(days=2), NOW)
+H = 3600.0
+
+
+def _datasources() -> dict[str, str]:
+    config = yaml.safe_load(grafana.DATASOURCES_FILE.read_text(encoding="utf-8"))
+    return {ds["uid"]: ds["type"] for ds in config["datasources"]}
+
+
+# -- structure ---------------------------------------------------------------------------------
+
+
+def test_datasources_provisioned_without_timescale_macros() -> None:
+    config = yaml.safe_load(grafana.DATASOURCES_FILE.read_text(encoding="utf-8"))
+    assert config["apiVersion"] == 1
+    by_type = {ds["type"]: ds for ds in config["datasources"]}
+    assert set(by_type) == {PG_TYPE, "prometheus"}
+    pg = by_type[PG_TYPE]
+    # With timescaledb on, $__timeGroup becomes time_bucket(); the dashboards must also run
+    # on plain PostgreSQL, and the tests expand the plain form.
+    assert pg["jsonData"]["timescaledb"] is False
+    assert pg["secureJsonData"]["password"].startswith("$")  # from the environment, not a literal
+    assert sum(bool(ds.get("isDefault")) for ds in config["datasources"]) == 1
+
+
+def test_dashboards_provider_points_at_the_mounted_folder() -> None:
+    provider_file = grafana.ROOT / "dashboards/provisioning/dashboards/instrushare.yml"
+    config = yaml.safe_load(provider_file.read_text(encoding="utf-8"))
+    (provider,) = config["providers"]
+    assert provider["type"] == "file"
+    compose = yaml.safe_load((grafana.ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./dashboards/json:{provider['options']['path']}:ro" in mounts
+
+
+def test_dashboards_are_valid_grafana_json() -> None:
+    dashboards = grafana.load_dashboards()
+    assert {"fleet.json", "ingest.json", "utilisation.json"} <= set(dashboards)
+    sources = _datasources()
+    uids = [d["uid"] for d in dashboards.values()]
+    assert len(uids) == len(set(uids))
+    assert len({d["title"] for d in dashboards.values()}) == len(dashboards)
+    for name, dash in dashboards.items():
+        assert isinstance(dash["schemaVersion"], int) and dash["schemaVersion"] >= 36, name
+        assert 0 < len(dash["uid"]) <= 40 and re.fullmatch(r"[\w-]+", dash["uid"]), name
+        assert dash.get("id") is None, f"{name}: provisioned dashboards carry no database id"
+        assert set(dash["time"]) == {"from", "to"}
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        for var in variables.values():
+            if "datasource" in var:
+                assert sources[var["datasource"]["uid"]] == var["datasource"]["type"]
+        panels = list(grafana.all_panels(dash))
+        titles = [p["title"] for p in panels]
+        assert len(titles) == len(set(titles)), f"{name}: panel titles repeat"
+        ids = [p["id"] for p in panels]
+        assert all(isinstance(i, int) for i in ids) and len(ids) == len(set(ids)), name
+        for panel in panels:
+            where = f"{name} panel {panel['id']} {panel['title']!r}"
+            assert panel["type"] in PANEL_TYPES, where
+            pos = panel["gridPos"]
+            assert {k: type(v) for k, v in pos.items()} == dict.fromkeys("hwxy", int), where
+            assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, where
+            if panel["type"] == "row":
+                continue
+            assert panel["targets"], where
+            assert sources[panel["datasource"]["uid"]] == panel["datasource"]["type"], where
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs)), where
+            for target in panel["targets"]:
+                ds = target["datasource"]
+                assert sources[ds["uid"]] == ds["type"], where
+                if ds["type"] == PG_TYPE:
+                    assert target["rawQuery"] is True and target["format"] in (
+                        "table", "time_series"), where
+                    _check_variables(target["rawSql"], variables, where)
+                else:
+                    assert target["expr"].strip(), where
+        _check_no_overlap(name, panels)
+
+
+def _check_variables(sql: str, variables: dict[str, Any], where: str) -> None:
+    """Every $name is a Grafana macro, a global variable, or one of the dashboard's variables."""
+    for name in re.findall(r"\$(\w+)", sql):
+        if name.startswith("__"):
+            assert name in {"__interval", "__interval_ms", "__timeFilter", "__timeFrom",
+                            "__timeTo", "__timeGroup", "__timeGroupAlias"}, (where, name)
+        else:
+            assert name in variables, (where, name)
+
+
+def _check_no_overlap(name: str, panels: list[dict[str, Any]]) -> None:
+    cells: dict[tuple[int, int], int] = {}
+    for panel in panels:
+        pos = panel["gridPos"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{name}: panels {cells.get((x, y))} and {panel['id']}"
+                cells[(x, y)] = panel["id"]
+
+
+def test_macro_expansion_matches_grafana() -> None:
+    """Spot checks against the strings Grafana's macros.go produces."""
+    rng = TimeRange(datetime(2024, 5, 1, 8, 0, tzinfo=UTC),
+                    datetime(2024, 5, 1, 9, 30, 0, 250000, tzinfo=UTC))
+    assert grafana.expand_macros("WHERE $__timeFilter(ts)", rng) == (
+        "WHERE ts BETWEEN '2024-05-01T08:00:00Z' AND '2024-05-01T09:30:00.25Z'")
+    assert grafana.expand_macros("SELECT $__timeGroupAlias(ts, 5m), 1", rng) == (
+        'SELECT floor(extract(epoch from ts)/300)*300 AS "time", 1')
+    assert grafana.expand_macros("GROUP BY $__timeGroup(ts, '1h')", rng) == (
+        "GROUP BY floor(extract(epoch from ts)/3600)*3600")
+    assert grafana.interpolate("x IN ($inst) AND $__timeFrom()", {"inst": "'a','b'"}) == (
+        "x IN ('a','b') AND $__timeFrom()")
+    with pytest.raises(grafana.MacroError):
+        grafana.expand_macros("$__timeBucket(ts)", rng)
+
+
+# -- queries against data ----------------------------------------------------------------------
+
+
+def _fill(conn: psycopg.Connection[Any]) -> None:
+    """A small fleet with known figures (see the expectations in the tests below)."""
+
+    def ago(**kw: float) -> datetime:
+        return NOW - timedelta(**kw)
+
+    conn.execute("""
+        INSERT INTO institution (id, name, parent_id) VALUES
+            ('univ', 'University', NULL), ('univ-lab', 'University lab', 'univ'),
+            ('other', 'Other institute', NULL)""")
+    conn.execute("""
+        INSERT INTO platform_user (id, name, institution_id, organisation, approved) VALUES
+            ('u-in', 'Inside', 'univ', '', true), ('u-ext', 'Outside', 'other', '', true),
+            ('u-firm', 'Firm', NULL, 'Some Firm Ltd', true)""")
+    instruments = [("i-run", "univ-lab", "gw-1"), ("i-fault", "univ", "gw-1"),
+                   ("i-stale", "univ-lab", "gw-1"), ("i-gwdown", "other", "gw-2"),
+                   ("i-none", "other", None), ("i-idle", "other", "gw-1")]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO instrument (id, name, institution_id, gateway_id) VALUES (%s, %s, %s, %s)",
+            [(i, i.upper(), inst, gw) for i, inst, gw in instruments])
+        cur.executemany(
+            "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software)"
+            " VALUES (%s, %s, %s, %s, %s, 'gw 0.1')",
+            [("gw-1", 3, True, ago(days=1), ["i-run", "i-fault", "i-stale", "i-idle"]),
+             ("gw-2", 5, False, ago(minutes=5), ["i-gwdown"])])
+        cur.executemany(
+            "INSERT INTO instrument_status (instrument_id, gateway_id, state, since, user_id,"
+            " power_w, last_ts) VALUES (%s, %s, %s, %s, NULL, 100, %s)",
+            [("i-run", "gw-1", "running", ago(minutes=30), ago(seconds=10)),
+             ("i-fault", "gw-1", "fault", ago(hours=1), ago(seconds=20)),
+             ("i-stale", "gw-1", "idle", ago(hours=3), ago(minutes=40)),
+             ("i-gwdown", "gw-2", "idle", ago(hours=3), ago(seconds=5)),
+             ("i-idle", "gw-1", "idle", ago(hours=3), ago(seconds=15))])
+        cur.executemany(
+            "INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [("i-run", ago(days=3), ago(days=2, hours=-1), ago(days=2, hours=-1), "u-ext"),
+             ("i-run", ago(hours=10), ago(hours=8), ago(hours=8), "u-in"),
+             ("i-run", ago(minutes=30), None, ago(seconds=10), "u-firm"),
+             ("i-fault", ago(hours=5), ago(hours=4), ago(hours=4), None),
+             ("i-idle", ago(hours=20), ago(hours=19, minutes=30), ago(hours=19, minutes=30),
+              "ghost"),
+             ("i-stale", ago(days=5), ago(days=4), ago(days=4), "u-in")])
+        cur.executemany(
+            "INSERT INTO state_sample (instrument_id, ts, state, power_w, gateway_id, seq)"
+            " VALUES (%s, %s, %s, %s, 'gw-1', %s)",
+            [("i-run", ago(hours=10), "running", 900.0, 1), ("i-run", ago(hours=8), "idle", 80, 2)])
+        cur.executemany(
+            "INSERT INTO instrument_event (instrument_id, ts, type, user_id, detail, gateway_id,"
+            " seq) VALUES (%s, %s, %s, %s, %s, 'gw-1', %s)",
+            [("i-run", ago(hours=10), "login", "u-in", "", 1),
+             ("i-fault", ago(hours=1), "fault", None, "vacuum pump", 2)])
+        seqs = [s for s in range(1, 11) if s not in (4, 7)]
+        cur.executemany(
+            "INSERT INTO ingested_message (gateway_id, seq, created_at, instrument_id, bd_seq,"
+            " historical, n_samples, n_events, received_at, arrival)"
+            " VALUES ('gw-1', %s, %s, 'i-run', 3, %s, 2, 0, %s, %s)",
+            [(s, ago(minutes=60 - s), s == 10, ago(minutes=60 - s, seconds=-2), s) for s in seqs])
+        cur.executemany(
+            "INSERT INTO dead_letter (received_at, topic, payload, reason, detail)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [(ago(hours=1), "isv1/gw/gw-1/data/i-run", b"\xff\xfe{bad", "invalid_json", "x"),
+             (ago(hours=2), "isv1/gw/gw-9/data/i-x", b'{"v": 1}', "unknown_instrument", ""),
+             (ago(hours=3), "isv1/gw/gw-9/data/i-x", b'{"v": 1, "n": 2}', "unknown_instrument",
+              "")])
+
+
+@pytest.fixture(scope="module")
+def filled_db() -> Iterator[str]:
+    """One filled, migrated database for the module (the queries only read); dropped after."""
+    name = f"instrushare_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = conninfo.make_conninfo(PG_ADMIN_URL, dbname=name)
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            _fill(conn)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                          .format(sql.Identifier(name)))
+
+
+def _all_institutions(conn: psycopg.Connection[Any], dash: dict[str, Any]) -> dict[str, str]:
+    """Variables with the defaults a viewer sees: All institutions, heartbeat 900 s."""
+    values: dict[str, str] = {}
+    for var in dash["templating"]["list"]:
+        if var["type"] == "query":
+            rows = conn.execute(grafana.render(var["query"], time_range=RANGE, variables={},
+                                               min_interval=None)).fetchall()
+            assert rows, f"variable {var['name']} has no options"
+            values[var["name"]] = grafana.quote_sql_values([str(r[0]) for r in rows])
+        else:
+            values[var["name"]] = str(var["current"]["value"])
+    return values
+
+
+def _run(conn: psycopg.Connection[Any], target: grafana.Target,
+         variables: dict[str, str]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    sql = grafana.render(target.target["rawSql"], time_range=RANGE, variables=variables,
+                         min_interval=target.panel_interval)
+    cur = conn.execute(sql)
+    assert cur.description is not None
+    return [c.name for c in cur.description], cur.fetchall()
+
+
+def _panel(dashboard: str, title: str) -> grafana.Target:
+    (found,) = [t for t in grafana.targets(PG_TYPE)
+                if t.dashboard == dashboard and t.panel_title == title]
+    return found
+
+
+SQL_TARGETS = grafana.targets(PG_TYPE)
+
+
+@pytest.mark.parametrize(
+    "target", SQL_TARGETS, ids=[f"{t.dashboard}:{t.panel_id}" for t in SQL_TARGETS])
+def test_every_sql_query_returns_rows(filled_db: str, target: grafana.Target) -> None:
+    dash = grafana.load_dashboards()[target.dashboard]
+    with psycopg.connect(filled_db) as conn:
+        conn.read_only = True
+        columns, rows = _run(conn, target, _all_institutions(conn, dash))
+    assert rows, f"{target.panel_title!r} returned no rows"
+    if target.target["format"] == "time_series":
+        assert columns[0] == "time"
+        times = [r[0] for r in rows]
+        assert times == sorted(times), "Grafana needs time series sorted by time"
+
+
+def _one_row(dashboard: str, title: str, db: str,
+             overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    target = _panel(dashboard, title)
+    with psycopg.connect(db) as conn:
+        variables = _all_institutions(conn, grafana.load_dashboards()[dashboard])
+        columns, rows = _run(conn, target, {**variables, **(overrides or {})})
+    assert len(rows) == 1
+    return {c.split(" ")[0]: v for c, v in zip(columns, rows[0], strict=True)}
+
+
+def test_fleet_state_counts(filled_db: str) -> None:
+    got = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db)
+    # offline: i-stale (silent 40 min > 900 s), i-gwdown (gateway offline), i-none (never heard)
+    assert got == {"running": 1, "idle": 1, "off": 0, "fault": 1, "maintenance": 0,
+                   "offline": 3, "total": 6}
+    only_other = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db,
+                          {"institution": "'other'"})
+    assert (only_other["idle"], only_other["offline"], only_other["total"]) == (1, 2, 3)
+    longer = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db,
+                      {"heartbeat_s": "3600"})
+    assert (longer["idle"], longer["offline"]) == (2, 2)
+    gateways = _one_row("fleet.json", "Gateways online 网关在线", filled_db)
+    assert gateways == {"online": 1, "offline": 1}
+
+
+def test_utilisation_matches_hand_computed_hours(filled_db: str) -> None:
+    effective = 1 + 2 + (0.5 - 10 / H) + 1 + 0.5  # first session clipped to the range start
+    external = 1 + (0.5 - 10 / H)  # u-ext (other institute) and u-firm (no institution)
+    got = _one_row("utilisation.json", "Machine hours in range 统计期机时", filled_db)
+    assert float(got["effective"]) == pytest.approx(effective)
+    assert float(got["external"]) == pytest.approx(external)
+    assert float(got["openness"]) == pytest.approx(external / effective)
+    assert got["instruments"] == 3
+
+    with psycopg.connect(filled_db) as conn:
+        variables = _all_institutions(conn, grafana.load_dashboards()["utilisation.json"])
+
+        def rows(dashboard: str, title: str) -> list[tuple[Any, ...]]:
+            return _run(conn, _panel(dashboard, title), variables)[1]
+
+        daily = rows("utilisation.json", "Machine hours per day 每日机时")
+        by_inst = rows("utilisation.json", "By institution 按单位")
+        unused = rows("utilisation.json", "Unused in range 统计期内未使用")
+        running = rows("fleet.json", "Instruments running 运行中仪器数")
+    assert sum(float(r[1]) for r in daily) == pytest.approx(effective)
+    assert sum(float(r[2]) for r in daily) == pytest.approx(external)
+    assert sum(float(r[3]) for r in by_inst) == pytest.approx(effective)
+    assert {r[0] for r in unused} == {"i-stale", "i-gwdown", "i-none"}
+    # Sampling open sessions every interval approximates the same hours.
+    step_h = grafana.panel_interval_ms(RANGE, "1m") / 3_600_000
+    assert sum(r[1] for r in running) * step_h == pytest.approx(effective, abs=6 * step_h)
+
+
+def test_ingest_panels_find_gaps_and_dead_letters(filled_db: str) -> None:
+    with psycopg.connect(filled_db) as conn:
+        _, gaps = _run(conn, _panel("ingest.json", "Sequence gaps by gateway 序号缺口"), {})
+        _, letters = _run(conn, _panel("ingest.json", "Latest dead letters 最新死信"), {})
+        _, stored = _run(conn, _panel("ingest.json", "Messages stored 入库消息"), {})
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in gaps] == [("gw-1", 1, 10, 8, 2)]
+    assert len(letters) == 3 and letters[0][2] == "isv1/gw/gw-1/data/i-run"
+    assert sum(r[1] for r in stored) == 8 and sum(r[3] for r in stored) == 1
+    assert _one_row("ingest.json", "Dead letters in range 死信数", filled_db) == {
+        "dead": 3, "reasons": 2}
