@@ -95,6 +95,8 @@ def reading_for(segment: Segment, profile: Profile, rng: random.Random) -> Readi
 class Simulation:
     """A fleet, its planned timelines and the gateway agents that report them."""
 
+    STOP_CHECK_S = 0.2
+
     def __init__(
         self, spec: SimulationSpec, *, mqtt_url: str, topic_prefix: str, state_dir: Path
     ) -> None:
@@ -172,9 +174,8 @@ class Simulation:
         tick = 0
         try:
             for tick in range(self.ticks + 1):
-                if should_stop():
+                if not self._pace(began, tick, should_stop):
                     break
-                self._pace(began, tick)
                 self.now = self.start + timedelta(seconds=tick * self.spec.tick_s)
                 for n, (tl, agent) in enumerate(zip(self.timelines, self.agents, strict=True)):
                     hints[n], segment = tl.state_at(tick, hints[n])
@@ -201,13 +202,15 @@ class Simulation:
             },
         )
 
-    def _pace(self, began: float, tick: int) -> None:
-        if self.spec.speed is None:
-            return
-        due = began + tick * self.spec.tick_s / self.spec.speed
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    def _pace(self, began: float, tick: int, should_stop: Callable[[], bool]) -> bool:
+        """Wait until the tick is due in real time; False if told to stop meanwhile."""
+        due = began + tick * self.spec.tick_s / self.spec.speed if self.spec.speed else 0.0
+        while not should_stop():
+            delay = due - time.monotonic()
+            if delay <= 0:
+                return True
+            time.sleep(min(delay, self.STOP_CHECK_S))
+        return False
 
     def _drain(self, timeout: float) -> bool:
         for agent in self.agents:

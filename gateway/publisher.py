@@ -253,6 +253,10 @@ class MqttLink:
             self._on_change()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not mqtt.topic_matches_sub(self.topics.all_ingest_states, message.topic):
+            # some brokers (amqtt) also deliver retained messages the filter does not match
+            logger.debug("gateway %s: ignoring %s", self.gateway_id, message.topic)
+            return
         worker = message.topic.split("/")[-2]
         online = False
         if message.payload:

