@@ -13,9 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
-from monitor_api.auth import Caller
+from monitor_api.auth import Caller, Principal, Role
 from monitor_api.db import DbConn, Pool, Settings, fetch_one
-from monitor_api.errors import BadRequest
+from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
 from monitor_api.routers.registry import instrument_row
 from monitor_api.schemas import Instrument, Limit, Offset, Page
@@ -28,6 +28,24 @@ BoardState = Annotated[
 ]
 Category = Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")]
 MAX_SPAN = timedelta(days=400)
+
+
+def _scope(caller: Principal, institution_id: str | None) -> str | None:
+    """Lab managers see only their institution tree: it is their default, others are refused."""
+    if caller.role is not Role.LAB_MANAGER:
+        return institution_id
+    if institution_id is None:
+        return caller.institution_id
+    if institution_id not in caller.institutions:
+        raise Forbidden(f"institution {institution_id!r} is outside your scope")
+    return institution_id
+
+
+async def _visible_instrument(conn: Any, caller: Principal, instrument_id: str) -> dict[str, Any]:
+    instrument = await instrument_row(conn, instrument_id)
+    if caller.role is Role.LAB_MANAGER and instrument["institution_id"] not in caller.institutions:
+        raise Forbidden(f"instrument {instrument_id!r} belongs to another institution")
+    return instrument
 
 
 class StatusItem(BaseModel):
@@ -66,7 +84,7 @@ class InstrumentDetail(BaseModel):
 @router.get("/status", response_model=Page[StatusItem])
 async def status_board(
     conn: DbConn,
-    _: Caller,
+    caller: Caller,
     settings: Settings,
     institution_id: str | None = None,
     category: Category = None,
@@ -74,9 +92,11 @@ async def status_board(
     limit: Annotated[int, Query(ge=1, le=20000)] = 1000,
     offset: Offset = 0,
 ) -> Response:
-    """Every instrument's live state; ``institution_id`` includes its sub-units."""
+    """Every instrument's live state; ``institution_id`` includes its sub-units.
+
+    A lab manager sees their own institution's instruments only."""
     body = await q.status_board(
-        conn, timeout=settings.heartbeat_timeout, institution=institution_id,
+        conn, timeout=settings.heartbeat_timeout, institution=_scope(caller, institution_id),
         category=category, state=state, limit=limit, offset=offset,
     )
     return Response(content=body, media_type="application/json")
@@ -91,9 +111,9 @@ def _period(start: datetime, end: datetime) -> None:
 
 @router.get("/instruments/{instrument_id}/detail", response_model=InstrumentDetail)
 async def instrument_detail(
-    conn: DbConn, _: Caller, settings: Settings, instrument_id: str
+    conn: DbConn, caller: Caller, settings: Settings, instrument_id: str
 ) -> dict[str, Any]:
-    instrument = await instrument_row(conn, instrument_id)
+    instrument = await _visible_instrument(conn, caller, instrument_id)
     body = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
         instrument_ids=[instrument_id], limit=1, offset=0,
@@ -104,7 +124,7 @@ async def instrument_detail(
 @router.get("/instruments/{instrument_id}/timeline", response_model=Page[Interval])
 async def instrument_timeline(
     conn: DbConn,
-    _: Caller,
+    caller: Caller,
     settings: Settings,
     instrument_id: str,
     start: AwareDatetime,
@@ -114,7 +134,7 @@ async def instrument_timeline(
 ) -> dict[str, Any]:
     """State intervals; a gap in the data longer than the heartbeat timeout is ``offline``."""
     _period(start, end)
-    await instrument_row(conn, instrument_id)
+    await _visible_instrument(conn, caller, instrument_id)
     return await q.timeline(
         conn, instrument_id=instrument_id, lo=start, hi=end,
         timeout=settings.heartbeat_timeout, limit=limit, offset=offset,
@@ -124,7 +144,7 @@ async def instrument_timeline(
 @router.get("/instruments/{instrument_id}/power", response_model=Page[PowerPoint])
 async def instrument_power(
     conn: DbConn,
-    _: Caller,
+    caller: Caller,
     instrument_id: str,
     start: AwareDatetime,
     end: AwareDatetime,
@@ -134,7 +154,7 @@ async def instrument_power(
 ) -> dict[str, Any]:
     """Power downsampled to ``step_s`` buckets (average, minimum, maximum)."""
     _period(start, end)
-    await instrument_row(conn, instrument_id)
+    await _visible_instrument(conn, caller, instrument_id)
     return await q.power_series(
         conn, instrument_id=instrument_id, lo=start, hi=end, step=timedelta(seconds=step_s),
         limit=limit, offset=offset,
@@ -149,7 +169,7 @@ async def instrument_power(
 )
 async def status_stream(
     request: Request,
-    _: Caller,
+    caller: Caller,
     settings: Settings,
     institution_id: str | None = None,
     category: Category = None,
@@ -158,7 +178,7 @@ async def status_stream(
     online flag changes. Power readings alone do not produce events."""
     pool: Pool = request.app.state.pool
     return StreamingResponse(
-        _changes(pool, settings, institution_id, category),
+        _changes(pool, settings, _scope(caller, institution_id), category),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

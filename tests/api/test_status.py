@@ -110,3 +110,20 @@ def test_server_sent_events(live: Api) -> None:
                 break
     assert events[0]["instrument_id"] == "nmr"
     assert events[0]["state"] == "idle" and events[0]["user_id"] is None
+
+
+def test_lab_manager_sees_only_their_institution(live: Api) -> None:
+    with live.as_("manager") as c:
+        board = c.get("/status").json()["items"]
+        assert {i["instrument_id"] for i in board} == {"nmr", "sem"}
+        assert c.get("/status", params={"institution_id": "other"}).status_code == 403
+        assert c.get("/status/stream", params={"institution_id": "other"}).status_code == 403
+        assert c.get("/instruments/nmr/detail").status_code == 200
+        foreign = sorted({"xrd", "inc1"})
+        for instrument in foreign:
+            assert c.get(f"/instruments/{instrument}/detail").status_code == 403
+            span = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}
+            assert c.get(f"/instruments/{instrument}/timeline", params=span).status_code == 403
+            assert c.get(f"/instruments/{instrument}/power", params=span).status_code == 403
+    with live.as_("evaluator") as c:
+        assert len(c.get("/status").json()["items"]) == 4
