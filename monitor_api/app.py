@@ -17,6 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from monitor_api import web
 from monitor_api.db import make_pool
 from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
 from monitor_api.routers import (
@@ -96,6 +97,7 @@ def create_app(
     for module in (health, registry, users, status, certifications, bookings, reports,
                    evaluation):
         app.include_router(module.router)
+    web.install(app)
 
     @app.middleware("http")
     async def count_requests(

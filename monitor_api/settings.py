@@ -40,7 +40,7 @@ class ApiSettings(BaseSettings):
     heartbeat_timeout_s: float = Field(default=900.0, gt=0)
     compliance_threshold_rmb: float = Field(default=300_000.0, ge=0)
     compliance_working_days: int = Field(default=30, ge=1)
-    no_show_grace_s: float = Field(default=1800.0, ge=0)
+    no_show_grace_s: float = Field(default=1800.0, ge=0, le=86400)
     sse_poll_s: float = Field(default=1.0, gt=0)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     pool_min_size: int = Field(default=2, ge=1)

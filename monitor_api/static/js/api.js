@@ -1,0 +1,107 @@
+// The API client: bearer token from sessionStorage, JSON errors as ApiError, file exports,
+// and server-sent events read with fetch() (EventSource cannot send an Authorization header).
+
+const TOKEN = 'instrushare.token';
+// The API lives one level above the dashboard (/ui/ -> /), also behind a path prefix.
+const BASE = new URL('../', document.baseURI.split('#')[0]);
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN); },
+  save(token) { sessionStorage.setItem(TOKEN, token); },
+  clear() { sessionStorage.removeItem(TOKEN); },
+};
+
+export function apiUrl(path, params = {}) {
+  const url = new URL(path.replace(/^\//, ''), BASE);
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== '') url.searchParams.set(key, value);
+  }
+  return url;
+}
+
+async function request(path, params, { token, signal, accept = 'application/json' } = {}) {
+  let resp;
+  try {
+    resp = await fetch(apiUrl(path, params), {
+      headers: { Authorization: `Bearer ${token ?? session.token ?? ''}`, Accept: accept },
+      cache: 'no-store',
+      signal,
+    });
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(0, 'network', String(err));
+  }
+  if (!resp.ok) {
+    let body = {};
+    try { body = await resp.json(); } catch { /* not JSON */ }
+    throw new ApiError(resp.status, body.error ?? `http_${resp.status}`,
+      body.message ?? resp.statusText);
+  }
+  return resp;
+}
+
+export async function getJson(path, params = {}, options = {}) {
+  return (await request(path, params, options)).json();
+}
+
+/** Fetch a CSV or XLSX export with the token and hand it to the browser as a download. */
+export async function download(path, params) {
+  const resp = await request(path, params, { accept: '*/*' });
+  const disposition = resp.headers.get('Content-Disposition') ?? '';
+  const match = /filename="?([^";]+)"?/.exec(disposition);
+  const blob = await resp.blob();
+  const href = URL.createObjectURL(blob);
+  const link = document.createElement('a');
+  link.href = href;
+  link.download = match ? match[1] : `export.${params.format ?? 'csv'}`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 30000);
+}
+
+/**
+ * Read a server-sent-events stream until it ends. ``onFirst`` runs (and is awaited) when the
+ * first bytes arrive, i.e. once the server has taken its snapshot: a board loaded then misses
+ * no change. ``onEvent(type, data)`` runs per event; comments and keep-alives are skipped.
+ */
+export async function streamEvents(path, params, { signal, onFirst, onEvent }) {
+  const resp = await request(path, params, { signal, accept: 'text/event-stream' });
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  let first = true;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    if (first) {
+      first = false;
+      await onFirst?.();
+    }
+    buffer += value.replace(/\r\n/g, '\n');
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let type = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (!line || line.startsWith(':')) continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let text = colon < 0 ? '' : line.slice(colon + 1);
+        if (text.startsWith(' ')) text = text.slice(1);
+        if (field === 'event') type = text;
+        else if (field === 'data') data.push(text);
+      }
+      if (data.length) onEvent(type, data.join('\n'));
+    }
+  }
+}

@@ -1,0 +1,141 @@
+// Shell of the dashboard: header (navigation, language switch, role), hash routes, and the
+// handling every page shares: 401 -> back to login, 403 -> a clear message.
+
+import { ApiError, getJson, session } from './api.js';
+import { clear, el } from './dom.js';
+import { LANGS, lang, loadStrings, setLang, t } from './i18n.js';
+import * as board from './pages/board.js';
+import * as detail from './pages/detail.js';
+import * as evaluation from './pages/evaluation.js';
+import * as login from './pages/login.js';
+import * as utilisation from './pages/utilisation.js';
+
+const READERS = ['admin', 'lab_manager', 'evaluator'];
+const PAGES = [
+  { route: 'board', page: board, nav: 'nav.board', roles: null },
+  { route: 'utilisation', page: utilisation, nav: 'nav.utilisation', roles: READERS },
+  { route: 'evaluation', page: evaluation, nav: 'nav.evaluation', roles: ['admin', 'evaluator'] },
+  { route: 'instrument', page: detail, nav: null, roles: null },
+];
+
+const top = document.getElementById('top');
+const main = document.getElementById('main');
+let me = null; // the /whoami answer for the current token
+let cleanup = null;
+let notice = null; // message shown on the login page (e.g. "session ended")
+
+function parseRoute() {
+  const [name = '', ...rest] = location.hash.replace(/^#\/?/, '').split('/');
+  return { name, args: rest.map(decodeURIComponent) };
+}
+
+export function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function logout(message = null) {
+  session.clear();
+  me = null;
+  notice = message;
+  go('#/login');
+}
+
+/** What pages call on any failed request; ``box`` receives the message. */
+function fail(err, box) {
+  if (err instanceof ApiError && err.status === 401) {
+    logout('login.expired');
+    return;
+  }
+  const forbidden = err instanceof ApiError && err.status === 403;
+  const text = forbidden ? t('error.forbidden')
+    : err instanceof ApiError && err.status === 0 ? t('error.network')
+      : `${t('error.generic')} (${err.status ?? '?'})`;
+  box.replaceChildren(el('div', {
+    class: forbidden ? 'notice notice-forbidden' : 'notice notice-error',
+    role: 'alert',
+    dataset: { error: forbidden ? 'forbidden' : 'error' },
+  }, el('strong', { text }), err.message ? el('span', { class: 'detail', text: err.message }) : null));
+}
+
+function renderHeader(current) {
+  clear(top);
+  const brand = el('a', { class: 'brand', href: '#/board' },
+    el('span', { class: 'brand-long', text: t('app.title') }),
+    el('span', { class: 'brand-short', text: t('app.short') }));
+  const nav = el('nav', { class: 'nav', 'aria-label': 'main' });
+  if (me) {
+    for (const p of PAGES) {
+      if (!p.nav || (p.roles && !p.roles.includes(me.role))) continue;
+      nav.append(el('a', {
+        href: `#/${p.route}`, 'data-i18n': p.nav, text: t(p.nav),
+        class: current === p.route ? 'active' : null,
+        'aria-current': current === p.route ? 'page' : null,
+      }));
+    }
+  }
+  const langs = el('div', { class: 'lang', role: 'group', 'aria-label': t('nav.lang') },
+    LANGS.map((code) => el('button', {
+      type: 'button', dataset: { lang: code }, 'aria-pressed': String(code === lang()),
+      text: code === 'zh' ? '中文' : 'EN',
+      onclick: () => { setLang(code); route(); },
+    })));
+  const who = me ? el('div', { class: 'who' },
+    el('span', { class: 'role', dataset: { role: me.role }, text: t(`role.${me.role}`) }),
+    me.institution_id ? el('span', { class: 'scope', text: me.institution_id }) : null,
+    el('button', { type: 'button', class: 'logout', text: t('nav.logout'),
+      onclick: () => logout() })) : null;
+  top.append(brand, nav, el('div', { class: 'tools' }, langs, who));
+}
+
+async function route() {
+  cleanup?.();
+  cleanup = null;
+  document.title = t('app.title');
+  const { name, args } = parseRoute();
+  if (!session.token || name === 'login') {
+    me = null;
+    if (session.token && name === 'login') session.clear();
+    renderHeader('login');
+    document.body.dataset.page = 'login';
+    clear(main);
+    cleanup = login.render(main, { notice, onToken: signIn }) ?? null;
+    return;
+  }
+  if (!me) {
+    try {
+      me = await getJson('whoami');
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) { logout('login.expired'); return; }
+      renderHeader(null);
+      fail(err, main);
+      return;
+    }
+  }
+  const entry = PAGES.find((p) => p.route === name);
+  if (!entry) { go('#/board'); return; }
+  renderHeader(name);
+  document.body.dataset.page = name;
+  clear(main);
+  const box = el('section', { class: 'page', dataset: { page: name } });
+  main.append(box);
+  if (entry.roles && !entry.roles.includes(me.role)) {
+    fail(new ApiError(403, 'forbidden', ''), box);
+    return;
+  }
+  cleanup = entry.page.render(box, { me, args, fail: (err, where = box) => fail(err, where), go })
+    ?? null;
+}
+
+/** Check a pasted token with /whoami before keeping it. */
+async function signIn(token) {
+  const who = await getJson('whoami', {}, { token });
+  session.save(token);
+  me = who;
+  notice = null;
+  go('#/board');
+}
+
+window.addEventListener('hashchange', route);
+await loadStrings();
+route();

@@ -1,0 +1,149 @@
+// Chart.js (vendored UMD build, window.Chart) wrappers: bar/line comparisons, a state
+// timeline of floating bars, and a power series on a numeric time axis (no date adapter).
+
+import { el } from './dom.js';
+import { fmtNumber, fmtPercent, fmtTick, fmtTime, t } from './i18n.js';
+
+export const STATES = ['running', 'idle', 'off', 'fault', 'maintenance', 'offline'];
+export const STATE_COLOURS = {
+  running: '#1f9d55', idle: '#d69e2e', off: '#718096', fault: '#e53e3e',
+  maintenance: '#805ad5', offline: '#2d3748',
+};
+const BLUE = '#2b6cb0';
+const ORANGE = '#dd6b20';
+const TEAL = '#319795';
+
+const BASE_OPTIONS = {
+  responsive: true,
+  maintainAspectRatio: false,
+  animation: false,
+  plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } },
+};
+
+const HOUR = 3600e3;
+const STEPS = [HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 48 * HOUR, 168 * HOUR];
+
+/** Tick positions on whole local hours or days, at most ``count`` of them. */
+export function timeTicks(lo, hi, count = 7) {
+  const step = STEPS.find((s) => (hi - lo) / s <= count) ?? Math.ceil((hi - lo) / count / HOUR) * HOUR;
+  const first = new Date(lo);
+  first.setMinutes(0, 0, 0);
+  if (step >= 24 * HOUR) first.setHours(0);
+  else first.setHours(Math.floor(first.getHours() / (step / HOUR)) * (step / HOUR));
+  const ticks = [];
+  for (let v = first.getTime(); v <= hi; v += step) if (v >= lo) ticks.push({ value: v });
+  return ticks;
+}
+
+function timeAxis(lo, hi) {
+  const long = hi - lo > 2 * 86400e3;
+  return {
+    type: 'linear', min: lo, max: hi,
+    afterBuildTicks: (axis) => { axis.ticks = timeTicks(lo, hi); },
+    ticks: { autoSkip: true, maxRotation: 0, callback: (v) => fmtTick(v, long) },
+  };
+}
+
+/** A canvas in a sized box; the chart is created once the box is in the document. */
+export function chartBox(name) {
+  const canvas = el('canvas', { role: 'img', 'aria-label': name, dataset: { chart: name } });
+  return { box: el('div', { class: 'chart' }, canvas), canvas };
+}
+
+function make(canvas, config) {
+  Chart.getChart(canvas)?.destroy();
+  return new Chart(canvas, config);
+}
+
+/** Hours per group as bars, openness ratio as a line on its own axis. */
+export function hoursChart(canvas, items) {
+  return make(canvas, {
+    type: 'bar',
+    data: {
+      labels: items.map((i) => i.name || i.key),
+      datasets: [
+        { label: t('util.effective'), data: items.map((i) => i.effective_hours),
+          backgroundColor: BLUE, yAxisID: 'y' },
+        { label: t('util.external'), data: items.map((i) => i.external_hours),
+          backgroundColor: ORANGE, yAxisID: 'y' },
+        { type: 'line', label: t('util.openness'),
+          data: items.map((i) => (i.openness_ratio === null ? null : i.openness_ratio)),
+          borderColor: TEAL, backgroundColor: TEAL, yAxisID: 'ratio' },
+      ],
+    },
+    options: {
+      ...BASE_OPTIONS,
+      scales: {
+        y: { beginAtZero: true, title: { display: true, text: t('common.hours') } },
+        ratio: { position: 'right', beginAtZero: true, suggestedMax: 0.5,
+          grid: { drawOnChartArea: false }, ticks: { callback: (v) => fmtPercent(v) } },
+      },
+      plugins: {
+        ...BASE_OPTIONS.plugins,
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${
+          c.dataset.yAxisID === 'ratio' ? fmtPercent(c.raw) : fmtNumber(c.raw)}` } },
+      },
+    },
+  });
+}
+
+export function countChart(canvas, labels, counts, label) {
+  return make(canvas, {
+    type: 'bar',
+    data: { labels, datasets: [{ label, data: counts, backgroundColor: BLUE }] },
+    options: { ...BASE_OPTIONS, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+  });
+}
+
+/** Merged state intervals as floating bars on one row, one dataset (legend entry) per state. */
+export function timelineChart(canvas, intervals, lo, hi) {
+  const datasets = STATES.map((state) => ({
+    label: t(`state.${state}`),
+    data: intervals.filter((i) => i.state === state)
+      .map((i) => ({ x: [Date.parse(i.start), Date.parse(i.end)], y: 0 })),
+    backgroundColor: STATE_COLOURS[state],
+    grouped: false,
+    barPercentage: 1,
+    categoryPercentage: 0.9,
+  })).filter((d) => d.data.length > 0);
+  return make(canvas, {
+    type: 'bar',
+    data: { labels: [t('detail.timeline')], datasets },
+    options: {
+      ...BASE_OPTIONS,
+      indexAxis: 'y',
+      scales: {
+        x: timeAxis(lo, hi),
+        y: { display: false },
+      },
+      plugins: {
+        ...BASE_OPTIONS.plugins,
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtTime(c.raw.x[0])} – ${
+          fmtTime(c.raw.x[1])}` } },
+      },
+    },
+  });
+}
+
+export function powerChart(canvas, points, lo, hi) {
+  const series = (key) => points.map((p) => ({ x: Date.parse(p.ts), y: p[key] }));
+  return make(canvas, {
+    type: 'line',
+    data: {
+      datasets: [
+        { label: t('detail.power_avg'), data: series('avg_w'), borderColor: BLUE,
+          backgroundColor: BLUE, pointRadius: 0, borderWidth: 2 },
+        { label: t('detail.power_max'), data: series('max_w'), borderColor: ORANGE,
+          backgroundColor: ORANGE, pointRadius: 0, borderWidth: 1, borderDash: [4, 3] },
+      ],
+    },
+    options: {
+      ...BASE_OPTIONS,
+      parsing: false,
+      scales: {
+        x: timeAxis(lo, hi),
+        y: { beginAtZero: true, title: { display: true, text: 'W' } },
+      },
+    },
+  });
+}

@@ -1,0 +1,59 @@
+// Every label comes from i18n.json (one dictionary, zh and en). The choice is remembered.
+
+const STORE = 'instrushare.lang';
+export const LANGS = ['zh', 'en'];
+let strings = { zh: {}, en: {} };
+let current = 'zh';
+
+export async function loadStrings() {
+  const resp = await fetch(new URL('../i18n.json', import.meta.url), { cache: 'no-cache' });
+  strings = await resp.json();
+  const saved = localStorage.getItem(STORE);
+  current = LANGS.includes(saved) ? saved
+    : (navigator.language || 'zh').toLowerCase().startsWith('zh') ? 'zh' : 'en';
+  document.documentElement.lang = current === 'zh' ? 'zh-CN' : 'en';
+}
+
+export function lang() { return current; }
+
+export function setLang(value) {
+  if (!LANGS.includes(value)) return;
+  current = value;
+  localStorage.setItem(STORE, value);
+  document.documentElement.lang = value === 'zh' ? 'zh-CN' : 'en';
+}
+
+/** The label for ``key``; a missing key shows itself, so gaps are visible (and tested). */
+export function t(key) {
+  return strings[current]?.[key] ?? strings.en?.[key] ?? key;
+}
+
+const locale = () => (current === 'zh' ? 'zh-CN' : 'en-GB');
+
+export function fmtTime(value, withDate = true) {
+  if (!value) return '—';
+  const options = withDate
+    ? { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }
+    : { hour: '2-digit', minute: '2-digit' };
+  return new Intl.DateTimeFormat(locale(), options).format(new Date(value));
+}
+
+export function fmtNumber(value, digits = 1) {
+  if (value === null || value === undefined) return '—';
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(value);
+}
+
+export function fmtPercent(value) {
+  if (value === null || value === undefined) return '—';
+  return new Intl.NumberFormat(locale(), { style: 'percent', maximumFractionDigits: 1 })
+    .format(value);
+}
+
+/** Axis labels: the time for a short span, the day (and hour unless midnight) for a long one. */
+export function fmtTick(value, long) {
+  const d = new Date(value);
+  const options = !long ? { hour: '2-digit', minute: '2-digit' }
+    : d.getHours() === 0 && d.getMinutes() === 0 ? { month: '2-digit', day: '2-digit' }
+      : { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' };
+  return new Intl.DateTimeFormat(locale(), options).format(d);
+}

@@ -1,0 +1,140 @@
+// Live status board: one tile per instrument coloured by state, kept current by the
+// /status/stream server-sent events (no reload). Lab managers see their institution only.
+
+import { getJson, streamEvents } from '../api.js';
+import { STATES } from '../charts.js';
+import { clear, el, sleep } from '../dom.js';
+import { fmtNumber, fmtTime, t } from '../i18n.js';
+
+export function render(root, ctx) {
+  const stop = new AbortController();
+  const scope = ctx.me.role === 'lab_manager' ? { institution_id: ctx.me.institution_id } : {};
+  const tiles = new Map(); // instrument id -> { item, node }
+  const names = new Map(); // institution id -> name
+  let loaded = false;
+
+  const live = el('span', { class: 'live', dataset: { live: 'off' },
+    text: t('board.reconnecting') });
+  const stateFilter = el('select', { id: 'state-filter', 'aria-label': t('board.filter_state') },
+    el('option', { value: '', text: t('common.all') }),
+    STATES.map((s) => el('option', { value: s, text: t(`state.${s}`) })));
+  const categoryFilter = el('input', { id: 'category-filter', type: 'search',
+    inputmode: 'numeric', placeholder: t('board.filter_category'),
+    'aria-label': t('board.filter_category'), maxlength: 6 });
+  const summary = el('div', { class: 'summary' });
+  const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
+    el('p', { class: 'muted', text: t('common.loading') }));
+  const scopeText = scope.institution_id ?? t('board.scope_all');
+
+  root.append(
+    el('div', { class: 'page-head' },
+      el('h1', { 'data-i18n': 'board.title', text: t('board.title') }), live),
+    el('div', { class: 'filters' },
+      el('span', { class: 'scope-label' }, `${t('board.scope')}: `,
+        el('strong', { dataset: { scope: scope.institution_id ?? 'all' }, text: scopeText })),
+      el('label', {}, `${t('board.filter_state')} `, stateFilter),
+      categoryFilter),
+    summary, grid);
+
+  function visible(item) {
+    const state = stateFilter.value;
+    const prefix = categoryFilter.value.trim();
+    return (!state || item.state === state)
+      && (!prefix || (item.category_code ?? '').startsWith(prefix));
+  }
+
+  function fillTile(node, item) {
+    node.dataset.state = item.state;
+    node.hidden = !visible(item);
+    const institution = names.get(item.institution_id) ?? item.institution_id;
+    node.replaceChildren(...[
+      el('span', { class: 'tile-state', text: t(`state.${item.state}`) }),
+      el('span', { class: 'tile-name', text: item.name }),
+      el('span', { class: 'tile-id', text: `${item.instrument_id} · ${institution}` }),
+      el('span', { class: 'tile-meta' },
+        item.power_w !== null && item.power_w !== undefined
+          ? `${t('board.power')} ${fmtNumber(item.power_w, 0)} W` : '',
+        item.since ? ` · ${t('board.since')} ${fmtTime(item.since)}` : ''),
+      item.user_id ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${item.user_id}` })
+        : null,
+    ].filter(Boolean));
+  }
+
+  function apply(item) {
+    let entry = tiles.get(item.instrument_id);
+    if (!entry) {
+      const node = el('a', { class: 'tile', href: `#/instrument/${encodeURIComponent(item.instrument_id)}`,
+        dataset: { instrument: item.instrument_id } });
+      entry = { item, node };
+      tiles.set(item.instrument_id, entry);
+      grid.append(node);
+    }
+    entry.item = item;
+    fillTile(entry.node, item);
+  }
+
+  function refreshSummary() {
+    const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+    for (const { item } of tiles.values()) counts[item.state] = (counts[item.state] ?? 0) + 1;
+    summary.replaceChildren(
+      el('span', { class: 'count-total' }, `${tiles.size} ${t('board.instruments')}`),
+      ...STATES.map((s) => el('button', {
+        type: 'button', class: 'chip', dataset: { state: s, count: counts[s] },
+        'aria-pressed': String(stateFilter.value === s),
+        onclick: () => { stateFilter.value = stateFilter.value === s ? '' : s; refilter(); },
+      }, `${t(`state.${s}`)} ${counts[s]}`)));
+  }
+
+  function refilter() {
+    for (const { item, node } of tiles.values()) node.hidden = !visible(item);
+    refreshSummary();
+  }
+  stateFilter.addEventListener('change', refilter);
+  categoryFilter.addEventListener('input', refilter);
+
+  async function loadBoard() {
+    const [board, institutions] = await Promise.all([
+      getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal }),
+      names.size ? null : getJson('institutions', { limit: 1000 }, { signal: stop.signal }),
+    ]);
+    for (const i of institutions?.items ?? []) names.set(i.id, i.name);
+    if (!loaded) clear(grid);
+    for (const item of board.items) apply(item);
+    loaded = true;
+    grid.dataset.loaded = 'true';
+    if (!board.items.length) grid.append(el('p', { class: 'muted', text: t('common.empty') }));
+    refreshSummary();
+  }
+
+  function setLive(on) {
+    live.dataset.live = on ? 'on' : 'off';
+    live.textContent = on ? t('board.live') : t('board.reconnecting');
+  }
+
+  // Open the stream first and load the board once the server has taken its snapshot, so no
+  // change falls between the two; after a broken stream, reload the board and reconnect.
+  async function follow() {
+    let delay = 1000;
+    while (!stop.signal.aborted) {
+      try {
+        await streamEvents('status/stream', scope, {
+          signal: stop.signal,
+          onFirst: async () => { await loadBoard(); setLive(true); delay = 1000; },
+          onEvent: (type, data) => {
+            if (type !== 'status') return;
+            apply(JSON.parse(data));
+            refreshSummary();
+          },
+        });
+      } catch (err) {
+        if (stop.signal.aborted) return;
+        if (err.status === 401 || err.status === 403) { ctx.fail(err, grid); return; }
+      }
+      setLive(false);
+      await sleep(delay, stop.signal);
+      delay = Math.min(delay * 2, 30000);
+    }
+  }
+  follow();
+  return () => stop.abort();
+}

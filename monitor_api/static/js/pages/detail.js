@@ -1,0 +1,106 @@
+// Instrument detail: registry entry, current state, state timeline and power for a range.
+
+import { getJson } from '../api.js';
+import { chartBox, powerChart, timelineChart } from '../charts.js';
+import { el } from '../dom.js';
+import { fmtNumber, fmtTime, t } from '../i18n.js';
+
+const HOUR = 3600e3;
+const PRESETS = [['detail.last24h', 24 * HOUR], ['detail.last7d', 7 * 24 * HOUR],
+  ['detail.last30d', 30 * 24 * HOUR]];
+const STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+
+/** A bucket width giving at most ~400 power points over the span. */
+export function powerStep(spanMs) {
+  const wanted = spanMs / 1000 / 400;
+  return STEPS.find((s) => s >= wanted) ?? STEPS[STEPS.length - 1];
+}
+
+// datetime-local inputs speak local time without an offset.
+const toLocalInput = (ms) => {
+  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
+  return d.toISOString().slice(0, 16);
+};
+
+export function render(root, ctx) {
+  const id = ctx.args[0];
+  const stop = new AbortController();
+  const head = el('div', { class: 'page-head' },
+    el('a', { class: 'back', href: '#/board', text: `← ${t('detail.back')}` }));
+  const info = el('div', { class: 'detail-info' }, el('p', { class: 'muted', text: t('common.loading') }));
+  const start = el('input', { type: 'datetime-local', id: 'range-start', 'aria-label': t('common.start') });
+  const end = el('input', { type: 'datetime-local', id: 'range-end', 'aria-label': t('common.end') });
+  const timeline = chartBox('timeline');
+  const power = chartBox('power');
+  const charts = el('div', { class: 'charts', dataset: { loaded: 'false' } },
+    el('section', { class: 'card' }, el('h2', { text: t('detail.timeline') }), timeline.box),
+    el('section', { class: 'card' }, el('h2', { text: t('detail.power') }), power.box));
+  const presets = PRESETS.map(([key, span]) => el('button', { type: 'button', dataset: { span },
+    text: t(key), onclick: () => { setRange(Date.now() - span, Date.now()); load(); } }));
+  const form = el('form', { class: 'filters range' },
+    el('span', { text: `${t('detail.range')}:` }), presets,
+    el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
+    el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
+  form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
+  const message = el('div', { class: 'message' });
+  root.append(head, info, form, message, charts);
+
+  function setRange(lo, hi) {
+    start.value = toLocalInput(lo);
+    end.value = toLocalInput(hi);
+  }
+
+  async function loadInfo() {
+    const { instrument: i, status: s } = await getJson(
+      `instruments/${encodeURIComponent(id)}/detail`, {}, { signal: stop.signal });
+    const yes = (v) => (v ? t('field.yes') : t('field.no'));
+    const rows = [
+      ['field.id', i.id], ['field.institution', i.institution_id], ['field.model', i.model],
+      ['field.maker', i.maker], ['field.category', i.category_code],
+      ['field.value', i.value_rmb === null ? null : fmtNumber(Number(i.value_rmb), 2)],
+      ['field.location', i.location], ['field.open', yes(i.open_to_outside)],
+      ['field.fee', i.fee_schedule], ['field.accepted', i.accepted_on],
+      ['field.networked', i.networked_on], ['field.gateway', i.gateway_id],
+    ];
+    info.replaceChildren(
+      el('h1', { dataset: { instrument: i.id }, text: i.name }),
+      el('div', { class: 'status-line' },
+        el('span', { class: 'badge', dataset: { state: s.state }, text: t(`state.${s.state}`) }),
+        s.since ? ` ${t('board.since')} ${fmtTime(s.since)}` : '',
+        s.power_w !== null ? ` · ${fmtNumber(s.power_w, 0)} W` : '',
+        s.user_id ? ` · ${t('board.user')}: ${s.user_id}` : ''),
+      el('details', { class: 'card registry' },
+        el('summary', { text: t('detail.registry') }),
+        el('dl', {}, rows.map(([key, value]) => [el('dt', { text: t(key) }),
+          el('dd', { text: value === null || value === undefined || value === '' ? '—' : value })]))));
+  }
+
+  async function load() {
+    const lo = new Date(start.value).getTime();
+    const hi = new Date(end.value).getTime();
+    if (!(hi > lo)) return;
+    charts.dataset.loaded = 'false';
+    const range = { start: new Date(lo).toISOString(), end: new Date(hi).toISOString() };
+    const base = `instruments/${encodeURIComponent(id)}`;
+    try {
+      const [intervals, points] = await Promise.all([
+        getJson(`${base}/timeline`, { ...range, limit: 1000 }, { signal: stop.signal }),
+        getJson(`${base}/power`, { ...range, step_s: powerStep(hi - lo), limit: 10000 },
+          { signal: stop.signal }),
+      ]);
+      timelineChart(timeline.canvas, intervals.items, lo, hi);
+      powerChart(power.canvas, points.items, lo, hi);
+      charts.dataset.loaded = 'true';
+      message.replaceChildren();
+    } catch (err) {
+      if (!stop.signal.aborted) ctx.fail(err, message);
+    }
+  }
+
+  setRange(Date.now() - 24 * HOUR, Date.now());
+  loadInfo().then(load).catch((err) => { if (!stop.signal.aborted) ctx.fail(err, root); });
+  return () => {
+    stop.abort();
+    for (const c of [timeline.canvas, power.canvas]) Chart.getChart(c)?.destroy();
+  };
+}

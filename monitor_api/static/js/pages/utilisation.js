@@ -1,0 +1,82 @@
+// Utilisation and openness: effective and external machine hours and the openness ratio by
+// institution, by instrument category and by instrument, for a period, with exports.
+// Lab managers get their own institution only (the API enforces it).
+
+import { getJson } from '../api.js';
+import { chartBox, hoursChart } from '../charts.js';
+import { el } from '../dom.js';
+import { fmtNumber, fmtPercent, t } from '../i18n.js';
+import { exportButtons, section, table } from '../table.js';
+
+const DAY = 86400e3;
+const isoDate = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 10);
+
+const COLUMNS = [
+  { key: 'key', label: 'util.group' },
+  { key: 'name', label: 'util.name' },
+  { key: 'instruments', label: 'util.instruments' },
+  { key: 'sessions', label: 'util.sessions' },
+  { key: 'effective_hours', label: 'util.effective', format: (v) => fmtNumber(v) },
+  { key: 'external_hours', label: 'util.external', format: (v) => fmtNumber(v) },
+  { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) },
+  { key: 'availability', label: 'util.availability', format: (v) => fmtPercent(v) },
+  { key: 'outside_users', label: 'util.outside_users' },
+];
+const GROUPS = [
+  ['institution', 'util.by_institution', true],
+  ['category', 'util.by_category', true, { category_digits: 4 }],
+  ['instrument', 'util.by_instrument', false],
+];
+
+export function render(root, ctx) {
+  const stop = new AbortController();
+  const today = new Date();
+  const start = el('input', { type: 'date', id: 'period-start', value: isoDate(new Date(today - 29 * DAY)),
+    'aria-label': t('common.start') });
+  const end = el('input', { type: 'date', id: 'period-end', value: isoDate(today),
+    'aria-label': t('common.end') });
+  const preset = (key, lo) => el('button', { type: 'button', text: t(key),
+    onclick: () => { start.value = lo; end.value = isoDate(new Date()); load(); } });
+  const form = el('form', { class: 'filters' },
+    el('span', { text: `${t('util.period')}:` }),
+    preset('util.last30d', isoDate(new Date(today - 29 * DAY))),
+    preset('util.this_year', `${today.getFullYear()}-01-01`),
+    el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
+    el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
+  form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
+  const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
+  root.append(el('div', { class: 'page-head' },
+    el('h1', { 'data-i18n': 'util.title', text: t('util.title') })), form, body);
+
+  async function load() {
+    body.dataset.loaded = 'false';
+    const period = { start: start.value, end: end.value };
+    try {
+      const reports = await Promise.all(GROUPS.map(([group, , , extra]) => getJson(
+        'reports/utilisation', { ...period, group_by: group, ...extra }, { signal: stop.signal })));
+      const fail = (err) => ctx.fail(err, body);
+      const charts = [];
+      body.replaceChildren(...GROUPS.map(([group, title, withChart, extra], n) => {
+        const params = { ...period, group_by: group, ...extra };
+        const card = section(title, group);
+        card.querySelector('.card-head').append(exportButtons('reports/utilisation', params, fail, group));
+        if (withChart) {
+          const chart = chartBox(group);
+          card.append(chart.box);
+          charts.push(() => hoursChart(chart.canvas, reports[n].items));
+        }
+        card.append(table(COLUMNS, reports[n].items, group));
+        return card;
+      }));
+      for (const draw of charts) draw();
+      body.dataset.loaded = 'true';
+    } catch (err) {
+      if (!stop.signal.aborted) ctx.fail(err, body);
+    }
+  }
+  load();
+  return () => {
+    stop.abort();
+    for (const canvas of root.querySelectorAll('canvas')) Chart.getChart(canvas)?.destroy();
+  };
+}

@@ -1,0 +1,44 @@
+// Tables (scrolling sideways on a phone) and export buttons for report lists.
+
+import { download } from './api.js';
+import { el } from './dom.js';
+import { lang, t } from './i18n.js';
+
+/** ``columns``: [{ key, label (dictionary key), format?(value, row) }]. */
+export function table(columns, rows, name) {
+  if (!rows.length) return el('p', { class: 'muted', dataset: { table: name }, text: t('common.empty') });
+  return el('div', { class: 'table-wrap' },
+    el('table', { dataset: { table: name } },
+      el('thead', {}, el('tr', {}, columns.map((c) => el('th', { scope: 'col', text: t(c.label) })))),
+      el('tbody', {}, rows.map((row) => el('tr', {}, columns.map((c) => {
+        const value = c.format ? c.format(row[c.key], row) : row[c.key];
+        return el('td', { dataset: { key: c.key },
+          text: value === null || value === undefined || value === '' ? '—' : value });
+      }))))));
+}
+
+/** CSV and XLSX buttons for an export endpoint, headers in the dashboard's language. */
+export function exportButtons(path, params, fail, name) {
+  const button = (format, key) => el('button', {
+    type: 'button', class: 'export', dataset: { export: `${name}-${format}` }, text: t(key),
+    onclick: async (event) => {
+      event.currentTarget.disabled = true;
+      const target = event.currentTarget;
+      try {
+        await download(path, { ...params, format, lang: lang() });
+      } catch (err) {
+        fail(err);
+      } finally {
+        target.disabled = false;
+      }
+    },
+  });
+  return el('div', { class: 'exports' }, button('csv', 'common.export_csv'),
+    button('xlsx', 'common.export_xlsx'));
+}
+
+/** A titled card holding a chart/table, with export buttons in its header. */
+export function section(titleKey, name, ...content) {
+  return el('section', { class: 'card', dataset: { section: name } },
+    el('div', { class: 'card-head' }, el('h2', { text: t(titleKey) })), ...content);
+}

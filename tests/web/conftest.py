@@ -1,0 +1,72 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright (never a downloaded browser).
+
+Screenshots go to ``$SCREENSHOT_DIR`` or ``screenshots/web`` under the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
+
+from tests.web.stack import Stack, running_stack
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+]
+DESKTOP: ViewportSize = {"width": 1366, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    path = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "screenshots" / "web")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def stack(database_url: str) -> Iterator[Stack]:
+    with running_stack(database_url) as s:
+        yield s
+
+
+@pytest.fixture
+def new_page(browser: Browser, stack: Stack) -> Iterator[Callable[..., Page]]:
+    """Open pages in fresh browser contexts (own storage); every request must stay local."""
+    contexts: list[BrowserContext] = []
+    foreign: list[str] = []
+
+    def make(*, viewport: ViewportSize = DESKTOP, locale: str = "en-US") -> Page:
+        context = browser.new_context(
+            viewport=viewport, locale=locale, accept_downloads=True,
+            device_scale_factor=1, is_mobile=viewport is PHONE, has_touch=viewport is PHONE,
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.on("request", lambda r: None if r.url.startswith(
+            (stack.url, "data:", "blob:")) else foreign.append(r.url))
+        page.on("pageerror", lambda exc: foreign.append(f"page error: {exc}"))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert foreign == [], "requests outside the server, or script errors"

@@ -1,0 +1,303 @@
+"""The dashboard in a real browser (Debian's Chromium, headless) against a running stack.
+
+Screenshots of every page, at desktop (1366x900) and phone (390x844) sizes, are written to
+``$SCREENSHOT_DIR`` or ``screenshots/web/`` under the repository root.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, ViewportSize, expect
+
+from gateway import (
+    GatewayAgent,
+    GatewayConfig,
+    InstrumentConfig,
+    ProbeConfig,
+    Reading,
+    SimulatedProbe,
+)
+from monitor_api.web import STATIC_DIR
+from tests.e2e.helpers import ingest_thread
+from tests.web.conftest import DESKTOP, PHONE
+from tests.web.stack import INSTRUMENTS, LIVE_STATES, POWER_STEP, USERS, Stack, power_at
+
+STRINGS: dict[str, dict[str, str]] = json.loads((STATIC_DIR / "i18n.json").read_text("utf-8"))
+ROOTS = {"neu": "neu", "neu-ac": "neu", "dut": "dut"}
+OWNER = {i[0]: i[2] for i in INSTRUMENTS}
+USER_ROOT = {u[0]: ROOTS[u[2]] for u in USERS}
+NewPage = Callable[..., Page]
+
+
+def login(page: Page, stack: Stack, who: str) -> None:
+    page.goto(f"{stack.url}/")
+    page.fill("#token", stack.tokens[who])
+    page.click("form.login button[type=submit]")
+    expect(page.locator(".tiles")).to_have_attribute("data-loaded", "true")
+
+
+def shot(page: Page, folder: Path, name: str, viewport: ViewportSize) -> None:
+    size = "phone" if viewport is PHONE else "desktop"
+    page.screenshot(path=folder / f"{name}-{size}.png", full_page=True)
+
+
+def fits_width(page: Page) -> bool:
+    return bool(page.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth + 1"))
+
+
+def chart(page: Page, name: str) -> dict[str, Any]:
+    """What Chart.js holds for the canvas ``name``: labels, datasets and the x range."""
+    data: dict[str, Any] = page.evaluate(
+        """name => {
+            const c = Chart.getChart(document.querySelector(`canvas[data-chart="${name}"]`));
+            return {labels: c.data.labels,
+                    datasets: c.data.datasets.map(d => ({label: d.label, data: d.data})),
+                    min: c.scales.x.min, max: c.scales.x.max};
+        }""",
+        name,
+    )
+    return data
+
+
+def tiles(page: Page) -> dict[str, str]:
+    found: dict[str, str] = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.tile')]
+            .map(t => [t.dataset.instrument, t.dataset.state]))""")
+    return found
+
+
+def expected_hours(stack: Stack) -> dict[str, tuple[float, float]]:
+    """(effective, external) hours per top-level institution, from the seeded sessions."""
+    hours: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for s in stack.sessions:
+        root = ROOTS[OWNER[s.instrument]]
+        h = (s.end - s.start).total_seconds() / 3600
+        hours[root][0] += h
+        if USER_ROOT[s.user] != root:
+            hours[root][1] += h
+    return {k: (v[0], v[1]) for k, v in hours.items()}
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_pages_show_the_seeded_data(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path, viewport: ViewportSize
+) -> None:
+    page = new_page(viewport=viewport)
+    page.goto(f"{stack.url}/")
+    expect(page.locator("#token")).to_be_visible()
+    shot(page, screenshot_dir, "login", viewport)
+    login(page, stack, "evaluator")
+
+    # Board: every seeded instrument, in the state seeded (tem-1 never reported: offline).
+    want = {i[0]: LIVE_STATES.get(i[0], ("offline",))[0] for i in INSTRUMENTS}
+    assert tiles(page) == want
+    expect(page.locator(".live")).to_have_attribute("data-live", "on")
+    expect(page.locator('.chip[data-state="running"]')).to_have_attribute("data-count", "1")
+    assert fits_width(page)
+    shot(page, screenshot_dir, "board", viewport)
+
+    # Detail: the power chart holds exactly the seeded samples of the range shown, and the
+    # timeline's running bars are the seeded running hours clipped to that range.
+    page.click('.tile[data-instrument="nmr-600"]')
+    expect(page.locator(".charts")).to_have_attribute("data-loaded", "true")
+    expect(page.locator("h1[data-instrument]")).to_have_text("600 MHz 核磁共振波谱仪")
+    power = chart(page, "power")
+    lo = datetime.fromtimestamp(power["min"] / 1000, UTC)
+    hi = datetime.fromtimestamp(power["max"] / 1000, UTC)
+    start = stack.seeded_at - timedelta(hours=24)
+    samples = [(start + n * POWER_STEP, power_at(n)) for n in range(288)]
+    inside = [p for ts, (_, p) in samples if lo <= ts < hi]
+    assert [pt["y"] for pt in power["datasets"][0]["data"]] == inside
+    timeline = chart(page, "timeline")
+    running = next(d for d in timeline["datasets"] if d["label"] == "Running")["data"]
+    blocks = [(start + timedelta(hours=3 * k), start + timedelta(hours=3 * k + 1))
+              for k in range(8)]
+    want_bars = [(max(a, lo), min(b, hi)) for a, b in blocks if min(b, hi) > max(a, lo)]
+    got_bars = [tuple(datetime.fromtimestamp(v / 1000, UTC) for v in bar["x"]) for bar in running]
+    assert len(got_bars) == len(want_bars)
+    for (ga, gb), (wa, wb) in zip(got_bars, want_bars, strict=True):
+        assert abs(ga - wa) < timedelta(seconds=1) and abs(gb - wb) < timedelta(seconds=1)
+    assert fits_width(page)
+    shot(page, screenshot_dir, "detail", viewport)
+
+    # Utilisation: the institution chart shows the hours of the seeded sessions.
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    by_institution = chart(page, "institution")
+    hours = expected_hours(stack)
+    assert by_institution["labels"] == sorted(hours)
+    effective, external, openness = (d["data"] for d in by_institution["datasets"])
+    for n, key in enumerate(by_institution["labels"]):
+        assert effective[n] == pytest.approx(hours[key][0])
+        assert external[n] == pytest.approx(hours[key][1])
+        assert openness[n] == pytest.approx(hours[key][1] / hours[key][0])
+    by_category = chart(page, "category")
+    assert sum(by_category["datasets"][0]["data"]) == pytest.approx(
+        sum(h[0] for h in hours.values()))
+    assert fits_width(page)
+    shot(page, screenshot_dir, "utilisation", viewport)
+
+    # Evaluation: every list rendered, the grade chart counts every instrument.
+    page.click('.nav a[href="#/evaluation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    for name in ("institutions", "instruments", "low", "silent", "overdue"):
+        expect(page.locator(f'[data-section="{name}"]')).to_be_visible()
+    assert sum(chart(page, "grades")["datasets"][0]["data"]) == len(INSTRUMENTS)
+    expect(page.locator('table[data-table="silent"] td[data-key="instrument_id"]')).to_have_text(
+        ["tem-1"])
+    assert fits_width(page)
+    shot(page, screenshot_dir, "evaluation", viewport)
+
+
+def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
+    page = new_page()
+    login(page, stack, "evaluator")
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    with page.expect_download() as info:
+        page.click('[data-export="institution-csv"]')
+    download = info.value
+    assert download.suggested_filename.endswith(".csv")
+    text = Path(download.path()).read_text("utf-8-sig")
+    header, *rows = text.splitlines()
+    assert header.startswith("Group,Name,Instruments")
+    assert sorted(r.split(",")[0] for r in rows) == ["dut", "neu"]
+
+    page.click('.lang button[data-lang="zh"]')
+    page.click('.nav a[href="#/evaluation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    with page.expect_download() as info:
+        page.click('[data-export="institutions-xlsx"]')
+    assert info.value.suggested_filename.endswith(".xlsx")
+    assert Path(info.value.path()).read_bytes()[:2] == b"PK"
+
+
+@pytest.fixture
+def live_gateway(
+    stack: Stack, mqtt_url: str, topic_prefix: str, tmp_path: Path
+) -> Iterator[SimulatedProbe]:
+    """A real gateway agent with a simulated probe, reporting through a real ingest worker."""
+    gateway_id = f"{topic_prefix}-gw"
+    stack.sql(
+        "INSERT INTO instrument (id, name, institution_id, gateway_id, category_code)"
+        " VALUES ('icp-1', '电感耦合等离子体质谱仪', 'neu-ac', %s, '010102')",
+        (gateway_id,),
+    )
+    probe = SimulatedProbe(Reading(power_w=20.0))
+    config = GatewayConfig(
+        gateway_id=gateway_id, mqtt_url=mqtt_url, topic_prefix=topic_prefix,
+        outbox_path=tmp_path / "outbox.sqlite", sample_interval_s=0.2,
+        publish_interval_s=1.0, require_ingest_online=True,
+        instruments=[InstrumentConfig(id="icp-1", probe=ProbeConfig(kind="simulated"))],
+    )
+    agent = GatewayAgent(config, probes={"icp-1": probe})
+    stop = threading.Event()
+    with ingest_thread(database_url=stack.database_url, mqtt_url=mqtt_url,
+                       topic_prefix=topic_prefix):
+        agent.start()
+        thread = threading.Thread(target=agent.run_forever, args=(stop,), name="web-gateway")
+        thread.start()
+        try:
+            yield probe
+        finally:
+            stop.set()
+            thread.join(10)
+            agent.stop()
+
+
+def test_tile_follows_the_instrument_live_without_reload(
+    stack: Stack, new_page: NewPage, live_gateway: SimulatedProbe
+) -> None:
+    page = new_page()
+    login(page, stack, "admin")
+    tile = page.locator('.tile[data-instrument="icp-1"]')
+    expect(tile).to_have_attribute("data-state", "idle", timeout=30_000)
+    page.evaluate("window.__marker = 'still here'")
+    navigations = page.evaluate("performance.getEntriesByType('navigation').length")
+
+    started = time.monotonic()
+    live_gateway.set(Reading(power_w=900.0, user="u-in"))
+    expect(tile).to_have_attribute("data-state", "running", timeout=5_000)
+    latency = time.monotonic() - started
+    expect(tile.locator(".tile-user")).to_have_text("User: u-in")
+    expect(page.locator('.chip[data-state="running"]')).to_have_attribute("data-count", "2")
+    assert page.evaluate("window.__marker") == "still here", "the page was reloaded"
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations
+    print(f"tile turned running {latency:.2f} s after the probe changed")
+
+    live_gateway.set(Reading(power_w=0.0))
+    expect(tile).to_have_attribute("data-state", "off", timeout=5_000)
+
+
+def test_language_switch_changes_every_label_and_is_remembered(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    page = new_page(locale="en-US")
+    page.goto(f"{stack.url}/")
+    expect(page.locator("form.login h1")).to_have_text(STRINGS["en"]["login.title"])
+    page.click('.lang button[data-lang="zh"]')
+    expect(page.locator("form.login h1")).to_have_text(STRINGS["zh"]["login.title"])
+    login(page, stack, "evaluator")
+    expect(page.locator(".nav a.active")).to_have_text(STRINGS["zh"]["nav.board"])
+    expect(page.locator('.tile[data-instrument="nmr-600"] .tile-state')).to_have_text("运行中")
+    labels: list[tuple[str, str]] = page.evaluate(
+        "[...document.querySelectorAll('[data-i18n]')].map(e => [e.dataset.i18n, e.textContent])")
+    assert labels and all(text == STRINGS["zh"][key] for key, text in labels)
+    shot(page, screenshot_dir, "board-zh", DESKTOP)
+
+    page.reload()  # the choice survives a reload (and the token this tab)
+    expect(page.locator(".tiles")).to_have_attribute("data-loaded", "true")
+    expect(page.locator(".nav a.active")).to_have_text(STRINGS["zh"]["nav.board"])
+    page.click('.lang button[data-lang="en"]')
+    expect(page.locator(".nav a.active")).to_have_text("Status board")
+    expect(page.locator('.tile[data-instrument="nmr-600"] .tile-state')).to_have_text("Running")
+
+
+def test_lab_manager_sees_only_their_institution(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    page = new_page(viewport=PHONE)
+    login(page, stack, "dut_manager")
+    assert tiles(page) == {"xrd-1": "fault", "ms-1": "off"}
+    expect(page.locator(".nav a")).to_have_count(2)  # no evaluation for lab managers
+    shot(page, screenshot_dir, "board-lab-manager", PHONE)
+
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    expect(page.locator('table[data-table="institution"] td[data-key="key"]')).to_have_text(["dut"])
+    expect(page.locator('table[data-table="instrument"] td[data-key="key"]')).to_have_text(
+        ["ms-1", "xrd-1"])
+    assert chart(page, "institution")["labels"] == ["dut"]
+
+    page.goto(f"{stack.url}/ui/#/evaluation")
+    expect(page.locator('[data-error="forbidden"]')).to_contain_text("Your role may not view")
+
+    # A manager of the university sees its analysis centre's instruments too.
+    other = new_page()
+    login(other, stack, "neu_manager")
+    assert set(tiles(other)) == {"nmr-600", "sem-1", "tem-1"}
+
+
+def test_unknown_and_revoked_tokens_go_back_to_login(stack: Stack, new_page: NewPage) -> None:
+    page = new_page()
+    page.goto(f"{stack.url}/")
+    page.fill("#token", "isk_not-a-token")
+    page.click("form.login button[type=submit]")
+    expect(page.locator('[data-error="login.invalid"]')).to_be_visible()
+
+    login(page, stack, "evaluator")
+    stack.sql("UPDATE api_token SET revoked_at = now()")
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator("form.login")).to_be_visible()
+    expect(page.locator(".login-message")).to_contain_text(STRINGS["en"]["login.expired"])
+    assert page.evaluate("sessionStorage.getItem('instrushare.token')") is None
