@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,12 +10,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
-from monitor_api import ApiSettings, create_app
+from monitor_api import ApiSettings
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
-from tests.services import free_port
+from tests.api_server import serve
 
 
 @dataclass
@@ -45,30 +42,6 @@ class Api:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test thread is not the main thread
-        pass
-
-
-def serve(settings: ApiSettings) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", ws="none", lifespan="on")
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def make_settings(database_url: str, **overrides: Any) -> ApiSettings:
@@ -103,7 +76,7 @@ def api(database_url: str) -> Iterator[Api]:
         for statement in SEED:
             conn.execute(statement)
     settings = make_settings(database_url)
-    for url in serve(settings):
+    with serve(settings) as url:
         a = Api(url=url, database_url=database_url, settings=settings)
         a.tokens = {
             "admin": a.token(Role.ADMIN),

@@ -19,7 +19,8 @@ import openpyxl
 import pytest
 
 from monitor_api import EvaluationRules
-from tests.api.conftest import Api, make_settings, serve
+from tests.api.conftest import Api, make_settings
+from tests.api_server import serve
 
 SETUP = [
     "UPDATE instrument SET model = 'AVANCE', maker = 'Bruker', accepted_on = '2024-12-02',"
@@ -84,10 +85,11 @@ def test_lists(year: Api) -> None:
 
 def test_rules_are_configuration(year: Api, database_url: str) -> None:
     rules = EvaluationRules(full_use_hours=600, excellent=85)
-    for url in serve(make_settings(database_url, evaluation=rules)):
-        with httpx.Client(base_url=url, headers={
-                "Authorization": f"Bearer {year.tokens['evaluator']}"}) as c:
-            items = {i["instrument_id"]: i for i in
-                     c.get("/evaluation/2025/instruments").json()["items"]}
+    auth = {"Authorization": f"Bearer {year.tokens['evaluator']}"}
+    with serve(make_settings(database_url, evaluation=rules)) as url, httpx.Client(
+        base_url=url, headers=auth
+    ) as c:
+        items = {i["instrument_id"]: i for i in
+                 c.get("/evaluation/2025/instruments").json()["items"]}
     assert (items["nmr"]["operation"], items["nmr"]["score"], items["nmr"]["grade"]) == \
         (40, 90, "优秀")

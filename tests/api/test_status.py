@@ -7,7 +7,8 @@ import json
 import httpx
 import pytest
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, make_settings
+from tests.api_server import serve
 
 STATUS = [
     "INSERT INTO gateway (id, bd_seq, online, changed_at) VALUES"
@@ -57,12 +58,10 @@ def test_board_filters_and_pages(live: Api) -> None:
 def test_longer_timeout_setting_changes_the_board(database_url: str, api: Api) -> None:
     for statement in STATUS:
         api.sql(statement)
-    from tests.api.conftest import make_settings, serve
-
-    for url in serve(make_settings(database_url, heartbeat_timeout_s=3600)):
-        with httpx.Client(base_url=url, headers={
-                "Authorization": f"Bearer {api.tokens['admin']}"}) as c:
-            items = {i["instrument_id"]: i["state"] for i in c.get("/status").json()["items"]}
+    settings = make_settings(database_url, heartbeat_timeout_s=3600)
+    auth = {"Authorization": f"Bearer {api.tokens['admin']}"}
+    with serve(settings) as url, httpx.Client(base_url=url, headers=auth) as c:
+        items = {i["instrument_id"]: i["state"] for i in c.get("/status").json()["items"]}
     assert items["sem"] == "idle"  # 20 min old data is fresh with a one-hour timeout
     assert items["xrd"] == "offline"  # gateway offline
 

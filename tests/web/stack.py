@@ -7,8 +7,6 @@ samples. Everything is relative to the moment of seeding, so the data is always 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,11 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import uvicorn
 
-from monitor_api import ApiSettings, create_app
+from monitor_api import ApiSettings
 from monitor_api.auth import Role, hash_token, new_token
-from tests.services import free_port
+from tests.api_server import serve
 
 INSTITUTIONS = [
     # id, name, parent, tier, region
@@ -154,34 +151,6 @@ def seed(database_url: str, now: datetime) -> list[SeededSession]:
             samples,
         )
     return sessions
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # not the main thread
-        pass
-
-
-@contextmanager
-def serve(settings: ApiSettings) -> Iterator[str]:
-    """The API (with the dashboard) on a free port in a thread."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", ws="none", lifespan="on",
-                            timeout_graceful_shutdown=3)
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, name="web-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        # Open event streams never end by themselves: the graceful timeout cuts them.
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager
