@@ -31,9 +31,12 @@ Raw = tuple[str, bytes | bytearray, int, int, float]
 """(topic, payload, mid, qos, receive time as POSIX seconds) as queued by the MQTT callback."""
 
 MsgRow = tuple[str, int, datetime, str, int, bool, int, int, datetime]
-SampleRow = tuple[str, datetime, str, float | None, str | None, dict[str, float] | None, str, int]
-"""Columns of ``state_sample`` in table order: ready for COPY."""
-EventRow = tuple[str, datetime, str, str | None, str | None, str, int]
+SampleRow = tuple[
+    str, datetime, str, float | None, str | None, dict[str, float] | None, str, int, str
+]
+"""Columns of ``state_sample`` in table order, then ``ts`` as RFC 3339 text for the COPY."""
+EventRow = tuple[str, datetime, str, str | None, str | None, str, int, str]
+"""Columns of ``instrument_event`` in table order, then ``ts`` as text."""
 DeadRow = tuple[str, bytes | bytearray, str, str, datetime]
 
 _DETAIL_MAX = 4000
@@ -139,7 +142,7 @@ class Decoder:
             raw_samples = kept
         samples = out.samples = [
             (instrument, s["ts"], s["state"], s.get("power_w"), s.get("user"),
-             s.get("metrics") or None, gateway, seq)
+             s.get("metrics") or None, gateway, seq, s.get("ts_text") or s["ts"].isoformat())
             for s in raw_samples
         ]
         events = out.events
@@ -151,7 +154,7 @@ class Decoder:
                 old.append(f"event {timestamp(ts)}")
             else:
                 events.append((instrument, ts, e["type"], e.get("user"), e.get("detail"),
-                               gateway, seq))
+                               gateway, seq, e.get("ts_text") or ts.isoformat()))
         if future:
             out.reject(
                 Reason.FUTURE_TIMESTAMP,

@@ -1,5 +1,8 @@
 """SQL of the batch transaction. Staging tables are per connection and emptied at COMMIT.
 
+Array parameters are passed in binary (``%b``): psycopg dumps a list of timestamps in text
+form about ten times slower, which showed as a sixth of the writer's time.
+
 Two ways to store rows: COPY straight into the tables (the fast path: it fails on any
 duplicate key, and the transaction is then replayed on the other way) and COPY into staging
 tables followed by ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (the safe path).
@@ -28,25 +31,22 @@ MSG_COLUMNS = (
     "gateway_id, seq, created_at, instrument_id, bd_seq, historical, n_samples, n_events,"
     " received_at"
 )
-MSG_TYPES = ["text", "int8", "timestamptz", "text", "int8", "bool", "int4", "int4", "timestamptz"]
-SAMPLE_TYPES = ["text", "timestamptz", "text", "float8", "text", "jsonb", "text", "int8"]
-EVENT_TYPES = ["text", "timestamptz", "text", "text", "text", "text", "int8"]
-
 # Fast path: ``arrival`` takes its default (0002_ingest.sql) from ingest_arrival_seq.
-COPY_MSG = f"COPY ingested_message ({MSG_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+# COPY in text format, from the buffers of ``_text``.
+COPY_MSG = f"COPY ingested_message ({MSG_COLUMNS}) FROM STDIN"
 COPY_SAMPLE = (
     "COPY state_sample (instrument_id, ts, state, power_w, user_id, metrics, gateway_id, seq)"
-    " FROM STDIN (FORMAT BINARY)"
+    " FROM STDIN"
 )
 COPY_EVENT = (
     "COPY instrument_event (instrument_id, ts, type, user_id, detail, gateway_id, seq)"
-    " FROM STDIN (FORMAT BINARY)"
+    " FROM STDIN"
 )
 
 # Safe path.
-STAGE_MSG = "COPY ingest_msg FROM STDIN (FORMAT BINARY)"
-STAGE_SAMPLE = "COPY ingest_sample FROM STDIN (FORMAT BINARY)"
-STAGE_EVENT = "COPY ingest_event FROM STDIN (FORMAT BINARY)"
+STAGE_MSG = "COPY ingest_msg FROM STDIN"
+STAGE_SAMPLE = "COPY ingest_sample FROM STDIN"
+STAGE_EVENT = "COPY ingest_event FROM STDIN"
 
 # Sorted by key so concurrent workers take unique-index locks in one order (no deadlock).
 INSERT_MESSAGES = f"""
@@ -73,13 +73,13 @@ ON CONFLICT DO NOTHING
 # whoever runs second sees the other's committed samples, sessions and status.
 LOCK_INSTRUMENTS = """
 SELECT count(pg_advisory_xact_lock(hashtextextended(i, 7411)))
-FROM (SELECT DISTINCT unnest(%s::text[]) AS i ORDER BY 1) t
+FROM (SELECT DISTINCT unnest(%b::text[]) AS i ORDER BY 1) t
 """
 
 # What each instrument held before the batch: latest sample, latest session, status.
 BEFORE = """
 SELECT i.id, l.ts, l.state, l.user_id, u.start_ts, st.state, st.since, st.last_ts
-FROM unnest(%s::text[]) AS i (id)
+FROM unnest(%b::text[]) AS i (id)
 LEFT JOIN LATERAL (SELECT s.ts, s.state, s.user_id FROM state_sample s
                    WHERE s.instrument_id = i.id ORDER BY s.ts DESC LIMIT 1) l ON true
 LEFT JOIN LATERAL (SELECT u.start_ts FROM usage_session u
@@ -92,8 +92,8 @@ UPSERT_STATUS = """
 INSERT INTO instrument_status AS st
     (instrument_id, gateway_id, state, since, user_id, power_w, last_ts, updated_at)
 SELECT r.*, now()
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
-            %s::float8[], %s::timestamptz[]) AS r
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[],
+            %b::float8[], %b::timestamptz[]) AS r
 ON CONFLICT (instrument_id) DO UPDATE SET
     gateway_id = EXCLUDED.gateway_id, state = EXCLUDED.state, since = EXCLUDED.since,
     user_id = EXCLUDED.user_id, power_w = EXCLUDED.power_w, last_ts = EXCLUDED.last_ts,
@@ -103,8 +103,8 @@ WHERE EXCLUDED.last_ts > st.last_ts
 
 UPSERT_SESSIONS = """
 INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-                     %s::text[])
+SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[],
+                     %b::text[])
 ON CONFLICT (instrument_id, start_ts) DO UPDATE SET
     end_ts = EXCLUDED.end_ts, last_ts = EXCLUDED.last_ts, user_id = EXCLUDED.user_id
 """
@@ -115,8 +115,8 @@ INSERT INTO ingest_anchor (instrument_id, a)
 SELECT t.instrument_id,
        least(t.t_min, (SELECT min(u.start_ts) FROM usage_session u
                        WHERE u.instrument_id = t.instrument_id
-                         AND (u.end_ts IS NULL OR u.end_ts >= t.t_min - %(gap)s)))
-FROM unnest(%(ids)s::text[], %(t_min)s::timestamptz[]) AS t (instrument_id, t_min)
+                         AND (u.end_ts IS NULL OR u.end_ts >= t.t_min - %(gap)b)))
+FROM unnest(%(ids)b::text[], %(t_min)b::timestamptz[]) AS t (instrument_id, t_min)
 """
 
 DELETE_SESSIONS = """
@@ -138,14 +138,14 @@ WITH s AS (
 ), g AS (
     SELECT s.*, sum(CASE WHEN run AND (prev_state IS DISTINCT FROM 'running'
                                        OR prev_user IS DISTINCT FROM user_id
-                                       OR ts - prev_ts > %(gap)s) THEN 1 ELSE 0 END)
+                                       OR ts - prev_ts > %(gap)b) THEN 1 ELSE 0 END)
                 OVER (PARTITION BY instrument_id ORDER BY ts) AS grp
     FROM s
 )
 INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)
 SELECT instrument_id, min(ts),
        CASE WHEN bool_or(next_ts IS NULL) THEN NULL
-            WHEN max(next_ts) - max(ts) <= %(gap)s THEN max(next_ts)
+            WHEN max(next_ts) - max(ts) <= %(gap)b THEN max(next_ts)
             ELSE max(ts) END,
        max(ts), min(user_id)
 FROM g WHERE run
@@ -155,7 +155,7 @@ GROUP BY instrument_id, grp
 # Dead letters are stored once per (reason, topic, payload): a redelivered one is a no-op.
 INSERT_DEAD = """
 INSERT INTO dead_letter (topic, payload, reason, detail, received_at)
-SELECT * FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::text[], %s::timestamptz[])
+SELECT * FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::text[], %b::timestamptz[])
 ON CONFLICT (reason, topic, md5(payload)) DO NOTHING
 RETURNING reason
 """

@@ -23,6 +23,7 @@ from psycopg import errors as pg_errors
 from . import _sql as q
 from ._decode import Decoded, EventRow, SampleRow
 from ._derive import Before, SessionRow, StatusRow, appended_sessions, in_order, status_row
+from ._text import event_chunks, message_chunks, sample_chunks
 from .errors import RejectedBatchError, RetryableStoreError
 
 logger = logging.getLogger("ingest")
@@ -168,11 +169,11 @@ class BatchStore:
         self, cur: psycopg.Cursor[Any], messages: list[Decoded], *, safe: bool
     ) -> list[Decoded]:
         """Store the message rows; returns the messages stored for the first time."""
-        rows = [it.message for it in messages]
+        rows = [it.message for it in messages if it.message is not None]
         if not safe:
-            _copy(cur, q.COPY_MSG, q.MSG_TYPES, rows)
+            _copy(cur, q.COPY_MSG, message_chunks(rows))
             return messages
-        _copy(cur, q.STAGE_MSG, q.MSG_TYPES, rows)
+        _copy(cur, q.STAGE_MSG, message_chunks(rows))
         cur.execute(q.INSERT_MESSAGES)
         keys = {(row[0], row[1]) for row in cur.fetchall()}
         return [it for it in messages if it.key in keys]
@@ -184,7 +185,7 @@ class BatchStore:
             cur.execute(q.BEFORE, (ids,))
             before = {row[0]: Before(*row[1:]) for row in cur.fetchall()}
             rows = [r for i in ids for r in samples[i]]
-            _copy(cur, q.STAGE_SAMPLE if safe else q.COPY_SAMPLE, q.SAMPLE_TYPES, rows)
+            _copy(cur, q.STAGE_SAMPLE if safe else q.COPY_SAMPLE, sample_chunks(rows))
             if safe:
                 cur.execute(q.INSERT_SAMPLES)
             status: list[StatusRow] = []
@@ -209,7 +210,7 @@ class BatchStore:
                 cur.execute(q.DELETE_SESSIONS)
                 cur.execute(q.INSERT_SESSIONS, {"gap": self._gap})
         if events:
-            _copy(cur, q.STAGE_EVENT if safe else q.COPY_EVENT, q.EVENT_TYPES, events)
+            _copy(cur, q.STAGE_EVENT if safe else q.COPY_EVENT, event_chunks(events))
             if safe:
                 cur.execute(q.INSERT_EVENTS)
 
@@ -312,9 +313,7 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
-def _copy(cur: psycopg.Cursor[Any], stmt: str, types: list[str], rows: Iterable[Any]) -> None:
+def _copy(cur: psycopg.Cursor[Any], stmt: str, chunks: Iterable[str]) -> None:
     with cur.copy(stmt) as cp:
-        cp.set_types(types)
-        write = cp.write_row
-        for row in rows:
-            write(row)
+        for chunk in chunks:
+            cp.write(chunk)

@@ -92,7 +92,12 @@ assert set(_EventName.__args__) == {e.value for e in EventType}  # type: ignore[
 
 
 def fast_message(payload: bytes | bytearray) -> dict[str, Any] | None:
-    """The validated message, or None when the protocol model must decide (and explain)."""
+    """The validated message, or None when the protocol model must decide (and explain).
+
+    Each sample's and event's ``ts`` becomes a datetime on ``datetime.UTC``; the text it was
+    given as stays under ``ts_text`` (checked RFC 3339 above, so PostgreSQL reads the same
+    instant from it) for the text COPY.
+    """
     try:
         msg: dict[str, Any] = _MESSAGE.validate_json(payload)  # type: ignore[assignment]
         samples = msg.get("samples")
@@ -101,19 +106,20 @@ def fast_message(payload: bytes | bytearray) -> dict[str, Any] | None:
             return None  # the protocol model refuses empty messages, with its own message
         msg["created_at"] = _utc(msg["created_at"])
         parse = datetime.fromisoformat
-        for item in (*(samples or ()), *(events or ())):
-            ts = parse(item["ts"])
-            item["ts"] = ts if ts.tzinfo is UTC else _utc(ts)
+        for items in (samples, events):
+            for item in items or ():
+                text = item["ts_text"] = item["ts"]
+                ts = item["ts"] = parse(text)
+                if ts.tzinfo is not UTC:
+                    item["ts"] = ts.astimezone(UTC)
     except (ValidationError, ValueError):
         return None
     return msg
 
 
-def _utc(value: str | datetime) -> datetime:
-    ts = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if ts.tzinfo is None:
-        raise ValueError("naive timestamp")
-    return ts.astimezone(UTC)
+def _utc(value: str) -> datetime:
+    ts = datetime.fromisoformat(value)
+    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)  # the pattern demands an offset
 
 
 def timestamp(value: datetime) -> str:

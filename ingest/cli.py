@@ -12,6 +12,7 @@ import typer
 from prometheus_client import REGISTRY, start_http_server
 
 from ._config import IngestConfig
+from ._gc import tune_gc
 from ._worker import IngestWorker
 
 logger = logging.getLogger("ingest")
@@ -54,4 +55,6 @@ def ingest(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    IngestWorker(config, registry=REGISTRY).run(stop)
+    worker = IngestWorker(config, registry=REGISTRY)
+    tune_gc()
+    worker.run(stop)

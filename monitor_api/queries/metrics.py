@@ -1,8 +1,14 @@
 """Per-instrument figures for a period, computed from usage sessions (docs/metrics.md).
 
 One SQL statement returns one row per instrument; grouping by institution, category or
-region happens in Python (``monitor_api.metrics``) because distinct outside users must be
+region happens in Python (``monitor_api.report``) because distinct outside users must be
 counted across instruments, not added up.
+
+The statement reads the period's sessions once. Each session's clipped interval is
+computed once (``OFFSET 0`` keeps PostgreSQL from inlining the expressions into every
+aggregate that uses them), and the sums are taken per instrument and user, which also yields
+the distinct outside users. Booked time and no-shows need interval unions; only the few
+sessions that touch a booking window take part in them, which cannot change either figure.
 """
 
 from __future__ import annotations
@@ -42,9 +48,7 @@ WITH RECURSIVE roots(id, root, region) AS (
     FROM institution c JOIN roots r ON c.parent_id = r.id
 ), inst AS MATERIALIZED (
     SELECT i.id, i.name, i.institution_id, r.root AS root_id, r.region, i.category_code,
-           i.value_rmb,
-           make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
-           make_interval(secs => i.min_session_s) AS min_len
+           i.value_rmb
     FROM instrument i JOIN roots r ON r.id = i.institution_id
     WHERE i.id = ANY(%(ids)s)
 ), users AS MATERIALIZED (
@@ -52,75 +56,99 @@ WITH RECURSIVE roots(id, root, region) AS (
            coalesce(r.root, 'org:' || nullif(u.organisation, ''), 'user:' || u.id) AS org
     FROM platform_user u LEFT JOIN roots r ON r.id = u.institution_id
 ), bk AS MATERIALIZED (
-    SELECT b.id, b.instrument_id, b.start_ts, b.end_ts
+    SELECT b.instrument_id, b.start_ts, b.end_ts
     FROM booking b
     WHERE b.instrument_id = ANY(%(ids)s) AND b.status IN ('approved', 'completed')
       AND b.start_ts < %(hi)s AND b.end_ts > %(lo)s - interval '31 days'
-), sess AS NOT MATERIALIZED (
-    -- plain tables and parameters only (no CTE scans): PostgreSQL may use parallel workers
-    SELECT s.instrument_id, s.user_id, s.start_ts,
-           tstzrange(s.start_ts, coalesce(s.end_ts, s.last_ts)) AS raw,
-           greatest(s.start_ts - make_interval(secs => i.warmup_s), %(lo)s) AS a,
-           least(coalesce(s.end_ts, s.last_ts) + make_interval(secs => i.cooldown_s), %(hi)s)
-               AS b,
-           coalesce(u.approved AND ur.root IS DISTINCT FROM ir.root, false) AS outside,
-           coalesce(ur.root, 'org:' || nullif(u.organisation, ''), 'user:' || u.id) AS org
-    FROM usage_session s
-    JOIN instrument i ON i.id = s.instrument_id
-    JOIN unnest(%(inst_ids)s::text[], %(inst_roots)s::text[]) ir(id, root)
-        ON ir.id = i.institution_id
-    LEFT JOIN platform_user u ON u.id = s.user_id
-    LEFT JOIN unnest(%(inst_ids)s::text[], %(inst_roots)s::text[]) ur(id, root)
-        ON ur.id = u.institution_id
-    WHERE s.instrument_id = ANY(%(ids)s)
-      AND s.start_ts < %(hi_pad)s AND coalesce(s.end_ts, s.last_ts) > %(lo_pad)s
-      AND coalesce(s.end_ts, s.last_ts) - s.start_ts >= make_interval(secs => i.min_session_s)
-), s_sums AS (
-    SELECT sess.instrument_id,
-           count(*) AS sessions,
-           sum(extract(epoch FROM sess.b - sess.a))::float8 AS effective_s,
-           coalesce(sum(extract(epoch FROM sess.b - sess.a)) FILTER (WHERE sess.outside), 0)
-               ::float8 AS external_s,
-           count(*) FILTER (WHERE sess.user_id IS NOT NULL
-                            AND (c.valid IS NULL OR NOT c.valid @> sess.start_ts))
-               AS uncertified_sessions,
-           coalesce(sum(extract(epoch FROM sess.b - sess.a)) FILTER (
-               WHERE sess.user_id IS NOT NULL
-                 AND (c.valid IS NULL OR NOT c.valid @> sess.start_ts)), 0)::float8
-               AS uncertified_s,
-           coalesce(sum(extract(epoch FROM sess.b - sess.a)) FILTER (
-               WHERE sess.user_id IS NULL), 0)::float8 AS unattributed_s
-    FROM sess LEFT JOIN (
+), windows AS MATERIALIZED (
+    -- booking windows per instrument, as booked and widened by the grace period (the
+    -- latter only for bookings starting in the period, which the no-show check counts)
+    SELECT bk.instrument_id, range_agg(tstzrange(bk.start_ts, bk.end_ts)) AS booked_mr,
+           range_agg(tstzrange(bk.start_ts - %(grace)s, bk.end_ts + %(grace)s))
+               FILTER (WHERE bk.start_ts >= %(lo)s) AS wide_mr
+    FROM bk GROUP BY bk.instrument_id
+), clipped AS (
+    -- noise filter, then margins, then clipping to the period; an open session ends at its
+    -- last running sample. Sessions up to a day beyond the period feed the no-show check.
+    SELECT s.instrument_id, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
+           greatest(s.start_ts - p.warm, %(lo)s) AS a, least(s.end_ts + p.cool, %(hi)s) AS b
+    FROM (
+        SELECT instrument_id, user_id, start_ts, coalesce(end_ts, last_ts) AS end_ts
+        FROM usage_session
+        WHERE instrument_id = ANY(%(ids)s)
+          AND start_ts < %(hi_pad)s AND coalesce(end_ts, last_ts) > %(lo_pad)s
+    ) s JOIN (
+        SELECT i.id, make_interval(secs => i.warmup_s) AS warm,
+               make_interval(secs => i.cooldown_s) AS cool,
+               make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
+        FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
+        WHERE i.id = ANY(%(ids)s)
+        OFFSET 0
+    ) p ON p.id = s.instrument_id
+    WHERE s.end_ts - s.start_ts >= p.min_len
+    OFFSET 0
+), sess AS (
+    SELECT c.instrument_id, c.user_id,
+           greatest(date_part('epoch', c.b - c.a), 0) AS secs,
+           c.user_id IS NOT NULL AND (v.valid IS NULL OR NOT v.valid @> c.start_ts)
+               AS uncertified,
+           -- the intervals touching a booking window, which booked time and no-shows are
+           -- made of (nested CASEs: cheap tests first, ranges built only when they matter)
+           CASE WHEN c.booked_mr IS NOT NULL THEN CASE WHEN c.b > c.a THEN
+               CASE WHEN tstzrange(c.a, c.b) && c.booked_mr
+                    THEN tstzmultirange(tstzrange(c.a, c.b)) END END
+           END AS used_hit,
+           CASE WHEN c.wide_mr IS NOT NULL THEN
+               CASE WHEN tstzrange(c.start_ts, c.end_ts) && c.wide_mr
+                    THEN tstzmultirange(tstzrange(c.start_ts, c.end_ts)) END
+           END AS raw_hit
+    FROM clipped c LEFT JOIN (
         -- when each user held a valid certification for each instrument
         SELECT user_id, instrument_id,
                range_agg(tstzrange(valid_from, least(coalesce(valid_until, 'infinity'),
                                                      coalesce(revoked_at, 'infinity')))) AS valid
         FROM certification WHERE instrument_id = ANY(%(ids)s) AND valid_from < %(hi_pad)s
         GROUP BY user_id, instrument_id
-    ) c ON c.user_id = sess.user_id AND c.instrument_id = sess.instrument_id
-    WHERE sess.b > sess.a
-    GROUP BY sess.instrument_id
-), outsiders AS (
-    SELECT instrument_id, array_agg(DISTINCT user_id) AS outside_users,
-           array_agg(DISTINCT org) AS outside_orgs
-    FROM sess WHERE outside AND b > a
-    GROUP BY instrument_id
-), ranges AS (
-    -- only instruments with bookings need these; raw ranges reach a day beyond the period,
-    -- for the no-show check of late bookings
-    SELECT s.instrument_id, range_agg(s.raw) AS raw_mr,
-           range_agg(tstzrange(s.a, s.b)) FILTER (WHERE s.b > s.a) AS used_mr
-    FROM sess s WHERE s.instrument_id = ANY(%(booked)s)
-    GROUP BY s.instrument_id
+    ) v ON v.user_id = c.user_id AND v.instrument_id = c.instrument_id
+    OFFSET 0
+), per_user AS (
+    SELECT instrument_id, user_id,
+           count(*) FILTER (WHERE secs > 0) AS sessions, sum(secs) AS used_s,
+           count(*) FILTER (WHERE secs > 0 AND uncertified) AS uncertified_sessions,
+           coalesce(sum(secs) FILTER (WHERE uncertified), 0) AS uncertified_s,
+           multirange_union_agg(used_hit) AS used_mr, multirange_union_agg(raw_hit) AS raw_mr
+    FROM sess
+    GROUP BY instrument_id, user_id
+), s_sums AS (
+    SELECT p.instrument_id,
+           sum(p.sessions) AS sessions, sum(p.used_s) AS effective_s,
+           coalesce(sum(p.used_s) FILTER (WHERE o.outside), 0) AS external_s,
+           sum(p.uncertified_sessions) AS uncertified_sessions,
+           sum(p.uncertified_s) AS uncertified_s,
+           coalesce(sum(p.used_s) FILTER (WHERE p.user_id IS NULL), 0) AS unattributed_s,
+           array_agg(p.user_id) FILTER (WHERE o.outside AND p.sessions > 0) AS outside_users,
+           array_agg(o.org) FILTER (WHERE o.outside AND p.sessions > 0) AS outside_orgs,
+           multirange_union_agg(p.used_mr) AS used_mr, multirange_union_agg(p.raw_mr) AS raw_mr
+    FROM per_user p
+    JOIN instrument i ON i.id = p.instrument_id
+    JOIN unnest(%(inst_ids)s::text[], %(inst_roots)s::text[]) ir(id, root)
+        ON ir.id = i.institution_id
+    LEFT JOIN platform_user u ON u.id = p.user_id
+    LEFT JOIN unnest(%(inst_ids)s::text[], %(inst_roots)s::text[]) ur(id, root)
+        ON ur.id = u.institution_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(u.approved AND ur.root IS DISTINCT FROM ir.root, false) AS outside,
+               coalesce(ur.root, 'org:' || nullif(u.organisation, ''), 'user:' || u.id) AS org
+    ) o
+    GROUP BY p.instrument_id
 ), b_agg AS (
     SELECT bk.instrument_id,
-           range_agg(tstzrange(bk.start_ts, bk.end_ts)) AS booked_mr,
            count(*) FILTER (WHERE bk.start_ts >= %(lo)s) AS bookings,
            count(*) FILTER (WHERE bk.start_ts >= %(lo)s AND bk.end_ts + %(grace)s <= now()
                AND NOT coalesce(s.raw_mr && tstzrange(bk.start_ts - %(grace)s,
                                                       bk.end_ts + %(grace)s), false))
                AS no_shows
-    FROM bk LEFT JOIN ranges s ON s.instrument_id = bk.instrument_id
+    FROM bk LEFT JOIN s_sums s ON s.instrument_id = bk.instrument_id
     GROUP BY bk.instrument_id
 ), svc AS (
     SELECT b.instrument_id, sum(r.fee_rmb)::float8 AS income_rmb,
@@ -148,10 +176,10 @@ SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
        coalesce(s.external_s, 0) AS external_s, coalesce(s.uncertified_s, 0) AS uncertified_s,
        coalesce(s.uncertified_sessions, 0) AS uncertified_sessions,
        coalesce(s.unattributed_s, 0) AS unattributed_s,
-       coalesce(o.outside_users, '{}') AS outside_users,
-       coalesce(o.outside_orgs, '{}') AS outside_orgs,
-       coalesce((SELECT sum(extract(epoch FROM upper(r) - lower(r)))
-                 FROM unnest(rg.used_mr * ba.booked_mr) r), 0)::float8 AS booked_s,
+       coalesce(s.outside_users, '{}') AS outside_users,
+       coalesce(s.outside_orgs, '{}') AS outside_orgs,
+       coalesce((SELECT sum(date_part('epoch', upper(r) - lower(r)))
+                 FROM unnest(s.used_mr * w.booked_mr) r), 0) AS booked_s,
        coalesce(ba.bookings, 0) AS bookings, coalesce(ba.no_shows, 0) AS no_shows,
        coalesce(v.income_rmb, 0) AS income_rmb,
        coalesce(v.external_income_rmb, 0) AS external_income_rmb,
@@ -159,9 +187,8 @@ SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
        coalesce(v.ratings, 0) AS ratings, coalesce(v.rating_sum, 0) AS rating_sum,
        av.up_s
 FROM inst
+LEFT JOIN windows w ON w.instrument_id = inst.id
 LEFT JOIN s_sums s ON s.instrument_id = inst.id
-LEFT JOIN outsiders o ON o.instrument_id = inst.id
-LEFT JOIN ranges rg ON rg.instrument_id = inst.id
 LEFT JOIN b_agg ba ON ba.instrument_id = inst.id
 LEFT JOIN svc v ON v.instrument_id = inst.id
 LEFT JOIN avail av ON av.instrument_id = inst.id
@@ -198,29 +225,21 @@ async def per_instrument(
             conn, sql.SQL(_SELECTED).format(where=where.sql()), where.params
         )
     ]
-    pad = timedelta(days=1)  # warm-up and cool-down margins are at most a day
+    pad = timedelta(days=1)  # warm-up and cool-down margins and the grace are at most a day
     now = datetime.now(lo.tzinfo)
     hi_now = min(hi, now)
-    booked = [
-        r["instrument_id"] for r in await fetch_all(
-            conn,
-            "SELECT DISTINCT instrument_id FROM booking WHERE instrument_id = ANY(%s)"
-            " AND status IN ('approved', 'completed') AND start_ts < %s"
-            " AND end_ts > %s - interval '31 days'",
-            (ids, hi, lo),
-        )
-    ]
-    # Large sorts stay in memory; JIT compilation costs more than it saves on this query.
+    # Large sorts and hashes stay in memory; JIT compilation costs more than it saves here.
     await conn.execute("SET LOCAL work_mem = '64MB'")
     await conn.execute("SET LOCAL jit = off")
     rows = await fetch_all(
         conn,
         _PER_INSTRUMENT,
-        {"ids": ids, "booked": booked, "inst_ids": [r["id"] for r in roots],
-         "inst_roots": [r["root"] for r in roots], "lo": lo, "hi": hi,
-         "lo_pad": lo - pad, "hi_pad": hi + pad,
+        {"ids": ids, "inst_ids": [r["id"] for r in roots],
+         "inst_roots": [r["root"] for r in roots], "lo": lo, "hi": hi, "lo_pad": lo - pad, "hi_pad": hi + pad,
          "hi_now": max(hi_now, lo), "timeout": timeout, "grace": grace,
          "with_availability": with_availability},
         prepare=False,
     )
+    for row in rows:  # several outside users may share an organisation
+        row["outside_orgs"] = sorted(set(row["outside_orgs"]))
     return rows, max((hi_now - lo).total_seconds(), 0.0)
