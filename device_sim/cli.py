@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -46,6 +47,7 @@ def sim(
     ] = 300,
 ) -> None:
     """Simulate instruments and their users; gateways publish to MQTT_URL."""
+    logging.getLogger("gateway").setLevel(logging.WARNING)  # a line per agent otherwise
     settings = ServiceSettings()
     try:
         spec = SimulationSpec(

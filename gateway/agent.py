@@ -26,11 +26,11 @@ from gateway.netloop import NetworkLoop
 from gateway.outbox import Builder, Outbox
 from gateway.probes import ModbusPowerProbe, Probe, Reading, SimulatedProbe
 from gateway.publisher import MqttLink
-from instrushare.protocol import MAX_METRICS_PER_SAMPLE, Topics
+from instrushare.protocol import IDENTIFIER_PATTERN, MAX_METRICS_PER_SAMPLE, Topics
 
 logger = logging.getLogger("gateway")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 def utc_now() -> datetime:

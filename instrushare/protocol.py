@@ -35,7 +35,8 @@ MAX_FUTURE_SKEW = timedelta(seconds=300)
 MAX_PAST_AGE = timedelta(days=30)
 """Older timestamps are rejected: the gateway outbox never holds data this old."""
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 """Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
 
 
