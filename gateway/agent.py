@@ -105,12 +105,14 @@ class GatewayAgent:
             next_bd_seq=self._next_bd_seq,
             on_ack=self._on_ack,
             on_change=self._service,
+            on_lost=self._on_link_lost,
             network=network if network is not None else NetworkLoop.default(),
         )
         self._lock = threading.Lock()
         self._acks: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> seq
         self._last_fed = -1
+        self._rewind = False  # set by the network thread when the connection ends
         self._failing: set[str] = set()
         self._started = False
         self._enqueued = self._published = self._acked = 0
@@ -271,6 +273,10 @@ class GatewayAgent:
         with self._lock:
             return self._outbox.next_bd_seq()
 
+    def _on_link_lost(self) -> None:
+        """Nothing handed to paho is in flight any more: republish from the outbox head."""
+        self._rewind = True
+
     def _on_ack(self, mid: int) -> None:
         self._acks.append(mid)
         self._service()
@@ -286,10 +292,14 @@ class GatewayAgent:
                 if not self._started:
                     return
                 self._apply_acks()
+                if self._rewind:
+                    self._rewind = False
+                    self._inflight.clear()
+                    self._last_fed = -1
                 self._feed()
             finally:
                 self._lock.release()
-            if not self._acks:
+            if not self._acks and not self._rewind:
                 return
 
     def _apply_acks(self) -> None:

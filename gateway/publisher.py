@@ -59,6 +59,7 @@ class MqttLink:
         next_bd_seq: Callable[[], int],
         on_ack: Callable[[int], None],
         on_change: Callable[[], None],
+        on_lost: Callable[[], None],
         network: NetworkLoop,
     ) -> None:
         self.gateway_id = gateway_id
@@ -69,6 +70,7 @@ class MqttLink:
         self._next_bd_seq = next_bd_seq
         self._on_ack = on_ack
         self._on_change = on_change
+        self._on_lost = on_lost
         self.bd_seq = -1
         self.connects = 0
         self._connected = False
@@ -211,6 +213,7 @@ class MqttLink:
         )
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        _drop_unacknowledged(client)
         self.bd_seq = self._next_bd_seq()
         client.will_set(
             self.topics.gateway_state(self.gateway_id),
@@ -267,6 +270,11 @@ class MqttLink:
                                self.gateway_id, message.topic)
             else:
                 online = state.status == "online"
+        if online and message.retain:
+            # A retained "online" may predate a broker restart, after which the worker's
+            # subscription may be gone (Mosquitto does not persist shared subscriptions):
+            # only an announcement made while we are connected proves the worker listens.
+            return
         with self._state_lock:
             if online:
                 self._ingest_online.add(worker)
@@ -285,6 +293,7 @@ class MqttLink:
             log = logger.debug if self._stopping else (
                 logger.info if not self._link_up else logger.warning)
             log("gateway %s disconnected: %s", self.gateway_id, reason)
+        self._on_lost()
         self._on_change()
         if self._link_up and not self._stopping:
             self._retry_later(f"disconnected ({reason})")
@@ -293,3 +302,16 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
         self._on_ack(mid)
+
+
+def _drop_unacknowledged(client: mqtt.Client) -> None:
+    """Forget the messages paho would resend by itself right after the next CONNACK.
+
+    That resend comes before we know an ingest worker listens again (after a broker restart its
+    shared subscription may be gone), and its PUBACK would delete the message from the outbox
+    unread. The outbox still holds every unacknowledged message; the agent republishes them,
+    in seq order, once publishing is allowed. paho offers no public call for this.
+    """
+    with client._out_message_mutex:
+        client._out_messages.clear()
+        client._inflight_messages = 0

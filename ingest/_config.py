@@ -47,6 +47,9 @@ class IngestConfig(ServiceSettings):
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=60)
     """How long the broker keeps our session (and queues for us) while we are away."""
     keepalive_s: int = Field(default=30, ge=5)
+    announce_interval_s: float = Field(default=10.0, gt=0, le=300)
+    """How often the worker re-announces itself online. Gateways trust only announcements made
+    while they are connected, so a gateway that connects waits at most this long to publish."""
     metrics_port: int | None = None
 
     @model_validator(mode="after")

@@ -47,6 +47,7 @@ class IngestWorker:
     STOP_GRACE_S = 10.0
     """How long a stopping worker keeps retrying its last batch before leaving it unacked."""
     IDLE_POLL_S = 0.05
+    ANNOUNCE_COALESCE_S = 0.2
     FILL_POLL_S = 0.002
 
     def __init__(self, config: IngestConfig, *, registry: CollectorRegistry | None = None) -> None:
@@ -71,6 +72,7 @@ class IngestWorker:
         )
         self._state_topic = self._topics.ingest_state(config.worker_id)
         self._client = self._make_client()
+        self._birth_seen = threading.Event()
         self.online = threading.Event()
         """Set once subscribed and announced online (tests wait on it)."""
 
@@ -137,8 +139,25 @@ class IngestWorker:
         if failed:
             logger.error("subscription refused: %s", failed)
             return
-        client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
+        self._announce()
         self.online.set()
+
+    def _announce(self) -> None:
+        """Publish "online" (retained): now that we are subscribed, and then periodically."""
+        self._client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
+
+    def _announce_loop(self, stop: threading.Event) -> None:
+        """Re-announce every interval, and soon after a gateway's birth: a gateway trusts only
+        announcements made while it is connected, so it need not wait a whole interval."""
+        while True:
+            woken = self._birth_seen.wait(self._config.announce_interval_s)
+            if stop.is_set():
+                return
+            if woken:
+                stop.wait(self.ANNOUNCE_COALESCE_S)  # one announcement for a burst of births
+                self._birth_seen.clear()
+            if self.online.is_set() and not stop.is_set():
+                self._announce()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
@@ -152,6 +171,8 @@ class IngestWorker:
         self._deliver(msg.topic, msg.payload, msg.mid, msg.qos)
 
     def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
+        if topic.endswith("/state"):  # a gateway birth or will: cheap to answer every time
+            self._birth_seen.set()
         self._inbox.append((topic, payload, mid, qos, time.time()))
         self._received += 1
         if self._idle:  # the decoding thread waits on the event only when it has no batch
@@ -181,10 +202,15 @@ class IngestWorker:
         decoder = threading.Thread(target=self._decode_loop, args=(stop, batches),
                                    name=f"ingest-decode-{cfg.worker_id}", daemon=True)
         decoder.start()
+        announcer = threading.Thread(target=self._announce_loop, args=(stop,),
+                                     name=f"ingest-announce-{cfg.worker_id}", daemon=True)
+        announcer.start()
         try:
             self._write_loop(stop, batches)
         finally:
             decoder.join(self.STOP_GRACE_S)
+            self._birth_seen.set()  # wakes the announcer, which sees ``stop``
+            announcer.join(self.STOP_GRACE_S)  # its last "online" must precede our "offline"
             self._shutdown()
 
     # -- decoding thread --------------------------------------------------------------------

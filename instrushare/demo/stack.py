@@ -174,6 +174,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 start=datetime.now(UTC),
                 speed=1,
                 tick_s=options.tick_s,
+                publish_interval_s=60,  # the dashboard's tiles refresh at least every minute
             ),
             mqtt_url=mqtt_url,
             topic_prefix="isv1",

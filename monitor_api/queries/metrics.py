@@ -103,10 +103,11 @@ WITH RECURSIVE roots(id, root, region) AS (
                     THEN tstzmultirange(tstzrange(c.start_ts, c.end_ts)) END
            END AS raw_hit
     FROM clipped c LEFT JOIN (
-        -- when each user held a valid certification for each instrument
+        -- when each user held a valid certification for each instrument (one revoked
+        -- before it began never was)
         SELECT user_id, instrument_id,
-               range_agg(tstzrange(valid_from, least(coalesce(valid_until, 'infinity'),
-                                                     coalesce(revoked_at, 'infinity')))) AS valid
+               range_agg(tstzrange(valid_from, greatest(valid_from, least(
+                   coalesce(valid_until, 'infinity'), coalesce(revoked_at, 'infinity'))))) AS valid
         FROM certification WHERE instrument_id = ANY(%(ids)s) AND valid_from < %(hi_pad)s
         GROUP BY user_id, instrument_id
     ) v ON v.user_id = c.user_id AND v.instrument_id = c.instrument_id
@@ -120,10 +121,12 @@ WITH RECURSIVE roots(id, root, region) AS (
     FROM sess
     GROUP BY instrument_id, user_id
 ), s_sums AS (
+    -- institution roots as parameters, not CTEs: the planner then knows the tables' sizes
+    -- and hashes the small sides
     SELECT p.instrument_id,
-           sum(p.sessions) AS sessions, sum(p.used_s) AS effective_s,
+           sum(p.sessions)::bigint AS sessions, sum(p.used_s) AS effective_s,
            coalesce(sum(p.used_s) FILTER (WHERE o.outside), 0) AS external_s,
-           sum(p.uncertified_sessions) AS uncertified_sessions,
+           sum(p.uncertified_sessions)::bigint AS uncertified_sessions,
            sum(p.uncertified_s) AS uncertified_s,
            coalesce(sum(p.used_s) FILTER (WHERE p.user_id IS NULL), 0) AS unattributed_s,
            array_agg(p.user_id) FILTER (WHERE o.outside AND p.sessions > 0) AS outside_users,
@@ -235,7 +238,8 @@ async def per_instrument(
         conn,
         _PER_INSTRUMENT,
         {"ids": ids, "inst_ids": [r["id"] for r in roots],
-         "inst_roots": [r["root"] for r in roots], "lo": lo, "hi": hi, "lo_pad": lo - pad, "hi_pad": hi + pad,
+         "inst_roots": [r["root"] for r in roots], "lo": lo, "hi": hi,
+         "lo_pad": lo - pad, "hi_pad": hi + pad,
          "hi_now": max(hi_now, lo), "timeout": timeout, "grace": grace,
          "with_availability": with_availability},
         prepare=False,

@@ -178,3 +178,14 @@ def test_bad_period_is_a_json_error(seeded: Api) -> None:
         r = c.get("/reports/utilisation", params={"start": "2026-03-10", "end": "2026-03-01"})
     assert r.status_code == 422
     assert r.json()["message"] == "end must not be before start"
+
+
+def test_certification_revoked_before_it_began(seeded: Api) -> None:
+    # revoking a certification issued for a later date leaves revoked_at < valid_from:
+    # it was never valid, so S7 stays uncertified (and the report still answers)
+    seeded.sql("""INSERT INTO certification (user_id, instrument_id, level, valid_from,
+                                             revoked_at)
+                  VALUES ('new1', 'nmr', 'self', '2026-03-10 18:00+08', '2026-03-01+08')""")
+    nmr = _report(seeded)["nmr"]
+    assert nmr["uncertified_hours"] == pytest.approx(2.5)
+    assert nmr["uncertified_sessions"] == 2

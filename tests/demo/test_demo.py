@@ -58,8 +58,20 @@ def _board(base: str, token: str) -> list[dict[str, Any]]:
     return items
 
 
-def _latest(board: list[dict[str, Any]]) -> datetime:
-    return max(datetime.fromisoformat(item["last_ts"]) for item in board if item["last_ts"])
+def _latest(board: list[dict[str, Any]]) -> datetime | None:
+    """The newest sample time on the board (None before the first data arrives)."""
+    times = [datetime.fromisoformat(item["last_ts"]) for item in board if item["last_ts"]]
+    return max(times, default=None)
+
+
+def _wait_newer(base: str, token: str, than: datetime | None, timeout: float) -> datetime:
+    deadline = time.monotonic() + timeout
+    while True:
+        latest = _latest(_board(base, token))
+        if latest is not None and (than is None or latest > than):
+            return latest
+        assert time.monotonic() < deadline, "no new samples reached the API"
+        time.sleep(1)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -86,11 +98,8 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
         token = _wait_ready(proc, base, login, timeout=240)
         board = _board(base, token)
         assert len(board) == 30
-        first = _latest(board)
-        deadline = time.monotonic() + 90
-        while _latest(_board(base, token)) <= first:  # live data keeps flowing
-            assert time.monotonic() < deadline, "no new samples reached the API"
-            time.sleep(1)
+        first = _wait_newer(base, token, None, timeout=90)
+        _wait_newer(base, token, first, timeout=90)  # live data keeps flowing
     finally:
         if proc.poll() is None:
             _stop(proc)
@@ -102,7 +111,8 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
     proc = _start_demo(tmp_path, port)
     try:
         assert _wait_ready(proc, base, login, timeout=120) == token
-        assert _latest(_board(base, token)) >= first
+        latest = _latest(_board(base, token))
+        assert latest is not None and latest >= first
     finally:
         if proc.poll() is None:
             _stop(proc)

@@ -19,6 +19,9 @@ import psycopg
 from device_sim.truth import TruthSession
 from ingest import IngestConfig, IngestWorker
 
+ANNOUNCE_INTERVAL_S = 0.5
+"""Gateways wait for a live announcement after connecting: keep that short in tests."""
+
 
 @contextlib.contextmanager
 def ingest_thread(
@@ -31,6 +34,7 @@ def ingest_thread(
         topic_prefix=topic_prefix,
         worker_id=f"{topic_prefix}-{worker_id}",
         share_group=topic_prefix,
+        announce_interval_s=ANNOUNCE_INTERVAL_S,
     )
     worker = IngestWorker(config)
     stop = threading.Event()
@@ -54,6 +58,7 @@ def ingest_process(
         "INSTRUSHARE_TOPIC_PREFIX": topic_prefix,
         "INSTRUSHARE_WORKER_ID": f"{topic_prefix}-{worker_id}",
         "INSTRUSHARE_SHARE_GROUP": topic_prefix,
+        "INSTRUSHARE_ANNOUNCE_INTERVAL_S": str(ANNOUNCE_INTERVAL_S),
     }
     with log.open("ab") as out:
         return subprocess.Popen(

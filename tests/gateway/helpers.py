@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -98,20 +99,61 @@ class Recorder:
         self.client.loop_stop()
 
 
-def set_ingest(url: str, prefix: str, status: str, worker: str = "w1", **login: str) -> None:
-    """Publish the retained ingest presence a real ingest worker would publish."""
-    address = MqttAddress.from_url(url)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"ingest-{uuid.uuid4().hex[:8]}")
-    if login:
-        client.username_pw_set(login["username"], login["password"])
-    client.connect(address.host, address.port)
-    client.loop_start()
-    payload = json.dumps({"v": 1, "worker": worker, "status": status})
-    topic = Topics(prefix).ingest_state(worker)
-    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
-    client.disconnect()
-    client.loop_stop()
+class IngestStandIn:
+    """Announces an ingest worker's state the way a real worker does: retained, and again every
+    ``interval`` seconds (gateways trust only announcements made while they are connected)."""
+
+    _running: ClassVar[dict[tuple[str, str, str], IngestStandIn]] = {}
+
+    def __init__(self, url: str, prefix: str, worker: str, interval: float, **login: str) -> None:
+        address = MqttAddress.from_url(url)
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"ingest-{uuid.uuid4().hex[:8]}")
+        if login:
+            self.client.username_pw_set(login["username"], login["password"])
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()  # reconnects by itself after a broker restart
+        self.topic = Topics(prefix).ingest_state(worker)
+        self.payload = json.dumps({"v": 1, "worker": worker, "status": "online"})
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._announce, args=(interval,), daemon=True)
+        self.thread.start()
+
+    def _announce(self, interval: float) -> None:
+        while True:
+            self.client.publish(self.topic, self.payload, qos=1, retain=True)
+            if self.stopped.wait(interval):
+                return
+
+    def stop(self, final_status: str) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        payload = json.dumps({"v": 1, "worker": self.topic.split("/")[-2], "status": final_status})
+        info = self.client.publish(self.topic, payload, qos=1, retain=True)
+        if self.client.is_connected():  # the test may have stopped its broker already
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        while cls._running:
+            cls._running.popitem()[1].stop("offline")
+
+
+def set_ingest(url: str, prefix: str, status: str, worker: str = "w1", *,
+               interval: float = 0.2, **login: str) -> None:
+    """Make a stand-in ingest worker online (announcing until the test ends) or offline."""
+    key = (url, prefix, worker)
+    running = IngestStandIn._running.pop(key, None)
+    if status == "online":
+        IngestStandIn._running[key] = running or IngestStandIn(url, prefix, worker, interval,
+                                                               **login)
+    elif running:
+        running.stop(status)
+    else:
+        IngestStandIn(url, prefix, worker, interval, **login).stop(status)
 
 
 def make_config(tmp_path: Path, url: str, prefix: str, *, gateway_id: str = "gw1",

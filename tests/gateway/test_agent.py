@@ -15,7 +15,14 @@ import pytest
 from gateway import GatewayAgent
 from gateway.publisher import MqttLink
 from tests.conftest import MQTT_URL
-from tests.gateway.helpers import FastClock, Recorder, drive, make_config, set_ingest
+from tests.gateway.helpers import (
+    FastClock,
+    IngestStandIn,
+    Recorder,
+    drive,
+    make_config,
+    set_ingest,
+)
 from tests.services import Mosquitto, TcpProxy, running
 
 Sent = list[tuple[datetime, float]]
@@ -286,3 +293,30 @@ def test_cli_runs_until_sigterm(tmp_path: Path, mqtt_url: str, topic_prefix: str
     rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
     assert (tmp_path / "box.sqlite").exists()
     rec.close()
+
+
+def test_only_a_live_ingest_announcement_opens_publishing(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """A retained "online" may predate a broker restart that lost the worker's subscription."""
+    announcer = IngestStandIn(mqtt_url, topic_prefix, "w1", interval=3600)  # one retained copy
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix), clock=clock)
+    agent.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # connected and subscribed, retained copy received
+            drive(agent, clock, 1)
+            time.sleep(0.05)
+        assert agent.link.connected and not agent.link.can_publish
+        assert rec.data() == [] and agent.stats.outbox_depth > 0
+        announcer.client.publish(announcer.topic, announcer.payload, qos=1)  # live, not retained
+        wait_ready(agent)
+        agent.flush()
+        assert agent.wait_drained(10)
+        rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
+    finally:
+        agent.stop()
+        announcer.stop("offline")
+        rec.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -141,3 +142,24 @@ def test_graceful_stop_commits_and_acks_everything_received(
     stats = handle.worker.stats
     assert stats.acked == stats.written == 200
     assert count(database_url, "ingested_message") == 200
+
+
+def test_a_gateway_birth_gets_a_live_announcement_at_once(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    """Gateways trust only live announcements; a birth is answered without waiting an interval."""
+    handle = start_worker(database_url, announce_interval_s=300)
+    seen: list[tuple[float, bool]] = []
+    publisher.client.on_message = lambda _c, _u, m: seen.append((time.monotonic(), m.retain))
+    publisher.client.subscribe(topics.all_ingest_states, qos=1)
+    wait_until(lambda: any(retain for _, retain in seen), what="the retained copy")
+    assert all(retain for _, retain in seen)  # nothing live without a birth
+    born = time.monotonic()
+    publisher.publish_all([(topics.gateway_state("gw9"), gateway_state("gw9", "online", 1))])
+    wait_until(lambda: any(not retain for _, retain in seen), timeout=5, what="a live one")
+    answered = min(t for t, retain in seen if not retain)
+    assert answered - born < 2.0
+    assert handle.worker.online.is_set()

@@ -1,0 +1,175 @@
+"""docs/metrics.md written out in plain Python, one session at a time: the ground truth the
+report SQL is checked against on randomised data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+PAD = timedelta(days=1)  # the no-show check sees sessions up to a day beyond the period
+BOOKING_LOOKBACK = timedelta(days=31)
+COUNTED = ("approved", "completed")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    id: str
+    institution_id: str
+    warmup_s: int = 0
+    cooldown_s: int = 0
+    min_session_s: int = 0
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    institution_id: str | None
+    organisation: str
+    approved: bool
+
+
+@dataclass(frozen=True)
+class Session:
+    instrument_id: str
+    start: datetime
+    end: datetime | None
+    last: datetime
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class Booking:
+    instrument_id: str
+    user_id: str
+    start: datetime
+    end: datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class Certification:
+    user_id: str
+    instrument_id: str
+    valid_from: datetime
+    valid_until: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass
+class World:
+    parents: dict[str, str | None]
+    instruments: list[Instrument]
+    users: list[User]
+    sessions: list[Session] = field(default_factory=list)
+    bookings: list[Booking] = field(default_factory=list)
+    certifications: list[Certification] = field(default_factory=list)
+
+    def root(self, institution_id: str | None) -> str | None:
+        while institution_id is not None and self.parents[institution_id] is not None:
+            institution_id = self.parents[institution_id]
+        return institution_id
+
+
+Interval = tuple[datetime, datetime]
+
+
+def union(intervals: Iterable[Interval]) -> list[Interval]:
+    """Non-empty intervals merged into sorted, disjoint, non-touching ones."""
+    merged: list[Interval] = []
+    for a, b in sorted(i for i in intervals if i[1] > i[0]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def overlap_s(xs: list[Interval], ys: list[Interval]) -> float:
+    """Length of the intersection of two disjoint interval lists, in seconds."""
+    total = timedelta()
+    for a, b in xs:
+        for c, d in ys:
+            lo, hi = max(a, c), min(b, d)
+            if hi > lo:
+                total += hi - lo
+    return total.total_seconds()
+
+
+def _certified(world: World, s: Session) -> bool:
+    for c in world.certifications:
+        if c.user_id != s.user_id or c.instrument_id != s.instrument_id:
+            continue
+        ends = [t for t in (c.valid_until, c.revoked_at) if t is not None]
+        if c.valid_from <= s.start and (not ends or s.start < min(ends)):
+            return True
+    return False
+
+
+@dataclass
+class Figures:
+    """The raw sums and sets the report query returns for one instrument."""
+
+    sessions: int = 0
+    effective_s: float = 0.0
+    external_s: float = 0.0
+    uncertified_sessions: int = 0
+    uncertified_s: float = 0.0
+    unattributed_s: float = 0.0
+    booked_s: float = 0.0
+    bookings: int = 0
+    no_shows: int = 0
+    outside_users: set[str] = field(default_factory=set)
+    outside_orgs: set[str] = field(default_factory=set)
+
+
+def expected(
+    world: World, lo: datetime, hi: datetime, grace: timedelta, now: datetime
+) -> dict[str, Figures]:
+    """Figures per instrument for the period [lo, hi)."""
+    users = {u.id: u for u in world.users}
+    out: dict[str, Figures] = {}
+    for inst in world.instruments:
+        warm, cool = timedelta(seconds=inst.warmup_s), timedelta(seconds=inst.cooldown_s)
+        owner = world.root(inst.institution_id)
+        fig = out[inst.id] = Figures()
+        used: list[Interval] = []
+        raw: list[Interval] = []
+        for s in world.sessions:
+            end = s.end if s.end is not None else s.last
+            if s.instrument_id != inst.id or end - s.start < timedelta(seconds=inst.min_session_s):
+                continue  # another instrument's, or noise
+            if not (s.start < hi + PAD and end > lo - PAD):
+                continue
+            raw.append((s.start, end))
+            a, b = max(s.start - warm, lo), min(end + cool, hi)
+            if b <= a:
+                continue
+            secs = (b - a).total_seconds()
+            used.append((a, b))
+            fig.sessions += 1
+            fig.effective_s += secs
+            if s.user_id is None:
+                fig.unattributed_s += secs
+            elif not _certified(world, s):
+                fig.uncertified_sessions += 1
+                fig.uncertified_s += secs
+            user = users.get(s.user_id) if s.user_id is not None else None
+            if user is not None and user.approved and world.root(user.institution_id) != owner:
+                fig.external_s += secs
+                fig.outside_users.add(user.id)
+                fig.outside_orgs.add(world.root(user.institution_id)
+                                     or (f"org:{user.organisation}" if user.organisation
+                                         else f"user:{user.id}"))
+        windows = [w for w in world.bookings if w.instrument_id == inst.id
+                   and w.status in COUNTED and w.start < hi and w.end > lo - BOOKING_LOOKBACK]
+        fig.booked_s = overlap_s(union(used), union((w.start, w.end) for w in windows))
+        raw_union = union(raw)
+        for w in windows:
+            if w.start < lo:
+                continue
+            fig.bookings += 1
+            seen = overlap_s(raw_union, [(w.start - grace, w.end + grace)]) > 0
+            if w.end + grace <= now and not seen:
+                fig.no_shows += 1
+    return out
