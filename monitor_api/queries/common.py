@@ -7,6 +7,7 @@ from typing import Any
 
 from psycopg import sql
 
+from monitor_api.auth import Principal, Role
 from monitor_api.db import Conn, fetch_all, fetch_one
 
 
@@ -25,6 +26,13 @@ class Where:
         if not self.parts:
             return sql.SQL("TRUE")
         return sql.SQL(" AND ").join(self.parts)
+
+    def visible_to(self, caller: Principal, *, user_column: str) -> None:
+        """Users see their own rows, lab managers their institution tree's (instrument ``i``)."""
+        if caller.role is Role.USER:
+            self.add(f"{user_column} = %(me)s", me=caller.user_id)
+        elif caller.role is Role.LAB_MANAGER:
+            self.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))
 
 
 async def page(

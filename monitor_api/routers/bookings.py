@@ -146,10 +146,7 @@ async def list_bookings(
 ) -> dict[str, Any]:
     """Users see their own bookings, lab managers their institution's, others all."""
     where = Where()
-    if caller.role is Role.USER:
-        where.add("b.user_id = %(me)s", me=caller.user_id)
-    elif caller.role is Role.LAB_MANAGER:
-        where.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))
+    where.visible_to(caller, user_column="b.user_id")
     if instrument_id is not None:
         where.add("b.instrument_id = %(inst)s", inst=instrument_id)
     if status is not None:

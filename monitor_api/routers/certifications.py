@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from monitor_api.auth import Caller, Manager, Role
+from monitor_api.auth import Caller, Manager
 from monitor_api.db import DbConn, fetch_one
 from monitor_api.errors import Conflict, NotFound
 from monitor_api.queries.common import Where, page
@@ -68,10 +68,7 @@ async def list_certifications(
 ) -> dict[str, Any]:
     """Users see their own; lab managers those of their institution's instruments."""
     where = Where()
-    if caller.role is Role.USER:
-        where.add("c.user_id = %(me)s", me=caller.user_id)
-    elif caller.role is Role.LAB_MANAGER:
-        where.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))
+    where.visible_to(caller, user_column="c.user_id")
     if user_id is not None:
         where.add("c.user_id = %(user)s", user=user_id)
     if instrument_id is not None:
