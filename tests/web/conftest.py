@@ -27,8 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    assert shutil.which(CHROMIUM) is not None, (
+        f"{CHROMIUM} not found: install the Debian package chromium (apt-get install chromium;"
+        " .ci/run does it) or set CHROMIUM_PATH"
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
