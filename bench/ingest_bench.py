@@ -11,7 +11,7 @@ unlimited queues), so the publisher is never the bottleneck. Both MQTT consumers
 from their first delivery to their last (ingest: last commit), so connecting is not counted;
 the ingest's time includes filling its pipeline (the first batch is decoded before any write).
 
-    python bench/ingest_bench.py [--messages 30000] [--batched-messages 1500]
+    python bench/ingest_bench.py [--messages 30000] [--batched-messages 3000]
 
 Needs mosquitto on PATH and PostgreSQL at TEST_PG_ADMIN_URL (default 127.0.0.1:5432).
 """
@@ -40,7 +40,7 @@ from psycopg import conninfo, sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest import IngestConfig, IngestWorker, tune_gc
+from ingest import IngestConfig, IngestWorker, tune_process
 from ingest._mqtt import LeanClient
 from ingest._text import CHUNK_ROWS
 from instrushare.db import migrate
@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--batched-messages", type=int, default=3_000)
     parser.add_argument("--samples-per-message", type=int, default=100)
     args = parser.parse_args()
-    tune_gc()  # as ``instrushare ingest`` does; the baselines run in this process too
+    tune_process()  # as ``instrushare ingest`` does; the baselines run in this process too
 
     name = f"instrushare_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:

@@ -12,7 +12,7 @@ import typer
 from prometheus_client import REGISTRY, start_http_server
 
 from ._config import IngestConfig
-from ._gc import tune_gc
+from ._tuning import tune_process
 from ._worker import IngestWorker
 
 logger = logging.getLogger("ingest")
@@ -56,5 +56,5 @@ def ingest(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     worker = IngestWorker(config, registry=REGISTRY)
-    tune_gc()
+    tune_process()
     worker.run(stop)
