@@ -12,9 +12,10 @@ ALTER TABLE state_sample SET (timescaledb.compress,
 ALTER TABLE ingested_message SET (timescaledb.compress,
     timescaledb.compress_segmentby = 'gateway_id', timescaledb.compress_orderby = 'seq, created_at');
 
--- Defaults documented in docs/data-model.md: compress after 7 days; drop raw samples after
+-- Defaults documented in docs/data-model.md: compress after 35 days, past the protocol's
+-- 30-day replay window, so late data lands in uncompressed chunks; drop raw samples after
 -- 400 days and the message log after 60 (usage sessions, which metrics use, are kept forever).
-SELECT add_compression_policy('state_sample', INTERVAL '7 days', if_not_exists => true);
-SELECT add_compression_policy('ingested_message', INTERVAL '7 days', if_not_exists => true);
+SELECT add_compression_policy('state_sample', INTERVAL '35 days', if_not_exists => true);
+SELECT add_compression_policy('ingested_message', INTERVAL '35 days', if_not_exists => true);
 SELECT add_retention_policy('state_sample', INTERVAL '400 days', if_not_exists => true);
 SELECT add_retention_policy('ingested_message', INTERVAL '60 days', if_not_exists => true);
