@@ -181,5 +181,9 @@ class ComplianceItem(BaseModel):
     value_rmb: Decimal
     accepted_on: date
     deadline: date
+    deadline_estimated: bool = Field(
+        description="Part of the count fell in a year the official calendar does not know;"
+        " Monday to Friday were counted as working days there."
+    )
     networked_on: date | None
     working_days_late: int

@@ -43,6 +43,7 @@ _OVERDUE_COLUMNS = [
     ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
     ("institution_id", "单位", "Institution"), ("value_rmb", "原值(元)", "Value (RMB)"),
     ("accepted_on", "验收日期", "Accepted"), ("deadline", "入网期限", "Deadline"),
+    ("deadline_estimated", "期限为估算", "Deadline estimated"),
     ("networked_on", "入网日期", "Networked"),
     ("working_days_late", "逾期工作日", "Working days late"),
 ]

@@ -267,13 +267,14 @@ async def overdue_list(
             joined = None  # not yet networked on the day asked about
         checked = joined if joined is not None else day
         elapsed = working_days_between(row["accepted_on"], checked)
-        if elapsed > days:
+        if elapsed.days > days:
             out.append({
                 "instrument_id": row["id"], "name": row["name"],
                 "institution_id": row["institution_id"], "value_rmb": row["value_rmb"],
-                "accepted_on": row["accepted_on"], "deadline": deadline,
+                "accepted_on": row["accepted_on"], "deadline": deadline.day,
+                "deadline_estimated": deadline.estimated or elapsed.estimated,
                 "networked_on": joined,
-                "working_days_late": elapsed - days,
+                "working_days_late": elapsed.days - days,
             })
     return out
 

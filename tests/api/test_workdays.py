@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
-from monitor_api.errors import BadRequest
-from monitor_api.workdays import add_working_days, is_workday, working_days_between
+from monitor_api.workdays import (
+    DayCount,
+    Deadline,
+    add_working_days,
+    is_workday,
+    working_days_between,
+)
 from tests.api.conftest import Api
 
 
@@ -23,19 +26,29 @@ def test_calendar_facts_used_below() -> None:
 def test_deadline_across_spring_festival() -> None:
     # Counted by hand from Wed 21 Jan 2026: 3 + 5 + 5 + 5 (to 13 Feb) = 18, Sat 14 Feb = 19,
     # 15-23 Feb holiday, 24-27 Feb = 23, Sat 28 Feb = 24, 2-6 Mar = 29, Mon 9 Mar = 30.
-    assert add_working_days(date(2026, 1, 20), 30) == date(2026, 3, 9)
+    assert add_working_days(date(2026, 1, 20), 30) == Deadline(date(2026, 3, 9), False)
     # A Monday-to-Friday count would give 3 Mar: the calendar matters.
-    assert working_days_between(date(2026, 1, 20), date(2026, 3, 9)) == 30
+    assert working_days_between(date(2026, 1, 20), date(2026, 3, 9)) == DayCount(30, False)
 
 
 def test_deadline_falls_on_make_up_saturday() -> None:
     # From Mon 5 Jan 2026: 6-9 Jan = 4, then four full weeks = 24, 9-13 Feb = 29, Sat 14 Feb = 30.
-    assert add_working_days(date(2026, 1, 5), 30) == date(2026, 2, 14)
+    assert add_working_days(date(2026, 1, 5), 30) == Deadline(date(2026, 2, 14), False)
 
 
-def test_unknown_year_is_a_clear_error() -> None:
-    with pytest.raises(BadRequest, match="calendar"):
-        add_working_days(date(2099, 1, 1), 5)
+def test_unknown_years_count_monday_to_friday_and_say_so() -> None:
+    # 2099-01-01 is a Thursday: Fri 2, Mon 5 - Thu 8 Jan are the next five weekdays.
+    assert add_working_days(date(2099, 1, 1), 5) == Deadline(date(2099, 1, 8), True)
+    # Thu 24 Dec 2026 (known) into 2027 (unknown): 25, 28-31 Dec = 5 known, then Mon-Fri.
+    assert add_working_days(date(2026, 12, 24), 30) == Deadline(date(2027, 2, 4), True)
+    assert working_days_between(date(2026, 12, 24), date(2027, 2, 4)) == DayCount(30, True)
+    # 1999 (unknown) into 2004 (known): one week of 2003 counted Mon-Fri, 2004 official.
+    assert working_days_between(date(2003, 12, 24), date(2003, 12, 31)) == DayCount(5, True)
+    assert working_days_between(date(2003, 12, 31), date(2004, 1, 2)) == DayCount(1, False)
+    # whole centuries are counted at once, not day by day
+    assert working_days_between(date(1, 1, 1), date(1, 1, 7)).days == 4  # Mon 1 Jan: Tue-Fri
+    assert working_days_between(date(1, 1, 1), date(9999, 12, 31)).estimated
+    assert add_working_days(date(9999, 12, 30), 5) == Deadline(date(9999, 12, 31), True)
 
 
 def test_overdue_registrations_endpoint(api: Api) -> None:
@@ -60,3 +73,36 @@ def test_overdue_registrations_endpoint(api: Api) -> None:
     with api.as_("manager") as c:
         mine = c.get("/compliance/overdue", params={"as_of": "2026-03-10"}).json()
     assert [i["instrument_id"] for i in mine["items"]] == ["late1"]
+    assert items["late1"]["deadline_estimated"] is False
+
+
+def test_unknown_calendar_years_are_estimated_per_instrument(api: Api) -> None:
+    # 'late26' was accepted in late 2026: its deadline falls in 2027, which the calendar
+    # package does not know; 'old' was accepted before 2004. Neither breaks the lists.
+    api.sql(
+        "INSERT INTO instrument (id, name, institution_id, value_rmb, accepted_on, networked_on)"
+        " VALUES ('late26', 'a', 'uni', 300000, '2026-12-24', NULL),"
+        " ('old', 'b', 'uni', 900000, '2001-03-01', '2001-06-01'),"
+        " ('fine', 'c', 'other', 900000, '2026-01-20', '2026-03-10')"
+    )
+    with api.as_("admin") as c:
+        r = c.get("/compliance/overdue", params={"as_of": "2027-03-01"})
+        assert r.status_code == 200, r.text
+        items = {i["instrument_id"]: i for i in r.json()["items"]}
+        # 2001-03-01 (Thu) to 2001-06-01 (Fri): 66 weekdays, 36 over the limit
+        assert items["old"]["deadline_estimated"] is True
+        assert items["old"]["working_days_late"] == 36
+        assert items["old"]["deadline"] == "2001-04-12"
+        # deadline Thu 4 Feb 2027; 1 Mar 2027 is 17 weekdays later
+        assert items["late26"]["deadline"] == "2027-02-04"
+        assert items["late26"]["deadline_estimated"] is True
+        assert items["late26"]["working_days_late"] == 17
+        assert items["fine"]["deadline_estimated"] is False
+        csv = c.get("/evaluation/overdue-registrations",
+                    params={"as_of": "2027-03-01", "format": "csv", "lang": "en"})
+        assert csv.status_code == 200, csv.text
+        lines = csv.content.decode("utf-8-sig").splitlines()
+        assert "Deadline estimated" in lines[0].split(",")
+        for path in ("/evaluation/2026/instruments", "/evaluation/2026/institutions",
+                     "/evaluation/2027/instruments", "/evaluation/overdue-registrations"):
+            assert c.get(path).status_code == 200, path
