@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from instrushare.protocol import Identifier
 
@@ -18,6 +18,28 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
 Limit = Annotated[int, Field(ge=1, le=1000)]
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+"""The dates the API accepts: far enough from the ends of the calendar that a day or a
+margin added or taken off never overflows, in Python or in PostgreSQL."""
+
+
+def _check_day(value: date) -> date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"dates must lie between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+def _check_moment(value: datetime) -> datetime:
+    _check_day(value.date())
+    return value
+
+
+Day = Annotated[date, AfterValidator(_check_day)]
+"""A date between 1900-01-01 and 2199-12-31."""
+Moment = Annotated[AwareDatetime, AfterValidator(_check_moment)]
+"""A date and time with an offset, on a day between 1900-01-01 and 2199-12-31."""
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
@@ -103,8 +125,8 @@ class InstrumentIn(InstrumentSettingsFields):
     maker: Text = ""
     category_code: CategoryCode | None = None
     value_rmb: Money | None = None
-    accepted_on: date | None = None
-    networked_on: date | None = None
+    accepted_on: Day | None = None
+    networked_on: Day | None = None
     owner_unit: Text = ""
     location: Text = ""
     open_to_outside: bool = True
@@ -127,8 +149,8 @@ class InstrumentPatch(BaseModel):
     maker: Text | None = None
     category_code: CategoryCode | None = None
     value_rmb: Money | None = None
-    accepted_on: date | None = None
-    networked_on: date | None = None
+    accepted_on: Day | None = None
+    networked_on: Day | None = None
     owner_unit: Text | None = None
     location: Text | None = None
     open_to_outside: bool | None = None

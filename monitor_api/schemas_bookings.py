@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Money, Text
+from monitor_api.schemas import Moment, Money, Text
 
 
 class CertLevel(StrEnum):
@@ -45,8 +45,8 @@ class CertificationIn(BaseModel):
     user_id: Identifier
     instrument_id: Identifier
     level: CertLevel
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime | None = None
+    valid_from: Moment
+    valid_until: Moment | None = None
     issued_by: Text = ""
 
     @model_validator(mode="after")
@@ -78,8 +78,8 @@ class BookingIn(BaseModel):
 
     instrument_id: Identifier
     kind: BookingKind
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Moment
+    end: Moment
     purpose: Text = ""
 
     @model_validator(mode="after")

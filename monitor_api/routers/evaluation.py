@@ -21,7 +21,7 @@ from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
-from monitor_api.schemas import Limit, Offset
+from monitor_api.schemas import Day, Limit, Offset
 from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["evaluation"])
@@ -168,7 +168,7 @@ async def silent_instruments(
 
 @router.get("/evaluation/overdue-registrations", responses=FILES)
 async def overdue_registrations(
-    conn: DbConn, _: Evaluator, settings: Settings, as_of: date | None = None,
+    conn: DbConn, _: Evaluator, settings: Settings, as_of: Day | None = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response:

@@ -16,6 +16,7 @@ from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
 from monitor_api.schemas import (
     ComplianceItem,
+    Day,
     ImportResult,
     Institution,
     InstitutionIn,
@@ -229,7 +230,7 @@ async def overdue_registrations(
     conn: DbConn,
     caller: Reader,
     settings: Settings,
-    as_of: date | None = None,
+    as_of: Day | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:

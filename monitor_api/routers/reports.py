@@ -15,7 +15,7 @@ from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
-from monitor_api.schemas import Limit, Offset
+from monitor_api.schemas import Day, Limit, Offset
 from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["reports"])
@@ -95,8 +95,8 @@ async def utilisation(
     conn: DbConn,
     caller: Reader,
     settings: Settings,
-    start: Annotated[date, Query(description="First day (Asia/Shanghai), included")],
-    end: Annotated[date, Query(description="Last day (Asia/Shanghai), included")],
+    start: Annotated[Day, Query(description="First day (Asia/Shanghai), included")],
+    end: Annotated[Day, Query(description="Last day (Asia/Shanghai), included")],
     group_by: GroupBy = GroupBy.INSTRUMENT,
     institution_id: str | None = None,
     category: Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")] = None,

@@ -11,14 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from monitor_api.auth import Caller, Principal, Role
 from monitor_api.db import DbConn, Pool, Settings, fetch_one
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
 from monitor_api.routers.registry import instrument_row
-from monitor_api.schemas import Instrument, Limit, Offset, Page
+from monitor_api.schemas import Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["status"])
@@ -127,8 +127,8 @@ async def instrument_timeline(
     caller: Caller,
     settings: Settings,
     instrument_id: str,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Moment,
+    end: Moment,
     limit: Limit = 500,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -146,8 +146,8 @@ async def instrument_power(
     conn: DbConn,
     caller: Caller,
     instrument_id: str,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Moment,
+    end: Moment,
     step_s: Annotated[int, Query(ge=1, le=31 * 86400, description="Bucket width, seconds")] = 60,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Offset = 0,

@@ -1,0 +1,71 @@
+"""Parameters at the ends of the calendar get a clear 422, never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import Api
+
+RANGE = "dates must lie between 1900-01-01 and 2199-12-31"
+EARLY, LATE = "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"
+
+# (method, path, query, json body, who)
+CASES: list[tuple[str, str, dict[str, Any], Any, str]] = [
+    ("GET", "/reports/utilisation", {"start": "9999-12-31", "end": "9999-12-31"}, None, "admin"),
+    ("GET", "/reports/utilisation", {"start": "0001-01-01", "end": "0001-01-01"}, None, "admin"),
+    ("GET", "/reports/utilisation", {"start": "1899-12-31", "end": "1900-01-02"}, None, "admin"),
+    ("GET", "/compliance/overdue", {"as_of": "9999-12-31"}, None, "admin"),
+    ("GET", "/compliance/overdue", {"as_of": "0001-01-01"}, None, "admin"),
+    ("GET", "/evaluation/overdue-registrations", {"as_of": "9999-12-31"}, None, "admin"),
+    ("GET", "/instruments/nmr/timeline", {"start": EARLY, "end": "2026-01-01T00:00:00Z"},
+     None, "admin"),
+    ("GET", "/instruments/nmr/timeline", {"start": "2026-01-01T00:00:00Z", "end": LATE},
+     None, "admin"),
+    ("GET", "/instruments/nmr/power",
+     {"start": "9999-12-01T00:00:00Z", "end": LATE, "step_s": 2678400}, None, "admin"),
+    ("GET", "/instruments/nmr/power",
+     {"start": EARLY, "end": "0001-02-01T00:00:00Z", "step_s": 2678400}, None, "admin"),
+    ("POST", "/instruments", {}, {"id": "far", "name": "x", "institution_id": "uni",
+                                  "accepted_on": "9999-12-31"}, "admin"),
+    ("PATCH", "/instruments/nmr", {}, {"networked_on": "0001-01-01"}, "admin"),
+    ("POST", "/certifications", {}, {"user_id": "out1", "instrument_id": "nmr",
+                                     "level": "self", "valid_from": EARLY}, "admin"),
+    ("POST", "/bookings", {}, {"instrument_id": "nmr", "kind": "assisted",
+                               "start": "9999-12-31T22:00:00-14:00", "end": LATE}, "user"),
+]
+
+
+def test_out_of_range_dates_are_refused_clearly(api: Api) -> None:
+    failures = []
+    for method, path, query, body, who in CASES:
+        with api.as_(who) as c:
+            r = c.request(method, path, params=query, json=body)
+        if r.status_code != 422 or RANGE not in r.json()["message"]:
+            failures.append(f"{method} {path} {query} {body}: {r.status_code} {r.text:.200}")
+    assert not failures, "\n".join(failures)
+
+
+def test_evaluation_year_outside_the_range(api: Api) -> None:
+    with api.as_("evaluator") as c:
+        for year in (1999, 2101, 9999):
+            r = c.get(f"/evaluation/{year}/instruments")
+            assert r.status_code == 422, r.text
+            assert "year" in r.json()["message"]
+
+
+def test_csv_import_reports_far_dates_per_line(api: Api) -> None:
+    text = "id,name,institution_id,accepted_on\nfar,远,uni-ac,9999-12-31\n"
+    with api.as_("admin") as c:
+        r = c.post("/instruments/import", content=text.encode(),
+                   headers={"Content-Type": "text/csv"})
+    assert r.status_code == 422
+    assert r.json()["details"][0]["line"] == 2
+    assert RANGE in r.json()["details"][0]["reason"]
+
+
+def test_the_ends_of_the_range_work(api: Api) -> None:
+    with api.as_("admin") as c:
+        for start, end in (("1900-01-01", "1900-01-01"), ("2199-12-31", "2199-12-31")):
+            r = c.get("/reports/utilisation", params={"start": start, "end": end})
+            assert r.status_code == 200, r.text
+        assert c.get("/compliance/overdue", params={"as_of": "2199-12-31"}).status_code == 200
