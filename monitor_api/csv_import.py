@@ -24,15 +24,24 @@ class RowError:
     reason: str
 
 
-def parse_instruments(text: str) -> tuple[list[tuple[int, InstrumentIn]], list[RowError]]:
-    """Parse the file; return (line, row) pairs and the errors found (empty when clean)."""
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The rows of a file with their line numbers, its errors and the columns it has."""
+
+    rows: list[tuple[int, InstrumentIn]]
+    errors: list[RowError]
+    columns: frozenset[str] = frozenset()
+
+
+def parse_instruments(text: str) -> Parsed:
+    """Parse the file; ``errors`` is empty when it is clean."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        return [], [RowError(1, "the file is empty; a header line is required")]
+        return Parsed([], [RowError(1, "the file is empty; a header line is required")])
     except csv.Error as exc:
-        return [], [RowError(1, f"unreadable CSV: {exc}")]
+        return Parsed([], [RowError(1, f"unreadable CSV: {exc}")])
     unknown = [h for h in header if h not in COLUMNS]
     missing = [h for h in REQUIRED if h not in header]
     if unknown or missing or len(set(header)) != len(header):
@@ -45,7 +54,7 @@ def parse_instruments(text: str) -> tuple[list[tuple[int, InstrumentIn]], list[R
             )
             if part
         )
-        return [], [RowError(1, reason)]
+        return Parsed([], [RowError(1, reason)])
     rows: list[tuple[int, InstrumentIn]] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
@@ -77,7 +86,7 @@ def parse_instruments(text: str) -> tuple[list[tuple[int, InstrumentIn]], list[R
             continue
         seen[item.id] = start
         rows.append((start, item))
-    return rows, errors
+    return Parsed(rows, errors, frozenset(header))
 
 
 def _convert(raw: dict[str, str]) -> dict[str, object]:

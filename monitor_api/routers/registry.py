@@ -129,15 +129,27 @@ def check_manages(principal: Principal, institution_id: str) -> None:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
 
 
-_UPSERT = (
-    "INSERT INTO instrument (id, {cols}) VALUES (%(id)s, {vals})"
-    " ON CONFLICT (id) DO UPDATE SET {sets} RETURNING *"
-).format(
+_INSERT = "INSERT INTO instrument (id, {cols}) VALUES (%(id)s, {vals}) RETURNING *".format(
     cols=", ".join(_INSTRUMENT_COLUMNS),
     vals=", ".join(f"%({c})s" for c in _INSTRUMENT_COLUMNS),
-    sets=", ".join(f"{c} = EXCLUDED.{c}" for c in _INSTRUMENT_COLUMNS),
 )
-_INSERT = _UPSERT.split(" ON CONFLICT")[0] + " RETURNING *"
+
+
+def _upsert(columns: frozenset[str]) -> sql.Composable:
+    """Insert new instruments with defaults for absent columns; on existing ids update only
+    the ``columns`` the file has."""
+    names = [sql.Identifier(c) for c in ["id", *_INSTRUMENT_COLUMNS]]
+    sets = [
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+        for c in _INSTRUMENT_COLUMNS if c in columns
+    ]
+    return sql.SQL(
+        "INSERT INTO instrument ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
+    ).format(
+        sql.SQL(", ").join(names),
+        sql.SQL(", ").join(sql.Placeholder(c) for c in ["id", *_INSTRUMENT_COLUMNS]),
+        sql.SQL(", ").join(sets),
+    )
 
 
 @router.post("/instruments", response_model=Instrument, status_code=201)
@@ -184,14 +196,17 @@ async def update_instrument(
 async def import_instruments(request: Request, conn: DbConn, caller: Manager) -> dict[str, int]:
     """Import or update instruments from CSV (UTF-8, header line of column names).
 
-    Every bad row is reported with its line number; nothing is written unless all rows pass.
+    New instruments get the defaults for columns the file leaves out; existing ones keep
+    them: only the file's columns are updated. Every bad row is reported with its line
+    number; nothing is written unless all rows pass.
     """
     raw = await request.body()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest("the file is not UTF-8 text") from exc
-    rows, errors = parse_instruments(text.replace("\x00", "\ufffd"))
+    parsed = parse_instruments(text.replace("\x00", "\ufffd"))
+    rows, errors = parsed.rows, parsed.errors
     if rows:
         ids = [item.id for _, item in rows]
         known = {
@@ -221,7 +236,7 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
     if not rows:
         raise BadRequest("the file has no instrument rows")
     async with conn.cursor() as cur:
-        await cur.executemany(_UPSERT, [item.model_dump() for _, item in rows])
+        await cur.executemany(_upsert(parsed.columns), [item.model_dump() for _, item in rows])
     return {"imported": len(rows)}
 
 

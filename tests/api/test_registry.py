@@ -65,6 +65,38 @@ def test_clean_file_imports_and_updates(api: Api) -> None:
     assert nmr["name"] == "核磁共振波谱仪(更新)" and nmr["model"] == "AVANCE NEO"
 
 
+def test_reimport_keeps_the_columns_the_file_leaves_out(api: Api) -> None:
+    with api.as_("admin") as c:
+        r = c.patch("/instruments/nmr", json={
+            "gateway_id": "gw-uni-1", "open_to_outside": False, "networked_on": "2025-04-01",
+            "warmup_s": 600, "cooldown_s": 300, "min_session_s": 60, "auto_approve": True,
+            "fee_schedule": "600 元/小时", "value_rmb": "5200000"})
+        assert r.status_code == 200, r.text
+    text = ("id,name,institution_id,model\n"
+            "nmr,核磁共振波谱仪,uni-ac,AVANCE NEO\n"
+            "new-1,新仪器,uni-ac,X1\n")
+    assert _import(api, "manager", text) == (200, {"imported": 2})
+    with api.as_("admin") as c:
+        nmr = c.get("/instruments/nmr").json()
+        new = c.get("/instruments/new-1").json()
+    assert nmr["model"] == "AVANCE NEO"
+    kept = {k: nmr[k] for k in ("gateway_id", "open_to_outside", "networked_on", "warmup_s",
+                                 "cooldown_s", "min_session_s", "auto_approve",
+                                 "fee_schedule", "value_rmb", "category_code")}
+    assert kept == {"gateway_id": "gw-uni-1", "open_to_outside": False,
+                    "networked_on": "2025-04-01", "warmup_s": 600, "cooldown_s": 300,
+                    "min_session_s": 60, "auto_approve": True, "fee_schedule": "600 元/小时",
+                    "value_rmb": "5200000.00", "category_code": "010401"}
+    # a new instrument gets the defaults
+    assert (new["open_to_outside"], new["gateway_id"], new["warmup_s"]) == (True, None, 0)
+    # a column the file has is updated, an empty cell included
+    assert _import(api, "manager", "id,name,institution_id,gateway_id,open_to_outside\n"
+                   "nmr,核磁共振波谱仪,uni-ac,,是\n") == (200, {"imported": 1})
+    with api.as_("admin") as c:
+        nmr = c.get("/instruments/nmr").json()
+    assert (nmr["gateway_id"], nmr["open_to_outside"], nmr["warmup_s"]) == (None, True, 600)
+
+
 def test_header_problems(api: Api) -> None:
     code, body = _import(api, "admin", "id,name,colour\n")
     assert code == 422
