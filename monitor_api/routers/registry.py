@@ -135,7 +135,7 @@ _INSERT = "INSERT INTO instrument (id, {cols}) VALUES (%(id)s, {vals}) RETURNING
 )
 
 
-def _upsert(columns: frozenset[str]) -> sql.Composable:
+def _upsert(columns: frozenset[str]) -> sql.Composed:
     """Insert new instruments with defaults for absent columns; on existing ids update only
     the ``columns`` the file has."""
     names = [sql.Identifier(c) for c in ["id", *_INSTRUMENT_COLUMNS]]
