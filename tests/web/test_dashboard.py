@@ -7,6 +7,7 @@ Screenshots of every page, at desktop (1366x900) and phone (390x844) sizes, are 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import defaultdict
@@ -67,6 +68,58 @@ def chart(page: Page, name: str) -> dict[str, Any]:
         name,
     )
     return data
+
+
+INTERNAL_NAMES = {"main", "timeline", "power", "grades", "institution", "category", "instrument"}
+"""Identifiers the code uses for charts and regions: never what a label should say."""
+SHOWN_TEXT = """() => {
+    const seen = [['title', document.title]];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        if (n.textContent.trim() && n.parentElement?.checkVisibility()) {
+            seen.push(['text', n.textContent]);
+        }
+    }
+    for (const e of document.querySelectorAll('[aria-label], [title], [placeholder], [alt]')) {
+        for (const a of ['aria-label', 'title', 'placeholder', 'alt']) {
+            if (e.hasAttribute(a)) seen.push([a, e.getAttribute(a)]);
+        }
+    }
+    for (const c of Object.values(window.Chart?.instances ?? {})) {
+        for (const l of c.data.labels ?? []) seen.push(['chart', String(l)]);
+        for (const d of c.data.datasets) seen.push(['chart', d.label ?? '']);
+        for (const axis of Object.values(c.options.scales ?? {})) {
+            if (axis.title?.display) seen.push(['chart', axis.title.text]);
+        }
+    }
+    return seen;
+}"""
+PAGES = {  # route -> the element that says the page has its data
+    "board": ".tiles", "utilisation": ".report", "evaluation": ".report",
+    "instrument/nmr-600": ".charts",
+}
+
+
+def untranslated(page: Page, lang: str) -> list[tuple[str, str]]:
+    """Shown text, accessible names and chart labels that are in the other language (any label
+    of i18n.json's other half that differs from this language's) or an internal identifier."""
+    other = "en" if lang == "zh" else "zh"
+    foreign = {v for k, v in STRINGS[other].items() if v != STRINGS[lang][k]}
+    foreign -= set(STRINGS[lang].values())
+    found = []
+    for where, value in page.evaluate(SHOWN_TEXT):
+        parts = {p.strip() for p in re.split(r"[:：·←]", value)} | {value.strip()}
+        if parts & foreign or (where != "text" and value.strip() in INTERNAL_NAMES):
+            found.append((where, value))
+    return found
+
+
+def every_page_in(page: Page, stack: Stack, lang: str) -> None:
+    """Visit each page in ``lang``; none may show a label in the other language."""
+    for route, ready in PAGES.items():
+        page.goto(f"{stack.url}/ui/#/{route}")
+        expect(page.locator(ready)).to_have_attribute("data-loaded", "true")
+        assert untranslated(page, lang) == [], f"#/{route} in {lang}"
 
 
 def tiles(page: Page) -> dict[str, str]:
@@ -247,6 +300,7 @@ def test_language_switch_changes_every_label_and_is_remembered(
     expect(page.locator("form.login h1")).to_have_text(STRINGS["en"]["login.title"])
     page.click('.lang button[data-lang="zh"]')
     expect(page.locator("form.login h1")).to_have_text(STRINGS["zh"]["login.title"])
+    assert untranslated(page, "zh") == []
     login(page, stack, "evaluator")
     expect(page.locator(".nav a.active")).to_have_text(STRINGS["zh"]["nav.board"])
     expect(page.locator('.tile[data-instrument="nmr-600"] .tile-state')).to_have_text("运行中")
@@ -254,13 +308,24 @@ def test_language_switch_changes_every_label_and_is_remembered(
         "[...document.querySelectorAll('[data-i18n]')].map(e => [e.dataset.i18n, e.textContent])")
     assert labels and all(text == STRINGS["zh"][key] for key, text in labels)
     shot(page, screenshot_dir, "board-zh", DESKTOP)
+    # the check sees the page: asked for English, it finds the Chinese labels
+    assert ("text", STRINGS["zh"]["nav.board"]) in untranslated(page, "en")
+    assert ("aria-label", STRINGS["zh"]["nav.main"]) in untranslated(page, "en")
 
     page.reload()  # the choice survives a reload (and the token this tab)
     expect(page.locator(".tiles")).to_have_attribute("data-loaded", "true")
     expect(page.locator(".nav a.active")).to_have_text(STRINGS["zh"]["nav.board"])
+    every_page_in(page, stack, "zh")
+    page.goto(f"{stack.url}/ui/#/board")
+    expect(page.locator(".tiles")).to_have_attribute("data-loaded", "true")
     page.click('.lang button[data-lang="en"]')
     expect(page.locator(".nav a.active")).to_have_text("Status board")
     expect(page.locator('.tile[data-instrument="nmr-600"] .tile-state')).to_have_text("Running")
+    every_page_in(page, stack, "en")
+    page.click('.nav a[href="#/board"]')
+    page.click("button.logout")
+    expect(page.locator("form.login h1")).to_have_text(STRINGS["en"]["login.title"])
+    assert untranslated(page, "en") == []
 
 
 def test_lab_manager_sees_only_their_institution(

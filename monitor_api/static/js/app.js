@@ -63,7 +63,7 @@ function renderHeader(current) {
   const brand = el('a', { class: 'brand', href: '#/board' },
     el('span', { class: 'brand-long', text: t('app.title') }),
     el('span', { class: 'brand-short', text: t('app.short') }));
-  const nav = el('nav', { class: 'nav', 'aria-label': 'main' });
+  const nav = el('nav', { class: 'nav', 'aria-label': t('nav.main') });
   if (me) {
     for (const p of PAGES) {
       if (!p.nav || (p.roles && !p.roles.includes(me.role))) continue;

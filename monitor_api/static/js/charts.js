@@ -44,9 +44,12 @@ function timeAxis(lo, hi) {
   };
 }
 
-/** A canvas in a sized box; the chart is created once the box is in the document. */
-export function chartBox(name) {
-  const canvas = el('canvas', { role: 'img', 'aria-label': name, dataset: { chart: name } });
+/**
+ * A canvas in a sized box; the chart is created once the box is in the document. ``name``
+ * identifies it (data-chart), ``label`` is what screen readers announce (a translated string).
+ */
+export function chartBox(name, label) {
+  const canvas = el('canvas', { role: 'img', 'aria-label': label, dataset: { chart: name } });
   return { box: el('div', { class: 'chart' }, canvas), canvas };
 }
 

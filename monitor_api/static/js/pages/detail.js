@@ -30,8 +30,8 @@ export function render(root, ctx) {
   const info = el('div', { class: 'detail-info' }, el('p', { class: 'muted', text: t('common.loading') }));
   const start = el('input', { type: 'datetime-local', id: 'range-start', 'aria-label': t('common.start') });
   const end = el('input', { type: 'datetime-local', id: 'range-end', 'aria-label': t('common.end') });
-  const timeline = chartBox('timeline');
-  const power = chartBox('power');
+  const timeline = chartBox('timeline', t('detail.timeline'));
+  const power = chartBox('power', t('detail.power'));
   const charts = el('div', { class: 'charts', dataset: { loaded: 'false' } },
     el('section', { class: 'card' }, el('h2', { text: t('detail.timeline') }), timeline.box),
     el('section', { class: 'card' }, el('h2', { text: t('detail.power') }), power.box));

@@ -65,7 +65,7 @@ export function render(root, ctx) {
       const results = await Promise.all(LISTS.map((list) => getJson(list.path(y),
         { limit: 1000 }, { signal: stop.signal })));
       const fail = (err) => ctx.fail(err, body);
-      const grades = chartBox('grades');
+      const grades = chartBox('grades', t('eval.grades'));
       const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
       body.replaceChildren(
         section('eval.grades', 'grades', grades.box),

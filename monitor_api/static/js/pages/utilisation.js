@@ -61,7 +61,7 @@ export function render(root, ctx) {
         const card = section(title, group);
         card.querySelector('.card-head').append(exportButtons('reports/utilisation', params, fail, group));
         if (withChart) {
-          const chart = chartBox(group);
+          const chart = chartBox(group, t(title));
           card.append(chart.box);
           charts.push(() => hoursChart(chart.canvas, reports[n].items));
         }
