@@ -58,7 +58,7 @@ COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 _SUMS = (
-    "sessions", "effective_s", "external_s", "uncertified_s", "uncertified_sessions",
+    "sessions", "effective_s", "running_s", "external_s", "uncertified_s", "uncertified_sessions",
     "unattributed_s", "booked_s", "bookings", "no_shows", "income_rmb", "external_income_rmb",
     "voucher_rmb", "ratings", "rating_sum",
 )
@@ -132,7 +132,7 @@ def _figures(key: str, acc: _Acc, period_s: float) -> dict[str, Any]:
         "outside_organisations": len(acc.orgs),
         "bookings": int(s["bookings"]),
         "no_shows": int(s["no_shows"]),
-        "unbooked_hours": round(max(s["effective_s"] - s["booked_s"], 0.0) / 3600, 4),
+        "unbooked_hours": round(max(s["running_s"] - s["booked_s"], 0.0) / 3600, 4),
         "uncertified_hours": round(s["uncertified_s"] / 3600, 4),
         "uncertified_sessions": int(s["uncertified_sessions"]),
         "unattributed_hours": round(s["unattributed_s"] / 3600, 4),

@@ -70,8 +70,10 @@ WITH RECURSIVE roots(id, root, region) AS (
 ), clipped AS (
     -- noise filter, then margins, then clipping to the period; an open session ends at its
     -- last running sample. Sessions up to a day beyond the period feed the no-show check.
+    -- [a, b) is the effective time (margins added), [ra, rb) the running time alone.
     SELECT s.instrument_id, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
-           greatest(s.start_ts - p.warm, %(lo)s) AS a, least(s.end_ts + p.cool, %(hi)s) AS b
+           greatest(s.start_ts - p.warm, %(lo)s) AS a, least(s.end_ts + p.cool, %(hi)s) AS b,
+           greatest(s.start_ts, %(lo)s) AS ra, least(s.end_ts, %(hi)s) AS rb
     FROM (
         SELECT instrument_id, user_id, start_ts, coalesce(end_ts, last_ts) AS end_ts
         FROM usage_session
@@ -90,13 +92,15 @@ WITH RECURSIVE roots(id, root, region) AS (
 ), sess AS (
     SELECT c.instrument_id, c.user_id,
            greatest(date_part('epoch', c.b - c.a), 0) AS secs,
+           greatest(date_part('epoch', c.rb - c.ra), 0) AS run_secs,
            c.user_id IS NOT NULL AND (v.valid IS NULL OR NOT v.valid @> c.start_ts)
                AS uncertified,
-           -- the intervals touching a booking window, which booked time and no-shows are
-           -- made of (nested CASEs: cheap tests first, ranges built only when they matter)
-           CASE WHEN c.booked_mr IS NOT NULL THEN CASE WHEN c.b > c.a THEN
-               CASE WHEN tstzrange(c.a, c.b) && c.booked_mr
-                    THEN tstzmultirange(tstzrange(c.a, c.b)) END END
+           -- the running intervals touching a booking window, which booked running time and
+           -- no-shows are made of (nested CASEs: cheap tests first, ranges built only when
+           -- they matter); margins are not running time, so unbooked use leaves them out
+           CASE WHEN c.booked_mr IS NOT NULL THEN CASE WHEN c.rb > c.ra THEN
+               CASE WHEN tstzrange(c.ra, c.rb) && c.booked_mr
+                    THEN tstzmultirange(tstzrange(c.ra, c.rb)) END END
            END AS used_hit,
            CASE WHEN c.wide_mr IS NOT NULL THEN
                CASE WHEN tstzrange(c.start_ts, c.end_ts) && c.wide_mr
@@ -115,6 +119,7 @@ WITH RECURSIVE roots(id, root, region) AS (
 ), per_user AS (
     SELECT instrument_id, user_id,
            count(*) FILTER (WHERE secs > 0) AS sessions, sum(secs) AS used_s,
+           sum(run_secs) AS run_s,
            count(*) FILTER (WHERE secs > 0 AND uncertified) AS uncertified_sessions,
            coalesce(sum(secs) FILTER (WHERE uncertified), 0) AS uncertified_s,
            multirange_union_agg(used_hit) AS used_mr, multirange_union_agg(raw_hit) AS raw_mr
@@ -125,6 +130,7 @@ WITH RECURSIVE roots(id, root, region) AS (
     -- and hashes the small sides
     SELECT p.instrument_id,
            sum(p.sessions)::bigint AS sessions, sum(p.used_s) AS effective_s,
+           sum(p.run_s) AS running_s,
            coalesce(sum(p.used_s) FILTER (WHERE o.outside), 0) AS external_s,
            sum(p.uncertified_sessions)::bigint AS uncertified_sessions,
            sum(p.uncertified_s) AS uncertified_s,
@@ -167,8 +173,10 @@ WITH RECURSIVE roots(id, root, region) AS (
     GROUP BY b.instrument_id
 ), avail AS (
     SELECT inst.id AS instrument_id,
-           coalesce(sum(extract(epoch FROM seg.seg_end - seg.seg_start))
-               FILTER (WHERE seg.state NOT IN ('offline', 'fault')), 0)::float8 AS up_s
+           CASE WHEN %(with_availability)s THEN
+               coalesce(sum(extract(epoch FROM seg.seg_end - seg.seg_start))
+                   FILTER (WHERE seg.state NOT IN ('offline', 'fault')), 0)::float8
+           END AS up_s
     FROM inst LEFT JOIN LATERAL state_segments(inst.id, %(lo)s, %(hi_now)s, %(timeout)s) seg
         ON %(with_availability)s
     GROUP BY inst.id
@@ -176,6 +184,7 @@ WITH RECURSIVE roots(id, root, region) AS (
 SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
        inst.region, inst.category_code, inst.value_rmb::float8 AS value_rmb,
        coalesce(s.sessions, 0) AS sessions, coalesce(s.effective_s, 0) AS effective_s,
+       coalesce(s.running_s, 0) AS running_s,
        coalesce(s.external_s, 0) AS external_s, coalesce(s.uncertified_s, 0) AS uncertified_s,
        coalesce(s.uncertified_sessions, 0) AS uncertified_sessions,
        coalesce(s.unattributed_s, 0) AS unattributed_s,

@@ -112,11 +112,13 @@ class Figures:
 
     sessions: int = 0
     effective_s: float = 0.0
+    running_s: float = 0.0
     external_s: float = 0.0
     uncertified_sessions: int = 0
     uncertified_s: float = 0.0
     unattributed_s: float = 0.0
     booked_s: float = 0.0
+    """Running time (margins left out) inside a booking window."""
     bookings: int = 0
     no_shows: int = 0
     outside_users: set[str] = field(default_factory=set)
@@ -146,7 +148,10 @@ def expected(
             if b <= a:
                 continue
             secs = (b - a).total_seconds()
-            used.append((a, b))
+            ra, rb = max(s.start, lo), min(end, hi)
+            if rb > ra:  # running time, without the margins
+                used.append((ra, rb))
+                fig.running_s += (rb - ra).total_seconds()
             fig.sessions += 1
             fig.effective_s += secs
             if s.user_id is None:

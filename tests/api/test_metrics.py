@@ -15,13 +15,15 @@ One day, 2026-03-10 in Asia/Shanghai = [2026-03-09 16:00Z, 2026-03-10 16:00Z). O
   bookings: B1 09-12 out1 (completed, fee 1800, voucher 900, rating 4), B2 21:00-22:00 in1
   (approved, nobody ran: no-show), B4 12:00-13:00 in1 (completed, fee 200, rating 5; S2 ends
   within the 30 min grace: not a no-show), B3 14:00-15:30 firm1 only requested (not a booking)
-  unbooked = 9.5 - 3 = 6.5 h; uncertified = S3 + S7 = 2.5 h (2 sessions)
+  unbooked (running time, no margins on nmr) = 9.5 - 3 = 6.5 h; uncertified = S3 + S7 = 2.5 h
+  (2 sessions)
   availability: samples every 10 min 23:50 (9th) - 12:00, none until 14:00 (2 h gap > 15 min:
   offline), 14:00-15:00 idle, 15:00-16:00 fault, nothing after 16:00 -> up 12 + 1 = 13 of 24 h.
 
 'xrd' (owned by 'other', warm-up 30 min): a 10:00-11:00 session by out1, who belongs to
 'other' (inside there) -> 1.5 h with warm-up; an open session from 20:00, last data 21:30,
-user unknown -> 2 h with warm-up. Effective 3.5 h, external 0.
+user unknown -> 2 h with warm-up. Effective 3.5 h, external 0. No bookings: unbooked use is
+the running time alone, 1 + 1.5 = 2.5 h (warm-up is not running time).
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def test_inside_user_of_owner_and_warm_up(seeded: Api) -> None:
     assert xrd["external_hours"] == 0
     assert xrd["openness_ratio"] == 0
     assert xrd["unattributed_hours"] == pytest.approx(2.0)
+    assert xrd["unbooked_hours"] == pytest.approx(2.5)
     assert xrd["availability"] == 0  # no status data at all: offline the whole day
 
 
@@ -171,6 +174,31 @@ def test_csv_and_xlsx_exports(seeded: Api) -> None:
     assert rows[0][4] == "Effective machine hours"
     nmr_row = next(r for r in rows if r[0] == "nmr")
     assert nmr_row[5] == pytest.approx(5.5)
+
+
+def test_unbooked_use_leaves_the_margins_out(seeded: Api) -> None:
+    # xrd (warm-up 30 min) booked 10:00-11:00, exactly its first session: the warm-up
+    # 09:30-10:00 is effective time but not running time, so it is not unbooked use either.
+    seeded.sql("INSERT INTO booking (id, instrument_id, user_id, kind, start_ts, end_ts, status)"
+               " VALUES (5, 'xrd', 'out1', 'self', '2026-03-10 10:00+08', '2026-03-10 11:00+08',"
+               " 'completed')")
+    xrd = _report(seeded)["xrd"]
+    assert xrd["effective_hours"] == pytest.approx(3.5)
+    assert xrd["unbooked_hours"] == pytest.approx(1.5)  # the open session 20:00-21:30
+
+
+def test_skipped_availability_is_null(seeded: Api) -> None:
+    items = _report(seeded, availability="false")
+    assert {k: v["availability"] for k, v in items.items()} == dict.fromkeys(items)
+    assert _report(seeded, availability="false", group_by="institution")["uni"][
+        "availability"] is None
+    with seeded.as_("evaluator") as c:
+        r = c.get("/reports/utilisation", params={"start": "2026-03-10", "end": "2026-03-10",
+                                                  "availability": "false", "format": "csv",
+                                                  "lang": "en"})
+    header, *rows = r.content.decode("utf-8-sig").splitlines()
+    column = header.split(",").index("Availability")
+    assert {row.split(",")[column] for row in rows} == {""}
 
 
 def test_bad_period_is_a_json_error(seeded: Api) -> None:

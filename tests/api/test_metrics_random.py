@@ -168,8 +168,8 @@ def _check(url: str, world: World) -> None:
             where = f"{row['instrument_id']} in [{lo}, {hi})"
             for name in ("sessions", "uncertified_sessions", "bookings", "no_shows"):
                 assert row[name] == getattr(want, name), f"{name} of {where}"
-            for name in ("effective_s", "external_s", "uncertified_s", "unattributed_s",
-                         "booked_s"):
+            for name in ("effective_s", "running_s", "external_s", "uncertified_s",
+                         "unattributed_s", "booked_s"):
                 assert row[name] == pytest.approx(getattr(want, name), abs=1e-6), \
                     f"{name} of {where}"
             assert set(row["outside_users"]) == want.outside_users, where
