@@ -27,9 +27,12 @@ class Where:
             return sql.SQL("TRUE")
         return sql.SQL(" AND ").join(self.parts)
 
-    def visible_to(self, caller: Principal, *, user_column: str) -> None:
-        """Users see their own rows, lab managers their institution tree's (instrument ``i``)."""
-        if caller.role is Role.USER:
+    def visible_to(self, caller: Principal, *, user_column: str | None) -> None:
+        """Users see their own rows, lab managers their institution tree's (instrument ``i``).
+
+        With ``user_column`` None the rows are reference data users may all see (the
+        instrument registry); lab managers still see only their institution tree's."""
+        if caller.role is Role.USER and user_column is not None:
             self.add(f"{user_column} = %(me)s", me=caller.user_id)
         elif caller.role is Role.LAB_MANAGER:
             self.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from psycopg import sql
 
-from monitor_api.auth import Admin, Caller, Manager, Principal, Reader
+from monitor_api.auth import Admin, Caller, Manager, Principal, Reader, Role
 from monitor_api.csv_import import COLUMNS, RowError, parse_instruments
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Forbidden, NotFound
@@ -92,29 +92,39 @@ async def update_institution(
 @router.get("/instruments", response_model=Page[Instrument])
 async def list_instruments(
     conn: DbConn,
-    _: Caller,
+    caller: Caller,
     institution_id: str | None = None,
     category: Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")] = None,
     open_to_outside: bool | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
+    """The registry; a lab manager sees their own institution and its sub-units only."""
     where = Where()
+    where.visible_to(caller, user_column=None)
     if institution_id is not None:
-        where.add("institution_id = %(inst)s", inst=institution_id)
+        where.add("i.institution_id = %(inst)s", inst=institution_id)
     if category is not None:
-        where.add("category_code LIKE %(cat)s", cat=category + "%")
+        where.add("i.category_code LIKE %(cat)s", cat=category + "%")
     if open_to_outside is not None:
-        where.add("open_to_outside = %(open)s", open=open_to_outside)
+        where.add("i.open_to_outside = %(open)s", open=open_to_outside)
     return await page(
-        conn, select="SELECT * FROM instrument WHERE {where}", where=where, order="id",
+        conn, select="SELECT i.* FROM instrument i WHERE {where}", where=where, order="id",
         limit=limit, offset=offset,
     )
 
 
 @router.get("/instruments/{instrument_id}", response_model=Instrument)
-async def get_instrument(conn: DbConn, _: Caller, instrument_id: str) -> dict[str, Any]:
-    return await instrument_row(conn, instrument_id)
+async def get_instrument(conn: DbConn, caller: Caller, instrument_id: str) -> dict[str, Any]:
+    return await visible_instrument(conn, caller, instrument_id)
+
+
+async def visible_instrument(conn: Conn, caller: Principal, instrument_id: str) -> dict[str, Any]:
+    """The instrument, or 403 for a lab manager of another institution."""
+    instrument = await instrument_row(conn, instrument_id)
+    if caller.role is Role.LAB_MANAGER and instrument["institution_id"] not in caller.institutions:
+        raise Forbidden(f"instrument {instrument_id!r} belongs to another institution")
+    return instrument
 
 
 async def instrument_row(conn: Conn, instrument_id: str) -> dict[str, Any]:

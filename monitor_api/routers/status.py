@@ -17,7 +17,7 @@ from monitor_api.auth import Caller, Principal, Role
 from monitor_api.db import DbConn, Pool, Settings, fetch_one
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
-from monitor_api.routers.registry import instrument_row
+from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
 
@@ -39,13 +39,6 @@ def _scope(caller: Principal, institution_id: str | None) -> str | None:
     if institution_id not in caller.institutions:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
     return institution_id
-
-
-async def _visible_instrument(conn: Any, caller: Principal, instrument_id: str) -> dict[str, Any]:
-    instrument = await instrument_row(conn, instrument_id)
-    if caller.role is Role.LAB_MANAGER and instrument["institution_id"] not in caller.institutions:
-        raise Forbidden(f"instrument {instrument_id!r} belongs to another institution")
-    return instrument
 
 
 class StatusItem(BaseModel):
@@ -113,7 +106,7 @@ def _period(start: datetime, end: datetime) -> None:
 async def instrument_detail(
     conn: DbConn, caller: Caller, settings: Settings, instrument_id: str
 ) -> dict[str, Any]:
-    instrument = await _visible_instrument(conn, caller, instrument_id)
+    instrument = await visible_instrument(conn, caller, instrument_id)
     body = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
         instrument_ids=[instrument_id], limit=1, offset=0,
@@ -134,7 +127,7 @@ async def instrument_timeline(
 ) -> dict[str, Any]:
     """State intervals; a gap in the data longer than the heartbeat timeout is ``offline``."""
     _period(start, end)
-    await _visible_instrument(conn, caller, instrument_id)
+    await visible_instrument(conn, caller, instrument_id)
     return await q.timeline(
         conn, instrument_id=instrument_id, lo=start, hi=end,
         timeout=settings.heartbeat_timeout, limit=limit, offset=offset,
@@ -154,7 +147,7 @@ async def instrument_power(
 ) -> dict[str, Any]:
     """Power downsampled to ``step_s`` buckets (average, minimum, maximum)."""
     _period(start, end)
-    await _visible_instrument(conn, caller, instrument_id)
+    await visible_instrument(conn, caller, instrument_id)
     return await q.power_series(
         conn, instrument_id=instrument_id, lo=start, hi=end, step=timedelta(seconds=step_s),
         limit=limit, offset=offset,

@@ -154,3 +154,20 @@ def test_lab_manager_scope(api: Api) -> None:
             "valid_from": "2026-01-01T00:00:00Z"}).status_code == 403
     with api.as_("manager") as mgr:  # the sub-unit belongs to the manager's institution
         assert mgr.patch("/instruments/nmr", json={"location": "B101"}).status_code == 200
+
+
+def test_lab_manager_lists_only_their_institutions_instruments(api: Api) -> None:
+    with api.as_("other_manager") as other:
+        listed = other.get("/instruments").json()
+        assert ([i["id"] for i in listed["items"]], listed["total"]) == (["xrd"], 1)
+        assert other.get("/instruments", params={"institution_id": "uni-ac"}).json()[
+            "total"] == 0
+        assert other.get("/instruments/nmr").status_code == 403
+        assert other.get("/instruments/xrd").status_code == 200
+    with api.as_("manager") as mgr:  # the sub-unit's instruments are the manager's
+        assert [i["id"] for i in mgr.get("/instruments").json()["items"]] == ["nmr", "sem"]
+    for who in ("admin", "evaluator", "user"):  # the registry stays public to the others
+        with api.as_(who) as c:
+            assert c.get("/instruments").json()["total"] == 4, who
+        with api.as_(who) as c:
+            assert c.get("/instruments/nmr").status_code == 200, who
