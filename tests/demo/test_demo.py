@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +18,55 @@ import psutil
 
 from tests.services import free_port
 
+LIVE_AGE = timedelta(seconds=60)
+"""How old the newest sample may be for the board to count as live (gateways publish every
+minute; the newest of 30 instruments is fresher)."""
 
-def _start_demo(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+
+def _start_demo(
+    workdir: Path, port: int, data_home: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """The demo as a user starts it: no DATABASE_URL / MQTT_URL, default data directory."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "MQTT_URL") and not k.startswith("INSTRUSHARE_")
     }
-    log = (workdir / "demo.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "instrushare", "demo", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env["XDG_DATA_HOME"] = str(data_home)  # the per-user data directory, kept inside tmp_path
+    workdir.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "instrushare", "demo", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], base: str, login: Path, timeout: float) -> str:
+def _printed_login(log: Path, port: int) -> str | None:
+    """The admin token as a user reads it, once the dashboard's address has been printed."""
+    text = log.read_text(errors="replace")
+    if f"dashboard at http://127.0.0.1:{port}/" not in text:
+        return None
+    found = re.search(r"^\s+admin\s+(\S+)\s*$", text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float) -> str:
+    """The printed admin token, once the API is ready and accepts it."""
+    port = int(base.rsplit(":", 1)[1])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the demo exited early"
+        assert proc.poll() is None, "the demo exited early:\n" + log.read_text(errors="replace")
         try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200 and login.exists():
-                return dict(
-                    line.split("=", 1) for line in login.read_text().splitlines()
-                )["admin"]
+            token = _printed_login(log, port)
+            if token and httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return token
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise AssertionError("the demo did not become ready")
+    raise AssertionError("the demo did not print its address and logins:\n" + log.read_text())
 
 
 def _board(base: str, token: str) -> list[dict[str, Any]]:
@@ -64,13 +84,20 @@ def _latest(board: list[dict[str, Any]]) -> datetime | None:
     return max(times, default=None)
 
 
-def _wait_newer(base: str, token: str, than: datetime | None, timeout: float) -> datetime:
+def _wait_live(base: str, token: str, after: datetime, timeout: float) -> datetime:
+    """The newest sample once it is later than ``after`` and at most LIVE_AGE old by the clock.
+
+    Replayed history ends when the demo starts, so only the live fleet can satisfy this.
+    """
     deadline = time.monotonic() + timeout
     while True:
         latest = _latest(_board(base, token))
-        if latest is not None and (than is None or latest > than):
+        now = datetime.now(UTC)
+        if latest is not None and latest > after and now - latest <= LIVE_AGE:
             return latest
-        assert time.monotonic() < deadline, "no new samples reached the API"
+        assert time.monotonic() < deadline, (
+            f"no live samples reached the API: newest {latest}, clock {now}"
+        )
         time.sleep(1)
 
 
@@ -92,14 +119,20 @@ def _leftovers(workdir: Path) -> list[str]:
 def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    login = tmp_path / "var" / "demo" / "login.txt"
-    proc = _start_demo(tmp_path, port)
+    data_home = tmp_path / "home"
+    login = data_home / "instrushare" / "demo" / "login.txt"
+    first_log = tmp_path / "first.log"
+    started = datetime.now(UTC)
+    proc = _start_demo(tmp_path / "first", port, data_home, first_log)
     try:
-        token = _wait_ready(proc, base, login, timeout=240)
+        token = _wait_ready(proc, base, first_log, timeout=240)
+        assert f"admin={token}" in login.read_text().splitlines()
         board = _board(base, token)
         assert len(board) == 30
-        first = _wait_newer(base, token, None, timeout=90)
-        _wait_newer(base, token, first, timeout=90)  # live data keeps flowing
+        # the history ends at the minute the demo started; live samples come after it
+        first = _wait_live(base, token, started + timedelta(minutes=1), timeout=600)
+        later = _wait_live(base, token, first, timeout=150)  # and keep coming
+        assert later > first
     finally:
         if proc.poll() is None:
             _stop(proc)
@@ -107,13 +140,18 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # the API's port is free again
 
-    # a second run reuses the data: the same login works at once, the history is there
-    proc = _start_demo(tmp_path, port)
+    # a second run, from another directory, reuses the data: the same login works at once,
+    # the history is there
+    second_log = tmp_path / "second.log"
+    proc = _start_demo(tmp_path / "second", port, data_home, second_log)
     try:
-        assert _wait_ready(proc, base, login, timeout=120) == token
+        assert _wait_ready(proc, base, second_log, timeout=120) == token
         latest = _latest(_board(base, token))
-        assert latest is not None and latest >= first
+        assert latest is not None and latest >= later
+        assert "simulating the last" not in second_log.read_text()
     finally:
         if proc.poll() is None:
             _stop(proc)
     assert _leftovers(tmp_path) == []
+    assert not (tmp_path / "first" / "var").exists()
+    assert not (tmp_path / "second" / "var").exists()
