@@ -100,7 +100,10 @@ def summarise(
     names: dict[str, str] | None = None,
     category_digits: int = 2,
 ) -> list[dict[str, Any]]:
-    """Group per-instrument sums; ratios are recomputed from the group's sums."""
+    """Group per-instrument sums; ratios are recomputed from the group's sums.
+
+    ``names`` maps group keys to display names (institution names for ``unit`` and
+    ``institution``); a key it lacks is its own name."""
     groups: dict[str, _Acc] = {}
     for row in rows:
         key, name = _key(row, group_by, category_digits)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from monitor_api.auth import Principal, Reader
-from monitor_api.db import Conn, DbConn, Settings
+from monitor_api.db import Conn, DbConn, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
@@ -116,7 +116,11 @@ async def utilisation(
         conn, settings, start=start, end=end, institutions=scope(caller, institution_id),
         category=category, region=region, with_availability=availability,
     )
-    items = summarise(rows, group_by=group_by, period_s=period_s,
+    names = None
+    if group_by in (GroupBy.UNIT, GroupBy.INSTITUTION):
+        names = {r["id"]: r["name"]
+                 for r in await fetch_all(conn, "SELECT id, name FROM institution")}
+    items = summarise(rows, group_by=group_by, period_s=period_s, names=names,
                       category_digits=category_digits)
     body = {"start": start, "end": end, "group_by": group_by,
             "items": items[offset : offset + limit], "total": len(items),

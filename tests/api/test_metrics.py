@@ -139,6 +139,16 @@ def test_groups(seeded: Api) -> None:
     assert by_inst["uni"]["availability"] == pytest.approx(13 / 48, abs=1e-4)
     # out1 used nmr (outside) and xrd (inside): counted once, where outside.
     assert by_inst["other"]["outside_users"] == 0
+    assert {k: v["name"] for k, v in by_inst.items()} == {
+        "uni": "东北大学", "other": "大连理工大学", "incub": "孵化实验室"}
+    by_unit = _report(seeded, group_by="unit")
+    assert {k: v["name"] for k, v in by_unit.items()} == {
+        "uni-ac": "东北大学分析测试中心", "other": "大连理工大学", "incub": "孵化实验室"}
+    with seeded.as_("admin") as c:
+        csv = c.get("/reports/utilisation", params={
+            "start": "2026-03-10", "end": "2026-03-10", "group_by": "institution",
+            "format": "csv", "lang": "en"}).content.decode("utf-8-sig")
+    assert "uni,东北大学," in csv
     by_region = _report(seeded, group_by="region")
     assert by_region["大连"]["effective_hours"] == pytest.approx(3.5)
     assert by_region["沈阳"]["instruments"] == 3
@@ -147,6 +157,7 @@ def test_groups(seeded: Api) -> None:
     assert by_cat["01"]["external_hours"] == pytest.approx(5.5)
     assert by_cat["01"]["outside_users"] == 2
     assert by_cat["02"]["effective_hours"] == 0
+    assert by_cat["01"]["name"] == "01"  # no category names in the registry: the code
 
 
 def test_lab_manager_sees_only_their_institution(seeded: Api) -> None:
