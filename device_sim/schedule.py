@@ -90,7 +90,7 @@ def _plan_instrument(
         midnight = datetime.combine(local_day, datetime.min.time(), LOCAL_TZ)
         day_changes = _plan_day(rng, inst, midnight, internal, external, _is_workday(local_day))
         for seg_start, seg_end, state, user in day_changes:
-            a = max(tick_of(seg_start), changes[-1].end if changes else 1)
+            a = max(tick_of(seg_start), changes[-1].end if changes else MIN_GAP_TICKS)
             b = min(tick_of(seg_end), ticks - MIN_GAP_TICKS)
             if b > a:
                 changes.append(Segment(a, b, state, user))
@@ -182,11 +182,13 @@ def _fill_with_base(changes: list[Segment], base: State, ticks: int) -> list[Seg
     merged: list[Segment] = []
     for seg in out:  # absorbing can make neighbours equal
         if merged and _same(merged[-1], seg):
-            merged[-1] = Segment(merged[-1].start, seg.end, seg.state, seg.user)
+            merged[-1] = Segment(merged[-1].start, seg.end, seg.state, merged[-1].user)
         else:
             merged.append(seg)
     return merged
 
 
 def _same(a: Segment, b: Segment) -> bool:
-    return a.state == b.state and a.user == b.user
+    """Touching sessions are one: the gateway sees no state change between them (the first
+    user keeps the session, as in the detector)."""
+    return a.state == b.state and (a.user == b.user or a.state is State.RUNNING)
