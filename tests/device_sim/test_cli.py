@@ -1,0 +1,102 @@
+"""``instrushare sim`` as an operator runs it: a small fleet against the local broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from instrushare.cli import app
+from tests.gateway.helpers import IngestStandIn
+
+
+def _sim(
+    tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable, "-m", "instrushare", "sim",
+            "--truth", str(tmp_path / "sim" / "truth.json"),
+            "--state-dir", str(tmp_path / "sim" / "outbox"),
+            *args,
+        ],
+        env=os.environ | {"COLUMNS": "100"} | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_sim_runs_a_small_fleet_to_completion(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, database_url: str
+) -> None:
+    ingest = IngestStandIn(mqtt_url, topic_prefix, "w1", 0.2)
+    try:
+        done = _sim(
+            tmp_path,
+            {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix,
+             "DATABASE_URL": database_url},
+            "--instruments", "3", "--days", "0.02", "--seed", "4", "--drain-timeout", "20",
+        )  # fmt: skip
+    finally:
+        ingest.stop("offline")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "3 instruments" in out and "ground truth in" in out
+    ticks = round(0.02 * 86400 / 60)
+    # rich prints the progress bar once, when it ends, if the output is not a terminal
+    assert "simulating" in out and f"{ticks}/{ticks} ticks" in out, out
+    assert "0 dropped, all delivered" in out, out
+    assert int(out.split(" messages in ")[0].split()[-1]) >= 3
+
+    truth = json.loads((tmp_path / "sim" / "truth.json").read_text(encoding="utf-8"))
+    assert truth["seed"] == 4 and len(truth["instruments"]) == 3
+    assert list((tmp_path / "sim" / "outbox").glob("gw-*.sqlite3"))
+
+    # --register put the fleet in the registry first
+    with psycopg.connect(database_url) as conn:
+        ids = {r[0] for r in conn.execute("SELECT id FROM instrument")}
+        assert ids == {i["id"] for i in truth["instruments"]}
+        assert conn.execute("SELECT count(*) FROM institution").fetchone() == (5,)
+
+
+def test_sim_fails_when_nothing_takes_the_data(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """No ingest worker online: the gateways keep their data and the command says so."""
+    done = _sim(
+        tmp_path,
+        {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix},
+        "--instruments", "2", "--days", "0.01", "--no-register", "--drain-timeout", "1",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "NOT all delivered" in done.stdout
+    assert (tmp_path / "sim" / "truth.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--instruments", "0"], "--instruments"),
+        (["--speed", "-1"], "--speed"),
+        (["--days", "0"], "--days"),
+        (["--tick", "0"], "--tick"),
+        (["--start", "yesterday"], "--start"),
+    ],
+)
+def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], option: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["sim", *args, "--no-register", "--truth", str(tmp_path / "truth.json"),
+         "--state-dir", str(tmp_path / "outbox")],
+        env={"MQTT_URL": "mqtt://127.0.0.1:1", "COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output and option in result.output, result.output
+    assert not (tmp_path / "truth.json").exists()
