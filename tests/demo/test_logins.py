@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from instrushare.demo import default_data_dir
-from instrushare.demo.stack import LOGIN_FILE, _accepted, _login_tokens
+from instrushare.demo.stack import LOGIN_FILE, _accepted
+from instrushare.demo.stack import _login_tokens as _tokens_in_loop
+
+
+def _login_tokens(database_url: str, data_dir: Path, institution: str) -> dict[str, str]:
+    """In a thread of its own, as in the demo: it runs asyncio, and the browser tests leave
+    Playwright's event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_tokens_in_loop, database_url, data_dir, institution).result()
 
 
 def _database(make_database: Callable[[], str]) -> str:
