@@ -50,7 +50,10 @@ _Time = Annotated[
     ),
 ]
 """RFC 3339 with an offset and at most microseconds; anything else goes to the protocol model."""
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+"""JSON types as they are, as in the protocol ("12" is no integer), and finite numbers only."""
+_Version = Annotated[int, Field(ge=1, le=1)]
+"""Strict, so ``true`` and ``1.0`` are refused here (the protocol model then decides)."""
 
 
 @with_config(_STRICT)
@@ -74,7 +77,7 @@ class EventDict(TypedDict):
 
 @with_config(_STRICT)
 class MessageDict(TypedDict):
-    v: Literal[1]
+    v: _Version
     gateway: Identifier
     instrument: Identifier
     seq: _Key

@@ -15,10 +15,13 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
-    field_validator,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
@@ -31,13 +34,43 @@ MAX_SAMPLES_PER_MESSAGE = 1000
 MAX_EVENTS_PER_MESSAGE = 200
 MAX_METRICS_PER_SAMPLE = 32
 MAX_FUTURE_SKEW = timedelta(seconds=300)
-"""A timestamp later than the ingest's clock by more than this is rejected (dead-lettered)."""
+"""A timestamp later than the ingest's clock by more than this is rejected (dead-lettered):
+a sample's or event's ``ts``, a data message's ``created_at``, a gateway state's ``ts``."""
 MAX_PAST_AGE = timedelta(days=30)
 """Older timestamps are rejected: the gateway outbox never holds data this old."""
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 """Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
+
+# Wire values are taken as JSON types, never coerced: "12" is not an integer, "yes" not a
+# boolean, "5.5" not a number, a number not a timestamp (JSON Schema agrees). Non-finite numbers
+# (NaN, Infinity: not JSON, though many parsers accept them) are refused by ``allow_inf_nan``.
+Count = Annotated[int, Strict(), Field(ge=0, lt=2**63)]
+"""Sequence numbers: a JSON integer 0 .. 2^63-1 (written without a fraction: ``12``, not
+``12.0``)."""
+Number = Annotated[float, Strict()]
+"""A finite JSON number (an integer is a number too)."""
+
+
+def _timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    if isinstance(value, int | float):  # pydantic would read it as POSIX seconds
+        raise ValueError("a timestamp is RFC 3339 text with a zone, not a number")
+    ts: datetime = handler(value)
+    return ts.astimezone(UTC)
+
+
+Timestamp = Annotated[AwareDatetime, WrapValidator(_timestamp)]
+"""RFC 3339 text with a zone (or an aware datetime), normalised to UTC."""
+
+
+def _version(value: Any) -> Any:
+    if isinstance(value, bool):  # the Literal check alone takes ``true`` for 1
+        raise ValueError("v must be the integer 1, not a boolean")
+    return value
+
+
+Version = Annotated[Literal[1], BeforeValidator(_version)]
 
 
 class State(StrEnum):
@@ -59,40 +92,30 @@ class EventType(StrEnum):
     MAINTENANCE_END = "maintenance_end"
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Sample(_Strict):
     """The instrument's state at one instant; it holds until the next sample."""
 
-    ts: AwareDatetime
+    ts: Timestamp
     state: State
-    power_w: float | None = Field(default=None, ge=0, le=10_000_000)
+    power_w: Annotated[Number, Field(ge=0, le=10_000_000)] | None = None
     user: Identifier | None = None
-    metrics: dict[Identifier, float] = Field(default_factory=dict)
-
-    _normalise_ts = field_validator("ts")(_utc)
-
-    @field_validator("metrics")
-    @classmethod
-    def _few_metrics(cls, value: dict[str, float]) -> dict[str, float]:
-        if len(value) > MAX_METRICS_PER_SAMPLE:
-            raise ValueError(f"at most {MAX_METRICS_PER_SAMPLE} metrics per sample")
-        return value
+    metrics: dict[Identifier, Number] = Field(
+        default_factory=dict,
+        max_length=MAX_METRICS_PER_SAMPLE,
+        # names must match the pattern: patternProperties alone would let others through
+        json_schema_extra={"additionalProperties": False},
+    )
 
 
 class Event(_Strict):
-    ts: AwareDatetime
+    ts: Timestamp
     type: EventType
     user: Identifier | None = None
     detail: str | None = Field(default=None, max_length=1000)
-
-    _normalise_ts = field_validator("ts")(_utc)
 
 
 class DataMessage(_Strict):
@@ -102,17 +125,23 @@ class DataMessage(_Strict):
     resend freely.
     """
 
-    v: Literal[1]
+    model_config = ConfigDict(
+        # "at least one sample or event" (``_not_empty``), for JSON Schema validators too
+        json_schema_extra={"anyOf": [
+            {"required": ["samples"], "properties": {"samples": {"minItems": 1}}},
+            {"required": ["events"], "properties": {"events": {"minItems": 1}}},
+        ]},
+    )
+
+    v: Version
     gateway: Identifier
     instrument: Identifier
-    seq: int = Field(ge=0, lt=2**63)
-    bd_seq: int = Field(ge=0, lt=2**63)
-    created_at: AwareDatetime
-    historical: bool = False
+    seq: Count
+    bd_seq: Count
+    created_at: Timestamp
+    historical: Annotated[bool, Strict()] = False
     samples: list[Sample] = Field(default_factory=list, max_length=MAX_SAMPLES_PER_MESSAGE)
     events: list[Event] = Field(default_factory=list, max_length=MAX_EVENTS_PER_MESSAGE)
-
-    _normalise_ts = field_validator("created_at")(_utc)
 
     @model_validator(mode="after")
     def _not_empty(self) -> DataMessage:
@@ -128,11 +157,11 @@ class GatewayState(_Strict):
     birth's is stale (the gateway already reconnected) and is ignored.
     """
 
-    v: Literal[1]
+    v: Version
     gateway: Identifier
     status: Literal["online", "offline"]
-    bd_seq: int = Field(ge=0, lt=2**63)
-    ts: AwareDatetime | None = None
+    bd_seq: Count
+    ts: Timestamp | None = None
     instruments: list[Identifier] = Field(default_factory=list, max_length=1000)
     software: str | None = Field(default=None, max_length=200)
 
@@ -140,7 +169,7 @@ class GatewayState(_Strict):
 class IngestState(_Strict):
     """Retained ``<prefix>/ingest/<worker>/state``: gateways publish only while one is online."""
 
-    v: Literal[1]
+    v: Version
     worker: Identifier
     status: Literal["online", "offline"]
 
@@ -173,12 +202,19 @@ class Topics:
         return f"{self.prefix}/ingest/+/state"
 
     def parse(self, topic: str) -> tuple[str, str, str | None]:
-        """Split a gateway topic into (kind, gateway, instrument); ValueError if foreign."""
-        parts = topic.split("/")
-        if parts[:2] == [self.prefix, "gw"] and len(parts) == 4 and parts[3] == "state":
-            return "state", parts[2], None
-        if parts[:2] == [self.prefix, "gw"] and len(parts) == 5 and parts[3] == "data":
-            return "data", parts[2], parts[4]
+        """Split a gateway topic into (kind, gateway, instrument); ValueError if foreign.
+
+        ``("data", gateway, instrument)`` or ``("state", gateway, None)``; the ingest routes
+        every delivery with it.
+        """
+        head = self.prefix + "/gw/"
+        if topic.startswith(head):
+            parts = topic[len(head):].split("/")
+            n = len(parts)
+            if n == 3 and parts[1] == "data":
+                return "data", parts[0], parts[2]
+            if n == 2 and parts[1] == "state":
+                return "state", parts[0], None
         raise ValueError(f"topic {topic!r} is not a gateway topic under {self.prefix!r}")
 
 

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from instrushare.protocol import (
+    MAX_METRICS_PER_SAMPLE,
     MAX_SAMPLES_PER_MESSAGE,
     DataMessage,
     GatewayState,
+    IngestState,
     Sample,
     State,
     Topics,
@@ -91,3 +93,91 @@ def test_gateway_state_requires_known_status() -> None:
     GatewayState(v=1, gateway="gw-1", status="offline", bd_seq=0)
     with pytest.raises(ValidationError):
         GatewayState.model_validate({"v": 1, "gateway": "gw-1", "status": "gone", "bd_seq": 0})
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _valid_per_schema(text: str) -> bool:
+    try:  # JSON has no NaN or Infinity, though Python's parser reads them
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return False
+    return jsonschema.Draft202012Validator(json_schema()).is_valid(doc)
+
+
+def _valid_per_model(model: type[BaseModel], text: str) -> bool:
+    try:
+        model.model_validate_json(text)
+    except ValidationError:
+        return False
+    return True
+
+
+_SAMPLE = {"ts": "2026-03-01T08:00:00Z", "state": "idle"}
+_MESSAGE = {"v": 1, "gateway": "gw-1", "instrument": "ms-01", "seq": 7, "bd_seq": 2,
+            "created_at": "2026-03-01T08:00:00+08:00", "samples": [_SAMPLE]}
+_EVENT = {"ts": "2026-03-01T08:00:00Z", "type": "fault", "detail": "x" * 1000}
+_STATE = {"v": 1, "gateway": "gw-1", "status": "online", "bd_seq": 0}
+
+
+def _with(base: dict[str, object], **fields: object) -> dict[str, object]:
+    return base | fields
+
+
+def _metrics(metrics: dict[str, object]) -> dict[str, object]:
+    return _with(_MESSAGE, samples=[_with(_SAMPLE, metrics=metrics)])
+
+
+_CASES: list[tuple[str, dict[str, object] | str, type[BaseModel], bool]] = [
+    ("minimal message", _MESSAGE, DataMessage, True),
+    ("events only", _with(_MESSAGE, samples=[], events=[_EVENT]), DataMessage, True),
+    ("no samples, no events", {k: v for k, v in _MESSAGE.items() if k != "samples"},
+     DataMessage, False),
+    ("empty lists", _with(_MESSAGE, samples=[], events=[]), DataMessage, False),
+    ("32 metrics", _metrics({f"m{i}": i for i in range(MAX_METRICS_PER_SAMPLE)}),
+     DataMessage, True),
+    ("33 metrics", _metrics({f"m{i}": i for i in range(MAX_METRICS_PER_SAMPLE + 1)}),
+     DataMessage, False),
+    ("metric name with a slash", _metrics({"a/b": 1}), DataMessage, False),
+    ("empty metric name", _metrics({"": 1}), DataMessage, False),
+    ("65-character metric name", _metrics({"m" * 65: 1}), DataMessage, False),
+    ("metric as text", _metrics({"t": "1.5"}), DataMessage, False),
+    ("metric as boolean", _metrics({"t": True}), DataMessage, False),
+    ("NaN metric", json.dumps(_metrics({"t": float("nan")})), DataMessage, False),
+    ("Infinity metric", json.dumps(_metrics({"t": float("inf")})), DataMessage, False),
+    ("integer metric", _metrics({"t": 3}), DataMessage, True),
+    ("seq as text", _with(_MESSAGE, seq="12"), DataMessage, False),
+    ("seq negative", _with(_MESSAGE, seq=-1), DataMessage, False),
+    ("seq 2^63", _with(_MESSAGE, seq=2**63), DataMessage, False),
+    ("historical as text", _with(_MESSAGE, historical="yes"), DataMessage, False),
+    ("power as text", _with(_MESSAGE, samples=[_with(_SAMPLE, power_w="5.5")]),
+     DataMessage, False),
+    ("power too high", _with(_MESSAGE, samples=[_with(_SAMPLE, power_w=10_000_001)]),
+     DataMessage, False),
+    ("v true", _with(_MESSAGE, v=True), DataMessage, False),
+    ("v 2", _with(_MESSAGE, v=2), DataMessage, False),
+    ("timestamp as a number", _with(_MESSAGE, created_at=1_772_352_000), DataMessage, False),
+    ("unknown state", _with(_MESSAGE, samples=[_with(_SAMPLE, state="offline")]),
+     DataMessage, False),
+    ("1001 samples", _with(_MESSAGE, samples=[_SAMPLE] * (MAX_SAMPLES_PER_MESSAGE + 1)),
+     DataMessage, False),
+    ("detail too long", _with(_MESSAGE, events=[_with(_EVENT, detail="x" * 1001)]),
+     DataMessage, False),
+    ("extra field", _with(_MESSAGE, extra=1), DataMessage, False),
+    ("birth", _with(_STATE, ts="2026-03-01T08:00:00Z", instruments=["ms-01"]),
+     GatewayState, True),
+    ("state ts as a number", _with(_STATE, ts=1_772_352_000), GatewayState, False),
+    ("ingest state", {"v": 1, "worker": "w1", "status": "online"}, IngestState, True),
+    ("ingest state v true", {"v": True, "worker": "w1", "status": "online"}, IngestState, False),
+]
+
+
+@pytest.mark.parametrize(("case", "doc", "model", "valid"), _CASES, ids=[c[0] for c in _CASES])
+def test_schema_and_models_agree(
+    case: str, doc: dict[str, object] | str, model: type[BaseModel], valid: bool
+) -> None:
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    assert _valid_per_model(model, text) is valid
+    assert _valid_per_schema(text) is valid

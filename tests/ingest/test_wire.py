@@ -6,6 +6,7 @@ import json
 from datetime import UTC
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -28,8 +29,9 @@ _good = json.loads(data_message(
 _good["samples"][0]["metrics"] = {"temp": 21.5}
 
 _values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 2**64), st.floats(allow_nan=False),
-    st.sampled_from(["", "x/y", "a" * 65, "running", "fault", "2024-02-30T00:00:00Z",
+    st.none(), st.booleans(), st.integers(-5, 2**64), st.floats(),  # NaN, Infinity too
+    st.sampled_from(["12", "5.5", "yes", "true", "", "x/y", "a" * 65, "running", "fault",
+                     "2024-02-30T00:00:00Z",
                      "2024-01-01T00:00:00+08:00", "2024-01-01T00:00:00", "2024-01-01 00:00:00Z",
                      "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.1234567Z",
                      "2024-01-01T00:00:00+24:00", "2024-01-01t00:00:00z", "1700000000"]),
@@ -40,7 +42,8 @@ _paths = st.sampled_from([
     ("v",), ("gateway",), ("seq",), ("bd_seq",), ("created_at",), ("historical",), ("samples",),
     ("events",), ("extra",), ("samples", 0, "ts"), ("samples", 0, "state"),
     ("samples", 0, "power_w"), ("samples", 0, "user"), ("samples", 0, "metrics"),
-    ("samples", 1, "extra"), ("events", 0, "ts"), ("events", 0, "type"), ("events", 0, "detail"),
+    ("samples", 1, "extra"), ("samples", 0, "metrics", "temp"), ("events", 0, "ts"),
+    ("events", 0, "type"), ("events", 0, "detail"),
 ])
 
 
@@ -67,7 +70,7 @@ def test_fast_path_agrees_with_the_protocol(edits: list[tuple[tuple[Any, ...], A
         _set(doc, path, value)
     if drop:
         doc.pop("created_at")
-    payload = json.dumps(doc).encode()
+    payload = json.dumps(doc).encode()  # NaN and Infinity come out as such: not JSON
     fast = fast_message(payload)
     try:
         model = DataMessage.model_validate_json(payload)
@@ -87,3 +90,27 @@ def test_fast_path_agrees_with_the_protocol(edits: list[tuple[tuple[Any, ...], A
     got_events = [(e["ts"], e["type"], e.get("user"), e.get("detail"))
                   for e in fast.get("events", [])]
     assert got_events == [(e.ts, e.type.value, e.user, e.detail) for e in model.events]
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("seq",), "12"), (("seq",), 12.0), (("seq",), True), (("historical",), "yes"),
+    (("historical",), 1), (("v",), True), (("samples", 0, "power_w"), "5.5"),
+    (("samples", 0, "power_w"), float("nan")), (("samples", 0, "metrics", "temp"), float("inf")),
+    (("samples", 0, "metrics", "temp"), float("-inf")), (("samples", 0, "metrics", "temp"), "1"),
+    (("samples", 0, "ts"), 1700000000), (("created_at",), 1700000000),
+])
+def test_wire_values_are_taken_as_their_json_type(path: tuple[Any, ...], value: Any) -> None:
+    doc = json.loads(json.dumps(_good))
+    _set(doc, path, value)
+    payload = json.dumps(doc).encode()
+    assert fast_message(payload) is None
+    with pytest.raises(ValidationError):
+        DataMessage.model_validate_json(payload)
+
+
+def test_integers_are_numbers() -> None:
+    doc = json.loads(json.dumps(_good))
+    doc["samples"][0]["power_w"] = 5
+    doc["samples"][0]["metrics"] = {"count": 3}
+    fast = fast_message(json.dumps(doc).encode())
+    assert fast is not None and fast["samples"][0]["power_w"] == 5.0
