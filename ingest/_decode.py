@@ -22,6 +22,7 @@ from instrushare.protocol import (
     MAX_PAYLOAD_BYTES,
     DataMessage,
     GatewayState,
+    Topics,
 )
 
 from ._registry import InstrumentRegistry
@@ -55,6 +56,8 @@ class Reason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
     UNKNOWN_TOPIC = "unknown_topic"
+    """Not a data or state topic under the prefix: the worker subscribes to those only, but a
+    persistent session keeps the subscriptions of an earlier run (another prefix, say)."""
     DB_REJECTED = "db_rejected"
 
 
@@ -86,7 +89,7 @@ class Decoder:
     """Classifies deliveries under one topic prefix against the instrument registry."""
 
     def __init__(self, *, prefix: str, registry: InstrumentRegistry) -> None:
-        self._head = f"{prefix}/gw/"
+        self._parse = Topics(prefix).parse
         self._registry = registry
 
     def decode(self, raw: Raw) -> Decoded:
@@ -94,12 +97,13 @@ class Decoder:
         out = Decoded(mid, qos, topic, payload, datetime.fromtimestamp(received, UTC))
         if len(payload) > MAX_PAYLOAD_BYTES:
             return out.reject(Reason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
-        parts = topic[len(self._head):].split("/") if topic.startswith(self._head) else []
-        if len(parts) == 3 and parts[1] == "data":
-            return self._data(out, parts[0], parts[2], received)
-        if len(parts) == 2 and parts[1] == "state":
-            return self._state(out, parts[0])
-        return out.reject(Reason.UNKNOWN_TOPIC)
+        try:
+            _, gateway, instrument = self._parse(topic)
+        except ValueError:
+            return out.reject(Reason.UNKNOWN_TOPIC)
+        if instrument is None:
+            return self._state(out, gateway)
+        return self._data(out, gateway, instrument, received)
 
     def _data(self, out: Decoded, gateway: str, instrument: str, received: float) -> Decoded:
         msg = fast_message(out.payload)
@@ -114,15 +118,18 @@ class Decoder:
                 f"payload says {msg['gateway']}/{msg['instrument']},"
                 f" topic {gateway}/{instrument}",
             )
-        registered, owner = self._registry.lookup(instrument)
+        recv = out.received_at
+        newest, oldest = recv + MAX_FUTURE_SKEW, recv - MAX_PAST_AGE
+        created = msg["created_at"]
+        if created > newest:  # the partition column and the lag's origin: the whole message
+            return _future(out, f"created_at {timestamp(created)}")
+        registered, owner = self._registry.lookup(instrument, gateway, received)
         if not registered:
             return out.reject(Reason.UNKNOWN_INSTRUMENT, instrument)
         if owner is not None and owner != gateway:
             return out.reject(
                 Reason.WRONG_GATEWAY, f"{instrument} is registered with gateway {owner}"
             )
-        recv = out.received_at
-        newest, oldest = recv + MAX_FUTURE_SKEW, recv - MAX_PAST_AGE
         future: list[str] = []
         old: list[str] = []
         seq = msg["seq"]
@@ -156,17 +163,12 @@ class Decoder:
                 events.append((instrument, ts, e["type"], e.get("user"), e.get("detail"),
                                gateway, seq, e.get("ts_text") or ts.isoformat()))
         if future:
-            out.reject(
-                Reason.FUTURE_TIMESTAMP,
-                f"received {recv.isoformat()}; later than +{MAX_FUTURE_SKEW}: "
-                + ", ".join(future),
-            )
+            _future(out, ", ".join(future))
         if old:
             out.reject(
                 Reason.TOO_OLD,
                 f"received {recv.isoformat()}; older than {MAX_PAST_AGE}: " + ", ".join(old),
             )
-        created = msg["created_at"]
         out.key = (gateway, seq)
         out.historical = hist
         out.message = (
@@ -185,8 +187,17 @@ class Decoder:
             return out.reject(
                 Reason.TOPIC_MISMATCH, f"payload says {state.gateway}, topic {gateway}"
             )
+        if state.ts is not None and state.ts > out.received_at + MAX_FUTURE_SKEW:
+            return _future(out, f"state ts {timestamp(state.ts)}")
         out.state = state
         return out
+
+
+def _future(out: Decoded, what: str) -> Decoded:
+    return out.reject(
+        Reason.FUTURE_TIMESTAMP,
+        f"received {out.received_at.isoformat()}; later than +{MAX_FUTURE_SKEW}: {what}",
+    )
 
 
 def _as_dict(msg: DataMessage) -> dict[str, Any]:

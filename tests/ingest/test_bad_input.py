@@ -8,16 +8,32 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest._decode import Decoder, Reason
+from ingest._decode import Decoded, Decoder, Reason
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
-from instrushare.protocol import MAX_PAYLOAD_BYTES, Topics
+from instrushare.protocol import (
+    MAX_METRICS_PER_SAMPLE,
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES_PER_MESSAGE,
+    DataMessage,
+    Topics,
+)
 
-from .conftest import BASE, Publisher, RunningWorker, data_message, query, register, wait_until
+from .conftest import (
+    BASE,
+    Publisher,
+    RunningWorker,
+    data_message,
+    gateway_state,
+    query,
+    register,
+    wait_until,
+)
 
 _seq = itertools.count(1)
 
@@ -27,29 +43,86 @@ def _valid(topics: Topics) -> tuple[str, bytes, str | None]:
             data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]), None)
 
 
-def _build(kind: str, topics: Topics, junk: str) -> tuple[str, bytes, str | None]:
+def _doc() -> dict[str, Any]:
+    return json.loads(data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]))  # type: ignore[no-any-return]
+
+
+def _malformed(cut: int) -> bytes:
+    """Never JSON: a valid payload cut short (no object's proper prefix is JSON), or with a
+    byte that is not UTF-8 inserted anywhere."""
+    payload = data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)])
+    at = cut % (len(payload) - 1) + 1
+    return payload[:at] if cut % 2 else payload[:at] + b"\xff" + payload[at:]
+
+
+def _oversized() -> bytes:
+    """A message valid in every way but its size."""
+    doc = _doc()
+    metrics = {f"reading_{j:02d}_with_a_long_name": 1.5 for j in range(MAX_METRICS_PER_SAMPLE)}
+    doc["samples"] = [{"ts": doc["samples"][0]["ts"], "state": "idle", "metrics": metrics}
+                      ] * MAX_SAMPLES_PER_MESSAGE
+    return json.dumps(doc).encode()
+
+
+def _too_many_samples() -> bytes:
+    doc = _doc()
+    doc["samples"] = doc["samples"] * (MAX_SAMPLES_PER_MESSAGE + 1)
+    return json.dumps(doc).encode()
+
+
+def _coerced(kind: str) -> bytes:
+    """JSON of the wrong type where pydantic's lax mode would convert, or a non-finite number
+    (Python and pydantic parse NaN and Infinity, which JSON does not have)."""
+    doc = _doc()
+    if kind == "string_seq":
+        doc["seq"] = str(doc["seq"])
+    elif kind == "string_bool":
+        doc["historical"] = "yes"
+    elif kind == "string_power":
+        doc["samples"][0]["power_w"] = "5.5"
+    else:
+        doc["samples"][0]["metrics"] = {"t": float("nan" if kind == "nan_metric" else "inf")}
+    return json.dumps(doc).encode()
+
+
+COERCED = ["string_seq", "string_bool", "string_power", "nan_metric", "inf_metric"]
+
+
+def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, str | None]:
     """(topic, payload, expected dead-letter reason or None when it must be stored)."""
     now = datetime.now(UTC)
     if kind == "valid":
         return _valid(topics)
     if kind == "malformed_json":
-        return topics.data("gw1", "i1"), b'{"v": 1, "gateway": ' + junk.encode(), kind
+        return topics.data("gw1", "i1"), _malformed(cut), kind
     if kind == "invalid_payload":
-        doc = json.loads(data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]))
+        doc = _doc()
         doc["samples"][0]["state"] = junk or "flying"
         doc["seq"] = "not a number"
         return topics.data("gw1", "i1"), json.dumps(doc).encode(), kind
+    if kind in COERCED:
+        return topics.data("gw1", "i1"), _coerced(kind), "invalid_payload"
+    if kind == "too_many_samples":
+        return topics.data("gw1", "i1"), _too_many_samples(), "invalid_payload"
     if kind == "unsupported_version":
-        doc = json.loads(data_message("gw1", "i1", next(_seq), [(BASE, "idle", None)]))
+        doc = _doc()
         doc["v"] = 2
         doc["new_field"] = junk
         return topics.data("gw1", "i1"), json.dumps(doc).encode(), kind
     if kind == "oversized":
-        return topics.data("gw1", "i1"), b"x" * (MAX_PAYLOAD_BYTES + 1 + len(junk)), kind
+        return topics.data("gw1", "i1"), _oversized(), kind
     if kind == "future_timestamp":
         return topics.data("gw1", "i1"), data_message(
             "gw1", "i1", next(_seq),
             [(BASE, "idle", None), (now + timedelta(hours=1), "running", None)]), kind
+    if kind == "future_created_at":  # the whole message: created_at is its partition key
+        doc = _doc()
+        doc["created_at"] = (now + timedelta(hours=1)).isoformat()
+        return topics.data("gw1", "i1"), json.dumps(doc).encode(), "future_timestamp"
+    if kind == "future_state":
+        state = json.loads(gateway_state("gw1", "online", next(_seq)))
+        state["ts"] = (now + timedelta(hours=1)).isoformat()
+        return topics.gateway_state("gw1"), json.dumps(state).encode(), "future_timestamp"
     if kind == "too_old":
         return topics.data("gw1", "i1"), data_message(
             "gw1", "i1", next(_seq), [(now - timedelta(days=40), "idle", None)]), kind
@@ -72,14 +145,14 @@ def _build(kind: str, topics: Topics, junk: str) -> tuple[str, bytes, str | None
 _workers: dict[str, RunningWorker] = {}
 
 KINDS = ["valid", "malformed_json", "invalid_payload", "unsupported_version", "oversized",
-         "future_timestamp", "too_old", "unknown_instrument", "topic_mismatch", "wrong_gateway",
-         "db_rejected"]
+         "too_many_samples", "future_timestamp", "future_created_at", "future_state", "too_old",
+         "unknown_instrument", "topic_mismatch", "wrong_gateway", "db_rejected", *COERCED]
 
 
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=30),
-       junk=st.text(max_size=20))
+       junk=st.text(max_size=20), cut=st.integers(0, 2**16))
 def test_bad_messages_dead_lettered_valid_ones_stored(
     database_url: str,
     publisher: Publisher,
@@ -87,6 +160,7 @@ def test_bad_messages_dead_lettered_valid_ones_stored(
     start_worker: Callable[..., RunningWorker],
     kinds: list[str],
     junk: str,
+    cut: int,
 ) -> None:
     if database_url not in _workers:  # one worker for every example of this test
         register(database_url, {"i1": "gw1", "i2": None})
@@ -94,7 +168,7 @@ def test_bad_messages_dead_lettered_valid_ones_stored(
     worker = _workers[database_url].worker
     before = worker.stats
     dead_before = _dead_letters(database_url)
-    items = [_build(k, topics, junk) for k in kinds]
+    items = [_build(k, topics, junk, cut + i) for i, k in enumerate(kinds)]
     publisher.publish_all([(t, p) for t, p, _ in items])
     wait_until(lambda: worker.stats.acked - before.acked == len(items), what="all acked")
 
@@ -157,3 +231,56 @@ def test_redelivered_dead_letter_is_stored_once(database_url: str) -> None:
     assert query(database_url, "SELECT reason, payload FROM dead_letter ORDER BY reason") == [
         ("future_timestamp", mixed), ("invalid_payload", bad)]
     assert query(database_url, "SELECT count(*) FROM state_sample") == [(1,)]
+
+
+def _decode(payload: bytes, topic: str = "p/gw/gw1/data/i1", received: float | None = None,
+            ) -> Decoded:
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=lambda: {"i1": "gw1"}))
+    return decoder.decode((topic, payload, 1, 1, time.time() if received is None else received))
+
+
+@settings(max_examples=200, deadline=None)
+@given(cut=st.integers(0, 2**16))
+def test_malformed_payloads_are_never_json(cut: int) -> None:
+    assert [d[2] for d in _decode(_malformed(cut)).dead] == [Reason.MALFORMED_JSON]
+
+
+def test_size_and_count_limits_apply_to_otherwise_valid_messages() -> None:
+    big = _oversized()
+    assert len(big) > MAX_PAYLOAD_BYTES
+    DataMessage.model_validate_json(big)  # nothing but its size is wrong
+    assert [d[2] for d in _decode(big).dead] == [Reason.OVERSIZED]
+    many = _too_many_samples()
+    assert len(many) < MAX_PAYLOAD_BYTES
+    dead = _decode(many).dead
+    assert [d[2] for d in dead] == [Reason.INVALID_PAYLOAD] and "samples" in dead[0][3]
+
+
+def test_values_are_not_coerced_and_must_be_finite() -> None:
+    fields = {"string_seq": "seq", "string_bool": "historical", "string_power": "power_w",
+              "nan_metric": "finite", "inf_metric": "finite"}
+    for kind, field in fields.items():
+        out = _decode(_coerced(kind))
+        assert [d[2] for d in out.dead] == [Reason.INVALID_PAYLOAD], kind
+        assert field in out.dead[0][3], (kind, out.dead[0][3])
+        assert out.key is None and not out.samples
+
+
+def test_future_created_at_and_state_ts_are_dead_lettered() -> None:
+    now = time.time()
+    doc = _doc()
+    doc["created_at"] = datetime.fromtimestamp(now + 301, UTC).isoformat()
+    out = _decode(json.dumps(doc).encode(), received=now)
+    assert [d[2] for d in out.dead] == [Reason.FUTURE_TIMESTAMP]
+    assert "created_at" in out.dead[0][3] and out.key is None and out.message is None
+    doc["created_at"] = datetime.fromtimestamp(now + 299, UTC).isoformat()  # within the skew
+    out = _decode(json.dumps(doc).encode(), received=now)
+    assert out.dead == [] and out.key == ("gw1", doc["seq"])
+
+    state = json.loads(gateway_state("gw1", "online", 3))
+    state["ts"] = datetime.fromtimestamp(now + 301, UTC).isoformat()
+    out = _decode(json.dumps(state).encode(), topic="p/gw/gw1/state", received=now)
+    assert [d[2] for d in out.dead] == [Reason.FUTURE_TIMESTAMP] and out.state is None
+    state["ts"] = datetime.fromtimestamp(now + 299, UTC).isoformat()
+    out = _decode(json.dumps(state).encode(), topic="p/gw/gw1/state", received=now)
+    assert out.dead == [] and out.state is not None
