@@ -118,10 +118,6 @@ class MqttLink:
             and (bool(self._ingest_online) or not self.require_ingest_online)
         )
 
-    @property
-    def ingest_workers_online(self) -> frozenset[str]:
-        return frozenset(self._ingest_online)
-
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; a broker that is down is retried with backoff."""

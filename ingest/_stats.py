@@ -13,7 +13,8 @@ class IngestStats:
     """A snapshot of what one worker has done since it started."""
 
     received: int = 0
-    """Messages delivered by the broker (redeliveries included)."""
+    """Messages delivered by the broker (redeliveries included), counted on arrival; the
+    ``messages_received`` metric counts them only once their batch has committed."""
     written: int = 0
     """Data messages newly stored (committed)."""
     duplicates: int = 0
@@ -48,7 +49,11 @@ class Metrics:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"instrushare_ingest_{name}", doc, labels, registry=registry)
 
-        self.received = counter("messages_received", "Messages delivered by the broker.")
+        self.received = counter(
+            "messages_received",
+            "Deliveries handled in a committed batch (stored, duplicate or dead-lettered),"
+            " counted after the commit; a redelivery counts again.",
+        )
         self.written = counter("messages_written", "Data messages newly committed.")
         self.duplicates = counter("messages_duplicate", "Data messages already stored.")
         self.dead_lettered = counter(
@@ -69,7 +74,8 @@ class Metrics:
         )
         self.lag = Histogram(
             "instrushare_ingest_lag_seconds",
-            "Receive time minus the message's created_at.",
+            "Per data message in a committed batch (new or duplicate, not dead-lettered):"
+            " the worker's receive time minus the message's created_at (gateway clock).",
             buckets=_LAG_BUCKETS,
             registry=registry,
         )

@@ -1,7 +1,6 @@
 """Errors raised by the ingest service.
 
     IngestError
-    ├── ConfigError        bad combination of settings, refused at start
     └── StoreError         a batch could not be written
         ├── RetryableStoreError   the database is unreachable or busy: keep the batch, retry
         └── RejectedBatchError    the database refuses the data itself: split to isolate it
@@ -12,10 +11,6 @@ from __future__ import annotations
 
 class IngestError(Exception):
     """Base of every error the ingest service raises."""
-
-
-class ConfigError(IngestError, ValueError):
-    """The settings cannot work together."""
 
 
 class StoreError(IngestError):
