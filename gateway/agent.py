@@ -10,6 +10,7 @@ own message lock while calling back, so the network thread must never block on o
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -334,6 +335,8 @@ def _checked(reading: Reading, instrument_id: str) -> Reading | None:
         _IDENTIFIER.match(k) for k in reading.metrics
     ):
         problem = "too many metrics or an invalid metric name"
+    elif not all(math.isfinite(v) for v in reading.metrics.values()):
+        problem = f"a metric is not a finite number: {reading.metrics}"
     elif reading.power_w is not None and not 0 <= reading.power_w <= 10_000_000:
         problem = f"power {reading.power_w} W out of range"
     if problem:

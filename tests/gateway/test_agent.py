@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway import GatewayAgent
+from gateway.probes import Reading, SimulatedProbe
 from gateway.publisher import MqttLink
 from tests.conftest import MQTT_URL
 from tests.gateway.helpers import (
@@ -320,3 +321,40 @@ def test_only_a_live_ingest_announcement_opens_publishing(
         agent.stop()
         announcer.stop("offline")
         rec.close()
+
+
+def test_readings_the_protocol_refuses_are_dropped_and_the_rest_delivered(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/#")
+    set_ingest(mqtt_url, topic_prefix, "online")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1",)),
+                         clock=clock)
+    agent.start()
+    wait_ready(agent)
+    probe = agent.probes["xrd1"]
+    assert isinstance(probe, SimulatedProbe)
+    readings = [
+        Reading(power_w=100.0, metrics={"temp_c": 21.5}),
+        Reading(power_w=100.0, metrics={"temp_c": float("nan")}),
+        Reading(power_w=100.0, metrics={"temp_c": float("inf")}),
+        Reading(power_w=float("nan")),
+        Reading(power_w=100.0, user="not an id"),
+        Reading(power_w=100.0, metrics={"temp_c": 22.0}),
+    ]
+    times = []
+    for reading in readings:
+        probe.set(reading)
+        times.append(clock.tick())
+        agent.poll(times[-1])
+    agent.flush()
+    assert agent.wait_drained(20), agent.stats
+    agent.stop()
+    rec.wait_for(lambda r: sum(len(m.samples) for m in r.first_arrivals()) >= 2)
+    samples = [s for m in rec.first_arrivals() for s in m.samples]
+    assert [(s.ts, s.metrics) for s in samples] == [
+        (times[0], {"temp_c": 21.5}), (times[5], {"temp_c": 22.0})
+    ]
+    assert caplog.text.count("reading ignored") == 4
+    rec.close()
