@@ -31,6 +31,7 @@ from instrushare.protocol import (
     MAX_EVENTS_PER_MESSAGE,
     MAX_METRICS_PER_SAMPLE,
     MAX_SAMPLES_PER_MESSAGE,
+    RFC3339_PATTERN,
     EventType,
     Identifier,
     State,
@@ -42,14 +43,8 @@ _EventName = Literal[
     "maintenance_end",
 ]
 _Key = Annotated[int, Field(ge=0, lt=2**63)]
-_Time = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-        r"(Z|[+-][0-9]{2}:[0-9]{2})$"
-    ),
-]
-"""RFC 3339 with an offset and at most microseconds; anything else goes to the protocol model."""
+_Time = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN)]
+"""Checked as text here and parsed below; the protocol model takes the same texts."""
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 """JSON types as they are, as in the protocol ("12" is no integer), and finite numbers only."""
 _Version = Annotated[int, Field(ge=1, le=1)]

@@ -7,6 +7,7 @@ Schema generated from these models (``instrushare protocol schema``); keep the t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -53,14 +54,27 @@ Number = Annotated[float, Strict()]
 """A finite JSON number (an integer is a number too)."""
 
 
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""The timestamp text the protocol takes: RFC 3339 with a zone, at most microseconds."""
+_RFC3339 = re.compile(RFC3339_PATTERN)
+
+
 def _timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
-    if isinstance(value, int | float):  # pydantic would read it as POSIX seconds
-        raise ValueError("a timestamp is RFC 3339 text with a zone, not a number")
+    # pydantic would read a number, or text such as "1772352000", as POSIX seconds
+    if isinstance(value, int | float) or (isinstance(value, str) and not _RFC3339.match(value)):
+        raise ValueError("a timestamp is RFC 3339 text with a timezone, e.g. 2026-03-01T08:00:00Z")
     ts: datetime = handler(value)
     return ts.astimezone(UTC)
 
 
-Timestamp = Annotated[AwareDatetime, WrapValidator(_timestamp)]
+Timestamp = Annotated[
+    AwareDatetime,
+    WrapValidator(_timestamp),
+    Field(json_schema_extra={"pattern": RFC3339_PATTERN}),
+]
 """RFC 3339 text with a zone (or an aware datetime), normalised to UTC."""
 
 
