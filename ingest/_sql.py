@@ -124,6 +124,17 @@ DELETE FROM usage_session u USING ingest_anchor a
 WHERE u.instrument_id = a.instrument_id AND u.start_ts >= a.a
 """
 
+# Late samples can change the stored availability of the day (Asia/Shanghai) of the sample
+# before the earliest late one, whose interval they cut, and of every day after it.
+DELETE_STATE_DAYS = """
+DELETE FROM state_day d
+USING unnest(%(ids)b::text[], %(t_min)b::timestamptz[]) AS t (instrument_id, t_min)
+WHERE d.instrument_id = t.instrument_id
+  AND d.day >= (coalesce((SELECT max(p.ts) FROM state_sample p
+                          WHERE p.instrument_id = t.instrument_id AND p.ts < t.t_min),
+                         t.t_min) AT TIME ZONE 'Asia/Shanghai')::date
+"""
+
 # Gaps and islands: a session starts at a running sample whose predecessor is not running, ran
 # for another user, or lies more than the gap before it. It ends at the next sample after the
 # run when that is within the gap, else at its last running sample; open while nothing follows.

@@ -207,6 +207,7 @@ class BatchStore:
             if late:
                 ids_late, t_min = _columns(late, 2)
                 cur.execute(q.SESSION_ANCHORS, {"ids": ids_late, "t_min": t_min, "gap": self._gap})
+                cur.execute(q.DELETE_STATE_DAYS, {"ids": ids_late, "t_min": t_min})
                 cur.execute(q.DELETE_SESSIONS)
                 cur.execute(q.INSERT_SESSIONS, {"gap": self._gap})
         if events:

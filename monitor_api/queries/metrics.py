@@ -171,15 +171,6 @@ WITH RECURSIVE roots(id, root, region) AS (
     WHERE b.start_ts >= %(lo)s AND b.start_ts < %(hi)s
       AND b.status IN ('approved', 'completed')
     GROUP BY b.instrument_id
-), avail AS (
-    SELECT inst.id AS instrument_id,
-           CASE WHEN %(with_availability)s THEN
-               coalesce(sum(extract(epoch FROM seg.seg_end - seg.seg_start))
-                   FILTER (WHERE seg.state NOT IN ('offline', 'fault')), 0)::float8
-           END AS up_s
-    FROM inst LEFT JOIN LATERAL state_segments(inst.id, %(lo)s, %(hi_now)s, %(timeout)s) seg
-        ON %(with_availability)s
-    GROUP BY inst.id
 )
 SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
        inst.region, inst.category_code, inst.value_rmb::float8 AS value_rmb,
@@ -196,15 +187,68 @@ SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
        coalesce(v.income_rmb, 0) AS income_rmb,
        coalesce(v.external_income_rmb, 0) AS external_income_rmb,
        coalesce(v.voucher_rmb, 0) AS voucher_rmb,
-       coalesce(v.ratings, 0) AS ratings, coalesce(v.rating_sum, 0) AS rating_sum,
-       av.up_s
+       coalesce(v.ratings, 0) AS ratings, coalesce(v.rating_sum, 0) AS rating_sum
 FROM inst
 LEFT JOIN windows w ON w.instrument_id = inst.id
 LEFT JOIN s_sums s ON s.instrument_id = inst.id
 LEFT JOIN b_agg ba ON ba.instrument_id = inst.id
 LEFT JOIN svc v ON v.instrument_id = inst.id
-LEFT JOIN avail av ON av.instrument_id = inst.id
 ORDER BY inst.id
+"""
+
+# Seconds up per instrument in [lo, hi), day by day (Asia/Shanghai): a whole day comes from
+# state_day when stored there; any other day is computed from the samples (state_time), and a
+# whole day that is final (a later sample exists, so appends in time order cannot change it)
+# is stored for the next report. Stored days are summed per instrument first; only
+# instruments short of some whole day look up which days they lack.
+_UP_SECONDS = """
+WITH days AS MATERIALIZED (
+    SELECT d.day::date AS day, b.d1 - b.d0 AS length, b.d0 >= lo AND b.d1 <= hi AS whole,
+           greatest(b.d0, lo) AS lo, least(b.d1, hi) AS hi, b.d1
+    FROM (SELECT %(lo)s::timestamptz AS lo, %(hi)s::timestamptz AS hi) p
+    CROSS JOIN generate_series(date_trunc('day', lo AT TIME ZONE 'Asia/Shanghai'),
+                               (hi - interval '1 microsecond') AT TIME ZONE 'Asia/Shanghai',
+                               interval '1 day') d (day)  -- local midnights
+    CROSS JOIN LATERAL (
+        SELECT d.day AT TIME ZONE 'Asia/Shanghai' AS d0,
+               (d.day + interval '1 day') AT TIME ZONE 'Asia/Shanghai' AS d1
+    ) b
+), stored AS (
+    SELECT sd.instrument_id, sum(sd.up_s) AS up_s, count(*) AS n
+    FROM state_day sd
+    WHERE sd.instrument_id = ANY(%(ids)s) AND sd.timeout = %(timeout)s
+      AND sd.day >= (SELECT min(day) FROM days WHERE whole)
+      AND sd.day <= (SELECT max(day) FROM days WHERE whole)
+    GROUP BY sd.instrument_id
+), missing AS MATERIALIZED (
+    SELECT i.id, days.*
+    FROM unnest(%(ids)s::text[]) i (id)
+    LEFT JOIN stored s ON s.instrument_id = i.id
+    CROSS JOIN days
+    WHERE NOT days.whole
+       OR coalesce(s.n, 0) < (SELECT count(*) FROM days WHERE whole)
+          AND NOT EXISTS (SELECT 1 FROM state_day sd
+                          WHERE sd.instrument_id = i.id AND sd.day = days.day
+                            AND sd.timeout = %(timeout)s)
+), computed AS (
+    SELECT m.id, m.day, m.length, t.up_s, t.fault_s,
+           m.whole AND m.d1 <= now()
+           AND EXISTS (SELECT 1 FROM state_sample n
+                       WHERE n.instrument_id = m.id AND n.ts >= m.d1) AS final
+    FROM missing m CROSS JOIN LATERAL state_time(m.id, m.lo, m.hi, %(timeout)s) t
+), saved AS (
+    INSERT INTO state_day (instrument_id, day, timeout, up_s, fault_s, offline_s)
+    SELECT id, day, %(timeout)s, up_s, fault_s,
+           extract(epoch FROM length)::float8 - up_s - fault_s
+    FROM computed WHERE final
+    ON CONFLICT DO NOTHING
+)
+SELECT id AS instrument_id, sum(up_s) AS up_s FROM (
+    SELECT instrument_id AS id, up_s FROM stored
+    UNION ALL
+    SELECT id, up_s FROM computed
+) u
+GROUP BY id
 """
 
 
@@ -249,10 +293,16 @@ async def per_instrument(
         {"ids": ids, "inst_ids": [r["id"] for r in roots],
          "inst_roots": [r["root"] for r in roots], "lo": lo, "hi": hi,
          "lo_pad": lo - pad, "hi_pad": hi + pad,
-         "hi_now": max(hi_now, lo), "timeout": timeout, "grace": grace,
-         "with_availability": with_availability},
+         "grace": grace},
         prepare=False,
     )
+    up: dict[str, float] = {}
+    if with_availability and hi_now > lo:
+        up = {r["instrument_id"]: r["up_s"] for r in await fetch_all(
+            conn, _UP_SECONDS, {"ids": ids, "lo": lo, "hi": hi_now, "timeout": timeout},
+            prepare=False)}
+    for row in rows:
+        row["up_s"] = up.get(row["instrument_id"], 0.0) if with_availability else None
     for row in rows:  # several outside users may share an organisation
         row["outside_orgs"] = sorted(set(row["outside_orgs"]))
     return rows, max((hi_now - lo).total_seconds(), 0.0)

@@ -1,0 +1,119 @@
+"""Availability from the per-day rollup (state_day) equals the live computation.
+
+Data of tests/api/test_metrics.py for 'nmr', plus one idle sample at 2026-03-11 00:00, which
+makes 9 and 10 March final. Hand-computed, timeout 15 min:
+
+  9 March:  23:50 idle until the 00:00 sample (10 min gap)          -> up 10 min
+  10 March: 12 h idle to 12:00, offline 12-14, idle 14-15, fault 15-16, offline 16-24
+                                                                     -> up 13 h, fault 1 h
+  11 March: the 00:00 sample is the last: offline until now         -> up 0, not final
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ingest._decode import Decoder
+from ingest._registry import InstrumentRegistry
+from ingest._store import BatchStore
+from instrushare.protocol import Topics
+from tests.api.conftest import Api
+from tests.api.test_metrics import SETUP
+from tests.ingest.conftest import data_message
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NEXT_DAY_SAMPLE = ("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+                   " VALUES ('nmr', '2026-03-11 00:00+08', 'idle', 'gw', 0)")
+UP_S = 600 + 13 * 3600
+
+
+def _availability(api: Api, start: str, end: str) -> dict[str, float | None]:
+    with api.as_("evaluator") as c:
+        r = c.get("/reports/utilisation", params={"start": start, "end": end})
+    assert r.status_code == 200, r.text
+    return {item["key"]: item["availability"] for item in r.json()["items"]}
+
+
+def _live_up_s(api: Api, lo: str, hi: str) -> float:
+    """The definition without the rollup: state_segments over the whole period."""
+    return float(api.sql(
+        "SELECT up_s FROM state_time('nmr', %s::timestamptz, %s::timestamptz, '15 min')",
+        (lo, hi))[0][0])
+
+
+def _days(api: Api) -> list[tuple[object, ...]]:
+    return api.sql("SELECT instrument_id, day, timeout, up_s, fault_s, offline_s FROM state_day"
+                   " ORDER BY instrument_id, day")
+
+
+@pytest.fixture
+def seeded(api: Api) -> Api:
+    for statement in [*SETUP, NEXT_DAY_SAMPLE]:
+        api.sql(statement)
+    return api
+
+
+def test_rollup_equals_live_and_serves_the_next_report(seeded: Api) -> None:
+    assert _live_up_s(seeded, "2026-03-09 00:00+08", "2026-03-12 00:00+08") == UP_S
+    first = _availability(seeded, "2026-03-09", "2026-03-11")
+    assert first["nmr"] == pytest.approx(UP_S / (3 * 86400), abs=1e-4)
+    assert first["xrd"] == 0
+    # the final days of nmr are stored; 11 March (no later sample) and instruments without
+    # any sample are not
+    assert _days(seeded) == [
+        ("nmr", date(2026, 3, 9), timedelta(minutes=15), 600.0, 0.0, 86400.0 - 600),
+        ("nmr", date(2026, 3, 10), timedelta(minutes=15), 13 * 3600.0, 3600.0, 10 * 3600.0),
+    ]
+    assert _availability(seeded, "2026-03-10", "2026-03-10")["nmr"] == pytest.approx(
+        13 / 24, abs=1e-4)
+    # the next report reads the stored day, not the samples
+    seeded.sql("UPDATE state_day SET up_s = 6 * 3600 WHERE day = '2026-03-10'")
+    assert _availability(seeded, "2026-03-10", "2026-03-10")["nmr"] == pytest.approx(
+        6 / 24, abs=1e-4)
+
+
+def test_rows_of_another_timeout_are_not_used(seeded: Api) -> None:
+    _availability(seeded, "2026-03-10", "2026-03-10")
+    seeded.sql("UPDATE state_day SET timeout = '1 hour'")
+    assert _availability(seeded, "2026-03-10", "2026-03-10")["nmr"] == pytest.approx(
+        13 / 24, abs=1e-4)
+    assert len(_days(seeded)) == 2  # recomputed and stored for 15 min next to the 1 h row
+
+
+def test_late_sample_through_the_ingest_invalidates_the_day(api: Api) -> None:
+    # Recent days (the ingest refuses data older than 30 days): day D idle from 08:00 with a
+    # sample every 10 min to 12:00, none until 14:00, then to 16:00; one sample on D+1.
+    day = datetime.now(SHANGHAI).date() - timedelta(days=3)
+    d0 = datetime.combine(day, dtime(), SHANGHAI)
+    api.sql("""INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
+               SELECT 'nmr', t, 'idle', 'gw', 0 FROM generate_series(
+                   %(d0)s + interval '8 h', %(d0)s + interval '16 h', interval '10 min') t
+               WHERE t <= %(d0)s + interval '12 h' OR t >= %(d0)s + interval '14 h'""",
+            {"d0": d0})
+    api.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+            " VALUES ('nmr', %s, 'idle', 'gw', 0)", (d0 + timedelta(days=1, hours=1),))
+    d = day.isoformat()
+    assert _availability(api, d, d)["nmr"] == pytest.approx(6 / 24, abs=1e-4)
+    assert [r[1] for r in _days(api)] == [day]
+
+    # late samples fill 12:00-14:00: written through the ingest's store like the worker does
+    store = BatchStore(conninfo=api.database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    late = [(d0 + timedelta(hours=12, minutes=10 * k), "idle", None) for k in range(1, 12)]
+    try:
+        result = store.write([decoder.decode((Topics("p").data("gw", "nmr"),
+                                              data_message("gw", "nmr", 1, late), 0, 1,
+                                              time.time()))])
+    finally:
+        store.close()
+    assert result.fresh == 1
+    assert _days(api) == []  # the stored day is gone with the batch
+    assert _availability(api, d, d)["nmr"] == pytest.approx(8 / 24, abs=1e-4)
+    assert [r[3] for r in _days(api)] == [8 * 3600.0]
+    lo = d0.astimezone(UTC).isoformat()
+    assert _live_up_s(api, lo, (d0 + timedelta(days=1)).isoformat()) == 8 * 3600
