@@ -45,10 +45,10 @@ def assert_delivered(rec: Recorder, sent: Sent, *, first_seq: int = 0,
     assert samples == sent
 
 
-def wait_ready(agent: GatewayAgent, timeout: float = 10) -> None:
+def wait_ready(agent: GatewayAgent, timeout: float = 10, *, ready: bool = True) -> None:
     deadline = time.monotonic() + timeout
-    while not agent.link.can_publish:
-        assert time.monotonic() < deadline, "agent never became ready to publish"
+    while agent.link.can_publish != ready:
+        assert time.monotonic() < deadline, f"agent's readiness to publish never became {ready}"
         time.sleep(0.01)
 
 
@@ -116,6 +116,7 @@ def test_data_is_held_while_no_ingest_is_online(
     assert agent.wait_drained(10)
     set_ingest(mqtt_url, topic_prefix, "offline")
     rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
+    wait_ready(agent, ready=False)  # the agent has seen the announcement before it polls again
     drive(agent, clock, 10)
     agent.flush()
     assert not agent.wait_drained(0.5)
