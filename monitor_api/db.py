@@ -41,7 +41,14 @@ async def get_conn(request: Request) -> AsyncIterator[Conn]:
         yield conn
 
 
+def get_pool(request: Request) -> Pool:
+    """The pool itself, for work that runs on several connections at once (large reports)."""
+    pool: Pool = request.app.state.pool
+    return pool
+
+
 DbConn = Annotated[Conn, Depends(get_conn, scope="function")]
+DbPool = Annotated[Pool, Depends(get_pool)]
 Settings = Annotated[ApiSettings, Depends(get_settings)]
 
 

@@ -45,6 +45,9 @@ class ApiSettings(BaseSettings):
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
+    report_parallelism: int = Field(default=2, ge=1, le=16)
+    """Statements a report over many instruments runs at once, each on a pooled connection
+    (one more computes availability): about the database server's cores."""
     evaluation: EvaluationRules = Field(default_factory=EvaluationRules)
 
     @property

@@ -13,6 +13,9 @@ sessions that touch a booking window take part in them, which cannot change eith
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +42,7 @@ WITH RECURSIVE roots(id, root, region) AS (
     FROM institution c JOIN roots r ON c.parent_id = r.id
 )
 SELECT i.id FROM instrument i JOIN roots r ON r.id = i.institution_id WHERE {where}
+ORDER BY i.id
 """
 
 _PER_INSTRUMENT = """
@@ -197,8 +201,15 @@ LEFT JOIN svc v ON v.instrument_id = inst.id
 ORDER BY inst.id
 """
 
+Connect = Callable[[], AbstractAsyncContextManager[Conn]]
+"""Lends a connection, committed when returned, as ``Pool.connection`` does."""
+
+PARALLEL_MIN_INSTRUMENTS = 500
+"""Fewer instruments than this run as one statement: splitting would cost more than it saves."""
+
+
 async def per_instrument(
-    conn: Conn,
+    connect: Connect,
     *,
     lo: datetime,
     hi: datetime,
@@ -209,8 +220,15 @@ async def per_instrument(
     region: str | None,
     instrument_id: str | None,
     with_availability: bool = True,
+    parallel: int = 1,
 ) -> tuple[list[dict[str, Any]], float]:
-    """Rows of raw sums per instrument, and the seconds of the period that have passed."""
+    """Rows of raw sums per instrument (in id order), and the seconds of the period that have
+    passed.
+
+    Each instrument's figures depend on its own rows only, so a large report is split into
+    ``parallel`` runs of consecutive instruments, each on its own connection, and availability
+    runs on another; PostgreSQL works on them at once (one statement uses one core).
+    """
     where = Where()
     if institutions is not None:
         where.add("i.institution_id = ANY(%(insts)s)", insts=institutions)
@@ -220,32 +238,45 @@ async def per_instrument(
         where.add("r.region = %(region)s", region=region)
     if instrument_id is not None:
         where.add("i.id = %(iid)s", iid=instrument_id)
-    roots = await fetch_all(conn, _ROOTS)
-    ids = [
-        r["id"] for r in await fetch_all(
-            conn, sql.SQL(_SELECTED).format(where=where.sql()), where.params
-        )
-    ]
+    async with connect() as conn:
+        roots = await fetch_all(conn, _ROOTS)
+        ids = [
+            r["id"] for r in await fetch_all(
+                conn, sql.SQL(_SELECTED).format(where=where.sql()), where.params
+            )
+        ]
     pad = timedelta(days=1)  # warm-up and cool-down margins and the grace are at most a day
     now = datetime.now(lo.tzinfo)
     hi_now = min(hi, now)
-    # Large sorts and hashes stay in memory; JIT compilation costs more than it saves here.
-    await conn.execute("SET LOCAL work_mem = '64MB'")
-    await conn.execute("SET LOCAL jit = off")
-    rows = await fetch_all(
-        conn,
-        _PER_INSTRUMENT,
-        {"ids": ids, "inst_ids": [r["id"] for r in roots],
-         "inst_roots": [r["root"] for r in roots], "lo": lo, "hi": hi,
-         "lo_pad": lo - pad, "hi_pad": hi + pad,
-         "grace": grace},
-        prepare=False,
-    )
-    up: dict[str, float] = {}
-    if with_availability and hi_now > lo:
-        up = await up_seconds(conn, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
+    params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
+              "lo": lo, "hi": hi, "lo_pad": lo - pad, "hi_pad": hi + pad, "grace": grace}
+
+    async def figures(part: list[str]) -> list[dict[str, Any]]:
+        async with connect() as conn:
+            # Large sorts and hashes stay in memory; JIT compilation costs more than it saves.
+            await conn.execute("SET LOCAL work_mem = '64MB'")
+            await conn.execute("SET LOCAL jit = off")
+            return await fetch_all(conn, _PER_INSTRUMENT, {**params, "ids": part},
+                                   prepare=False)
+
+    async def availability() -> dict[str, float] | None:
+        if not with_availability:
+            return None
+        if hi_now <= lo:
+            return {}
+        async with connect() as conn:
+            return await up_seconds(conn, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
+
+    parts = _runs(ids, parallel if len(ids) >= PARALLEL_MIN_INSTRUMENTS else 1)
+    up, *chunks = await asyncio.gather(availability(), *(figures(p) for p in parts))
+    rows = [row for chunk in chunks for row in chunk]  # runs in id order, each sorted by id
     for row in rows:
-        row["up_s"] = up.get(row["instrument_id"], 0.0) if with_availability else None
-    for row in rows:  # several outside users may share an organisation
-        row["outside_orgs"] = sorted(set(row["outside_orgs"]))
+        row["up_s"] = None if up is None else up.get(row["instrument_id"], 0.0)
+        row["outside_orgs"] = sorted(set(row["outside_orgs"]))  # orgs shared by several users
     return rows, max((hi_now - lo).total_seconds(), 0.0)
+
+
+def _runs(ids: list[str], n: int) -> list[list[str]]:
+    """``ids`` cut into ``n`` runs of consecutive ids, as even as can be."""
+    size = max(-(-len(ids) // n), 1)
+    return [ids[k:k + size] for k in range(0, len(ids), size)] or [[]]

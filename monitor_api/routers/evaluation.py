@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator
-from monitor_api.db import Conn, DbConn, Settings, fetch_all
+from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
@@ -58,10 +58,10 @@ def _year_fraction(year: int) -> tuple[date, date, float]:
 
 
 async def _scored(
-    conn: Conn, settings: ApiSettings, year: int
+    conn: Conn, pool: Pool, settings: ApiSettings, year: int
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     start, end, fraction = _year_fraction(year)
-    rows, period_s = await utilisation_rows(conn, settings, start=start, end=end,
+    rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
                                             institutions=None)
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
@@ -86,12 +86,12 @@ async def _scored(
 
 @router.get("/evaluation/{year}/instruments", responses=FILES)
 async def evaluate_instruments(
-    conn: DbConn, _: Evaluator, settings: Settings, year: Year,
+    conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response:
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
-    scored, _names = await _scored(conn, settings, year)
+    scored, _names = await _scored(conn, pool, settings, year)
     scored = rounded(scored)
     scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
     body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
@@ -101,12 +101,12 @@ async def evaluate_instruments(
 
 @router.get("/evaluation/{year}/institutions", responses=FILES)
 async def evaluate_institutions(
-    conn: DbConn, _: Evaluator, settings: Settings, year: Year,
+    conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response:
     """Institutions ranked by the mean score of their instruments (ties: sharing score)."""
-    scored, names = await _scored(conn, settings, year)
+    scored, names = await _scored(conn, pool, settings, year)
     ranked = rounded(score_institutions(scored, names, settings.evaluation))
     body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
             "limit": limit, "offset": offset}
@@ -116,7 +116,7 @@ async def evaluate_institutions(
 
 @router.get("/evaluation/{year}/low-utilisation", responses=FILES)
 async def low_utilisation(
-    conn: DbConn, _: Evaluator, settings: Settings, year: Year,
+    pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
@@ -125,7 +125,7 @@ async def low_utilisation(
     start, end, fraction = _year_fraction(year)
     threshold = (below_hours if below_hours is not None
                  else settings.evaluation.low_utilisation_hours) * fraction
-    rows, period_s = await utilisation_rows(conn, settings, start=start, end=end,
+    rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
                                             institutions=None, with_availability=False)
     low = [f for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
            if f["effective_hours"] < threshold]

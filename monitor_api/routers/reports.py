@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from monitor_api.auth import Principal, Reader
-from monitor_api.db import Conn, DbConn, Settings, fetch_all
+from monitor_api.db import DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
@@ -70,7 +70,7 @@ def scope(caller: Principal, institution_id: str | None) -> list[str] | None:
 
 
 async def utilisation_rows(
-    conn: Conn, settings: ApiSettings, *, start: date, end: date,
+    pool: Pool, settings: ApiSettings, *, start: date, end: date,
     institutions: list[str] | None, category: str | None = None, region: str | None = None,
     instrument_id: str | None = None, with_availability: bool = True,
 ) -> tuple[list[dict[str, Any]], float]:
@@ -80,9 +80,10 @@ async def utilisation_rows(
         raise BadRequest(f"a report covers at most {MAX_DAYS} days")
     lo, hi = period_bounds(start, end)
     return await per_instrument(
-        conn, lo=lo, hi=hi, timeout=settings.heartbeat_timeout,
+        pool.connection, lo=lo, hi=hi, timeout=settings.heartbeat_timeout,
         grace=settings.no_show_grace, institutions=institutions, category=category,
         region=region, instrument_id=instrument_id, with_availability=with_availability,
+        parallel=settings.report_parallelism,
     )
 
 
@@ -93,6 +94,7 @@ async def utilisation_rows(
 )
 async def utilisation(
     conn: DbConn,
+    pool: DbPool,
     caller: Reader,
     settings: Settings,
     start: Annotated[Day, Query(description="First day (Asia/Shanghai), included")],
@@ -113,7 +115,7 @@ async def utilisation(
     JSON is paged; CSV and XLSX hold every row. Definitions: docs/metrics.md.
     """
     rows, period_s = await utilisation_rows(
-        conn, settings, start=start, end=end, institutions=scope(caller, institution_id),
+        pool, settings, start=start, end=end, institutions=scope(caller, institution_id),
         category=category, region=region, with_availability=availability,
     )
     names = None

@@ -12,14 +12,19 @@ must equal the reference for several periods.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 
+from monitor_api.queries import metrics
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import period_bounds
 from tests.api.metrics_reference import (
@@ -146,26 +151,41 @@ def _store(url: str, world: World) -> None:
                  for c in world.certifications])
 
 
-async def _query(url: str, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(
-        url, row_factory=dict_row, options="-c TimeZone=UTC"
-    ) as conn, conn.transaction():
-        rows, _ = await per_instrument(
-            conn, lo=lo, hi=hi, timeout=TIMEOUT, grace=GRACE, institutions=None,
-            category=None, region=None, instrument_id=None, with_availability=False)
-    return rows
+async def _query(
+    url: str, lo: datetime, hi: datetime, parallel: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The report's rows, and how many connections it used."""
+    opened = 0
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[AsyncConnection[DictRow]]:
+        nonlocal opened
+        opened += 1
+        async with await AsyncConnection.connect(
+            url, row_factory=dict_row, options="-c TimeZone=UTC"
+        ) as conn, conn.transaction():
+            yield conn
+
+    rows, _ = await per_instrument(
+        connect, lo=lo, hi=hi, timeout=TIMEOUT, grace=GRACE, institutions=None,
+        category=None, region=None, instrument_id=None, with_availability=False,
+        parallel=parallel)
+    return rows, opened
 
 
 def _check(url: str, world: World) -> None:
-    for first, days in ((0, 1), (1, 1), (0, 3), (-1, 6), (2, 2)):
+    for (first, days), parallel in itertools.product(
+        ((0, 1), (1, 1), (0, 3), (-1, 6), (2, 2)), (1, 3)  # one statement, or runs of instruments
+    ):
         lo, hi = period_bounds(FIRST_DAY + timedelta(days=first),
                                FIRST_DAY + timedelta(days=first + days - 1))
         truth = expected(world, lo, hi, GRACE, datetime.now(UTC))
-        rows = asyncio.run(_query(url, lo, hi))
+        rows, opened = asyncio.run(_query(url, lo, hi, parallel))
+        assert opened == 1 + min(parallel, len(truth)), "the selection, then each run"
         assert [r["instrument_id"] for r in rows] == sorted(truth)
         for row in rows:
             want: Figures = truth[row["instrument_id"]]
-            where = f"{row['instrument_id']} in [{lo}, {hi})"
+            where = f"{row['instrument_id']} in [{lo}, {hi}), {parallel} runs"
             for name in ("sessions", "uncertified_sessions", "bookings", "no_shows"):
                 assert row[name] == getattr(want, name), f"{name} of {where}"
             for name in ("effective_s", "running_s", "external_s", "uncertified_s",
@@ -178,8 +198,9 @@ def _check(url: str, world: World) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_report_equals_reference_before_and_after_late_data(
-    database_url: str, seed: int
+    database_url: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(metrics, "PARALLEL_MIN_INSTRUMENTS", 1)  # split even small reports
     rng = random.Random(seed)
     world = _world(rng)
     _store(database_url, world)
