@@ -11,7 +11,7 @@ unlimited queues), so the publisher is never the bottleneck. Both MQTT consumers
 from their first delivery to their last (ingest: last commit), so connecting is not counted;
 the ingest's time includes filling its pipeline (the first batch is decoded before any write).
 
-    python bench/ingest_bench.py [--messages 30000] [--batched-messages 3000]
+    python bench/ingest.py [--messages 30000] [--batched-messages 3000]
 
 Needs mosquitto on PATH and PostgreSQL at TEST_PG_ADMIN_URL (default 127.0.0.1:5432).
 """
