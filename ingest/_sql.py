@@ -125,14 +125,22 @@ WHERE u.instrument_id = a.instrument_id AND u.start_ts >= a.a
 """
 
 # Late samples can change the stored availability of the day (Asia/Shanghai) of the sample
-# before the earliest late one, whose interval they cut, and of every day after it.
+# before the earliest late one, whose interval they cut, and of every day after it; and so of
+# the month of that day and every month after it.
 DELETE_STATE_DAYS = """
-DELETE FROM state_day d
-USING unnest(%(ids)b::text[], %(t_min)b::timestamptz[]) AS t (instrument_id, t_min)
-WHERE d.instrument_id = t.instrument_id
-  AND d.day >= (coalesce((SELECT max(p.ts) FROM state_sample p
-                          WHERE p.instrument_id = t.instrument_id AND p.ts < t.t_min),
-                         t.t_min) AT TIME ZONE 'Asia/Shanghai')::date
+WITH t AS (
+    SELECT t.instrument_id,
+           (coalesce((SELECT max(p.ts) FROM state_sample p
+                      WHERE p.instrument_id = t.instrument_id AND p.ts < t.t_min),
+                     t.t_min) AT TIME ZONE 'Asia/Shanghai')::date AS day
+    FROM unnest(%(ids)b::text[], %(t_min)b::timestamptz[]) AS t (instrument_id, t_min)
+), days AS (
+    DELETE FROM state_day d USING t
+    WHERE d.instrument_id = t.instrument_id AND d.day >= t.day
+)
+DELETE FROM state_month m USING t
+WHERE m.instrument_id = t.instrument_id
+  AND m.month >= date_trunc('month', t.day::timestamp)::date
 """
 
 # Gaps and islands: a session starts at a running sample whose predecessor is not running, ran

@@ -1,4 +1,5 @@
--- Availability rolled up per instrument and Asia/Shanghai calendar day (docs/metrics.md).
+-- Availability rolled up per instrument and Asia/Shanghai calendar day, and per whole month
+-- (docs/metrics.md).
 -- A row is written by the report once a day is final: the instrument has a sample at or
 -- after the day's end, so appends in time order can no longer change the day's state
 -- intervals. The ingest deletes the rows a late sample can change. The heartbeat timeout is
@@ -13,6 +14,20 @@ CREATE TABLE state_day (
     offline_s      double precision NOT NULL,  -- offline, or before the first sample
     computed_at    timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (instrument_id, day, timeout)
+);
+
+-- The same figures per whole calendar month (month = its first day, Asia/Shanghai): a row is
+-- written by the report only once every day of the month is final, as the sums of its days,
+-- and deleted by the ingest together with the days a late sample can change.
+CREATE TABLE state_month (
+    instrument_id  text             NOT NULL,
+    month          date             NOT NULL,
+    timeout        interval         NOT NULL,
+    up_s           double precision NOT NULL,
+    fault_s        double precision NOT NULL,
+    offline_s      double precision NOT NULL,
+    computed_at    timestamptz      NOT NULL DEFAULT now(),
+    PRIMARY KEY (instrument_id, month, timeout)
 );
 
 -- Seconds up and in fault of one instrument inside [p_lo, p_hi), from state_segments.

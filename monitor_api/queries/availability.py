@@ -7,16 +7,27 @@ from datetime import datetime, timedelta
 
 from monitor_api.db import Conn, fetch_all
 
-# Seconds up per instrument in [lo, hi), day by day (Asia/Shanghai): a whole day comes from
-# state_day when stored there; any other day is computed from the samples (state_time), and a
-# whole day that is final (a later sample exists, so appends in time order cannot change it)
-# is stored for the next report. Stored days are summed per instrument first; only
-# instruments short of some whole day look up which days they lack.
+# Seconds up per instrument in [lo, hi), from two rollup levels (Asia/Shanghai). A whole
+# calendar month inside the period comes from state_month when stored there. Every other day
+# (days outside whole months, and all days of a whole month an instrument has no month row
+# for) goes day by day: a whole day comes from state_day when stored there; any other day is
+# computed from the samples (state_time), and a whole day that is final (a later sample
+# exists, so appends in time order cannot change it) is stored for the next report. A month
+# whose days are all final (stored or computed now) is stored too, as the sums of its days:
+# from the figures read and computed here, since sibling data-modifying CTEs do not see each
+# other's rows. Work starts from instruments x whole months, anti-joined to state_month; only
+# the missing pairs are expanded to days.
 _UP_SECONDS = """
-WITH days AS MATERIALIZED (
+WITH p AS (
+    SELECT %(lo)s::timestamptz AS lo, %(hi)s::timestamptz AS hi, %(timeout)s::interval AS timeout
+), days AS MATERIALIZED (
     SELECT d.day::date AS day, b.d1 - b.d0 AS length, b.d0 >= lo AND b.d1 <= hi AS whole,
-           greatest(b.d0, lo) AS lo, least(b.d1, hi) AS hi, b.d1
-    FROM (SELECT %(lo)s::timestamptz AS lo, %(hi)s::timestamptz AS hi) p
+           greatest(b.d0, lo) AS lo, least(b.d1, hi) AS hi, b.d1,
+           date_trunc('month', d.day)::date AS month,
+           date_trunc('month', d.day) AT TIME ZONE 'Asia/Shanghai' >= lo
+           AND (date_trunc('month', d.day) + interval '1 month') AT TIME ZONE 'Asia/Shanghai'
+               <= hi AS in_month  -- the day lies in a whole month of the period
+    FROM p
     CROSS JOIN generate_series(date_trunc('day', lo AT TIME ZONE 'Asia/Shanghai'),
                                (hi - interval '1 microsecond') AT TIME ZONE 'Asia/Shanghai',
                                interval '1 day') d (day)  -- local midnights
@@ -24,38 +35,90 @@ WITH days AS MATERIALIZED (
         SELECT d.day AT TIME ZONE 'Asia/Shanghai' AS d0,
                (d.day + interval '1 day') AT TIME ZONE 'Asia/Shanghai' AS d1
     ) b
-), stored AS (
-    SELECT sd.instrument_id, sum(sd.up_s) AS up_s, count(*) AS n
-    FROM state_day sd
-    WHERE sd.instrument_id = ANY(%(ids)s) AND sd.timeout = %(timeout)s
-      AND sd.day >= (SELECT min(day) FROM days WHERE whole)
-      AND sd.day <= (SELECT max(day) FROM days WHERE whole)
+), months AS MATERIALIZED (
+    SELECT DISTINCT month FROM days WHERE in_month
+), loose AS MATERIALIZED (  -- days outside whole months
+    SELECT * FROM days WHERE NOT in_month
+), ids AS MATERIALIZED (
+    SELECT i.id FROM unnest(%(ids)s::text[]) i (id)
+), stored_months AS MATERIALIZED (
+    SELECT sm.instrument_id AS id, sm.month, sm.up_s
+    FROM state_month sm
+    WHERE sm.instrument_id = ANY(%(ids)s) AND sm.timeout = (SELECT timeout FROM p)
+      AND sm.month IN (SELECT month FROM months)
+), missing_months AS MATERIALIZED (
+    SELECT ids.id, months.month
+    FROM ids CROSS JOIN months
+    WHERE NOT EXISTS (SELECT 1 FROM stored_months s
+                      WHERE s.id = ids.id AND s.month = months.month)
+), month_days AS MATERIALIZED (  -- stored days of those months: one range read per pair
+    SELECT mm.id, sd.day, sd.up_s, sd.fault_s
+    FROM missing_months mm CROSS JOIN LATERAL (
+        SELECT sd.day, sd.up_s, sd.fault_s FROM state_day sd
+        WHERE sd.instrument_id = mm.id AND sd.timeout = (SELECT timeout FROM p)
+          AND sd.day >= mm.month AND sd.day < (mm.month + interval '1 month')::date
+        OFFSET 0
+    ) sd
+), stored_loose AS MATERIALIZED (  -- stored whole days outside whole months, per instrument
+    SELECT sd.instrument_id AS id, sum(sd.up_s) AS up_s, count(*) AS n
+    FROM (SELECT min(day) AS d0, max(day) AS d1 FROM loose WHERE whole  -- before and after
+          GROUP BY day < (SELECT coalesce(min(month), 'infinity') FROM months)) r
+    CROSS JOIN LATERAL (
+        SELECT sd.instrument_id, sd.up_s FROM state_day sd
+        WHERE sd.instrument_id = ANY(%(ids)s) AND sd.timeout = (SELECT timeout FROM p)
+          AND sd.day >= r.d0 AND sd.day <= r.d1
+        OFFSET 0
+    ) sd
     GROUP BY sd.instrument_id
-), missing AS MATERIALIZED (
-    SELECT i.id, days.*
-    FROM unnest(%(ids)s::text[]) i (id)
-    LEFT JOIN stored s ON s.instrument_id = i.id
-    CROSS JOIN days
-    WHERE NOT days.whole
-       OR coalesce(s.n, 0) < (SELECT count(*) FROM days WHERE whole)
+), daily AS MATERIALIZED (  -- the (instrument, day) pairs that go day by day
+    SELECT i.id, loose.*, NULL::float8 AS stored_up_s, NULL::float8 AS stored_fault_s
+    FROM ids i
+    LEFT JOIN stored_loose s ON s.id = i.id
+    CROSS JOIN loose
+    WHERE NOT loose.whole  -- only instruments short of some whole day look up which
+       OR coalesce(s.n, 0) < (SELECT count(*) FROM loose WHERE whole)
           AND NOT EXISTS (SELECT 1 FROM state_day sd
-                          WHERE sd.instrument_id = i.id AND sd.day = days.day
-                            AND sd.timeout = %(timeout)s)
-), computed AS (
-    SELECT m.id, m.day, m.length, t.up_s, t.fault_s,
+                          WHERE sd.instrument_id = i.id AND sd.day = loose.day
+                            AND sd.timeout = (SELECT timeout FROM p))
+    UNION ALL
+    SELECT mm.id, days.*, md.up_s, md.fault_s
+    FROM missing_months mm
+    JOIN days ON days.month = mm.month
+    LEFT JOIN month_days md ON md.id = mm.id AND md.day = days.day
+), computed AS MATERIALIZED (
+    SELECT m.id, m.day, m.month, m.in_month, m.length, t.up_s, t.fault_s,
            m.whole AND m.d1 <= now()
            AND EXISTS (SELECT 1 FROM state_sample n
                        WHERE n.instrument_id = m.id AND n.ts >= m.d1) AS final
-    FROM missing m CROSS JOIN LATERAL state_time(m.id, m.lo, m.hi, %(timeout)s) t
+    FROM daily m CROSS JOIN LATERAL state_time(m.id, m.lo, m.hi, (SELECT timeout FROM p)) t
+    WHERE m.stored_up_s IS NULL
 ), saved AS (
     INSERT INTO state_day (instrument_id, day, timeout, up_s, fault_s, offline_s)
-    SELECT id, day, %(timeout)s, up_s, fault_s,
+    SELECT id, day, (SELECT timeout FROM p), up_s, fault_s,
            extract(epoch FROM length)::float8 - up_s - fault_s
     FROM computed WHERE final
     ON CONFLICT DO NOTHING
+), month_figures AS (  -- all days of each whole month lacking a month row: read or computed
+    SELECT id, month, length, stored_up_s AS up_s, stored_fault_s AS fault_s, true AS final
+    FROM daily WHERE in_month AND stored_up_s IS NOT NULL
+    UNION ALL
+    SELECT id, month, length, up_s, fault_s, final
+    FROM computed WHERE in_month
+), saved_months AS (
+    INSERT INTO state_month (instrument_id, month, timeout, up_s, fault_s, offline_s)
+    SELECT id, month, (SELECT timeout FROM p), sum(up_s), sum(fault_s),
+           sum(extract(epoch FROM length)::float8 - up_s - fault_s)
+    FROM month_figures
+    GROUP BY id, month
+    HAVING bool_and(final)
+    ON CONFLICT DO NOTHING
 )
 SELECT id AS instrument_id, sum(up_s) AS up_s FROM (
-    SELECT instrument_id AS id, up_s FROM stored
+    SELECT id, up_s FROM stored_months
+    UNION ALL
+    SELECT id, up_s FROM stored_loose
+    UNION ALL
+    SELECT id, stored_up_s FROM daily WHERE stored_up_s IS NOT NULL
     UNION ALL
     SELECT id, up_s FROM computed
 ) u
@@ -63,11 +126,13 @@ GROUP BY id
 """
 
 
-
 async def up_seconds(
     conn: Conn, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta
 ) -> dict[str, float]:
     """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future."""
+    # The row estimates of the day-by-day part are far too high for JIT compilation to pay.
+    await conn.execute("SET LOCAL jit = off")
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # a first report joins ~1M days
     rows = await fetch_all(conn, _UP_SECONDS,
                            {"ids": ids, "lo": lo, "hi": hi, "timeout": timeout}, prepare=False)
     return {r["instrument_id"]: r["up_s"] for r in rows}

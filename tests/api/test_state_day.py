@@ -7,6 +7,15 @@ makes 9 and 10 March final. Hand-computed, timeout 15 min:
   10 March: 12 h idle to 12:00, offline 12-14, idle 14-15, fault 15-16, offline 16-24
                                                                      -> up 13 h, fault 1 h
   11 March: the 00:00 sample is the last: offline until now         -> up 0, not final
+
+Month rollup (state_month): extra 'nmr' samples before those, every 10 min, timeout 15 min:
+
+  28 Dec 2025: idle 09:00-11:00                                      -> up 2 h
+  5 Jan 2026:  idle 08:00-20:00                                      -> up 12 h
+  20 Jan 2026: fault 10:00-14:00                                     -> fault 4 h
+  1 Feb 2026:  idle 00:00-02:00                                      -> up 2 h
+  every other day of Dec 2025 to Feb 2026: offline (gaps, or before the first sample);
+  all of them final, as the March samples follow.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ import pytest
 from ingest._decode import Decoder
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
-from instrushare.protocol import Topics
+from instrushare.protocol import DataMessage, Sample, Topics, dumps
+from monitor_api.queries.availability import _UP_SECONDS
 from tests.api.conftest import Api
 from tests.api.test_metrics import SETUP
 from tests.ingest.conftest import data_message
@@ -117,3 +127,111 @@ def test_late_sample_through_the_ingest_invalidates_the_day(api: Api) -> None:
     assert [r[3] for r in _days(api)] == [8 * 3600.0]
     lo = d0.astimezone(UTC).isoformat()
     assert _live_up_s(api, lo, (d0 + timedelta(days=1)).isoformat()) == 8 * 3600
+
+
+MONTH_SAMPLES = [
+    ("2025-12-28 09:00+08", "2025-12-28 11:00+08", "idle"),
+    ("2026-01-05 08:00+08", "2026-01-05 20:00+08", "idle"),
+    ("2026-01-20 10:00+08", "2026-01-20 14:00+08", "fault"),
+    ("2026-02-01 00:00+08", "2026-02-01 02:00+08", "idle"),
+]
+FIFTEEN = timedelta(minutes=15)
+DEC, JAN = date(2025, 12, 1), date(2026, 1, 1)
+
+
+def _months(api: Api) -> list[tuple[object, ...]]:
+    return api.sql("SELECT instrument_id, month, timeout, up_s, fault_s, offline_s"
+                   " FROM state_month ORDER BY instrument_id, month")
+
+
+def _up_seconds(api: Api, lo: str, hi: str) -> float:
+    """The report's query for 'nmr' alone, over any [lo, hi) (the API takes whole days)."""
+    rows = api.sql(_UP_SECONDS, {"ids": ["nmr"], "lo": lo, "hi": hi, "timeout": FIFTEEN})
+    return float(rows[0][1])
+
+
+@pytest.fixture
+def months(api: Api) -> Api:
+    for statement in SETUP:
+        api.sql(statement)
+    for first, last, state in MONTH_SAMPLES:
+        api.sql("""INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
+                   SELECT 'nmr', t, %s, 'gw', 0 FROM generate_series(
+                       %s::timestamptz, %s::timestamptz, interval '10 min') t""",
+                (state, first, last))
+    return api
+
+
+def test_whole_months_are_stored_and_serve_the_next_report(months: Api) -> None:
+    assert _availability(months, "2025-12-01", "2026-01-31")["nmr"] == pytest.approx(
+        14 / (62 * 24), abs=1e-4)
+    # one row per whole month of nmr, the sums of its days; none for instruments without
+    # samples, whose days are not final
+    assert _months(months) == [
+        ("nmr", DEC, FIFTEEN, 2 * 3600.0, 0.0, 31 * 86400.0 - 2 * 3600),
+        ("nmr", JAN, FIFTEEN, 12 * 3600.0, 4 * 3600.0, 31 * 86400.0 - 16 * 3600),
+    ]
+    assert len(_days(months)) == 62
+    # the next report reads the month rows, not the days
+    months.sql("UPDATE state_month SET up_s = 24 * 3600 WHERE month = '2026-01-01'")
+    months.sql("UPDATE state_day SET up_s = 0")
+    assert _availability(months, "2026-01-01", "2026-01-31")["nmr"] == pytest.approx(
+        24 / (31 * 24), abs=1e-4)
+    # rows of another timeout are not used
+    months.sql("UPDATE state_month SET timeout = '1 hour'")
+    months.sql("DELETE FROM state_day")
+    assert _availability(months, "2026-01-01", "2026-01-31")["nmr"] == pytest.approx(
+        12 / (31 * 24), abs=1e-4)
+
+
+def test_a_month_not_final_has_no_row(months: Api) -> None:
+    # every day of February 2026 is final (samples follow in March); March is not: no
+    # sample follows the last one, on 10 March at 16:00
+    _availability(months, "2026-02-01", "2026-03-31")
+    assert [r[1] for r in _months(months)] == [date(2026, 2, 1)]
+
+
+def test_mid_month_period_combines_months_and_days(months: Api) -> None:
+    # 15 Dec to 1 Feb: days of December and February around the whole month January
+    expected = (2 + 12 + 2) / ((17 + 31 + 1) * 24)
+    for _ in range(2):  # computed, then served from state_month and state_day
+        assert _availability(months, "2025-12-15", "2026-02-01")["nmr"] == pytest.approx(
+            expected, abs=1e-4)
+        assert [r[1] for r in _months(months)] == [JAN]
+    assert _live_up_s(months, "2025-12-15 00:00+08", "2026-02-02 00:00+08") == 16 * 3600
+    # period ends inside days: 10:00 on 28 December to 01:00 on 1 February
+    lo, hi = "2025-12-28 10:00+08", "2026-02-01 01:00+08"
+    assert _up_seconds(months, lo, hi) == _live_up_s(months, lo, hi) == 14 * 3600
+    # the stored month row is what January contributes
+    months.sql("UPDATE state_month SET up_s = 0")
+    assert _up_seconds(months, lo, hi) == 2 * 3600
+    assert _availability(months, "2025-12-15", "2026-02-01")["nmr"] == pytest.approx(
+        4 / ((17 + 31 + 1) * 24), abs=1e-4)
+
+
+def test_late_sample_through_the_ingest_invalidates_the_month(months: Api) -> None:
+    _availability(months, "2025-12-01", "2026-01-31")
+    assert [r[1] for r in _months(months)] == [DEC, JAN]
+    # a late sample 10 min after the 20:00 one on 5 January: that sample's interval is now
+    # up. The message was sent and received the next day: the ingest refuses samples more
+    # than 30 days older than their reception.
+    late_ts = datetime(2026, 1, 5, 20, 10, tzinfo=SHANGHAI)
+    received = late_ts + timedelta(days=1)
+    message = dumps(DataMessage(v=1, gateway="gw", instrument="nmr", seq=1, bd_seq=1,
+                                created_at=received, historical=False,
+                                samples=[Sample(ts=late_ts, state="idle")]))
+    store = BatchStore(conninfo=months.database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    try:
+        result = store.write([decoder.decode((Topics("p").data("gw", "nmr"), message, 0, 1,
+                                              received.timestamp()))])
+    finally:
+        store.close()
+    assert result.fresh == 1
+    # January's row goes with the days from 5 January on; December's stays
+    assert [r[1] for r in _months(months)] == [DEC]
+    assert [r[1] for r in _days(months)][-1] == date(2026, 1, 4)
+    assert _availability(months, "2025-12-01", "2026-01-31")["nmr"] == pytest.approx(
+        (14 + 1 / 6) / (62 * 24), abs=1e-4)
+    assert _months(months)[1] == (
+        "nmr", JAN, FIFTEEN, 12 * 3600.0 + 600, 4 * 3600.0, 31 * 86400.0 - 16 * 3600 - 600)
