@@ -210,7 +210,7 @@ def main() -> None:
                            sessions=args.sessions, seed=args.seed)
         samples = add_state_samples(url, reported=args.reported, days=args.sample_days)
         load_s = time.perf_counter() - t0
-        settings = ApiSettings(database_url=url)
+        settings = ApiSettings(database_url=url, rollup_interval_s=0)  # cold_ms: reports fill it
         token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +22,7 @@ from prometheus_client import (
 from monitor_api import web
 from monitor_api.db import make_pool
 from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
+from monitor_api.rollup import keep_filled
 from monitor_api.routers import (
     bookings,
     certifications,
@@ -81,9 +84,18 @@ def create_app(
         app.state.pool = pool
         logger.info("monitor_api started (pool %d-%d connections)",
                     settings.pool_min_size, settings.pool_max_size)
+        filler = None
+        if settings.rollup_interval_s > 0:
+            filler = asyncio.create_task(keep_filled(
+                pool, timeout=settings.heartbeat_timeout, months=settings.rollup_months,
+                interval_s=settings.rollup_interval_s), name="availability-rollup")
         try:
             yield
         finally:
+            if filler is not None:
+                filler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await filler
             await pool.close()
             logger.info("monitor_api stopped")
 

@@ -97,6 +97,7 @@ WITH p AS (
     SELECT id, day, (SELECT timeout FROM p), up_s, fault_s,
            extract(epoch FROM length)::float8 - up_s - fault_s
     FROM computed WHERE final
+    ORDER BY id, day  -- one order for every writer: concurrent reports cannot deadlock
     ON CONFLICT DO NOTHING
 ), month_figures AS (  -- all days of each whole month lacking a month row: read or computed
     SELECT id, month, length, stored_up_s AS up_s, stored_fault_s AS fault_s, true AS final
@@ -111,6 +112,7 @@ WITH p AS (
     FROM month_figures
     GROUP BY id, month
     HAVING bool_and(final)
+    ORDER BY id, month
     ON CONFLICT DO NOTHING
 )
 SELECT id AS instrument_id, sum(up_s) AS up_s FROM (

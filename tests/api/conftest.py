@@ -45,8 +45,10 @@ class Api:
 
 
 def make_settings(database_url: str, **overrides: Any) -> ApiSettings:
-    return ApiSettings(database_url=database_url, sse_poll_s=0.2, pool_min_size=1,
-                       pool_max_size=4, **overrides)
+    """Test settings; the background rollup filler is off unless asked for, so tests see
+    exactly the rollup rows their own reports store."""
+    return ApiSettings(**{"database_url": database_url, "sse_poll_s": 0.2, "pool_min_size": 1,
+                          "pool_max_size": 4, "rollup_interval_s": 0, **overrides})
 
 
 SEED = [

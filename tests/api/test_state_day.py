@@ -20,6 +20,7 @@ Month rollup (state_month): extra 'nmr' samples before those, every 10 min, time
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -31,9 +32,12 @@ from ingest._decode import Decoder
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
 from instrushare.protocol import DataMessage, Sample, Topics, dumps
+from monitor_api.db import make_pool
 from monitor_api.queries.availability import _UP_SECONDS
-from tests.api.conftest import Api
+from monitor_api.rollup import fill_rollups
+from tests.api.conftest import Api, make_settings
 from tests.api.test_metrics import SETUP
+from tests.api_server import serve
 from tests.ingest.conftest import data_message
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -235,3 +239,41 @@ def test_late_sample_through_the_ingest_invalidates_the_month(months: Api) -> No
         (14 + 1 / 6) / (62 * 24), abs=1e-4)
     assert _months(months)[1] == (
         "nmr", JAN, FIFTEEN, 12 * 3600.0 + 600, 4 * 3600.0, 31 * 86400.0 - 16 * 3600 - 600)
+
+
+def test_filler_stores_the_months_before_the_current_one(months: Api) -> None:
+    async def fill() -> int:
+        pool = make_pool(months.settings)
+        await pool.open()
+        try:
+            return await fill_rollups(pool, timeout=FIFTEEN, months=4,
+                                      now=datetime(2026, 3, 15, 12, tzinfo=SHANGHAI))
+        finally:
+            await pool.close()
+
+    assert asyncio.run(fill()) == len(months.sql("SELECT id FROM instrument"))
+    # November 2025 to February 2026; only nmr has samples after them, so only its days
+    # and months are final
+    rows = _months(months)
+    assert [(r[0], r[1]) for r in rows] == [
+        ("nmr", date(2025, 11, 1)), ("nmr", DEC), ("nmr", JAN), ("nmr", date(2026, 2, 1))]
+    assert rows[1:3] == [
+        ("nmr", DEC, FIFTEEN, 2 * 3600.0, 0.0, 31 * 86400.0 - 2 * 3600),
+        ("nmr", JAN, FIFTEEN, 12 * 3600.0, 4 * 3600.0, 31 * 86400.0 - 16 * 3600),
+    ]
+    # the report reads what the filler stored
+    months.sql("UPDATE state_month SET up_s = 24 * 3600 WHERE month = '2026-01-01'")
+    assert _availability(months, "2026-01-01", "2026-01-31")["nmr"] == pytest.approx(
+        24 / (31 * 24), abs=1e-4)
+
+
+def test_the_api_fills_the_rollup_in_the_background(months: Api) -> None:
+    assert _months(months) == []
+    settings = make_settings(months.database_url, rollup_interval_s=3600)
+    with serve(settings):  # the last 13 whole months before today include nmr's samples
+        deadline = time.monotonic() + 30
+        while {DEC, JAN} - {r[1] for r in _months(months)}:
+            assert time.monotonic() < deadline, "the filler stored no month rows"
+            time.sleep(0.2)
+    assert ("nmr", JAN, FIFTEEN, 12 * 3600.0, 4 * 3600.0, 31 * 86400.0 - 16 * 3600) in (
+        _months(months))
