@@ -22,6 +22,13 @@ from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
 from monitor_api.schemas import Day, Limit, Offset
+from monitor_api.schemas_evaluation import (
+    InstitutionEvaluation,
+    InstrumentEvaluation,
+    LowUtilisation,
+    OverdueRegistrations,
+    SilentInstruments,
+)
 from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["evaluation"])
@@ -84,7 +91,7 @@ async def _scored(
     return scored, names
 
 
-@router.get("/evaluation/{year}/instruments", responses=FILES)
+@router.get("/evaluation/{year}/instruments", response_model=InstrumentEvaluation, responses=FILES)
 async def evaluate_instruments(
     conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
@@ -99,7 +106,8 @@ async def evaluate_instruments(
     return render(body, scored, INSTRUMENT_COLUMNS, format, lang, f"evaluation-{year}-instruments")
 
 
-@router.get("/evaluation/{year}/institutions", responses=FILES)
+@router.get("/evaluation/{year}/institutions", response_model=InstitutionEvaluation,
+            responses=FILES)
 async def evaluate_institutions(
     conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
@@ -114,7 +122,7 @@ async def evaluate_institutions(
                   f"evaluation-{year}-institutions")
 
 
-@router.get("/evaluation/{year}/low-utilisation", responses=FILES)
+@router.get("/evaluation/{year}/low-utilisation", response_model=LowUtilisation, responses=FILES)
 async def low_utilisation(
     pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
@@ -134,7 +142,7 @@ async def low_utilisation(
     return render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
 
 
-@router.get("/evaluation/silent", responses=FILES)
+@router.get("/evaluation/silent", response_model=SilentInstruments, responses=FILES)
 async def silent_instruments(
     conn: DbConn, _: Evaluator, settings: Settings,
     days: Annotated[int | None, Query(ge=1, le=3650)] = None,
@@ -166,7 +174,8 @@ async def silent_instruments(
     return render(body, rows, _SILENT_COLUMNS, format, lang, f"silent-{n}d")
 
 
-@router.get("/evaluation/overdue-registrations", responses=FILES)
+@router.get("/evaluation/overdue-registrations", response_model=OverdueRegistrations,
+            responses=FILES)
 async def overdue_registrations(
     conn: DbConn, _: Evaluator, settings: Settings, as_of: Day | None = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,

@@ -1,8 +1,11 @@
 import httpx
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 
 from monitor_api import cli
+from monitor_api.exports import XLSX_TYPE
 from tests.api.conftest import Api
+from tests.api.test_evaluation import SETUP as EVALUATION_SETUP
 
 
 def test_health(api: Api) -> None:
@@ -35,3 +38,40 @@ def test_openapi_has_examples_and_security(api: Api) -> None:
     spec = httpx.get(f"{api.url}/openapi.json").json()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert spec["components"]["schemas"]["InstrumentIn"]["examples"][0]["id"] == "nmr-600"
+
+
+EVALUATION_ROUTES = [
+    ("/evaluation/2025/instruments", {}),
+    ("/evaluation/2025/institutions", {}),
+    ("/evaluation/2025/low-utilisation", {}),
+    ("/evaluation/silent", {"days": 30}),
+    ("/evaluation/overdue-registrations", {"as_of": "2025-03-31"}),  # not yet networked
+    ("/evaluation/overdue-registrations", {"as_of": "2025-12-31"}),  # networked late
+]
+
+
+def test_evaluation_bodies_match_their_openapi_schema(api: Api) -> None:
+    for statement in EVALUATION_SETUP:
+        api.sql(statement)
+    api.sql("UPDATE instrument SET networked_on = '2025-06-30' WHERE id = 'xrd'")
+    api.sql("INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts)"
+            " VALUES ('sem', 'gw1', 'idle', now() - interval '60 days',"
+            " now() - interval '60 days')")
+    spec = httpx.get(f"{api.url}/openapi.json").json()
+    with api.as_("evaluator") as c:
+        for path, params in EVALUATION_ROUTES:
+            response = c.get(path, params=params)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["items"], path  # the item schema is exercised too
+            template = path.replace("2025", "{year}")
+            content = spec["paths"][template]["get"]["responses"]["200"]["content"]
+            schema = {**content["application/json"]["schema"],
+                      "components": spec["components"]}
+            errors = [f"{path} {list(e.absolute_path)}: {e.message}" for e in
+                      Draft202012Validator(schema, format_checker=FormatChecker())
+                      .iter_errors(body)]
+            assert not errors, errors
+            assert {"text/csv", XLSX_TYPE} <= content.keys()
+            drifted = {**body, "items": [{**body["items"][0], "new_key": 1}]}
+            assert not Draft202012Validator(schema).is_valid(drifted), path

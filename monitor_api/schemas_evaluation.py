@@ -1,0 +1,273 @@
+"""Response models of the /evaluation routes (JSON bodies; CSV and XLSX hold the rows).
+
+The routes build their bodies as dicts and return them through ``render``, so these
+models document the JSON only; tests/api/test_smoke.py checks real bodies against them.
+``extra="forbid"`` makes a key added to a body without its field here fail that check.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Grade = Literal["优秀", "良好", "合格", "不合格"]
+"""Excellent, good, pass, fail; thresholds in ``EvaluationRules``."""
+
+_TOTAL = "Number of items in the whole list, not only this page."
+_LIMIT = "Largest number of items on a page, as asked."
+_OFFSET = "Items skipped before this page, as asked."
+
+_INSTRUMENT: dict[str, Any] = {
+    "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪",
+    "institution_id": "dlut-ac", "root_id": "dlut", "effective_hours": 600.0,
+    "external_hours": 60.0, "openness_ratio": 0.1, "availability": 0.9712,
+    "operation": 20.0, "sharing": 20.0, "management": 39.71, "score": 79.71,
+    "grade": "合格"}
+
+_INSTITUTION: dict[str, Any] = {
+    "institution_id": "dlut", "name": "大连理工大学", "instruments": 2,
+    "effective_hours": 600.0, "external_hours": 60.0, "operation": 10.0,
+    "sharing": 10.0, "management": 21.67, "score": 41.67, "grade": "不合格",
+    "rank": 1}
+
+_LOW: dict[str, Any] = {
+    "key": "xrd-1", "name": "X射线衍射仪", "instruments": 1, "sessions": 12,
+    "effective_hours": 30.5, "external_hours": 0.0, "openness_ratio": 0.0,
+    "availability": None, "outside_users": 0, "outside_organisations": 0,
+    "bookings": 3, "no_shows": 0, "unbooked_hours": 21.0,
+    "uncertified_hours": 0.0, "uncertified_sessions": 0,
+    "unattributed_hours": 2.5, "service_income_rmb": 0.0,
+    "external_income_rmb": 0.0, "voucher_rmb": 0.0, "voucher_share": None,
+    "average_rating": None, "ratings": 0}
+
+_SILENT: dict[str, Any] = {
+    "instrument_id": "sem-1", "name": "场发射扫描电子显微镜",
+    "institution_id": "neu", "last_data": "2025-10-08T16:42:05.123000+08:00",
+    "silent_days": 41}
+
+_OVERDUE: dict[str, Any] = {
+    "instrument_id": "xrd-1", "name": "X射线衍射仪", "institution_id": "neu",
+    "value_rmb": 1850000.0, "accepted_on": "2025-01-06",
+    "deadline": "2025-02-24", "deadline_estimated": False,
+    "networked_on": None, "working_days_late": 219}
+
+
+class EvaluatedInstrument(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [_INSTRUMENT]},
+    )
+
+    instrument_id: str = Field(description="Instrument id.")
+    name: str = Field(description="Instrument name.")
+    institution_id: str = Field(description="Institution or unit the instrument belongs to.")
+    root_id: str = Field(description="Top-level institution the unit belongs to.")
+    effective_hours: float = Field(description="Effective machine hours in the year.")
+    external_hours: float = Field(description="Hours of service to outside users.")
+    openness_ratio: float | None = Field(
+        description="External hours / effective hours; null without use."
+    )
+    availability: float | None = Field(
+        description="Share of the period the instrument was reachable; null without samples."
+    )
+    operation: float = Field(description="Operation score (hours against full use).")
+    sharing: float = Field(description="Sharing score (openness against the target).")
+    management: float = Field(
+        description="Management score (registry complete, fees published, registered on"
+        " time, data flowing)."
+    )
+    score: float = Field(description="Total score out of 100, two decimals.")
+    grade: Grade = Field(description="Grade from the score.")
+
+
+class InstrumentEvaluation(BaseModel):
+    """Instruments by score, highest first (ties: sharing score, then id)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"year": 2025, "items": [_INSTRUMENT],
+                 "total": 1, "limit": 1000, "offset": 0}
+            ]
+        },
+    )
+
+    year: int = Field(description="Year evaluated.")
+    items: list[EvaluatedInstrument]
+    total: int = Field(description=_TOTAL)
+    limit: int = Field(description=_LIMIT)
+    offset: int = Field(description=_OFFSET)
+
+
+class EvaluatedInstitution(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [_INSTITUTION]},
+    )
+
+    institution_id: str = Field(description="Top-level institution (sub-units included).")
+    name: str = Field(description="Institution name (its id when it has none).")
+    instruments: int = Field(description="Instruments evaluated.")
+    effective_hours: float = Field(description="Sum of the instruments' effective hours.")
+    external_hours: float = Field(description="Sum of the instruments' external hours.")
+    operation: float = Field(description="Mean operation score of the instruments.")
+    sharing: float = Field(description="Mean sharing score of the instruments.")
+    management: float = Field(description="Mean management score of the instruments.")
+    score: float = Field(description="Mean total score, two decimals.")
+    grade: Grade = Field(description="Grade from the mean score.")
+    rank: int = Field(description="1 for the highest score.")
+
+
+class InstitutionEvaluation(BaseModel):
+    """Institutions ranked by the mean score of their instruments."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"year": 2025, "items": [_INSTITUTION],
+                 "total": 1, "limit": 1000, "offset": 0}
+            ]
+        },
+    )
+
+    year: int = Field(description="Year evaluated.")
+    items: list[EvaluatedInstitution]
+    total: int = Field(description=_TOTAL)
+    limit: int = Field(description=_LIMIT)
+    offset: int = Field(description=_OFFSET)
+
+
+class LowUtilisationItem(BaseModel):
+    """The per-instrument figures of /reports/utilisation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [_LOW]},
+    )
+
+    key: str = Field(description="Instrument id.")
+    name: str = Field(description="Instrument name.")
+    instruments: int = Field(description="Always 1 here.")
+    sessions: int = Field(description="Usage sessions counted.")
+    effective_hours: float = Field(description="Effective machine hours.")
+    external_hours: float = Field(description="Hours of service to outside users.")
+    openness_ratio: float | None = Field(description="External / effective hours.")
+    availability: float | None = Field(description="Not computed for this list: null.")
+    outside_users: int = Field(description="Distinct outside users.")
+    outside_organisations: int = Field(description="Distinct outside organisations.")
+    bookings: int = Field(description="Bookings in the year.")
+    no_shows: int = Field(description="Bookings not turned up to.")
+    unbooked_hours: float = Field(description="Running hours outside any booking.")
+    uncertified_hours: float = Field(description="Hours by users without certification.")
+    uncertified_sessions: int = Field(description="Sessions by users without certification.")
+    unattributed_hours: float = Field(description="Hours not attributed to a user.")
+    service_income_rmb: float = Field(description="Service fees charged (RMB).")
+    external_income_rmb: float = Field(description="Fees charged to outside users (RMB).")
+    voucher_rmb: float = Field(description="Fees paid with innovation vouchers (RMB).")
+    voucher_share: float | None = Field(description="Voucher / service income.")
+    average_rating: float | None = Field(description="Mean user rating, two decimals.")
+    ratings: int = Field(description="Ratings given.")
+
+
+class LowUtilisation(BaseModel):
+    """Instruments whose effective hours stay below the threshold, by id."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"year": 2025, "below_hours": 400.0, "items": [_LOW],
+                 "total": 1, "limit": 1000, "offset": 0}
+            ]
+        },
+    )
+
+    year: int = Field(description="Year evaluated.")
+    below_hours: float = Field(
+        description="Threshold applied: the yearly hours pro rata for the part of the year"
+        " gone, two decimals."
+    )
+    items: list[LowUtilisationItem]
+    total: int = Field(description=_TOTAL)
+    limit: int = Field(description=_LIMIT)
+    offset: int = Field(description=_OFFSET)
+
+
+class SilentInstrument(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [_SILENT]},
+    )
+
+    instrument_id: str = Field(description="Instrument id.")
+    name: str = Field(description="Instrument name.")
+    institution_id: str = Field(description="Institution or unit the instrument belongs to.")
+    last_data: datetime | None = Field(
+        description="Last data received, or when its gateway went offline; null if never."
+    )
+    silent_days: int | None = Field(description="Whole days since last_data; null if never.")
+
+
+class SilentInstruments(BaseModel):
+    """Instruments silent for more than ``days`` days, never heard from first."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"days": 30, "items": [_SILENT],
+                 "total": 1, "limit": 1000, "offset": 0}
+            ]
+        },
+    )
+
+    days: int = Field(description="Days of silence applied.")
+    items: list[SilentInstrument]
+    total: int = Field(description=_TOTAL)
+    limit: int = Field(description=_LIMIT)
+    offset: int = Field(description=_OFFSET)
+
+
+class OverdueRegistration(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [_OVERDUE]},
+    )
+
+    instrument_id: str = Field(description="Instrument id.")
+    name: str = Field(description="Instrument name.")
+    institution_id: str = Field(description="Institution or unit the instrument belongs to.")
+    value_rmb: float = Field(description="Original value (RMB), at or above the threshold.")
+    accepted_on: date = Field(description="Acceptance date.")
+    deadline: date = Field(description="Last day to be networked (working days counted).")
+    deadline_estimated: bool = Field(
+        description="Part of the count fell in a year the official calendar does not know;"
+        " Monday to Friday were counted as working days there."
+    )
+    networked_on: date | None = Field(
+        description="Networked on; null if not yet on the day asked about."
+    )
+    working_days_late: int = Field(description="Working days past the allowed count.")
+
+
+class OverdueRegistrations(BaseModel):
+    """Registrations networked late or not yet, by acceptance date."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"items": [_OVERDUE],
+                 "total": 1, "limit": 1000, "offset": 0}
+            ]
+        },
+    )
+
+    items: list[OverdueRegistration]
+    total: int = Field(description=_TOTAL)
+    limit: int = Field(description=_LIMIT)
+    offset: int = Field(description=_OFFSET)
