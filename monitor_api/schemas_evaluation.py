@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
+
 Grade = Literal["优秀", "良好", "合格", "不合格"]
 """Excellent, good, pass, fail; thresholds in ``EvaluationRules``."""
 
@@ -32,15 +34,6 @@ _INSTITUTION: dict[str, Any] = {
     "sharing": 10.0, "management": 21.67, "score": 41.67, "grade": "不合格",
     "rank": 1}
 
-_LOW: dict[str, Any] = {
-    "key": "xrd-1", "name": "X射线衍射仪", "instruments": 1, "sessions": 12,
-    "effective_hours": 30.5, "external_hours": 0.0, "openness_ratio": 0.0,
-    "availability": None, "outside_users": 0, "outside_organisations": 0,
-    "bookings": 3, "no_shows": 0, "unbooked_hours": 21.0,
-    "uncertified_hours": 0.0, "uncertified_sessions": 0,
-    "unattributed_hours": 2.5, "service_income_rmb": 0.0,
-    "external_income_rmb": 0.0, "voucher_rmb": 0.0, "voucher_share": None,
-    "average_rating": None, "ratings": 0}
 
 _SILENT: dict[str, Any] = {
     "instrument_id": "sem-1", "name": "场发射扫描电子显微镜",
@@ -141,38 +134,6 @@ class InstitutionEvaluation(BaseModel):
     offset: int = Field(description=_OFFSET)
 
 
-class LowUtilisationItem(BaseModel):
-    """The per-instrument figures of /reports/utilisation."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [_LOW]},
-    )
-
-    key: str = Field(description="Instrument id.")
-    name: str = Field(description="Instrument name.")
-    instruments: int = Field(description="Always 1 here.")
-    sessions: int = Field(description="Usage sessions counted.")
-    effective_hours: float = Field(description="Effective machine hours.")
-    external_hours: float = Field(description="Hours of service to outside users.")
-    openness_ratio: float | None = Field(description="External / effective hours.")
-    availability: float | None = Field(description="Not computed for this list: null.")
-    outside_users: int = Field(description="Distinct outside users.")
-    outside_organisations: int = Field(description="Distinct outside organisations.")
-    bookings: int = Field(description="Bookings in the year.")
-    no_shows: int = Field(description="Bookings not turned up to.")
-    unbooked_hours: float = Field(description="Running hours outside any booking.")
-    uncertified_hours: float = Field(description="Hours by users without certification.")
-    uncertified_sessions: int = Field(description="Sessions by users without certification.")
-    unattributed_hours: float = Field(description="Hours not attributed to a user.")
-    service_income_rmb: float = Field(description="Service fees charged (RMB).")
-    external_income_rmb: float = Field(description="Fees charged to outside users (RMB).")
-    voucher_rmb: float = Field(description="Fees paid with innovation vouchers (RMB).")
-    voucher_share: float | None = Field(description="Voucher / service income.")
-    average_rating: float | None = Field(description="Mean user rating, two decimals.")
-    ratings: int = Field(description="Ratings given.")
-
-
 class LowUtilisation(BaseModel):
     """Instruments whose effective hours stay below the threshold, by id."""
 
@@ -180,7 +141,7 @@ class LowUtilisation(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"year": 2025, "below_hours": 400.0, "items": [_LOW],
+                {"year": 2025, "below_hours": 400.0, "items": [FIGURES_EXAMPLE],
                  "total": 1, "limit": 1000, "offset": 0}
             ]
         },
@@ -191,7 +152,7 @@ class LowUtilisation(BaseModel):
         description="Threshold applied: the yearly hours pro rata for the part of the year"
         " gone, two decimals."
     )
-    items: list[LowUtilisationItem]
+    items: list[Figures]
     total: int = Field(description=_TOTAL)
     limit: int = Field(description=_LIMIT)
     offset: int = Field(description=_OFFSET)

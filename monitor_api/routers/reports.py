@@ -16,36 +16,12 @@ from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
 from monitor_api.schemas import Day, Limit, Offset
+from monitor_api.schemas_report import Figures
 from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["reports"])
 
 MAX_DAYS = 5 * 366
-
-
-class Figures(BaseModel):
-    key: str
-    name: str
-    instruments: int
-    sessions: int
-    effective_hours: float
-    external_hours: float
-    openness_ratio: float | None
-    availability: float | None
-    outside_users: int
-    outside_organisations: int
-    bookings: int
-    no_shows: int
-    unbooked_hours: float
-    uncertified_hours: float
-    uncertified_sessions: int
-    unattributed_hours: float
-    service_income_rmb: float
-    external_income_rmb: float
-    voucher_rmb: float
-    voucher_share: float | None
-    average_rating: float | None
-    ratings: int
 
 
 class UtilisationReport(BaseModel):
