@@ -47,9 +47,9 @@ class Page(BaseModel, Generic[T]):
     """One page of a list; ``total`` counts every matching item."""
 
     items: list[T]
-    total: int
-    limit: int
-    offset: int
+    total: int = Field(description="Number of items in the whole list, not only this page.")
+    limit: int = Field(description="Largest number of items on a page, as asked.")
+    offset: int = Field(description="Items skipped before this page, as asked.")
 
 
 class Tier(StrEnum):

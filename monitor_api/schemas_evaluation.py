@@ -12,14 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor_api.schemas import Page
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 
 Grade = Literal["优秀", "良好", "合格", "不合格"]
 """Excellent, good, pass, fail; thresholds in ``EvaluationRules``."""
-
-_TOTAL = "Number of items in the whole list, not only this page."
-_LIMIT = "Largest number of items on a page, as asked."
-_OFFSET = "Items skipped before this page, as asked."
 
 _INSTRUMENT: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪",
@@ -75,7 +72,7 @@ class EvaluatedInstrument(BaseModel):
     grade: Grade = Field(description="Grade from the score.")
 
 
-class InstrumentEvaluation(BaseModel):
+class InstrumentEvaluation(Page[EvaluatedInstrument]):
     """Instruments by score, highest first (ties: sharing score, then id)."""
 
     model_config = ConfigDict(
@@ -89,10 +86,6 @@ class InstrumentEvaluation(BaseModel):
     )
 
     year: int = Field(description="Year evaluated.")
-    items: list[EvaluatedInstrument]
-    total: int = Field(description=_TOTAL)
-    limit: int = Field(description=_LIMIT)
-    offset: int = Field(description=_OFFSET)
 
 
 class EvaluatedInstitution(BaseModel):
@@ -114,7 +107,7 @@ class EvaluatedInstitution(BaseModel):
     rank: int = Field(description="1 for the highest score.")
 
 
-class InstitutionEvaluation(BaseModel):
+class InstitutionEvaluation(Page[EvaluatedInstitution]):
     """Institutions ranked by the mean score of their instruments."""
 
     model_config = ConfigDict(
@@ -128,13 +121,9 @@ class InstitutionEvaluation(BaseModel):
     )
 
     year: int = Field(description="Year evaluated.")
-    items: list[EvaluatedInstitution]
-    total: int = Field(description=_TOTAL)
-    limit: int = Field(description=_LIMIT)
-    offset: int = Field(description=_OFFSET)
 
 
-class LowUtilisation(BaseModel):
+class LowUtilisation(Page[Figures]):
     """Instruments whose effective hours stay below the threshold, by id."""
 
     model_config = ConfigDict(
@@ -152,10 +141,6 @@ class LowUtilisation(BaseModel):
         description="Threshold applied: the yearly hours pro rata for the part of the year"
         " gone, two decimals."
     )
-    items: list[Figures]
-    total: int = Field(description=_TOTAL)
-    limit: int = Field(description=_LIMIT)
-    offset: int = Field(description=_OFFSET)
 
 
 class SilentInstrument(BaseModel):
@@ -173,7 +158,7 @@ class SilentInstrument(BaseModel):
     silent_days: int | None = Field(description="Whole days since last_data; null if never.")
 
 
-class SilentInstruments(BaseModel):
+class SilentInstruments(Page[SilentInstrument]):
     """Instruments silent for more than ``days`` days, never heard from first."""
 
     model_config = ConfigDict(
@@ -187,10 +172,6 @@ class SilentInstruments(BaseModel):
     )
 
     days: int = Field(description="Days of silence applied.")
-    items: list[SilentInstrument]
-    total: int = Field(description=_TOTAL)
-    limit: int = Field(description=_LIMIT)
-    offset: int = Field(description=_OFFSET)
 
 
 class OverdueRegistration(BaseModel):
@@ -215,7 +196,7 @@ class OverdueRegistration(BaseModel):
     working_days_late: int = Field(description="Working days past the allowed count.")
 
 
-class OverdueRegistrations(BaseModel):
+class OverdueRegistrations(Page[OverdueRegistration]):
     """Registrations networked late or not yet, by acceptance date."""
 
     model_config = ConfigDict(
@@ -228,7 +209,3 @@ class OverdueRegistrations(BaseModel):
         },
     )
 
-    items: list[OverdueRegistration]
-    total: int = Field(description=_TOTAL)
-    limit: int = Field(description=_LIMIT)
-    offset: int = Field(description=_OFFSET)

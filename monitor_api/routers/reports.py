@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from monitor_api.auth import Principal, Reader
 from monitor_api.db import DbConn, DbPool, Pool, Settings, fetch_all
@@ -15,7 +14,7 @@ from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
-from monitor_api.schemas import Day, Limit, Offset
+from monitor_api.schemas import Day, Limit, Offset, Page
 from monitor_api.schemas_report import Figures
 from monitor_api.settings import ApiSettings
 
@@ -24,14 +23,10 @@ router = APIRouter(tags=["reports"])
 MAX_DAYS = 5 * 366
 
 
-class UtilisationReport(BaseModel):
+class UtilisationReport(Page[Figures]):
     start: date
     end: date
     group_by: GroupBy
-    items: list[Figures]
-    total: int
-    limit: int
-    offset: int
 
 
 def scope(caller: Principal, institution_id: str | None) -> list[str] | None:
