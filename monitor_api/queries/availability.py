@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from monitor_api.db import Conn, fetch_all
+from monitor_api.queries.common import tune_for_reports
 
 # Seconds up per instrument in [lo, hi), from two rollup levels (Asia/Shanghai). A whole
 # calendar month inside the period comes from state_month when stored there. Every other day
@@ -132,9 +133,7 @@ async def up_seconds(
     conn: Conn, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta
 ) -> dict[str, float]:
     """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future."""
-    # The row estimates of the day-by-day part are far too high for JIT compilation to pay.
-    await conn.execute("SET LOCAL jit = off")
-    await conn.execute("SET LOCAL work_mem = '64MB'")  # a first report joins ~1M days
+    await tune_for_reports(conn)
     rows = await fetch_all(conn, _UP_SECONDS,
                            {"ids": ids, "lo": lo, "hi": hi, "timeout": timeout}, prepare=False)
     return {r["instrument_id"]: r["up_s"] for r in rows}

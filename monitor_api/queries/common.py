@@ -83,3 +83,11 @@ async def update_columns(
         ),
         {**{c: values[c] for c in cols}, "_key": key},
     )
+
+
+async def tune_for_reports(conn: Conn) -> None:
+    """For the rest of the transaction: large sorts and hashes stay in memory (a yearly report
+    joins ~1M rows), and no JIT compilation, which the reports' far too high row estimates
+    would trigger and which costs more than it saves."""
+    await conn.execute("SET LOCAL work_mem = '64MB'")
+    await conn.execute("SET LOCAL jit = off")

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from monitor_api.db import Conn, fetch_all
 from monitor_api.queries.availability import up_seconds
-from monitor_api.queries.common import Where
+from monitor_api.queries.common import Where, tune_for_reports
 
 _ROOTS = """
 WITH RECURSIVE roots(id, root) AS (
@@ -253,9 +253,7 @@ async def per_instrument(
 
     async def figures(part: list[str]) -> list[dict[str, Any]]:
         async with connect() as conn:
-            # Large sorts and hashes stay in memory; JIT compilation costs more than it saves.
-            await conn.execute("SET LOCAL work_mem = '64MB'")
-            await conn.execute("SET LOCAL jit = off")
+            await tune_for_reports(conn)
             return await fetch_all(conn, _PER_INSTRUMENT, {**params, "ids": part},
                                    prepare=False)
 
