@@ -38,6 +38,9 @@ class IngestConfig(ServiceSettings):
     batch_max_samples: int = Field(default=20_000, ge=1)
     """A batch closes once its messages carry this many samples and events."""
     batch_max_delay_s: float = Field(default=0.2, gt=0)
+    writers: int = Field(default=2, ge=1, le=16)
+    """Batches written at once, each on its own connection: while one waits for the
+    database, another is copied. Each holds a batch, so memory grows with the count."""
     receive_maximum: int = Field(default=5000, ge=1, le=_MQTT_MAX_RECEIVE)
     """MQTT 5 Receive Maximum: unacknowledged messages the broker may have in flight to us.
 

@@ -69,19 +69,25 @@ SELECT * FROM ingest_event ORDER BY instrument_id, ts, type
 ON CONFLICT DO NOTHING
 """
 
-# Serialises all writes for one instrument across workers, taken first and in sorted order:
-# whoever runs second sees the other's committed samples, sessions and status.
+# Serialises the derivation of sessions and status for one instrument across transactions,
+# taken in sorted order once the samples are copied: whoever runs second sees the other's
+# committed samples, sessions and status.
 LOCK_INSTRUMENTS = """
 SELECT count(pg_advisory_xact_lock(hashtextextended(i, 7411)))
 FROM (SELECT DISTINCT unnest(%b::text[]) AS i ORDER BY 1) t
 """
 
-# What each instrument held before the batch: latest sample, latest session, status.
+# What each instrument held before the batch, whose samples (from ``t_first`` on) are already
+# copied: latest earlier sample, latest session, status, and how many samples are stored from
+# ``t_first`` on (the batch's own, plus any that another transaction committed there).
 BEFORE = """
-SELECT i.id, l.ts, l.state, l.user_id, u.start_ts, st.state, st.since, st.last_ts
-FROM unnest(%b::text[]) AS i (id)
+SELECT i.id, l.ts, l.state, l.user_id, u.start_ts, st.state, st.since, st.last_ts,
+       (SELECT count(*) FROM state_sample c
+        WHERE c.instrument_id = i.id AND c.ts >= i.t_first) AS stored_from_first
+FROM unnest(%b::text[], %b::timestamptz[]) AS i (id, t_first)
 LEFT JOIN LATERAL (SELECT s.ts, s.state, s.user_id FROM state_sample s
-                   WHERE s.instrument_id = i.id ORDER BY s.ts DESC LIMIT 1) l ON true
+                   WHERE s.instrument_id = i.id AND s.ts < i.t_first
+                   ORDER BY s.ts DESC LIMIT 1) l ON true
 LEFT JOIN LATERAL (SELECT u.start_ts FROM usage_session u
                    WHERE u.instrument_id = i.id ORDER BY u.start_ts DESC LIMIT 1) u ON true
 LEFT JOIN instrument_status st ON st.instrument_id = i.id

@@ -4,6 +4,11 @@ Each batch first takes the fast path (COPY straight into the tables, status and 
 derived in Python). A duplicate key makes that transaction fail as a whole; it is then
 replayed on the safe path (staging tables, ``ON CONFLICT DO NOTHING``), which also stays in
 use for the next few batches, since duplicates come in runs (redelivery after a restart).
+
+Rows are copied before the instruments are locked, so several transactions (writers of one
+worker, or other workers) copy at once and queue only for the short derivation that follows.
+Every copy runs in key order, so two transactions holding the same keys wait on each other
+in one direction only.
 """
 
 from __future__ import annotations
@@ -143,7 +148,6 @@ class BatchStore:
                              in_batch_duplicates=batch.in_batch_duplicates)
         with conn.transaction(), conn.cursor() as cur:
             if batch.messages:
-                cur.execute(q.LOCK_INSTRUMENTS, (batch.instruments,))
                 fresh = self._insert_messages(cur, batch.messages, safe=safe)
                 result.fresh = len(fresh)
                 if fresh:
@@ -169,7 +173,7 @@ class BatchStore:
         self, cur: psycopg.Cursor[Any], messages: list[Decoded], *, safe: bool
     ) -> list[Decoded]:
         """Store the message rows; returns the messages stored for the first time."""
-        rows = [it.message for it in messages if it.message is not None]
+        rows = sorted((it.message for it in messages if it.message is not None), key=_key)
         if not safe:
             _copy(cur, q.COPY_MSG, message_chunks(rows))
             return messages
@@ -182,21 +186,27 @@ class BatchStore:
         samples, live, events = _group(fresh)
         if samples:
             ids = sorted(samples)
-            cur.execute(q.BEFORE, (ids,))
-            before = {row[0]: Before(*row[1:]) for row in cur.fetchall()}
             rows = [r for i in ids for r in samples[i]]
             _copy(cur, q.STAGE_SAMPLE if safe else q.COPY_SAMPLE, sample_chunks(rows))
+            all_stored = True
             if safe:
                 cur.execute(q.INSERT_SAMPLES)
+                all_stored = cur.rowcount == len(rows)
+            # Under the lock, whatever another transaction committed for these instruments is
+            # visible: BEFORE counts the samples from this batch's first one on, and any more
+            # than this batch's own mean data arrived in between (the late path recomputes).
+            cur.execute(q.LOCK_INSTRUMENTS, (ids,))
+            cur.execute(q.BEFORE, (ids, [samples[i][0][1] for i in ids]))
+            before = {row[0]: (Before(*row[1:8]), row[8]) for row in cur.fetchall()}
             status: list[StatusRow] = []
             sessions: list[SessionRow] = []
             late: list[tuple[str, datetime]] = []
             for i in ids:
-                b = before[i]
+                b, stored_from_first = before[i]
                 new = samples[i]
                 if i in live and (row := status_row(i, live[i], b)) is not None:
                     status.append(row)
-                if in_order(new, b):
+                if all_stored and stored_from_first == len(new) and in_order(new, b):
                     sessions += appended_sessions(i, new, b, self._gap)
                 else:
                     late.append((i, new[0][1]))
@@ -219,7 +229,7 @@ class BatchStore:
 class _Batch:
     """A batch sorted out: unique data messages, dead letters, gateway states."""
 
-    __slots__ = ("dead", "in_batch_duplicates", "instruments", "messages", "states")
+    __slots__ = ("dead", "in_batch_duplicates", "messages", "states")
 
     def __init__(self, items: Sequence[Decoded]) -> None:
         self.messages: list[Decoded] = []
@@ -238,17 +248,18 @@ class _Batch:
                 self.messages.append(it)
             elif it.state is not None:
                 self.states.append(it)
-        self.instruments = sorted({it.message[3] for it in self.messages if it.message})
 
 
 _ts = itemgetter(1)
+_key = itemgetter(0, 1)
+_event_key = itemgetter(0, 1, 2)
 
 
 def _group(
     fresh: list[Decoded],
 ) -> tuple[dict[str, list[SampleRow]], dict[str, list[SampleRow]], list[EventRow]]:
     """Samples per instrument sorted by time, one per timestamp (the first to arrive wins),
-    the live (non-historical) ones among them, and the events, one per key."""
+    the live (non-historical) ones among them, and the events, one per key, in key order."""
     per: dict[str, list[tuple[list[SampleRow], bool]]] = {}
     events: list[EventRow] = []
     for it in fresh:
@@ -284,14 +295,10 @@ def _group(
         if kept_live:
             live[inst] = kept_live
     if len(events) > 1:
-        seen: set[tuple[str, datetime, str]] = set()
-        unique = []
+        first: dict[tuple[str, datetime, str], EventRow] = {}
         for e in events:
-            key = (e[0], e[1], e[2])
-            if key not in seen:
-                seen.add(key)
-                unique.append(e)
-        events = unique
+            first.setdefault(_event_key(e), e)
+        events = sorted(first.values(), key=_event_key)
     return samples, live, events
 
 

@@ -1,9 +1,11 @@
 """The ingest worker: MQTT deliveries in, batched durable writes, acknowledgements after commit.
 
 Threads: paho's network loop only queues deliveries (``_deliver``); a decoding thread
-validates them into batches while the thread calling ``run`` writes the previous batch and
-acknowledges it, so decoding overlaps the database's work. The broker stops sending once
-``receive_maximum`` deliveries are unacknowledged, which bounds the queues and so memory.
+validates them into numbered batches; ``writers`` writing threads, each with its own database
+connection, take the batches in turn, so decoding and the database's work on one batch overlap
+the next. Batches commit in any order but are acknowledged in batch order. The broker stops
+sending once ``receive_maximum`` deliveries are unacknowledged, which bounds the queues and so
+memory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ._mqtt import LeanClient
 from ._registry import InstrumentRegistry
 from ._stats import IngestStats, Metrics
 from ._store import BatchStore, WriteResult
+from ._turns import Turns
 from .errors import RejectedBatchError, RetryableStoreError
 
 logger = logging.getLogger("ingest")
@@ -62,13 +65,18 @@ class IngestWorker:
             registry=registry if registry is not None else CollectorRegistry(),
             queue_depth=lambda: len(self._inbox),
         )
-        self._store = BatchStore(
-            conninfo=config.database_url,
-            session_max_gap=timedelta(seconds=config.session_max_gap_s),
-        )
+        self._stores = [
+            BatchStore(conninfo=config.database_url,
+                       session_max_gap=timedelta(seconds=config.session_max_gap_s))
+            for _ in range(config.writers)
+        ]
+        self._acks = Turns()
+        self._gave_up = False
+        """Set once a batch is left unacked at stop: every later one stays unacked too."""
+        self._retries_lock = threading.Lock()
         self._decoder = Decoder(
             prefix=config.topic_prefix,
-            registry=InstrumentRegistry(loader=self._store.load_registry),
+            registry=InstrumentRegistry(loader=self._stores[0].load_registry),
         )
         self._state_topic = self._topics.ingest_state(config.worker_id)
         self._client = self._make_client()
@@ -198,16 +206,25 @@ class IngestWorker:
         else:
             self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s)
         self._client.loop_start()
-        batches: queue.Queue[list[Decoded] | None] = queue.Queue(maxsize=1)
+        batches: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
         decoder = threading.Thread(target=self._decode_loop, args=(stop, batches),
                                    name=f"ingest-decode-{cfg.worker_id}", daemon=True)
         decoder.start()
         announcer = threading.Thread(target=self._announce_loop, args=(stop,),
                                      name=f"ingest-announce-{cfg.worker_id}", daemon=True)
         announcer.start()
+        writers = [
+            threading.Thread(target=self._write_loop, args=(stop, batches, store),
+                             name=f"ingest-write{k}-{cfg.worker_id}", daemon=True)
+            for k, store in enumerate(self._stores)
+        ]
+        for writer in writers:
+            writer.start()
         try:
-            self._write_loop(stop, batches)
+            for writer in writers:
+                writer.join()
         finally:
+            stop.set()
             decoder.join(self.STOP_GRACE_S)
             self._birth_seen.set()  # wakes the announcer, which sees ``stop``
             announcer.join(self.STOP_GRACE_S)  # its last "online" must precede our "offline"
@@ -215,13 +232,15 @@ class IngestWorker:
 
     # -- decoding thread --------------------------------------------------------------------
 
-    def _decode_loop(self, stop: threading.Event, out: queue.Queue[list[Decoded] | None]) -> None:
-        """Decode deliveries into batches until stopped and the inbox is drained."""
+    def _decode_loop(self, stop: threading.Event, out: queue.Queue[_Job | None]) -> None:
+        """Decode deliveries into numbered batches until stopped and the inbox is drained."""
+        numbered = 0
         try:
             while True:
                 batch = self._next_batch(stop)
                 if batch:
-                    out.put(batch)
+                    out.put((numbered, batch))
+                    numbered += 1
                 elif stop.is_set() and not self._inbox:
                     return
         except Exception:
@@ -280,8 +299,7 @@ class IngestWorker:
             try:
                 return self._decoder.decode(raw)
             except RetryableStoreError as exc:
-                self._stats.db_retries += 1
-                self._metrics.db_retries.inc()
+                self._count_retry()
                 if stop.is_set():
                     give_up_at = give_up_at or time.monotonic() + self.STOP_GRACE_S
                     if time.monotonic() >= give_up_at:
@@ -292,32 +310,53 @@ class IngestWorker:
                 time.sleep(pause)
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
 
+    def _count_retry(self) -> None:
+        with self._retries_lock:  # the decoding and every writing thread retry
+            self._stats.db_retries += 1
+        self._metrics.db_retries.inc()
+
     def _jittered(self, delay: float) -> float:
         return min(delay, self.MAX_BACKOFF_S) * random.uniform(
             1 - self.BACKOFF_JITTER, 1 + self.BACKOFF_JITTER
         )
 
-    # -- writing thread ---------------------------------------------------------------------
+    # -- writing threads --------------------------------------------------------------------
 
     def _write_loop(
-        self, stop: threading.Event, batches: queue.Queue[list[Decoded] | None]
+        self, stop: threading.Event, batches: queue.Queue[_Job | None], store: BatchStore
     ) -> None:
-        gave_up = False
-        while (batch := batches.get()) is not None:
-            if not gave_up:  # once given up, the rest also stays unacked for redelivery
-                gave_up = not self._process(batch, stop)
+        """Write batches on ``store`` until the decoder is done; ack each in its turn."""
+        try:
+            while (job := batches.get()) is not None:
+                number, items = job
+                result: WriteResult | None = None
+                try:
+                    if not self._gave_up:
+                        result = self._write_retrying(items, store, stop)
+                finally:  # even on a bug below, so the next batches' turns still come
+                    with self._acks.turn(number):
+                        if result is None:
+                            self._gave_up = True
+                        elif not self._gave_up:
+                            self._acknowledge(items)
+                            self._account(items, result)
+            batches.put(None)  # the decoder's last word, passed on to the next writer
+        except Exception:
+            logger.exception("writing failed; the worker stops")
+            stop.set()
 
-    def _process(self, items: list[Decoded], stop: threading.Event) -> bool:
-        """Write and ack ``items``, retrying while the database fails; False if given up."""
+    def _write_retrying(
+        self, items: list[Decoded], store: BatchStore, stop: threading.Event
+    ) -> WriteResult | None:
+        """Write ``items``, retrying while the database fails; None if given up at stop."""
         delay = self.INITIAL_BACKOFF_S
         gave_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                result = self._write_isolating(items)
+                result = self._write_isolating(items, store)
             except RetryableStoreError as exc:
-                self._stats.db_retries += 1
-                self._metrics.db_retries.inc()
+                self._count_retry()
                 now = time.monotonic()
                 if stop.is_set():
                     gave_up_at = gave_up_at or now + self.STOP_GRACE_S
@@ -326,7 +365,7 @@ class IngestWorker:
                             "stopping with %d messages unwritten (database: %s); the broker"
                             " redelivers them to this session", len(items), exc,
                         )
-                        return False
+                        return None
                 pause = self._jittered(delay)
                 logger.warning(
                     "database write failed, keeping %d messages unacked, retry in %.2fs: %s",
@@ -339,23 +378,21 @@ class IngestWorker:
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
                 continue
             self._metrics.write_latency.observe(time.perf_counter() - started)
-            self._acknowledge(items)
-            self._account(items, result)
-            return True
+            return result
 
-    def _write_isolating(self, items: list[Decoded]) -> WriteResult:
+    def _write_isolating(self, items: list[Decoded], store: BatchStore) -> WriteResult:
         """Write; if the database rejects the data, split in halves down to the bad message."""
         try:
-            return self._store.write(items)
+            return store.write(items)
         except RejectedBatchError as exc:
             if len(items) == 1:
-                return self._store.write([_rejected(items[0], exc)])
+                return store.write([_rejected(items[0], exc)])
             logger.warning(
                 "database rejected a batch of %d (%s); splitting to isolate it", len(items), exc
             )
             half = len(items) // 2
-            result = self._write_isolating(items[:half])
-            result += self._write_isolating(items[half:])
+            result = self._write_isolating(items[:half], store)
+            result += self._write_isolating(items[half:], store)
             return result
 
     def _acknowledge(self, items: list[Decoded]) -> None:
@@ -394,13 +431,18 @@ class IngestWorker:
             logger.warning("could not publish the offline state: %s", exc)
         client.disconnect()
         client.loop_stop()
-        self._store.close()
+        for store in self._stores:
+            store.close()
         self.online.clear()
         stats = self.stats
         logger.info(
             "ingest worker %s stopped: %d received, %d written, %d duplicates, %d acked",
             self._config.worker_id, stats.received, stats.written, stats.duplicates, stats.acked,
         )
+
+
+_Job = tuple[int, list[Decoded]]
+"""A batch and its number, which orders the acknowledgements."""
 
 
 def _rejected(item: Decoded, exc: RejectedBatchError) -> Decoded:
