@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -124,8 +124,13 @@ class BatchStore:
         with _translated(), self._connect() as conn:
             return {row[0]: row[1] for row in conn.execute(q.LOAD_REGISTRY)}
 
-    def write(self, items: Sequence[Decoded]) -> WriteResult:
-        """Store ``items`` in one transaction; raises RetryableStoreError or RejectedBatchError."""
+    def write(
+        self, items: Sequence[Decoded], *, before_lock: Callable[[], object] = lambda: None
+    ) -> WriteResult:
+        """Store ``items`` in one transaction; raises RetryableStoreError or RejectedBatchError.
+
+        ``before_lock`` runs once the rows are copied, before the instruments are locked: the
+        worker waits there for the previous batch's turn."""
         batch = _Batch(items)
         try:
             if self._safe_left > 0:
@@ -133,17 +138,24 @@ class BatchStore:
             else:
                 try:
                     with _translated():
-                        return self._write(self._connection(), batch, safe=False)
+                        return self._write(self._connection(), batch, before_lock, safe=False)
                 except RejectedBatchError as exc:
                     logger.debug("fast path refused (%s); writing the batch safely", exc)
                     self._safe_left = self.SAFE_BATCHES_AFTER_CONFLICT
             with _translated():
-                return self._write(self._connection(), batch, safe=True)
+                return self._write(self._connection(), batch, before_lock, safe=True)
         except RetryableStoreError:
             self._discard_if_broken()
             raise
 
-    def _write(self, conn: psycopg.Connection[Any], batch: _Batch, *, safe: bool) -> WriteResult:
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        batch: _Batch,
+        before_lock: Callable[[], object],
+        *,
+        safe: bool,
+    ) -> WriteResult:
         result = WriteResult(messages=len(batch.messages),
                              in_batch_duplicates=batch.in_batch_duplicates)
         with conn.transaction(), conn.cursor() as cur:
@@ -151,7 +163,7 @@ class BatchStore:
                 fresh = self._insert_messages(cur, batch.messages, safe=safe)
                 result.fresh = len(fresh)
                 if fresh:
-                    self._insert_data(cur, fresh, safe=safe)
+                    self._insert_data(cur, fresh, before_lock, safe=safe)
             if batch.dead:
                 cur.execute(q.INSERT_DEAD, [list(col) for col in zip(*batch.dead, strict=True)])
                 result.dead.update(row[0] for row in cur.fetchall())
@@ -182,7 +194,14 @@ class BatchStore:
         keys = {(row[0], row[1]) for row in cur.fetchall()}
         return [it for it in messages if it.key in keys]
 
-    def _insert_data(self, cur: psycopg.Cursor[Any], fresh: list[Decoded], *, safe: bool) -> None:
+    def _insert_data(
+        self,
+        cur: psycopg.Cursor[Any],
+        fresh: list[Decoded],
+        before_lock: Callable[[], object],
+        *,
+        safe: bool,
+    ) -> None:
         samples, live, events = _group(fresh)
         if samples:
             ids = sorted(samples)
@@ -195,6 +214,7 @@ class BatchStore:
             # Under the lock, whatever another transaction committed for these instruments is
             # visible: BEFORE counts the samples from this batch's first one on, and any more
             # than this batch's own mean data arrived in between (the late path recomputes).
+            before_lock()
             cur.execute(q.LOCK_INSTRUMENTS, (ids,))
             cur.execute(q.BEFORE, (ids, [samples[i][0][1] for i in ids]))
             before = {row[0]: (Before(*row[1:8]), row[8]) for row in cur.fetchall()}

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +53,7 @@ class IngestWorker:
     IDLE_POLL_S = 0.05
     ANNOUNCE_COALESCE_S = 0.2
     FILL_POLL_S = 0.002
+    LOCK_TURN_WAIT_S = 1.0
 
     def __init__(self, config: IngestConfig, *, registry: CollectorRegistry | None = None) -> None:
         self._config = config
@@ -71,6 +73,7 @@ class IngestWorker:
             for _ in range(config.writers)
         ]
         self._acks = Turns()
+        self._locks = Turns()
         self._gave_up = False
         """Set once a batch is left unacked at stop: every later one stays unacked too."""
         self._retries_lock = threading.Lock()
@@ -332,8 +335,9 @@ class IngestWorker:
                 result: WriteResult | None = None
                 try:
                     if not self._gave_up:
-                        result = self._write_retrying(items, store, stop)
+                        result = self._write_retrying(number, items, store, stop)
                 finally:  # even on a bug below, so the next batches' turns still come
+                    self._locks.finish(number)
                     with self._acks.turn(number):
                         if result is None:
                             self._gave_up = True
@@ -346,15 +350,23 @@ class IngestWorker:
             stop.set()
 
     def _write_retrying(
-        self, items: list[Decoded], store: BatchStore, stop: threading.Event
+        self, number: int, items: list[Decoded], store: BatchStore, stop: threading.Event
     ) -> WriteResult | None:
-        """Write ``items``, retrying while the database fails; None if given up at stop."""
+        """Write batch ``number``, retrying while the database fails; None if given up at stop.
+
+        Its instruments are locked after the previous batch's write ended, or after
+        ``LOCK_TURN_WAIT_S``: the previous writer may be waiting, inside PostgreSQL, for a
+        key this batch copied, a wait PostgreSQL cannot see through."""
+
+        def my_turn() -> None:
+            self._locks.wait(number, self.LOCK_TURN_WAIT_S)
+
         delay = self.INITIAL_BACKOFF_S
         gave_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                result = self._write_isolating(items, store)
+                result = self._write_isolating(items, store, my_turn)
             except RetryableStoreError as exc:
                 self._count_retry()
                 now = time.monotonic()
@@ -380,19 +392,21 @@ class IngestWorker:
             self._metrics.write_latency.observe(time.perf_counter() - started)
             return result
 
-    def _write_isolating(self, items: list[Decoded], store: BatchStore) -> WriteResult:
+    def _write_isolating(
+        self, items: list[Decoded], store: BatchStore, my_turn: Callable[[], None]
+    ) -> WriteResult:
         """Write; if the database rejects the data, split in halves down to the bad message."""
         try:
-            return store.write(items)
+            return store.write(items, before_lock=my_turn)
         except RejectedBatchError as exc:
             if len(items) == 1:
-                return store.write([_rejected(items[0], exc)])
+                return store.write([_rejected(items[0], exc)], before_lock=my_turn)
             logger.warning(
                 "database rejected a batch of %d (%s); splitting to isolate it", len(items), exc
             )
             half = len(items) // 2
-            result = self._write_isolating(items[:half], store)
-            result += self._write_isolating(items[half:], store)
+            result = self._write_isolating(items[:half], store, my_turn)
+            result += self._write_isolating(items[half:], store, my_turn)
             return result
 
     def _acknowledge(self, items: list[Decoded]) -> None:

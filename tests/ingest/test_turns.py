@@ -46,3 +46,14 @@ def test_a_step_waits_for_its_predecessor() -> None:
         pass
     assert entered.wait(5)
     t.join(5)
+
+
+def test_a_step_that_gave_up_waiting_finishes_without_releasing_later_ones() -> None:
+    turns = Turns()
+    assert not turns.wait(1, timeout=0.05)  # step 0 has not finished
+    turns.finish(1)  # step 1 went ahead anyway
+    assert not turns.wait(2, timeout=0.05)  # step 2 still waits for step 0
+    turns.finish(0)
+    assert turns.wait(2, timeout=0)
+    turns.finish(0)  # finishing twice (a retried step) changes nothing
+    assert not turns.wait(3, timeout=0)
