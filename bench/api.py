@@ -220,7 +220,7 @@ def main() -> None:
         while not server.started:
             time.sleep(0.02)
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600,
                               headers={"Authorization": f"Bearer {token}"}) as client:
                 board = _measure(client, "/status", {"limit": str(args.instruments)}, args.runs)
                 count = client.get("/status", params={"limit": "1"}).json()["total"]

@@ -77,6 +77,8 @@ class IngestWorker:
         self._gave_up = False
         """Set once a batch is left unacked at stop: every later one stays unacked too."""
         self._retries_lock = threading.Lock()
+        self._failed: list[str] = []
+        """Threads that died of an unexpected error: ``run`` raises once it has shut down."""
         self._decoder = Decoder(
             prefix=config.topic_prefix,
             registry=InstrumentRegistry(loader=self._stores[0].load_registry),
@@ -192,7 +194,10 @@ class IngestWorker:
     # -- main loop --------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set, then flush, commit, ack, go offline and disconnect."""
+        """Consume until ``stop`` is set, then flush, commit, ack, go offline and disconnect.
+
+        Raises RuntimeError, once shut down, if the decoding or a writing thread died of an
+        unexpected error (what it held stays unacknowledged, for redelivery)."""
         cfg = self._config
         addr = cfg.mqtt
         logger.info(
@@ -232,6 +237,8 @@ class IngestWorker:
             self._birth_seen.set()  # wakes the announcer, which sees ``stop``
             announcer.join(self.STOP_GRACE_S)  # its last "online" must precede our "offline"
             self._shutdown()
+        if self._failed:
+            raise RuntimeError(f"ingest worker stopped: {', '.join(self._failed)} failed")
 
     # -- decoding thread --------------------------------------------------------------------
 
@@ -247,8 +254,7 @@ class IngestWorker:
                 elif stop.is_set() and not self._inbox:
                     return
         except Exception:
-            logger.exception("decoding failed; the worker stops")
-            stop.set()
+            self._fail("decoding", stop)
         finally:
             out.put(None)
 
@@ -346,8 +352,12 @@ class IngestWorker:
                             self._account(items, result)
             batches.put(None)  # the decoder's last word, passed on to the next writer
         except Exception:
-            logger.exception("writing failed; the worker stops")
-            stop.set()
+            self._fail("writing", stop)
+
+    def _fail(self, what: str, stop: threading.Event) -> None:
+        logger.exception("%s failed; the worker stops", what)
+        self._failed.append(what)
+        stop.set()
 
     def _write_retrying(
         self, number: int, items: list[Decoded], store: BatchStore, stop: threading.Event

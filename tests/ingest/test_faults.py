@@ -21,7 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg import conninfo
 
-from ingest import IngestWorker
+from ingest import IngestConfig, IngestWorker
+from ingest._store import BatchStore
 from instrushare.protocol import Topics
 from instrushare.settings import MqttAddress
 from tests.services import Mosquitto, TcpProxy
@@ -263,3 +264,49 @@ def test_sigterm_flushes_commits_acks_and_goes_offline(
         client.loop_stop()
     assert redelivered == []
     assert b'"offline"' in states[-1]
+
+
+def test_a_writer_that_breaks_stops_the_worker_loudly_and_acks_nothing(
+    database_url: str,
+    mqtt_url: str,
+    topic_prefix: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected error in a writing thread (a bug, not a database failure) stops the
+    worker with an error; the batch it held is redelivered to the next run."""
+    _register_all(database_url)
+    worker_id = f"broken-{topic_prefix}"
+    worker = IngestWorker(IngestConfig(  # type: ignore[call-arg]
+        DATABASE_URL=database_url, MQTT_URL=mqtt_url, topic_prefix=topic_prefix,
+        worker_id=worker_id, share_group=f"g{topic_prefix}", batch_max_delay_s=0.05,
+    ))
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise ZeroDivisionError("a bug in the store")
+
+    monkeypatch.setattr(BatchStore, "write", broken)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(threading.Event())
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert worker.online.wait(10)
+    publisher.publish_all(_load(topics, range(0, 20)))
+    thread.join(30)
+    assert not thread.is_alive(), "the worker did not stop"
+    monkeypatch.undo()
+    assert [str(e) for e in raised] == ["ingest worker stopped: writing failed"]
+    assert worker.stats.acked == 0
+    assert count(database_url, "ingested_message") == 0
+    second = start_worker(database_url, worker_id=worker_id)
+    wait_until(lambda: count(database_url, "ingested_message") == 20, what="redelivery")
+    second.halt()
+    assert count(database_url, "state_sample") == 20
