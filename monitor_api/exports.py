@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from openpyxl import Workbook
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -68,18 +68,13 @@ def _cell(value: Any) -> Any:
 def render(
     body: dict[str, Any], rows: Sequence[dict[str, Any]],
     columns: Sequence[tuple[str, str, str]], fmt: Format, lang: Lang, name: str,
-) -> Response:
-    """JSON returns ``body``; CSV and XLSX return ``rows`` as a downloadable file."""
+) -> Response | dict[str, Any]:
+    """JSON returns ``body``, which the route's response model then checks and serialises
+    (so the body is what the OpenAPI schema says); CSV and XLSX return ``rows`` as a file."""
     if fmt is Format.JSON:
-        return JSONResponse(_jsonable(body))
+        return body
     if fmt is Format.CSV:
         return Response(to_csv(rows, columns, lang), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     return Response(to_xlsx(rows, columns, lang, name), media_type=XLSX_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
-
-
-def _jsonable(value: Any) -> Any:
-    from fastapi.encoders import jsonable_encoder
-
-    return jsonable_encoder(value)

@@ -194,18 +194,3 @@ class ImportError_(BaseModel):
 
 class ImportResult(BaseModel):
     imported: int
-
-
-class ComplianceItem(BaseModel):
-    instrument_id: str
-    name: str
-    institution_id: str
-    value_rmb: Decimal
-    accepted_on: date
-    deadline: date
-    deadline_estimated: bool = Field(
-        description="Part of the count fell in a year the official calendar does not know;"
-        " Monday to Friday were counted as working days there."
-    )
-    networked_on: date | None
-    working_days_late: int

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor_api.schemas import Page
+from monitor_api.schemas import Money, Page
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 
 Grade = Literal["优秀", "良好", "合格", "不合格"]
@@ -39,7 +39,7 @@ _SILENT: dict[str, Any] = {
 
 _OVERDUE: dict[str, Any] = {
     "instrument_id": "xrd-1", "name": "X射线衍射仪", "institution_id": "neu",
-    "value_rmb": 1850000.0, "accepted_on": "2025-01-06",
+    "value_rmb": "1850000.00", "accepted_on": "2025-01-06",
     "deadline": "2025-02-24", "deadline_estimated": False,
     "networked_on": None, "working_days_late": 219}
 
@@ -183,7 +183,7 @@ class OverdueRegistration(BaseModel):
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit the instrument belongs to.")
-    value_rmb: float = Field(description="Original value (RMB), at or above the threshold.")
+    value_rmb: Money = Field(description="Original value (RMB), at or above the threshold.")
     accepted_on: date = Field(description="Acceptance date.")
     deadline: date = Field(description="Last day to be networked (working days counted).")
     deadline_estimated: bool = Field(

@@ -96,7 +96,7 @@ async def evaluate_instruments(
     conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
-) -> Response:
+) -> Response | dict[str, Any]:
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
     scored, _names = await _scored(conn, pool, settings, year)
     scored = rounded(scored)
@@ -112,7 +112,7 @@ async def evaluate_institutions(
     conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
-) -> Response:
+) -> Response | dict[str, Any]:
     """Institutions ranked by the mean score of their instruments (ties: sharing score)."""
     scored, names = await _scored(conn, pool, settings, year)
     ranked = rounded(score_institutions(scored, names, settings.evaluation))
@@ -128,7 +128,7 @@ async def low_utilisation(
     below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
-) -> Response:
+) -> Response | dict[str, Any]:
     """Instruments whose effective hours stay below the threshold (pro rata for this year)."""
     start, end, fraction = _year_fraction(year)
     threshold = (below_hours if below_hours is not None
@@ -148,7 +148,7 @@ async def silent_instruments(
     days: Annotated[int | None, Query(ge=1, le=3650)] = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
-) -> Response:
+) -> Response | dict[str, Any]:
     """Instruments with no data, or an offline gateway, for more than ``days`` days."""
     n = days if days is not None else settings.evaluation.silent_days
     rows = await fetch_all(
@@ -180,7 +180,7 @@ async def overdue_registrations(
     conn: DbConn, _: Evaluator, settings: Settings, as_of: Day | None = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
-) -> Response:
+) -> Response | dict[str, Any]:
     """Instruments at or above the threshold networked late or not yet (working days)."""
     items = await overdue_list(conn, None, settings.compliance_threshold_rmb,
                                settings.compliance_working_days, as_of)

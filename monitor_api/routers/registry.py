@@ -15,7 +15,6 @@ from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
 from monitor_api.schemas import (
-    ComplianceItem,
     Day,
     ImportResult,
     Institution,
@@ -28,6 +27,7 @@ from monitor_api.schemas import (
     Offset,
     Page,
 )
+from monitor_api.schemas_evaluation import OverdueRegistrations
 from monitor_api.settings import TIMEZONE
 from monitor_api.workdays import add_working_days, working_days_between
 
@@ -250,7 +250,7 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
     return {"imported": len(rows)}
 
 
-@router.get("/compliance/overdue", response_model=Page[ComplianceItem])
+@router.get("/compliance/overdue", response_model=OverdueRegistrations)
 async def overdue_registrations(
     conn: DbConn,
     caller: Reader,

@@ -80,7 +80,7 @@ async def utilisation(
     lang: Lang = Lang.BOTH,
     limit: Limit = 1000,
     offset: Offset = 0,
-) -> Response:
+) -> Response | dict[str, Any]:
     """Effective and external hours, openness, availability, bookings and service figures.
 
     JSON is paged; CSV and XLSX hold every row. Definitions: docs/metrics.md.

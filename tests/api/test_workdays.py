@@ -74,6 +74,12 @@ def test_overdue_registrations_endpoint(api: Api) -> None:
         mine = c.get("/compliance/overdue", params={"as_of": "2026-03-10"}).json()
     assert [i["instrument_id"] for i in mine["items"]] == ["late1"]
     assert items["late1"]["deadline_estimated"] is False
+    # Registry amounts are exact decimals, as in the instrument records, in both lists.
+    assert items["late1"]["value_rmb"] == "300000.00"
+    with api.as_("evaluator") as c:
+        listed = c.get("/evaluation/overdue-registrations", params={"as_of": "2026-03-10"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == r.json()["items"]
 
 
 def test_unknown_calendar_years_are_estimated_per_instrument(api: Api) -> None:
