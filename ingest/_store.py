@@ -212,8 +212,8 @@ class BatchStore:
                 cur.execute(q.INSERT_SAMPLES)
                 all_stored = cur.rowcount == len(rows)
             # Under the lock, whatever another transaction committed for these instruments is
-            # visible: BEFORE counts the samples from this batch's first one on, and any more
-            # than this batch's own mean data arrived in between (the late path recomputes).
+            # visible. BEFORE counts the samples from this batch's first one on: any beyond the
+            # batch's own arrived in between, and the late path recomputes those instruments.
             before_lock()
             cur.execute(q.LOCK_INSTRUMENTS, (ids,))
             cur.execute(q.BEFORE, (ids, [samples[i][0][1] for i in ids]))
