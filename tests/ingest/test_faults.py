@@ -1,4 +1,5 @@
-"""Faults: database outage, two workers sharing the load, kill -9 and SIGTERM of the process."""
+"""Faults: database outage, two workers sharing the load, kill -9 and SIGTERM of the process,
+a writing thread that breaks."""
 
 from __future__ import annotations
 
