@@ -44,6 +44,12 @@ _OVERDUE: dict[str, Any] = {
     "networked_on": None, "working_days_late": 219}
 
 
+def _page_config(item: dict[str, Any], **fields: Any) -> ConfigDict:
+    """A page model's configuration, its example holding ``fields`` and the one ``item``."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {**fields, "items": [item], "total": 1, "limit": 1000, "offset": 0}]})
+
+
 class EvaluatedInstrument(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -75,15 +81,7 @@ class EvaluatedInstrument(BaseModel):
 class InstrumentEvaluation(Page[EvaluatedInstrument]):
     """Instruments by score, highest first (ties: sharing score, then id)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"year": 2025, "items": [_INSTRUMENT],
-                 "total": 1, "limit": 1000, "offset": 0}
-            ]
-        },
-    )
+    model_config = _page_config(_INSTRUMENT, year=2025)
 
     year: int = Field(description="Year evaluated.")
 
@@ -110,15 +108,7 @@ class EvaluatedInstitution(BaseModel):
 class InstitutionEvaluation(Page[EvaluatedInstitution]):
     """Institutions ranked by the mean score of their instruments."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"year": 2025, "items": [_INSTITUTION],
-                 "total": 1, "limit": 1000, "offset": 0}
-            ]
-        },
-    )
+    model_config = _page_config(_INSTITUTION, year=2025)
 
     year: int = Field(description="Year evaluated.")
 
@@ -126,15 +116,7 @@ class InstitutionEvaluation(Page[EvaluatedInstitution]):
 class LowUtilisation(Page[Figures]):
     """Instruments whose effective hours stay below the threshold, by id."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"year": 2025, "below_hours": 400.0, "items": [FIGURES_EXAMPLE],
-                 "total": 1, "limit": 1000, "offset": 0}
-            ]
-        },
-    )
+    model_config = _page_config(FIGURES_EXAMPLE, year=2025, below_hours=400.0)
 
     year: int = Field(description="Year evaluated.")
     below_hours: float = Field(
@@ -161,15 +143,7 @@ class SilentInstrument(BaseModel):
 class SilentInstruments(Page[SilentInstrument]):
     """Instruments silent for more than ``days`` days, never heard from first."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"days": 30, "items": [_SILENT],
-                 "total": 1, "limit": 1000, "offset": 0}
-            ]
-        },
-    )
+    model_config = _page_config(_SILENT, days=30)
 
     days: int = Field(description="Days of silence applied.")
 
@@ -199,13 +173,5 @@ class OverdueRegistration(BaseModel):
 class OverdueRegistrations(Page[OverdueRegistration]):
     """Registrations networked late or not yet, by acceptance date."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"items": [_OVERDUE],
-                 "total": 1, "limit": 1000, "offset": 0}
-            ]
-        },
-    )
+    model_config = _page_config(_OVERDUE)
 
