@@ -7,43 +7,42 @@ from typing import Any
 
 from psycopg import sql
 
-from monitor_api.db import Conn, fetch_all, fetch_one
+from monitor_api.db import Conn, fetch_all
 from monitor_api.queries.common import Where
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
-# announced itself offline; otherwise the state last reported.
+# announced itself offline; otherwise the state last reported. ``derived`` is inlined into both
+# subqueries: the page then streams in id order through the primary keys (no sort of the whole
+# board) and the count skips the JSON. The items come back as UTF-8 bytes in binary format
+# and the route wraps them, so the board's megabytes are not copied into an envelope by
+# PostgreSQL, hex-encoded on the wire, or decoded and re-encoded in Python.
 _BOARD = """
 WITH RECURSIVE tree(id) AS (
     SELECT id FROM institution WHERE id = %(institution)s
     UNION SELECT c.id FROM institution c JOIN tree ON c.parent_id = tree.id
-), board AS (
-    SELECT i.id AS instrument_id, i.name, i.institution_id, i.category_code,
-           (s.instrument_id IS NOT NULL AND g.online IS NOT FALSE
-            AND s.last_ts >= now() - %(timeout)s) AS online,
-           s.state AS reported_state, s.since AS state_since, s.last_ts,
-           s.user_id, s.power_w, s.gateway_id
+), derived AS NOT MATERIALIZED (
+    SELECT i.id AS instrument_id, i.name, i.institution_id, i.category_code, o.online,
+           CASE WHEN o.online THEN s.state ELSE 'offline' END AS state,
+           CASE WHEN o.online THEN s.since ELSE s.last_ts END AS since,
+           CASE WHEN o.online THEN s.user_id END AS user_id,
+           CASE WHEN o.online THEN s.power_w END AS power_w,
+           s.last_ts, s.gateway_id
     FROM instrument i
     LEFT JOIN instrument_status s ON s.instrument_id = i.id
     LEFT JOIN gateway g ON g.id = s.gateway_id
+    CROSS JOIN LATERAL (
+        SELECT s.instrument_id IS NOT NULL AND g.online IS NOT FALSE
+               AND s.last_ts >= now() - %(timeout)s AS online
+    ) o
     WHERE (%(institution)s::text IS NULL OR i.institution_id IN (SELECT id FROM tree))
       AND {where}
-), derived AS (
-    SELECT instrument_id, name, institution_id, category_code, online,
-           CASE WHEN online THEN reported_state ELSE 'offline' END AS state,
-           CASE WHEN online THEN state_since ELSE last_ts END AS since,
-           CASE WHEN online THEN user_id END AS user_id,
-           CASE WHEN online THEN power_w END AS power_w,
-           last_ts, gateway_id
-    FROM board
-), filtered AS (
+), filtered AS NOT MATERIALIZED (
     SELECT * FROM derived WHERE %(state)s::text IS NULL OR state = %(state)s
 )
-SELECT json_build_object(
-    'items', coalesce((SELECT json_agg(p) FROM (
-        SELECT * FROM filtered ORDER BY instrument_id LIMIT %(limit)s OFFSET %(offset)s) p),
-        '[]'::json),
-    'total', (SELECT count(*) FROM filtered),
-    'limit', %(limit)s::int, 'offset', %(offset)s::int)::text AS body
+SELECT (SELECT convert_to(coalesce(json_agg(p), '[]')::text, 'UTF8') FROM (
+            SELECT * FROM filtered ORDER BY instrument_id LIMIT %(limit)s OFFSET %(offset)s
+        ) p) AS items,
+       (SELECT count(*) FROM filtered) AS total
 """
 
 
@@ -57,22 +56,23 @@ async def status_board(
     instrument_ids: list[str] | None = None,
     limit: int,
     offset: int,
-) -> str:
-    """The board page as JSON text, ready to send."""
+) -> tuple[bytes, int]:
+    """One page of the board as a JSON array (UTF-8), and how many items all pages hold."""
     where = Where()
     if category is not None:
         where.add("i.category_code LIKE %(cat)s", cat=category + "%")
     if instrument_ids is not None:
         where.add("i.id = ANY(%(ids)s)", ids=instrument_ids)
     query = sql.SQL(_BOARD).format(where=where.sql())
-    row = await fetch_one(
-        conn,
+    cur = await conn.execute(
         query,
         {**where.params, "timeout": timeout, "institution": institution, "state": state,
          "limit": limit, "offset": offset},
+        binary=True,
     )
+    row = await cur.fetchone()
     assert row is not None
-    return str(row["body"])
+    return bytes(row["items"]), int(row["total"])
 
 
 async def changed_instruments(

@@ -88,11 +88,12 @@ async def status_board(
     """Every instrument's live state; ``institution_id`` includes its sub-units.
 
     A lab manager sees their own institution's instruments only."""
-    body = await q.status_board(
+    items, total = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=_scope(caller, institution_id),
         category=category, state=state, limit=limit, offset=offset,
     )
-    return Response(content=body, media_type="application/json")
+    page = b'{"items":%b,"total":%d,"limit":%d,"offset":%d}' % (items, total, limit, offset)
+    return Response(content=page, media_type="application/json")
 
 
 def _period(start: datetime, end: datetime) -> None:
@@ -107,11 +108,11 @@ async def instrument_detail(
     conn: DbConn, caller: Caller, settings: Settings, instrument_id: str
 ) -> dict[str, Any]:
     instrument = await visible_instrument(conn, caller, instrument_id)
-    body = await q.status_board(
+    items, _ = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
         instrument_ids=[instrument_id], limit=1, offset=0,
     )
-    return {"instrument": instrument, "status": json.loads(body)["items"][0]}
+    return {"instrument": instrument, "status": json.loads(items)[0]}
 
 
 @router.get("/instruments/{instrument_id}/timeline", response_model=Page[Interval])
@@ -190,11 +191,11 @@ async def _changes(
     seen: dict[str, tuple[Any, ...]] = {}
     async with pool.connection() as conn:
         now = await _db_now(conn)
-        board = json.loads(await q.status_board(
+        board, _ = await q.status_board(
             conn, timeout=settings.heartbeat_timeout, institution=institution,
             category=category, state=None, limit=1_000_000, offset=0,
-        ))
-    for item in board["items"]:
+        )
+    for item in json.loads(board):
         seen[item["instrument_id"]] = _key(item)
     yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
     last_beat = time.monotonic()
@@ -208,11 +209,12 @@ async def _changes(
             )
             items: list[dict[str, Any]] = []
             if ids:
-                items = json.loads(await q.status_board(
+                changed, _ = await q.status_board(
                     conn, timeout=settings.heartbeat_timeout, institution=institution,
                     category=category, state=None, instrument_ids=ids, limit=len(ids),
                     offset=0,
-                ))["items"]
+                )
+                items = json.loads(changed)
         for item in items:
             key = _key(item)
             if seen.get(item["instrument_id"]) != key:
