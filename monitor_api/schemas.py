@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -43,6 +43,12 @@ Moment = Annotated[AwareDatetime, AfterValidator(_check_moment)]
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
+def example_config(example: dict[str, Any]) -> ConfigDict:
+    """A model that refuses unknown fields (a typo is an error, not a silent default) and
+    shows ``example`` in the OpenAPI schema."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a list; ``total`` counts every matching item."""
 
@@ -61,14 +67,9 @@ class Tier(StrEnum):
 
 
 class InstitutionIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"id": "dlut-ac", "name": "大连理工大学分析测试中心", "parent_id": "dlut",
-                 "tier": "voucher", "region": "大连", "kind": "analysis centre"}
-            ]
-        },
+    model_config = example_config(
+        {"id": "dlut-ac", "name": "大连理工大学分析测试中心", "parent_id": "dlut",
+         "tier": "voucher", "region": "大连", "kind": "analysis centre"}
     )
 
     id: Identifier
@@ -105,17 +106,12 @@ class InstrumentSettingsFields(BaseModel):
 
 
 class InstrumentIn(InstrumentSettingsFields):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
-                 "model": "AVANCE NEO 600", "maker": "Bruker", "category_code": "010401",
-                 "value_rmb": "5200000.00", "accepted_on": "2025-03-10",
-                 "networked_on": "2025-04-01", "location": "B楼101", "open_to_outside": True,
-                 "fee_schedule": "校外 600 元/小时", "gateway_id": "gw-dlut-1"}
-            ]
-        },
+    model_config = example_config(
+        {"id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
+         "model": "AVANCE NEO 600", "maker": "Bruker", "category_code": "010401",
+         "value_rmb": "5200000.00", "accepted_on": "2025-03-10",
+         "networked_on": "2025-04-01", "location": "B楼101", "open_to_outside": True,
+         "fee_schedule": "校外 600 元/小时", "gateway_id": "gw-dlut-1"}
     )
 
     id: Identifier
@@ -163,14 +159,9 @@ class InstrumentPatch(BaseModel):
 
 
 class UserIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"id": "u-li", "name": "李明", "institution_id": "neu",
-                 "organisation": "东北大学", "email": "li@example.org", "approved": True}
-            ]
-        },
+    model_config = example_config(
+        {"id": "u-li", "name": "李明", "institution_id": "neu",
+         "organisation": "东北大学", "email": "li@example.org", "approved": True}
     )
 
     id: Identifier

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Moment, Money, Text
+from monitor_api.schemas import Moment, Money, Text, example_config
 
 
 class CertLevel(StrEnum):
@@ -34,13 +34,10 @@ class BookingStatus(StrEnum):
 
 
 class CertificationIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{
-            "user_id": "u-li", "instrument_id": "nmr-600", "level": "self",
-            "valid_from": "2026-01-01T00:00:00+08:00", "valid_until": "2027-01-01T00:00:00+08:00",
-            "issued_by": "王工"}]},
-    )
+    model_config = example_config({
+        "user_id": "u-li", "instrument_id": "nmr-600", "level": "self",
+        "valid_from": "2026-01-01T00:00:00+08:00", "valid_until": "2027-01-01T00:00:00+08:00",
+        "issued_by": "王工"})
 
     user_id: Identifier
     instrument_id: Identifier
@@ -69,12 +66,9 @@ class Certification(BaseModel):
 
 
 class BookingIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{
-            "instrument_id": "nmr-600", "kind": "self", "start": "2026-12-01T09:00:00+08:00",
-            "end": "2026-12-01T12:00:00+08:00", "purpose": "research"}]},
-    )
+    model_config = example_config({
+        "instrument_id": "nmr-600", "kind": "self", "start": "2026-12-01T09:00:00+08:00",
+        "end": "2026-12-01T12:00:00+08:00", "purpose": "research"})
 
     instrument_id: Identifier
     kind: BookingKind
@@ -113,11 +107,8 @@ class Decision(BaseModel):
 
 
 class ServiceRecordIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{
-            "contract_no": "SY-2026-0042", "fee_rmb": "1800.00", "voucher_rmb": "900.00"}]},
-    )
+    model_config = example_config(
+        {"contract_no": "SY-2026-0042", "fee_rmb": "1800.00", "voucher_rmb": "900.00"})
 
     contract_no: Text = ""
     fee_rmb: Money = Decimal(0)
@@ -131,8 +122,7 @@ class ServiceRecordIn(BaseModel):
 
 
 class RatingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"rating": 5, "comment": "数据质量好，服务及时"}]})
+    model_config = example_config({"rating": 5, "comment": "数据质量好，服务及时"})
 
     rating: int = Field(ge=1, le=5, description="1 (poor) to 5 (excellent)")
     comment: Text = ""

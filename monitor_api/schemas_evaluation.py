@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor_api.schemas import Money, Page
+from monitor_api.schemas import Money, Page, example_config
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 
 Grade = Literal["优秀", "良好", "合格", "不合格"]
@@ -46,15 +46,11 @@ _OVERDUE: dict[str, Any] = {
 
 def _page_config(item: dict[str, Any], **fields: Any) -> ConfigDict:
     """A page model's configuration, its example holding ``fields`` and the one ``item``."""
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {**fields, "items": [item], "total": 1, "limit": 1000, "offset": 0}]})
+    return example_config({**fields, "items": [item], "total": 1, "limit": 1000, "offset": 0})
 
 
 class EvaluatedInstrument(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [_INSTRUMENT]},
-    )
+    model_config = example_config(_INSTRUMENT)
 
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
@@ -87,10 +83,7 @@ class InstrumentEvaluation(Page[EvaluatedInstrument]):
 
 
 class EvaluatedInstitution(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [_INSTITUTION]},
-    )
+    model_config = example_config(_INSTITUTION)
 
     institution_id: str = Field(description="Top-level institution (sub-units included).")
     name: str = Field(description="Institution name (its id when it has none).")
@@ -126,10 +119,7 @@ class LowUtilisation(Page[Figures]):
 
 
 class SilentInstrument(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [_SILENT]},
-    )
+    model_config = example_config(_SILENT)
 
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
@@ -149,10 +139,7 @@ class SilentInstruments(Page[SilentInstrument]):
 
 
 class OverdueRegistration(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [_OVERDUE]},
-    )
+    model_config = example_config(_OVERDUE)
 
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from monitor_api.schemas import example_config
 
 FIGURES_EXAMPLE: dict[str, Any] = {
     "key": "xrd-1", "name": "X射线衍射仪", "instruments": 1, "sessions": 12,
@@ -22,10 +24,7 @@ class Figures(BaseModel):
     """One row of /reports/utilisation (an instrument, unit, institution, category or region),
     and of the evaluation's low-utilisation list."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [FIGURES_EXAMPLE]},
-    )
+    model_config = example_config(FIGURES_EXAMPLE)
 
     key: str = Field(description="The group: instrument or institution id, category or region.")
     name: str = Field(description="Instrument or institution name; the code or region otherwise.")
