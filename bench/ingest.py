@@ -113,60 +113,61 @@ def _publish(port: int, load: list[tuple[str, bytes]]) -> None:
     c.loop_stop()
 
 
+class _Arrivals:
+    """Counts the messages a receiver gets from its queued session, timed from the first."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.got = 0
+        self.t0 = 0.0
+        self.done = threading.Event()
+
+    def arrived(self) -> None:
+        if not self.got:
+            self.t0 = time.perf_counter()
+        self.got += 1
+        if self.got >= self.n:
+            self.done.set()
+
+    def rate(self, client: mqtt.Client, port: int) -> float:
+        """Connect ``client`` to its session, wait for all n messages; messages/s."""
+        client.connect("127.0.0.1", port, clean_start=False, properties=_props())
+        client.loop_start()
+        assert self.done.wait(600), f"received {self.got} of {self.n}"
+        elapsed = time.perf_counter() - self.t0
+        client.disconnect()
+        client.loop_stop()
+        return self.n / elapsed
+
+
 def _bare_receive(port: int, client_id: str, n: int) -> float:
     """Messages/s a bare paho client receives (acking each at once) from its queued session."""
-    got = 0
-    done = threading.Event()
-    c = _client(client_id, manual_ack=True)
-    t0 = 0.0
+    arrivals = _Arrivals(n)
 
     def on_message(client: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
-        nonlocal got, t0
-        if not got:
-            t0 = time.perf_counter()
         client.ack(m.mid, m.qos)
-        got += 1
-        if got >= n:
-            done.set()
+        arrivals.arrived()
 
+    c = _client(client_id, manual_ack=True)
     c.on_message = on_message
-    c.connect("127.0.0.1", port, clean_start=False, properties=_props())
-    c.loop_start()
-    assert done.wait(600), f"bare client got {got}/{n}"
-    elapsed = time.perf_counter() - t0
-    c.disconnect()
-    c.loop_stop()
-    return n / elapsed
+    return arrivals.rate(c, port)
 
 
 def _lean_receive(port: int, client_id: str, n: int) -> float:
     """Messages/s received through the worker's lean path, acked in batches of 100."""
-    got = 0
-    done = threading.Event()
-    t0 = 0.0
+    arrivals = _Arrivals(n)
     mids: list[int] = []
 
     def deliver(_topic: str, _payload: bytes | bytearray, mid: int, _qos: int) -> None:
-        nonlocal got, t0
-        if not got:
-            t0 = time.perf_counter()
-        got += 1
         mids.append(mid)
-        if len(mids) >= 100 or got >= n:
+        if len(mids) >= 100 or arrivals.got + 1 >= n:
             c.ack_all(mids)
             mids.clear()
-        if got >= n:
-            done.set()
+        arrivals.arrived()
 
     c = LeanClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                    manual_ack=True, deliver=deliver)
-    c.connect("127.0.0.1", port, clean_start=False, properties=_props())
-    c.loop_start()
-    assert done.wait(600), f"lean client got {got}/{n}"
-    elapsed = time.perf_counter() - t0
-    c.disconnect()
-    c.loop_stop()
-    return n / elapsed
+    return arrivals.rate(c, port)
 
 
 _SAMPLE_TYPES = ["text", "timestamptz", "text", "float8", "text", "jsonb", "text", "int8"]
