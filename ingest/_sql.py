@@ -187,7 +187,10 @@ RETURNING reason
 
 LOAD_REGISTRY = "SELECT id, gateway_id FROM instrument"
 
-# A birth applies unless a newer session is stored or this very session already ended.
+# A birth applies unless a newer session is stored or this very session already ended. One
+# exception: a gateway whose storage was replaced counts bd_seq from 0 again, so a birth with
+# a lower bd_seq applies too when the gateway is offline and the birth is later than going
+# offline by more than the clock skew tolerated (a stale birth never is, docs/protocol.md).
 GATEWAY_BIRTH = """
 INSERT INTO gateway AS g (id, bd_seq, online, changed_at, instruments, software)
 VALUES (%(id)s, %(bd_seq)s, true, %(ts)s, %(instruments)s, %(software)s)
@@ -195,6 +198,7 @@ ON CONFLICT (id) DO UPDATE SET
     bd_seq = EXCLUDED.bd_seq, online = true, changed_at = EXCLUDED.changed_at,
     instruments = EXCLUDED.instruments, software = EXCLUDED.software
 WHERE EXCLUDED.bd_seq > g.bd_seq OR (EXCLUDED.bd_seq = g.bd_seq AND g.online)
+   OR (NOT g.online AND EXCLUDED.changed_at > g.changed_at + %(skew)s)
 """
 
 # A will counts only for the session it belongs to: an older bd_seq is a stale will.

@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
+from instrushare.protocol import MAX_FUTURE_SKEW
+
 from . import _sql as q
 from ._decode import Decoded, EventRow, SampleRow
 from ._derive import Before, SessionRow, StatusRow, appended_sessions, in_order, status_row
@@ -176,6 +178,7 @@ class BatchStore:
                     "ts": state.ts or it.received_at,
                     "instruments": list(state.instruments),
                     "software": state.software,
+                    "skew": MAX_FUTURE_SKEW,
                 }
                 cur.execute(q.GATEWAY_BIRTH if state.status == "online" else q.GATEWAY_DEATH,
                             params)

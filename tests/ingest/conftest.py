@@ -83,9 +83,12 @@ def data_message(
     )
 
 
-def gateway_state(gateway: str, status: str, bd_seq: int) -> bytes:
+def gateway_state(
+    gateway: str, status: str, bd_seq: int, ts: datetime | None = None
+) -> bytes:
+    """A birth or will as the gateway sends it, stamped ``ts`` (default: now)."""
     return dumps(GatewayState(v=1, gateway=gateway, status=status, bd_seq=bd_seq,  # type: ignore[arg-type]
-                              ts=datetime.now(UTC), instruments=["i1"]))
+                              ts=ts or datetime.now(UTC), instruments=["i1"]))
 
 
 class Publisher:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from instrushare.protocol import Topics
 
@@ -94,6 +94,38 @@ def test_messages_stored_once_with_status_and_sessions(
     stats = handle.worker.stats
     assert stats.received == stats.acked == 58
     assert stats.written == 45 and stats.duplicates == 10
+
+
+def test_a_gateway_with_replaced_storage_comes_online_again_stale_births_do_not(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    """A new outbox counts bd_seq from 0 again. Its birth applies once the gateway has been
+    offline for longer than the clock skew tolerated; a stale birth of an older session, and
+    a lower bd_seq within that window, leave the offline gateway as it is."""
+    went_offline = datetime.now(UTC) - timedelta(hours=1)
+    query(database_url, "INSERT INTO gateway (id, bd_seq, online, changed_at)"
+          " VALUES ('gw1', 57, false, %s) RETURNING id", (went_offline,))
+    handle = start_worker(database_url)
+    state = topics.gateway_state("gw1")
+    publisher.publish_all([
+        (state, gateway_state("gw1", "online", 56, ts=went_offline - timedelta(minutes=5))),
+        (state, gateway_state("gw1", "online", 2, ts=went_offline + timedelta(seconds=299))),
+    ])
+    wait_until(lambda: handle.worker.stats.acked == 2, what="both births handled")
+    assert query(database_url, "SELECT bd_seq, online FROM gateway") == [(57, False)]
+
+    publisher.publish_all([(state, gateway_state("gw1", "online", 1))])
+    wait_until(lambda: query(database_url, "SELECT bd_seq, online FROM gateway") == [(1, True)],
+               what="the replaced gateway online")
+    publisher.publish_all([(state, gateway_state("gw1", "offline", 57))])  # the old session's
+    wait_until(lambda: handle.worker.stats.acked == 4, what="the old will handled")
+    assert query(database_url, "SELECT bd_seq, online FROM gateway") == [(1, True)]
+    publisher.publish_all([(state, gateway_state("gw1", "offline", 1))])
+    wait_until(lambda: query(database_url, "SELECT online FROM gateway") == [(False,)],
+               what="the new will applied")
 
 
 def test_historical_samples_never_overwrite_live_status(
