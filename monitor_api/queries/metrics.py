@@ -84,6 +84,7 @@ WITH RECURSIVE roots(id, root, region) AS (
         FROM usage_session
         WHERE instrument_id = ANY(%(ids)s)
           AND start_ts < %(hi_pad)s AND coalesce(end_ts, last_ts) > %(lo_pad)s
+          AND (end_ts > %(lo_pad)s OR end_ts IS NULL)  -- implied; usage_session_end_idx
     ) s JOIN (
         SELECT i.id, make_interval(secs => i.warmup_s) AS warm,
                make_interval(secs => i.cooldown_s) AS cool,
