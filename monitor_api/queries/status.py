@@ -75,6 +75,24 @@ async def status_board(
     return bytes(row["items"]), int(row["total"])
 
 
+async def bound_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:
+    """The gateway the registry binds the instrument to, else the one it last reported
+    through, as last heard of; None when there is none or it never announced itself."""
+    rows = await fetch_all(
+        conn,
+        """
+        SELECT g.id, g.online, g.changed_at AS since, g.software,
+               i.id = ANY(g.instruments) AS announces_instrument
+        FROM instrument i
+        LEFT JOIN instrument_status s ON s.instrument_id = i.id
+        JOIN gateway g ON g.id = coalesce(i.gateway_id, s.gateway_id)
+        WHERE i.id = %s
+        """,
+        (instrument_id,),
+    )
+    return rows[0] if rows else None
+
+
 async def changed_instruments(
     conn: Conn, *, timeout: timedelta, since: datetime, now: datetime
 ) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from monitor_api.auth import Caller, Principal, Role
 from monitor_api.db import DbConn, Pool, Settings, fetch_one
@@ -69,9 +69,22 @@ class PowerPoint(BaseModel):
     samples: int
 
 
+class GatewayStatus(BaseModel):
+    id: str
+    online: bool = Field(description="Its last birth has not been followed by its will.")
+    since: datetime = Field(description="When it came online or went offline.")
+    software: str | None
+    announces_instrument: bool = Field(
+        description="Its birth lists this instrument; false: the gateway is not set up to "
+                    "report it, whatever the registry says.")
+
+
 class InstrumentDetail(BaseModel):
     instrument: Instrument
     status: StatusItem
+    gateway: GatewayStatus | None = Field(
+        description="The gateway the registry binds the instrument to, else the one it last "
+                    "reported through; null when there is none or it never announced itself.")
 
 
 @router.get("/status", response_model=Page[StatusItem])
@@ -112,7 +125,8 @@ async def instrument_detail(
         conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
         instrument_ids=[instrument_id], limit=1, offset=0,
     )
-    return {"instrument": instrument, "status": json.loads(items)[0]}
+    return {"instrument": instrument, "status": json.loads(items)[0],
+            "gateway": await q.bound_gateway(conn, instrument_id)}
 
 
 @router.get("/instruments/{instrument_id}/timeline", response_model=Page[Interval])

@@ -91,6 +91,24 @@ def test_detail_timeline_and_power(api: Api) -> None:
     assert [(p["ts"][11:16], p["avg_w"], p["min_w"], p["max_w"]) for p in power["items"]] == [
         ("10:00", 150, 100, 200), ("10:10", 300, 300, 300), ("10:20", 500, 500, 500)]
     assert detail["instrument"]["id"] == "nmr" and detail["status"]["state"] == "offline"
+    assert detail["gateway"] is None  # none bound, and gw1 never announced itself
+
+
+def test_detail_shows_the_gateway_and_whether_it_announces_the_instrument(api: Api) -> None:
+    api.sql("INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software) VALUES"
+            " ('gw1', 4, false, '2026-03-10 09:00Z', '{sem}', 'instrushare-gateway/0.1'),"
+            " ('gw2', 1, true, '2026-03-10 08:00Z', '{xrd}', NULL)")
+    api.sql("UPDATE instrument SET gateway_id = 'gw1' WHERE id IN ('nmr', 'sem')")
+    api.sql("INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts)"
+            " VALUES ('sem', 'gw2', 'idle', now(), now()), ('xrd', 'gw2', 'idle', now(), now())")
+    with api.as_("evaluator") as c:
+        nmr, sem, xrd, inc1 = (c.get(f"/instruments/{i}/detail").json()["gateway"]
+                               for i in ("nmr", "sem", "xrd", "inc1"))
+    assert nmr == {"id": "gw1", "online": False, "since": "2026-03-10T09:00:00Z",
+                   "software": "instrushare-gateway/0.1", "announces_instrument": False}
+    assert (sem["id"], sem["announces_instrument"]) == ("gw1", True)  # the registry's binding
+    assert (xrd["id"], xrd["online"], xrd["announces_instrument"]) == ("gw2", True, True)
+    assert inc1 is None  # unbound and never heard of
 
 
 def test_server_sent_events(live: Api) -> None:

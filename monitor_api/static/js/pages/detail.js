@@ -51,7 +51,7 @@ export function render(root, ctx) {
   }
 
   async function loadInfo() {
-    const { instrument: i, status: s } = await getJson(
+    const { instrument: i, status: s, gateway: g } = await getJson(
       `instruments/${encodeURIComponent(id)}/detail`, {}, { signal: stop.signal });
     const yes = (v) => (v ? t('field.yes') : t('field.no'));
     const rows = [
@@ -69,6 +69,12 @@ export function render(root, ctx) {
         s.since ? ` ${t('board.since')} ${fmtTime(s.since)}` : '',
         s.power_w !== null ? ` · ${fmtNumber(s.power_w, 0)} W` : '',
         s.user_id ? ` · ${t('board.user')}: ${s.user_id}` : ''),
+      g ? el('p', { class: 'gateway-line muted', dataset: { online: String(g.online) } },
+        `${t('field.gateway')} ${g.id}: `
+        + `${t(g.online ? 'detail.gateway_online' : 'detail.gateway_offline')}`
+        + ` ${t('board.since')} ${fmtTime(g.since)}`
+        + (g.software ? ` · ${g.software}` : '')
+        + (g.announces_instrument ? '' : ` · ${t('detail.gateway_unannounced')}`)) : '',
       el('details', { class: 'card registry' },
         el('summary', { text: t('detail.registry') }),
         el('dl', {}, rows.map(([key, value]) => [el('dt', { text: t(key) }),
