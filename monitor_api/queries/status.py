@@ -75,7 +75,7 @@ async def status_board(
     return bytes(row["items"]), int(row["total"])
 
 
-async def bound_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:
+async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:
     """The gateway the registry binds the instrument to, else the one it last reported
     through, as last heard of; None when there is none or it never announced itself."""
     rows = await fetch_all(

@@ -126,7 +126,7 @@ async def instrument_detail(
         instrument_ids=[instrument_id], limit=1, offset=0,
     )
     return {"instrument": instrument, "status": json.loads(items)[0],
-            "gateway": await q.bound_gateway(conn, instrument_id)}
+            "gateway": await q.instrument_gateway(conn, instrument_id)}
 
 
 @router.get("/instruments/{instrument_id}/timeline", response_model=Page[Interval])
