@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import sql
 
-from monitor_api.db import Conn, fetch_all
+from monitor_api.db import Conn, fetch_all, fetch_one
 from monitor_api.queries.common import Where
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
@@ -78,7 +78,7 @@ async def status_board(
 async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:
     """The gateway the registry binds the instrument to, else the one it last reported
     through, as last heard of; None when there is none or it never announced itself."""
-    rows = await fetch_all(
+    return await fetch_one(
         conn,
         """
         SELECT g.id, g.online, g.changed_at AS since, g.software,
@@ -90,7 +90,6 @@ async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] |
         """,
         (instrument_id,),
     )
-    return rows[0] if rows else None
 
 
 async def changed_instruments(
