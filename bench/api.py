@@ -127,7 +127,7 @@ def populate(url: str, *, instruments: int, reported: int, sessions: int, seed: 
 
 def add_state_samples(url: str, *, reported: int, days: int) -> int:
     """One state sample a minute for the reported instruments over the last ``days`` days of
-    2025 and the first minute of 2026; return the rows written."""
+    2025 and the first minute of 2026, and one a day later; return the rows written."""
     hi = datetime(2025, 12, 31, 16, tzinfo=UTC)  # 2026-01-01 00:00 Asia/Shanghai
     with psycopg.connect(url) as conn:
         cur = conn.execute(
@@ -155,6 +155,13 @@ def add_state_samples(url: str, *, reported: int, days: int) -> int:
              "first_unreported": f"ins{reported:05d}"},
         )
         rows = cur.rowcount
+        # a day later the gateways still report: December is final for the usage rollup too
+        cur = conn.execute(
+            "INSERT INTO state_sample (instrument_id, ts, state, power_w, gateway_id, seq)"
+            " SELECT id, %(ts)s, 'idle', 20, gateway_id, 0 FROM instrument"
+            " WHERE id < %(first_unreported)s",
+            {"ts": hi + timedelta(days=1), "first_unreported": f"ins{reported:05d}"})
+        rows += cur.rowcount
         conn.execute("ANALYZE state_sample")
         conn.commit()
     return rows

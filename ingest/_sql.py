@@ -10,6 +10,8 @@ tables followed by ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (the safe pa
 
 from __future__ import annotations
 
+from instrushare import db
+
 STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_msg (
     gateway_id text, seq bigint, created_at timestamptz, instrument_id text, bd_seq bigint,
@@ -72,10 +74,7 @@ ON CONFLICT DO NOTHING
 # Serialises the derivation of sessions and status for one instrument across transactions,
 # taken in sorted order once the samples are copied: whoever runs second sees the other's
 # committed samples, sessions and status.
-LOCK_INSTRUMENTS = """
-SELECT count(pg_advisory_xact_lock(hashtextextended(i, 7411)))
-FROM (SELECT DISTINCT unnest(%b::text[]) AS i ORDER BY 1) t
-"""
+LOCK_INSTRUMENTS = db.LOCK_INSTRUMENTS
 
 # What each instrument held before the batch, whose samples (from ``t_first`` on) are already
 # copied: latest earlier sample, latest session, status, and how many samples are stored from
@@ -148,6 +147,19 @@ DELETE FROM state_month m USING t
 WHERE m.instrument_id = t.instrument_id
   AND m.month >= date_trunc('month', t.day::timestamp)::date
 """
+
+# Rewritten sessions can change the usage rollup (session_month) of the month a day before
+# their start, whose margins or no-show window they may reach, and of every month after it.
+_FORGET_SESSION_MONTHS = """
+DELETE FROM session_month m USING {source}
+WHERE m.instrument_id = t.instrument_id
+  AND m.month >= date_trunc('month',
+                            (t.since - interval '1 day') AT TIME ZONE 'Asia/Shanghai')::date
+"""
+FORGET_MONTHS_OF_ANCHORS = _FORGET_SESSION_MONTHS.format(
+    source="ingest_anchor AS t (instrument_id, since)")
+FORGET_MONTHS_OF_SESSIONS = _FORGET_SESSION_MONTHS.format(
+    source="unnest(%b::text[], %b::timestamptz[]) AS t (instrument_id, since)")
 
 # Gaps and islands: a session starts at a running sample whose predecessor is not running, ran
 # for another user, or lies more than the gap before it. It ends at the next sample after the

@@ -237,10 +237,16 @@ class BatchStore:
                 cur.execute(q.UPSERT_STATUS, _columns(status, 7))
             if sessions:
                 cur.execute(q.UPSERT_SESSIONS, _columns(sessions, 5))
+                first_start: dict[str, datetime] = {}
+                for iid, start, *_ in sessions:
+                    first_start[iid] = min(start, first_start.get(iid, start))
+                cur.execute(q.FORGET_MONTHS_OF_SESSIONS,
+                            (list(first_start), list(first_start.values())))
             if late:
                 ids_late, t_min = _columns(late, 2)
                 cur.execute(q.SESSION_ANCHORS, {"ids": ids_late, "t_min": t_min, "gap": self._gap})
                 cur.execute(q.DELETE_STATE_DAYS, {"ids": ids_late, "t_min": t_min})
+                cur.execute(q.FORGET_MONTHS_OF_ANCHORS)
                 cur.execute(q.DELETE_SESSIONS)
                 cur.execute(q.INSERT_SESSIONS, {"gap": self._gap})
         if events:

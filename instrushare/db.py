@@ -1,4 +1,5 @@
-"""Schema migrations: numbered SQL files applied once each, in order, under an advisory lock."""
+"""Schema migrations: numbered SQL files applied once each, in order, under an advisory lock;
+and the per-instrument locks the ingest and the API share."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ logger = logging.getLogger("instrushare.db")
 
 _LOCK_KEY = 0x1257_5AE5
 _TIMESCALE_FILE = "timescale.sql"
+
+
+# A transaction-level lock per instrument of the array parameter, taken in one order by every
+# caller. The ingest takes them exclusive while it writes an instrument's samples and derives
+# its sessions: whoever runs second sees the other's committed work. The API takes them shared
+# while it rolls up sessions (session_month), so that a month is never stored from sessions
+# that a concurrent batch is rewriting, nor after that batch deleted the month's row.
+_INSTRUMENT_LOCKS = """
+SELECT count({function}(hashtextextended(i, 7411)))
+FROM (SELECT DISTINCT unnest(%b::text[]) AS i ORDER BY 1) t
+"""
+LOCK_INSTRUMENTS = _INSTRUMENT_LOCKS.format(function="pg_advisory_xact_lock")
+SHARE_INSTRUMENTS = _INSTRUMENT_LOCKS.format(function="pg_advisory_xact_lock_shared")
 
 
 @dataclass(frozen=True, slots=True)

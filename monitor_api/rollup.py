@@ -1,11 +1,12 @@
-"""Keeps the availability rollups (``state_day``, ``state_month``) filled in the background.
+"""Keeps the rollups filled in the background: availability (``state_day``, ``state_month``)
+and usage (``session_month``).
 
-A report stores the days and months it computes from raw samples, but the first report over a
-year pays for all of them: 44 s for 3,000 instruments, where the same report that finds them
-stored needs 0.1 s for availability. The filler computes the last whole months for every
-instrument ahead of that report, a few instruments per transaction, and again every
-``rollup_interval_s``, which finds little left to do. Several API processes may run it: rows
-are inserted with ``ON CONFLICT DO NOTHING``.
+A report stores the days and months it computes, but the first report over a year pays for
+all of them: 44 s for 3,000 instruments, where the same report that finds them stored needs
+0.1 s for availability. The filler computes the last whole months for every instrument ahead
+of that report, a few instruments per transaction, and again every ``rollup_interval_s``,
+which finds little left to do. Several API processes may run it: rows are inserted with
+``ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import date, datetime, timedelta
 
 from monitor_api.db import Pool, fetch_all
 from monitor_api.queries.availability import up_seconds
+from monitor_api.queries.metrics import roll_up
 from monitor_api.report import SHANGHAI, period_bounds
 
 logger = logging.getLogger("monitor_api")
@@ -31,15 +33,17 @@ def whole_months_before(now: datetime, months: int) -> tuple[date, date]:
 
 
 async def fill_rollups(pool: Pool, *, timeout: timedelta, months: int, now: datetime) -> int:
-    """Compute and store availability of every instrument over the ``months`` whole months
-    before ``now``; returns how many instruments were covered."""
+    """Compute and store availability and usage of every instrument over the ``months`` whole
+    months before ``now`` (usage of the final ones); returns how many instruments were
+    covered."""
     lo, hi = period_bounds(*whole_months_before(now, months))
     async with pool.connection() as conn:
         ids = [r["id"] for r in await fetch_all(conn, "SELECT id FROM instrument ORDER BY id")]
     for k in range(0, len(ids), INSTRUMENTS_PER_TRANSACTION):
+        chunk = ids[k:k + INSTRUMENTS_PER_TRANSACTION]
         async with pool.connection() as conn:
-            await up_seconds(conn, ids=ids[k:k + INSTRUMENTS_PER_TRANSACTION], lo=lo, hi=hi,
-                             timeout=timeout)
+            await up_seconds(conn, ids=chunk, lo=lo, hi=hi, timeout=timeout)
+        await roll_up(pool.connection, ids=chunk, lo=lo, hi=hi)
     return len(ids)
 
 
@@ -52,8 +56,8 @@ async def keep_filled(pool: Pool, *, timeout: timedelta, months: int, interval_s
             done = await fill_rollups(pool, timeout=timeout, months=months,
                                       now=datetime.now(SHANGHAI))
         except Exception as exc:  # the database may be down; the next round retries
-            logger.warning("availability rollup not filled: %s", exc)
+            logger.warning("rollups not filled: %s", exc)
         else:
-            logger.info("availability rollup filled for %d instruments, %d months, in %.1f s",
+            logger.info("rollups filled for %d instruments, %d months, in %.1f s",
                         done, months, asyncio.get_running_loop().time() - started)
         await asyncio.sleep(interval_s)

@@ -49,8 +49,8 @@ class ApiSettings(BaseSettings):
     """Statements a report over many instruments runs at once, each on a pooled connection
     (one more computes availability): about the database server's cores."""
     rollup_interval_s: float = Field(default=3600.0, ge=0)
-    """How often the availability rollup of past months is filled in the background; 0: never
-    (reports then compute what they miss themselves)."""
+    """How often the availability and usage rollups of past months are filled in the
+    background; 0: never (reports then compute what they miss themselves)."""
     rollup_months: int = Field(default=13, ge=1, le=120)
     """Whole months before the current one that the background filler covers."""
     evaluation: EvaluationRules = Field(default_factory=EvaluationRules)

@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from operator import itemgetter
 from typing import Any
 
 from psycopg import sql
 
+from instrushare.db import SHARE_INSTRUMENTS
 from monitor_api.db import Conn, fetch_all
 from monitor_api.queries.availability import up_seconds
 from monitor_api.queries.common import Where, tune_for_reports
+from monitor_api.report import SHANGHAI
 
 _ROOTS = """
 WITH RECURSIVE roots(id, root) AS (
@@ -45,7 +48,7 @@ SELECT i.id FROM instrument i JOIN roots r ON r.id = i.institution_id WHERE {whe
 ORDER BY i.id
 """
 
-_PER_INSTRUMENT = """
+_HEAD = """
 WITH RECURSIVE roots(id, root, region) AS (
     SELECT id, id, region FROM institution WHERE parent_id IS NULL
     UNION ALL
@@ -72,31 +75,31 @@ WITH RECURSIVE roots(id, root, region) AS (
            range_agg(tstzrange(bk.start_ts - %(grace)s, bk.end_ts + %(grace)s))
                FILTER (WHERE bk.start_ts >= %(lo)s) AS wide_mr
     FROM bk GROUP BY bk.instrument_id
+"""
+
+_SUMS_FROM_SESSIONS = """
+), pieces AS MATERIALIZED (
+{pieces}
 ), clipped AS (
-    -- noise filter, then margins, then clipping to the period; an open session ends at its
+    -- noise filter, then margins, then clipping to the piece; an open session ends at its
     -- last running sample. Sessions up to a day beyond the period feed the no-show check.
     -- [a, b) is the effective time (margins added), [ra, rb) the running time alone.
-    SELECT s.instrument_id, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
-           greatest(s.start_ts - p.warm, %(lo)s) AS a, least(s.end_ts + p.cool, %(hi)s) AS b,
-           greatest(s.start_ts, %(lo)s) AS ra, least(s.end_ts, %(hi)s) AS rb
+    SELECT s.instrument_id, p.month, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
+           greatest(s.start_ts - p.warm, p.lo) AS a, least(s.end_ts + p.cool, p.hi) AS b,
+           greatest(s.start_ts, p.lo) AS ra, least(s.end_ts, p.hi) AS rb,
+           s.start_ts - p.warm < p.lo AS carried
     FROM (
         SELECT instrument_id, user_id, start_ts, coalesce(end_ts, last_ts) AS end_ts
         FROM usage_session
         WHERE instrument_id = ANY(%(ids)s)
           AND start_ts < %(hi_pad)s AND coalesce(end_ts, last_ts) > %(lo_pad)s
           AND (end_ts > %(lo_pad)s OR end_ts IS NULL)  -- implied; usage_session_end_idx
-    ) s JOIN (
-        SELECT i.id, make_interval(secs => i.warmup_s) AS warm,
-               make_interval(secs => i.cooldown_s) AS cool,
-               make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
-        FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
-        WHERE i.id = ANY(%(ids)s)
-        OFFSET 0
-    ) p ON p.id = s.instrument_id
+    ) s JOIN pieces p
+        ON p.id = s.instrument_id AND s.start_ts < p.hi_pad AND s.end_ts > p.lo_pad
     WHERE s.end_ts - s.start_ts >= p.min_len
     OFFSET 0
 ), sess AS (
-    SELECT c.instrument_id, c.user_id,
+    SELECT c.instrument_id, c.month, c.user_id, c.carried,
            greatest(date_part('epoch', c.b - c.a), 0) AS secs,
            greatest(date_part('epoch', c.rb - c.ra), 0) AS run_secs,
            c.user_id IS NOT NULL AND (v.valid IS NULL OR NOT v.valid @> c.start_ts)
@@ -123,22 +126,26 @@ WITH RECURSIVE roots(id, root, region) AS (
     ) v ON v.user_id = c.user_id AND v.instrument_id = c.instrument_id
     OFFSET 0
 ), per_user AS (
-    SELECT instrument_id, user_id,
-           count(*) FILTER (WHERE secs > 0) AS sessions, sum(secs) AS used_s,
+    SELECT instrument_id, month, user_id,
+           count(*) FILTER (WHERE secs > 0) AS sessions,
+           count(*) FILTER (WHERE secs > 0 AND carried) AS carried, sum(secs) AS used_s,
            sum(run_secs) AS run_s,
            count(*) FILTER (WHERE secs > 0 AND uncertified) AS uncertified_sessions,
+           count(*) FILTER (WHERE secs > 0 AND uncertified AND carried) AS uncertified_carried,
            coalesce(sum(secs) FILTER (WHERE uncertified), 0) AS uncertified_s,
            multirange_union_agg(used_hit) AS used_mr, multirange_union_agg(raw_hit) AS raw_mr
     FROM sess
-    GROUP BY instrument_id, user_id
+    GROUP BY instrument_id, month, user_id
 ), s_sums AS (
     -- institution roots as parameters, not CTEs: the planner then knows the tables' sizes
     -- and hashes the small sides
-    SELECT p.instrument_id,
-           sum(p.sessions)::bigint AS sessions, sum(p.used_s) AS effective_s,
+    SELECT p.instrument_id, p.month,
+           sum(p.sessions)::bigint AS sessions, sum(p.carried)::bigint AS carried,
+           sum(p.used_s) AS effective_s,
            sum(p.run_s) AS running_s,
            coalesce(sum(p.used_s) FILTER (WHERE o.outside), 0) AS external_s,
            sum(p.uncertified_sessions)::bigint AS uncertified_sessions,
+           sum(p.uncertified_carried)::bigint AS uncertified_carried,
            sum(p.uncertified_s) AS uncertified_s,
            coalesce(sum(p.used_s) FILTER (WHERE p.user_id IS NULL), 0) AS unattributed_s,
            array_agg(p.user_id) FILTER (WHERE o.outside AND p.sessions > 0) AS outside_users,
@@ -155,7 +162,10 @@ WITH RECURSIVE roots(id, root, region) AS (
         SELECT coalesce(u.approved AND ur.root IS DISTINCT FROM ir.root, false) AS outside,
                coalesce(ur.root, 'org:' || nullif(u.organisation, ''), 'user:' || u.id) AS org
     ) o
-    GROUP BY p.instrument_id
+    GROUP BY p.instrument_id, p.month
+"""
+
+_TAIL = """
 ), b_agg AS (
     SELECT bk.instrument_id,
            count(*) FILTER (WHERE bk.start_ts >= %(lo)s) AS bookings,
@@ -202,11 +212,100 @@ LEFT JOIN svc v ON v.instrument_id = inst.id
 ORDER BY inst.id
 """
 
+_PERIOD_PIECES = """
+    -- one piece per instrument: the period
+    SELECT i.id, NULL::date AS month, %(lo)s::timestamptz AS lo, %(hi)s::timestamptz AS hi,
+           %(lo_pad)s::timestamptz AS lo_pad, %(hi_pad)s::timestamptz AS hi_pad,
+           make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
+           make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
+    FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
+    WHERE i.id = ANY(%(ids)s)
+"""
+
+_MONTH_PIECES = """
+    -- the months not rolled up yet that are final (docs/metrics.md, "Monthly rollup"); every
+    -- running interval and session is kept, as if the whole time line were booked
+    SELECT i.id, m.month, m.lo, m.hi, m.lo - %(pad)s AS lo_pad, m.hi + %(pad)s AS hi_pad,
+           make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
+           make_interval(secs => i.min_session_s) AS min_len,
+           '{(,)}'::tstzmultirange AS booked_mr, '{(,)}'::tstzmultirange AS wide_mr
+    FROM (
+        SELECT i.id, i.warmup_s, i.cooldown_s, i.min_session_s,
+               (SELECT max(n.ts) FROM state_sample n WHERE n.instrument_id = i.id) AS last_ts,
+               (SELECT min(u.start_ts) FROM usage_session u
+                WHERE u.instrument_id = i.id AND u.end_ts IS NULL) AS open_since
+        FROM instrument i
+        WHERE i.id = ANY(%(ids)s)
+        OFFSET 0
+    ) i CROSS JOIN months m
+    WHERE m.hi + %(pad)s <= least(i.last_ts, now())
+      AND (i.open_since IS NULL OR i.open_since >= m.hi + %(pad)s)
+      AND NOT EXISTS (SELECT 1 FROM session_month sm
+                      WHERE sm.instrument_id = i.id AND sm.month = m.month)
+"""
+
+_PER_INSTRUMENT = _HEAD + _SUMS_FROM_SESSIONS.replace("{pieces}", _PERIOD_PIECES) + _TAIL
+
+_FILL_MONTHS = """
+WITH months AS (
+    SELECT d::date AS month, d::timestamp AT TIME ZONE 'Asia/Shanghai' AS lo,
+           (d + interval '1 month')::timestamp AT TIME ZONE 'Asia/Shanghai' AS hi
+    FROM unnest(%(months)s::date[]) d
+""" + _SUMS_FROM_SESSIONS.replace("{pieces}", _MONTH_PIECES) + """
+)
+INSERT INTO session_month (instrument_id, month, sessions, carried, effective_s, running_s,
+                           external_s, uncertified_sessions, uncertified_carried, uncertified_s,
+                           unattributed_s, outside_users, outside_orgs, running_mr, raw_mr)
+SELECT p.id, p.month, coalesce(s.sessions, 0), coalesce(s.carried, 0),
+       coalesce(s.effective_s, 0), coalesce(s.running_s, 0), coalesce(s.external_s, 0),
+       coalesce(s.uncertified_sessions, 0), coalesce(s.uncertified_carried, 0),
+       coalesce(s.uncertified_s, 0), coalesce(s.unattributed_s, 0),
+       coalesce(s.outside_users, '{}'), coalesce(s.outside_orgs, '{}'),
+       coalesce(s.used_mr, '{}'), coalesce(s.raw_mr, '{}')
+FROM pieces p LEFT JOIN s_sums s ON s.instrument_id = p.id AND s.month = p.month
+ORDER BY p.id, p.month  -- one order for every writer: concurrent reports cannot deadlock
+ON CONFLICT DO NOTHING
+"""
+
+# A session crossing the start of a month is counted in both months: a period of several
+# months subtracts it from every month but its first.
+_PER_INSTRUMENT_STORED = _HEAD + """
+), s_sums AS (
+    -- months do not overlap, nor do their running intervals: booked time adds up over them
+    SELECT m.instrument_id,
+           sum(m.sessions - CASE WHEN m.month > %(first_month)s THEN m.carried ELSE 0 END)
+               ::bigint AS sessions,
+           sum(m.effective_s) AS effective_s, sum(m.running_s) AS running_s,
+           sum(m.external_s) AS external_s,
+           sum(m.uncertified_sessions
+               - CASE WHEN m.month > %(first_month)s THEN m.uncertified_carried ELSE 0 END)
+               ::bigint AS uncertified_sessions,
+           sum(m.uncertified_s) AS uncertified_s, sum(m.unattributed_s) AS unattributed_s,
+           array_cat_agg(m.outside_users) AS outside_users,
+           array_cat_agg(m.outside_orgs) AS outside_orgs,
+           range_agg(m.running_mr * w.booked_mr) FILTER (WHERE w.booked_mr IS NOT NULL)
+               AS used_mr,
+           range_agg(m.raw_mr * w.wide_mr) FILTER (WHERE w.wide_mr IS NOT NULL) AS raw_mr
+    FROM session_month m LEFT JOIN windows w ON w.instrument_id = m.instrument_id
+    WHERE m.instrument_id = ANY(%(ids)s) AND m.month = ANY(%(months)s::date[])
+    GROUP BY m.instrument_id
+""" + _TAIL
+
 Connect = Callable[[], AbstractAsyncContextManager[Conn]]
 """Lends a connection, committed when returned, as ``Pool.connection`` does."""
 
 PARALLEL_MIN_INSTRUMENTS = 500
 """Fewer instruments than this run as one statement: splitting would cost more than it saves."""
+
+PAD = timedelta(days=1)
+"""Warm-up and cool-down margins and the no-show grace are at most a day."""
+
+_COMPLETE = """
+SELECT instrument_id FROM session_month
+WHERE instrument_id = ANY(%(ids)s) AND month = ANY(%(months)s::date[])
+GROUP BY instrument_id
+HAVING count(*) = cardinality(%(months)s::date[])
+"""
 
 
 async def per_instrument(
@@ -246,16 +345,18 @@ async def per_instrument(
                 conn, sql.SQL(_SELECTED).format(where=where.sql()), where.params
             )
         ]
-    pad = timedelta(days=1)  # warm-up and cool-down margins and the grace are at most a day
     now = datetime.now(lo.tzinfo)
     hi_now = min(hi, now)
     params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
-              "lo": lo, "hi": hi, "lo_pad": lo - pad, "hi_pad": hi + pad, "grace": grace}
+              "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace}
+    months = whole_months(lo, hi)
+    rolled = await roll_up(connect, ids=ids, lo=lo, hi=hi, parallel=parallel) if months else set()
+    raw = [i for i in ids if i not in rolled]
 
-    async def figures(part: list[str]) -> list[dict[str, Any]]:
+    async def figures(statement: str, part: list[str], **extra: Any) -> list[dict[str, Any]]:
         async with connect() as conn:
             await tune_for_reports(conn)
-            return await fetch_all(conn, _PER_INSTRUMENT, {**params, "ids": part},
+            return await fetch_all(conn, statement, {**params, "ids": part, **extra},
                                    prepare=False)
 
     async def availability() -> dict[str, float] | None:
@@ -266,13 +367,72 @@ async def per_instrument(
         async with connect() as conn:
             return await up_seconds(conn, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
 
-    parts = _runs(ids, parallel if len(ids) >= PARALLEL_MIN_INSTRUMENTS else 1)
-    up, *chunks = await asyncio.gather(availability(), *(figures(p) for p in parts))
-    rows = [row for chunk in chunks for row in chunk]  # runs in id order, each sorted by id
+    runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))
+            if part or not rolled]
+    if rolled:
+        stored = sorted(rolled)
+        runs += [figures(_PER_INSTRUMENT_STORED, part, months=months, first_month=months[0])
+                 for part in _runs(stored, _split(stored, parallel))]
+    up, *chunks = await asyncio.gather(availability(), *runs)
+    rows = sorted((row for chunk in chunks for row in chunk), key=itemgetter("instrument_id"))
     for row in rows:
         row["up_s"] = None if up is None else up.get(row["instrument_id"], 0.0)
-        row["outside_orgs"] = sorted(set(row["outside_orgs"]))  # orgs shared by several users
+        # users active in several months, orgs shared by several users
+        row["outside_users"] = sorted(set(row["outside_users"]))
+        row["outside_orgs"] = sorted(set(row["outside_orgs"]))
     return rows, max((hi_now - lo).total_seconds(), 0.0)
+
+
+async def roll_up(
+    connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, parallel: int = 1
+) -> set[str]:
+    """Roll up the final months of [lo, hi) (whole months) not rolled up yet; return the
+    instruments with every month of it rolled up."""
+    months = whole_months(lo, hi)
+
+    async def complete(among: list[str]) -> set[str]:
+        async with connect() as conn:
+            rows = await fetch_all(conn, _COMPLETE, {"ids": among, "months": months})
+        return {r["instrument_id"] for r in rows}
+
+    async def fill(part: list[str]) -> None:
+        async with connect() as conn:
+            await tune_for_reports(conn)
+            await conn.execute(SHARE_INSTRUMENTS, (part,))  # until the rows are committed
+            await conn.execute(_FILL_MONTHS, {
+                "inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
+                "lo_pad": lo - PAD, "hi_pad": hi + PAD, "pad": PAD, "ids": part,
+                "months": months}, prepare=False)
+
+    if not months or hi + PAD > datetime.now(hi.tzinfo):  # the last month cannot be final
+        return set()
+    done = await complete(ids)
+    missing = [i for i in ids if i not in done]
+    if not missing:
+        return done
+    async with connect() as conn:
+        roots = await fetch_all(conn, _ROOTS)
+    await asyncio.gather(*(fill(part) for part in _runs(missing, _split(missing, parallel))))
+    return done | await complete(missing)
+
+
+def whole_months(lo: datetime, hi: datetime) -> list[date]:
+    """The months (first days) that make up [lo, hi) when it is whole months in Asia/Shanghai,
+    else none."""
+    first, end = lo.astimezone(SHANGHAI), hi.astimezone(SHANGHAI)
+    if first.day != 1 or end.day != 1 or first.time() != time() or end.time() != time():
+        return []
+    months = []
+    month = first.date()
+    while month < end.date():
+        months.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _split(ids: list[str], parallel: int) -> int:
+    """Statements to split ``ids`` into: one for a few instruments."""
+    return parallel if len(ids) >= PARALLEL_MIN_INSTRUMENTS else 1
 
 
 def _runs(ids: list[str], n: int) -> list[list[str]]:

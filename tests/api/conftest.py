@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from ingest._decode import Decoder
+from ingest._registry import InstrumentRegistry
+from ingest._store import BatchStore
+from instrushare.protocol import DataMessage, Sample, Topics, dumps
 from monitor_api import ApiSettings
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
@@ -42,6 +47,28 @@ class Api:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
+
+
+def write_through_ingest(
+    database_url: str, samples: Sequence[tuple[datetime, str, str | None]], *,
+    received: datetime,
+) -> int:
+    """Store samples of 'nmr' (gateway 'gw') as an ingest worker does, in one message sent and
+    received at ``received`` (the ingest refuses samples more than 30 days older); return how
+    many messages were new."""
+    message = dumps(DataMessage(
+        v=1, gateway="gw", instrument="nmr", seq=1, bd_seq=1, created_at=received,
+        historical=False,
+        samples=[Sample(ts=ts, state=state, user=user)  # type: ignore[arg-type]
+                 for ts, state, user in samples]))
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=30))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    try:
+        result = store.write([decoder.decode((Topics("p").data("gw", "nmr"), message, 0, 1,
+                                              received.timestamp()))])
+    finally:
+        store.close()
+    return result.fresh
 
 
 def make_settings(database_url: str, **overrides: Any) -> ApiSettings:

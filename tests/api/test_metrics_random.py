@@ -119,8 +119,8 @@ def _late_data(world: World, rng: random.Random) -> None:
 def _store(url: str, world: World) -> None:
     """Replace the database's registry and activity with ``world``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("usage_session", "certification", "booking", "platform_user",
-                      "instrument", "institution"):
+        for table in ("usage_session", "state_sample", "certification", "booking",
+                      "platform_user", "instrument", "institution"):
             conn.execute(f"DELETE FROM {table}")
         with conn.cursor() as cur:
             for iid, parent in world.parents.items():  # parents first
@@ -135,6 +135,11 @@ def _store(url: str, world: World) -> None:
                 "INSERT INTO platform_user (id, institution_id, organisation, approved)"
                 " VALUES (%s, %s, %s, %s)",
                 [(u.id, u.institution_id, u.organisation, u.approved) for u in world.users])
+            # the gateways report until now: past months are final for the usage rollup
+            cur.executemany(
+                "INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+                " VALUES (%s, now() - interval '1 hour', 'idle', 'gw', 0)",
+                [(i.id,) for i in world.instruments])
             cur.executemany(
                 "INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
                 " VALUES (%s, %s, %s, %s, %s)",
@@ -173,27 +178,54 @@ async def _query(
     return rows, opened
 
 
+def _months(first: date, last: date) -> tuple[date, date]:
+    """The first day of ``first``'s month and the last of ``last``'s."""
+    after = (last.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return first.replace(day=1), after - timedelta(days=1)
+
+
 def _check(url: str, world: World) -> None:
     for (first, days), parallel in itertools.product(
         ((0, 1), (1, 1), (0, 3), (-1, 6), (2, 2)), (1, 3)  # one statement, or runs of instruments
     ):
         lo, hi = period_bounds(FIRST_DAY + timedelta(days=first),
                                FIRST_DAY + timedelta(days=first + days - 1))
-        truth = expected(world, lo, hi, GRACE, datetime.now(UTC))
         rows, opened = asyncio.run(_query(url, lo, hi, parallel))
-        assert opened == 1 + min(parallel, len(truth)), "the selection, then each run"
-        assert [r["instrument_id"] for r in rows] == sorted(truth)
-        for row in rows:
-            want: Figures = truth[row["instrument_id"]]
-            where = f"{row['instrument_id']} in [{lo}, {hi}), {parallel} runs"
-            for name in ("sessions", "uncertified_sessions", "bookings", "no_shows"):
-                assert row[name] == getattr(want, name), f"{name} of {where}"
-            for name in ("effective_s", "running_s", "external_s", "uncertified_s",
-                         "unattributed_s", "booked_s"):
-                assert row[name] == pytest.approx(getattr(want, name), abs=1e-6), \
-                    f"{name} of {where}"
-            assert set(row["outside_users"]) == want.outside_users, where
-            assert sorted(row["outside_orgs"]) == sorted(want.outside_orgs), where
+        assert opened == 1 + min(parallel, len(world.instruments)), "the selection, each run"
+        _compare(rows, world, lo, hi, f"{parallel} runs")
+    # Whole months: computed and rolled up, then read back from the rollup (an instrument
+    # with a session still open is not final and goes on being computed from its sessions).
+    months: set[date] = set()
+    for first, last in (_months(FIRST_DAY, FIRST_DAY),
+                        _months(FIRST_DAY - timedelta(days=20), FIRST_DAY + timedelta(days=6))):
+        lo, hi = period_bounds(first, last)
+        months.update(metrics.whole_months(lo, hi))
+        for attempt in ("first", "again"):
+            rows, _ = asyncio.run(_query(url, lo, hi, 2))
+            _compare(rows, world, lo, hi, f"{attempt} report")
+    final = [i.id for i in world.instruments
+             if not any(s.end is None and s.instrument_id == i.id for s in world.sessions)]
+    with psycopg.connect(url) as conn:
+        rolled = conn.execute("SELECT count(*) FROM session_month WHERE instrument_id = ANY(%s)",
+                              (final,)).fetchone()
+    assert rolled == (len(final) * len(months),), "every month of the final instruments"
+
+
+def _compare(rows: list[dict[str, Any]], world: World, lo: datetime, hi: datetime,
+             how: str) -> None:
+    truth = expected(world, lo, hi, GRACE, datetime.now(UTC))
+    assert [r["instrument_id"] for r in rows] == sorted(truth)
+    for row in rows:
+        want: Figures = truth[row["instrument_id"]]
+        where = f"{row['instrument_id']} in [{lo}, {hi}), {how}"
+        for name in ("sessions", "uncertified_sessions", "bookings", "no_shows"):
+            assert row[name] == getattr(want, name), f"{name} of {where}"
+        for name in ("effective_s", "running_s", "external_s", "uncertified_s",
+                     "unattributed_s", "booked_s"):
+            assert row[name] == pytest.approx(getattr(want, name), abs=1e-6), \
+                f"{name} of {where}"
+        assert set(row["outside_users"]) == want.outside_users, where
+        assert sorted(row["outside_orgs"]) == sorted(want.outside_orgs), where
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

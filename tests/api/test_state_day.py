@@ -28,17 +28,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest._decode import Decoder
-from ingest._registry import InstrumentRegistry
-from ingest._store import BatchStore
-from instrushare.protocol import DataMessage, Sample, Topics, dumps
 from monitor_api.db import make_pool
 from monitor_api.queries.availability import _UP_SECONDS
 from monitor_api.rollup import fill_rollups
-from tests.api.conftest import Api, make_settings
+from tests.api.conftest import Api, make_settings, write_through_ingest
 from tests.api.test_metrics import SETUP
 from tests.api_server import serve
-from tests.ingest.conftest import data_message
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEXT_DAY_SAMPLE = ("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
@@ -116,16 +111,8 @@ def test_late_sample_through_the_ingest_invalidates_the_day(api: Api) -> None:
     assert [r[1] for r in _days(api)] == [day]
 
     # late samples fill 12:00-14:00: written through the ingest's store like the worker does
-    store = BatchStore(conninfo=api.database_url, session_max_gap=timedelta(minutes=10))
-    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
     late = [(d0 + timedelta(hours=12, minutes=10 * k), "idle", None) for k in range(1, 12)]
-    try:
-        result = store.write([decoder.decode((Topics("p").data("gw", "nmr"),
-                                              data_message("gw", "nmr", 1, late), 0, 1,
-                                              time.time()))])
-    finally:
-        store.close()
-    assert result.fresh == 1
+    assert write_through_ingest(api.database_url, late, received=datetime.now(UTC)) == 1
     assert _days(api) == []  # the stored day is gone with the batch
     assert _availability(api, d, d)["nmr"] == pytest.approx(8 / 24, abs=1e-4)
     assert [r[3] for r in _days(api)] == [8 * 3600.0]
@@ -220,18 +207,8 @@ def test_late_sample_through_the_ingest_invalidates_the_month(months: Api) -> No
     # up. The message was sent and received the next day: the ingest refuses samples more
     # than 30 days older than their reception.
     late_ts = datetime(2026, 1, 5, 20, 10, tzinfo=SHANGHAI)
-    received = late_ts + timedelta(days=1)
-    message = dumps(DataMessage(v=1, gateway="gw", instrument="nmr", seq=1, bd_seq=1,
-                                created_at=received, historical=False,
-                                samples=[Sample(ts=late_ts, state="idle")]))
-    store = BatchStore(conninfo=months.database_url, session_max_gap=timedelta(minutes=10))
-    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
-    try:
-        result = store.write([decoder.decode((Topics("p").data("gw", "nmr"), message, 0, 1,
-                                              received.timestamp()))])
-    finally:
-        store.close()
-    assert result.fresh == 1
+    assert write_through_ingest(months.database_url, [(late_ts, "idle", None)],
+                                received=late_ts + timedelta(days=1)) == 1
     # January's row goes with the days from 5 January on; December's stays
     assert [r[1] for r in _months(months)] == [DEC]
     assert [r[1] for r in _days(months)][-1] == date(2026, 1, 4)
@@ -261,6 +238,11 @@ def test_filler_stores_the_months_before_the_current_one(months: Api) -> None:
         ("nmr", DEC, FIFTEEN, 2 * 3600.0, 0.0, 31 * 86400.0 - 2 * 3600),
         ("nmr", JAN, FIFTEEN, 12 * 3600.0, 4 * 3600.0, 31 * 86400.0 - 16 * 3600),
     ]
+    # usage too: nmr's months are final (samples follow), empty (its sessions are in March)
+    assert months.sql("SELECT instrument_id, month, sessions FROM session_month"
+                      " WHERE instrument_id = 'nmr' ORDER BY month") == [
+        ("nmr", date(2025, 11, 1), 0), ("nmr", DEC, 0), ("nmr", JAN, 0),
+        ("nmr", date(2026, 2, 1), 0)]
     # the report reads what the filler stored
     months.sql("UPDATE state_month SET up_s = 24 * 3600 WHERE month = '2026-01-01'")
     assert _availability(months, "2026-01-01", "2026-01-31")["nmr"] == pytest.approx(

@@ -1,0 +1,121 @@
+"""The monthly usage rollup (session_month): written once a month is final, read by the next
+report over whole months, and forgotten when what it was computed from changes.
+
+Data of tests/api/test_metrics.py (sessions on 9-11 March 2026), plus an 'nmr' sample on
+2 April, which makes March final for 'nmr'. 'xrd' has a session still open: not final.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from instrushare.db import LOCK_INSTRUMENTS
+from tests.api.conftest import Api, write_through_ingest
+from tests.api.test_metrics import SETUP
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MARCH = date(2026, 3, 1)
+
+
+@pytest.fixture
+def final(api: Api) -> Api:
+    for statement in SETUP:
+        api.sql(statement)
+    api.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+            " VALUES ('nmr', '2026-04-02 00:00+08', 'idle', 'gw', 0)")
+    return api
+
+
+def _march(api: Api) -> dict[str, dict[str, Any]]:
+    with api.as_("evaluator") as c:
+        r = c.get("/reports/utilisation",
+                  params={"start": "2026-03-01", "end": "2026-03-31", "availability": "false"})
+    assert r.status_code == 200, r.text
+    return {item["key"]: item for item in r.json()["items"]}
+
+
+def _rolled(api: Api) -> list[tuple[object, ...]]:
+    return api.sql("SELECT instrument_id, month FROM session_month"
+                   " WHERE instrument_id IN ('nmr', 'xrd') ORDER BY 1, 2")
+
+
+def test_a_final_month_is_rolled_up_and_serves_the_next_report(final: Api) -> None:
+    first = _march(final)
+    assert _rolled(final) == [("nmr", MARCH)]
+    assert first["nmr"]["sessions"] == 6 and first["nmr"]["bookings"] == 3
+    assert _march(final) == first  # read back from the rollup
+    final.sql("UPDATE session_month SET effective_s = effective_s + 3600")
+    again = _march(final)
+    assert again["nmr"]["effective_hours"] == pytest.approx(
+        first["nmr"]["effective_hours"] + 1)
+    assert again["xrd"] == first["xrd"]  # still computed from its sessions
+    # bookings are read when the report runs: a new one leaves the rollup alone
+    final.sql("INSERT INTO booking (id, instrument_id, user_id, kind, start_ts, end_ts, status)"
+              " VALUES (5, 'nmr', 'in1', 'self', '2026-03-20 09:00+08', '2026-03-20 10:00+08',"
+              " 'approved')")
+    assert _rolled(final) == [("nmr", MARCH)]
+    assert _march(final)["nmr"]["bookings"] == 4
+
+
+@pytest.mark.parametrize("change", [
+    "INSERT INTO certification (user_id, instrument_id, level, valid_from)"
+    " VALUES ('new1', 'nmr', 'self', '2026-03-01 00:00+08')",
+    "UPDATE certification SET valid_from = '2026-03-10 10:00+08' WHERE user_id = 'in1'",
+    "UPDATE platform_user SET approved = false WHERE id = 'out1'",
+    "UPDATE platform_user SET institution_id = 'uni' WHERE id = 'firm1'",
+    "UPDATE instrument SET cooldown_s = 600 WHERE id = 'nmr'",
+    "UPDATE institution SET parent_id = NULL WHERE id = 'uni-ac'",
+])
+def test_a_change_forgets_the_months_it_changes(final: Api, change: str) -> None:
+    before = _march(final)
+    assert _rolled(final) == [("nmr", MARCH)]
+    final.sql(change)
+    assert _rolled(final) == []
+    after = _march(final)  # computed again, and equal to a report without any rollup
+    assert _rolled(final) == [("nmr", MARCH)]
+    final.sql("DELETE FROM state_sample WHERE ts = '2026-04-02 00:00+08'")  # not final now
+    final.sql("DELETE FROM session_month")
+    assert _march(final) == after
+    assert after != before
+
+
+def test_a_change_that_matters_not_keeps_the_rows(final: Api) -> None:
+    _march(final)
+    final.sql("UPDATE platform_user SET email = 'x@example.org' WHERE id = 'out1'")
+    final.sql("UPDATE instrument SET location = 'B-101' WHERE id = 'nmr'")
+    assert _rolled(final) == [("nmr", MARCH)]
+
+
+def test_late_data_through_the_ingest_forgets_the_month(final: Api) -> None:
+    assert _march(final)["nmr"]["sessions"] == 6
+    # 'in1' ran nmr from 10:00 to 10:20 on 20 March; the gateway sent it a day later
+    t0 = datetime(2026, 3, 20, 10, tzinfo=SHANGHAI)
+    running = [(t0, "running", "in1"), (t0 + timedelta(minutes=10), "running", "in1"),
+               (t0 + timedelta(minutes=20), "idle", None)]
+    assert write_through_ingest(final.database_url, running, received=t0 + timedelta(days=1))
+    assert _rolled(final) == []
+    assert _march(final)["nmr"]["sessions"] == 7
+    assert _rolled(final) == [("nmr", MARCH)]
+
+
+def test_a_rollup_waits_for_a_batch_writing_the_instrument(final: Api) -> None:
+    # a batch of the ingest holds nmr, and has written a session into March
+    with psycopg.connect(final.database_url) as batch:
+        batch.execute(LOCK_INSTRUMENTS, (["nmr"],))
+        batch.execute("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts,"
+                      " user_id) VALUES ('nmr', '2026-03-20 10:00+08', '2026-03-20 11:00+08',"
+                      " '2026-03-20 11:00+08', 'in1')")
+        with ThreadPoolExecutor(1) as pool:
+            report = pool.submit(_march, final)
+            time.sleep(1)
+            assert not report.done(), "the rollup waits for the batch"
+            batch.commit()
+            assert report.result(timeout=30)["nmr"]["sessions"] == 7
+    assert final.sql("SELECT sessions FROM session_month WHERE instrument_id = 'nmr'") == [(7,)]
