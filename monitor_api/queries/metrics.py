@@ -9,6 +9,10 @@ computed once (``OFFSET 0`` keeps PostgreSQL from inlining the expressions into 
 aggregate that uses them), and the sums are taken per instrument and user, which also yields
 the distinct outside users. Booked time and no-shows need interval unions; only the few
 sessions that touch a booking window take part in them, which cannot change either figure.
+
+The same pipeline, cut into calendar months instead of the period, fills the monthly rollup
+(``session_month``); a period of whole, final months is then read from it (docs/metrics.md,
+"Monthly rollup").
 """
 
 from __future__ import annotations
