@@ -8,7 +8,7 @@ from typing import Any
 from psycopg import sql
 
 from monitor_api.db import Conn, fetch_all, fetch_one
-from monitor_api.queries.common import Where
+from monitor_api.queries.common import Where, page
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
 # announced itself offline; otherwise the state last reported. ``derived`` is inlined into both
@@ -90,6 +90,45 @@ async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] |
         """,
         (instrument_id,),
     )
+
+
+# Gateways as last heard of, with the caller's instruments each announces, is bound to in the
+# registry, and last reported through (the latest sample among those). ``%(all)s``: every
+# instrument is the caller's; else those of the institutions ``%(insts)s``.
+_GATEWAYS = """
+WITH mine AS (
+    SELECT i.id, i.gateway_id FROM instrument i
+    WHERE %(all)s OR i.institution_id = ANY(%(insts)s)
+), bound AS (
+    SELECT gateway_id, array_agg(id ORDER BY id) AS ids
+    FROM mine WHERE gateway_id IS NOT NULL GROUP BY gateway_id
+), reporting AS (
+    SELECT s.gateway_id, array_agg(s.instrument_id ORDER BY s.instrument_id) AS ids,
+           max(s.last_ts) AS last_data
+    FROM instrument_status s JOIN mine ON mine.id = s.instrument_id
+    GROUP BY s.gateway_id
+)
+SELECT g.id, g.online, g.changed_at AS since, g.software,
+       ARRAY(SELECT a FROM unnest(g.instruments) a
+             WHERE %(all)s OR a IN (SELECT id FROM mine) ORDER BY a) AS announced,
+       coalesce(b.ids, '{{}}') AS bound, coalesce(r.ids, '{{}}') AS reporting, r.last_data
+FROM gateway g
+LEFT JOIN bound b ON b.gateway_id = g.id
+LEFT JOIN reporting r ON r.gateway_id = g.id
+WHERE (%(all)s OR b.ids IS NOT NULL OR r.ids IS NOT NULL) AND {where}
+"""
+
+
+async def gateways(
+    conn: Conn, *, institutions: list[str] | None, online: bool | None, limit: int, offset: int
+) -> dict[str, Any]:
+    """A page of gateways; with ``institutions``, only those serving their instruments."""
+    where = Where()
+    where.params.update(all=institutions is None, insts=institutions or [])
+    if online is not None:
+        where.add("g.online = %(online)s", online=online)
+    return await page(conn, select=_GATEWAYS, where=where, order="g.id", limit=limit,
+                      offset=offset)
 
 
 async def changed_instruments(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from monitor_api.auth import Caller, Principal, Role
+from monitor_api.auth import Caller, Principal, Reader, Role
 from monitor_api.db import DbConn, Pool, Settings, fetch_one
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
@@ -79,6 +79,20 @@ class GatewayStatus(BaseModel):
                     "report it, whatever the registry says.")
 
 
+class GatewayItem(BaseModel):
+    id: str
+    online: bool = Field(description="Its last birth has not been followed by its will.")
+    since: datetime = Field(description="When it came online or went offline.")
+    software: str | None
+    announced: list[str] = Field(
+        description="Instruments its last birth lists (a lab manager sees their own only).")
+    bound: list[str] = Field(description="Instruments the registry binds to it.")
+    reporting: list[str] = Field(
+        description="Instruments whose latest sample came through it.")
+    last_data: datetime | None = Field(
+        description="The latest sample of those instruments; null when none reported.")
+
+
 class InstrumentDetail(BaseModel):
     instrument: Instrument
     status: StatusItem
@@ -107,6 +121,19 @@ async def status_board(
     )
     page = b'{"items":%b,"total":%d,"limit":%d,"offset":%d}' % (items, total, limit, offset)
     return Response(content=page, media_type="application/json")
+
+
+@router.get("/gateways", response_model=Page[GatewayItem])
+async def gateway_list(
+    conn: DbConn, caller: Reader, online: bool | None = None, limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Every gateway as last heard of, and the instruments it serves.
+
+    A lab manager sees the gateways bound to or reporting their institution's instruments."""
+    institutions = list(caller.institutions) if caller.role is Role.LAB_MANAGER else None
+    return await q.gateways(conn, institutions=institutions, online=online, limit=limit,
+                            offset=offset)
 
 
 def _period(start: datetime, end: datetime) -> None:

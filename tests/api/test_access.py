@@ -38,6 +38,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("DELETE", "/tokens/{spare_token}", None, ADMIN),
     ("GET", "/status", None, ALL),
     ("GET", "/instruments/nmr/detail", None, ALL),
+    ("GET", "/gateways", None, READ),
     ("GET", "/instruments/nmr/timeline?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
      None, ALL),
     ("GET", "/instruments/nmr/power?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",

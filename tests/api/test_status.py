@@ -94,13 +94,23 @@ def test_detail_timeline_and_power(api: Api) -> None:
     assert detail["gateway"] is None  # none bound, and gw1 never announced itself
 
 
+# gw1 is bound to nmr and sem but announces sem only, and sem last reported through gw2,
+# which announces xrd (another institution's) and an instrument the registry does not know
+GATEWAYS = [
+    "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software) VALUES"
+    " ('gw1', 4, false, '2026-03-10 09:00Z', '{sem}', 'instrushare-gateway/0.1'),"
+    " ('gw2', 1, true, '2026-03-10 08:00Z', '{xrd,ghost}', NULL),"
+    " ('gw3', 1, true, '2026-03-10 07:00Z', '{}', NULL)",
+    "UPDATE instrument SET gateway_id = 'gw1' WHERE id IN ('nmr', 'sem')",
+    "INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts) VALUES"
+    " ('sem', 'gw2', 'idle', now(), '2026-03-10 10:00Z'),"
+    " ('xrd', 'gw2', 'idle', now(), '2026-03-10 11:00Z')",
+]
+
+
 def test_detail_shows_the_gateway_and_whether_it_announces_the_instrument(api: Api) -> None:
-    api.sql("INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software) VALUES"
-            " ('gw1', 4, false, '2026-03-10 09:00Z', '{sem}', 'instrushare-gateway/0.1'),"
-            " ('gw2', 1, true, '2026-03-10 08:00Z', '{xrd}', NULL)")
-    api.sql("UPDATE instrument SET gateway_id = 'gw1' WHERE id IN ('nmr', 'sem')")
-    api.sql("INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts)"
-            " VALUES ('sem', 'gw2', 'idle', now(), now()), ('xrd', 'gw2', 'idle', now(), now())")
+    for statement in GATEWAYS:
+        api.sql(statement)
     with api.as_("evaluator") as c:
         nmr, sem, xrd, inc1 = (c.get(f"/instruments/{i}/detail").json()["gateway"]
                                for i in ("nmr", "sem", "xrd", "inc1"))
@@ -109,6 +119,28 @@ def test_detail_shows_the_gateway_and_whether_it_announces_the_instrument(api: A
     assert (sem["id"], sem["announces_instrument"]) == ("gw1", True)  # the registry's binding
     assert (xrd["id"], xrd["online"], xrd["announces_instrument"]) == ("gw2", True, True)
     assert inc1 is None  # unbound and never heard of
+
+
+def test_gateway_list(api: Api) -> None:
+    for statement in GATEWAYS:
+        api.sql(statement)
+    with api.as_("evaluator") as c:
+        page = c.get("/gateways").json()
+        assert page["total"] == 3
+        gw1, gw2, gw3 = page["items"]
+        assert gw1 == {"id": "gw1", "online": False, "since": "2026-03-10T09:00:00Z",
+                       "software": "instrushare-gateway/0.1", "announced": ["sem"],
+                       "bound": ["nmr", "sem"], "reporting": [], "last_data": None}
+        assert (gw2["announced"], gw2["bound"], gw2["reporting"], gw2["last_data"]) == (
+            ["ghost", "xrd"], [], ["sem", "xrd"], "2026-03-10T11:00:00Z")
+        assert (gw3["id"], gw3["announced"], gw3["reporting"]) == ("gw3", [], [])
+        online = c.get("/gateways", params={"online": "true", "limit": 1}).json()
+        assert (online["total"], [g["id"] for g in online["items"]]) == (2, ["gw2"])
+    with api.as_("manager") as c:  # uni's nmr and sem: gw1 bound, gw2 reporting sem
+        mine = c.get("/gateways").json()["items"]
+    assert [(g["id"], g["announced"], g["bound"], g["reporting"], g["last_data"])
+            for g in mine] == [("gw1", ["sem"], ["nmr", "sem"], [], None),
+                               ("gw2", [], [], ["sem"], "2026-03-10T10:00:00Z")]
 
 
 def test_server_sent_events(live: Api) -> None:
