@@ -207,7 +207,8 @@ SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
        coalesce(v.income_rmb, 0) AS income_rmb,
        coalesce(v.external_income_rmb, 0) AS external_income_rmb,
        coalesce(v.voucher_rmb, 0) AS voucher_rmb,
-       coalesce(v.ratings, 0) AS ratings, coalesce(v.rating_sum, 0) AS rating_sum
+       coalesce(v.ratings, 0) AS ratings, coalesce(v.rating_sum, 0) AS rating_sum,
+       s.instrument_id IS NOT NULL AS summed
 FROM inst
 LEFT JOIN windows w ON w.instrument_id = inst.id
 LEFT JOIN s_sums s ON s.instrument_id = inst.id
@@ -293,6 +294,7 @@ _PER_INSTRUMENT_STORED = _HEAD + """
     FROM session_month m LEFT JOIN windows w ON w.instrument_id = m.instrument_id
     WHERE m.instrument_id = ANY(%(ids)s) AND m.month = ANY(%(months)s::date[])
     GROUP BY m.instrument_id
+    HAVING count(*) = cardinality(%(months)s::date[])  -- else not summed: see per_instrument
 """ + _TAIL
 
 Connect = Callable[[], AbstractAsyncContextManager[Conn]]
@@ -375,15 +377,19 @@ async def per_instrument(
         async with connect() as conn:
             return await up_seconds(conn, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
 
+    stored = sorted(rolled)
     runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))
-            if part or not rolled]
-    if rolled:
-        stored = sorted(rolled)
-        runs += [figures(_PER_INSTRUMENT_STORED, part, months=months, first_month=months[0])
-                 for part in _runs(stored, _split(stored, parallel))]
+            if part or not stored]
+    runs += [figures(_PER_INSTRUMENT_STORED, part, months=months, first_month=months[0])
+             for part in _runs(stored, _split(stored, parallel)) if part]
     up, *chunks = await asyncio.gather(availability(), *runs)
-    rows = sorted((row for chunk in chunks for row in chunk), key=itemgetter("instrument_id"))
+    by_id = {row["instrument_id"]: row for chunk in chunks for row in chunk}
+    # the ingest may have deleted months of an instrument since roll_up found them all
+    if lost := [i for i in stored if not by_id[i]["summed"]]:
+        by_id.update((row["instrument_id"], row) for row in await figures(_PER_INSTRUMENT, lost))
+    rows = sorted(by_id.values(), key=itemgetter("instrument_id"))
     for row in rows:
+        del row["summed"]
         row["up_s"] = None if up is None else up.get(row["instrument_id"], 0.0)
         # users active in several months, orgs shared by several users
         row["outside_users"] = sorted(set(row["outside_users"]))

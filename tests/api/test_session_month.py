@@ -7,6 +7,7 @@ Data of tests/api/test_metrics.py (sessions on 9-11 March 2026), plus an 'nmr' s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
@@ -17,6 +18,9 @@ import psycopg
 import pytest
 
 from instrushare.db import LOCK_INSTRUMENTS
+from monitor_api.db import make_pool
+from monitor_api.queries import metrics
+from monitor_api.report import period_bounds
 from tests.api.conftest import Api, write_through_ingest
 from tests.api.test_metrics import SETUP
 
@@ -119,3 +123,36 @@ def test_a_rollup_waits_for_a_batch_writing_the_instrument(final: Api) -> None:
             batch.commit()
             assert report.result(timeout=30)["nmr"]["sessions"] == 7
     assert final.sql("SELECT sessions FROM session_month WHERE instrument_id = 'nmr'") == [(7,)]
+
+
+def test_months_deleted_after_the_check_are_computed_from_the_sessions(
+    final: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _march(final)
+    found_complete = metrics.roll_up
+
+    async def then_a_late_batch(connect: metrics.Connect, **kw: Any) -> set[str]:
+        complete = await found_complete(connect, **kw)
+        final.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+                  " VALUES ('nmr', '2026-03-20 10:00+08', '2026-03-20 11:00+08',"
+                  " '2026-03-20 11:00+08', 'in1')")
+        final.sql("DELETE FROM session_month WHERE instrument_id = 'nmr'")
+        return complete
+
+    async def report() -> list[dict[str, Any]]:
+        pool = make_pool(final.settings)
+        await pool.open()
+        try:
+            lo, hi = period_bounds(MARCH, date(2026, 3, 31))
+            rows, _ = await metrics.per_instrument(
+                pool.connection, lo=lo, hi=hi, timeout=timedelta(minutes=15),
+                grace=timedelta(minutes=30), institutions=None, category=None, region=None,
+                instrument_id=None, with_availability=False)
+            return rows
+        finally:
+            await pool.close()
+
+    monkeypatch.setattr(metrics, "roll_up", then_a_late_batch)
+    rows = {r["instrument_id"]: r for r in asyncio.run(report())}
+    assert rows["nmr"]["sessions"] == 7
+    assert "summed" not in rows["nmr"]
