@@ -31,7 +31,7 @@ CREATE TABLE session_month (
     outside_users         text[]           NOT NULL,
     outside_orgs          text[]           NOT NULL,
     running_mr            tstzmultirange   NOT NULL,  -- running time, clipped to the month
-    raw_mr                tstzmultirange   NOT NULL,  -- sessions, clipped to the month +- a day
+    raw_mr                tstzmultirange   NOT NULL,  -- sessions touching the month +- a day
     computed_at           timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (instrument_id, month)
 );

@@ -243,7 +243,7 @@ _MONTH_PIECES = """
         WHERE i.id = ANY(%(ids)s)
         OFFSET 0
     ) i CROSS JOIN months m
-    WHERE m.hi + %(pad)s <= least(i.last_ts, now())
+    WHERE m.hi + %(pad)s <= i.last_ts AND m.hi + %(pad)s <= now()
       AND (i.open_since IS NULL OR i.open_since >= m.hi + %(pad)s)
       AND NOT EXISTS (SELECT 1 FROM session_month sm
                       WHERE sm.instrument_id = i.id AND sm.month = m.month)
@@ -360,7 +360,7 @@ async def per_instrument(
     params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
               "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace}
     months = whole_months(lo, hi)
-    rolled = await roll_up(connect, ids=ids, lo=lo, hi=hi, parallel=parallel) if months else set()
+    rolled = await roll_up(connect, ids=ids, lo=lo, hi=hi, parallel=parallel)
     raw = [i for i in ids if i not in rolled]
 
     async def figures(statement: str, part: list[str], **extra: Any) -> list[dict[str, Any]]:
@@ -409,8 +409,10 @@ async def roll_up(
             rows = await fetch_all(conn, _COMPLETE, {"ids": among, "months": months})
         return {r["instrument_id"] for r in rows}
 
+    slots = asyncio.Semaphore(parallel)
+
     async def fill(part: list[str]) -> None:
-        async with connect() as conn:
+        async with slots, connect() as conn:
             await tune_for_reports(conn)
             await conn.execute(SHARE_INSTRUMENTS, (part,))  # until the rows are committed
             await conn.execute(_FILL_MONTHS, {
@@ -426,14 +428,8 @@ async def roll_up(
         return done
     async with connect() as conn:
         roots = await fetch_all(conn, _ROOTS)
-    slots = asyncio.Semaphore(parallel)
-
-    async def fill_in_turn(part: list[str]) -> None:
-        async with slots:
-            await fill(part)
-
     chunks = -(-len(missing) // ROLLUP_INSTRUMENTS_PER_TRANSACTION)
-    await asyncio.gather(*(fill_in_turn(part) for part in _runs(missing, chunks)))
+    await asyncio.gather(*(fill(part) for part in _runs(missing, chunks)))
     return done | await complete(missing)
 
 
