@@ -16,8 +16,8 @@ of 2025 is then final, and its availability (state_day, state_month) and usage (
 are kept in the rollups once a report has computed them. Each figure is the steady state
 after one warm-up request, whose time is printed as ``cold_ms`` (for the yearly report with
 availability: computing and storing the rollups). It times the
-yearly report with and without availability, the year less its last day without it (not whole
-months, so computed from the sessions rather than the monthly usage rollup), and a report over
+yearly report with and without availability, the year less its last day without it (eleven
+months from the monthly usage rollup, the last 30 days from the sessions), and a report over
 the sampled days with availability.
 
 Targets (docs/api.md): board < 100 ms, yearly report < 1 s.
@@ -242,8 +242,8 @@ def main() -> None:
                 no_avail = _measure(client, "/reports/utilisation",
                                     {**report_params, "availability": "false"},
                                     args.report_runs)
-                # not whole months: computed from the sessions, not the monthly rollup
-                from_sessions = _measure(client, "/reports/utilisation",
+                # eleven months from the rollup, 30 days from the sessions
+                year_less_a_day = _measure(client, "/reports/utilisation",
                                          {**report_params, "end": "2025-12-30",
                                           "availability": "false"}, args.report_runs)
                 sampled_start = (datetime(2025, 12, 31) - timedelta(days=args.sample_days - 1))
@@ -261,7 +261,7 @@ def main() -> None:
                                  "state_samples": samples, **_stats(report),
                                  "target_ms": 1000},
             "utilisation_year_no_availability": {**_stats(no_avail), "target_ms": 1000},
-            "utilisation_364_days_from_sessions": _stats(from_sessions),
+            "utilisation_364_days_no_availability": _stats(year_less_a_day),
             "utilisation_sampled_days": {"days": args.sample_days,
                                          "mean_availability": round(availability, 3),
                                          **_stats(days)},

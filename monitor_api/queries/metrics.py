@@ -11,7 +11,8 @@ the distinct outside users. Booked time and no-shows need interval unions; only 
 sessions that touch a booking window take part in them, which cannot change either figure.
 
 The same pipeline, cut into calendar months instead of the period, fills the monthly rollup
-(``session_month``); a period of whole, final months is then read from it (docs/metrics.md,
+(``session_month``). A period's whole, final months are then read from it and only the days
+before and after them computed from the sessions, cut the same way (docs/metrics.md,
 "Monthly rollup").
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from operator import itemgetter
 from typing import Any
@@ -95,9 +97,7 @@ _SUMS_FROM_SESSIONS = """
     FROM (
         SELECT instrument_id, user_id, start_ts, coalesce(end_ts, last_ts) AS end_ts
         FROM usage_session
-        WHERE instrument_id = ANY(%(ids)s)
-          AND start_ts < %(hi_pad)s AND coalesce(end_ts, last_ts) > %(lo_pad)s
-          AND (end_ts > %(lo_pad)s OR end_ts IS NULL)  -- implied; usage_session_end_idx
+        WHERE instrument_id = ANY(%(ids)s) AND ({overlapping})
     ) s JOIN pieces p
         ON p.id = s.instrument_id AND s.start_ts < p.hi_pad AND s.end_ts > p.lo_pad
     WHERE s.end_ts - s.start_ts >= p.min_len
@@ -140,7 +140,7 @@ _SUMS_FROM_SESSIONS = """
            multirange_union_agg(used_hit) AS used_mr, multirange_union_agg(raw_hit) AS raw_mr
     FROM sess
     GROUP BY instrument_id, month, user_id
-), s_sums AS (
+), piece_sums AS (
     -- institution roots as parameters, not CTEs: the planner then knows the tables' sizes
     -- and hashes the small sides
     SELECT p.instrument_id, p.month,
@@ -168,6 +168,23 @@ _SUMS_FROM_SESSIONS = """
     ) o
     GROUP BY p.instrument_id, p.month
 """
+
+_OVERLAPPING = """
+          start_ts < {hi} AND coalesce(end_ts, last_ts) > {lo}
+          AND (end_ts > {lo} OR end_ts IS NULL)  -- implied; usage_session_end_idx
+"""
+
+
+def _sums(pieces: str, *, ranges: list[tuple[str, str]]) -> str:
+    """``_SUMS_FROM_SESSIONS`` over ``pieces``, reading the sessions that overlap any of
+    ``ranges`` (SQL for their bounds: the pieces' with their pads)."""
+    overlapping = " OR ".join(_OVERLAPPING.format(lo=lo, hi=hi) for lo, hi in ranges)
+    return (_SUMS_FROM_SESSIONS.replace("{pieces}", pieces)
+            .replace("{overlapping}", overlapping or "false"))
+
+
+_PADDED = [("%(lo_pad)s", "%(hi_pad)s")]
+"""The one range of a period or of the months being rolled up."""
 
 _TAIL = """
 ), b_agg AS (
@@ -249,14 +266,17 @@ _MONTH_PIECES = """
                       WHERE sm.instrument_id = i.id AND sm.month = m.month)
 """
 
-_PER_INSTRUMENT = _HEAD + _SUMS_FROM_SESSIONS.replace("{pieces}", _PERIOD_PIECES) + _TAIL
+_PER_INSTRUMENT = _HEAD + _sums(_PERIOD_PIECES, ranges=_PADDED) + """
+), s_sums AS (
+    SELECT * FROM piece_sums
+""" + _TAIL
 
 _FILL_MONTHS = """
 WITH months AS (
     SELECT d::date AS month, d::timestamp AT TIME ZONE 'Asia/Shanghai' AS lo,
            (d + interval '1 month')::timestamp AT TIME ZONE 'Asia/Shanghai' AS hi
     FROM unnest(%(months)s::date[]) d
-""" + _SUMS_FROM_SESSIONS.replace("{pieces}", _MONTH_PIECES) + """
+""" + _sums(_MONTH_PIECES, ranges=_PADDED) + """
 )
 INSERT INTO session_month (instrument_id, month, sessions, carried, effective_s, running_s,
                            external_s, uncertified_sessions, uncertified_carried, uncertified_s,
@@ -267,16 +287,29 @@ SELECT p.id, p.month, coalesce(s.sessions, 0), coalesce(s.carried, 0),
        coalesce(s.uncertified_s, 0), coalesce(s.unattributed_s, 0),
        coalesce(s.outside_users, '{}'), coalesce(s.outside_orgs, '{}'),
        coalesce(s.used_mr, '{}'), coalesce(s.raw_mr, '{}')
-FROM pieces p LEFT JOIN s_sums s ON s.instrument_id = p.id AND s.month = p.month
+FROM pieces p LEFT JOIN piece_sums s ON s.instrument_id = p.id AND s.month = p.month
 ORDER BY p.id, p.month  -- one order for every writer: concurrent reports cannot deadlock
 ON CONFLICT DO NOTHING
 """
 
-# A session crossing the start of a month is counted in both months: a period of several
-# months subtracts it from every month but its first.
-_PER_INSTRUMENT_STORED = _HEAD + """
+_PART_PIECES = """
+    -- the parts of the period outside its whole months, each computed like a month but
+    -- keeping, like the period, only the running intervals that booking windows touch
+    SELECT i.id, p.month, p.lo, p.hi, p.lo - %(pad)s AS lo_pad, p.hi + %(pad)s AS hi_pad,
+           make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
+           make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
+    FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
+    CROSS JOIN unnest(%(part_months)s::date[], %(part_lo)s::timestamptz[],
+                      %(part_hi)s::timestamptz[]) AS p (month, lo, hi)
+    WHERE i.id = ANY(%(ids)s)
+"""
+
+# The period's whole months from the rollup, and the parts before and after them (keyed by
+# their first day) from the sessions. A session crossing the start of a month or part is
+# counted in both: the sum subtracts it from every one but the first.
+_STORED_SUMS = """
 ), s_sums AS (
-    -- months do not overlap, nor do their running intervals: booked time adds up over them
+    -- months and parts do not overlap, nor do their running intervals: booked time adds up
     SELECT m.instrument_id,
            sum(m.sessions - CASE WHEN m.month > %(first_month)s THEN m.carried ELSE 0 END)
                ::bigint AS sessions,
@@ -291,11 +324,29 @@ _PER_INSTRUMENT_STORED = _HEAD + """
            range_agg(m.running_mr * w.booked_mr) FILTER (WHERE w.booked_mr IS NOT NULL)
                AS used_mr,
            range_agg(m.raw_mr * w.wide_mr) FILTER (WHERE w.wide_mr IS NOT NULL) AS raw_mr
-    FROM session_month m LEFT JOIN windows w ON w.instrument_id = m.instrument_id
-    WHERE m.instrument_id = ANY(%(ids)s) AND m.month = ANY(%(months)s::date[])
+    FROM (
+        SELECT instrument_id, month, true AS stored, sessions, carried, effective_s,
+               running_s, external_s, uncertified_sessions, uncertified_carried,
+               uncertified_s, unattributed_s, outside_users, outside_orgs, running_mr, raw_mr
+        FROM session_month
+        WHERE instrument_id = ANY(%(ids)s) AND month = ANY(%(months)s::date[])
+        UNION ALL
+        SELECT instrument_id, month, false, sessions, carried, effective_s, running_s,
+               external_s, uncertified_sessions, uncertified_carried, uncertified_s,
+               unattributed_s, coalesce(outside_users, '{}'), coalesce(outside_orgs, '{}'),
+               coalesce(used_mr, '{}'), coalesce(raw_mr, '{}')
+        FROM piece_sums
+    ) m LEFT JOIN windows w ON w.instrument_id = m.instrument_id
     GROUP BY m.instrument_id
-    HAVING count(*) = cardinality(%(months)s::date[])  -- else not summed: see per_instrument
-""" + _TAIL
+    -- else not summed: see per_instrument
+    HAVING count(*) FILTER (WHERE m.stored) = cardinality(%(months)s::date[])
+"""
+_PER_INSTRUMENT_STORED = [
+    _HEAD + _sums(_PART_PIECES, ranges=[(f"%(part{k}_lo_pad)s", f"%(part{k}_hi_pad)s")
+                                        for k in range(parts)]) + _STORED_SUMS + _TAIL
+    for parts in range(3)
+]
+"""By the number of parts outside the whole months: none, before or after them, or both."""
 
 Connect = Callable[[], AbstractAsyncContextManager[Conn]]
 """Lends a connection, committed when returned, as ``Pool.connection`` does."""
@@ -359,7 +410,7 @@ async def per_instrument(
     hi_now = min(hi, now)
     params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
               "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace}
-    months = whole_months(lo, hi)
+    split = MonthSplit.of(lo, hi)
     rolled = await roll_up(connect, ids=ids, lo=lo, hi=hi, parallel=parallel)
     raw = [i for i in ids if i not in rolled]
 
@@ -380,7 +431,7 @@ async def per_instrument(
     stored = sorted(rolled)
     runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))
             if part or not stored]
-    runs += [figures(_PER_INSTRUMENT_STORED, part, months=months, first_month=months[0])
+    runs += [figures(_PER_INSTRUMENT_STORED[len(split.parts)], part, **split.params())
              for part in _runs(stored, _split(stored, parallel)) if part]
     up, *chunks = await asyncio.gather(availability(), *runs)
     by_id = {row["instrument_id"]: row for chunk in chunks for row in chunk}
@@ -400,9 +451,10 @@ async def per_instrument(
 async def roll_up(
     connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, parallel: int = 1
 ) -> set[str]:
-    """Roll up the final months of [lo, hi) (whole months) not rolled up yet; return the
-    instruments with every month of it rolled up."""
-    months = whole_months(lo, hi)
+    """Roll up the final months among the whole months of [lo, hi) not rolled up yet; return
+    the instruments with every one of those months rolled up."""
+    split = MonthSplit.of(lo, hi)
+    months = split.months
 
     async def complete(among: list[str]) -> set[str]:
         async with connect() as conn:
@@ -417,10 +469,10 @@ async def roll_up(
             await conn.execute(SHARE_INSTRUMENTS, (part,))  # until the rows are committed
             await conn.execute(_FILL_MONTHS, {
                 "inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
-                "lo_pad": lo - PAD, "hi_pad": hi + PAD, "pad": PAD, "ids": part,
+                "lo_pad": split.lo - PAD, "hi_pad": split.hi + PAD, "pad": PAD, "ids": part,
                 "months": months}, prepare=False)
 
-    if not months or hi + PAD > datetime.now(hi.tzinfo):  # the last month cannot be final
+    if not months or split.hi + PAD > datetime.now(hi.tzinfo):  # the last cannot be final
         return set()
     done = await complete(ids)
     missing = [i for i in ids if i not in done]
@@ -433,18 +485,52 @@ async def roll_up(
     return done | await complete(missing)
 
 
-def whole_months(lo: datetime, hi: datetime) -> list[date]:
-    """The months (first days) that make up [lo, hi) when it is whole months in Asia/Shanghai,
-    else none."""
-    first, end = lo.astimezone(SHANGHAI), hi.astimezone(SHANGHAI)
-    if first.day != 1 or end.day != 1 or first.time() != time() or end.time() != time():
-        return []
-    months = []
-    month = first.date()
-    while month < end.date():
-        months.append(month)
-        month = (month + timedelta(days=32)).replace(day=1)
-    return months
+@dataclass(frozen=True, slots=True)
+class MonthSplit:
+    """A period [lo, hi) cut at month starts in Asia/Shanghai: the whole months inside it,
+    spanning [``lo``, ``hi``), and the parts of the period before and after them."""
+
+    months: list[date]
+    lo: datetime
+    hi: datetime
+    parts: list[tuple[date, datetime, datetime]]
+    """(first day, start, end) of the part before the months and of the part after them."""
+
+    @classmethod
+    def of(cls, lo: datetime, hi: datetime) -> MonthSplit:
+        month = _month_start(lo.astimezone(SHANGHAI), up=True)
+        months_lo = month
+        months: list[date] = []
+        while (following := _month_start(month + timedelta(days=32))) <= hi:
+            months.append(month.date())
+            month = following
+        if not months:
+            return cls([], lo, lo, [])
+        parts = []
+        if lo < months_lo:
+            parts.append((lo.astimezone(SHANGHAI).date(), lo, months_lo))
+        if month < hi:
+            parts.append((month.date(), month, hi))
+        return cls(months, months_lo, month, parts)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters ``_PER_INSTRUMENT_STORED`` takes besides the period's."""
+        parts = self.parts
+        return {"months": self.months,
+                "first_month": min([self.months[0], *(first for first, _, _ in parts)]),
+                "pad": PAD, "part_months": [p[0] for p in parts],
+                "part_lo": [p[1] for p in parts], "part_hi": [p[2] for p in parts],
+                **{f"part{k}_lo_pad": p[1] - PAD for k, p in enumerate(parts)},
+                **{f"part{k}_hi_pad": p[2] + PAD for k, p in enumerate(parts)}}
+
+
+def _month_start(t: datetime, *, up: bool = False) -> datetime:
+    """Midnight (Asia/Shanghai) of the first day of ``t``'s month, or with ``up`` of the
+    first month starting at or after ``t``."""
+    start = datetime.combine(t.date().replace(day=1), time(), SHANGHAI)
+    if up and start < t:
+        return _month_start(start + timedelta(days=32))
+    return start
 
 
 def _split(ids: list[str], parallel: int) -> int:

@@ -195,11 +195,15 @@ def _check(url: str, world: World) -> None:
         _compare(rows, world, lo, hi, f"{parallel} runs")
     # Whole months: computed and rolled up, then read back from the rollup (an instrument
     # with a session still open is not final and goes on being computed from its sessions).
+    # Then periods of rolled-up months and days before or after them, which cut sessions.
     months: set[date] = set()
-    for first, last in (_months(FIRST_DAY, FIRST_DAY),
-                        _months(FIRST_DAY - timedelta(days=20), FIRST_DAY + timedelta(days=6))):
-        lo, hi = period_bounds(first, last)
-        months.update(metrics.whole_months(lo, hi))
+    first, last = _months(FIRST_DAY - timedelta(days=40), FIRST_DAY + timedelta(days=6))
+    for start, end in (_months(FIRST_DAY, FIRST_DAY), (first, last),
+                       (first, FIRST_DAY + timedelta(days=2)),
+                       (first + timedelta(days=5), FIRST_DAY + timedelta(days=2)),
+                       (first + timedelta(days=5), last)):
+        lo, hi = period_bounds(start, end)
+        months.update(metrics.MonthSplit.of(lo, hi).months)
         for attempt in ("first", "again"):
             rows, _ = asyncio.run(_query(url, lo, hi, 2))
             _compare(rows, world, lo, hi, f"{attempt} report")

@@ -156,3 +156,36 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
     rows = {r["instrument_id"]: r for r in asyncio.run(report())}
     assert rows["nmr"]["sessions"] == 7
     assert "summed" not in rows["nmr"]
+
+
+def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
+    final: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sessions across both ends of March: each counted once, its time cut at the month's ends
+    final.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+              " VALUES ('nmr', '2026-02-28 23:30+08', '2026-03-01 00:30+08',"
+              " '2026-03-01 00:30+08', 'in1'),"
+              " ('nmr', '2026-03-31 23:00+08', '2026-04-01 01:00+08',"
+              " '2026-04-01 01:00+08', 'out1')")
+    march = _march(final)["nmr"]
+    assert _rolled(final) == [("nmr", MARCH)]
+
+    def report() -> dict[str, Any]:
+        with final.as_("evaluator") as c:
+            r = c.get("/reports/utilisation", params={
+                "start": "2026-02-20", "end": "2026-04-01", "availability": "false"})
+        assert r.status_code == 200, r.text
+        return {item["key"]: item for item in r.json()["items"]}["nmr"]
+
+    mixed = report()
+    assert mixed["sessions"] == march["sessions"] == 8
+    assert mixed["effective_hours"] == pytest.approx(march["effective_hours"] + 1.5)
+
+    async def nothing_rolled_up(_connect: metrics.Connect, **_kw: Any) -> set[str]:
+        return set()
+
+    with monkeypatch.context() as m:
+        m.setattr(metrics, "roll_up", nothing_rolled_up)
+        assert report() == mixed  # every day computed from the sessions
+    final.sql("UPDATE session_month SET effective_s = effective_s + 3600")
+    assert report()["effective_hours"] == pytest.approx(mixed["effective_hours"] + 1)
