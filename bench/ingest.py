@@ -11,7 +11,12 @@ unlimited queues), so the publisher is never the bottleneck. Both MQTT consumers
 from their first delivery to their last (ingest: last commit), so connecting is not counted;
 the ingest's time includes filling its pipeline (the first batch is decoded before any write).
 
-    python bench/ingest.py [--messages 30000] [--batched-messages 3000]
+Each scenario runs ``--rounds`` times, its consumers and baselines side by side in every
+round; each figure is the median over the rounds (a ratio: the median of the rounds' ratios,
+each against the baseline measured next to it), and ``rounds`` lists the ratios of every
+round, so the spread of a short run on a shared machine shows.
+
+    python bench/ingest.py [--messages 30000] [--batched-messages 3000] [--rounds 3]
 
 Needs mosquitto on PATH and PostgreSQL at TEST_PG_ADMIN_URL (default 127.0.0.1:5432).
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -79,16 +85,24 @@ def _make_session(port: int, client_id: str, group: str) -> None:
     c.loop_stop()
 
 
-def _payloads(n: int, per_message: int, seq0: int) -> list[tuple[str, bytes]]:
+SAMPLE_INTERVAL = timedelta(seconds=10)
+
+
+def _span(n: int, per_message: int) -> timedelta:
+    """How much time each instrument's samples cover in a load of ``n`` messages."""
+    return -(-n // INSTRUMENTS) * per_message * SAMPLE_INTERVAL
+
+
+def _payloads(n: int, per_message: int, seq0: int, base: datetime) -> list[tuple[str, bytes]]:
+    """``n`` messages round the instruments, samples every ``SAMPLE_INTERVAL`` from ``base``."""
     topics = Topics(PREFIX)
-    base = datetime.now(UTC) - timedelta(days=2)
     out = []
     for k in range(n):
         inst = f"i{k % INSTRUMENTS}"
         seq = seq0 + k
         first = (k // INSTRUMENTS) * per_message
         samples = [
-            Sample(ts=base + timedelta(seconds=10 * (first + j)),
+            Sample(ts=base + (first + j) * SAMPLE_INTERVAL,
                    state="running" if (first + j) % 50 < 30 else "idle",  # type: ignore[arg-type]
                    power_w=350.0, user="u1")
             for j in range(per_message)
@@ -233,13 +247,15 @@ def _ingest(db: str, port: int, worker_id: str, group: str, n: int) -> float:
     return n / elapsed
 
 
-def _scenario(db: str, port: int, n: int, per_message: int, seq0: int) -> dict[str, float]:
+def _scenario(
+    db: str, port: int, n: int, per_message: int, seq0: int, base: datetime
+) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     bare_id, lean_id, worker_id = f"bare-{tag}", f"lean-{tag}", f"w{tag}"
     _make_session(port, bare_id, f"bare{tag}")
     _make_session(port, lean_id, f"lean{tag}")
     _make_session(port, f"ingest-{worker_id}", f"ing{tag}")
-    load = _payloads(n, per_message, seq0)
+    load = _payloads(n, per_message, seq0, base)
     _publish(port, load)
     bare = _bare_receive(port, bare_id, n)
     lean = _lean_receive(port, lean_id, n)
@@ -263,11 +279,22 @@ def _scenario(db: str, port: int, n: int, per_message: int, seq0: int) -> dict[s
     }
 
 
+def _medians(rounds: list[dict[str, float]]) -> dict[str, Any]:
+    """Each figure's median over the rounds, and the ratios of every round."""
+    out: dict[str, Any] = {}
+    for name in rounds[0]:
+        median = statistics.median(r[name] for r in rounds)
+        out[name] = round(median, 3) if name.startswith("ratio") else round(median)
+    out["rounds"] = [{k: v for k, v in r.items() if k.startswith("ratio")} for r in rounds]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=30_000)
     parser.add_argument("--batched-messages", type=int, default=3_000)
     parser.add_argument("--samples-per-message", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     tune_process()  # as ``instrushare ingest`` does; the baselines run in this process too
 
@@ -284,9 +311,16 @@ def main() -> None:
                 conn.execute("INSERT INTO instrument (id, name, institution_id, gateway_id)"
                              " VALUES (%s, %s, 'b', 'gw1')", (f"i{k}", f"i{k}"))
         broker.start()
-        single = _scenario(db, broker.port, args.messages, 1, 0)
-        batched = _scenario(db, broker.port, args.batched_messages, args.samples_per_message,
-                            10_000_000)
+        single, batched = [], []
+        spans = (_span(args.messages, 1), _span(args.batched_messages, args.samples_per_message))
+        base = datetime.now(UTC) - timedelta(days=1) - args.rounds * sum(spans, timedelta())
+        for r in range(args.rounds):  # each load new and later than the last, as gateways send
+            single.append(_scenario(db, broker.port, args.messages, 1, r * 10_000_000, base))
+            base += spans[0]
+            batched.append(_scenario(db, broker.port, args.batched_messages,
+                                     args.samples_per_message, (args.rounds + r) * 10_000_000,
+                                     base))
+            base += spans[1]
     finally:
         broker.stop()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -294,8 +328,8 @@ def main() -> None:
                 sql.Identifier(name)))
     print(json.dumps({
         "bench": "ingest",
-        "single_sample": single,
-        "batched": {"samples_per_message": args.samples_per_message, **batched},
+        "single_sample": _medians(single),
+        "batched": {"samples_per_message": args.samples_per_message, **_medians(batched)},
         "targets": {"single_vs_bare_receive": 0.8, "batched_vs_copy": 0.6},
     }))
 
