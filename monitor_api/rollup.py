@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 
 from monitor_api.db import Pool, fetch_all
 from monitor_api.queries.availability import up_seconds
-from monitor_api.queries.metrics import roll_up
+from monitor_api.queries.metrics import MonthSplit, roll_up
 from monitor_api.report import SHANGHAI, period_bounds
 
 logger = logging.getLogger("monitor_api")
@@ -37,13 +37,14 @@ async def fill_rollups(pool: Pool, *, timeout: timedelta, months: int, now: date
     months before ``now`` (usage of the final ones); returns how many instruments were
     covered."""
     lo, hi = period_bounds(*whole_months_before(now, months))
+    split = MonthSplit.of(lo, hi, now=now)
     async with pool.connection() as conn:
         ids = [r["id"] for r in await fetch_all(conn, "SELECT id FROM instrument ORDER BY id")]
     for k in range(0, len(ids), INSTRUMENTS_PER_TRANSACTION):
         chunk = ids[k:k + INSTRUMENTS_PER_TRANSACTION]
         async with pool.connection() as conn:
             await up_seconds(conn, ids=chunk, lo=lo, hi=hi, timeout=timeout)
-        await roll_up(pool.connection, ids=chunk, lo=lo, hi=hi)
+        await roll_up(pool.connection, ids=chunk, split=split)
     return len(ids)
 
 

@@ -410,8 +410,8 @@ async def per_instrument(
     hi_now = min(hi, now)
     params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
               "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace}
-    split = MonthSplit.of(lo, hi)
-    rolled = await roll_up(connect, ids=ids, lo=lo, hi=hi, parallel=parallel)
+    split = MonthSplit.of(lo, hi, now=now)
+    rolled = await roll_up(connect, ids=ids, split=split, parallel=parallel)
     raw = [i for i in ids if i not in rolled]
 
     async def figures(statement: str, part: list[str], **extra: Any) -> list[dict[str, Any]]:
@@ -449,11 +449,10 @@ async def per_instrument(
 
 
 async def roll_up(
-    connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, parallel: int = 1
+    connect: Connect, *, ids: list[str], split: MonthSplit, parallel: int = 1
 ) -> set[str]:
-    """Roll up the final months among the whole months of [lo, hi) not rolled up yet; return
-    the instruments with every one of those months rolled up."""
-    split = MonthSplit.of(lo, hi)
+    """Roll up the final ones of ``split``'s months not rolled up yet; return the instruments
+    with every one of those months rolled up."""
     months = split.months
 
     async def complete(among: list[str]) -> set[str]:
@@ -472,7 +471,7 @@ async def roll_up(
                 "lo_pad": split.lo - PAD, "hi_pad": split.hi + PAD, "pad": PAD, "ids": part,
                 "months": months}, prepare=False)
 
-    if not months or split.hi + PAD > datetime.now(hi.tzinfo):  # the last cannot be final
+    if not months:
         return set()
     done = await complete(ids)
     missing = [i for i in ids if i not in done]
@@ -487,8 +486,9 @@ async def roll_up(
 
 @dataclass(frozen=True, slots=True)
 class MonthSplit:
-    """A period [lo, hi) cut at month starts in Asia/Shanghai: the whole months inside it,
-    spanning [``lo``, ``hi``), and the parts of the period before and after them."""
+    """A period [lo, hi) cut at month starts in Asia/Shanghai: the whole months inside it
+    that can be final (ended a day ago), spanning [``lo``, ``hi``), and the parts of the
+    period before and after them."""
 
     months: list[date]
     lo: datetime
@@ -497,11 +497,12 @@ class MonthSplit:
     """(first day, start, end) of the part before the months and of the part after them."""
 
     @classmethod
-    def of(cls, lo: datetime, hi: datetime) -> MonthSplit:
+    def of(cls, lo: datetime, hi: datetime, *, now: datetime) -> MonthSplit:
         month = _month_start(lo.astimezone(SHANGHAI), up=True)
         months_lo = month
         months: list[date] = []
-        while (following := _month_start(month + timedelta(days=32))) <= hi:
+        end = min(hi, now - PAD)
+        while (following := _month_start(month + timedelta(days=32))) <= end:
             months.append(month.date())
             month = following
         if not months:

@@ -158,8 +158,9 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
     assert "summed" not in rows["nmr"]
 
 
+@pytest.mark.parametrize("end", ["2026-04-01", "2026-12-31"])
 def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
-    final: Api, monkeypatch: pytest.MonkeyPatch
+    final: Api, monkeypatch: pytest.MonkeyPatch, end: str
 ) -> None:
     # sessions across both ends of March: each counted once, its time cut at the month's ends
     final.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
@@ -167,17 +168,23 @@ def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
               " '2026-03-01 00:30+08', 'in1'),"
               " ('nmr', '2026-03-31 23:00+08', '2026-04-01 01:00+08',"
               " '2026-04-01 01:00+08', 'out1')")
+    # to the end of the year: the months up to October are final once nmr reports after them;
+    # November and December, not over yet, are computed from the sessions
+    final.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+              " VALUES ('nmr', '2026-11-02 12:00+08', 'idle', 'gw', 0)")
+    months = [date(2026, m, 1) for m in range(3, 4 if end < "2026-05" else 11)]
     march = _march(final)["nmr"]
     assert _rolled(final) == [("nmr", MARCH)]
 
     def report() -> dict[str, Any]:
         with final.as_("evaluator") as c:
-            r = c.get("/reports/utilisation", params={
-                "start": "2026-02-20", "end": "2026-04-01", "availability": "false"})
+            r = c.get("/reports/utilisation",
+                      params={"start": "2026-02-20", "end": end, "availability": "false"})
         assert r.status_code == 200, r.text
         return {item["key"]: item for item in r.json()["items"]}["nmr"]
 
     mixed = report()
+    assert _rolled(final) == [("nmr", m) for m in months]
     assert mixed["sessions"] == march["sessions"] == 8
     assert mixed["effective_hours"] == pytest.approx(march["effective_hours"] + 1.5)
 
@@ -188,4 +195,5 @@ def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
         m.setattr(metrics, "roll_up", nothing_rolled_up)
         assert report() == mixed  # every day computed from the sessions
     final.sql("UPDATE session_month SET effective_s = effective_s + 3600")
-    assert report()["effective_hours"] == pytest.approx(mixed["effective_hours"] + 1)
+    assert report()["effective_hours"] == pytest.approx(
+        mixed["effective_hours"] + len(months))
