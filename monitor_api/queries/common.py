@@ -46,6 +46,7 @@ async def page(
     order: str,
     limit: int,
     offset: int,
+    binary: bool = False,
 ) -> dict[str, Any]:
     """Run ``select`` (a query with a ``{where}`` slot) as one page plus the total count."""
     base = sql.SQL(select).format(where=where.sql())
@@ -58,6 +59,7 @@ async def page(
             base, sql.SQL(order)
         ),
         {**where.params, "_limit": limit, "_offset": offset},
+        binary=binary,
     )
     return {"items": rows, "total": count["n"] if count else 0, "limit": limit, "offset": offset}
 

