@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -14,6 +15,9 @@ from monitor_api.settings import ApiSettings
 
 Conn = AsyncConnection[DictRow]
 Pool = AsyncConnectionPool[Conn]
+Connect = Callable[[], AbstractAsyncContextManager[Conn]]
+"""Lends a connection, committed when returned, as ``Pool.connection`` does: for work that
+runs as several transactions or on several connections at once."""
 
 
 def make_pool(settings: ApiSettings) -> Pool:

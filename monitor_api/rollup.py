@@ -42,8 +42,7 @@ async def fill_rollups(pool: Pool, *, timeout: timedelta, months: int, now: date
         ids = [r["id"] for r in await fetch_all(conn, "SELECT id FROM instrument ORDER BY id")]
     for k in range(0, len(ids), INSTRUMENTS_PER_TRANSACTION):
         chunk = ids[k:k + INSTRUMENTS_PER_TRANSACTION]
-        async with pool.connection() as conn:
-            await up_seconds(conn, ids=chunk, lo=lo, hi=hi, timeout=timeout)
+        await up_seconds(pool.connection, ids=chunk, lo=lo, hi=hi, timeout=timeout)
         await roll_up(pool.connection, ids=chunk, split=split)
     return len(ids)
 

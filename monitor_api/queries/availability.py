@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from monitor_api.db import Conn, fetch_all
+from instrushare.db import SHARE_INSTRUMENTS
+from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.common import tune_for_reports
 
 # Seconds up per instrument in [lo, hi), from two rollup levels (Asia/Shanghai). A whole
@@ -133,11 +134,27 @@ GROUP BY id
 """
 
 
+INSTRUMENTS_PER_TRANSACTION = 200
+"""Instruments whose days one transaction reads and stores; it holds them against the
+ingest for that long (a few seconds when a year of them is computed for the first time)."""
+
+
 async def up_seconds(
-    conn: Conn, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta
+    connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta
 ) -> dict[str, float]:
-    """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future."""
-    await tune_for_reports(conn)
-    rows = await fetch_all(conn, _UP_SECONDS,
-                           {"ids": ids, "lo": lo, "hi": hi, "timeout": timeout}, prepare=False)
-    return {r["instrument_id"]: r["up_s"] for r in rows}
+    """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future.
+
+    Each transaction holds its instruments' ingest locks in shared mode before it reads
+    their samples, until the days and months it computed are stored: a batch of late
+    samples for them either committed before (and is read) or waits, then deletes those
+    rows (docs/metrics.md, "Availability")."""
+    up: dict[str, float] = {}
+    for k in range(0, len(ids), INSTRUMENTS_PER_TRANSACTION):
+        part = ids[k:k + INSTRUMENTS_PER_TRANSACTION]
+        async with connect() as conn:
+            await tune_for_reports(conn)
+            await conn.execute(SHARE_INSTRUMENTS, (part,))
+            rows = await fetch_all(conn, _UP_SECONDS, {"ids": part, "lo": lo, "hi": hi,
+                                                       "timeout": timeout}, prepare=False)
+        up.update((r["instrument_id"], r["up_s"]) for r in rows)
+    return up

@@ -19,8 +19,6 @@ before and after them computed from the sessions, cut the same way (docs/metrics
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from operator import itemgetter
@@ -29,7 +27,7 @@ from typing import Any
 from psycopg import sql
 
 from instrushare.db import SHARE_INSTRUMENTS
-from monitor_api.db import Conn, fetch_all
+from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.availability import up_seconds
 from monitor_api.queries.common import Where, tune_for_reports
 from monitor_api.report import SHANGHAI
@@ -348,9 +346,6 @@ _PER_INSTRUMENT_STORED = [
 ]
 """By the number of parts outside the whole months: none, before or after them, or both."""
 
-Connect = Callable[[], AbstractAsyncContextManager[Conn]]
-"""Lends a connection, committed when returned, as ``Pool.connection`` does."""
-
 PARALLEL_MIN_INSTRUMENTS = 500
 """Fewer instruments than this run as one statement: splitting would cost more than it saves."""
 
@@ -425,8 +420,7 @@ async def per_instrument(
             return None
         if hi_now <= lo:
             return {}
-        async with connect() as conn:
-            return await up_seconds(conn, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
+        return await up_seconds(connect, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
 
     stored = sorted(rolled)
     runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))

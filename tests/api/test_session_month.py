@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from instrushare.db import LOCK_INSTRUMENTS
-from monitor_api.db import make_pool
+from monitor_api.db import Connect, make_pool
 from monitor_api.queries import metrics
 from monitor_api.report import period_bounds
 from tests.api.conftest import Api, write_through_ingest
@@ -131,7 +131,7 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
     _march(final)
     found_complete = metrics.roll_up
 
-    async def then_a_late_batch(connect: metrics.Connect, **kw: Any) -> set[str]:
+    async def then_a_late_batch(connect: Connect, **kw: Any) -> set[str]:
         complete = await found_complete(connect, **kw)
         final.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
                   " VALUES ('nmr', '2026-03-20 10:00+08', '2026-03-20 11:00+08',"
@@ -181,14 +181,15 @@ def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
             r = c.get("/reports/utilisation",
                       params={"start": "2026-02-20", "end": end, "availability": "false"})
         assert r.status_code == 200, r.text
-        return {item["key"]: item for item in r.json()["items"]}["nmr"]
+        nmr: dict[str, Any] = {item["key"]: item for item in r.json()["items"]}["nmr"]
+        return nmr
 
     mixed = report()
     assert _rolled(final) == [("nmr", m) for m in months]
     assert mixed["sessions"] == march["sessions"] == 8
     assert mixed["effective_hours"] == pytest.approx(march["effective_hours"] + 1.5)
 
-    async def nothing_rolled_up(_connect: metrics.Connect, **_kw: Any) -> set[str]:
+    async def nothing_rolled_up(_connect: Connect, **_kw: Any) -> set[str]:
         return set()
 
     with monkeypatch.context() as m:

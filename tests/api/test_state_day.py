@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
+from instrushare.db import LOCK_INSTRUMENTS
 from monitor_api.db import make_pool
 from monitor_api.queries.availability import _UP_SECONDS
 from monitor_api.rollup import fill_rollups
@@ -118,6 +121,25 @@ def test_late_sample_through_the_ingest_invalidates_the_day(api: Api) -> None:
     assert [r[3] for r in _days(api)] == [8 * 3600.0]
     lo = d0.astimezone(UTC).isoformat()
     assert _live_up_s(api, lo, (d0 + timedelta(days=1)).isoformat()) == 8 * 3600
+
+
+def test_a_report_waits_for_a_batch_writing_the_instrument(seeded: Api) -> None:
+    # a batch of the ingest holds nmr: late samples fill the offline gap of 10 March 12-14,
+    # and it deleted the instrument's stored days, as the ingest does
+    with psycopg.connect(seeded.database_url) as batch:
+        batch.execute(LOCK_INSTRUMENTS, (["nmr"],))
+        batch.execute("""INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
+                         SELECT 'nmr', t, 'idle', 'gw', 0 FROM generate_series(
+                             '2026-03-10 12:10+08'::timestamptz, '2026-03-10 13:50+08',
+                             interval '10 min') t""")
+        batch.execute("DELETE FROM state_day WHERE instrument_id = 'nmr'")
+        with ThreadPoolExecutor(1) as pool:
+            report = pool.submit(_availability, seeded, "2026-03-10", "2026-03-10")
+            time.sleep(1)
+            assert not report.done(), "the report waits for the batch"
+            batch.commit()
+            assert report.result(timeout=30)["nmr"] == pytest.approx(15 / 24, abs=1e-4)
+    assert [r[3] for r in _days(seeded) if r[1] == date(2026, 3, 10)] == [15 * 3600.0]
 
 
 MONTH_SAMPLES = [
