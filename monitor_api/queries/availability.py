@@ -3,7 +3,9 @@ per-day rollup ``state_day`` where it can (docs/metrics.md, "Availability")."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from instrushare.db import SHARE_INSTRUMENTS
 from monitor_api.db import Connect, fetch_all
@@ -140,21 +142,24 @@ ingest for that long (a few seconds when a year of them is computed for the firs
 
 
 async def up_seconds(
-    connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta
+    connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta,
+    parallel: int = 1,
 ) -> dict[str, float]:
     """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future.
 
     Each transaction holds its instruments' ingest locks in shared mode before it reads
     their samples, until the days and months it computed are stored: a batch of late
     samples for them either committed before (and is read) or waits, then deletes those
-    rows (docs/metrics.md, "Availability")."""
-    up: dict[str, float] = {}
-    for k in range(0, len(ids), INSTRUMENTS_PER_TRANSACTION):
-        part = ids[k:k + INSTRUMENTS_PER_TRANSACTION]
-        async with connect() as conn:
+    rows (docs/metrics.md, "Availability"). ``parallel`` transactions run at once."""
+    slots = asyncio.Semaphore(parallel)
+
+    async def run(part: list[str]) -> list[dict[str, Any]]:
+        async with slots, connect() as conn:
             await tune_for_reports(conn)
             await conn.execute(SHARE_INSTRUMENTS, (part,))
-            rows = await fetch_all(conn, _UP_SECONDS, {"ids": part, "lo": lo, "hi": hi,
+            return await fetch_all(conn, _UP_SECONDS, {"ids": part, "lo": lo, "hi": hi,
                                                        "timeout": timeout}, prepare=False)
-        up.update((r["instrument_id"], r["up_s"]) for r in rows)
-    return up
+
+    step = INSTRUMENTS_PER_TRANSACTION
+    parts = await asyncio.gather(*(run(ids[k:k + step]) for k in range(0, len(ids), step)))
+    return {r["instrument_id"]: r["up_s"] for rows in parts for r in rows}

@@ -420,7 +420,8 @@ async def per_instrument(
             return None
         if hi_now <= lo:
             return {}
-        return await up_seconds(connect, ids=ids, lo=lo, hi=hi_now, timeout=timeout)
+        return await up_seconds(connect, ids=ids, lo=lo, hi=hi_now, timeout=timeout,
+                                parallel=parallel)
 
     stored = sorted(rolled)
     runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))
