@@ -46,8 +46,8 @@ class ApiSettings(BaseSettings):
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
     report_parallelism: int = Field(default=2, ge=1, le=16)
-    """Statements a report over many instruments runs at once, each on a pooled connection
-    (one more computes availability): about the database server's cores."""
+    """Statements a report over many instruments runs at once, each on a pooled connection,
+    for its figures and as many for availability: about the database server's cores."""
     rollup_interval_s: float = Field(default=3600.0, ge=0)
     """How often the availability and usage rollups of past months are filled in the
     background; 0: never (reports then compute what they miss themselves)."""
