@@ -232,13 +232,15 @@ LEFT JOIN svc v ON v.instrument_id = inst.id
 ORDER BY inst.id
 """
 
-_PERIOD_PIECES = """
-    -- one piece per instrument: the period
-    SELECT i.id, NULL::date AS month, %(lo)s::timestamptz AS lo, %(hi)s::timestamptz AS hi,
-           %(lo_pad)s::timestamptz AS lo_pad, %(hi_pad)s::timestamptz AS hi_pad,
+_PIECES = """
+    -- the period as one piece, or the parts of it outside its whole months (each computed
+    -- like a month); either way keeping only the running intervals booking windows touch
+    SELECT i.id, p.month, p.lo, p.hi, p.lo - %(pad)s AS lo_pad, p.hi + %(pad)s AS hi_pad,
            make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
            make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
     FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
+    CROSS JOIN unnest(%(part_months)s::date[], %(part_lo)s::timestamptz[],
+                      %(part_hi)s::timestamptz[]) AS p (month, lo, hi)
     WHERE i.id = ANY(%(ids)s)
 """
 
@@ -264,7 +266,7 @@ _MONTH_PIECES = """
                       WHERE sm.instrument_id = i.id AND sm.month = m.month)
 """
 
-_PER_INSTRUMENT = _HEAD + _sums(_PERIOD_PIECES, ranges=_PADDED) + """
+_PER_INSTRUMENT = _HEAD + _sums(_PIECES, ranges=_PADDED) + """
 ), s_sums AS (
     SELECT * FROM piece_sums
 """ + _TAIL
@@ -288,18 +290,6 @@ SELECT p.id, p.month, coalesce(s.sessions, 0), coalesce(s.carried, 0),
 FROM pieces p LEFT JOIN piece_sums s ON s.instrument_id = p.id AND s.month = p.month
 ORDER BY p.id, p.month  -- one order for every writer: concurrent reports cannot deadlock
 ON CONFLICT DO NOTHING
-"""
-
-_PART_PIECES = """
-    -- the parts of the period outside its whole months, each computed like a month but
-    -- keeping, like the period, only the running intervals that booking windows touch
-    SELECT i.id, p.month, p.lo, p.hi, p.lo - %(pad)s AS lo_pad, p.hi + %(pad)s AS hi_pad,
-           make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
-           make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
-    FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
-    CROSS JOIN unnest(%(part_months)s::date[], %(part_lo)s::timestamptz[],
-                      %(part_hi)s::timestamptz[]) AS p (month, lo, hi)
-    WHERE i.id = ANY(%(ids)s)
 """
 
 # The period's whole months from the rollup, and the parts before and after them (keyed by
@@ -340,7 +330,7 @@ _STORED_SUMS = """
     HAVING count(*) FILTER (WHERE m.stored) = cardinality(%(months)s::date[])
 """
 _PER_INSTRUMENT_STORED = [
-    _HEAD + _sums(_PART_PIECES, ranges=[(f"%(part{k}_lo_pad)s", f"%(part{k}_hi_pad)s")
+    _HEAD + _sums(_PIECES, ranges=[(f"%(part{k}_lo_pad)s", f"%(part{k}_hi_pad)s")
                                         for k in range(parts)]) + _STORED_SUMS + _TAIL
     for parts in range(3)
 ]
@@ -404,7 +394,8 @@ async def per_instrument(
     now = datetime.now(lo.tzinfo)
     hi_now = min(hi, now)
     params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
-              "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace}
+              "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace,
+              "pad": PAD, "part_months": [None], "part_lo": [lo], "part_hi": [hi]}
     split = MonthSplit.of(lo, hi, now=now)
     rolled = await roll_up(connect, ids=ids, split=split, parallel=parallel)
     raw = [i for i in ids if i not in rolled]
