@@ -20,8 +20,9 @@ _TIMESCALE_FILE = "timescale.sql"
 # A transaction-level lock per instrument of the array parameter, taken in one order by every
 # caller. The ingest takes them exclusive while it writes an instrument's samples and derives
 # its sessions: whoever runs second sees the other's committed work. The API takes them shared
-# while it rolls up sessions (session_month), so that a month is never stored from sessions
-# that a concurrent batch is rewriting, nor after that batch deleted the month's row.
+# while it computes and stores rollups (session_month; state_day and state_month), so that a
+# row is never stored from data a concurrent batch is rewriting, nor after that batch deleted
+# it.
 _INSTRUMENT_LOCKS = """
 SELECT count({function}(hashtextextended(i, 7411)))
 FROM (SELECT DISTINCT unnest(%b::text[]) AS i ORDER BY 1) t
