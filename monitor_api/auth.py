@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from monitor_api.db import Conn, DbConn, fetch_one
+from monitor_api.db import Conn, DbConn, DbPool, fetch_one
 from monitor_api.errors import Forbidden, Unauthorized
 
 TOKEN_PREFIX = "isk_"
@@ -93,9 +93,8 @@ SELECT t.*, ARRAY(SELECT id FROM tree) AS institutions FROM t
 """
 
 
-async def current_principal(
-    conn: DbConn,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+async def _principal(
+    conn: Conn, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
@@ -111,14 +110,36 @@ async def current_principal(
     )
 
 
+async def current_principal(
+    conn: DbConn,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Looked up on the request's connection, which the handler then uses too."""
+    return await _principal(conn, credentials)
+
+
+async def principal_holding_no_connection(
+    pool: DbPool,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Looked up on a connection returned at once, for handlers that borrow several (reports):
+    were each to hold one while waiting for more, concurrent reports could take every
+    connection of the pool and wait for ever."""
+    async with pool.connection() as conn:
+        return await _principal(conn, credentials)
+
+
 Caller = Annotated[Principal, Depends(current_principal)]
+Lookup = Callable[..., Awaitable[Principal]]
 
 
-def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+def require(
+    *roles: Role, lookup: Lookup = current_principal
+) -> Callable[[Principal], Awaitable[Principal]]:
     """Dependency factory: the caller must hold one of ``roles`` (403 otherwise)."""
     allowed = frozenset(roles)
 
-    async def check(principal: Caller) -> Principal:
+    async def check(principal: Principal = Depends(lookup)) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Forbidden(f"role {principal.role.value!r} may not do this (needs one of {names})")
@@ -132,3 +153,8 @@ Manager = Annotated[Principal, Depends(require(Role.ADMIN, Role.LAB_MANAGER))]
 Reader = Annotated[Principal, Depends(require(Role.ADMIN, Role.LAB_MANAGER, Role.EVALUATOR))]
 Evaluator = Annotated[Principal, Depends(require(Role.ADMIN, Role.EVALUATOR))]
 Booker = Annotated[Principal, Depends(require(Role.USER))]
+ReportReader = Annotated[Principal, Depends(require(
+    Role.ADMIN, Role.LAB_MANAGER, Role.EVALUATOR, lookup=principal_holding_no_connection))]
+ReportEvaluator = Annotated[Principal, Depends(require(
+    Role.ADMIN, Role.EVALUATOR, lookup=principal_holding_no_connection))]
+"""For handlers that hold no connection of the request's and borrow from the pool instead."""

@@ -26,6 +26,7 @@ def make_pool(settings: ApiSettings) -> Pool:
         settings.database_url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
+        timeout=settings.pool_timeout_s,
         kwargs={"row_factory": dict_row, "options": "-c TimeZone=UTC"},
         connection_class=AsyncConnection[DictRow],
         open=False,

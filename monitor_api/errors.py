@@ -17,6 +17,7 @@ import psycopg.errors as pg_errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("monitor_api")
@@ -120,6 +121,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(_body("conflict", text), status_code=409)
         if isinstance(exc, pg_errors.IntegrityError | pg_errors.DataError):
             return JSONResponse(_body("invalid", text), status_code=422)
+        if isinstance(exc, PoolTimeout):
+            logger.warning("no database connection free: %s", text)
+            return JSONResponse(
+                _body("busy", "every database connection is in use; try again shortly"),
+                status_code=503, headers={"Retry-After": "5"},
+            )
         logger.exception("database error", exc_info=exc)
         return JSONResponse(_body("database", "database error"), status_code=503)
 

@@ -45,6 +45,8 @@ class ApiSettings(BaseSettings):
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
+    pool_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a request waits for a free connection before it gets a 503."""
     report_parallelism: int = Field(default=2, ge=1, le=16)
     """Statements a report over many instruments runs at once, each on a pooled connection,
     for its figures and as many for availability: about the database server's cores."""

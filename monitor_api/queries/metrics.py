@@ -364,7 +364,6 @@ async def per_instrument(
     institutions: list[str] | None,
     category: str | None,
     region: str | None,
-    instrument_id: str | None,
     with_availability: bool = True,
     parallel: int = 1,
 ) -> tuple[list[dict[str, Any]], float]:
@@ -382,8 +381,6 @@ async def per_instrument(
         where.add("i.category_code LIKE %(cat)s", cat=category + "%")
     if region is not None:
         where.add("r.region = %(region)s", region=region)
-    if instrument_id is not None:
-        where.add("i.id = %(iid)s", iid=instrument_id)
     async with connect() as conn:
         roots = await fetch_all(conn, _ROOTS)
         ids = [

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from monitor_api.auth import Evaluator
-from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
+from monitor_api.auth import Evaluator, ReportEvaluator
+from monitor_api.db import DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
@@ -65,24 +65,26 @@ def _year_fraction(year: int) -> tuple[date, date, float]:
 
 
 async def _scored(
-    conn: Conn, pool: Pool, settings: ApiSettings, year: int
+    pool: Pool, settings: ApiSettings, year: int
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     start, end, fraction = _year_fraction(year)
     rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
                                             institutions=None)
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
-    registry = {
-        r["id"]: r for r in await fetch_all(
-            conn,
-            "SELECT i.*, institution_root(i.institution_id) AS root_id FROM instrument i",
-        )
-    }
-    overdue = {o["instrument_id"] for o in await overdue_list(
-        conn, None, settings.compliance_threshold_rmb, settings.compliance_working_days,
-        min(end, today()),
-    )}
-    names = {r["id"]: r["name"] for r in await fetch_all(conn, "SELECT id, name FROM institution")}
+    async with pool.connection() as conn:
+        registry = {
+            r["id"]: r for r in await fetch_all(
+                conn,
+                "SELECT i.*, institution_root(i.institution_id) AS root_id FROM instrument i",
+            )
+        }
+        overdue = {o["instrument_id"] for o in await overdue_list(
+            conn, None, settings.compliance_threshold_rmb, settings.compliance_working_days,
+            min(end, today()),
+        )}
+        names = {r["id"]: r["name"]
+                 for r in await fetch_all(conn, "SELECT id, name FROM institution")}
     scored = [
         score_instrument(figures[i], registry[i], overdue=i in overdue,
                          rules=settings.evaluation, year_fraction=fraction)
@@ -93,12 +95,12 @@ async def _scored(
 
 @router.get("/evaluation/{year}/instruments", response_model=InstrumentEvaluation, responses=FILES)
 async def evaluate_instruments(
-    conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
+    pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
-    scored, _names = await _scored(conn, pool, settings, year)
+    scored, _names = await _scored(pool, settings, year)
     scored = rounded(scored)
     scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
     body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
@@ -109,12 +111,12 @@ async def evaluate_instruments(
 @router.get("/evaluation/{year}/institutions", response_model=InstitutionEvaluation,
             responses=FILES)
 async def evaluate_institutions(
-    conn: DbConn, pool: DbPool, _: Evaluator, settings: Settings, year: Year,
+    pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
     """Institutions ranked by the mean score of their instruments (ties: sharing score)."""
-    scored, names = await _scored(conn, pool, settings, year)
+    scored, names = await _scored(pool, settings, year)
     ranked = rounded(score_institutions(scored, names, settings.evaluation))
     body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
             "limit": limit, "offset": offset}
@@ -124,7 +126,7 @@ async def evaluate_institutions(
 
 @router.get("/evaluation/{year}/low-utilisation", response_model=LowUtilisation, responses=FILES)
 async def low_utilisation(
-    pool: DbPool, _: Evaluator, settings: Settings, year: Year,
+    pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
     below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,

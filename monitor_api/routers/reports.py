@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from monitor_api.auth import Principal, Reader
-from monitor_api.db import DbConn, DbPool, Pool, Settings, fetch_all
+from monitor_api.auth import Principal, ReportReader
+from monitor_api.db import DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
@@ -53,7 +53,7 @@ async def utilisation_rows(
     return await per_instrument(
         pool.connection, lo=lo, hi=hi, timeout=settings.heartbeat_timeout,
         grace=settings.no_show_grace, institutions=institutions, category=category,
-        region=region, instrument_id=instrument_id, with_availability=with_availability,
+        region=region, with_availability=with_availability,
         parallel=settings.report_parallelism,
     )
 
@@ -64,9 +64,8 @@ async def utilisation_rows(
     responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
 )
 async def utilisation(
-    conn: DbConn,
     pool: DbPool,
-    caller: Reader,
+    caller: ReportReader,
     settings: Settings,
     start: Annotated[Day, Query(description="First day (Asia/Shanghai), included")],
     end: Annotated[Day, Query(description="Last day (Asia/Shanghai), included")],
@@ -91,8 +90,9 @@ async def utilisation(
     )
     names = None
     if group_by in (GroupBy.UNIT, GroupBy.INSTITUTION):
-        names = {r["id"]: r["name"]
-                 for r in await fetch_all(conn, "SELECT id, name FROM institution")}
+        async with pool.connection() as conn:
+            names = {r["id"]: r["name"]
+                     for r in await fetch_all(conn, "SELECT id, name FROM institution")}
     items = summarise(rows, group_by=group_by, period_s=period_s, names=names,
                       category_digits=category_digits)
     body = {"start": start, "end": end, "group_by": group_by,

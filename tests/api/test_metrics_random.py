@@ -173,7 +173,7 @@ async def _query(
 
     rows, _ = await per_instrument(
         connect, lo=lo, hi=hi, timeout=TIMEOUT, grace=GRACE, institutions=None,
-        category=None, region=None, instrument_id=None, with_availability=False,
+        category=None, region=None, with_availability=False,
         parallel=parallel)
     return rows, opened
 

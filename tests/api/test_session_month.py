@@ -147,7 +147,7 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
             rows, _ = await metrics.per_instrument(
                 pool.connection, lo=lo, hi=hi, timeout=timedelta(minutes=15),
                 grace=timedelta(minutes=30), institutions=None, category=None, region=None,
-                instrument_id=None, with_availability=False)
+                with_availability=False)
             return rows
         finally:
             await pool.close()
