@@ -16,7 +16,7 @@ round; each figure is the median over the rounds (a ratio: the median of the rou
 each against the baseline measured next to it), and ``rounds`` lists the ratios of every
 round, so the spread of a short run on a shared machine shows.
 
-    python bench/ingest.py [--messages 30000] [--batched-messages 3000] [--rounds 3]
+    python bench/ingest.py [--messages 30000] [--batched-messages 10000] [--rounds 3]
 
 Needs mosquitto on PATH and PostgreSQL at TEST_PG_ADMIN_URL (default 127.0.0.1:5432).
 """
@@ -292,7 +292,7 @@ def _medians(rounds: list[dict[str, float]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=30_000)
-    parser.add_argument("--batched-messages", type=int, default=3_000)
+    parser.add_argument("--batched-messages", type=int, default=10_000)
     parser.add_argument("--samples-per-message", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
