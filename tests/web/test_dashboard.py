@@ -64,6 +64,15 @@ def fits_width(page: Page) -> bool:
         "document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
 
+def tables_needing_a_scroll(page: Page) -> list[str]:
+    """Tables whose last columns (the grade, say) are out of sight until scrolled to."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('.table-wrap')]
+            .filter(w => w.scrollWidth > w.clientWidth + 1)
+            .map(w => w.querySelector('table').dataset.table)""")
+    return found
+
+
 def chart(page: Page, name: str) -> dict[str, Any]:
     """What Chart.js holds for the canvas ``name``: labels, datasets and the x range."""
     data: dict[str, Any] = page.evaluate(
@@ -213,6 +222,8 @@ def test_pages_show_the_seeded_data(
     assert sum(by_category["datasets"][0]["data"]) == pytest.approx(
         sum(h[0] for h in hours.values()))
     assert fits_width(page)
+    if viewport is DESKTOP:
+        assert tables_needing_a_scroll(page) == []
     shot(page, screenshot_dir, "utilisation", viewport)
 
     # Evaluation: every list rendered, the grade chart counts every instrument.
@@ -224,6 +235,8 @@ def test_pages_show_the_seeded_data(
     expect(page.locator('table[data-table="silent"] td[data-key="instrument_id"]')).to_have_text(
         ["tem-1"])
     assert fits_width(page)
+    if viewport is DESKTOP:
+        assert tables_needing_a_scroll(page) == []
     shot(page, screenshot_dir, "evaluation", viewport)
 
 
