@@ -65,7 +65,7 @@ def fits_width(page: Page) -> bool:
 
 
 def tables_needing_a_scroll(page: Page) -> list[str]:
-    """Tables whose last columns (the grade, say) are out of sight until scrolled to."""
+    """Tables with columns out of sight until scrolled to."""
     found: list[str] = page.evaluate(
         """() => [...document.querySelectorAll('.table-wrap')]
             .filter(w => w.scrollWidth > w.clientWidth + 1)
@@ -234,6 +234,10 @@ def test_pages_show_the_seeded_data(
     assert sum(chart(page, "grades")["datasets"][0]["data"]) == len(INSTRUMENTS)
     expect(page.locator('table[data-table="silent"] td[data-key="instrument_id"]')).to_have_text(
         ["tem-1"])
+    grades = page.locator('table[data-table="instruments"] td[data-key="grade"]')
+    expect(grades).to_have_count(len(INSTRUMENTS))
+    box = grades.first.bounding_box()  # next to the name, in sight even on a phone
+    assert box is not None and box["x"] + box["width"] <= viewport["width"]
     assert fits_width(page)
     if viewport is DESKTOP:
         assert tables_needing_a_scroll(page) == []

@@ -10,25 +10,28 @@ import { exportButtons, section, table } from '../table.js';
 const GRADES = ['优秀', '良好', '合格', '不合格'];
 const grade = (v) => (v ? t(`grade.${v}`) : null);
 const num = (v) => fmtNumber(v);
-const SCORES = [
+// the result first, so that a phone shows it before the table scrolls sideways
+const RESULT = [
+  { key: 'grade', label: 'eval.grade', format: grade },
+  { key: 'score', label: 'eval.score', format: num },
+];
+const PARTS = [
   { key: 'operation', label: 'eval.operation', format: num },
   { key: 'sharing', label: 'eval.sharing', format: num },
   { key: 'management', label: 'eval.management', format: num },
-  { key: 'score', label: 'eval.score', format: num },
-  { key: 'grade', label: 'eval.grade', format: grade },
 ];
 const LISTS = [
   { name: 'institutions', title: 'eval.institutions', path: (y) => `evaluation/${y}/institutions`,
     columns: [{ key: 'rank', label: 'eval.rank' }, { key: 'institution_id', label: 'field.institution' },
-      { key: 'name', label: 'field.name' }, { key: 'instruments', label: 'util.instruments' },
+      { key: 'name', label: 'field.name' }, ...RESULT, { key: 'instruments', label: 'util.instruments' },
       { key: 'effective_hours', label: 'util.effective', format: num },
-      { key: 'external_hours', label: 'util.external', format: num }, ...SCORES] },
+      { key: 'external_hours', label: 'util.external', format: num }, ...PARTS] },
   { name: 'instruments', title: 'eval.instruments', path: (y) => `evaluation/${y}/instruments`,
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      { key: 'institution_id', label: 'field.institution' },
+      ...RESULT, { key: 'institution_id', label: 'field.institution' },
       { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num },
-      { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) }, ...SCORES] },
+      { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) }, ...PARTS] },
   { name: 'low', title: 'eval.low', path: (y) => `evaluation/${y}/low-utilisation`,
     columns: [{ key: 'key', label: 'field.id' }, { key: 'name', label: 'field.name' },
       { key: 'effective_hours', label: 'util.effective', format: num },
