@@ -49,6 +49,54 @@ def db_migrate(
     )
 
 
+@db_app.command("prune")
+def db_prune(
+    samples_days: Annotated[int, typer.Option(min=31, help="Keep raw samples this long.")] = 400,
+    messages_days: Annotated[
+        int, typer.Option(min=31, help="Keep the dedup log of messages this long.")
+    ] = 60,
+    dead_letters_days: Annotated[
+        int, typer.Option(min=1, help="Keep dead letters this long.")
+    ] = 90,
+    dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
+) -> None:
+    """Delete raw telemetry past its retention on plain PostgreSQL (TimescaleDB's policies do
+    it there), after rolling up the availability it covers; and old dead letters."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from rich.progress import Progress
+
+    from monitor_api import ApiSettings
+    from monitor_api.db import make_pool
+    from monitor_api.retention import Retention, prune
+
+    settings = ApiSettings()
+
+    async def run() -> None:
+        pool = make_pool(settings)
+        await pool.open()
+        try:
+            with Progress(transient=True) as bar:
+                task = bar.add_task("instruments", total=None)
+                pruned = await prune(
+                    pool.connection, now=datetime.now(UTC), timeout=settings.heartbeat_timeout,
+                    retention=Retention(samples_days, messages_days, dead_letters_days),
+                    dry_run=dry_run,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+        finally:
+            await pool.close()
+        verb = "would delete" if dry_run else "deleted"
+        if pruned.timescaledb:
+            typer.echo(f"{verb} {pruned.dead_letters} dead letter(s); samples and messages"
+                       " are left to TimescaleDB's retention policies")
+        else:
+            typer.echo(f"{verb} {pruned.samples} sample(s), {pruned.messages} message key(s),"
+                       f" {pruned.dead_letters} dead letter(s)")
+
+    asyncio.run(run())
+
+
 @protocol_app.command("schema")
 def protocol_schema(
     output: Annotated[
