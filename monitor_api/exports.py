@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.responses import Response
 from openpyxl import Workbook
+from starlette.concurrency import run_in_threadpool
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -65,16 +66,20 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def render(
+async def render(
     body: dict[str, Any], rows: Sequence[dict[str, Any]],
     columns: Sequence[tuple[str, str, str]], fmt: Format, lang: Lang, name: str,
 ) -> Response | dict[str, Any]:
     """JSON returns ``body``, which the route's response model then checks and serialises
-    (so the body is what the OpenAPI schema says); CSV and XLSX return ``rows`` as a file."""
+    (so the body is what the OpenAPI schema says); CSV and XLSX return ``rows`` as a file,
+    written in a worker thread: a workbook of a few thousand instruments takes the better part
+    of a second, during which the event loop serves the live board and its streams."""
     if fmt is Format.JSON:
         return body
     if fmt is Format.CSV:
-        return Response(to_csv(rows, columns, lang), media_type="text/csv; charset=utf-8",
+        text = await run_in_threadpool(to_csv, rows, columns, lang)
+        return Response(text, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    return Response(to_xlsx(rows, columns, lang, name), media_type=XLSX_TYPE,
+    book = await run_in_threadpool(to_xlsx, rows, columns, lang, name)
+    return Response(book, media_type=XLSX_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})

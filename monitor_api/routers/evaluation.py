@@ -105,7 +105,8 @@ async def evaluate_instruments(
     scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
     body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
             "limit": limit, "offset": offset}
-    return render(body, scored, INSTRUMENT_COLUMNS, format, lang, f"evaluation-{year}-instruments")
+    return await render(body, scored, INSTRUMENT_COLUMNS, format, lang,
+                        f"evaluation-{year}-instruments")
 
 
 @router.get("/evaluation/{year}/institutions", response_model=InstitutionEvaluation,
@@ -120,7 +121,7 @@ async def evaluate_institutions(
     ranked = rounded(score_institutions(scored, names, settings.evaluation))
     body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
             "limit": limit, "offset": offset}
-    return render(body, ranked, INSTITUTION_COLUMNS, format, lang,
+    return await render(body, ranked, INSTITUTION_COLUMNS, format, lang,
                   f"evaluation-{year}-institutions")
 
 
@@ -141,7 +142,7 @@ async def low_utilisation(
            if f["effective_hours"] < threshold]
     body = {"year": year, "below_hours": round(threshold, 2), "items": low[offset : offset + limit],
             "total": len(low), "limit": limit, "offset": offset}
-    return render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
+    return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
 
 
 @router.get("/evaluation/silent", response_model=SilentInstruments, responses=FILES)
@@ -173,7 +174,7 @@ async def silent_instruments(
         r["silent_days"] = (now - r["last_data"]).days if r["last_data"] else None
     body = {"days": n, "items": rows[offset : offset + limit], "total": len(rows),
             "limit": limit, "offset": offset}
-    return render(body, rows, _SILENT_COLUMNS, format, lang, f"silent-{n}d")
+    return await render(body, rows, _SILENT_COLUMNS, format, lang, f"silent-{n}d")
 
 
 @router.get("/evaluation/overdue-registrations", response_model=OverdueRegistrations,
@@ -188,4 +189,4 @@ async def overdue_registrations(
                                settings.compliance_working_days, as_of)
     body = {"items": items[offset : offset + limit], "total": len(items),
             "limit": limit, "offset": offset}
-    return render(body, items, _OVERDUE_COLUMNS, format, lang, "overdue-registrations")
+    return await render(body, items, _OVERDUE_COLUMNS, format, lang, "overdue-registrations")

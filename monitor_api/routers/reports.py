@@ -98,4 +98,4 @@ async def utilisation(
     body = {"start": start, "end": end, "group_by": group_by,
             "items": items[offset : offset + limit], "total": len(items),
             "limit": limit, "offset": offset}
-    return render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}")
+    return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}")

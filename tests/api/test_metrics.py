@@ -29,10 +29,15 @@ the running time alone, 1 + 1.5 = 2.5 h (warm-up is not running time).
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import openpyxl
 import pytest
 
+from monitor_api import exports
 from tests.api.conftest import Api
 
 SETUP = [
@@ -185,6 +190,32 @@ def test_csv_and_xlsx_exports(seeded: Api) -> None:
     assert rows[0][4] == "Effective machine hours"
     nmr_row = next(r for r in rows if r[0] == "nmr")
     assert nmr_row[5] == pytest.approx(5.5)
+
+
+def test_a_workbook_being_written_holds_up_no_other_request(
+    seeded: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workbook is written off the event loop: while it is, the API keeps answering."""
+    writing, finish = threading.Event(), threading.Event()
+    write = exports.to_xlsx
+
+    def slow_write(*args: Any) -> bytes:
+        writing.set()
+        assert finish.wait(30)
+        return write(*args)
+
+    monkeypatch.setattr(exports, "to_xlsx", slow_write)
+    params = {"start": "2026-03-10", "end": "2026-03-10", "format": "xlsx"}
+    with seeded.as_("admin") as c, ThreadPoolExecutor(1) as pool:
+        export = pool.submit(c.get, "/reports/utilisation", params=params)
+        try:
+            assert writing.wait(30)
+            assert httpx.get(f"{seeded.url}/healthz", timeout=5).status_code == 200
+        finally:
+            finish.set()
+        assert export.result().status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(export.result().content)).active
+    assert sheet is not None and sheet.max_row == 1 + 4  # header and every instrument
 
 
 def test_unbooked_use_leaves_the_margins_out(seeded: Api) -> None:
