@@ -5,7 +5,8 @@
     ├── Unauthorized     401: no or unknown token
     ├── Forbidden        403: the role may not do this
     ├── NotFound         404
-    └── Conflict         409: clashes with stored data (overlapping booking, wrong status)
+    ├── Conflict         409: clashes with stored data (overlapping booking, wrong status)
+    └── TooLarge         413: the request body is larger than the endpoint takes
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class Conflict(ApiError):
 
     status_code = 409
     code = "conflict"
+
+
+class TooLarge(ApiError):
+    """The request body is larger than the endpoint takes."""
+
+    status_code = 413
+    code = "too_large"
 
 
 def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from psycopg import sql
+from starlette.concurrency import run_in_threadpool
 
 from monitor_api.auth import Admin, Caller, Manager, Principal, Reader, Role
 from monitor_api.csv_import import COLUMNS, RowError, parse_instruments
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
-from monitor_api.errors import BadRequest, Forbidden, NotFound
+from monitor_api.errors import BadRequest, Forbidden, NotFound, TooLarge
 from monitor_api.queries.common import Where, page, update_columns
 from monitor_api.schemas import (
     Day,
@@ -34,6 +35,8 @@ from monitor_api.workdays import add_working_days, working_days_between
 router = APIRouter(tags=["registry"])
 
 _INSTRUMENT_COLUMNS = sorted(COLUMNS - {"id"})
+MAX_IMPORT_BYTES = 20 * 2**20
+"""A list of 100,000 instruments with the usual columns takes about 6 MiB."""
 
 
 @router.get("/institutions", response_model=Page[Institution])
@@ -201,7 +204,8 @@ async def update_instrument(
             },
         }
     },
-    responses={422: {"description": "Bad rows, each with its line number and reason"}},
+    responses={422: {"description": "Bad rows, each with its line number and reason"},
+               413: {"description": "The file is larger than 20 MiB"}},
 )
 async def import_instruments(request: Request, conn: DbConn, caller: Manager) -> dict[str, int]:
     """Import or update instruments from CSV (UTF-8, header line of column names).
@@ -210,12 +214,18 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
     them: only the file's columns are updated. Every bad row is reported with its line
     number; nothing is written unless all rows pass.
     """
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():  # refused as soon as it is too large, not once read
+        raw += chunk
+        if len(raw) > MAX_IMPORT_BYTES:
+            raise TooLarge(f"an import file may hold at most {MAX_IMPORT_BYTES // 2**20} MiB;"
+                           " split it")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest("the file is not UTF-8 text") from exc
-    parsed = parse_instruments(text.replace("\x00", "\ufffd"))
+    # tens of thousands of rows take a while to check: off the event loop
+    parsed = await run_in_threadpool(parse_instruments, text.replace("\x00", "\ufffd"))
     rows, errors = parsed.rows, parsed.errors
     if rows:
         ids = [item.id for _, item in rows]

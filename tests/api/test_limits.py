@@ -69,3 +69,16 @@ def test_the_ends_of_the_range_work(api: Api) -> None:
             r = c.get("/reports/utilisation", params={"start": start, "end": end})
             assert r.status_code == 200, r.text
         assert c.get("/compliance/overdue", params={"as_of": "2199-12-31"}).status_code == 200
+
+
+def test_an_import_file_over_20_mib_is_refused_whole(api: Api) -> None:
+    header = "id,name,institution_id\n"
+    row = "x{:07d},一台仪器,uni-ac\n"
+    rows = [row.format(k) for k in range(21 * 2**20 // len(row.format(0).encode()))]
+    with api.as_("admin") as c:
+        r = c.post("/instruments/import", content=(header + "".join(rows)).encode(),
+                   headers={"Content-Type": "text/csv"})
+    assert r.status_code == 413
+    assert r.json() == {"error": "too_large",
+                        "message": "an import file may hold at most 20 MiB; split it"}
+    assert api.sql("SELECT count(*) FROM instrument WHERE id LIKE 'x0%'") == [(0,)]
