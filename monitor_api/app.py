@@ -34,6 +34,7 @@ from monitor_api.routers import (
     users,
 )
 from monitor_api.settings import ApiSettings
+from monitor_api.status_feed import StatusFeed
 
 logger = logging.getLogger("monitor_api")
 
@@ -63,6 +64,12 @@ class ApiMetrics:
                                registry=registry)
         self.pool_waiting = Gauge("instrushare_api_pool_waiting",
                                   "Requests waiting for a connection", registry=registry)
+        self.event_streams = Gauge("instrushare_api_event_streams",
+                                   "Open status event streams", registry=registry)
+        self.status_polls = Counter(
+            "instrushare_api_status_polls",
+            "Polls of status changes, one per interval for all event streams together",
+            registry=registry)
 
 
 def _route_name(request: Request) -> str:
@@ -82,6 +89,9 @@ def create_app(
         pool = make_pool(settings)
         await pool.open()
         app.state.pool = pool
+        app.state.status_feed = feed = StatusFeed(
+            pool, timeout=settings.heartbeat_timeout, poll_s=settings.sse_poll_s,
+            on_poll=metrics.status_polls.inc)
         logger.info("monitor_api started (pool %d-%d connections)",
                     settings.pool_min_size, settings.pool_max_size)
         filler = None
@@ -96,6 +106,7 @@ def create_app(
                 filler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await filler
+            await feed.close()
             await pool.close()
             logger.info("monitor_api stopped")
 
@@ -127,6 +138,7 @@ def create_app(
         stats = request.app.state.pool.get_stats()
         metrics.pool_size.set(stats.get("pool_size", 0))
         metrics.pool_waiting.set(stats.get("requests_waiting", 0))
+        metrics.event_streams.set(request.app.state.status_feed.streams)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -14,12 +14,13 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from monitor_api.auth import Caller, Principal, Reader, Role
-from monitor_api.db import DbConn, Pool, Settings, fetch_one
+from monitor_api.db import DbConn, Pool, Settings
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
 from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
+from monitor_api.status_feed import Changes, StatusFeed, db_now
 
 router = APIRouter(tags=["status"])
 
@@ -211,9 +212,9 @@ async def status_stream(
 ) -> StreamingResponse:
     """Server-sent events: one ``status`` event each time an instrument's state, user or
     online flag changes. Power readings alone do not produce events."""
-    pool: Pool = request.app.state.pool
     return StreamingResponse(
-        _changes(pool, settings, _scope(caller, institution_id), category),
+        _events(request.app.state.status_feed, request.app.state.pool, settings,
+                _scope(caller, institution_id), category),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -223,53 +224,39 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
     return (item["state"], item["online"], item["user_id"], item["since"])
 
 
-async def _changes(
-    pool: Pool, settings: ApiSettings, institution: str | None, category: str | None
+async def _events(
+    feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
+    category: str | None,
 ) -> AsyncIterator[str]:
-    # Look back a little further than the last poll: an ingest transaction that started
-    # before our poll may commit after it with an earlier updated_at.
-    overlap = timedelta(seconds=10)
-    seen: dict[str, tuple[Any, ...]] = {}
-    async with pool.connection() as conn:
-        now = await _db_now(conn)
-        board = await q.status_board(
-            conn, timeout=settings.heartbeat_timeout, institution=institution,
-            category=category, state=None, limit=1_000_000, offset=0,
-        )
-    for item in board["items"]:
-        seen[item["instrument_id"]] = _key(item)
-    yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
-    last_beat = time.monotonic()
-    while True:
-        await asyncio.sleep(settings.sse_poll_s)
-        since = now
+    async with feed.subscribe() as subscription:
         async with pool.connection() as conn:
-            now = await _db_now(conn)
-            ids = await q.changed_instruments(
-                conn, timeout=settings.heartbeat_timeout, since=since - overlap, now=now
+            start = await db_now(conn)
+            board = await q.status_board(
+                conn, timeout=settings.heartbeat_timeout, institution=institution,
+                category=category, state=None, limit=1_000_000, offset=0,
             )
-            items: list[dict[str, Any]] = []
-            if ids:
-                changed = await q.status_board(
-                    conn, timeout=settings.heartbeat_timeout, institution=institution,
-                    category=category, state=None, instrument_ids=ids, limit=len(ids),
-                    offset=0,
-                )
-                items = changed["items"]
-        for item in items:
-            key = _key(item)
-            if seen.get(item["instrument_id"]) != key:
-                seen[item["instrument_id"]] = key
-                payload = orjson.dumps(item).decode()
-                yield f"id: {now.isoformat()}\nevent: status\ndata: {payload}\n\n"
+            tree = None if institution is None else await q.institution_tree(conn, institution)
+        seen = {item["instrument_id"]: _key(item) for item in board["items"]}
+        yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
+        last_beat = time.monotonic()
+        while True:
+            wait = max(settings.sse_keepalive_s - (time.monotonic() - last_beat), 0.0)
+            try:
+                changes = await asyncio.wait_for(subscription.queue.get(), wait)
+            except TimeoutError:
+                changes = Changes(start, [])
+            if changes is None:
+                return  # fell too far behind; the browser reconnects and reads the board anew
+            if changes.at < start:
+                continue  # polled before the board above was read, so possibly older
+            for item in changes.items:
+                key = _key(item)
+                if (seen.get(item["instrument_id"]) != key
+                        and q.in_scope(item, institutions=tree, category=category)):
+                    seen[item["instrument_id"]] = key
+                    payload = orjson.dumps(item).decode()
+                    yield f"id: {changes.at.isoformat()}\nevent: status\ndata: {payload}\n\n"
+                    last_beat = time.monotonic()
+            if time.monotonic() - last_beat >= settings.sse_keepalive_s:
                 last_beat = time.monotonic()
-        if time.monotonic() - last_beat >= settings.sse_keepalive_s:
-            last_beat = time.monotonic()
-            yield ": keepalive\n\n"
-
-
-async def _db_now(conn: Any) -> datetime:
-    row = await fetch_one(conn, "SELECT clock_timestamp() AS now")
-    assert row is not None
-    now: datetime = row["now"]
-    return now
+                yield ": keepalive\n\n"

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
 
+from monitor_api.db import make_pool
+from monitor_api.status_feed import BACKLOG, Changes, StatusFeed
 from tests.api.conftest import Api, make_settings
 from tests.api_server import serve
 
@@ -161,6 +168,66 @@ def test_server_sent_events(live: Api) -> None:
     assert events[0]["state"] == "idle" and events[0]["user_id"] is None
 
 
+# stream -> (token, query, the instruments whose changes it must get: nmr belongs to uni-ac,
+# a sub-unit of uni, category 010401; xrd to other, category 010501)
+STREAMS = {
+    "all": ("admin", {}, ["nmr", "xrd"]),
+    "manager": ("manager", {}, ["nmr"]),
+    "sub-units": ("evaluator", {"institution_id": "uni"}, ["nmr"]),
+    "institution": ("admin", {"institution_id": "other"}, ["xrd"]),
+    "category": ("admin", {"category": "0105"}, ["xrd"]),
+    "none": ("admin", {"category": "02"}, []),
+}
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith(name + " ")))
+
+
+def test_streams_share_one_poll_and_each_keeps_to_its_scope(live: Api) -> None:
+    settings = make_settings(live.database_url, sse_keepalive_s=0.3)
+    got: dict[str, list[str]] = {name: [] for name in STREAMS}
+    listening = threading.Barrier(len(STREAMS) + 1, timeout=20)
+    stop = threading.Event()
+
+    def listen(url: str, name: str) -> None:
+        token, params, _ = STREAMS[name]
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {live.tokens[token]}"},
+                          timeout=10) as c, c.stream("GET", "/status/stream", params=params) as s:
+            lines = s.iter_lines()
+            assert next(lines).startswith("retry:")  # sent once the stream read its board
+            listening.wait()
+            for line in lines:
+                if line.startswith("data:"):
+                    got[name].append(json.loads(line[5:])["instrument_id"])
+                if stop.is_set():
+                    return
+
+    with serve(settings) as url, ThreadPoolExecutor(len(STREAMS)) as pool:
+        listeners = [pool.submit(listen, url, name) for name in STREAMS]
+        listening.wait()
+        assert _metric(url, "instrushare_api_event_streams") == len(STREAMS)
+        polls, started = _metric(url, "instrushare_api_status_polls_total"), time.monotonic()
+        live.sql("UPDATE instrument_status SET state = 'idle', user_id = NULL, since = now(),"
+                 " updated_at = now() WHERE instrument_id = 'nmr'")
+        live.sql("UPDATE gateway SET online = true, changed_at = now() WHERE id = 'gw2'")
+        live.sql("UPDATE instrument_status SET last_ts = now(), updated_at = now()"
+                 " WHERE instrument_id = 'xrd'")  # back online
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and got["all"] != ["nmr", "xrd"]:
+            time.sleep(0.05)
+        time.sleep(1)  # anything a stream should not get would come by now
+        stop.set()
+        for listener in listeners:
+            listener.result()
+        elapsed = time.monotonic() - started
+        assert 1 <= _metric(url, "instrushare_api_status_polls_total") - polls \
+            <= elapsed / settings.sse_poll_s + 2  # one poll per interval for all six streams
+    assert got == {name: expected for name, (_, _, expected) in STREAMS.items()}
+
+
 def test_lab_manager_sees_only_their_institution(live: Api) -> None:
     with live.as_("manager") as c:
         board = c.get("/status").json()["items"]
@@ -176,3 +243,33 @@ def test_lab_manager_sees_only_their_institution(live: Api) -> None:
             assert c.get(f"/instruments/{instrument}/power", params=span).status_code == 403
     with live.as_("evaluator") as c:
         assert len(c.get("/status").json()["items"]) == 4
+
+
+def test_a_stream_too_far_behind_is_ended(database_url: str) -> None:
+    """Its queue holds at most BACKLOG polls; then the feed drops them and ends it (the
+    browser reconnects and reads the board anew), and stops polling for it."""
+    async def scenario() -> tuple[list[Changes | None], int, int]:
+        pool = make_pool(make_settings(database_url))
+        await pool.open()
+        polls = 0
+
+        def count() -> None:
+            nonlocal polls
+            polls += 1
+
+        feed = StatusFeed(pool, timeout=timedelta(minutes=15), poll_s=0.005, on_poll=count)
+        try:
+            async with feed.subscribe() as slow:
+                while feed.streams:
+                    await asyncio.sleep(0.01)
+                at_drop = polls
+                await asyncio.sleep(0.2)
+                queued = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+        finally:
+            await feed.close()
+            await pool.close()
+        return queued, at_drop, polls
+
+    queued, at_drop, polls = asyncio.run(scenario())
+    assert queued == [None]
+    assert at_drop == BACKLOG + 1 and polls == at_drop  # idle once nobody listens
