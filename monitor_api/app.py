@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from monitor_api import web
+from monitor_api.body_limit import BodyLimit
 from monitor_api.db import make_pool
 from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
 from monitor_api.rollup import keep_filled
@@ -117,6 +118,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
     for module in (health, registry, users, status, certifications, bookings, reports,
                    evaluation):
         app.include_router(module.router)

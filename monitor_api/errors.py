@@ -85,6 +85,13 @@ def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return body
 
 
+def error_response(exc: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(
+        _body(exc.code, exc.message, exc.details), exc.status_code, headers=headers
+    )
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown token"},
     403: {"description": "Role not allowed"},
@@ -97,10 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse(
-            _body(exc.code, exc.message, exc.details), exc.status_code, headers=headers
-        )
+        return error_response(exc)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

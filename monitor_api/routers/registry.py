@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from monitor_api.auth import Admin, Caller, Manager, Principal, Reader, Role
 from monitor_api.csv_import import COLUMNS, RowError, parse_instruments
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
-from monitor_api.errors import BadRequest, Forbidden, NotFound, TooLarge
+from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
 from monitor_api.schemas import (
     Day,
@@ -214,12 +214,7 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
     them: only the file's columns are updated. Every bad row is reported with its line
     number; nothing is written unless all rows pass.
     """
-    raw = bytearray()
-    async for chunk in request.stream():  # refused as soon as it is too large, not once read
-        raw += chunk
-        if len(raw) > MAX_IMPORT_BYTES:
-            raise TooLarge(f"an import file may hold at most {MAX_IMPORT_BYTES // 2**20} MiB;"
-                           " split it")
+    raw = await request.body()  # at most MAX_IMPORT_BYTES (app.py)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import pytest
+
 from tests.api.conftest import Api
 
 RANGE = "dates must lie between 1900-01-01 and 2199-12-31"
@@ -80,5 +83,19 @@ def test_an_import_file_over_20_mib_is_refused_whole(api: Api) -> None:
                    headers={"Content-Type": "text/csv"})
     assert r.status_code == 413
     assert r.json() == {"error": "too_large",
-                        "message": "an import file may hold at most 20 MiB; split it"}
+                        "message": "the request body may hold at most 20 MiB"}
     assert api.sql("SELECT count(*) FROM instrument WHERE id LIKE 'x0%'") == [(0,)]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_any_other_body_over_1_mib_is_refused_before_the_token_is_checked(
+    api: Api, chunked: bool
+) -> None:
+    body = b'{"instrument_id": "' + b"x" * 2**21 + b'"}'
+    content = (body[k:k + 65536] for k in range(0, len(body), 65536)) if chunked else body
+    r = httpx.post(f"{api.url}/bookings", content=content, timeout=30,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {"error": "too_large", "message": "the request body may hold at most 1 MiB"}
+    with api.as_("user") as c:  # a body of ordinary size still gets through to its checks
+        assert c.post("/bookings", json={"instrument_id": "nmr"}).status_code == 422
