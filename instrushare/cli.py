@@ -51,13 +51,13 @@ def db_migrate(
 
 @db_app.command("prune")
 def db_prune(
-    samples_days: Annotated[int, typer.Option(min=31, help="Keep raw samples this long.")] = 400,
+    samples_days: Annotated[
+        int, typer.Option(help="Keep raw samples this long (at least 31 days).")
+    ] = 400,
     messages_days: Annotated[
-        int, typer.Option(min=31, help="Keep the dedup log of messages this long.")
+        int, typer.Option(help="Keep the dedup log of messages this long (at least 31 days).")
     ] = 60,
-    dead_letters_days: Annotated[
-        int, typer.Option(min=1, help="Keep dead letters this long.")
-    ] = 90,
+    dead_letters_days: Annotated[int, typer.Option(help="Keep dead letters this long.")] = 90,
     dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
 ) -> None:
     """Delete raw telemetry past its retention on plain PostgreSQL (TimescaleDB's policies do
@@ -72,6 +72,10 @@ def db_prune(
     from monitor_api.retention import Retention, prune
 
     settings = ApiSettings()
+    try:
+        retention = Retention(samples_days, messages_days, dead_letters_days)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
     async def run() -> None:
         pool = make_pool(settings)
@@ -81,7 +85,7 @@ def db_prune(
                 task = bar.add_task("instruments", total=None)
                 pruned = await prune(
                     pool.connection, now=datetime.now(UTC), timeout=settings.heartbeat_timeout,
-                    retention=Retention(samples_days, messages_days, dead_letters_days),
+                    retention=retention,
                     dry_run=dry_run,
                     progress=lambda done, total: bar.update(task, completed=done, total=total))
         finally:
