@@ -31,6 +31,20 @@ def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     return lo, hi
 
 
+def day_start(t: datetime) -> datetime:
+    """Midnight (Asia/Shanghai) of ``t``'s day."""
+    return datetime.combine(t.astimezone(SHANGHAI).date(), time(), SHANGHAI)
+
+
+def month_start(t: datetime, *, up: bool = False) -> datetime:
+    """Midnight (Asia/Shanghai) of the first day of ``t``'s month, or with ``up`` of the
+    first month starting at or after ``t``."""
+    start = datetime.combine(t.astimezone(SHANGHAI).date().replace(day=1), time(), SHANGHAI)
+    if up and start < t:
+        return month_start(start + timedelta(days=32))
+    return start
+
+
 # (key, Chinese, English): the order of columns in exports.
 COLUMNS: list[tuple[str, str, str]] = [
     ("key", "对象", "Group"),

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from instrushare.db import LOCK_INSTRUMENTS
 from instrushare.protocol import MAX_PAST_AGE
 from monitor_api.db import Conn, Connect, fetch_all, fetch_one
 from monitor_api.queries.availability import up_seconds
-from monitor_api.report import SHANGHAI
+from monitor_api.report import day_start
 
 MIN_DAYS = MAX_PAST_AGE.days + 1
 """Late data, accepted up to 30 days old, may need the samples and the dedup log of then."""
@@ -95,7 +95,7 @@ async def prune(
             pruned.messages += await _delete(
                 conn, "ingested_message WHERE gateway_id = %s AND created_at < %s",
                 (gateway, message_cutoff), dry_run)
-    cutoff = _midnight(now - timedelta(days=retention.samples_days))
+    cutoff = day_start(now - timedelta(days=retention.samples_days))
     for done, instrument in enumerate(ids, 1):
         pruned.samples += await _prune_samples(connect, instrument, cutoff, timeout, dry_run)
         if progress is not None:
@@ -110,12 +110,12 @@ async def _prune_samples(
         old = await _before(conn, instrument, cutoff)
         if old["last"] is None:
             return 0
-        keep_from = _midnight(old["last"])
+        keep_from = day_start(old["last"])
         carried = (await _before(conn, instrument, keep_from))["last"]
     if carried is None:
         return 0  # nothing before the day of its last sample before the cutoff
     if not dry_run:  # store the days those samples cover, as a report would
-        await up_seconds(connect, ids=[instrument], lo=_midnight(old["first"]), hi=keep_from,
+        await up_seconds(connect, ids=[instrument], lo=day_start(old["first"]), hi=keep_from,
                          timeout=timeout)
     async with connect() as conn:
         if not dry_run:  # reports computing from these samples wait, as for the ingest
@@ -129,11 +129,6 @@ async def _before(conn: Conn, instrument: str, t: datetime) -> dict[str, Any]:
     row = await fetch_one(conn, _BEFORE, {"id": instrument, "t": t})
     assert row is not None
     return row
-
-
-def _midnight(t: datetime) -> datetime:
-    """The start of ``t``'s day in Asia/Shanghai."""
-    return datetime.combine(t.astimezone(SHANGHAI).date(), time(), SHANGHAI)
 
 
 async def _delete(conn: Conn, where: str, params: tuple[Any, ...], dry_run: bool) -> int:

@@ -4,12 +4,14 @@ per-day rollup ``state_day`` where it can (docs/metrics.md, "Availability")."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from instrushare.db import SHARE_INSTRUMENTS
+from instrushare.protocol import MAX_PAST_AGE
 from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.common import tune_for_reports
+from monitor_api.report import month_start
 
 # Seconds up per instrument in [lo, hi), from two rollup levels (Asia/Shanghai). A whole
 # calendar month inside the period comes from state_month when stored there. Every other day
@@ -137,8 +139,18 @@ GROUP BY id
 
 
 INSTRUMENTS_PER_TRANSACTION = 200
-"""Instruments whose days one transaction reads and stores; it holds them against the
-ingest for that long (a few seconds when a year of them is computed for the first time)."""
+"""Instruments whose days one transaction reads and stores."""
+
+LATE_REACH = MAX_PAST_AGE + timedelta(days=1)
+"""How far back the ingest can still change availability: it accepts samples up to 30 days
+old, and a late sample changes the state only from the sample before it, and only when that
+one lies within the heartbeat timeout (a longer gap is offline either way); a day more for
+clocks."""
+
+
+def settled_before(now: datetime, timeout: timedelta) -> datetime:
+    """The start (Asia/Shanghai) of the first month the ingest may still change."""
+    return month_start(now - LATE_REACH - timeout)
 
 
 async def up_seconds(
@@ -147,19 +159,30 @@ async def up_seconds(
 ) -> dict[str, float]:
     """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future.
 
-    Each transaction holds its instruments' ingest locks in shared mode before it reads
-    their samples, until the days and months it computed are stored: a batch of late
-    samples for them either committed before (and is read) or waits, then deletes those
-    rows (docs/metrics.md, "Availability"). ``parallel`` transactions run at once."""
+    Months the ingest may still change (``settled_before``) are computed in transactions
+    that hold their instruments' ingest locks in shared mode before they read the samples,
+    until the days and months computed are stored: a batch of late samples for them either
+    committed before (and is read) or waits, then deletes those rows (docs/metrics.md,
+    "Availability"). Earlier months need no lock, so computing them, which takes long the
+    first time (a year of days), never holds up the ingest. ``parallel`` transactions, of
+    ``INSTRUMENTS_PER_TRANSACTION`` instruments each, run at once."""
+    cut = min(max(settled_before(datetime.now(UTC), timeout), lo), hi)
     slots = asyncio.Semaphore(parallel)
 
-    async def run(part: list[str]) -> list[dict[str, Any]]:
+    async def run(part: list[str], a: datetime, b: datetime) -> list[dict[str, Any]]:
         async with slots, connect() as conn:
             await tune_for_reports(conn)
-            await conn.execute(SHARE_INSTRUMENTS, (part,))
-            return await fetch_all(conn, _UP_SECONDS, {"ids": part, "lo": lo, "hi": hi,
+            if b > cut:
+                await conn.execute(SHARE_INSTRUMENTS, (part,))
+            return await fetch_all(conn, _UP_SECONDS, {"ids": part, "lo": a, "hi": b,
                                                        "timeout": timeout}, prepare=False)
 
     step = INSTRUMENTS_PER_TRANSACTION
-    parts = await asyncio.gather(*(run(ids[k:k + step]) for k in range(0, len(ids), step)))
-    return {r["instrument_id"]: r["up_s"] for rows in parts for r in rows}
+    parts = await asyncio.gather(*(run(ids[k:k + step], a, b)
+                                   for a, b in ((lo, cut), (cut, hi)) if a < b
+                                   for k in range(0, len(ids), step)))
+    up: dict[str, float] = {}
+    for rows in parts:
+        for r in rows:
+            up[r["instrument_id"]] = up.get(r["instrument_id"], 0.0) + r["up_s"]
+    return up

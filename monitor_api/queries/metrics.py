@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -30,7 +30,7 @@ from instrushare.db import SHARE_INSTRUMENTS
 from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.availability import up_seconds
 from monitor_api.queries.common import Where, tune_for_reports
-from monitor_api.report import SHANGHAI
+from monitor_api.report import SHANGHAI, month_start
 
 _ROOTS = """
 WITH RECURSIVE roots(id, root) AS (
@@ -481,11 +481,11 @@ class MonthSplit:
 
     @classmethod
     def of(cls, lo: datetime, hi: datetime, *, now: datetime) -> MonthSplit:
-        month = _month_start(lo.astimezone(SHANGHAI), up=True)
+        month = month_start(lo.astimezone(SHANGHAI), up=True)
         months_lo = month
         months: list[date] = []
         end = min(hi, now - PAD)
-        while (following := _month_start(month + timedelta(days=32))) <= end:
+        while (following := month_start(month + timedelta(days=32))) <= end:
             months.append(month.date())
             month = following
         if not months:
@@ -506,15 +506,6 @@ class MonthSplit:
                 "part_lo": [p[1] for p in parts], "part_hi": [p[2] for p in parts],
                 **{f"part{k}_lo_pad": p[1] - PAD for k, p in enumerate(parts)},
                 **{f"part{k}_hi_pad": p[2] + PAD for k, p in enumerate(parts)}}
-
-
-def _month_start(t: datetime, *, up: bool = False) -> datetime:
-    """Midnight (Asia/Shanghai) of the first day of ``t``'s month, or with ``up`` of the
-    first month starting at or after ``t``."""
-    start = datetime.combine(t.date().replace(day=1), time(), SHANGHAI)
-    if up and start < t:
-        return _month_start(start + timedelta(days=32))
-    return start
 
 
 def _split(ids: list[str], parallel: int) -> int:

@@ -32,7 +32,7 @@ import pytest
 
 from instrushare.db import LOCK_INSTRUMENTS
 from monitor_api.db import make_pool
-from monitor_api.queries.availability import _UP_SECONDS
+from monitor_api.queries.availability import _UP_SECONDS, settled_before
 from monitor_api.rollup import fill_rollups
 from tests.api.conftest import Api, make_settings, write_through_ingest
 from tests.api.test_metrics import SETUP
@@ -98,17 +98,8 @@ def test_rows_of_another_timeout_are_not_used(seeded: Api) -> None:
 
 
 def test_late_sample_through_the_ingest_invalidates_the_day(api: Api) -> None:
-    # Recent days (the ingest refuses data older than 30 days): day D idle from 08:00 with a
-    # sample every 10 min to 12:00, none until 14:00, then to 16:00; one sample on D+1.
-    day = datetime.now(SHANGHAI).date() - timedelta(days=3)
-    d0 = datetime.combine(day, dtime(), SHANGHAI)
-    api.sql("""INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
-               SELECT 'nmr', t, 'idle', 'gw', 0 FROM generate_series(
-                   %(d0)s + interval '8 h', %(d0)s + interval '16 h', interval '10 min') t
-               WHERE t <= %(d0)s + interval '12 h' OR t >= %(d0)s + interval '14 h'""",
-            {"d0": d0})
-    api.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
-            " VALUES ('nmr', %s, 'idle', 'gw', 0)", (d0 + timedelta(days=1, hours=1),))
+    # Recent days (the ingest refuses data older than 30 days)
+    day, d0 = _recent_day(api)
     d = day.isoformat()
     assert _availability(api, d, d)["nmr"] == pytest.approx(6 / 24, abs=1e-4)
     assert [r[1] for r in _days(api)] == [day]
@@ -123,23 +114,53 @@ def test_late_sample_through_the_ingest_invalidates_the_day(api: Api) -> None:
     assert _live_up_s(api, lo, (d0 + timedelta(days=1)).isoformat()) == 8 * 3600
 
 
-def test_a_report_waits_for_a_batch_writing_the_instrument(seeded: Api) -> None:
-    # a batch of the ingest holds nmr: late samples fill the offline gap of 10 March 12-14,
-    # and it deleted the instrument's stored days, as the ingest does
-    with psycopg.connect(seeded.database_url) as batch:
+def _recent_day(api: Api) -> tuple[date, datetime]:
+    """A day three days ago (Asia/Shanghai), within reach of late data: nmr idle from 08:00
+    with a sample every 10 min to 12:00, none until 14:00, then to 16:00; one sample on the
+    next day, which makes it final. Up 6 h."""
+    day = datetime.now(SHANGHAI).date() - timedelta(days=3)
+    d0 = datetime.combine(day, dtime(), SHANGHAI)
+    api.sql("""INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
+               SELECT 'nmr', t, 'idle', 'gw', 0 FROM generate_series(
+                   %(d0)s + interval '8 h', %(d0)s + interval '16 h', interval '10 min') t
+               WHERE t <= %(d0)s + interval '12 h' OR t >= %(d0)s + interval '14 h'""",
+            {"d0": d0})
+    api.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+            " VALUES ('nmr', %s, 'idle', 'gw', 0)", (d0 + timedelta(days=1, hours=1),))
+    return day, d0
+
+
+def test_a_report_waits_for_a_batch_writing_the_instrument(api: Api) -> None:
+    day, d0 = _recent_day(api)
+    # a batch of the ingest holds nmr: late samples fill the offline gap of 12-14, and it
+    # deleted the instrument's stored days, as the ingest does
+    with psycopg.connect(api.database_url) as batch:
         batch.execute(LOCK_INSTRUMENTS, (["nmr"],))
         batch.execute("""INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
                          SELECT 'nmr', t, 'idle', 'gw', 0 FROM generate_series(
-                             '2026-03-10 12:10+08'::timestamptz, '2026-03-10 13:50+08',
-                             interval '10 min') t""")
+                             %(d0)s + interval '12 h 10 min', %(d0)s + interval '13 h 50 min',
+                             interval '10 min') t""", {"d0": d0})
         batch.execute("DELETE FROM state_day WHERE instrument_id = 'nmr'")
         with ThreadPoolExecutor(1) as pool:
-            report = pool.submit(_availability, seeded, "2026-03-10", "2026-03-10")
+            report = pool.submit(_availability, api, day.isoformat(), day.isoformat())
             time.sleep(1)
             assert not report.done(), "the report waits for the batch"
             batch.commit()
-            assert report.result(timeout=30)["nmr"] == pytest.approx(15 / 24, abs=1e-4)
-    assert [r[3] for r in _days(seeded) if r[1] == date(2026, 3, 10)] == [15 * 3600.0]
+            assert report.result(timeout=30)["nmr"] == pytest.approx(8 / 24, abs=1e-4)
+    assert [r[3] for r in _days(api) if r[1] == day] == [8 * 3600.0]
+
+
+def test_months_past_the_reach_of_late_data_are_computed_without_waiting(
+    seeded: Api,
+) -> None:
+    """March 2026 is months past anything the ingest accepts: its days are computed and
+    stored while a batch holds the instrument (it cannot be changing them)."""
+    assert settled_before(datetime.now(UTC), FIFTEEN) > datetime(2026, 4, 1, tzinfo=SHANGHAI)
+    with psycopg.connect(seeded.database_url) as batch:
+        batch.execute(LOCK_INSTRUMENTS, (["nmr"],))
+        assert _availability(seeded, "2026-03-10", "2026-03-10")["nmr"] == pytest.approx(
+            13 / 24, abs=1e-4)
+    assert [r[3] for r in _days(seeded) if r[1] == date(2026, 3, 10)] == [13 * 3600.0]
 
 
 MONTH_SAMPLES = [
