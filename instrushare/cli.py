@@ -137,20 +137,24 @@ def demo(
 
     Uses DATABASE_URL / MQTT_URL when set, otherwise embedded PostgreSQL and MQTT broker.
     """
-    from instrushare.demo import DemoOptions, default_data_dir, run_demo
+    from instrushare.demo import DemoError, DemoOptions, default_data_dir, run_demo
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop.set())
-    run_demo(
-        DemoOptions.from_environment(
-            data_dir=data_dir or default_data_dir(),
-            port=port,
-            instruments=instruments,
-            history_days=history_days,
-        ),
-        stop=stop,
-    )
+    try:
+        run_demo(
+            DemoOptions.from_environment(
+                data_dir=data_dir or default_data_dir(),
+                port=port,
+                instruments=instruments,
+                history_days=history_days,
+            ),
+            stop=stop,
+        )
+    except DemoError as exc:
+        typer.echo(f"instrushare demo: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def _register_service_commands() -> None:

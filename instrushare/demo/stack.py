@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,24 @@ class DemoOptions:
             mqtt_url=os.environ.get("MQTT_URL") or None,
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run as asked; the message says why and what to change."""
+
+
+def _listen(options: DemoOptions) -> socket.socket:
+    """The API's socket, bound before anything starts: a port in use stops the demo at once
+    with a clear message (uvicorn, binding it itself in its thread, logs the error and
+    leaves the demo announcing a dashboard that is not there)."""
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    try:
+        return socket.create_server((options.host, options.port), family=family)
+    except OSError as exc:
+        raise DemoError(
+            f"cannot serve the dashboard on {options.host}:{options.port}: {exc.strerror};"
+            " another program may be using the port: choose another with --port"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -149,6 +168,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     with (
+        _listen(options) as listening,
         _services(options) as (database_url, mqtt_url, embedded_broker),
         contextlib.ExitStack() as stack,
     ):
@@ -181,7 +201,8 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 log_level="warning",
             )
         )
-        api_thread = threading.Thread(target=server.run, name="api")
+        api_thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]},
+                                      name="api")
         api_thread.start()
         stack.callback(api_thread.join, 30)
         stack.callback(setattr, server, "should_exit", True)

@@ -155,3 +155,21 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
     assert not (tmp_path / "first" / "var").exists()
     assert not (tmp_path / "second" / "var").exists()
+
+
+def test_a_port_in_use_stops_the_demo_at_once_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        log = tmp_path / "demo.log"
+        proc = _start_demo(tmp_path / "work", port, tmp_path / "data", log)
+        try:
+            assert proc.wait(timeout=30) == 1
+        finally:
+            if proc.poll() is None:  # it went on: stop it as Ctrl-C does, services and all
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=60)
+    text = log.read_text()
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in text
+    assert "choose another with --port" in text
+    assert "dashboard at" not in text  # nothing announced, nothing started
+    assert not (tmp_path / "data" / "instrushare" / "demo" / "postgres").exists()
