@@ -432,10 +432,12 @@ async def per_instrument(
 
 
 async def roll_up(
-    connect: Connect, *, ids: list[str], split: MonthSplit, parallel: int = 1
+    connect: Connect, *, ids: list[str], split: MonthSplit, parallel: int = 1,
+    per_transaction: int = ROLLUP_INSTRUMENTS_PER_TRANSACTION,
 ) -> set[str]:
     """Roll up the final ones of ``split``'s months not rolled up yet; return the instruments
-    with every one of those months rolled up."""
+    with every one of those months rolled up. Each transaction holds ``per_transaction``
+    instruments against the ingest while it runs."""
     months = split.months
 
     async def complete(among: list[str]) -> set[str]:
@@ -462,7 +464,7 @@ async def roll_up(
         return done
     async with connect() as conn:
         roots = await fetch_all(conn, _ROOTS)
-    chunks = -(-len(missing) // ROLLUP_INSTRUMENTS_PER_TRANSACTION)
+    chunks = -(-len(missing) // per_transaction)
     await asyncio.gather(*(fill(part) for part in _runs(missing, chunks)))
     return done | await complete(missing)
 
