@@ -24,8 +24,9 @@ logger = logging.getLogger("monitor_api")
 
 USAGE_INSTRUMENTS_PER_TRANSACTION = 50
 """Usage months hold their instruments against the ingest while rolled up (late data can
-reach them): a quarter of a report's 200, so a batch waits at most about 0.13 s for the filler,
-which nobody waits for."""
+reach them). For a year of 250 sessions per instrument a transaction of 50 took 0.18-0.24 s,
+one of a report's 200 0.53 s, so a batch of the ingest waits less for the filler, which
+nobody waits for (the whole pass over 3,000 instruments: 10.9 s against 7.8 s)."""
 
 
 def whole_months_before(now: datetime, months: int) -> tuple[date, date]:
