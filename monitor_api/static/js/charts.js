@@ -53,6 +53,14 @@ export function chartBox(name, label) {
   return { box: el('div', { class: 'chart' }, canvas), canvas };
 }
 
+/** A page's teardown: abort its requests, then free its charts (each holds resize listeners). */
+export function teardown(root, stop) {
+  return () => {
+    stop.abort();
+    for (const canvas of root.querySelectorAll('canvas')) Chart.getChart(canvas)?.destroy();
+  };
+}
+
 function make(canvas, config) {
   Chart.getChart(canvas)?.destroy();
   return new Chart(canvas, config);

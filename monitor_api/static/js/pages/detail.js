@@ -1,7 +1,7 @@
 // Instrument detail: registry entry, current state, state timeline and power for a range.
 
 import { getJson } from '../api.js';
-import { chartBox, powerChart, timelineChart } from '../charts.js';
+import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
 
@@ -105,8 +105,5 @@ export function render(root, ctx) {
 
   setRange(Date.now() - 24 * HOUR, Date.now());
   loadInfo().then(load).catch((err) => { if (!stop.signal.aborted) ctx.fail(err, root); });
-  return () => {
-    stop.abort();
-    for (const c of [timeline.canvas, power.canvas]) Chart.getChart(c)?.destroy();
-  };
+  return teardown(root, stop);
 }

@@ -2,7 +2,7 @@
 // (low use, silent, overdue registration), each exportable as CSV or XLSX.
 
 import { getJson } from '../api.js';
-import { chartBox, countChart } from '../charts.js';
+import { chartBox, countChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { exportButtons, section, table } from '../table.js';
@@ -85,8 +85,5 @@ export function render(root, ctx) {
     }
   }
   load();
-  return () => {
-    stop.abort();
-    for (const canvas of root.querySelectorAll('canvas')) Chart.getChart(canvas)?.destroy();
-  };
+  return teardown(root, stop);
 }

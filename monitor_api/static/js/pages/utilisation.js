@@ -3,7 +3,7 @@
 // Lab managers get their own institution only (the API enforces it).
 
 import { getJson } from '../api.js';
-import { chartBox, hoursChart } from '../charts.js';
+import { chartBox, hoursChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, t } from '../i18n.js';
 import { exportButtons, section, table } from '../table.js';
@@ -75,8 +75,5 @@ export function render(root, ctx) {
     }
   }
   load();
-  return () => {
-    stop.abort();
-    for (const canvas of root.querySelectorAll('canvas')) Chart.getChart(canvas)?.destroy();
-  };
+  return teardown(root, stop);
 }
