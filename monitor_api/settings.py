@@ -41,6 +41,9 @@ class ApiSettings(BaseSettings):
     compliance_threshold_rmb: float = Field(default=300_000.0, ge=0)
     compliance_working_days: int = Field(default=30, ge=1)
     no_show_grace_s: float = Field(default=1800.0, ge=0, le=86400)
+    no_show_limit: int = Field(default=3, ge=0)
+    """No-shows within ``no_show_window_days`` that suspend a user's booking requests; 0: never."""
+    no_show_window_days: int = Field(default=90, ge=1, le=3650)
     sse_poll_s: float = Field(default=1.0, gt=0)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     pool_min_size: int = Field(default=2, ge=1)
@@ -64,3 +67,7 @@ class ApiSettings(BaseSettings):
     @property
     def no_show_grace(self) -> timedelta:
         return timedelta(seconds=self.no_show_grace_s)
+
+    @property
+    def no_show_window(self) -> timedelta:
+        return timedelta(days=self.no_show_window_days)

@@ -1,20 +1,22 @@
 """Bookings (request, approve, reject, cancel, complete) and their service records.
 
 Two approved bookings of one instrument never overlap: the database's exclusion constraint
-decides, so of two clients racing for a slot exactly one wins and the other gets 409.
+decides, so of two clients racing for a slot exactly one wins and the other gets 409. Users
+book only windows still ahead, may not cancel an approved booking once it has begun (the
+no-show would vanish from the evaluation), and repeated no-shows suspend their requests.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg.errors as pg_errors
 from fastapi import APIRouter
 
 from monitor_api.auth import Booker, Caller, Manager, Principal, Role
-from monitor_api.db import Conn, DbConn, fetch_one
-from monitor_api.errors import Conflict, Forbidden, NotFound
+from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
+from monitor_api.errors import BadRequest, Conflict, Forbidden, NotFound
 from monitor_api.queries.common import Where, page
 from monitor_api.routers.registry import check_manages
 from monitor_api.schemas import Limit, Offset, Page
@@ -28,6 +30,7 @@ from monitor_api.schemas_bookings import (
     ServiceRecord,
     ServiceRecordIn,
 )
+from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["bookings"])
 
@@ -106,10 +109,51 @@ async def _check_eligible(
         )
 
 
+_NO_SHOWS = """
+SELECT b.id, b.start_ts
+FROM booking b JOIN instrument i ON i.id = b.instrument_id
+WHERE b.user_id = %(user)s AND b.status IN ('approved', 'completed')
+  AND b.start_ts >= now() - %(window)s AND b.end_ts + %(grace)s <= now()
+  AND NOT EXISTS (
+      -- running time in the window widened by the grace, noise excluded: docs/metrics.md
+      SELECT 1 FROM usage_session s
+      WHERE s.instrument_id = b.instrument_id
+        AND s.start_ts < b.end_ts + %(grace)s
+        AND coalesce(s.end_ts, s.last_ts) > b.start_ts - %(grace)s
+        AND coalesce(s.end_ts, s.last_ts) - s.start_ts >= make_interval(secs => i.min_session_s))
+ORDER BY b.start_ts
+"""
+
+
+async def _check_not_suspended(conn: Conn, settings: ApiSettings, user_id: str) -> None:
+    """``no_show_limit`` no-shows within the window suspend new requests until enough of
+    them age out of it, or the instrument's managers cancel one (excusing it)."""
+    if settings.no_show_limit == 0:
+        return
+    rows = await fetch_all(conn, _NO_SHOWS, {
+        "user": user_id, "window": settings.no_show_window, "grace": settings.no_show_grace})
+    if len(rows) < settings.no_show_limit:
+        return
+    resumes = rows[len(rows) - settings.no_show_limit]["start_ts"] + settings.no_show_window
+    ids = [row["id"] for row in rows]
+    raise Forbidden(
+        f"booking is suspended after {len(rows)} no-shows in the last"
+        f" {settings.no_show_window_days} days (bookings {', '.join(map(str, ids))});"
+        f" it resumes at {resumes.isoformat(timespec='minutes')}, or sooner if the"
+        " instruments' managers cancel a no-show",
+        details={"no_shows": ids, "resumes_at": resumes.isoformat()},
+    )
+
+
 @router.post("/bookings", response_model=Booking, status_code=201)
-async def request_booking(conn: DbConn, caller: Booker, body: BookingIn) -> dict[str, Any]:
+async def request_booking(
+    conn: DbConn, caller: Booker, settings: Settings, body: BookingIn
+) -> dict[str, Any]:
     """Request a slot (approved at once on instruments with ``auto_approve``)."""
     assert caller.user_id is not None
+    if body.start <= datetime.now(UTC):
+        raise BadRequest("the window has already begun: book a slot that starts in the future")
+    await _check_not_suspended(conn, settings, caller.user_id)
     await _check_eligible(
         conn, user_id=caller.user_id, instrument_id=body.instrument_id, kind=body.kind,
         start=body.start, end=body.end,
@@ -232,11 +276,15 @@ async def complete_booking(conn: DbConn, caller: Manager, booking_id: int) -> di
 
 @router.post("/bookings/{booking_id}/cancel", response_model=Booking)
 async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str, Any]:
-    """The booking's user, or a manager of the instrument, may cancel before completion."""
+    """The booking's user, before an approved booking begins, or a manager of the instrument,
+    before completion (excusing a no-show), may cancel."""
     booking = await _booking(conn, booking_id)
     if caller.role is Role.USER:
         if booking["user_id"] != caller.user_id:
             raise NotFound(f"no booking {booking_id}")
+        if booking["status"] == BookingStatus.APPROVED and booking["start"] <= datetime.now(UTC):
+            raise Conflict(f"booking {booking_id} has begun; only the instrument's managers"
+                           " may cancel it now")
     elif not caller.may_manage(booking["institution_id"]):
         raise Forbidden("only the booking's user or the instrument's managers may cancel it")
     return await _transition(conn, booking_id, caller, to=BookingStatus.CANCELLED,

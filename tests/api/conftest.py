@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -20,6 +21,9 @@ from monitor_api import ApiSettings
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
 from tests.api_server import serve
+
+NEXT_WEEK = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=7)).date().isoformat()
+"""A day whose bookings still lie ahead however long the suite runs (Asia/Shanghai)."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from monitor_api.auth import Role
-from tests.api.conftest import Api
+from tests.api.conftest import NEXT_WEEK, Api
 
 ALL = {"admin", "manager", "evaluator", "user"}
 ADMIN = {"admin"}
@@ -48,7 +48,8 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/certifications/{cert}/revoke", None, MANAGE),
     ("GET", "/certifications", None, ALL),
     ("POST", "/bookings", {"instrument_id": "nmr", "kind": "assisted",
-                           "start": "2026-12-02T09:00:00Z", "end": "2026-12-02T10:00:00Z"}, USER),
+                           "start": f"{NEXT_WEEK}T09:00:00Z", "end": f"{NEXT_WEEK}T10:00:00Z"},
+     USER),
     ("GET", "/bookings", None, ALL),
     ("GET", "/bookings/{booking}", None, ALL),
     ("POST", "/bookings/{booking}/approve", None, MANAGE),

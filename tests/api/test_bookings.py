@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from tests.api.conftest import Api
+from tests.api.conftest import NEXT_WEEK, Api
 
-DAY = "2026-12-01T{:02d}:00:00+08:00"
+DAY = NEXT_WEEK + "T{:02d}:00:00+08:00"
 
 
 def _window(a: int, b: int) -> dict[str, str]:
@@ -97,7 +98,7 @@ def test_racing_approvals_exactly_one_wins(api: Api) -> None:
 
 
 def test_self_operation_needs_certification_for_the_whole_window(api: Api) -> None:
-    _certify(api, "out1", "nmr", until="2026-12-01T10:00:00+08:00")
+    _certify(api, "out1", "nmr", until=DAY.format(10))
     with api.as_("user") as user:
         r = _book(user, "nmr", "self", 9, 12)
         assert r.status_code == 403
@@ -197,3 +198,68 @@ def test_database_refuses_overlap_without_the_api(api: Api) -> None:
     except psycopg.errors.ExclusionViolation:
         return
     raise AssertionError("the exclusion constraint did not fire")
+
+
+def _past_booking(api: Api, user: str, hours_ago: float, *, status: str = "approved",
+                  length_h: float = 1) -> int:
+    """A booking of 'nmr' that started ``hours_ago`` (written directly: the API books ahead)."""
+    return int(api.sql(
+        "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+        " VALUES ('nmr', %s, 'assisted', now() - make_interval(secs => %s),"
+        " now() - make_interval(secs => %s), %s) RETURNING id",
+        (user, hours_ago * 3600, (hours_ago - length_h) * 3600, status))[0][0])
+
+
+def test_bookings_are_made_ahead_and_begun_ones_are_the_managers_to_cancel(api: Api) -> None:
+    with api.as_("user") as user, api.as_("manager") as mgr:
+        r = user.post("/bookings", json={
+            "instrument_id": "nmr", "kind": "assisted",
+            "start": datetime.now(UTC).isoformat(), "end": DAY.format(10)})
+        assert r.status_code == 422
+        assert "already begun" in r.json()["message"]
+        begun = _past_booking(api, "out1", 0.5, length_h=2)
+        r = user.post(f"/bookings/{begun}/cancel")
+        assert r.status_code == 409
+        assert "managers" in r.json()["message"]
+        stale_request = _past_booking(api, "out1", 5, status="requested")
+        assert user.post(f"/bookings/{stale_request}/cancel").json()["status"] == "cancelled"
+        assert mgr.post(f"/bookings/{begun}/cancel").json()["status"] == "cancelled"
+
+
+def test_repeated_no_shows_suspend_requests(api: Api) -> None:
+    grace_h = api.settings.no_show_grace_s / 3600
+    assert api.settings.no_show_limit == 3
+    window_h = api.settings.no_show_window_days * 24
+    api.sql("UPDATE instrument SET min_session_s = 600 WHERE id = 'nmr'")
+    oldest = _past_booking(api, "out1", 400)
+    missed = [oldest, _past_booking(api, "out1", 300), _past_booking(api, "out1", 200)]
+    # Not no-shows: used (by anyone) inside the window widened by the grace; not yet over
+    # with its grace; cancelled; older than the window; someone else's.
+    _past_booking(api, "out1", 100)
+    api.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+            " VALUES ('nmr', now() - interval '99 hours' + interval '20 minutes',"
+            " now() - interval '99 hours' + interval '50 minutes',"
+            " now() - interval '99 hours' + interval '50 minutes', 'in1')")
+    _past_booking(api, "out1", 1 + grace_h / 2)
+    _past_booking(api, "out1", 50, status="cancelled")
+    _past_booking(api, "out1", window_h + 10)
+    _past_booking(api, "firm1", 20)
+    with api.as_("user") as user, api.as_("manager") as mgr, api.as_("firm") as firm:
+        r = _book(user, "nmr", "assisted", 9, 10)
+        assert r.status_code == 403, r.text
+        body = r.json()
+        assert "suspended after 3 no-shows" in body["message"]
+        assert body["details"]["no_shows"] == missed
+        started = api.sql("SELECT start_ts FROM booking WHERE id = %s", (oldest,))[0][0]
+        resumes = datetime.fromisoformat(body["details"]["resumes_at"])
+        assert resumes == started + timedelta(days=api.settings.no_show_window_days)
+        assert _book(firm, "nmr", "assisted", 9, 10).status_code == 201  # others still book
+        # A session shorter than the instrument's minimum is noise: still a no-show.
+        api.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts)"
+                " VALUES ('nmr', now() - interval '200 hours',"
+                " now() - interval '200 hours' + interval '5 minutes',"
+                " now() - interval '200 hours' + interval '5 minutes')")
+        assert _book(user, "nmr", "assisted", 10, 11).status_code == 403
+        # The managers excuse one by cancelling it: below the limit again.
+        assert mgr.post(f"/bookings/{missed[1]}/cancel").json()["status"] == "cancelled"
+        assert _book(user, "nmr", "assisted", 10, 11).status_code == 201
