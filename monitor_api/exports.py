@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -27,32 +27,50 @@ class Lang(StrEnum):
     BOTH = "both"
 
 
-def headers(columns: Sequence[tuple[str, str, str]], lang: Lang) -> list[str]:
+Labels = Mapping[str, Mapping[str, tuple[str, str]]]
+"""Per column, the (Chinese, English) words for the codes it holds: files read as words."""
+
+
+def _in(lang: Lang, zh: str, en: str) -> str:
     if lang is Lang.ZH:
-        return [zh for _, zh, _ in columns]
+        return zh
     if lang is Lang.EN:
-        return [en for _, _, en in columns]
-    return [f"{zh} {en}" for _, zh, en in columns]
+        return en
+    return f"{zh} {en}"
+
+
+def headers(columns: Sequence[tuple[str, str, str]], lang: Lang) -> list[str]:
+    return [_in(lang, zh, en) for _, zh, en in columns]
+
+
+def _values(row: dict[str, Any], columns: Sequence[tuple[str, str, str]], lang: Lang,
+            labels: Labels) -> list[Any]:
+    values = []
+    for key, _, _ in columns:
+        value = row.get(key)
+        words = labels.get(key, {}).get(value) if isinstance(value, str) else None
+        values.append(_in(lang, *words) if words else value)
+    return values
 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]],
-           lang: Lang) -> bytes:
+           lang: Lang, labels: Labels | None = None) -> bytes:
     """UTF-8 with a byte-order mark, so spreadsheet programs read the Chinese headers."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(headers(columns, lang))
     for row in rows:
-        writer.writerow(["" if row.get(k) is None else row.get(k) for k, _, _ in columns])
+        writer.writerow(["" if v is None else v for v in _values(row, columns, lang, labels or {})])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]],
-            lang: Lang, title: str) -> bytes:
+            lang: Lang, title: str, labels: Labels | None = None) -> bytes:
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title=title[:31])
     sheet.append(headers(columns, lang))
     for row in rows:
-        sheet.append([_cell(row.get(k)) for k, _, _ in columns])
+        sheet.append([_cell(v) for v in _values(row, columns, lang, labels or {})])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -69,6 +87,7 @@ def _cell(value: Any) -> Any:
 async def render(
     body: dict[str, Any], rows: Sequence[dict[str, Any]],
     columns: Sequence[tuple[str, str, str]], fmt: Format, lang: Lang, name: str,
+    labels: Labels | None = None,
 ) -> Response | dict[str, Any]:
     """JSON returns ``body``, which the route's response model then checks and serialises
     (so the body is what the OpenAPI schema says); CSV and XLSX return ``rows`` as a file,
@@ -77,9 +96,9 @@ async def render(
     if fmt is Format.JSON:
         return body
     if fmt is Format.CSV:
-        text = await run_in_threadpool(to_csv, rows, columns, lang)
+        text = await run_in_threadpool(to_csv, rows, columns, lang, labels)
         return Response(text, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    book = await run_in_threadpool(to_xlsx, rows, columns, lang, name)
+    book = await run_in_threadpool(to_xlsx, rows, columns, lang, name, labels)
     return Response(book, media_type=XLSX_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})

@@ -25,6 +25,15 @@ class BookingKind(StrEnum):
     SAMPLE = "sample"
 
 
+class BookingPurpose(StrEnum):
+    """The national platform's classes of use."""
+
+    RESEARCH = "research"
+    DEVELOPMENT = "development"
+    TEACHING = "teaching"
+    OTHER = "other"
+
+
 class BookingStatus(StrEnum):
     REQUESTED = "requested"
     APPROVED = "approved"
@@ -74,7 +83,7 @@ class BookingIn(BaseModel):
     kind: BookingKind
     start: Moment
     end: Moment
-    purpose: Text = ""
+    purpose: BookingPurpose = BookingPurpose.OTHER
 
     @model_validator(mode="after")
     def _window(self) -> BookingIn:
@@ -93,7 +102,7 @@ class Booking(BaseModel):
     start: datetime
     end: datetime
     status: BookingStatus
-    purpose: str
+    purpose: BookingPurpose
     note: str
     created_at: datetime
     decided_at: datetime | None

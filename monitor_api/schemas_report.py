@@ -3,11 +3,15 @@ evaluation's low-utilisation list (definitions: docs/metrics.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from monitor_api.schemas import example_config
+from monitor_api.schemas_bookings import BookingPurpose
 
 FIGURES_EXAMPLE: dict[str, Any] = {
     "key": "xrd-1", "name": "X射线衍射仪", "instruments": 1, "sessions": 12,
@@ -51,3 +55,52 @@ class Figures(BaseModel):
     voucher_share: float | None = Field(description="Voucher / service income.")
     average_rating: float | None = Field(description="Mean user rating, two decimals.")
     ratings: int = Field(description="Ratings given.")
+
+
+class ServiceWay(StrEnum):
+    """The national platform's ways of service, from the booking's kind."""
+
+    INSTRUMENT_USE = "instrument_use"
+    """The user operates the instrument (a self-operated booking)."""
+    TECHNICAL_SERVICE = "technical_service"
+    """The facility's operator runs it with the user (operator-assisted)."""
+    COMMISSIONED_TEST = "commissioned_test"
+    """The facility measures submitted samples (sample submission)."""
+
+
+class ServiceRecordRow(BaseModel):
+    """One row of /reports/service-records: an approved or completed booking."""
+
+    model_config = example_config({
+        "booking_id": 42, "contract_no": "SY-2026-0042", "instrument_id": "nmr-600",
+        "instrument_name": "核磁共振波谱仪", "category_code": "010401",
+        "institution_id": "neu-ac", "user_id": "u-li", "user_name": "李工",
+        "organisation": "沈阳某科技公司", "user_type": "external",
+        "service_way": "technical_service", "purpose": "development", "status": "completed",
+        "start": "2026-03-10T09:00:00+08:00", "end": "2026-03-10T12:00:00+08:00",
+        "booked_hours": 3.0, "service_hours": 2.75, "fee_rmb": "1800.00",
+        "voucher_rmb": "900.00", "rating": 5, "comment": "数据质量好"})
+
+    booking_id: int
+    contract_no: str
+    instrument_id: str
+    instrument_name: str
+    category_code: str | None
+    institution_id: str
+    user_id: str
+    user_name: str
+    organisation: str
+    user_type: Literal["internal", "external"] = Field(
+        description="external: an approved user of another top-level institution.")
+    service_way: ServiceWay
+    purpose: BookingPurpose
+    status: Literal["approved", "completed"]
+    start: datetime
+    end: datetime
+    booked_hours: float = Field(description="Length of the booked window.")
+    service_hours: float = Field(
+        description="Running time inside the window (any user, noise excluded).")
+    fee_rmb: Decimal
+    voucher_rmb: Decimal
+    rating: int | None = Field(description="The user's 1-5 satisfaction rating, if given.")
+    comment: str

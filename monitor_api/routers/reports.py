@@ -1,13 +1,15 @@
-"""Utilisation reports per instrument, unit, institution, category or region."""
+"""Utilisation reports per instrument, unit, institution, category or region, and the register
+of service records."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from instrushare.protocol import Identifier
 from monitor_api.auth import Principal, ReportReader
 from monitor_api.db import DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
@@ -15,7 +17,10 @@ from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
 from monitor_api.schemas import Day, Limit, Offset, Page
-from monitor_api.schemas_report import Figures
+from monitor_api.schemas_report import Figures, ServiceRecordRow
+from monitor_api.service_records import COLUMNS as RECORD_COLUMNS
+from monitor_api.service_records import LABELS as RECORD_LABELS
+from monitor_api.service_records import service_records
 from monitor_api.settings import ApiSettings
 
 router = APIRouter(tags=["reports"])
@@ -29,6 +34,11 @@ class UtilisationReport(Page[Figures]):
     group_by: GroupBy
 
 
+class ServiceRecordReport(Page[ServiceRecordRow]):
+    start: date
+    end: date
+
+
 def scope(caller: Principal, institution_id: str | None) -> list[str] | None:
     """Institutions a report may cover: lab managers only their own tree."""
     if caller.reads_all:
@@ -40,16 +50,20 @@ def scope(caller: Principal, institution_id: str | None) -> list[str] | None:
     return [institution_id]
 
 
-async def utilisation_rows(
-    pool: Pool, settings: ApiSettings, *, start: date, end: date,
-    institutions: list[str] | None, category: str | None = None, region: str | None = None,
-    instrument_id: str | None = None, with_availability: bool = True,
-) -> tuple[list[dict[str, Any]], float]:
+def _period(start: date, end: date) -> tuple[datetime, datetime]:
     if end < start:
         raise BadRequest("end must not be before start")
     if (end - start).days > MAX_DAYS:
         raise BadRequest(f"a report covers at most {MAX_DAYS} days")
-    lo, hi = period_bounds(start, end)
+    return period_bounds(start, end)
+
+
+async def utilisation_rows(
+    pool: Pool, settings: ApiSettings, *, start: date, end: date,
+    institutions: list[str] | None, category: str | None = None, region: str | None = None,
+    with_availability: bool = True,
+) -> tuple[list[dict[str, Any]], float]:
+    lo, hi = _period(start, end)
     return await per_instrument(
         pool.connection, lo=lo, hi=hi, timeout=settings.heartbeat_timeout,
         grace=settings.no_show_grace, institutions=institutions, category=category,
@@ -99,3 +113,38 @@ async def utilisation(
             "items": items[offset : offset + limit], "total": len(items),
             "limit": limit, "offset": offset}
     return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}")
+
+
+@router.get(
+    "/reports/service-records",
+    response_model=ServiceRecordReport,
+    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
+)
+async def service_record_register(
+    pool: DbPool,
+    caller: ReportReader,
+    start: Annotated[Day, Query(description="First day (Asia/Shanghai), included")],
+    end: Annotated[Day, Query(description="Last day (Asia/Shanghai), included")],
+    institution_id: str | None = None,
+    instrument_id: Identifier | None = None,
+    format: Format = Format.JSON,
+    lang: Lang = Lang.BOTH,
+    limit: Limit = 1000,
+    offset: Offset = 0,
+) -> Response | dict[str, Any]:
+    """Every approved or completed booking starting in the period, as the national platform
+    records services: contract, user type, way, purpose, hours, fee, voucher, rating.
+
+    JSON is paged; CSV and XLSX hold every row, with codes written as words. Definitions:
+    docs/metrics.md.
+    """
+    lo, hi = _period(start, end)
+    paged = format is Format.JSON
+    async with pool.connection() as conn:
+        found = await service_records(
+            conn, lo=lo, hi=hi, institutions=scope(caller, institution_id),
+            instrument_id=instrument_id, limit=limit if paged else None,
+            offset=offset if paged else 0)
+    body = {"start": start, "end": end, **found}
+    return await render(body, found["items"], RECORD_COLUMNS, format, lang,
+                        f"service-records-{start}-{end}", RECORD_LABELS)

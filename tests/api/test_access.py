@@ -60,6 +60,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/bookings/{booking}/service-record", None, ALL),
     ("POST", "/bookings/{booking}/cancel", None, {"admin", "manager", "user"}),
     ("GET", "/reports/utilisation?start=2026-03-01&end=2026-03-31", None, READ),
+    ("GET", "/reports/service-records?start=2026-03-01&end=2026-03-31", None, READ),
     ("GET", "/evaluation/2026/instruments", None, EVAL),
     ("GET", "/evaluation/2026/institutions", None, EVAL),
     ("GET", "/evaluation/2026/low-utilisation", None, EVAL),

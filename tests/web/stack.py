@@ -140,6 +140,16 @@ def seed(database_url: str, now: datetime) -> list[SeededSession]:
             " VALUES (%s, %s, %s, %s, %s)",
             [(s.instrument, s.start, s.end, s.end, s.user) for s in sessions],
         )
+        served = sessions[0]  # nmr-600 (neu) by u-out (dut): a service to an outside user
+        cur.execute(
+            "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status, purpose)"
+            " VALUES (%s, %s, 'sample', %s, %s, 'completed', 'research') RETURNING id",
+            (served.instrument, served.user, served.start, served.end),
+        )
+        booking = cur.fetchone()
+        assert booking is not None
+        cur.execute("INSERT INTO service_record (booking_id, contract_no, fee_rmb, rating)"
+                    " VALUES (%s, 'SY-1', 1800, 5)", booking)
         start = now - timedelta(hours=24)
         samples = []
         for n in range(int(timedelta(hours=24) / POWER_STEP)):

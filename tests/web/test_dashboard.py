@@ -221,6 +221,11 @@ def test_pages_show_the_seeded_data(
     by_category = chart(page, "category")
     assert sum(by_category["datasets"][0]["data"]) == pytest.approx(
         sum(h[0] for h in hours.values()))
+    services = page.locator('table[data-table="services"] tbody tr')
+    expect(services).to_have_count(1)  # the seeded service to an outside user, codes as words
+    for key, text in (("user_type", "code.external"), ("service_way", "code.commissioned_test")):
+        expect(services.locator(f'td[data-key="{key}"]')).to_have_text(STRINGS["en"][text])
+    expect(services.locator('td[data-key="service_hours"]')).to_have_text("2")
     assert fits_width(page)
     if viewport is DESKTOP:
         assert tables_needing_a_scroll(page) == []

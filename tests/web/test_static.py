@@ -29,10 +29,12 @@ def test_dictionary_has_every_label_in_both_languages() -> None:
         used |= set(re.findall(r"""nav:\s*'([\w.]+)'""", text))
     assert len(used) > 60
     assert used - set(strings["en"]) == set()
-    # keys built at run time: states, roles, grades
+    # keys built at run time: states, roles, grades, codes of service records
     for prefix, names in (("state", "offline off idle running fault maintenance"),
                           ("role", "admin lab_manager evaluator user"),
-                          ("grade", "优秀 良好 合格 不合格")):
+                          ("grade", "优秀 良好 合格 不合格"),
+                          ("code", "internal external instrument_use technical_service"
+                                   " commissioned_test")):
         assert {f"{prefix}.{n}" for n in names.split()} <= set(strings["en"])
 
 

@@ -1,11 +1,12 @@
 // Utilisation and openness: effective and external machine hours and the openness ratio by
-// institution, by instrument category and by instrument, for a period, with exports.
+// institution, by instrument category and by instrument, for a period, and the period's
+// service records, with exports.
 // Lab managers get their own institution only (the API enforces it).
 
 import { getJson } from '../api.js';
 import { chartBox, hoursChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
-import { fmtNumber, fmtPercent, t } from '../i18n.js';
+import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { exportButtons, section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -22,6 +23,20 @@ const COLUMNS = [
   { key: 'availability', label: 'util.availability', format: (v) => fmtPercent(v) },
   { key: 'outside_users', label: 'util.outside_users' },
 ];
+const code = (v) => t(`code.${v}`);
+const SERVICE_COLUMNS = [
+  { key: 'booking_id', label: 'svc.booking' },
+  { key: 'instrument_name', label: 'svc.instrument' },
+  { key: 'user_name', label: 'svc.user',
+    format: (v, row) => (row.organisation ? `${v || row.user_id} (${row.organisation})` : v || row.user_id) },
+  { key: 'user_type', label: 'svc.user_type', format: code },
+  { key: 'service_way', label: 'svc.way', format: code },
+  { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
+  { key: 'service_hours', label: 'svc.hours', format: (v) => fmtNumber(v, 2) },
+  { key: 'fee_rmb', label: 'svc.fee', format: (v) => fmtNumber(Number(v), 2) },
+  { key: 'rating', label: 'svc.rating' },
+];
+const SERVICES_SHOWN = 100;
 const GROUPS = [
   ['institution', 'util.by_institution', true],
   ['category', 'util.by_category', true, { category_digits: 4 }],
@@ -52,8 +67,11 @@ export function render(root, ctx) {
     body.dataset.loaded = 'false';
     const period = { start: start.value, end: end.value };
     try {
-      const reports = await Promise.all(GROUPS.map(([group, , , extra]) => getJson(
-        'reports/utilisation', { ...period, group_by: group, ...extra }, { signal: stop.signal })));
+      const [services, ...reports] = await Promise.all([
+        getJson('reports/service-records', { ...period, limit: SERVICES_SHOWN }, { signal: stop.signal }),
+        ...GROUPS.map(([group, , , extra]) => getJson(
+          'reports/utilisation', { ...period, group_by: group, ...extra }, { signal: stop.signal })),
+      ]);
       const fail = (err) => ctx.fail(err, body);
       const charts = [];
       body.replaceChildren(...GROUPS.map(([group, title, withChart, extra], n) => {
@@ -67,7 +85,7 @@ export function render(root, ctx) {
         }
         card.append(table(COLUMNS, reports[n].items, group));
         return card;
-      }));
+      }), servicesCard(services, period, fail));
       for (const draw of charts) draw();
       body.dataset.loaded = 'true';
     } catch (err) {
@@ -76,4 +94,16 @@ export function render(root, ctx) {
   }
   load();
   return teardown(root, stop);
+}
+
+/** The period's service records: the first page, and exports holding every one. */
+function servicesCard(services, period, fail) {
+  const card = section('svc.title', 'services');
+  card.querySelector('.card-head').append(exportButtons('reports/service-records', period, fail, 'services'));
+  card.append(table(SERVICE_COLUMNS, services.items, 'services'));
+  if (services.total > services.items.length) {
+    card.append(el('p', { class: 'muted', text: t('svc.more')
+      .replace('{shown}', services.items.length).replace('{total}', services.total) }));
+  }
+  return card;
 }
