@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import date, timedelta
 
-INSTITUTION_NAMES = (
-    "Liaoning Institute of Analytical Science",
-    "Shenyang University of Technology Analysis Centre",
-    "Dalian Materials Research Institute",
-    "Northeast Medical University Core Facility",
-    "Anshan Metallurgy Testing Centre",
+# (name, tier, region): every tier here may serve outside users, as the simulated ones do.
+INSTITUTIONS = (
+    ("Liaoning Institute of Analytical Science", "voucher", "Shenyang"),
+    ("Shenyang University of Technology Analysis Centre", "service", "Shenyang"),
+    ("Dalian Materials Research Institute", "voucher", "Dalian"),
+    ("Northeast Medical University Core Facility", "service", "Shenyang"),
+    ("Anshan Metallurgy Testing Centre", "service", "Anshan"),
 )
 EXTERNAL_ORGANISATIONS = (
     "Shenyang Precision Parts Co.",
@@ -33,15 +35,25 @@ class Profile:
     run_w: float
     always_on: bool
     mean_session_min: int
+    value_rmb: int
+    maker: str
+    model: str
+    fee_rmb_per_hour: int
 
 
 PROFILES = (
-    Profile("Liquid chromatography-mass spectrometer", "010101", 350, 1400, False, 120),
-    Profile("Scanning electron microscope", "020201", 600, 2500, True, 90),
-    Profile("NMR spectrometer", "010403", 1800, 3200, True, 180),
-    Profile("X-ray diffractometer", "010702", 200, 3800, False, 60),
-    Profile("Confocal microscope", "020304", 120, 650, False, 75),
-    Profile("ICP-OES spectrometer", "010108", 250, 1700, False, 45),
+    Profile("Liquid chromatography-mass spectrometer", "010101", 350, 1400, False, 120,
+            3_200_000, "Agilent", "6546 LC/Q-TOF", 600),
+    Profile("Scanning electron microscope", "020201", 600, 2500, True, 90,
+            2_100_000, "ZEISS", "Sigma 300", 500),
+    Profile("NMR spectrometer", "010403", 1800, 3200, True, 180,
+            5_200_000, "Bruker", "AVANCE NEO 600", 800),
+    Profile("X-ray diffractometer", "010702", 200, 3800, False, 60,
+            800_000, "Rigaku", "SmartLab", 300),
+    Profile("Confocal microscope", "020304", 120, 650, False, 75,
+            1_500_000, "Leica", "STELLARIS 5", 400),
+    Profile("ICP-OES spectrometer", "010108", 250, 1700, False, 45,
+            450_000, "Thermo Fisher", "iCAP PRO", 200),
 )
 
 
@@ -49,6 +61,8 @@ PROFILES = (
 class SimInstitution:
     id: str
     name: str
+    tier: str
+    region: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +73,34 @@ class SimUser:
 
 
 @dataclass(frozen=True, slots=True)
+class Registration:
+    """What the unit registered: acceptance and networking dates (some past the 30 working
+    days allowed), location and fees (a few units never published theirs)."""
+
+    accepted_on: date
+    networked_on: date
+    location: str
+    fee_schedule: str
+
+    @classmethod
+    def draw(cls, rng: random.Random, n: int, profile: Profile) -> Registration:
+        accepted = date(2016, 1, 1) + timedelta(days=rng.randrange(10 * 365))
+        delay = rng.randrange(60, 240) if rng.random() < 0.1 else rng.randrange(3, 35)
+        fee = profile.fee_rmb_per_hour
+        schedule = (f"{fee} RMB/h internal, {fee * 3 // 2} RMB/h external"
+                    if rng.random() < 0.85 else "")
+        return cls(accepted, accepted + timedelta(days=delay),
+                   f"Building {n % 7 + 1}, room {101 + n % 40}", schedule)
+
+
+@dataclass(frozen=True, slots=True)
 class SimInstrument:
     id: str
     gateway_id: str
     name: str
     institution_id: str
     profile: Profile
+    registry: Registration
 
     @property
     def run_on_w(self) -> float:
@@ -95,8 +131,10 @@ def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
     if size < 1:
         raise ValueError("a fleet needs at least one instrument")
     rng = random.Random(seed)
+    registry_rng = random.Random(f"{seed}-registry")  # leaves the fleet's draws as they were
     institutions = [
-        SimInstitution(f"{id_prefix}inst-{i + 1}", name) for i, name in enumerate(INSTITUTION_NAMES)
+        SimInstitution(f"{id_prefix}inst-{i + 1}", name, tier, region)
+        for i, (name, tier, region) in enumerate(INSTITUTIONS)
     ]
     users = [
         SimUser(f"{id_prefix}u-{inst.id.rsplit('-', 1)[1]}-{n + 1:03d}", inst.id, inst.name)
@@ -119,6 +157,7 @@ def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
                 name=f"{profile.category} #{n + 1}",
                 institution_id=owner.id,
                 profile=profile,
+                registry=Registration.draw(registry_rng, n, profile),
             )
         )
     return Fleet(institutions=institutions, users=users, instruments=instruments)
