@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from device_sim.registry import register_fleet
+from device_sim.registry import register_bookings, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
 from instrushare.settings import ServiceSettings
@@ -40,7 +40,10 @@ def sim(
         "var/sim/outbox"
     ),
     register: Annotated[
-        bool, typer.Option(help="Upsert the fleet into the registry at DATABASE_URL first.")
+        bool, typer.Option(
+            help="Upsert the fleet into the registry at DATABASE_URL and record its bookings"
+            " first."
+        )
     ] = True,
     drain_timeout: Annotated[
         float, typer.Option(help="Seconds to wait at the end for every outbox to empty.")
@@ -65,6 +68,7 @@ def sim(
     )
     if register:
         register_fleet(settings.database_url, simulation.fleet)
+        register_bookings(settings.database_url, simulation.bookings)
     write_truth(truth, simulation.truth())
     typer.echo(
         f"{instruments} instruments, {simulation.start:%Y-%m-%d %H:%M} to "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from device_sim.bookings import SimBooking
 from device_sim.fleet import Fleet
 
 
@@ -35,3 +36,37 @@ def register_fleet(conninfo: str, fleet: Fleet) -> None:
               i.registry.networked_on, i.registry.location, i.registry.fee_schedule)
              for i in fleet.instruments],
         )
+
+
+def register_bookings(conninfo: str, bookings: list[SimBooking]) -> int:
+    """Record the bookings as the platform would have (used ones completed, with their service
+    record; missed ones still approved), skipping any that overlaps a booking already there,
+    e.g. from an earlier run over the same days; returns how many were new."""
+    added = 0
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        for bk in bookings:
+            cur.execute(
+                "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status,"
+                " purpose, decided_at, decided_by)"
+                " SELECT %(inst)s, %(user)s, %(kind)s, %(start)s, %(end)s, %(status)s,"
+                " %(purpose)s, %(start)s, 'device_sim' WHERE NOT EXISTS ("
+                "  SELECT 1 FROM booking WHERE instrument_id = %(inst)s"
+                "  AND status IN ('approved', 'completed')"
+                "  AND tstzrange(start_ts, end_ts) && tstzrange(%(start)s, %(end)s))"
+                " RETURNING id",
+                {"inst": bk.instrument, "user": bk.user, "kind": bk.kind, "start": bk.start,
+                 "end": bk.end, "purpose": bk.purpose,
+                 "status": "completed" if bk.used else "approved"},
+            )
+            row = cur.fetchone()
+            if row is None:
+                continue
+            added += 1
+            if bk.used:
+                cur.execute(
+                    "INSERT INTO service_record (booking_id, contract_no, fee_rmb, voucher_rmb,"
+                    " rating, rated_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (row[0], f"SIM-{row[0]:06d}", bk.fee_rmb, bk.voucher_rmb, bk.rating,
+                     bk.end if bk.rating else None),
+                )
+    return added

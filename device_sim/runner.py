@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from device_sim.bookings import SimBooking, plan_bookings
 from device_sim.fleet import Fleet, Profile, build_fleet
 from device_sim.schedule import LOCAL_TZ, Segment, Timeline, plan_timelines
 from device_sim.truth import ground_truth
@@ -107,6 +108,10 @@ class Simulation:
         self.timelines: list[Timeline] = plan_timelines(
             self.fleet, start=self.start, ticks=self.ticks, tick_s=spec.tick_s, seed=spec.seed
         )
+        self.bookings: list[SimBooking] = plan_bookings(
+            self.fleet, self.timelines, start=self.start, tick_s=spec.tick_s, ticks=self.ticks,
+            seed=spec.seed,
+        )
         self.now = self.start
         self._probes = [SimulatedProbe() for _ in self.timelines]
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +153,7 @@ class Simulation:
     def truth(self) -> dict[str, Any]:
         return ground_truth(
             self.timelines,
+            bookings=self.bookings,
             start=self.start,
             tick_s=self.spec.tick_s,
             ticks=self.ticks,

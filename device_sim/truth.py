@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from device_sim.bookings import SimBooking
 from device_sim.schedule import Timeline
 from instrushare.protocol import State
 
@@ -25,9 +27,10 @@ class TruthSession:
 
 
 def ground_truth(
-    timelines: list[Timeline], *, start: datetime, tick_s: int, ticks: int, seed: int
+    timelines: list[Timeline], *, start: datetime, tick_s: int, ticks: int, seed: int,
+    bookings: Sequence[SimBooking] = (),
 ) -> dict[str, Any]:
-    """Every state interval, usage session and network outage, in UTC ISO 8601."""
+    """Every state interval, usage session, network outage and booking, in UTC ISO 8601."""
 
     def at(tick: int) -> str:
         return (start + timedelta(seconds=tick * tick_s)).isoformat()
@@ -74,6 +77,17 @@ def ground_truth(
             {"gateway": tl.instrument.gateway_id, "start": at(o.start), "end": at(o.end)}
             for tl in timelines
             for o in tl.outages
+        ],
+        "bookings": [
+            {
+                "instrument": bk.instrument,
+                "user": bk.user,
+                "kind": bk.kind,
+                "start": bk.start.astimezone(UTC).isoformat(),
+                "end": bk.end.astimezone(UTC).isoformat(),
+                "used": bk.used,
+            }
+            for bk in bookings
         ],
     }
 

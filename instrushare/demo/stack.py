@@ -158,7 +158,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     """Run everything until ``stop`` is set, then shut it all down in reverse order."""
     import uvicorn
 
-    from device_sim.registry import register_fleet
+    from device_sim.registry import register_bookings, register_fleet
     from device_sim.runner import Simulation, SimulationSpec
     from ingest import IngestConfig, IngestWorker
     from monitor_api.app import create_app
@@ -226,6 +226,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         _announce(options, tokens)
         if not _has_history(database_url):
             logger.info("simulating the last %d days first", options.history_days)
+            register_bookings(database_url, history.bookings)
             history.run(should_stop=stop.is_set, drain_timeout=600)
         live = Simulation(
             SimulationSpec(

@@ -44,6 +44,7 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
         "states",
         "sessions",
         "outages",
+        "bookings",
     }
     assert data["seed"] == 3 and data["tick_s"] == 60
     start, end = _utc(data["start"]), _utc(data["end"])
@@ -75,6 +76,11 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
         assert set(o) == {"gateway", "start", "end"}
         assert o["gateway"] in gateways
         assert on_tick(o["start"]) < on_tick(o["end"])
+    assert {b["used"] for b in data["bookings"]} == {True, False}
+    for b in data["bookings"]:
+        assert set(b) == {"instrument", "user", "kind", "start", "end", "used"}
+        assert b["instrument"] in ids and b["kind"] in ("self", "assisted", "sample")
+        assert start <= _utc(b["start"]) < _utc(b["end"]) <= end + timedelta(hours=1)
 
 
 def test_truth_file_parses_back_to_the_same_data(tmp_path: Path) -> None:

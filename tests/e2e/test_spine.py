@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
+from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import chinese_calendar
+import httpx
 import psycopg
 import pytest
 
-from device_sim.registry import register_fleet
+from device_sim.registry import register_bookings, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.schedule import LOCAL_TZ
 from device_sim.truth import TruthSession, load_sessions, write_truth
+from monitor_api.auth import Role
+from monitor_api.cli import create_token
+from tests.api.conftest import make_settings
+from tests.api_server import serve
 from tests.e2e.helpers import (
     compare_sessions,
     count,
@@ -100,6 +108,50 @@ def test_simulated_day_matches_ground_truth(
     want, got = hours_by_instrument(truth), hours_by_instrument(stored)
     for instrument, hours in want.items():
         assert got[instrument] == pytest.approx(hours, rel=0.005), instrument
+    _assert_bookings_match_truth(database_url, simulation, truth)
+
+
+def _report(database_url: str, simulation: Simulation) -> dict[str, dict[str, Any]]:
+    """The API's utilisation report of the simulated day, per instrument."""
+    settings = make_settings(database_url)
+    token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
+    day = simulation.start.astimezone(LOCAL_TZ).date().isoformat()
+    with serve(settings) as url, httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
+        r = client.get("/reports/utilisation", params={
+            "start": day, "end": day, "availability": "false", "limit": 1000})
+    assert r.status_code == 200, r.text
+    return {row["key"]: row for row in r.json()["items"]}
+
+
+def _assert_bookings_match_truth(
+    database_url: str, simulation: Simulation, truth: list[TruthSession]
+) -> None:
+    """No-shows exactly, unbooked hours to two samples a session (the detected bounds)."""
+    assert register_bookings(database_url, simulation.bookings) == len(simulation.bookings)
+    windows = defaultdict(list)
+    for bk in simulation.bookings:
+        windows[bk.instrument].append((bk.start, bk.end))
+    unbooked: dict[str, float] = defaultdict(float)
+    sessions: dict[str, int] = defaultdict(int)
+    for s in truth:
+        inside = sum((max(timedelta(0), min(s.end, b) - max(s.start, a))
+                      for a, b in windows[s.instrument]), timedelta()).total_seconds()
+        unbooked[s.instrument] += s.hours - inside / 3600
+        sessions[s.instrument] += 1
+    report = _report(database_url, simulation)
+    no_shows = sum(not bk.used for bk in simulation.bookings)
+    assert no_shows > 0 and sum(r["no_shows"] for r in report.values()) == no_shows
+    for bk in simulation.bookings:
+        row = report[bk.instrument]
+        assert row["no_shows"] == sum(not b.used for b in simulation.bookings
+                                      if b.instrument == bk.instrument), bk.instrument
+    tick_h = simulation.spec.tick_s / 3600
+    for instrument, hours in unbooked.items():
+        got = report[instrument]["unbooked_hours"]
+        assert abs(got - hours) <= 2 * tick_h * sessions[instrument] + 1e-6, instrument
+    assert sum(unbooked.values()) > 0  # half the inside users' sessions were not booked
 
 
 def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
