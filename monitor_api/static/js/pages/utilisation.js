@@ -36,7 +36,7 @@ const SERVICE_COLUMNS = [
   { key: 'fee_rmb', label: 'svc.fee', format: (v) => fmtNumber(Number(v), 2) },
   { key: 'rating', label: 'svc.rating' },
 ];
-const SERVICES_SHOWN = 100;
+const SERVICES_SHOWN = 25;
 const GROUPS = [
   ['institution', 'util.by_institution', true],
   ['category', 'util.by_category', true, { category_digits: 4 }],
