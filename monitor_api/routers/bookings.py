@@ -9,17 +9,17 @@ no-show would vanish from the evaluation), and repeated no-shows suspend their r
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg.errors as pg_errors
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from monitor_api.auth import Booker, Caller, Manager, Principal, Role
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Conflict, Forbidden, NotFound
 from monitor_api.queries.common import Where, page
 from monitor_api.routers.registry import check_manages
-from monitor_api.schemas import Limit, Offset, Page
+from monitor_api.schemas import Limit, Moment, Offset, Page
 from monitor_api.schemas_bookings import (
     Booking,
     BookingIn,
@@ -185,6 +185,8 @@ async def list_bookings(
     caller: Caller,
     instrument_id: str | None = None,
     status: BookingStatus | None = None,
+    ends_after: Annotated[Moment | None, Query(
+        description="Only bookings whose window ends after this moment.")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -195,6 +197,8 @@ async def list_bookings(
         where.add("b.instrument_id = %(inst)s", inst=instrument_id)
     if status is not None:
         where.add("b.status = %(status)s", status=status.value)
+    if ends_after is not None:
+        where.add("b.end_ts > %(after)s", after=ends_after)
     return await page(
         conn,
         select=f"SELECT {_COLS} FROM booking b JOIN instrument i ON i.id = b.instrument_id"

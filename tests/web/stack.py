@@ -92,14 +92,15 @@ class Stack:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    def token(self, role: Role, *, institution_id: str | None = None) -> str:
+    def token(self, role: Role, *, institution_id: str | None = None,
+              user_id: str | None = None) -> str:
         """Stored like ``instrushare api --create-admin-token`` does, without an event loop
         (Playwright's sync API runs one in this thread)."""
         token = new_token()
         self.sql(
-            "INSERT INTO api_token (token_hash, role, institution_id, label)"
-            " VALUES (%s, %s, %s, 'web test')",
-            (hash_token(token), role.value, institution_id),
+            "INSERT INTO api_token (token_hash, role, institution_id, user_id, label)"
+            " VALUES (%s, %s, %s, %s, 'web test')",
+            (hash_token(token), role.value, institution_id, user_id),
         )
         return token
 
@@ -177,5 +178,7 @@ def running_stack(database_url: str) -> Iterator[Stack]:
             "evaluator": stack.token(Role.EVALUATOR),
             "neu_manager": stack.token(Role.LAB_MANAGER, institution_id="neu"),
             "dut_manager": stack.token(Role.LAB_MANAGER, institution_id="dut"),
+            "outside_user": stack.token(Role.USER, user_id="u-out"),
+            "inside_user": stack.token(Role.USER, user_id="u-in"),
         }
         yield stack

@@ -371,7 +371,8 @@ def test_lab_manager_sees_only_their_institution(
     page = new_page(viewport=PHONE)
     login(page, stack, "dut_manager")
     assert tiles(page) == {"xrd-1": "fault", "ms-1": "off"}
-    expect(page.locator(".nav a")).to_have_count(2)  # no evaluation for lab managers
+    expect(page.locator(".nav a")).to_have_count(3)  # no evaluation for lab managers
+    expect(page.locator('.nav a[href="#/evaluation"]')).to_have_count(0)
     shot(page, screenshot_dir, "board-lab-manager", PHONE)
 
     page.click('.nav a[href="#/utilisation"]')
@@ -403,3 +404,64 @@ def test_unknown_and_revoked_tokens_go_back_to_login(stack: Stack, new_page: New
     expect(page.locator("form.login")).to_be_visible()
     expect(page.locator(".login-message")).to_contain_text(STRINGS["en"]["login.expired"])
     assert page.evaluate("sessionStorage.getItem('instrushare.token')") is None
+
+
+def _bookings_page(page: Page, stack: Stack, who: str) -> None:
+    login(page, stack, who)
+    page.click('.nav a[href="#/bookings"]')
+    report = page.locator('[data-page="bookings"] .report')
+    expect(report).to_have_attribute("data-loaded", "true")
+    expect(report).not_to_contain_text("null")
+
+
+def test_bookings_requested_approved_refused_and_cancelled(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    day = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()  # the browser runs in UTC
+    user = new_page()
+    _bookings_page(user, stack, "outside_user")
+    user.select_option("#book-instrument", "nmr-600")
+    user.select_option("#book-purpose", "teaching")
+    user.fill("#book-start", f"{day}T14:00")
+    user.fill("#book-end", f"{day}T16:00")
+    user.click("form.booking-form button[type=submit]")
+    expect(user.locator(".notice-ok")).to_contain_text(STRINGS["en"]["book.requested_ok"])
+    [(booking, kind, purpose, status)] = stack.sql(
+        "SELECT id, kind, purpose, status FROM booking WHERE user_id = 'u-out'"
+        " AND start_ts = %s", (datetime.fromisoformat(f"{day}T14:00+00:00"),))
+    assert (kind, purpose, status) == ("assisted", "teaching", "requested")
+    mine = user.locator(f'tr[data-id="{booking}"]')
+    expect(mine.locator('td[data-key="status"]')).to_have_text(
+        STRINGS["en"]["book.status.requested"])
+    expect(mine.locator("button[data-action]")).to_have_count(1)  # cancel only
+
+    manager = new_page()
+    _bookings_page(manager, stack, "neu_manager")
+    row = manager.locator(f'tr[data-id="{booking}"]')
+    row.locator('button[data-action="approve"]').click()
+    expect(row.locator('td[data-key="status"]')).to_have_text(
+        STRINGS["en"]["book.status.approved"])
+    assert stack.sql("SELECT status FROM booking WHERE id = %s", (booking,)) == [("approved",)]
+    shot(manager, screenshot_dir, "bookings", DESKTOP)
+
+    # The same slot for someone else: the API's refusal and its reason are shown.
+    other = new_page(viewport=PHONE)
+    _bookings_page(other, stack, "inside_user")
+    other.select_option("#book-instrument", "nmr-600")
+    other.fill("#book-start", f"{day}T15:00")
+    other.fill("#book-end", f"{day}T17:00")
+    other.click("form.booking-form button[type=submit]")
+    expect(other.locator('[data-error="conflict"]')).to_contain_text("already booked")
+    shot(other, screenshot_dir, "bookings-user", PHONE)
+
+    # The booking's user may still cancel it before it begins; evaluators only read.
+    user.reload()
+    expect(mine.locator('td[data-key="status"]')).to_have_text(
+        STRINGS["en"]["book.status.approved"])
+    mine.locator('button[data-action="cancel"]').click()
+    expect(mine.locator('td[data-key="status"]')).to_have_text(
+        STRINGS["en"]["book.status.cancelled"])
+    reader = new_page()
+    _bookings_page(reader, stack, "evaluator")
+    expect(reader.locator(f'tr[data-id="{booking}"]')).to_have_count(1)
+    expect(reader.locator("button[data-action]")).to_have_count(0)

@@ -29,12 +29,15 @@ def test_dictionary_has_every_label_in_both_languages() -> None:
         used |= set(re.findall(r"""nav:\s*'([\w.]+)'""", text))
     assert len(used) > 60
     assert used - set(strings["en"]) == set()
-    # keys built at run time: states, roles, grades, codes of service records
+    # keys built at run time: states, roles, grades, codes of service records, bookings
     for prefix, names in (("state", "offline off idle running fault maintenance"),
                           ("role", "admin lab_manager evaluator user"),
                           ("grade", "优秀 良好 合格 不合格"),
                           ("code", "internal external instrument_use technical_service"
-                                   " commissioned_test")):
+                                   " commissioned_test"),
+                          ("book.status", "requested approved completed rejected cancelled"),
+                          ("book.kind", "self assisted sample"),
+                          ("book.purpose", "research development teaching other")):
         assert {f"{prefix}.{n}" for n in names.split()} <= set(strings["en"])
 
 

@@ -1,4 +1,4 @@
-// The API client: bearer token from sessionStorage, JSON errors as ApiError, file exports,
+// The API client: bearer token from sessionStorage, JSON in and out, errors as ApiError, exports,
 // and server-sent events read with fetch() (EventSource cannot send an Authorization header).
 
 const TOKEN = 'instrushare.token';
@@ -27,13 +27,16 @@ export function apiUrl(path, params = {}) {
   return url;
 }
 
-async function request(path, params, { token, signal, accept = 'application/json' } = {}) {
+async function request(path, params, {
+  token, signal, accept = 'application/json', method = 'GET', body,
+} = {}) {
+  const headers = { Authorization: `Bearer ${token ?? session.token ?? ''}`, Accept: accept };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   let resp;
   try {
     resp = await fetch(apiUrl(path, params), {
-      headers: { Authorization: `Bearer ${token ?? session.token ?? ''}`, Accept: accept },
-      cache: 'no-store',
-      signal,
+      method, headers, cache: 'no-store', signal,
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
     if (err.name === 'AbortError') throw err;
@@ -50,6 +53,11 @@ async function request(path, params, { token, signal, accept = 'application/json
 
 export async function getJson(path, params = {}, options = {}) {
   return (await request(path, params, options)).json();
+}
+
+/** POST ``body`` as JSON (none for actions that take no body); the answer's JSON. */
+export async function postJson(path, body, options = {}) {
+  return (await request(path, {}, { ...options, method: 'POST', body })).json();
 }
 
 /** Fetch a CSV or XLSX export with the token and hand it to the browser as a download. */

@@ -5,6 +5,7 @@ import { ApiError, getJson, session } from './api.js';
 import { clear, el } from './dom.js';
 import { LANGS, lang, loadStrings, setLang, t } from './i18n.js';
 import * as board from './pages/board.js';
+import * as bookings from './pages/bookings.js';
 import * as detail from './pages/detail.js';
 import * as evaluation from './pages/evaluation.js';
 import * as login from './pages/login.js';
@@ -15,6 +16,7 @@ const PAGES = [
   { route: 'board', page: board, nav: 'nav.board', roles: null },
   { route: 'utilisation', page: utilisation, nav: 'nav.utilisation', roles: READERS },
   { route: 'evaluation', page: evaluation, nav: 'nav.evaluation', roles: ['admin', 'evaluator'] },
+  { route: 'bookings', page: bookings, nav: 'nav.bookings', roles: null },
   { route: 'instrument', page: detail, nav: null, roles: null },
 ];
 

@@ -4,16 +4,16 @@ import { download } from './api.js';
 import { el } from './dom.js';
 import { lang, t } from './i18n.js';
 
-/** ``columns``: [{ key, label (dictionary key), format?(value, row) }]. */
+/** ``columns``: [{ key, label (dictionary key), format?(value, row) -> text or a node }]. */
 export function table(columns, rows, name) {
   if (!rows.length) return el('p', { class: 'muted', dataset: { table: name }, text: t('common.empty') });
   return el('div', { class: 'table-wrap' },
     el('table', { dataset: { table: name } },
       el('thead', {}, el('tr', {}, columns.map((c) => el('th', { scope: 'col', text: t(c.label) })))),
-      el('tbody', {}, rows.map((row) => el('tr', {}, columns.map((c) => {
+      el('tbody', {}, rows.map((row) => el('tr', { dataset: row.id === undefined ? null : { id: row.id } }, columns.map((c) => {
         const value = c.format ? c.format(row[c.key], row) : row[c.key];
-        return el('td', { dataset: { key: c.key },
-          text: value === null || value === undefined || value === '' ? '—' : value });
+        return el('td', { dataset: { key: c.key } },
+          value === null || value === undefined || value === '' ? '—' : value);
       }))))));
 }
 

@@ -1,0 +1,145 @@
+// Bookings: the ones each role may see (users their own, lab managers their institution's,
+// admins and evaluators all) from a week back on, the actions each role may take on each, and
+// for registered users the request form. The API decides; a refusal shows its message.
+
+import { ApiError, getJson, postJson } from '../api.js';
+import { el } from '../dom.js';
+import { fmtTime, t } from '../i18n.js';
+import { section, table } from '../table.js';
+
+const DAY = 86400e3;
+const HOUR = 3600e3;
+const SHOWN = 1000;
+const STATUSES = ['requested', 'approved', 'completed', 'rejected', 'cancelled'];
+const KINDS = ['assisted', 'sample', 'self'];
+const PURPOSES = ['research', 'development', 'teaching', 'other'];
+const MANAGERS = ['admin', 'lab_manager'];
+
+/** A local time as a datetime-local input wants it. */
+const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
+
+/** What ``me`` may do with ``booking`` now, as [action, label] pairs (the API's rules). */
+function actions(me, booking) {
+  if (MANAGERS.includes(me.role)) {
+    if (booking.status === 'requested') return [['approve', 'book.approve'], ['reject', 'book.reject']];
+    if (booking.status === 'approved') return [['complete', 'book.complete'], ['cancel', 'book.cancel']];
+    return [];
+  }
+  const cancellable = booking.status === 'requested'
+    || (booking.status === 'approved' && Date.parse(booking.start) > Date.now());
+  return me.role === 'user' && cancellable ? [['cancel', 'book.cancel']] : [];
+}
+
+function choice(id, label, values, prefix, selected) {
+  return el('label', {}, `${t(label)} `, el('select', { id },
+    values.map((v) => el('option', { value: v, text: t(`${prefix}.${v}`), selected: v === selected }))));
+}
+
+export function render(root, ctx) {
+  const stop = new AbortController();
+  const message = el('div', { class: 'message', 'aria-live': 'polite' });
+  const list = el('div', { class: 'report', dataset: { loaded: 'false' } });
+  const status = el('select', { id: 'booking-status' },
+    el('option', { value: '', text: t('common.all') }),
+    STATUSES.map((s) => el('option', { value: s, text: t(`book.status.${s}`) })));
+  status.addEventListener('change', () => load());
+
+  /** A refused request or action shows the API's reason; anything else goes to the shell. */
+  function refused(err) {
+    if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) {
+      message.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert', dataset: { error: err.code } },
+        el('strong', { text: t('book.refused') }), el('span', { class: 'detail', text: err.message })));
+    } else {
+      ctx.fail(err, message);
+    }
+  }
+
+  function done(text) {
+    message.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));
+  }
+
+  const buttons = (booking) => {
+    const allowed = actions(ctx.me, booking);
+    if (!allowed.length) return null;
+    return el('div', { class: 'row-actions' }, allowed.map(([action, label]) => el('button', {
+      type: 'button', dataset: { action }, text: t(label),
+      onclick: async (event) => {
+        event.currentTarget.disabled = true;
+        try {
+          await postJson(`bookings/${booking.id}/${action}`, undefined, { signal: stop.signal });
+          done(`${t('book.done')}: #${booking.id} ${t(label)}`);
+          await load();
+        } catch (err) {
+          if (!stop.signal.aborted) refused(err);
+          await load();
+        }
+      },
+    })));
+  };
+  const columns = [
+    { key: 'id', label: 'book.id' },
+    { key: 'instrument_id', label: 'book.instrument' },
+    { key: 'user_id', label: 'book.user' },
+    { key: 'kind', label: 'book.kind', format: (v) => t(`book.kind.${v}`) },
+    { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
+    { key: 'end', label: 'common.end', format: (v) => fmtTime(v) },
+    { key: 'status', label: 'book.status', format: (v) => t(`book.status.${v}`) },
+    { key: 'actions', label: 'book.actions', format: (_, row) => buttons(row) },
+  ];
+
+  async function load() {
+    list.dataset.loaded = 'false';
+    try {
+      const page = await getJson('bookings', {
+        status: status.value, ends_after: new Date(Date.now() - 7 * DAY).toISOString(), limit: SHOWN,
+      }, { signal: stop.signal });
+      list.replaceChildren(table(columns, page.items, 'bookings'));
+      if (page.total > page.items.length) {
+        list.append(el('p', { class: 'muted', text: t('book.more')
+          .replace('{shown}', page.items.length).replace('{total}', page.total) }));
+      }
+      list.dataset.loaded = 'true';
+    } catch (err) {
+      if (!stop.signal.aborted) ctx.fail(err, list);
+    }
+  }
+
+  root.append(el('div', { class: 'page-head' }, el('h1', { text: t('book.title') })));
+  if (ctx.me.role === 'user') root.append(requestForm());
+  root.append(message, el('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
+    el('label', {}, `${t('book.status')} `, status), el('span', { class: 'muted', text: t('book.since') })), list);
+  load();
+  return () => stop.abort();
+
+  function requestForm() {
+    const instrument = el('select', { id: 'book-instrument', required: true });
+    getJson('instruments', { limit: 1000 }, { signal: stop.signal })
+      .then((page) => instrument.append(...page.items.map((i) => el('option', { value: i.id, text: `${i.name} (${i.id})` }))))
+      .catch((err) => { if (!stop.signal.aborted) ctx.fail(err, message); });
+    const nine = new Date(Date.now() + DAY);
+    nine.setHours(9, 0, 0, 0);
+    const start = el('input', { type: 'datetime-local', id: 'book-start', required: true, value: localInput(nine.getTime()) });
+    const end = el('input', { type: 'datetime-local', id: 'book-end', required: true, value: localInput(nine.getTime() + 2 * HOUR) });
+    const form = el('form', { class: 'filters booking-form' },
+      el('label', {}, `${t('book.instrument')} `, instrument),
+      choice('book-kind', 'book.kind', KINDS, 'book.kind', 'assisted'),
+      choice('book-purpose', 'book.purpose', PURPOSES, 'book.purpose', 'research'),
+      el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
+      el('button', { type: 'submit', class: 'primary', text: t('book.request') }));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      try {
+        const made = await postJson('bookings', {
+          instrument_id: instrument.value, kind: form.querySelector('#book-kind').value,
+          purpose: form.querySelector('#book-purpose').value,
+          start: new Date(start.value).toISOString(), end: new Date(end.value).toISOString(),
+        }, { signal: stop.signal });
+        done(`${t('book.requested_ok')}: #${made.id} (${t(`book.status.${made.status}`)})`);
+        await load();
+      } catch (err) {
+        if (!stop.signal.aborted) refused(err);
+      }
+    });
+    return section('book.new', 'request', form);
+  }
+}
