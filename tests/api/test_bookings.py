@@ -263,3 +263,18 @@ def test_repeated_no_shows_suspend_requests(api: Api) -> None:
         # The managers excuse one by cancelling it: below the limit again.
         assert mgr.post(f"/bookings/{missed[1]}/cancel").json()["status"] == "cancelled"
         assert _book(user, "nmr", "assisted", 10, 11).status_code == 201
+
+
+def test_list_from_a_moment_on(api: Api) -> None:
+    past = _past_booking(api, "out1", 48)
+    with api.as_("user") as user:
+        future = _book(user, "nmr", "assisted", 9, 10).json()["id"]
+
+        def ids(**params: str) -> list[int]:
+            return [b["id"] for b in user.get("/bookings", params=params).json()["items"]]
+
+        assert ids() == [past, future]
+        assert ids(ends_after=datetime.now(UTC).isoformat()) == [future]
+        assert ids(ends_after=(datetime.now(UTC) - timedelta(days=3)).isoformat()) == [past, future]
+        assert user.get("/bookings", params={"ends_after": "2026-01-01T00:00:00"}).status_code \
+            == 422  # a moment needs its time zone
