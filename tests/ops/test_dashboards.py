@@ -190,6 +190,17 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
               "ghost"),
              ("i-stale", ago(days=5), ago(days=4), ago(days=4), "u-in")])
         cur.executemany(
+            "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+            " VALUES (%s, %s, 'assisted', %s, %s, %s)",
+            [("i-run", "u-in", ago(hours=10, minutes=30), ago(hours=8), "approved"),  # used
+             # no use inside, but the session before ended 10 minutes before: within the grace
+             ("i-run", "u-ext", ago(hours=7, minutes=50), ago(hours=7), "approved"),
+             ("i-fault", "u-ext", ago(hours=15), ago(hours=14), "approved"),  # no-show
+             ("i-idle", "u-ext", ago(hours=20, minutes=30), ago(hours=19), "completed"),
+             ("i-run", "u-ext", ago(hours=30), ago(hours=29), "cancelled"),  # not counted
+             ("i-stale", "u-in", ago(hours=1), ago(minutes=-30), "approved"),  # not over yet
+             ("i-run", "u-ext", ago(days=3, hours=2), ago(days=3, hours=1), "approved")])
+        cur.executemany(
             "INSERT INTO state_sample (instrument_id, ts, state, power_w, gateway_id, seq)"
             " VALUES (%s, %s, %s, %s, 'gw-1', %s)",
             [("i-run", ago(hours=10), "running", 900.0, 1), ("i-run", ago(hours=8), "idle", 80, 2)])
@@ -328,6 +339,20 @@ def test_utilisation_matches_hand_computed_hours(filled_db: str) -> None:
     # Sampling open sessions every interval approximates the same hours.
     step_h = grafana.panel_interval_ms(RANGE, "1m") / 3_600_000
     assert sum(r[1] for r in running) * step_h == pytest.approx(effective, abs=6 * step_h)
+
+
+def test_bookings_panel_counts_no_shows(filled_db: str) -> None:
+    panel = _panel("utilisation.json", "Bookings per day 每日预约")
+    with psycopg.connect(filled_db) as conn:
+        variables = _all_institutions(conn, grafana.load_dashboards()["utilisation.json"])
+        _, rows = _run(conn, panel, variables)
+        # Without a grace the booking right after a session is a no-show too; the one that
+        # started 3 days ago is outside the range, the cancelled one never counts.
+        _, strict = _run(conn, panel, {**variables, "no_show_grace_s": "0"})
+        _, other = _run(conn, panel, {**variables, "institution": "'other'"})
+    assert (sum(r[1] for r in rows), sum(r[2] for r in rows)) == (5, 1)
+    assert (sum(r[1] for r in strict), sum(r[2] for r in strict)) == (5, 2)
+    assert (sum(r[1] for r in other), sum(r[2] for r in other)) == (1, 0)
 
 
 def test_ingest_panels_find_gaps_and_dead_letters(filled_db: str) -> None:
