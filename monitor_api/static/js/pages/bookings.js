@@ -104,13 +104,6 @@ export function render(root, ctx) {
     }
   }
 
-  root.append(el('div', { class: 'page-head' }, el('h1', { text: t('book.title') })));
-  if (ctx.me.role === 'user') root.append(requestForm());
-  root.append(message, el('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
-    el('label', {}, `${t('book.status')} `, status), el('span', { class: 'muted', text: t('book.since') })), list);
-  load();
-  return () => stop.abort();
-
   function requestForm() {
     const instrument = el('select', { id: 'book-instrument', required: true });
     getJson('instruments', { limit: 1000 }, { signal: stop.signal })
@@ -142,4 +135,11 @@ export function render(root, ctx) {
     });
     return section('book.new', 'request', form);
   }
+
+  root.append(el('div', { class: 'page-head' }, el('h1', { text: t('book.title') })));
+  if (ctx.me.role === 'user') root.append(requestForm());
+  root.append(message, el('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
+    el('label', {}, `${t('book.status')} `, status), el('span', { class: 'muted', text: t('book.since') })), list);
+  load();
+  return () => stop.abort();
 }
