@@ -251,6 +251,14 @@ def main() -> None:
                 days = _measure(client, "/reports/utilisation", days_params, args.report_runs)
                 first = client.get("/reports/utilisation", params=days_params).json()["items"]
                 availability = statistics.mean(i["availability"] for i in first)
+                # the register of the year's bookings against the plain list of as many
+                year = {"start": "2025-01-01", "end": "2025-12-31", "limit": "1000"}
+                register = _measure(client, "/reports/service-records", year, args.report_runs)
+                listed = _measure(client, "/bookings", {"limit": "1000"}, args.report_runs)
+                register_csv = _measure(client, "/reports/service-records",
+                                        {**year, "format": "csv"}, 3)
+                bookings = client.get("/reports/service-records",
+                                      params={**year, "limit": "1"}).json()["total"]
         finally:
             server.should_exit = True
             thread.join(timeout=10)
@@ -265,6 +273,12 @@ def main() -> None:
             "utilisation_sampled_days": {"days": args.sample_days,
                                          "mean_availability": round(availability, 3),
                                          **_stats(days)},
+            "service_records_year": {
+                "bookings": bookings, "page_of_1000": _stats(register),
+                "booking_list_1000": _stats(listed),
+                "ratio_page_vs_list": round(statistics.median(register[1])
+                                            / statistics.median(listed[1]), 2),
+                "csv_all": _stats(register_csv)},
             "load_s": round(load_s, 1),
         }, ensure_ascii=False))
     finally:

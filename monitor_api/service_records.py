@@ -27,23 +27,15 @@ SELECT b.id AS booking_id, coalesce(r.contract_no, '') AS contract_no,
        b.purpose, b.status, b.start_ts AS start, b.end_ts AS "end",
        round(date_part('epoch', b.end_ts - b.start_ts)::numeric / 3600, 4)::float8
            AS booked_hours,
-       round(coalesce(run.s, 0)::numeric / 3600, 4)::float8 AS service_hours,
+       -- by anyone: operators run assisted and sample work
+       round(running_seconds(b.instrument_id, b.start_ts, b.end_ts)::numeric / 3600, 4)::float8
+           AS service_hours,
        coalesce(r.fee_rmb, 0.00) AS fee_rmb, coalesce(r.voucher_rmb, 0.00) AS voucher_rmb,
        r.rating, coalesce(r.comment, '') AS comment
 FROM booking b
 JOIN instrument i ON i.id = b.instrument_id
 JOIN platform_user u ON u.id = b.user_id
 LEFT JOIN service_record r ON r.booking_id = b.id
-CROSS JOIN LATERAL (
-    -- running time inside the window by anyone (operators run assisted and sample work),
-    -- noise excluded; an open session runs to its last sample
-    SELECT sum(date_part('epoch', least(coalesce(s.end_ts, s.last_ts), b.end_ts)
-                                  - greatest(s.start_ts, b.start_ts))) AS s
-    FROM usage_session s
-    WHERE s.instrument_id = b.instrument_id AND s.start_ts < b.end_ts
-      AND coalesce(s.end_ts, s.last_ts) > b.start_ts
-      AND coalesce(s.end_ts, s.last_ts) - s.start_ts >= make_interval(secs => i.min_session_s)
-) run
 WHERE b.status IN ('approved', 'completed') AND b.start_ts >= %(lo)s AND b.start_ts < %(hi)s
   AND {where}
 """

@@ -111,16 +111,10 @@ async def _check_eligible(
 
 _NO_SHOWS = """
 SELECT b.id, b.start_ts
-FROM booking b JOIN instrument i ON i.id = b.instrument_id
+FROM booking b
 WHERE b.user_id = %(user)s AND b.status IN ('approved', 'completed')
   AND b.start_ts >= now() - %(window)s AND b.end_ts + %(grace)s <= now()
-  AND NOT EXISTS (
-      -- running time in the window widened by the grace, noise excluded: docs/metrics.md
-      SELECT 1 FROM usage_session s
-      WHERE s.instrument_id = b.instrument_id
-        AND s.start_ts < b.end_ts + %(grace)s
-        AND coalesce(s.end_ts, s.last_ts) > b.start_ts - %(grace)s
-        AND coalesce(s.end_ts, s.last_ts) - s.start_ts >= make_interval(secs => i.min_session_s))
+  AND running_seconds(b.instrument_id, b.start_ts - %(grace)s, b.end_ts + %(grace)s) = 0
 ORDER BY b.start_ts
 """
 
