@@ -13,14 +13,14 @@ from psycopg import sql
 from monitor_api.db import Conn, fetch_all
 from monitor_api.exports import Labels
 from monitor_api.queries.common import Where, page
+from monitor_api.queries.metrics import ROOTS_CTE
 
-_SELECT = """
+_SELECT = ROOTS_CTE + """
 SELECT b.id AS booking_id, coalesce(r.contract_no, '') AS contract_no,
        b.instrument_id, i.name AS instrument_name, i.category_code, i.institution_id,
        b.user_id, u.name AS user_name, u.organisation,
        -- outside as the reports count it: an approved user of another top-level institution
-       CASE WHEN coalesce(u.approved AND institution_root(u.institution_id)
-                          IS DISTINCT FROM institution_root(i.institution_id), false)
+       CASE WHEN coalesce(u.approved AND ur.root IS DISTINCT FROM ir.root, false)
             THEN 'external' ELSE 'internal' END AS user_type,
        CASE b.kind WHEN 'self' THEN 'instrument_use' WHEN 'assisted' THEN 'technical_service'
                    ELSE 'commissioned_test' END AS service_way,
@@ -34,7 +34,9 @@ SELECT b.id AS booking_id, coalesce(r.contract_no, '') AS contract_no,
        r.rating, coalesce(r.comment, '') AS comment
 FROM booking b
 JOIN instrument i ON i.id = b.instrument_id
+JOIN roots ir ON ir.id = i.institution_id
 JOIN platform_user u ON u.id = b.user_id
+LEFT JOIN roots ur ON ur.id = u.institution_id
 LEFT JOIN service_record r ON r.booking_id = b.id
 WHERE b.status IN ('approved', 'completed') AND b.start_ts >= %(lo)s AND b.start_ts < %(hi)s
   AND {where}

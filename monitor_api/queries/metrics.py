@@ -32,14 +32,17 @@ from monitor_api.queries.availability import up_seconds
 from monitor_api.queries.common import Where, tune_for_reports
 from monitor_api.report import SHANGHAI, month_start
 
-_ROOTS = """
+ROOTS_CTE = """
 WITH RECURSIVE roots(id, root) AS (
     SELECT id, id FROM institution WHERE parent_id IS NULL
     UNION ALL
     SELECT c.id, r.root FROM institution c JOIN roots r ON c.parent_id = r.id
 )
-SELECT id, root FROM roots
 """
+"""Every institution with its top-level one, in one pass (``institution_root()`` per row
+costs a recursive query each)."""
+
+_ROOTS = ROOTS_CTE + "SELECT id, root FROM roots"
 
 _SELECTED = """
 WITH RECURSIVE roots(id, root, region) AS (
