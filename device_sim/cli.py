@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from device_sim.registry import register_bookings, register_fleet
+from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
 from instrushare.settings import ServiceSettings
@@ -41,8 +41,8 @@ def sim(
     ),
     register: Annotated[
         bool, typer.Option(
-            help="Upsert the fleet into the registry at DATABASE_URL and record its bookings"
-            " first."
+            help="Upsert the fleet into the registry at DATABASE_URL and record its"
+            " certifications and bookings first."
         )
     ] = True,
     drain_timeout: Annotated[
@@ -68,6 +68,7 @@ def sim(
     )
     if register:
         register_fleet(settings.database_url, simulation.fleet)
+        register_certifications(settings.database_url, simulation.certifications)
         register_bookings(settings.database_url, simulation.bookings)
     write_truth(truth, simulation.truth())
     typer.echo(

@@ -84,7 +84,7 @@ class Registration:
 
     @classmethod
     def draw(cls, rng: random.Random, n: int, profile: Profile) -> Registration:
-        accepted = date(2016, 1, 1) + timedelta(days=rng.randrange(10 * 365))
+        accepted = date(2015, 1, 1) + timedelta(days=rng.randrange(9 * 365))
         delay = rng.randrange(60, 240) if rng.random() < 0.1 else rng.randrange(3, 35)
         fee = profile.fee_rmb_per_hour
         schedule = (f"{fee} RMB/h internal, {fee * 3 // 2} RMB/h external"

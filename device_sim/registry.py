@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from device_sim.bookings import SimBooking
+from device_sim.certifications import SimCertification
 from device_sim.fleet import Fleet
 
 
@@ -70,3 +71,21 @@ def register_bookings(conninfo: str, bookings: list[SimBooking]) -> int:
                      bk.end if bk.rating else None),
                 )
     return added
+
+
+def register_certifications(conninfo: str, certifications: list[SimCertification]) -> int:
+    """Issue the certifications a user does not hold yet on that instrument at that level;
+    returns how many were new."""
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO certification (user_id, instrument_id, level, valid_from, issued_by)"
+            " SELECT c.user_id, c.instrument_id, c.level, c.valid_from, 'device_sim'"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::date[])"
+            "  AS c(user_id, instrument_id, level, valid_from)"
+            " WHERE NOT EXISTS (SELECT 1 FROM certification x WHERE x.user_id = c.user_id"
+            "  AND x.instrument_id = c.instrument_id AND x.level = c.level"
+            "  AND x.revoked_at IS NULL)",
+            ([c.user for c in certifications], [c.instrument for c in certifications],
+             [c.level for c in certifications], [c.valid_from for c in certifications]),
+        )
+        return cur.rowcount

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from device_sim.bookings import SimBooking, plan_bookings
+from device_sim.certifications import SimCertification, plan_certifications
 from device_sim.fleet import Fleet, Profile, build_fleet
 from device_sim.schedule import LOCAL_TZ, Segment, Timeline, plan_timelines
 from device_sim.truth import ground_truth
@@ -112,6 +113,9 @@ class Simulation:
             self.fleet, self.timelines, start=self.start, tick_s=spec.tick_s, ticks=self.ticks,
             seed=spec.seed,
         )
+        self.certifications: list[SimCertification] = plan_certifications(
+            self.fleet, self.timelines, seed=spec.seed
+        )
         self.now = self.start
         self._probes = [SimulatedProbe() for _ in self.timelines]
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,7 @@ class Simulation:
         return ground_truth(
             self.timelines,
             bookings=self.bookings,
+            certifications=self.certifications,
             start=self.start,
             tick_s=self.spec.tick_s,
             ticks=self.ticks,

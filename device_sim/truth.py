@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from device_sim.bookings import SimBooking
+from device_sim.certifications import SimCertification
 from device_sim.schedule import Timeline
 from instrushare.protocol import State
 
@@ -28,9 +29,10 @@ class TruthSession:
 
 def ground_truth(
     timelines: list[Timeline], *, start: datetime, tick_s: int, ticks: int, seed: int,
-    bookings: Sequence[SimBooking] = (),
+    bookings: Sequence[SimBooking] = (), certifications: Sequence[SimCertification] = (),
 ) -> dict[str, Any]:
-    """Every state interval, usage session, network outage and booking, in UTC ISO 8601."""
+    """Every state interval, usage session, network outage, booking and certification, times
+    in UTC ISO 8601."""
 
     def at(tick: int) -> str:
         return (start + timedelta(seconds=tick * tick_s)).isoformat()
@@ -88,6 +90,11 @@ def ground_truth(
                 "used": bk.used,
             }
             for bk in bookings
+        ],
+        "certifications": [
+            {"user": c.user, "instrument": c.instrument, "level": c.level,
+             "valid_from": c.valid_from.isoformat()}
+            for c in certifications
         ],
     }
 

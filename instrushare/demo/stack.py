@@ -158,7 +158,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     """Run everything until ``stop`` is set, then shut it all down in reverse order."""
     import uvicorn
 
-    from device_sim.registry import register_bookings, register_fleet
+    from device_sim.registry import register_bookings, register_certifications, register_fleet
     from device_sim.runner import Simulation, SimulationSpec
     from ingest import IngestConfig, IngestWorker
     from monitor_api.app import create_app
@@ -226,6 +226,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         _announce(options, tokens)
         if not _has_history(database_url):
             logger.info("simulating the last %d days first", options.history_days)
+            register_certifications(database_url, history.certifications)
             register_bookings(database_url, history.bookings)
             history.run(should_stop=stop.is_set, drain_timeout=600)
         live = Simulation(
@@ -241,6 +242,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             topic_prefix="isv1",
             state_dir=outbox,
         )
+        register_certifications(database_url, live.certifications)
         if not stop.is_set():
             logger.info("live simulation running; Ctrl-C stops the demo")
             live.run(should_stop=stop.is_set, drain_timeout=10)

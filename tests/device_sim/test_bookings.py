@@ -1,5 +1,6 @@
-"""The simulated bookings: deterministic, never overlapping, used ones around their session,
-missed ones far from any use, and recorded in the database as the platform would have."""
+"""The simulated bookings and certifications: deterministic, bookings never overlapping, used
+ones around their session, missed ones far from any use; most users certified on what they
+run; all recorded in the database as the platform would have."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from itertools import pairwise
 import psycopg
 
 from device_sim.bookings import SimBooking, plan_bookings
+from device_sim.certifications import plan_certifications
 from device_sim.fleet import build_fleet
-from device_sim.registry import register_bookings, register_fleet
+from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.schedule import LOCAL_TZ, plan_timelines
 from instrushare.protocol import State
 
@@ -71,3 +73,19 @@ def test_recorded_once_with_service_records(database_url: str) -> None:
     assert statuses == {"completed": sum(bk.used for bk in bookings),
                         "approved": sum(not bk.used for bk in bookings)}
     assert fees == (sum(bk.fee_rmb for bk in bookings), sum(bk.voucher_rmb for bk in bookings))
+
+
+def test_most_users_are_certified_on_what_they_run(database_url: str) -> None:
+    fleet = build_fleet(40, seed=5)
+    timelines = plan_timelines(fleet, start=START, ticks=TICKS, tick_s=TICK_S, seed=5)
+    certifications = plan_certifications(fleet, timelines, seed=5)
+    assert certifications == plan_certifications(fleet, timelines, seed=5)
+    used = {(s.user, tl.instrument.id) for tl in timelines for s in tl.segments
+            if s.state is State.RUNNING and s.user}
+    pairs = {(c.user, c.instrument) for c in certifications}
+    assert pairs < used and 0.85 * len(used) < len(pairs) < 0.95 * len(used)
+    outside = {u.id for u in fleet.external_users}
+    assert all((c.level == "assisted") == (c.user in outside) for c in certifications)
+    register_fleet(database_url, fleet)
+    assert register_certifications(database_url, certifications) == len(certifications)
+    assert register_certifications(database_url, certifications) == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
         "sessions",
         "outages",
         "bookings",
+        "certifications",
     }
     assert data["seed"] == 3 and data["tick_s"] == 60
     start, end = _utc(data["start"]), _utc(data["end"])
@@ -76,6 +77,11 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
         assert set(o) == {"gateway", "start", "end"}
         assert o["gateway"] in gateways
         assert on_tick(o["start"]) < on_tick(o["end"])
+    assert data["certifications"]
+    for c in data["certifications"]:
+        assert set(c) == {"user", "instrument", "level", "valid_from"}
+        assert c["instrument"] in ids and c["level"] in ("self", "assisted")
+        assert date.fromisoformat(c["valid_from"]) < START.date()
     assert {b["used"] for b in data["bookings"]} == {True, False}
     for b in data["bookings"]:
         assert set(b) == {"instrument", "user", "kind", "start", "end", "used"}

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from device_sim.registry import register_bookings, register_fleet
+from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.schedule import LOCAL_TZ
 from device_sim.truth import TruthSession, load_sessions, write_truth
@@ -108,7 +108,7 @@ def test_simulated_day_matches_ground_truth(
     want, got = hours_by_instrument(truth), hours_by_instrument(stored)
     for instrument, hours in want.items():
         assert got[instrument] == pytest.approx(hours, rel=0.005), instrument
-    _assert_bookings_match_truth(database_url, simulation, truth)
+    _assert_bookings_and_certifications_match_truth(database_url, simulation, truth)
 
 
 def _report(database_url: str, simulation: Simulation) -> dict[str, dict[str, Any]]:
@@ -125,21 +125,27 @@ def _report(database_url: str, simulation: Simulation) -> dict[str, dict[str, An
     return {row["key"]: row for row in r.json()["items"]}
 
 
-def _assert_bookings_match_truth(
+def _assert_bookings_and_certifications_match_truth(
     database_url: str, simulation: Simulation, truth: list[TruthSession]
 ) -> None:
-    """No-shows exactly, unbooked hours to two samples a session (the detected bounds)."""
+    """No-shows and uncertified sessions exactly; unbooked and uncertified hours to two
+    samples a session (the detected bounds)."""
     assert register_bookings(database_url, simulation.bookings) == len(simulation.bookings)
+    certified = {(c.user, c.instrument) for c in simulation.certifications}
+    assert register_certifications(database_url, simulation.certifications) == len(certified)
     windows = defaultdict(list)
     for bk in simulation.bookings:
         windows[bk.instrument].append((bk.start, bk.end))
     unbooked: dict[str, float] = defaultdict(float)
+    uncertified: dict[str, list[float]] = defaultdict(list)
     sessions: dict[str, int] = defaultdict(int)
     for s in truth:
         inside = sum((max(timedelta(0), min(s.end, b) - max(s.start, a))
                       for a, b in windows[s.instrument]), timedelta()).total_seconds()
         unbooked[s.instrument] += s.hours - inside / 3600
         sessions[s.instrument] += 1
+        if s.user is not None and (s.user, s.instrument) not in certified:
+            uncertified[s.instrument].append(s.hours)
     report = _report(database_url, simulation)
     no_shows = sum(not bk.used for bk in simulation.bookings)
     assert no_shows > 0 and sum(r["no_shows"] for r in report.values()) == no_shows
@@ -152,6 +158,11 @@ def _assert_bookings_match_truth(
         got = report[instrument]["unbooked_hours"]
         assert abs(got - hours) <= 2 * tick_h * sessions[instrument] + 1e-6, instrument
     assert sum(unbooked.values()) > 0  # half the inside users' sessions were not booked
+    assert uncertified, "one pair of user and instrument in ten is uncertified"
+    for instrument, row in report.items():
+        hours = uncertified.get(instrument, [])
+        assert row["uncertified_sessions"] == len(hours), instrument
+        assert abs(row["uncertified_hours"] - sum(hours)) <= 2 * tick_h * len(hours) + 1e-6
 
 
 def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
