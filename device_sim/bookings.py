@@ -63,7 +63,7 @@ def plan_bookings(
         inst = tl.instrument
         rng = random.Random(f"{seed}:bookings:{inst.id}")
         mine: list[SimBooking] = []
-        booked_until = start
+        booked_until: datetime | None = None
         for seg in tl.segments:
             if seg.state is not State.RUNNING or seg.user is None or seg.start >= ticks:
                 continue
@@ -72,7 +72,11 @@ def plan_bookings(
                 continue
             used_from = start + timedelta(seconds=seg.start * tick_s)
             used_to = start + timedelta(seconds=seg.end * tick_s)
-            a = max(_floor(used_from - timedelta(minutes=rng.uniform(0, 15))), booked_until)
+            # from the half hour before the session (one running when the span begins was
+            # booked before it), never into the instrument's previous booking
+            a = _floor(used_from - timedelta(minutes=rng.uniform(0, 15)))
+            if booked_until is not None:
+                a = max(a, booked_until)
             b = _ceil(used_to)
             if a >= used_to:
                 continue
