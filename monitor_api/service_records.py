@@ -38,8 +38,7 @@ JOIN roots ir ON ir.id = i.institution_id
 JOIN platform_user u ON u.id = b.user_id
 LEFT JOIN roots ur ON ur.id = u.institution_id
 LEFT JOIN service_record r ON r.booking_id = b.id
-WHERE b.status IN ('approved', 'completed') AND b.start_ts >= %(lo)s AND b.start_ts < %(hi)s
-  AND {where}
+WHERE b.status IN ('approved', 'completed') AND {where}
 """
 
 _ORDER = "b.start_ts, b.id"
@@ -83,8 +82,10 @@ LABELS: Labels = {
 }
 
 
-def _where(institutions: list[str] | None, instrument_id: str | None) -> Where:
+def _where(lo: datetime, hi: datetime, institutions: list[str] | None,
+           instrument_id: str | None) -> Where:
     where = Where()
+    where.add("b.start_ts >= %(lo)s AND b.start_ts < %(hi)s", lo=lo, hi=hi)
     if institutions is not None:
         where.add("i.institution_id = ANY(%(insts)s)", insts=institutions)
     if instrument_id is not None:
@@ -98,8 +99,7 @@ async def service_records(
 ) -> dict[str, Any]:
     """The records of bookings starting in [lo, hi): one page, or with no ``limit`` all of
     them (for files)."""
-    where = _where(institutions, instrument_id)
-    where.params.update(lo=lo, hi=hi)
+    where = _where(lo, hi, institutions, instrument_id)
     if limit is not None:
         return await page(conn, select=_SELECT, where=where, order=_ORDER, limit=limit,
                           offset=offset)
