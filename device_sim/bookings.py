@@ -22,7 +22,6 @@ NO_SHOW_SLOT = (time(6), time(7))
 the earliest), so even with a grace of an hour on each side nobody runs the instrument."""
 PURPOSES = ("research", "development", "teaching", "other")
 PURPOSE_WEIGHTS = (6, 2, 1, 1)
-OUTSIDE_FEE_FACTOR = 1.5
 _HALF_HOUR = timedelta(minutes=30)
 
 
@@ -80,8 +79,8 @@ def plan_bookings(
             b = _ceil(used_to)
             if a >= used_to:
                 continue
-            rate = inst.profile.fee_rmb_per_hour * (OUTSIDE_FEE_FACTOR if external else 1)
-            fee = round(rate * (b - a).total_seconds() / 3600)
+            fee = round(inst.profile.fee_per_hour(outside=external)
+                        * (b - a).total_seconds() / 3600)
             voucher = (fee // 2 if external and tiers[inst.institution_id] == "voucher"
                        and rng.random() < 0.3 else 0)
             mine.append(SimBooking(

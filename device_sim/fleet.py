@@ -17,6 +17,7 @@ INSTITUTIONS = (
     ("Northeast Medical University Core Facility", "service", "Shenyang"),
     ("Anshan Metallurgy Testing Centre", "service", "Anshan"),
 )
+OUTSIDE_FEE_FACTOR = 1.5
 EXTERNAL_ORGANISATIONS = (
     "Shenyang Precision Parts Co.",
     "Dalian BioPharma Ltd.",
@@ -39,6 +40,10 @@ class Profile:
     maker: str
     model: str
     fee_rmb_per_hour: int
+
+    def fee_per_hour(self, *, outside: bool) -> int:
+        """The published hourly rate; outside users pay ``OUTSIDE_FEE_FACTOR`` times more."""
+        return round(self.fee_rmb_per_hour * (OUTSIDE_FEE_FACTOR if outside else 1))
 
 
 PROFILES = (
@@ -86,8 +91,8 @@ class Registration:
     def draw(cls, rng: random.Random, n: int, profile: Profile) -> Registration:
         accepted = date(2015, 1, 1) + timedelta(days=rng.randrange(9 * 365))
         delay = rng.randrange(60, 240) if rng.random() < 0.1 else rng.randrange(3, 35)
-        fee = profile.fee_rmb_per_hour
-        schedule = (f"{fee} RMB/h internal, {fee * 3 // 2} RMB/h external"
+        schedule = (f"{profile.fee_per_hour(outside=False)} RMB/h internal,"
+                    f" {profile.fee_per_hour(outside=True)} RMB/h external"
                     if rng.random() < 0.85 else "")
         return cls(accepted, accepted + timedelta(days=delay),
                    f"Building {n % 7 + 1}, room {101 + n % 40}", schedule)
