@@ -52,7 +52,7 @@ def register_bookings(conninfo: str, bookings: list[SimBooking]) -> int:
                 " SELECT %(inst)s, %(user)s, %(kind)s, %(start)s, %(end)s, %(status)s,"
                 " %(purpose)s, %(start)s, 'device_sim' WHERE NOT EXISTS ("
                 "  SELECT 1 FROM booking WHERE instrument_id = %(inst)s"
-                "  AND status IN ('approved', 'completed')"
+                "  AND status IN ('approved', 'completed', 'void')"
                 "  AND tstzrange(start_ts, end_ts) && tstzrange(%(start)s, %(end)s))"
                 " RETURNING id",
                 {"inst": bk.instrument, "user": bk.user, "kind": bk.kind, "start": bk.start,

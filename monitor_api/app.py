@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -21,9 +20,10 @@ from prometheus_client import (
 
 from monitor_api import web
 from monitor_api.body_limit import BodyLimit
-from monitor_api.db import make_pool
+from monitor_api.db import Pool, make_pool
 from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
-from monitor_api.rollup import keep_filled
+from monitor_api.periodic import Job, running
+from monitor_api.rollup import fill_rollups
 from monitor_api.routers import (
     bookings,
     certifications,
@@ -36,6 +36,7 @@ from monitor_api.routers import (
 )
 from monitor_api.settings import ApiSettings
 from monitor_api.status_feed import StatusFeed
+from monitor_api.void_bookings import void_all_lapsed
 
 logger = logging.getLogger("monitor_api")
 
@@ -78,6 +79,19 @@ def _route_name(request: Request) -> str:
     return str(getattr(request.scope.get("route"), "path", "unmatched"))
 
 
+def _background_jobs(pool: Pool, settings: ApiSettings) -> list[Job]:
+    async def fill() -> str:
+        done = await fill_rollups(pool, timeout=settings.heartbeat_timeout,
+                                  months=settings.rollup_months, now=datetime.now(UTC))
+        return f"filled for {done} instruments, {settings.rollup_months} months"
+
+    return [
+        Job("rollups", fill, settings.rollup_interval_s),
+        Job("lapsed bookings", lambda: void_all_lapsed(pool, settings),
+            settings.booking_sweep_interval_s),
+    ]
+
+
 def create_app(
     settings: ApiSettings | None = None, *, metrics_registry: CollectorRegistry | None = None
 ) -> FastAPI:
@@ -95,18 +109,10 @@ def create_app(
             on_poll=metrics.status_polls.inc)
         logger.info("monitor_api started (pool %d-%d connections)",
                     settings.pool_min_size, settings.pool_max_size)
-        filler = None
-        if settings.rollup_interval_s > 0:
-            filler = asyncio.create_task(keep_filled(
-                pool, timeout=settings.heartbeat_timeout, months=settings.rollup_months,
-                interval_s=settings.rollup_interval_s), name="availability-rollup")
         try:
-            yield
+            async with running(_background_jobs(pool, settings)):
+                yield
         finally:
-            if filler is not None:
-                filler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await filler
             await feed.close()
             await pool.close()
             logger.info("monitor_api stopped")

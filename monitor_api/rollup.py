@@ -11,16 +11,12 @@ run it: rows are inserted with ``ON CONFLICT DO NOTHING``.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import date, datetime, timedelta
 
 from monitor_api.db import Pool, fetch_all
 from monitor_api.queries.availability import up_seconds
 from monitor_api.queries.metrics import MonthSplit, roll_up
 from monitor_api.report import SHANGHAI, period_bounds
-
-logger = logging.getLogger("monitor_api")
 
 USAGE_INSTRUMENTS_PER_TRANSACTION = 50
 """Usage months hold their instruments against the ingest while rolled up (late data can
@@ -48,19 +44,3 @@ async def fill_rollups(pool: Pool, *, timeout: timedelta, months: int, now: date
     await roll_up(pool.connection, ids=ids, split=split,
                   per_transaction=USAGE_INSTRUMENTS_PER_TRANSACTION)
     return len(ids)
-
-
-async def keep_filled(pool: Pool, *, timeout: timedelta, months: int, interval_s: float) -> None:
-    """Run ``fill_rollups`` now and every ``interval_s`` until cancelled; failures are logged
-    and retried at the next round (reports compute what is missing meanwhile)."""
-    while True:
-        started = asyncio.get_running_loop().time()
-        try:
-            done = await fill_rollups(pool, timeout=timeout, months=months,
-                                      now=datetime.now(SHANGHAI))
-        except Exception as exc:  # the database may be down; the next round retries
-            logger.warning("rollups not filled: %s", exc)
-        else:
-            logger.info("rollups filled for %d instruments, %d months, in %.1f s",
-                        done, months, asyncio.get_running_loop().time() - started)
-        await asyncio.sleep(interval_s)

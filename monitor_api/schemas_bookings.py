@@ -40,6 +40,9 @@ class BookingStatus(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     COMPLETED = "completed"
+    VOID = "void"
+    """Approved, but nobody used the instrument within the void period after its start: the
+    window was released (a no-show)."""
 
 
 class CertificationIn(BaseModel):

@@ -44,6 +44,12 @@ class ApiSettings(BaseSettings):
     no_show_limit: int = Field(default=3, ge=0)
     """No-shows within ``no_show_window_days`` that suspend a user's booking requests; 0: never."""
     no_show_window_days: int = Field(default=90, ge=1, le=3650)
+    booking_void_after_s: float = Field(default=3600.0, ge=0, le=86400)
+    """An approved booking nobody has used this long after its start becomes void, its window
+    free again; 0: never."""
+    booking_sweep_interval_s: float = Field(default=60.0, ge=0)
+    """How often lapsed bookings are voided in the background; 0: only when a slot on the
+    instrument is booked or approved."""
     sse_poll_s: float = Field(default=1.0, gt=0)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     pool_min_size: int = Field(default=2, ge=1)
@@ -67,6 +73,10 @@ class ApiSettings(BaseSettings):
     @property
     def no_show_grace(self) -> timedelta:
         return timedelta(seconds=self.no_show_grace_s)
+
+    @property
+    def booking_void_after(self) -> timedelta:
+        return timedelta(seconds=self.booking_void_after_s)
 
     @property
     def no_show_window(self) -> timedelta:

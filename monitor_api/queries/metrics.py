@@ -71,16 +71,19 @@ WITH RECURSIVE roots(id, root, region) AS (
            coalesce(r.root, 'org:' || nullif(u.organisation, ''), 'user:' || u.id) AS org
     FROM platform_user u LEFT JOIN roots r ON r.id = u.institution_id
 ), bk AS MATERIALIZED (
-    SELECT b.instrument_id, b.start_ts, b.end_ts
+    -- void bookings count as bookings and no-shows; their windows were released
+    SELECT b.instrument_id, b.start_ts, b.end_ts, b.status = 'void' AS void
     FROM booking b
-    WHERE b.instrument_id = ANY(%(ids)s) AND b.status IN ('approved', 'completed')
+    WHERE b.instrument_id = ANY(%(ids)s) AND b.status IN ('approved', 'completed', 'void')
       AND b.start_ts < %(hi)s AND b.end_ts > %(lo)s - interval '31 days'
 ), windows AS MATERIALIZED (
     -- booking windows per instrument, as booked and widened by the grace period (the
     -- latter only for bookings starting in the period, which the no-show check counts)
-    SELECT bk.instrument_id, range_agg(tstzrange(bk.start_ts, bk.end_ts)) AS booked_mr,
+    SELECT bk.instrument_id,
+           range_agg(tstzrange(bk.start_ts, bk.end_ts)) FILTER (WHERE NOT bk.void)
+               AS booked_mr,
            range_agg(tstzrange(bk.start_ts - %(grace)s, bk.end_ts + %(grace)s))
-               FILTER (WHERE bk.start_ts >= %(lo)s) AS wide_mr
+               FILTER (WHERE bk.start_ts >= %(lo)s AND NOT bk.void) AS wide_mr
     FROM bk GROUP BY bk.instrument_id
 """
 
@@ -191,9 +194,10 @@ _TAIL = """
 ), b_agg AS (
     SELECT bk.instrument_id,
            count(*) FILTER (WHERE bk.start_ts >= %(lo)s) AS bookings,
-           count(*) FILTER (WHERE bk.start_ts >= %(lo)s AND bk.end_ts + %(grace)s <= now()
-               AND NOT coalesce(s.raw_mr && tstzrange(bk.start_ts - %(grace)s,
-                                                      bk.end_ts + %(grace)s), false))
+           count(*) FILTER (WHERE bk.start_ts >= %(lo)s AND (bk.void
+               OR bk.end_ts + %(grace)s <= now()
+                  AND NOT coalesce(s.raw_mr && tstzrange(bk.start_ts - %(grace)s,
+                                                         bk.end_ts + %(grace)s), false)))
                AS no_shows
     FROM bk LEFT JOIN s_sums s ON s.instrument_id = bk.instrument_id
     GROUP BY bk.instrument_id

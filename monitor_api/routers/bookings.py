@@ -3,7 +3,8 @@
 Two approved bookings of one instrument never overlap: the database's exclusion constraint
 decides, so of two clients racing for a slot exactly one wins and the other gets 409. Users
 book only windows still ahead, may not cancel an approved booking once it has begun (the
-no-show would vanish from the evaluation), and repeated no-shows suspend their requests.
+no-show would vanish from the evaluation), and repeated no-shows suspend their requests. A
+booking nobody turns up to is voided, which frees the rest of its window (void_bookings).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from monitor_api.schemas_bookings import (
     ServiceRecordIn,
 )
 from monitor_api.settings import ApiSettings
+from monitor_api.void_bookings import void_lapsed
 
 router = APIRouter(tags=["bookings"])
 
@@ -112,9 +114,11 @@ async def _check_eligible(
 _NO_SHOWS = """
 SELECT b.id, b.start_ts
 FROM booking b
-WHERE b.user_id = %(user)s AND b.status IN ('approved', 'completed')
-  AND b.start_ts >= now() - %(window)s AND b.end_ts + %(grace)s <= now()
-  AND running_seconds(b.instrument_id, b.start_ts - %(grace)s, b.end_ts + %(grace)s) = 0
+WHERE b.user_id = %(user)s AND b.start_ts >= now() - %(window)s
+  AND (b.status = 'void'
+       OR b.status IN ('approved', 'completed') AND b.end_ts + %(grace)s <= now()
+          AND running_seconds(b.instrument_id, b.start_ts - %(grace)s,
+                              b.end_ts + %(grace)s) = 0)
 ORDER BY b.start_ts
 """
 
@@ -152,6 +156,7 @@ async def request_booking(
         conn, user_id=caller.user_id, instrument_id=body.instrument_id, kind=body.kind,
         start=body.start, end=body.end,
     )
+    await void_lapsed(conn, settings, instrument_id=body.instrument_id)
     await _overlap(conn, body.instrument_id, body.start, body.end)
     auto = await fetch_one(
         conn, "SELECT auto_approve FROM instrument WHERE id = %s", (body.instrument_id,)
@@ -242,7 +247,8 @@ async def _managed(conn: Conn, caller: Principal, booking_id: int) -> dict[str, 
 
 @router.post("/bookings/{booking_id}/approve", response_model=Booking)
 async def approve_booking(
-    conn: DbConn, caller: Manager, booking_id: int, body: Decision | None = None
+    conn: DbConn, caller: Manager, settings: Settings, booking_id: int,
+    body: Decision | None = None,
 ) -> dict[str, Any]:
     booking = await _managed(conn, caller, booking_id)
     if booking["status"] == BookingStatus.REQUESTED:
@@ -250,6 +256,7 @@ async def approve_booking(
             conn, user_id=booking["user_id"], instrument_id=booking["instrument_id"],
             kind=booking["kind"], start=booking["start"], end=booking["end"],
         )
+        await void_lapsed(conn, settings, instrument_id=booking["instrument_id"])
     return await _transition(conn, booking_id, caller, to=BookingStatus.APPROVED,
                              allowed_from=(BookingStatus.REQUESTED,),
                              note=body.note if body else "")
@@ -275,7 +282,7 @@ async def complete_booking(conn: DbConn, caller: Manager, booking_id: int) -> di
 @router.post("/bookings/{booking_id}/cancel", response_model=Booking)
 async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str, Any]:
     """The booking's user, before an approved booking begins, or a manager of the instrument,
-    before completion (excusing a no-show), may cancel."""
+    before completion (excusing a no-show, void bookings too), may cancel."""
     booking = await _booking(conn, booking_id)
     if caller.role is Role.USER:
         if booking["user_id"] != caller.user_id:
@@ -283,10 +290,13 @@ async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[
         if booking["status"] == BookingStatus.APPROVED and booking["start"] <= datetime.now(UTC):
             raise Conflict(f"booking {booking_id} has begun; only the instrument's managers"
                            " may cancel it now")
-    elif not caller.may_manage(booking["institution_id"]):
+        cancellable: tuple[BookingStatus, ...] = (BookingStatus.REQUESTED, BookingStatus.APPROVED)
+    elif caller.may_manage(booking["institution_id"]):
+        cancellable = (BookingStatus.REQUESTED, BookingStatus.APPROVED, BookingStatus.VOID)
+    else:
         raise Forbidden("only the booking's user or the instrument's managers may cancel it")
     return await _transition(conn, booking_id, caller, to=BookingStatus.CANCELLED,
-                             allowed_from=(BookingStatus.REQUESTED, BookingStatus.APPROVED))
+                             allowed_from=cancellable)
 
 
 @router.put("/bookings/{booking_id}/service-record", response_model=ServiceRecord)

@@ -76,10 +76,11 @@ def write_through_ingest(
 
 
 def make_settings(database_url: str, **overrides: Any) -> ApiSettings:
-    """Test settings; the background rollup filler is off unless asked for, so tests see
-    exactly the rollup rows their own reports store."""
+    """Test settings; the background jobs are off unless asked for, so tests see exactly the
+    rollup rows their own reports store and the bookings their own requests void."""
     return ApiSettings(**{"database_url": database_url, "sse_poll_s": 0.2, "pool_min_size": 1,
-                          "pool_max_size": 4, "rollup_interval_s": 0, **overrides})
+                          "pool_max_size": 4, "rollup_interval_s": 0,
+                          "booking_sweep_interval_s": 0, **overrides})
 
 
 SEED = [

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 PAD = timedelta(days=1)  # the no-show check sees sessions up to a day beyond the period
 BOOKING_LOOKBACK = timedelta(days=31)
 COUNTED = ("approved", "completed")
+"""Bookings whose windows cover use; a void one counts as a booking and a no-show."""
 
 
 @dataclass(frozen=True)
@@ -177,4 +178,8 @@ def expected(
             seen = overlap_s(raw_union, [(w.start - grace, w.end + grace)]) > 0
             if w.end + grace <= now and not seen:
                 fig.no_shows += 1
+        void = [w for w in world.bookings if w.instrument_id == inst.id
+                and w.status == "void" and lo <= w.start < hi]
+        fig.bookings += len(void)
+        fig.no_shows += len(void)
     return out

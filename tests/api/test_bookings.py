@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from tests.api.conftest import NEXT_WEEK, Api
+from tests.api.conftest import NEXT_WEEK, Api, make_settings
+from tests.api_server import serve
 
 DAY = NEXT_WEEK + "T{:02d}:00:00+08:00"
 
@@ -201,13 +203,13 @@ def test_database_refuses_overlap_without_the_api(api: Api) -> None:
 
 
 def _past_booking(api: Api, user: str, hours_ago: float, *, status: str = "approved",
-                  length_h: float = 1) -> int:
-    """A booking of 'nmr' that started ``hours_ago`` (written directly: the API books ahead)."""
+                  length_h: float = 1, instrument: str = "nmr") -> int:
+    """A booking that started ``hours_ago`` (written directly: the API books ahead)."""
     return int(api.sql(
         "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
-        " VALUES ('nmr', %s, 'assisted', now() - make_interval(secs => %s),"
+        " VALUES (%s, %s, 'assisted', now() - make_interval(secs => %s),"
         " now() - make_interval(secs => %s), %s) RETURNING id",
-        (user, hours_ago * 3600, (hours_ago - length_h) * 3600, status))[0][0])
+        (instrument, user, hours_ago * 3600, (hours_ago - length_h) * 3600, status))[0][0])
 
 
 def test_bookings_are_made_ahead_and_begun_ones_are_the_managers_to_cancel(api: Api) -> None:
@@ -232,7 +234,8 @@ def test_repeated_no_shows_suspend_requests(api: Api) -> None:
     window_h = api.settings.no_show_window_days * 24
     api.sql("UPDATE instrument SET min_session_s = 600 WHERE id = 'nmr'")
     oldest = _past_booking(api, "out1", 400)
-    missed = [oldest, _past_booking(api, "out1", 300), _past_booking(api, "out1", 200)]
+    missed = [oldest, _past_booking(api, "out1", 300),
+              _past_booking(api, "out1", 200, status="void")]
     # Not no-shows: used (by anyone) inside the window widened by the grace; not yet over
     # with its grace; cancelled; older than the window; someone else's.
     _past_booking(api, "out1", 100)
@@ -260,8 +263,9 @@ def test_repeated_no_shows_suspend_requests(api: Api) -> None:
                 " now() - interval '200 hours' + interval '5 minutes',"
                 " now() - interval '200 hours' + interval '5 minutes')")
         assert _book(user, "nmr", "assisted", 10, 11).status_code == 403
-        # The managers excuse one by cancelling it: below the limit again.
-        assert mgr.post(f"/bookings/{missed[1]}/cancel").json()["status"] == "cancelled"
+        # The managers excuse one by cancelling it, a void one too: below the limit again.
+        assert user.post(f"/bookings/{missed[2]}/cancel").status_code == 409
+        assert mgr.post(f"/bookings/{missed[2]}/cancel").json()["status"] == "cancelled"
         assert _book(user, "nmr", "assisted", 10, 11).status_code == 201
 
 
@@ -278,3 +282,67 @@ def test_list_from_a_moment_on(api: Api) -> None:
         assert ids(ends_after=(datetime.now(UTC) - timedelta(days=3)).isoformat()) == [past, future]
         assert user.get("/bookings", params={"ends_after": "2026-01-01T00:00:00"}).status_code \
             == 422  # a moment needs its time zone
+
+
+def _session(api: Api, instrument: str, from_h: float, to_h: float) -> None:
+    """A usage session of ``instrument`` from ``from_h`` to ``to_h`` hours from now."""
+    api.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts)"
+            " VALUES (%s, now() + make_interval(secs => %s), now() + make_interval(secs => %s),"
+            " now() + make_interval(secs => %s))",
+            (instrument, from_h * 3600, to_h * 3600, to_h * 3600))
+
+
+def _status(api: Api, booking_id: int) -> str:
+    return str(api.sql("SELECT status FROM booking WHERE id = %s", (booking_id,))[0][0])
+
+
+def test_a_booking_nobody_turns_up_to_is_void_and_its_window_free(api: Api) -> None:
+    assert api.settings.booking_void_after_s == 3600
+    lapsed = _past_booking(api, "firm1", 1.5, length_h=4)
+    start = datetime.now(UTC) + timedelta(minutes=10)
+    window = {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()}
+    with api.as_("user") as user, api.as_("manager") as mgr:
+        assert _status(api, lapsed) == "approved"  # the background release is off here
+        taken = user.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                             **window})
+        assert taken.status_code == 201, taken.text  # the lapsed booking was released
+        assert mgr.post(f"/bookings/{taken.json()['id']}/approve").json()["status"] \
+            == "approved"
+        released = mgr.get(f"/bookings/{lapsed}").json()
+        assert (released["status"], released["decided_by"]) == ("void", "system:void")
+        assert user.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                            **window}).status_code == 409
+        # A request made while the slot was held is approved once the holder has lapsed.
+        held = _past_booking(api, "firm1", 1.5, length_h=4, instrument="xrd")
+        waiting = _past_booking(api, "out1", -0.5, length_h=1, status="requested",
+                                instrument="xrd")
+        assert mgr.post(f"/bookings/{waiting}/approve").status_code == 403  # not theirs
+    with api.as_("other_manager") as other:
+        assert other.post(f"/bookings/{waiting}/approve").json()["status"] == "approved"
+    assert _status(api, held) == "void"
+
+
+def test_the_api_voids_lapsed_bookings_in_the_background(api: Api) -> None:
+    after_h = api.settings.booking_void_after_s / 3600
+    lapsed = _past_booking(api, "firm1", 1.5, length_h=4)
+    # Not void: used late but within the void period; used from before the start (within the
+    # no-show grace); not yet past the void period; over already (a no-show, kept as booked).
+    late = _past_booking(api, "firm1", 1.5, length_h=4, instrument="xrd")
+    _session(api, "xrd", -0.6, -0.55)
+    early = _past_booking(api, "in1", 1.5, length_h=4, instrument="sem")
+    _session(api, "sem", -1.8, -1.7)
+    recent = _past_booking(api, "firm1", after_h - 0.1, length_h=4, instrument="inc1")
+    over = _past_booking(api, "firm1", 8, length_h=2, instrument="inc1")
+    # Void although used: too briefly (noise).
+    api.sql("INSERT INTO instrument (id, name, institution_id, min_session_s)"
+            " VALUES ('ftir', '红外光谱仪', 'uni-ac', 600)")
+    noise = _past_booking(api, "in1", 1.5, length_h=4, instrument="ftir")
+    _session(api, "ftir", -1.4, -1.4 + 0.1 / 60)
+    with serve(make_settings(api.database_url, booking_sweep_interval_s=0.2)):
+        deadline = time.monotonic() + 10
+        while _status(api, lapsed) != "void":  # one statement releases them all
+            assert time.monotonic() < deadline, "the lapsed booking was not voided"
+            time.sleep(0.1)
+    assert {b: _status(api, b) for b in (late, early, recent, over, noise)} == {
+        late: "approved", early: "approved", recent: "approved", over: "approved",
+        noise: "void"}

@@ -78,7 +78,8 @@ def _world(rng: random.Random) -> World:
         t = lo - timedelta(days=3) + timedelta(hours=rng.uniform(0, 24))
         while t < lo + timedelta(days=6):
             length = timedelta(hours=rng.uniform(0.5, 4))
-            status = rng.choice(["approved", "approved", "completed", "requested", "cancelled"])
+            status = rng.choice(["approved", "approved", "completed", "requested", "cancelled",
+                                 "void"])
             world.bookings.append(Booking(inst.id, rng.choice(["uA", "uB", "firm"]), t,
                                           t + length, status))
             t += length + rng.choice([timedelta(0), timedelta(hours=rng.uniform(1, 30))])

@@ -10,7 +10,7 @@ import { section, table } from '../table.js';
 const DAY = 86400e3;
 const HOUR = 3600e3;
 const SHOWN = 1000;
-const STATUSES = ['requested', 'approved', 'completed', 'rejected', 'cancelled'];
+const STATUSES = ['requested', 'approved', 'completed', 'rejected', 'cancelled', 'void'];
 const KINDS = ['assisted', 'sample', 'self'];
 const PURPOSES = ['research', 'development', 'teaching', 'other'];
 const MANAGERS = ['admin', 'lab_manager'];
@@ -23,6 +23,7 @@ function actions(me, booking) {
   if (MANAGERS.includes(me.role)) {
     if (booking.status === 'requested') return [['approve', 'book.approve'], ['reject', 'book.reject']];
     if (booking.status === 'approved') return [['complete', 'book.complete'], ['cancel', 'book.cancel']];
+    if (booking.status === 'void') return [['cancel', 'book.cancel']]; // excuses the no-show
     return [];
   }
   const cancellable = booking.status === 'requested'

@@ -1,0 +1,52 @@
+"""Background jobs of the API process: each runs at start and then every interval until the
+lifespan ends. A failure (the database down, say) is logged and the next round retries, so a
+job never takes the API down with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+logger = logging.getLogger("monitor_api")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    run: Callable[[], Awaitable[str]]
+    """One round; returns what it did, for the log ('' logs nothing)."""
+    interval_s: float
+    """Seconds between rounds; 0 turns the job off."""
+
+
+async def _repeat(job: Job) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            done = await job.run()
+        except Exception as exc:  # the next round retries
+            logger.warning("%s failed: %s", job.name, exc)
+        else:
+            if done:
+                logger.info("%s: %s in %.1f s", job.name, done, loop.time() - started)
+        await asyncio.sleep(job.interval_s)
+
+
+@asynccontextmanager
+async def running(jobs: list[Job]) -> AsyncIterator[None]:
+    """Run the jobs that are on while the block runs; cancel them when it ends."""
+    tasks = [asyncio.create_task(_repeat(job), name=job.name)
+             for job in jobs if job.interval_s > 0]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
