@@ -51,9 +51,10 @@ def _ceil(t: datetime) -> datetime:
 
 def plan_bookings(
     fleet: Fleet, timelines: list[Timeline], *, start: datetime, tick_s: int, ticks: int,
-    seed: int,
+    seed: int, no_show_rate: float = NO_SHOW_PER_DAY,
 ) -> list[SimBooking]:
-    """Every instrument's bookings over the simulated span, in time order, never overlapping."""
+    """Every instrument's bookings over the simulated span, in time order, never overlapping;
+    on a share ``no_show_rate`` of the days an instrument also has one nobody turns up to."""
     outside = {u.id for u in fleet.external_users}
     tiers = {i.id: i.tier for i in fleet.institutions}
     end = start + timedelta(seconds=ticks * tick_s)
@@ -94,7 +95,7 @@ def plan_bookings(
         while day <= end.astimezone(LOCAL_TZ).date():
             a = datetime.combine(day, NO_SHOW_SLOT[0], LOCAL_TZ)
             b = datetime.combine(day, NO_SHOW_SLOT[1], LOCAL_TZ)
-            if rng.random() < NO_SHOW_PER_DAY and start <= a and b <= end:
+            if rng.random() < no_show_rate and start <= a and b <= end:
                 user = rng.choice(users)
                 kind = "self" if user not in outside else "assisted"
                 mine.append(SimBooking(inst.id, user, kind, _purpose(rng), a, b, False))

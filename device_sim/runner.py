@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from device_sim.bookings import SimBooking, plan_bookings
+from device_sim.bookings import NO_SHOW_PER_DAY, SimBooking, plan_bookings
 from device_sim.certifications import SimCertification, plan_certifications
 from device_sim.fleet import Fleet, Profile, build_fleet
 from device_sim.schedule import LOCAL_TZ, Segment, Timeline, plan_timelines
@@ -46,6 +46,8 @@ class SimulationSpec:
     start: datetime | None = None
     speed: float | None = None
     id_prefix: str = ""
+    no_show_rate: float = NO_SHOW_PER_DAY
+    """Chance that an instrument has a booking nobody turns up to on a simulated day."""
 
     def __post_init__(self) -> None:
         if self.instruments < 1:
@@ -56,6 +58,8 @@ class SimulationSpec:
             raise ValueError("tick_s must be at least 1 second")
         if self.speed is not None and self.speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as possible)")
+        if not 0 <= self.no_show_rate <= 1:
+            raise ValueError("no_show_rate must be between 0 and 1")
 
     def resolved_start(self, now: datetime) -> datetime:
         """Default start: local midnight ``days`` before today, so no timestamp is in the future."""
@@ -111,7 +115,7 @@ class Simulation:
         )
         self.bookings: list[SimBooking] = plan_bookings(
             self.fleet, self.timelines, start=self.start, tick_s=spec.tick_s, ticks=self.ticks,
-            seed=spec.seed,
+            seed=spec.seed, no_show_rate=spec.no_show_rate,
         )
         self.certifications: list[SimCertification] = plan_certifications(
             self.fleet, self.timelines, seed=spec.seed
