@@ -92,6 +92,14 @@ LEFT JOIN LATERAL (SELECT u.start_ts FROM usage_session u
 LEFT JOIN instrument_status st ON st.instrument_id = i.id
 """
 
+# The batch holds the earliest stored samples of these instruments (none stored before its
+# first): the platform has heard from them since then, or since earlier (late data lowers it).
+MONITORED_SINCE = """
+UPDATE instrument i SET monitored_since = f.ts
+FROM unnest(%b::text[], %b::timestamptz[]) AS f (id, ts)
+WHERE i.id = f.id AND (i.monitored_since IS NULL OR i.monitored_since > f.ts)
+"""
+
 # Rows computed in Python (``_derive``); the guard keeps a newer stored status regardless.
 UPSERT_STATUS = """
 INSERT INTO instrument_status AS st

@@ -233,6 +233,9 @@ class BatchStore:
                     sessions += appended_sessions(i, new, b, self._gap)
                 else:
                     late.append((i, new[0][1]))
+            firsts = [(i, samples[i][0][1]) for i in ids if before[i][0].last_ts is None]
+            if firsts:
+                cur.execute(q.MONITORED_SINCE, _columns(firsts, 2))
             if status:
                 cur.execute(q.UPSERT_STATUS, _columns(status, 7))
             if sessions:

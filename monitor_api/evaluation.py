@@ -7,6 +7,8 @@ threshold is in ``EvaluationRules``.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from monitor_api.settings import EvaluationRules
@@ -22,6 +24,8 @@ INSTRUMENT_COLUMNS: list[tuple[str, str, str]] = [
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("openness_ratio", "开放共享率", "Openness ratio"),
     ("availability", "可用率", "Availability"),
+    ("monitored_since", "纳入监测时间", "Monitored since"),
+    ("evaluated_days", "评价天数", "Days evaluated"),
     ("operation", "运行使用得分", "Operation score"),
     ("sharing", "共享效果得分", "Sharing score"),
     ("management", "组织管理得分", "Management score"),
@@ -46,6 +50,42 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
 SCORES = ("operation", "sharing", "management", "score")
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The part of the year an instrument is judged on: from the later of the year's start
+    and the moment the platform first heard from it, to the earlier of the year's end and
+    now. Hours before it were never measured, so targets shrink with it."""
+
+    since: datetime | None
+    """When the platform first heard from the instrument; None: never."""
+    lo: datetime
+    hi: datetime
+    year_s: float
+
+    @property
+    def seconds(self) -> float:
+        return (self.hi - self.lo).total_seconds()
+
+    @property
+    def fraction(self) -> float:
+        """Share of the whole year: what hour targets are multiplied by."""
+        return self.seconds / self.year_s
+
+
+def evaluated_span(
+    year_lo: datetime, year_hi: datetime, *, now: datetime, since: datetime | None
+) -> Span | None:
+    """The instrument's span of the year, or None when it was first heard from after it (it
+    was not on the platform that year). One never heard from is judged on the whole year
+    gone: it should have been reporting."""
+    hi = min(year_hi, now)
+    lo = year_lo if since is None else max(year_lo, since)
+    if lo >= hi and since is not None:
+        return None
+    return Span(since=since, lo=lo, hi=max(lo, hi),
+                year_s=(year_hi - year_lo).total_seconds())
+
+
 def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scores to two decimals for publication (computed and ranked unrounded)."""
     return [{**i, **{k: round(i[k], 2) for k in SCORES}} for i in items]
@@ -62,22 +102,25 @@ def grade(score: float, rules: EvaluationRules) -> str:
 
 
 def score_instrument(
-    figures: dict[str, Any], registry: dict[str, Any], *, overdue: bool,
-    rules: EvaluationRules, year_fraction: float,
+    figures: dict[str, Any], registry: dict[str, Any], *, up_s: float | None, span: Span,
+    overdue: bool, rules: EvaluationRules,
 ) -> dict[str, Any]:
     """Operation (hours against full use), sharing (openness against the target) and
-    management (registry complete, fees published, registered on time, data flowing)."""
-    target_hours = rules.full_use_hours * max(year_fraction, 1e-9)
+    management (registry complete, fees published, registered on time, data flowing), over
+    the instrument's ``span`` of the year; ``up_s``: its seconds up in the year."""
+    target_hours = rules.full_use_hours * max(span.fraction, 1e-9)
     operation = rules.operation_points * min(1.0, figures["effective_hours"] / target_hours)
     openness = figures["openness_ratio"] or 0.0
     sharing = rules.sharing_points * min(1.0, openness / rules.sharing_target)
     filled = sum(1 for f in REGISTRY_FIELDS if registry.get(f) not in (None, ""))
+    availability = (None if up_s is None or span.seconds <= 0
+                    else round(min(1.0, up_s / span.seconds), 4))
     quarter = rules.management_points / 4
     management = quarter * (
         filled / len(REGISTRY_FIELDS)
         + (1.0 if registry.get("fee_schedule") else 0.0)
         + (0.0 if overdue else 1.0)
-        + (figures["availability"] or 0.0)
+        + (availability or 0.0)
     )
     score = operation + sharing + management
     return {
@@ -88,7 +131,9 @@ def score_instrument(
         "effective_hours": figures["effective_hours"],
         "external_hours": figures["external_hours"],
         "openness_ratio": figures["openness_ratio"],
-        "availability": figures["availability"],
+        "availability": availability,
+        "monitored_since": span.since,
+        "evaluated_days": round(span.seconds / 86400, 2),
         "operation": operation,
         "sharing": sharing,
         "management": management,

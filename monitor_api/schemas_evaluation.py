@@ -22,6 +22,7 @@ _INSTRUMENT: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪",
     "institution_id": "dlut-ac", "root_id": "dlut", "effective_hours": 600.0,
     "external_hours": 60.0, "openness_ratio": 0.1, "availability": 0.9712,
+    "monitored_since": "2024-12-10T09:12:00+08:00", "evaluated_days": 365.0,
     "operation": 20.0, "sharing": 20.0, "management": 39.71, "score": 79.71,
     "grade": "合格"}
 
@@ -62,7 +63,15 @@ class EvaluatedInstrument(BaseModel):
         description="External hours / effective hours; null without use."
     )
     availability: float | None = Field(
-        description="Share of the period the instrument was reachable; null without samples."
+        description="Share of the evaluated days the instrument was neither offline nor in"
+        " fault; null when not computed."
+    )
+    monitored_since: datetime | None = Field(
+        description="When the platform first heard from the instrument; null if never."
+    )
+    evaluated_days: float = Field(
+        description="Days of the year it is judged on: from the later of 1 January and"
+        " monitored_since to the earlier of 31 December and now; hour targets are pro rata."
     )
     operation: float = Field(description="Operation score (hours against full use).")
     sharing: float = Field(description="Sharing score (openness against the target).")
@@ -106,15 +115,25 @@ class InstitutionEvaluation(Page[EvaluatedInstitution]):
     year: int = Field(description="Year evaluated.")
 
 
-class LowUtilisation(Page[Figures]):
-    """Instruments whose effective hours stay below the threshold, by id."""
+class LowUseFigures(Figures):
+    model_config = example_config({**FIGURES_EXAMPLE, "threshold_hours": 400.0})
 
-    model_config = _page_config(FIGURES_EXAMPLE, year=2025, below_hours=400.0)
+    threshold_hours: float = Field(
+        description="The instrument's threshold: the yearly hours pro rata for the part of"
+        " the year it was on the platform (see evaluated_days), two decimals."
+    )
+
+
+class LowUtilisation(Page[LowUseFigures]):
+    """Instruments whose effective hours stay below their threshold, by id."""
+
+    model_config = _page_config({**FIGURES_EXAMPLE, "threshold_hours": 400.0}, year=2025,
+                                below_hours=400.0)
 
     year: int = Field(description="Year evaluated.")
     below_hours: float = Field(
-        description="Threshold applied: the yearly hours pro rata for the part of the year"
-        " gone, two decimals."
+        description="Threshold of an instrument on the platform all year: the yearly hours"
+        " pro rata for the part of the year gone, two decimals."
     )
 
 

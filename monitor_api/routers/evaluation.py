@@ -9,10 +9,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
-from monitor_api.db import DbConn, DbPool, Pool, Settings, fetch_all
+from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
+    Span,
+    evaluated_span,
     rounded,
     score_institutions,
     score_instrument,
@@ -45,6 +47,7 @@ _LOW_COLUMNS = [
     ("key", "仪器编号", "Instrument"), ("name", "名称", "Name"),
     ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
     ("external_hours", "对外服务机时(h)", "External service hours"),
+    ("threshold_hours", "门槛机时(h)", "Threshold hours"),
 ]
 _OVERDUE_COLUMNS = [
     ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
@@ -56,23 +59,38 @@ _OVERDUE_COLUMNS = [
 ]
 
 
-def _year_fraction(year: int) -> tuple[date, date, float]:
+def _year(year: int) -> tuple[date, date, float]:
+    """First and last day of the year, and the share of it gone."""
     start, end = date(year, 1, 1), date(year, 12, 31)
     lo, hi = period_bounds(start, end)
-    now = datetime.now(UTC)
-    fraction = max(min((now - lo) / (hi - lo), 1.0), 0.0)
+    fraction = max(min((datetime.now(UTC) - lo) / (hi - lo), 1.0), 0.0)
     return start, end, fraction
+
+
+async def _spans(conn: Conn, year: int) -> dict[str, Span]:
+    """Each instrument's span of the year (``evaluated_span``); those first heard from after
+    it have none and are not evaluated for it."""
+    lo, hi = period_bounds(date(year, 1, 1), date(year, 12, 31))
+    now = datetime.now(UTC)
+    spans = {}
+    for r in await fetch_all(conn, "SELECT id, monitored_since FROM instrument"):
+        span = evaluated_span(lo, hi, now=now, since=r["monitored_since"])
+        if span is not None:
+            spans[r["id"]] = span
+    return spans
 
 
 async def _scored(
     pool: Pool, settings: ApiSettings, year: int
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    start, end, fraction = _year_fraction(year)
+    start, end, _ = _year(year)
     rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
                                             institutions=None)
+    up = {r["instrument_id"]: r["up_s"] for r in rows}
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
     async with pool.connection() as conn:
+        spans = await _spans(conn, year)
         registry = {
             r["id"]: r for r in await fetch_all(
                 conn,
@@ -86,9 +104,9 @@ async def _scored(
         names = {r["id"]: r["name"]
                  for r in await fetch_all(conn, "SELECT id, name FROM institution")}
     scored = [
-        score_instrument(figures[i], registry[i], overdue=i in overdue,
-                         rules=settings.evaluation, year_fraction=fraction)
-        for i in sorted(figures)
+        score_instrument(figures[i], registry[i], up_s=up[i], span=spans[i],
+                         overdue=i in overdue, rules=settings.evaluation)
+        for i in sorted(figures) if i in spans
     ]
     return scored, names
 
@@ -132,14 +150,19 @@ async def low_utilisation(
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
-    """Instruments whose effective hours stay below the threshold (pro rata for this year)."""
-    start, end, fraction = _year_fraction(year)
-    threshold = (below_hours if below_hours is not None
-                 else settings.evaluation.low_utilisation_hours) * fraction
+    """Instruments whose effective hours stay below the threshold, pro rata for the part of
+    the year each was on the platform."""
+    start, end, fraction = _year(year)
+    yearly = below_hours if below_hours is not None else settings.evaluation.low_utilisation_hours
+    threshold = yearly * fraction
     rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
                                             institutions=None, with_availability=False)
-    low = [f for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
-           if f["effective_hours"] < threshold]
+    async with pool.connection() as conn:
+        spans = await _spans(conn, year)
+    low = [{**f, "threshold_hours": round(yearly * spans[f["key"]].fraction, 2)}
+           for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
+           if f["key"] in spans]
+    low = [f for f in low if f["effective_hours"] < f["threshold_hours"]]
     body = {"year": year, "below_hours": round(threshold, 2), "items": low[offset : offset + limit],
             "total": len(low), "limit": limit, "offset": offset}
     return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")

@@ -13,6 +13,7 @@ Institutions: uni (nmr, sem) = (70 + 13.33) / 2 = 41.67; incub 13.33; other 5.
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import httpx
 import openpyxl
@@ -93,3 +94,44 @@ def test_rules_are_configuration(year: Api, database_url: str) -> None:
                  c.get("/evaluation/2025/instruments").json()["items"]}
     assert (items["nmr"]["operation"], items["nmr"]["score"], items["nmr"]["grade"]) == \
         (40, 90, "优秀")
+
+
+def test_an_instrument_is_judged_on_the_part_of_the_year_it_was_monitored(year: Api) -> None:
+    """xrd joined the platform on 20 Oct 2025: 73 days, a fifth of the year. Its 40 sessions
+    x 3 h = 120 h (12 h by an outside firm) meet a target of 1200 x 73/365 = 240 h halfway:
+    operation 20; openness 10% -> sharing 20; management 5 (registry 3 of 6) + 0 (no fees)
+    + 0 (overdue) + 10 (up all of its 73 days, though only a fifth of the year): 55.
+    inc1 joined in 2026: not evaluated for 2025."""
+    year.sql("UPDATE instrument SET monitored_since = '2025-10-20 00:00+08' WHERE id = 'xrd'")
+    year.sql("UPDATE instrument SET monitored_since = '2026-02-01 00:00+08' WHERE id = 'inc1'")
+    year.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+             " SELECT 'xrd', t, 'idle', 'gw-x', row_number() OVER (ORDER BY t)"
+             " FROM generate_series('2025-10-20 00:00+08'::timestamptz,"
+             "                      '2026-01-01 00:00+08', interval '10 minutes') t")
+    year.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+             " SELECT 'xrd', d + interval '9 hours', d + interval '12 hours',"
+             "        d + interval '12 hours', CASE WHEN n <= 36 THEN 'out1' ELSE 'firm1' END"
+             " FROM generate_series(1, 40) n, LATERAL (SELECT '2025-10-20 00:00+08'::timestamptz"
+             "      + n * interval '1 day' AS d) x")
+    with year.as_("evaluator") as c:
+        items = {i["instrument_id"]: i for i in
+                 c.get("/evaluation/2025/instruments").json()["items"]}
+        low = c.get("/evaluation/2025/low-utilisation").json()
+        report = c.get("/reports/utilisation", params={
+            "start": "2025-01-01", "end": "2025-12-31", "group_by": "instrument"}).json()
+        csv = c.get("/evaluation/2025/instruments", params={"format": "csv", "lang": "en"})
+    xrd = items["xrd"]
+    assert (xrd["effective_hours"], xrd["openness_ratio"]) == (120, 0.1)
+    assert (xrd["operation"], xrd["sharing"], xrd["management"]) == (20, 20, 15)
+    assert (xrd["score"], xrd["grade"]) == (55, "不合格")
+    assert (xrd["availability"], xrd["evaluated_days"]) == (1.0, 73)
+    assert datetime.fromisoformat(xrd["monitored_since"]) == datetime(2025, 10, 19, 16,
+                                                                       tzinfo=UTC)
+    # the utilisation report's availability is over the whole period asked for
+    assert {r["key"]: r["availability"] for r in report["items"]}["xrd"] == 0.2
+    assert "inc1" not in items
+    assert (items["nmr"]["evaluated_days"], items["nmr"]["monitored_since"]) == (365, None)
+    # low use: xrd's 120 h clear its threshold of 400 x 73/365 = 80 h; inc1 is not listed
+    assert [(i["key"], i["threshold_hours"]) for i in low["items"]] == [("sem", 400)]
+    header = csv.content.decode("utf-8-sig").splitlines()[0]
+    assert "Monitored since,Days evaluated" in header

@@ -76,6 +76,9 @@ def test_sessions_match_reference_for_any_arrival_order(
     assert got == reference_sessions(samples)
     assert query(database_url, "SELECT count(*) FROM state_sample WHERE instrument_id = %s",
                  (instrument,)) == [(len(samples),)]
+    # whatever arrived first, the platform has heard from it since its earliest sample
+    assert query(database_url, "SELECT monitored_since FROM instrument WHERE id = %s",
+                 (instrument,)) == [(samples[0][0],)]
     live = [s for k, s in enumerate(samples) if k % 3 != 0]
     status = query(database_url, "SELECT state, last_ts FROM instrument_status"
                    " WHERE instrument_id = %s", (instrument,))
