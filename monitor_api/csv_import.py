@@ -14,8 +14,8 @@ REQUIRED = ("id", "name", "institution_id")
 COLUMNS = frozenset(InstrumentIn.model_fields)
 _TRUE = {"1", "true", "yes", "y", "是", "开放"}
 _FALSE = {"0", "false", "no", "n", "否", "不开放"}
-_BOOLS = {"open_to_outside", "auto_approve"}
-_INTS = {"warmup_s", "cooldown_s", "min_session_s"}
+_BOOLS = {n for n, f in InstrumentIn.model_fields.items() if f.annotation is bool}
+_INTS = {n for n, f in InstrumentIn.model_fields.items() if f.annotation is int}
 
 
 @dataclass(frozen=True, slots=True)

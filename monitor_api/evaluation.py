@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from monitor_api.exports import Labels
 from monitor_api.settings import EvaluationRules
 
 GRADES = (("优秀", "excellent"), ("良好", "good"), ("合格", "pass"), ("不合格", "fail"))
@@ -24,6 +25,9 @@ INSTRUMENT_COLUMNS: list[tuple[str, str, str]] = [
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("openness_ratio", "开放共享率", "Openness ratio"),
     ("availability", "可用率", "Availability"),
+    ("faults", "故障次数", "Faults"),
+    ("running_state", "运行状态", "Running state"),
+    ("sharing_mode", "共享方式", "Sharing mode"),
     ("monitored_since", "纳入监测时间", "Monitored since"),
     ("evaluated_days", "评价天数", "Days evaluated"),
     ("operation", "运行使用得分", "Operation score"),
@@ -48,6 +52,22 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
 
 
 SCORES = ("operation", "sharing", "management", "score")
+
+LABELS: Labels = {
+    "running_state": {
+        "normal": ("正常", "normal"),
+        "occasional_faults": ("偶有故障", "occasional faults"),
+        "frequent_faults": ("故障频繁", "frequent faults"),
+        "awaiting_repair": ("待修", "awaiting repair"),
+        "awaiting_disposal": ("待报废", "awaiting disposal"),
+    },
+    "sharing_mode": {
+        "external": ("对外共享", "external"),
+        "internal": ("内部共享", "internal"),
+        "not_shared": ("不共享", "not shared"),
+    },
+}
+"""The national platform's classes, as words in CSV and XLSX (codes in JSON)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +121,42 @@ def grade(score: float, rules: EvaluationRules) -> str:
     return GRADES[3][0]
 
 
+def running_state(
+    registry: dict[str, Any], *, faults: int, fault_since: datetime | None, span: Span,
+    rules: EvaluationRules,
+) -> str:
+    """The national running state, the first that applies: marked for disposal; in fault at
+    the span's end for ``awaiting_repair_days``; ``frequent_faults`` or more faults in the
+    span; any fault; else normal."""
+    if registry["awaiting_disposal"]:
+        return "awaiting_disposal"
+    if fault_since is not None and span.hi - fault_since >= timedelta(
+            days=rules.awaiting_repair_days):
+        return "awaiting_repair"
+    if faults >= rules.frequent_faults:
+        return "frequent_faults"
+    return "occasional_faults" if faults > 0 else "normal"
+
+
+def sharing_mode(registry: dict[str, Any]) -> str:
+    """Open to outside users at an institution that may serve them: external; else internal;
+    marked for disposal: not shared."""
+    if registry["awaiting_disposal"]:
+        return "not_shared"
+    if registry["open_to_outside"] and registry["tier"] != "incubation":
+        return "external"
+    return "internal"
+
+
 def score_instrument(
     figures: dict[str, Any], registry: dict[str, Any], *, up_s: float | None, span: Span,
-    overdue: bool, rules: EvaluationRules,
+    fault_since: datetime | None, overdue: bool, rules: EvaluationRules,
 ) -> dict[str, Any]:
     """Operation (hours against full use), sharing (openness against the target) and
     management (registry complete, fees published, registered on time, data flowing), over
-    the instrument's ``span`` of the year; ``up_s``: its seconds up in the year."""
+    the instrument's ``span`` of the year, with its national running state and sharing mode;
+    ``up_s``: its seconds up in the year; ``fault_since``: the start of the fault it is in at
+    the span's end, if any."""
     target_hours = rules.full_use_hours * max(span.fraction, 1e-9)
     operation = rules.operation_points * min(1.0, figures["effective_hours"] / target_hours)
     openness = figures["openness_ratio"] or 0.0
@@ -132,6 +181,10 @@ def score_instrument(
         "external_hours": figures["external_hours"],
         "openness_ratio": figures["openness_ratio"],
         "availability": availability,
+        "faults": figures["faults"],
+        "running_state": running_state(registry, faults=figures["faults"] or 0,
+                                       fault_since=fault_since, span=span, rules=rules),
+        "sharing_mode": sharing_mode(registry),
         "monitored_since": span.since,
         "evaluated_days": round(span.seconds / 86400, 2),
         "operation": operation,

@@ -55,6 +55,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("openness_ratio", "开放共享率", "Openness ratio"),
     ("availability", "可用率", "Availability"),
+    ("faults", "故障次数", "Faults"),
     ("outside_users", "外单位用户数", "Outside users"),
     ("outside_organisations", "外单位数", "Outside organisations"),
     ("bookings", "预约数", "Bookings"),
@@ -84,6 +85,7 @@ class _Acc:
     instruments: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_SUMS, 0.0))
     up_s: float = 0.0
+    faults: int = 0
     up_known: int = 0
     users: set[str] = field(default_factory=set)
     orgs: set[str] = field(default_factory=set)
@@ -127,6 +129,7 @@ def summarise(
             acc.sums[k] += float(row[k] or 0)
         if row["up_s"] is not None:
             acc.up_s += float(row["up_s"])
+            acc.faults += int(row["faults"])
             acc.up_known += 1
         acc.users.update(row["outside_users"])
         acc.orgs.update(row["outside_orgs"])
@@ -145,6 +148,7 @@ def _figures(key: str, acc: _Acc, period_s: float) -> dict[str, Any]:
         "external_hours": round(s["external_s"] / 3600, 4),
         "openness_ratio": _ratio(s["external_s"], s["effective_s"]),
         "availability": _ratio(acc.up_s, period_s * acc.up_known),
+        "faults": acc.faults if acc.up_known else None,
         "outside_users": len(acc.users),
         "outside_organisations": len(acc.orgs),
         "bookings": int(s["bookings"]),

@@ -20,7 +20,7 @@ from typing import Any
 from instrushare.db import LOCK_INSTRUMENTS
 from instrushare.protocol import MAX_PAST_AGE
 from monitor_api.db import Conn, Connect, fetch_all, fetch_one
-from monitor_api.queries.availability import up_seconds
+from monitor_api.queries.availability import state_figures
 from monitor_api.report import day_start
 
 MIN_DAYS = MAX_PAST_AGE.days + 1
@@ -115,8 +115,8 @@ async def _prune_samples(
     if carried is None:
         return 0  # nothing before the day of its last sample before the cutoff
     if not dry_run:  # store the days those samples cover, as a report would
-        await up_seconds(connect, ids=[instrument], lo=day_start(old["first"]), hi=keep_from,
-                         timeout=timeout)
+        await state_figures(connect, ids=[instrument], lo=day_start(old["first"]),
+                            hi=keep_from, timeout=timeout)
     async with connect() as conn:
         if not dry_run:  # reports computing from these samples wait, as for the ingest
             await conn.execute(LOCK_INSTRUMENTS, ([instrument],))

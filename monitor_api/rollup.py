@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from monitor_api.db import Pool, fetch_all
-from monitor_api.queries.availability import up_seconds
+from monitor_api.queries.availability import state_figures
 from monitor_api.queries.metrics import MonthSplit, roll_up
 from monitor_api.report import SHANGHAI, period_bounds
 
@@ -40,7 +40,7 @@ async def fill_rollups(pool: Pool, *, timeout: timedelta, months: int, now: date
     split = MonthSplit.of(lo, hi, now=now)
     async with pool.connection() as conn:
         ids = [r["id"] for r in await fetch_all(conn, "SELECT id FROM instrument ORDER BY id")]
-    await up_seconds(pool.connection, ids=ids, lo=lo, hi=hi, timeout=timeout)
+    await state_figures(pool.connection, ids=ids, lo=lo, hi=hi, timeout=timeout)
     await roll_up(pool.connection, ids=ids, split=split,
                   per_transaction=USAGE_INSTRUMENTS_PER_TRANSACTION)
     return len(ids)

@@ -128,12 +128,18 @@ class InstrumentIn(InstrumentSettingsFields):
     open_to_outside: bool = True
     fee_schedule: Text = ""
     gateway_id: Identifier | None = None
+    awaiting_disposal: bool = Field(
+        default=False, description="Marked for disposal (待报废): its national running state."
+    )
 
 
 class Instrument(InstrumentIn):
     model_config = ConfigDict(extra="ignore")
 
     created_at: datetime
+    monitored_since: datetime | None = Field(
+        default=None, description="When the platform first heard from it (its earliest sample)."
+    )
 
 
 class InstrumentPatch(BaseModel):
@@ -152,6 +158,7 @@ class InstrumentPatch(BaseModel):
     open_to_outside: bool | None = None
     fee_schedule: Text | None = None
     gateway_id: Identifier | None = None
+    awaiting_disposal: bool | None = None
     warmup_s: int | None = Field(default=None, ge=0, le=86400)
     cooldown_s: int | None = Field(default=None, ge=0, le=86400)
     min_session_s: int | None = Field(default=None, ge=0, le=86400)

@@ -100,7 +100,9 @@ class BookingIn(BaseModel):
 class Booking(BaseModel):
     id: int
     instrument_id: str
+    instrument_name: str
     user_id: str
+    user_name: str
     kind: BookingKind
     start: datetime
     end: datetime

@@ -17,11 +17,15 @@ from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 
 Grade = Literal["优秀", "良好", "合格", "不合格"]
 """Excellent, good, pass, fail; thresholds in ``EvaluationRules``."""
+RunningState = Literal[
+    "normal", "occasional_faults", "frequent_faults", "awaiting_repair", "awaiting_disposal"]
+SharingMode = Literal["external", "internal", "not_shared"]
 
 _INSTRUMENT: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪",
     "institution_id": "dlut-ac", "root_id": "dlut", "effective_hours": 600.0,
     "external_hours": 60.0, "openness_ratio": 0.1, "availability": 0.9712,
+    "faults": 2, "running_state": "occasional_faults", "sharing_mode": "external",
     "monitored_since": "2024-12-10T09:12:00+08:00", "evaluated_days": 365.0,
     "operation": 20.0, "sharing": 20.0, "management": 39.71, "score": 79.71,
     "grade": "合格"}
@@ -65,6 +69,18 @@ class EvaluatedInstrument(BaseModel):
     availability: float | None = Field(
         description="Share of the evaluated days the instrument was neither offline nor in"
         " fault; null when not computed."
+    )
+    faults: int | None = Field(
+        description="Faults that began in the year; null when availability was not computed."
+    )
+    running_state: RunningState = Field(
+        description="National running state: normal 正常, occasional_faults 偶有故障,"
+        " frequent_faults 故障频繁, awaiting_repair 待修, awaiting_disposal 待报废"
+        " (rules in docs/metrics.md)."
+    )
+    sharing_mode: SharingMode = Field(
+        description="National sharing mode: external 对外共享, internal 内部共享,"
+        " not_shared 不共享."
     )
     monitored_since: datetime | None = Field(
         description="When the platform first heard from the instrument; null if never."

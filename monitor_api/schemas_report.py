@@ -16,7 +16,7 @@ from monitor_api.schemas_bookings import BookingPurpose
 FIGURES_EXAMPLE: dict[str, Any] = {
     "key": "xrd-1", "name": "X射线衍射仪", "instruments": 1, "sessions": 12,
     "effective_hours": 30.5, "external_hours": 0.0, "openness_ratio": 0.0,
-    "availability": None, "outside_users": 0, "outside_organisations": 0,
+    "availability": None, "faults": None, "outside_users": 0, "outside_organisations": 0,
     "bookings": 3, "no_shows": 0, "unbooked_hours": 21.0,
     "uncertified_hours": 0.0, "uncertified_sessions": 0,
     "unattributed_hours": 2.5, "service_income_rmb": 0.0,
@@ -41,9 +41,14 @@ class Figures(BaseModel):
         description="Share of the period neither offline nor in fault; null when not computed"
         " (availability=false, and in the low-utilisation list)."
     )
+    faults: int | None = Field(
+        description="Faults that began in the period (a fault sample after another state or"
+        " after silence); null when availability is not computed."
+    )
     outside_users: int = Field(description="Distinct outside users.")
     outside_organisations: int = Field(description="Distinct outside organisations.")
-    bookings: int = Field(description="Approved or completed bookings starting in the period.")
+    bookings: int = Field(
+        description="Approved, completed or void bookings starting in the period.")
     no_shows: int = Field(description="Bookings not turned up to.")
     unbooked_hours: float = Field(description="Running hours outside any booking.")
     uncertified_hours: float = Field(description="Hours by users without certification.")

@@ -26,6 +26,10 @@ class EvaluationRules(BaseModel):
     passing: float = 60.0
     low_utilisation_hours: float = 400.0
     silent_days: int = Field(default=30, ge=1)
+    frequent_faults: int = Field(default=6, ge=1)
+    """Faults in the evaluated span from which the running state is 故障频繁."""
+    awaiting_repair_days: float = Field(default=7.0, gt=0)
+    """In fault this long at the span's end: 待修."""
 
 
 class ApiSettings(BaseSettings):

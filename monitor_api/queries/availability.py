@@ -1,9 +1,11 @@
-"""Seconds each instrument was up (neither offline nor in fault) in a period, from the
-per-day rollup ``state_day`` where it can (docs/metrics.md, "Availability")."""
+"""Seconds each instrument was up (neither offline nor in fault) in a period, and how many
+faults began in it, from the per-day rollup ``state_day`` where it can (docs/metrics.md,
+"Availability" and "Faults and running state")."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,8 @@ from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.common import tune_for_reports
 from monitor_api.report import month_start
 
-# Seconds up per instrument in [lo, hi), from two rollup levels (Asia/Shanghai). A whole
+# Seconds up and fault onsets per instrument in [lo, hi), from two rollup levels
+# (Asia/Shanghai). A whole
 # calendar month inside the period comes from state_month when stored there. Every other day
 # (days outside whole months, and all days of a whole month an instrument has no month row
 # for) goes day by day: a whole day comes from state_day when stored there; any other day is
@@ -23,7 +26,7 @@ from monitor_api.report import month_start
 # from the figures read and computed here, since sibling data-modifying CTEs do not see each
 # other's rows. Work starts from instruments x whole months, anti-joined to state_month; only
 # the missing pairs are expanded to days.
-_UP_SECONDS = """
+_STATE_FIGURES = """
 WITH p AS (
     SELECT %(lo)s::timestamptz AS lo, %(hi)s::timestamptz AS hi, %(timeout)s::interval AS timeout
 ), days AS MATERIALIZED (
@@ -48,7 +51,7 @@ WITH p AS (
 ), ids AS MATERIALIZED (
     SELECT i.id FROM unnest(%(ids)s::text[]) i (id)
 ), stored_months AS MATERIALIZED (
-    SELECT sm.instrument_id AS id, sm.month, sm.up_s
+    SELECT sm.instrument_id AS id, sm.month, sm.up_s, sm.faults
     FROM state_month sm
     WHERE sm.instrument_id = ANY(%(ids)s) AND sm.timeout = (SELECT timeout FROM p)
       AND sm.month IN (SELECT month FROM months)
@@ -58,26 +61,28 @@ WITH p AS (
     WHERE NOT EXISTS (SELECT 1 FROM stored_months s
                       WHERE s.id = ids.id AND s.month = months.month)
 ), month_days AS MATERIALIZED (  -- stored days of those months: one range read per pair
-    SELECT mm.id, sd.day, sd.up_s, sd.fault_s
+    SELECT mm.id, sd.day, sd.up_s, sd.fault_s, sd.faults
     FROM missing_months mm CROSS JOIN LATERAL (
-        SELECT sd.day, sd.up_s, sd.fault_s FROM state_day sd
+        SELECT sd.day, sd.up_s, sd.fault_s, sd.faults FROM state_day sd
         WHERE sd.instrument_id = mm.id AND sd.timeout = (SELECT timeout FROM p)
           AND sd.day >= mm.month AND sd.day < (mm.month + interval '1 month')::date
         OFFSET 0
     ) sd
 ), stored_loose AS MATERIALIZED (  -- stored whole days outside whole months, per instrument
-    SELECT sd.instrument_id AS id, sum(sd.up_s) AS up_s, count(*) AS n
+    SELECT sd.instrument_id AS id, sum(sd.up_s) AS up_s, sum(sd.faults) AS faults,
+           count(*) AS n
     FROM (SELECT min(day) AS d0, max(day) AS d1 FROM loose WHERE whole  -- before and after
           GROUP BY day < (SELECT coalesce(min(month), 'infinity') FROM months)) r
     CROSS JOIN LATERAL (
-        SELECT sd.instrument_id, sd.up_s FROM state_day sd
+        SELECT sd.instrument_id, sd.up_s, sd.faults FROM state_day sd
         WHERE sd.instrument_id = ANY(%(ids)s) AND sd.timeout = (SELECT timeout FROM p)
           AND sd.day >= r.d0 AND sd.day <= r.d1
         OFFSET 0
     ) sd
     GROUP BY sd.instrument_id
 ), daily AS MATERIALIZED (  -- the (instrument, day) pairs that go day by day
-    SELECT i.id, loose.*, NULL::float8 AS stored_up_s, NULL::float8 AS stored_fault_s
+    SELECT i.id, loose.*, NULL::float8 AS stored_up_s, NULL::float8 AS stored_fault_s,
+           NULL::integer AS stored_faults
     FROM ids i
     LEFT JOIN stored_loose s ON s.id = i.id
     CROSS JOIN loose
@@ -91,48 +96,50 @@ WITH p AS (
                             AND sd.timeout = (SELECT timeout FROM p)
                           OFFSET 0)
     UNION ALL
-    SELECT mm.id, days.*, md.up_s, md.fault_s
+    SELECT mm.id, days.*, md.up_s, md.fault_s, md.faults
     FROM missing_months mm
     JOIN days ON days.month = mm.month
     LEFT JOIN month_days md ON md.id = mm.id AND md.day = days.day
 ), computed AS MATERIALIZED (
     SELECT m.id, m.day, m.month, m.in_month, m.length, t.up_s, t.fault_s,
+           fault_onsets(m.id, m.lo, m.hi, (SELECT timeout FROM p)) AS faults,
            m.whole AND m.d1 <= now()
            AND EXISTS (SELECT 1 FROM state_sample n
                        WHERE n.instrument_id = m.id AND n.ts >= m.d1) AS final
     FROM daily m CROSS JOIN LATERAL state_time(m.id, m.lo, m.hi, (SELECT timeout FROM p)) t
     WHERE m.stored_up_s IS NULL
 ), saved AS (
-    INSERT INTO state_day (instrument_id, day, timeout, up_s, fault_s, offline_s)
+    INSERT INTO state_day (instrument_id, day, timeout, up_s, fault_s, offline_s, faults)
     SELECT id, day, (SELECT timeout FROM p), up_s, fault_s,
-           extract(epoch FROM length)::float8 - up_s - fault_s
+           extract(epoch FROM length)::float8 - up_s - fault_s, faults
     FROM computed WHERE final
     ORDER BY id, day  -- one order for every writer: concurrent reports cannot deadlock
     ON CONFLICT DO NOTHING
 ), month_figures AS (  -- all days of each whole month lacking a month row: read or computed
-    SELECT id, month, length, stored_up_s AS up_s, stored_fault_s AS fault_s, true AS final
+    SELECT id, month, length, stored_up_s AS up_s, stored_fault_s AS fault_s,
+           stored_faults AS faults, true AS final
     FROM daily WHERE in_month AND stored_up_s IS NOT NULL
     UNION ALL
-    SELECT id, month, length, up_s, fault_s, final
+    SELECT id, month, length, up_s, fault_s, faults, final
     FROM computed WHERE in_month
 ), saved_months AS (
-    INSERT INTO state_month (instrument_id, month, timeout, up_s, fault_s, offline_s)
+    INSERT INTO state_month (instrument_id, month, timeout, up_s, fault_s, offline_s, faults)
     SELECT id, month, (SELECT timeout FROM p), sum(up_s), sum(fault_s),
-           sum(extract(epoch FROM length)::float8 - up_s - fault_s)
+           sum(extract(epoch FROM length)::float8 - up_s - fault_s), sum(faults)
     FROM month_figures
     GROUP BY id, month
     HAVING bool_and(final)
     ORDER BY id, month
     ON CONFLICT DO NOTHING
 )
-SELECT id AS instrument_id, sum(up_s) AS up_s FROM (
-    SELECT id, up_s FROM stored_months
+SELECT id AS instrument_id, sum(up_s) AS up_s, sum(faults)::integer AS faults FROM (
+    SELECT id, up_s, faults FROM stored_months
     UNION ALL
-    SELECT id, up_s FROM stored_loose
+    SELECT id, up_s, faults FROM stored_loose
     UNION ALL
-    SELECT id, stored_up_s FROM daily WHERE stored_up_s IS NOT NULL
+    SELECT id, stored_up_s, stored_faults FROM daily WHERE stored_up_s IS NOT NULL
     UNION ALL
-    SELECT id, up_s FROM computed
+    SELECT id, up_s, faults FROM computed
 ) u
 GROUP BY id
 """
@@ -153,11 +160,20 @@ def settled_before(now: datetime, timeout: timedelta) -> datetime:
     return month_start(now - LATE_REACH - timeout)
 
 
-async def up_seconds(
+@dataclass(slots=True)
+class StateFigures:
+    """An instrument's seconds up and fault onsets in a period."""
+
+    up_s: float = 0.0
+    faults: int = 0
+
+
+async def state_figures(
     connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta,
     parallel: int = 1,
-) -> dict[str, float]:
-    """Seconds up per instrument in [lo, hi); ``hi`` must not lie in the future.
+) -> dict[str, StateFigures]:
+    """Seconds up and fault onsets per instrument in [lo, hi); ``hi`` must not lie in the
+    future.
 
     Months the ingest may still change (``settled_before``) are computed in transactions
     that hold their instruments' ingest locks in shared mode before they read the samples,
@@ -174,15 +190,17 @@ async def up_seconds(
             await tune_for_reports(conn)
             if b > cut:
                 await conn.execute(SHARE_INSTRUMENTS, (part,))
-            return await fetch_all(conn, _UP_SECONDS, {"ids": part, "lo": a, "hi": b,
-                                                       "timeout": timeout}, prepare=False)
+            return await fetch_all(conn, _STATE_FIGURES, {"ids": part, "lo": a, "hi": b,
+                                                          "timeout": timeout}, prepare=False)
 
     step = INSTRUMENTS_PER_TRANSACTION
     parts = await asyncio.gather(*(run(ids[k:k + step], a, b)
                                    for a, b in ((lo, cut), (cut, hi)) if a < b
                                    for k in range(0, len(ids), step)))
-    up: dict[str, float] = {}
+    figures: dict[str, StateFigures] = {}
     for rows in parts:
         for r in rows:
-            up[r["instrument_id"]] = up.get(r["instrument_id"], 0.0) + r["up_s"]
-    return up
+            f = figures.setdefault(r["instrument_id"], StateFigures())
+            f.up_s += r["up_s"]
+            f.faults += r["faults"]
+    return figures

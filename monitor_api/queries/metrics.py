@@ -28,7 +28,7 @@ from psycopg import sql
 
 from instrushare.db import SHARE_INSTRUMENTS
 from monitor_api.db import Connect, fetch_all
-from monitor_api.queries.availability import up_seconds
+from monitor_api.queries.availability import StateFigures, state_figures
 from monitor_api.queries.common import Where, tune_for_reports
 from monitor_api.report import SHANGHAI, month_start
 
@@ -410,13 +410,13 @@ async def per_instrument(
             return await fetch_all(conn, statement, {**params, "ids": part, **extra},
                                    prepare=False)
 
-    async def availability() -> dict[str, float] | None:
+    async def availability() -> dict[str, StateFigures] | None:
         if not with_availability:
             return None
         if hi_now <= lo:
             return {}
-        return await up_seconds(connect, ids=ids, lo=lo, hi=hi_now, timeout=timeout,
-                                parallel=parallel)
+        return await state_figures(connect, ids=ids, lo=lo, hi=hi_now, timeout=timeout,
+                                   parallel=parallel)
 
     stored = sorted(rolled)
     runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))
@@ -431,7 +431,9 @@ async def per_instrument(
     rows = sorted(by_id.values(), key=itemgetter("instrument_id"))
     for row in rows:
         del row["summed"]
-        row["up_s"] = None if up is None else up.get(row["instrument_id"], 0.0)
+        state = None if up is None else up.get(row["instrument_id"], StateFigures())
+        row["up_s"] = None if state is None else state.up_s
+        row["faults"] = None if state is None else state.faults
         # users active in several months, orgs shared by several users
         row["outside_users"] = sorted(set(row["outside_users"]))
         row["outside_orgs"] = sorted(set(row["outside_orgs"]))

@@ -38,7 +38,9 @@ router = APIRouter(tags=["bookings"])
 
 _COLS = (
     "b.id, b.instrument_id, b.user_id, b.kind, b.start_ts AS start, b.end_ts AS \"end\","
-    " b.status, b.purpose, b.note, b.created_at, b.decided_at, b.decided_by"
+    " b.status, b.purpose, b.note, b.created_at, b.decided_at, b.decided_by,"
+    " (SELECT bi.name FROM instrument bi WHERE bi.id = b.instrument_id) AS instrument_name,"
+    " (SELECT bu.name FROM platform_user bu WHERE bu.id = b.user_id) AS user_name"
 )
 _RETURNING = _COLS.replace("b.", "")
 

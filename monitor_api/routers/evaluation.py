@@ -13,6 +13,7 @@ from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
+    LABELS,
     Span,
     evaluated_span,
     rounded,
@@ -20,6 +21,7 @@ from monitor_api.evaluation import (
     score_instrument,
 )
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
+from monitor_api.queries.faults import in_fault
 from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
@@ -91,10 +93,13 @@ async def _scored(
                                               period_s=period_s)}
     async with pool.connection() as conn:
         spans = await _spans(conn, year)
+        span_end = min(period_bounds(start, end)[1], datetime.now(UTC))
+        faulty = await in_fault(conn, at=span_end, timeout=settings.heartbeat_timeout)
         registry = {
             r["id"]: r for r in await fetch_all(
                 conn,
-                "SELECT i.*, institution_root(i.institution_id) AS root_id FROM instrument i",
+                "SELECT i.*, institution_root(i.institution_id) AS root_id, ii.tier"
+                " FROM instrument i JOIN institution ii ON ii.id = i.institution_id",
             )
         }
         overdue = {o["instrument_id"] for o in await overdue_list(
@@ -105,7 +110,8 @@ async def _scored(
                  for r in await fetch_all(conn, "SELECT id, name FROM institution")}
     scored = [
         score_instrument(figures[i], registry[i], up_s=up[i], span=spans[i],
-                         overdue=i in overdue, rules=settings.evaluation)
+                         fault_since=faulty.get(i), overdue=i in overdue,
+                         rules=settings.evaluation)
         for i in sorted(figures) if i in spans
     ]
     return scored, names
@@ -124,7 +130,7 @@ async def evaluate_instruments(
     body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
             "limit": limit, "offset": offset}
     return await render(body, scored, INSTRUMENT_COLUMNS, format, lang,
-                        f"evaluation-{year}-instruments")
+                        f"evaluation-{year}-instruments", labels=LABELS)
 
 
 @router.get("/evaluation/{year}/institutions", response_model=InstitutionEvaluation,

@@ -38,6 +38,8 @@ def test_overlap_with_an_approved_booking_is_409(api: Api) -> None:
         first = _book(user, "nmr", "self", 9, 12)
         assert first.status_code == 201, first.text
         assert first.json()["status"] == "requested"
+        assert (first.json()["instrument_name"], first.json()["user_name"]) == (
+            "核磁共振波谱仪", "外单位用户")
         assert mgr.post(f"/bookings/{first.json()['id']}/approve").status_code == 200
         clash = _book(firm, "nmr", "assisted", 11, 13)
         assert clash.status_code == 409

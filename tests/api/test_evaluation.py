@@ -135,3 +135,44 @@ def test_an_instrument_is_judged_on_the_part_of_the_year_it_was_monitored(year: 
     assert [(i["key"], i["threshold_hours"]) for i in low["items"]] == [("sem", 400)]
     header = csv.content.decode("utf-8-sig").splitlines()[0]
     assert "Monitored since,Days evaluated" in header
+
+
+def _samples(api: Api, instrument: str, rows: list[tuple[str, str]]) -> None:
+    api.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+            " SELECT %s, t.ts::timestamp AT TIME ZONE 'Asia/Shanghai', t.state, 'gw', 0"
+            " FROM unnest(%s::text[], %s::text[]) AS t (ts, state)",
+            (instrument, [r[0] for r in rows], [r[1] for r in rows]))
+
+
+def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> None:
+    """sem: two faults in 2025 -> occasional, not open -> internal. xrd: six (the default
+    threshold) -> frequent, open at a service institution -> external. inc1: in fault from
+    20 Dec to the year's end, 12 days (>= 7) -> awaiting repair; at an incubation-pool
+    institution -> internal. nmr marked for disposal -> awaiting disposal, not shared."""
+    _samples(year, "sem", [("2025-03-01 10:00", "idle"), ("2025-03-01 10:10", "fault"),
+                           ("2025-03-01 10:20", "idle"), ("2025-03-01 10:30", "fault"),
+                           ("2025-03-01 10:40", "idle")])
+    _samples(year, "xrd", [(f"2025-0{m}-01 10:{k}0", state) for m in range(1, 7)
+                           for k, state in ((0, "idle"), (1, "fault"), (2, "idle"))])
+    year.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+             " SELECT 'inc1', t, CASE WHEN t = '2025-12-20 00:00+08' THEN 'idle'"
+             " ELSE 'fault' END, 'gw', 0 FROM generate_series('2025-12-20 00:00+08'::timestamptz,"
+             " '2025-12-31 23:55+08', interval '10 minutes') t")
+    with year.as_("admin") as c:
+        assert c.patch("/instruments/nmr", json={"awaiting_disposal": True}).status_code == 200
+        items = {i["instrument_id"]: i for i in
+                 c.get("/evaluation/2025/instruments").json()["items"]}
+        csv = c.get("/evaluation/2025/instruments", params={"format": "csv", "lang": "zh"})
+    assert {i: (items[i]["faults"], items[i]["running_state"], items[i]["sharing_mode"])
+            for i in items} == {
+        "sem": (2, "occasional_faults", "internal"),
+        "xrd": (6, "frequent_faults", "external"),
+        "inc1": (1, "awaiting_repair", "internal"),
+        "nmr": (0, "awaiting_disposal", "not_shared"),
+    }
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    head = lines[0].split(",")
+    state, mode = head.index("运行状态"), head.index("共享方式")
+    by_id = {line.split(",")[0]: line.split(",") for line in lines[1:]}
+    assert (by_id["inc1"][state], by_id["inc1"][mode]) == ("待修", "内部共享")
+    assert (by_id["xrd"][state], by_id["xrd"][mode]) == ("故障频繁", "对外共享")

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from monitor_api.db import make_pool
-from monitor_api.queries.availability import up_seconds
+from monitor_api.queries.availability import StateFigures, state_figures
 from monitor_api.report import SHANGHAI
 from monitor_api.retention import Pruned, Retention, prune
 from tests.api.conftest import SEED, make_settings
@@ -78,12 +78,13 @@ def _run(url: str, work: Any) -> Any:
     return asyncio.run(go())
 
 
-def _availability(url: str) -> list[dict[str, float]]:
-    """Up seconds of every instrument on every day around the cutoff."""
-    async def days(connect: Any) -> list[dict[str, float]]:
-        return [await up_seconds(connect, ids=["nmr", "sem", "xrd"], lo=day,
-                                 hi=day + timedelta(days=1), timeout=TIMEOUT) for day in DAYS]
-    result: list[dict[str, float]] = _run(url, days)
+def _availability(url: str) -> list[dict[str, StateFigures]]:
+    """Up seconds and fault onsets of every instrument on every day around the cutoff."""
+    async def days(connect: Any) -> list[dict[str, StateFigures]]:
+        return [await state_figures(connect, ids=["nmr", "sem", "xrd"], lo=day,
+                                    hi=day + timedelta(days=1), timeout=TIMEOUT)
+                for day in DAYS]
+    result: list[dict[str, StateFigures]] = _run(url, days)
     return result
 
 
@@ -102,7 +103,8 @@ def _counts(url: str) -> dict[str, Any]:
 
 def test_prune_keeps_every_days_availability(url: str) -> None:
     before = _availability(url)
-    assert sum(before[k]["nmr"] for k in range(len(DAYS))) > 0
+    assert sum(before[k]["nmr"].up_s for k in range(len(DAYS))) > 0
+    assert sum(before[k]["nmr"].faults for k in range(len(DAYS))) > 0
     with psycopg.connect(url, autocommit=True) as conn:  # prune must roll up what it drops
         conn.execute("DELETE FROM state_day")
         conn.execute("DELETE FROM state_month")

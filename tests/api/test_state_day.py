@@ -32,7 +32,7 @@ import pytest
 
 from instrushare.db import LOCK_INSTRUMENTS
 from monitor_api.db import make_pool
-from monitor_api.queries.availability import _UP_SECONDS, settled_before
+from monitor_api.queries.availability import _STATE_FIGURES, settled_before
 from monitor_api.rollup import fill_rollups
 from tests.api.conftest import Api, make_settings, write_through_ingest
 from tests.api.test_metrics import SETUP
@@ -180,7 +180,7 @@ def _months(api: Api) -> list[tuple[object, ...]]:
 
 def _up_seconds(api: Api, lo: str, hi: str) -> float:
     """The report's query for 'nmr' alone, over any [lo, hi) (the API takes whole days)."""
-    rows = api.sql(_UP_SECONDS, {"ids": ["nmr"], "lo": lo, "hi": hi, "timeout": FIFTEEN})
+    rows = api.sql(_STATE_FIGURES, {"ids": ["nmr"], "lo": lo, "hi": hi, "timeout": FIFTEEN})
     return float(rows[0][1])
 
 
@@ -216,6 +216,38 @@ def test_whole_months_are_stored_and_serve_the_next_report(months: Api) -> None:
     months.sql("DELETE FROM state_day")
     assert _availability(months, "2026-01-01", "2026-01-31")["nmr"] == pytest.approx(
         12 / (31 * 24), abs=1e-4)
+
+
+def test_faults_count_from_their_first_sample_and_roll_up(months: Api) -> None:
+    """Onsets: 20 Jan (10:00-14:00 in fault: one); 5 Feb 10:00, again at 11:00 after 50
+    minutes of silence (offline between: a new one) and at 11:20 after an idle sample; 6 Feb
+    23:50 into 7 Feb 00:10 (one, counted on 6 Feb); 10 March 15:00 after idle. Six in all."""
+    for ts, state in [("2026-02-05 10:00", "fault"), ("2026-02-05 10:10", "fault"),
+                      ("2026-02-05 11:00", "fault"), ("2026-02-05 11:10", "idle"),
+                      ("2026-02-05 11:20", "fault"), ("2026-02-06 23:50", "fault"),
+                      ("2026-02-07 00:00", "fault"), ("2026-02-07 00:10", "fault")]:
+        months.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+                   " VALUES ('nmr', %s::timestamp AT TIME ZONE 'Asia/Shanghai', %s, 'gw', 0)",
+                   (ts, state))
+
+    def faults(start: str, end: str) -> int | None:
+        with months.as_("evaluator") as c:
+            r = c.get("/reports/utilisation", params={"start": start, "end": end})
+        return {i["key"]: i["faults"] for i in r.json()["items"]}["nmr"]
+
+    assert months.sql("SELECT fault_onsets('nmr', '2025-12-01 00:00+08', '2026-03-11 00:00+08',"
+                      " '15 min')") == [(6,)]
+    assert faults("2025-12-01", "2026-03-10") == 6
+    assert faults("2026-02-07", "2026-02-28") == 0  # the fault of 6 Feb goes on: not a new one
+    assert months.sql("SELECT month, faults FROM state_month ORDER BY month") == [
+        (DEC, 0), (JAN, 1), (date(2026, 2, 1), 4)]
+    assert faults("2026-02-06", "2026-02-06") == 1
+    months.sql("UPDATE state_month SET faults = 7 WHERE month = '2026-01-01'")
+    assert faults("2026-01-01", "2026-01-31") == 7  # served from the month row
+    with months.as_("evaluator") as c:
+        r = c.get("/reports/utilisation", params={"start": "2026-01-01", "end": "2026-01-31",
+                                                   "availability": "false"})
+    assert r.json()["items"][0]["faults"] is None
 
 
 def test_a_month_not_final_has_no_row(months: Api) -> None:

@@ -31,6 +31,19 @@ function actions(me, booking) {
   return me.role === 'user' && cancellable ? [['cancel', 'book.cancel']] : [];
 }
 
+/** "name (id)", or the id alone when the registry holds no name. */
+const named = (name, id) => (name ? `${name} (${id})` : id);
+
+/** Every instrument, page after page (a province registers thousands). */
+async function allInstruments(signal) {
+  const items = [];
+  for (;;) {
+    const page = await getJson('instruments', { limit: SHOWN, offset: items.length }, { signal });
+    items.push(...page.items);
+    if (!page.items.length || items.length >= page.total) return items;
+  }
+}
+
 function choice(id, label, values, prefix, selected) {
   return el('label', {}, `${t(label)} `, el('select', { id },
     values.map((v) => el('option', { value: v, text: t(`${prefix}.${v}`), selected: v === selected }))));
@@ -79,8 +92,8 @@ export function render(root, ctx) {
   };
   const columns = [
     { key: 'id', label: 'book.id' },
-    { key: 'instrument_id', label: 'book.instrument' },
-    { key: 'user_id', label: 'book.user' },
+    { key: 'instrument_id', label: 'book.instrument', format: (v, row) => named(row.instrument_name, v) },
+    { key: 'user_id', label: 'book.user', format: (v, row) => named(row.user_name, v) },
     { key: 'kind', label: 'book.kind', format: (v) => t(`book.kind.${v}`) },
     { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
     { key: 'end', label: 'common.end', format: (v) => fmtTime(v) },
@@ -107,8 +120,8 @@ export function render(root, ctx) {
 
   function requestForm() {
     const instrument = el('select', { id: 'book-instrument', required: true });
-    getJson('instruments', { limit: 1000 }, { signal: stop.signal })
-      .then((page) => instrument.append(...page.items.map((i) => el('option', { value: i.id, text: `${i.name} (${i.id})` }))))
+    allInstruments(stop.signal)
+      .then((items) => instrument.append(...items.map((i) => el('option', { value: i.id, text: named(i.name, i.id) }))))
       .catch((err) => { if (!stop.signal.aborted) ctx.fail(err, message); });
     const nine = new Date(Date.now() + DAY);
     nine.setHours(9, 0, 0, 0);
