@@ -18,7 +18,7 @@ from typing import Any
 from device_sim.bookings import NO_SHOW_PER_DAY, SimBooking, plan_bookings
 from device_sim.certifications import SimCertification, plan_certifications
 from device_sim.fleet import Fleet, Profile, build_fleet
-from device_sim.schedule import LOCAL_TZ, Segment, Timeline, plan_timelines
+from device_sim.schedule import FAULT_PER_DAY, LOCAL_TZ, Segment, Timeline, plan_timelines
 from device_sim.truth import ground_truth
 from gateway import (
     DetectorConfig,
@@ -48,6 +48,8 @@ class SimulationSpec:
     id_prefix: str = ""
     no_show_rate: float = NO_SHOW_PER_DAY
     """Chance that an instrument has a booking nobody turns up to on a simulated day."""
+    fault_rate: float = FAULT_PER_DAY
+    """Chance that one of an instrument's sessions on a simulated day is a fault instead."""
 
     def __post_init__(self) -> None:
         if self.instruments < 1:
@@ -58,8 +60,9 @@ class SimulationSpec:
             raise ValueError("tick_s must be at least 1 second")
         if self.speed is not None and self.speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as possible)")
-        if not 0 <= self.no_show_rate <= 1:
-            raise ValueError("no_show_rate must be between 0 and 1")
+        for name in ("no_show_rate", "fault_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
 
     def resolved_start(self, now: datetime) -> datetime:
         """Default start: local midnight ``days`` before today, so no timestamp is in the future."""
@@ -111,7 +114,8 @@ class Simulation:
         self.start = spec.resolved_start(datetime.now(UTC))
         self.ticks = round(spec.days * 86400 / spec.tick_s)
         self.timelines: list[Timeline] = plan_timelines(
-            self.fleet, start=self.start, ticks=self.ticks, tick_s=spec.tick_s, seed=spec.seed
+            self.fleet, start=self.start, ticks=self.ticks, tick_s=spec.tick_s, seed=spec.seed,
+            fault_rate=spec.fault_rate,
         )
         self.bookings: list[SimBooking] = plan_bookings(
             self.fleet, self.timelines, start=self.start, tick_s=spec.tick_s, ticks=self.ticks,

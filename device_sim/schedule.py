@@ -62,17 +62,21 @@ def _is_workday(day: date) -> bool:
 
 
 def plan_timelines(
-    fleet: Fleet, *, start: datetime, ticks: int, tick_s: int, seed: int
+    fleet: Fleet, *, start: datetime, ticks: int, tick_s: int, seed: int,
+    fault_rate: float = FAULT_PER_DAY,
 ) -> list[Timeline]:
-    """One timeline per instrument covering ticks [0, ticks]."""
+    """One timeline per instrument covering ticks [0, ticks]; on a share ``fault_rate`` of
+    its working days one of its sessions is a fault instead."""
     return [
-        _plan_instrument(fleet, inst, start=start, ticks=ticks, tick_s=tick_s, seed=seed)
+        _plan_instrument(fleet, inst, start=start, ticks=ticks, tick_s=tick_s, seed=seed,
+                         fault_rate=fault_rate)
         for inst in fleet.instruments
     ]
 
 
 def _plan_instrument(
-    fleet: Fleet, inst: SimInstrument, *, start: datetime, ticks: int, tick_s: int, seed: int
+    fleet: Fleet, inst: SimInstrument, *, start: datetime, ticks: int, tick_s: int, seed: int,
+    fault_rate: float,
 ) -> Timeline:
     rng = random.Random(f"{seed}:{inst.id}")
     base = State.IDLE if inst.profile.always_on else State.OFF
@@ -88,7 +92,8 @@ def _plan_instrument(
     last_day = (start + timedelta(seconds=ticks * tick_s)).astimezone(LOCAL_TZ).date()
     while local_day <= last_day:
         midnight = datetime.combine(local_day, datetime.min.time(), LOCAL_TZ)
-        day_changes = _plan_day(rng, inst, midnight, internal, external, _is_workday(local_day))
+        day_changes = _plan_day(rng, inst, midnight, internal, external,
+                                _is_workday(local_day), fault_rate)
         for seg_start, seg_end, state, user in day_changes:
             a = max(tick_of(seg_start), changes[-1].end if changes else MIN_GAP_TICKS)
             b = min(tick_of(seg_end), ticks - MIN_GAP_TICKS)
@@ -111,6 +116,7 @@ def _plan_day(
     internal: list,  # type: ignore[type-arg]
     external: list,  # type: ignore[type-arg]
     workday: bool,
+    fault_rate: float,
 ) -> list[tuple[datetime, datetime, State, str | None]]:
     """Intervals of one local day that differ from the instrument's resting state."""
     if not workday and rng.random() > 0.2:
@@ -127,7 +133,7 @@ def _plan_day(
         pool = external if external and rng.random() < EXTERNAL_SHARE else internal
         sessions.append((t, min(t + length, work_end), State.RUNNING, rng.choice(pool).id))
         t += length + minute * rng.uniform(5, 90)
-    if sessions and rng.random() < FAULT_PER_DAY:
+    if sessions and rng.random() < fault_rate:
         i = rng.randrange(len(sessions))
         a, b, _, _ = sessions[i]
         sessions[i] = (a, b, State.FAULT, None)

@@ -17,8 +17,9 @@ import pytest
 
 from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
-from device_sim.schedule import LOCAL_TZ
+from device_sim.schedule import LOCAL_TZ, Segment
 from device_sim.truth import TruthSession, load_sessions, write_truth
+from instrushare.protocol import State
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
 from tests.api.conftest import make_settings
@@ -91,9 +92,10 @@ def _assert_every_sample_once(database_url: str, simulation: Simulation) -> None
 def test_simulated_day_matches_ground_truth(
     tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str
 ) -> None:
-    # a fifth of the instruments miss a booking: at 5% a day, one day in 13 had none at all
+    # a fifth of the instruments miss a booking and a fifth have a fault: at the default
+    # rates (5% and 3% a day) one day in 13, or in 5, had none at all
     simulation = _simulation(tmp_path, database_url, mqtt_url, topic_prefix, instruments=50,
-                             days=1, no_show_rate=0.2)
+                             days=1, no_show_rate=0.2, fault_rate=0.2)
     truth = _truth_sessions(simulation, tmp_path)
     assert len(truth) > 100, "a simulated working day has many sessions"
     with ingest_thread(database_url=database_url, mqtt_url=mqtt_url, topic_prefix=topic_prefix):
@@ -111,9 +113,26 @@ def test_simulated_day_matches_ground_truth(
     for instrument, hours in want.items():
         assert got[instrument] == pytest.approx(hours, rel=0.005), instrument
     _assert_bookings_and_certifications_match_truth(database_url, simulation, truth)
+    _assert_faults_match_truth(database_url, simulation)
 
 
-def _report(database_url: str, simulation: Simulation) -> dict[str, dict[str, Any]]:
+def _assert_faults_match_truth(database_url: str, simulation: Simulation) -> None:
+    """Every fault the simulator planned is counted once, on its instrument."""
+    want = {}
+    for tl in simulation.timelines:
+        before_each: list[Segment | None] = [None, *tl.segments]
+        want[tl.instrument.id] = sum(
+            1 for before, seg in zip(before_each, tl.segments, strict=False)
+            if seg.state is State.FAULT and seg.start < simulation.ticks
+            and (before is None or before.state is not State.FAULT))
+    assert sum(want.values()) > 0
+    report = _report(database_url, simulation, availability=True)
+    assert {i: report[i]["faults"] for i in want} == want
+
+
+def _report(
+    database_url: str, simulation: Simulation, *, availability: bool = False
+) -> dict[str, dict[str, Any]]:
     """The API's utilisation report of the simulated day, per instrument."""
     settings = make_settings(database_url)
     token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
@@ -122,7 +141,8 @@ def _report(database_url: str, simulation: Simulation) -> dict[str, dict[str, An
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
     ) as client:
         r = client.get("/reports/utilisation", params={
-            "start": day, "end": day, "availability": "false", "limit": 1000})
+            "start": day, "end": day, "availability": str(availability).lower(),
+            "limit": 1000})
     assert r.status_code == 200, r.text
     return {row["key"]: row for row in r.json()["items"]}
 
