@@ -25,6 +25,7 @@ from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
 from monitor_api.periodic import Job, running
 from monitor_api.rollup import fill_rollups
 from monitor_api.routers import (
+    assessments,
     bookings,
     certifications,
     evaluation,
@@ -126,7 +127,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
     for module in (health, registry, users, status, certifications, bookings, reports,
-                   evaluation):
+                   evaluation, assessments):
         app.include_router(module.router)
     web.install(app)
 

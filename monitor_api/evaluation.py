@@ -33,6 +33,7 @@ INSTRUMENT_COLUMNS: list[tuple[str, str, str]] = [
     ("operation", "运行使用得分", "Operation score"),
     ("sharing", "共享效果得分", "Sharing score"),
     ("management", "组织管理得分", "Management score"),
+    ("assessed", "评审得分", "Assessed score"),
     ("score", "总分", "Score"),
     ("grade", "等级", "Grade"),
 ]
@@ -46,12 +47,13 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
     ("operation", "运行使用得分", "Operation score"),
     ("sharing", "共享效果得分", "Sharing score"),
     ("management", "组织管理得分", "Management score"),
+    ("assessed", "评审得分", "Assessed score"),
     ("score", "总分", "Score"),
     ("grade", "等级", "Grade"),
 ]
 
 
-SCORES = ("operation", "sharing", "management", "score")
+SCORES = ("operation", "sharing", "management", "assessed", "score")
 
 LABELS: Labels = {
     "running_state": {
@@ -150,13 +152,13 @@ def sharing_mode(registry: dict[str, Any]) -> str:
 
 def score_instrument(
     figures: dict[str, Any], registry: dict[str, Any], *, up_s: float | None, span: Span,
-    fault_since: datetime | None, overdue: bool, rules: EvaluationRules,
+    fault_since: datetime | None, overdue: bool, mark: float | None, rules: EvaluationRules,
 ) -> dict[str, Any]:
     """Operation (hours against full use), sharing (openness against the target) and
     management (registry complete, fees published, registered on time, data flowing), over
     the instrument's ``span`` of the year, with its national running state and sharing mode;
     ``up_s``: its seconds up in the year; ``fault_since``: the start of the fault it is in at
-    the span's end, if any."""
+    the span's end, if any; ``mark``: its institution's assessment, if any."""
     target_hours = rules.full_use_hours * max(span.fraction, 1e-9)
     operation = rules.operation_points * min(1.0, figures["effective_hours"] / target_hours)
     openness = figures["openness_ratio"] or 0.0
@@ -171,7 +173,8 @@ def score_instrument(
         + (0.0 if overdue else 1.0)
         + (availability or 0.0)
     )
-    score = operation + sharing + management
+    assessed = rules.assessed_points * (mark or 0.0) / 100
+    score = operation + sharing + management + assessed
     return {
         "instrument_id": registry["id"],
         "name": registry["name"],
@@ -190,6 +193,7 @@ def score_instrument(
         "operation": operation,
         "sharing": sharing,
         "management": management,
+        "assessed": assessed,
         "score": score,
         "grade": grade(score, rules),
     }
@@ -219,6 +223,7 @@ def score_institutions(
             "operation": mean("operation"),
             "sharing": mean("sharing"),
             "management": mean("management"),
+            "assessed": mean("assessed"),
             "score": mean("score"),
             "grade": grade(mean("score"), rules),
         })

@@ -8,6 +8,7 @@ models document the JSON only; tests/api/test_smoke.py checks real bodies agains
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,14 +28,19 @@ _INSTRUMENT: dict[str, Any] = {
     "external_hours": 60.0, "openness_ratio": 0.1, "availability": 0.9712,
     "faults": 2, "running_state": "occasional_faults", "sharing_mode": "external",
     "monitored_since": "2024-12-10T09:12:00+08:00", "evaluated_days": 365.0,
-    "operation": 20.0, "sharing": 20.0, "management": 39.71, "score": 79.71,
-    "grade": "合格"}
+    "operation": 20.0, "sharing": 20.0, "management": 39.71, "assessed": 0.0,
+    "score": 79.71, "grade": "合格"}
 
 _INSTITUTION: dict[str, Any] = {
     "institution_id": "dlut", "name": "大连理工大学", "instruments": 2,
     "effective_hours": 600.0, "external_hours": 60.0, "operation": 10.0,
-    "sharing": 10.0, "management": 21.67, "score": 41.67, "grade": "不合格",
-    "rank": 1}
+    "sharing": 10.0, "management": 21.67, "assessed": 0.0, "score": 41.67,
+    "grade": "不合格", "rank": 1}
+
+_ASSESSMENT: dict[str, Any] = {
+    "year": 2025, "institution_id": "dlut", "name": "大连理工大学", "mark": "85.00",
+    "note": "支撑国家重点研发计划 3 项；仪器管理制度健全", "assessed_by": "admin:1",
+    "assessed_at": "2026-01-20T10:00:00+08:00"}
 
 
 _SILENT: dict[str, Any] = {
@@ -95,6 +101,9 @@ class EvaluatedInstrument(BaseModel):
         description="Management score (registry complete, fees published, registered on"
         " time, data flowing)."
     )
+    assessed: float = Field(
+        description="Points from its institution's assessment: assessed_points x mark / 100."
+    )
     score: float = Field(description="Total score out of 100, two decimals.")
     grade: Grade = Field(description="Grade from the score.")
 
@@ -118,6 +127,7 @@ class EvaluatedInstitution(BaseModel):
     operation: float = Field(description="Mean operation score of the instruments.")
     sharing: float = Field(description="Mean sharing score of the instruments.")
     management: float = Field(description="Mean management score of the instruments.")
+    assessed: float = Field(description="Points from the institution's assessment.")
     score: float = Field(description="Mean total score, two decimals.")
     grade: Grade = Field(description="Grade from the mean score.")
     rank: int = Field(description="1 for the highest score.")
@@ -197,3 +207,32 @@ class OverdueRegistrations(Page[OverdueRegistration]):
 
     model_config = _page_config(_OVERDUE)
 
+
+
+class AssessmentIn(BaseModel):
+    model_config = example_config({"mark": "85.00", "note": _ASSESSMENT["note"]})
+
+    mark: Decimal = Field(ge=0, le=100, decimal_places=2,
+                          description="Mark out of 100 for what the platform cannot measure.")
+    note: str = Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$",
+                      description="What the mark rests on (required).")
+
+
+class Assessment(BaseModel):
+    model_config = example_config(_ASSESSMENT)
+
+    year: int = Field(description="Year assessed.")
+    institution_id: str = Field(description="Top-level institution.")
+    name: str = Field(description="Institution name.")
+    mark: Decimal = Field(description="Mark out of 100.")
+    note: str = Field(description="What the mark rests on.")
+    assessed_by: str = Field(description="Role and token id of who entered it.")
+    assessed_at: datetime = Field(description="When it was entered or last replaced.")
+
+
+class Assessments(Page[Assessment]):
+    """The year's assessments, by institution."""
+
+    model_config = _page_config(_ASSESSMENT, year=2025)
+
+    year: int = Field(description="Year assessed.")

@@ -21,6 +21,10 @@ class EvaluationRules(BaseModel):
     sharing_points: float = 20.0
     sharing_target: float = Field(default=0.10, gt=0)
     management_points: float = 40.0
+    assessed_points: float = Field(default=0.0, ge=0, le=100)
+    """Points of the evaluation office's assessment (a mark out of 100 per institution and
+    year) in every instrument's score; 0: the platform scores what it measures only. Lower
+    the other points so that all four add up to 100."""
     excellent: float = 90.0
     good: float = 75.0
     passing: float = 60.0

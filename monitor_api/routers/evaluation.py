@@ -23,6 +23,7 @@ from monitor_api.evaluation import (
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.faults import in_fault
 from monitor_api.report import GroupBy, period_bounds, summarise
+from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
 from monitor_api.schemas import Day, Limit, Offset
@@ -108,10 +109,11 @@ async def _scored(
         )}
         names = {r["id"]: r["name"]
                  for r in await fetch_all(conn, "SELECT id, name FROM institution")}
+        assessed = await marks(conn, year)
     scored = [
         score_instrument(figures[i], registry[i], up_s=up[i], span=spans[i],
                          fault_since=faulty.get(i), overdue=i in overdue,
-                         rules=settings.evaluation)
+                         mark=assessed.get(registry[i]["root_id"]), rules=settings.evaluation)
         for i in sorted(figures) if i in spans
     ]
     return scored, names

@@ -176,3 +176,46 @@ def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> No
     by_id = {line.split(",")[0]: line.split(",") for line in lines[1:]}
     assert (by_id["inc1"][state], by_id["inc1"][mode]) == ("待修", "内部共享")
     assert (by_id["xrd"][state], by_id["xrd"][mode]) == ("故障频繁", "对外共享")
+
+
+def test_assessments_weigh_what_the_platform_cannot_measure(year: Api, database_url: str) -> None:
+    """Weights 30 / 15 / 35 and 20 assessed points; uni marked 80 -> 16 points to each of its
+    instruments. nmr: 30 x 600/1200 = 15, sharing 15, management 35 x 3/4 = 26.25, + 16 =
+    72.25 (合格). sem: 35/4 x (2/6 + 1) = 11.67 + 16 = 27.67. uni: 49.96; other (xrd, no
+    mark): 35/4 x 3/6 = 4.38."""
+    with year.as_("admin") as admin, year.as_("evaluator") as evaluator:
+        r = admin.put("/evaluation/2025/assessments/uni",
+                      json={"mark": 80, "note": "支撑国家重点研发计划 2 项"})
+        assert r.status_code == 200, r.text
+        assert (r.json()["mark"], r.json()["name"]) == ("80.00", "东北大学")
+        assert admin.put("/evaluation/2025/assessments/uni-ac",
+                         json={"mark": 80, "note": "x"}).status_code == 422  # a sub-unit
+        assert admin.put("/evaluation/2025/assessments/nowhere",
+                         json={"mark": 80, "note": "x"}).status_code == 404
+        assert admin.put("/evaluation/2025/assessments/other",
+                         json={"mark": 80, "note": " "}).status_code == 422  # no reason
+        assert admin.put("/evaluation/2025/assessments/other",
+                         json={"mark": 101, "note": "x"}).status_code == 422
+        listed = evaluator.get("/evaluation/2025/assessments").json()
+        assert [(a["institution_id"], a["note"]) for a in listed["items"]] == [
+            ("uni", "支撑国家重点研发计划 2 项")]
+    rules = EvaluationRules(operation_points=30, sharing_points=15, management_points=35,
+                            assessed_points=20)
+    auth = {"Authorization": f"Bearer {year.tokens['evaluator']}"}
+    with serve(make_settings(database_url, evaluation=rules)) as url, httpx.Client(
+        base_url=url, headers=auth
+    ) as c:
+        items = {i["instrument_id"]: i for i in
+                 c.get("/evaluation/2025/instruments").json()["items"]}
+        ranked = {i["institution_id"]: i for i in
+                  c.get("/evaluation/2025/institutions").json()["items"]}
+    nmr = items["nmr"]
+    assert (nmr["operation"], nmr["sharing"], nmr["management"], nmr["assessed"]) == \
+        (15, 15, 26.25, 16)
+    assert (nmr["score"], nmr["grade"]) == (72.25, "合格")
+    assert items["sem"]["score"] == pytest.approx(27.67)
+    assert (ranked["uni"]["assessed"], ranked["uni"]["score"]) == (16, 49.96)
+    assert (ranked["other"]["assessed"], ranked["other"]["score"]) == (0, 4.38)
+    with year.as_("admin") as admin:
+        assert admin.delete("/evaluation/2025/assessments/uni").status_code == 204
+        assert admin.delete("/evaluation/2025/assessments/uni").status_code == 404
