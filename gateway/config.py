@@ -15,7 +15,7 @@ from instrushare.protocol import (
     MAX_SAMPLES_PER_MESSAGE,
     Identifier,
 )
-from instrushare.settings import MqttAddress
+from instrushare.settings import MqttAddress, describe
 
 
 class _Config(BaseModel):
@@ -136,12 +136,4 @@ def load_config(path: Path) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid configuration\n{_describe(exc)}", path=path) from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "(file)"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
+        raise ConfigError(f"{path}: invalid configuration\n{describe(exc)}", path=path) from exc

@@ -1,5 +1,5 @@
 """``python -m instrushare`` is the ``instrushare`` command."""
 
-from instrushare.cli import app
+from instrushare.cli import main
 
-app(prog_name="instrushare")
+main(prog_name="instrushare")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from instrushare.settings import ServiceSettings
+from instrushare.settings import ServiceSettings, describe
 
 app = typer.Typer(
     no_args_is_help=True, help="Monitor how large research instruments run and are shared."
@@ -171,3 +172,14 @@ def _register_service_commands() -> None:
 
 
 _register_service_commands()
+
+
+def main(prog_name: str | None = None) -> None:
+    """The console script. Settings from the environment that do not validate end the
+    command with a line per field to fix, not a traceback."""
+    try:
+        app(prog_name=prog_name)
+    except ValidationError as exc:
+        typer.echo(f"instrushare: invalid settings in the environment ({exc.title}):\n"
+                   f"{describe(exc)}", err=True)
+        raise SystemExit(2) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from instrushare.protocol import DEFAULT_TOPIC_PREFIX
@@ -52,3 +52,12 @@ class ServiceSettings(BaseSettings):
     @property
     def mqtt(self) -> MqttAddress:
         return MqttAddress.from_url(self.mqtt_url)
+
+
+def describe(exc: ValidationError) -> str:
+    """One indented line per invalid field, ``where: what``, for a person to fix."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "(all)"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from instrushare.settings import DEFAULT_DATABASE_URL
@@ -34,6 +34,16 @@ class EvaluationRules(BaseModel):
     """Faults in the evaluated span from which the running state is 故障频繁."""
     awaiting_repair_days: float = Field(default=7.0, gt=0)
     """In fault this long at the span's end: 待修."""
+
+    @model_validator(mode="after")
+    def _points_make_100(self) -> EvaluationRules:
+        total = (self.operation_points + self.sharing_points + self.management_points
+                 + self.assessed_points)
+        if abs(total - 100) > 1e-6:
+            raise ValueError(
+                f"operation, sharing, management and assessed points add up to {total:g},"
+                " not 100")
+        return self
 
 
 class ApiSettings(BaseSettings):
