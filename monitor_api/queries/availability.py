@@ -132,7 +132,9 @@ WITH p AS (
     ORDER BY id, month
     ON CONFLICT DO NOTHING
 )
-SELECT id AS instrument_id, sum(up_s) AS up_s, sum(faults)::integer AS faults FROM (
+SELECT id AS instrument_id, sum(up_s) AS up_s,
+       coalesce(sum(faults), 0)::integer AS faults  -- unknown (NULL) before migration 0015
+FROM (
     SELECT id, up_s, faults FROM stored_months
     UNION ALL
     SELECT id, up_s, faults FROM stored_loose

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from instrushare.db import LOCK_INSTRUMENTS
+from instrushare.db import LOCK_INSTRUMENTS, migrate
 from monitor_api.db import make_pool
 from monitor_api.queries.availability import _STATE_FIGURES, settled_before
 from monitor_api.rollup import fill_rollups
@@ -334,3 +334,41 @@ def test_the_api_fills_the_rollup_in_the_background(months: Api) -> None:
             time.sleep(0.2)
     assert ("nmr", JAN, FIFTEEN, 12 * 3600.0, 4 * 3600.0, 31 * 86400.0 - 16 * 3600) in (
         _months(months))
+
+
+def test_migration_keeps_the_days_whose_samples_are_gone(database_url: str) -> None:
+    """Rows stored before fault counts existed: those the samples still cover are dropped and
+    computed again, with their faults; older ones (pruned samples) stay, faults unknown."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # The schema as it was before fault counts.
+        conn.execute("ALTER TABLE state_day DROP COLUMN faults")
+        conn.execute("ALTER TABLE state_month DROP COLUMN faults")
+        conn.execute("DROP FUNCTION fault_onsets")
+        conn.execute("ALTER TABLE instrument DROP COLUMN awaiting_disposal")
+        conn.execute("DELETE FROM schema_migration WHERE name = '0015_faults.sql'")
+        conn.execute("INSERT INTO institution (id, name) VALUES ('u', 'U')")
+        conn.execute("INSERT INTO instrument (id, name, institution_id) VALUES ('i', 'I', 'u')")
+        # samples from 2 March on (earlier ones pruned), a fault on 2 March at 10:00
+        conn.execute("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+                     " SELECT 'i', t, CASE WHEN t = '2026-03-02 10:00+08' THEN 'fault'"
+                     " ELSE 'idle' END, 'gw', 0 FROM generate_series("
+                     "'2026-03-02 00:00+08'::timestamptz, '2026-03-04 00:00+08',"
+                     " interval '10 minutes') t")
+        for day, up in (("2026-02-28", 3600.0), ("2026-03-01", 7200.0), ("2026-03-02", 1.0)):
+            conn.execute("INSERT INTO state_day (instrument_id, day, timeout, up_s, fault_s,"
+                         " offline_s) VALUES ('i', %s, '15 min', %s, 0, 86400 - %s)",
+                         (day, up, up))
+        conn.execute("INSERT INTO state_month (instrument_id, month, timeout, up_s, fault_s,"
+                     " offline_s) VALUES ('i', '2026-02-01', '15 min', 3600, 0, 2415600)")
+    assert migrate(database_url).applied == ["0015_faults.sql"]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT day, faults FROM state_day ORDER BY day").fetchall() == [
+            (date(2026, 2, 28), None), (date(2026, 3, 1), None)]
+        assert conn.execute("SELECT month, faults FROM state_month").fetchall() == [
+            (date(2026, 2, 1), None)]
+        figures = conn.execute(_STATE_FIGURES, {
+            "ids": ["i"], "lo": datetime(2026, 2, 1, tzinfo=SHANGHAI),
+            "hi": datetime(2026, 3, 3, tzinfo=SHANGHAI), "timeout": FIFTEEN}).fetchall()
+    # February from its month row, 1 March from its day row, 2 March from the samples
+    # (up all day but the ten minutes in fault)
+    assert figures == [("i", 3600 + 7200 + 86400 - 600, 1)]
