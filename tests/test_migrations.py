@@ -19,3 +19,33 @@ def test_migrate_twice_applies_nothing_the_second_time(database_url: str) -> Non
             for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         }
     assert {"state_sample", "usage_session", "instrument_status", "dead_letter"} <= tables
+
+
+def test_monitored_since_is_the_earliest_trace_of_data(database_url: str) -> None:
+    """Samples pruned before the migration: the sessions, events and availability rollup
+    still show when the platform first heard from an instrument."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE instrument DROP COLUMN monitored_since")
+        conn.execute("DELETE FROM schema_migration WHERE name = '0014_monitored_since.sql'")
+        conn.execute("INSERT INTO institution (id, name) VALUES ('u', 'U')")
+        conn.execute("INSERT INTO instrument (id, name, institution_id) VALUES"
+                     " ('s', 'S', 'u'), ('e', 'E', 'u'), ('d', 'D', 'u'), ('n', 'N', 'u')")
+        conn.execute("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+                     " VALUES ('s', '2026-05-01 08:00+08', 'idle', 'gw', 1),"
+                     " ('e', '2026-05-01 08:00+08', 'idle', 'gw', 2)")
+        conn.execute("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts)"
+                     " VALUES ('s', '2025-03-01 09:00+08', '2025-03-01 10:00+08',"
+                     " '2025-03-01 10:00+08')")
+        conn.execute("INSERT INTO instrument_event (instrument_id, ts, type, gateway_id, seq)"
+                     " VALUES ('e', '2025-02-01 09:00+08', 'fault', 'gw', 3)")
+        conn.execute("INSERT INTO state_day (instrument_id, day, timeout, up_s, fault_s,"
+                     " offline_s, faults) VALUES"
+                     " ('d', '2024-12-30', '15 min', 0, 0, 86400, 0),"  # offline: no trace
+                     " ('d', '2024-12-31', '15 min', 3600, 0, 82800, 0)")
+    assert migrate(database_url).applied == ["0014_monitored_since.sql"]
+    with psycopg.connect(database_url) as conn:
+        since = dict(conn.execute(
+            "SELECT id, to_char(monitored_since AT TIME ZONE 'Asia/Shanghai',"
+            " 'YYYY-MM-DD HH24:MI') FROM instrument").fetchall())
+    assert since == {"s": "2025-03-01 09:00", "e": "2025-02-01 09:00",
+                     "d": "2024-12-31 00:00", "n": None}
