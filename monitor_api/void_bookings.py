@@ -4,7 +4,10 @@ facility rule "a booking is void when nobody turns up within 30-60 minutes"). A 
 counts as a no-show (docs/metrics.md, "Bookings").
 
 Running time by anyone counts as use, from the no-show grace before the start on (an operator
-may start assisted work early). The API runs the release in the background every
+may start assisted work early). Only what the platform has heard decides: the instrument must
+have sent a sample from the end of the void period on, since gateways deliver in order, so
+a gateway cut off from the network (its samples still in its outbox) or an instrument without
+one never has its bookings voided. The API runs the release in the background every
 ``booking_sweep_interval_s``, and for one instrument right before booking or approving a slot
 on it, so a released window is free at once.
 """
@@ -23,6 +26,8 @@ WHERE b.status = 'approved'
   AND b.end_ts > now() AND b.start_ts <= now() - %(after)s
   AND (%(instrument)s::text IS NULL OR b.instrument_id = %(instrument)s)
   AND running_seconds(b.instrument_id, b.start_ts - %(grace)s, now()) = 0
+  AND EXISTS (SELECT 1 FROM state_sample s
+              WHERE s.instrument_id = b.instrument_id AND s.ts >= b.start_ts + %(after)s)
 RETURNING b.id
 """
 
