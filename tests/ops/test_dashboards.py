@@ -203,7 +203,10 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
         cur.executemany(
             "INSERT INTO state_sample (instrument_id, ts, state, power_w, gateway_id, seq)"
             " VALUES (%s, %s, %s, %s, 'gw-1', %s)",
-            [("i-run", ago(hours=10), "running", 900.0, 1), ("i-run", ago(hours=8), "idle", 80, 2)])
+            [("i-run", ago(hours=10), "running", 900.0, 1), ("i-run", ago(hours=8), "idle", 80, 2),
+             # heard from after their missed bookings: the no-shows are known
+             ("i-fault", ago(hours=1), "fault", 0.0, 3), ("i-run", ago(minutes=30), "running",
+                                                          900.0, 4)])
         cur.executemany(
             "INSERT INTO instrument_event (instrument_id, ts, type, user_id, detail, gateway_id,"
             " seq) VALUES (%s, %s, %s, %s, %s, 'gw-1', %s)",
@@ -339,6 +342,19 @@ def test_utilisation_matches_hand_computed_hours(filled_db: str) -> None:
     # Sampling open sessions every interval approximates the same hours.
     step_h = grafana.panel_interval_ms(RANGE, "1m") / 3_600_000
     assert sum(r[1] for r in running) * step_h == pytest.approx(effective, abs=6 * step_h)
+
+
+def test_a_day_without_sessions_has_no_hours(filled_db: str) -> None:
+    """A week before any session: every day of the daily panel is 0, not a whole day."""
+    target = _panel("utilisation.json", "Machine hours per day 每日机时")
+    quiet = TimeRange(NOW - timedelta(days=14), NOW - timedelta(days=7))
+    with psycopg.connect(filled_db) as conn:
+        variables = _all_institutions(conn, grafana.load_dashboards()["utilisation.json"])
+        sql = grafana.render(target.target["rawSql"], time_range=quiet, variables=variables,
+                             min_interval=target.panel_interval)
+        rows = conn.execute(sql).fetchall()
+    assert len(rows) >= 7
+    assert [(float(r[1]), float(r[2])) for r in rows] == [(0.0, 0.0)] * len(rows)
 
 
 def test_bookings_panel_counts_no_shows(filled_db: str) -> None:
