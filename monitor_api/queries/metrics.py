@@ -62,8 +62,10 @@ WITH RECURSIVE roots(id, root, region) AS (
     SELECT c.id, r.root, CASE WHEN c.region <> '' THEN c.region ELSE r.region END
     FROM institution c JOIN roots r ON c.parent_id = r.id
 ), inst AS MATERIALIZED (
+    -- heard: its latest sample; no-shows are counted only up to it (what was heard)
     SELECT i.id, i.name, i.institution_id, r.root AS root_id, r.region, i.category_code,
-           i.value_rmb
+           i.value_rmb,
+           (SELECT max(s.ts) FROM state_sample s WHERE s.instrument_id = i.id) AS heard
     FROM instrument i JOIN roots r ON r.id = i.institution_id
     WHERE i.id = ANY(%(ids)s)
 ), users AS MATERIALIZED (
@@ -195,11 +197,12 @@ _TAIL = """
     SELECT bk.instrument_id,
            count(*) FILTER (WHERE bk.start_ts >= %(lo)s) AS bookings,
            count(*) FILTER (WHERE bk.start_ts >= %(lo)s AND (bk.void
-               OR bk.end_ts + %(grace)s <= now()
+               OR bk.end_ts + %(grace)s <= least(now(), coalesce(inst.heard, '-infinity'))
                   AND NOT coalesce(s.raw_mr && tstzrange(bk.start_ts - %(grace)s,
                                                          bk.end_ts + %(grace)s), false)))
                AS no_shows
-    FROM bk LEFT JOIN s_sums s ON s.instrument_id = bk.instrument_id
+    FROM bk JOIN inst ON inst.id = bk.instrument_id
+    LEFT JOIN s_sums s ON s.instrument_id = bk.instrument_id
     GROUP BY bk.instrument_id
 ), svc AS (
     SELECT b.instrument_id, sum(r.fee_rmb)::float8 AS income_rmb,

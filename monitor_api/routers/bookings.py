@@ -120,7 +120,10 @@ WHERE b.user_id = %(user)s AND b.start_ts >= now() - %(window)s
   AND (b.status = 'void'
        OR b.status IN ('approved', 'completed') AND b.end_ts + %(grace)s <= now()
           AND running_seconds(b.instrument_id, b.start_ts - %(grace)s,
-                              b.end_ts + %(grace)s) = 0)
+                              b.end_ts + %(grace)s) = 0
+          -- heard from since: its gateway is not holding the session back
+          AND EXISTS (SELECT 1 FROM state_sample s WHERE s.instrument_id = b.instrument_id
+                      AND s.ts >= b.end_ts + %(grace)s))
 ORDER BY b.start_ts
 """
 

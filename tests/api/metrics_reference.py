@@ -65,6 +65,8 @@ class World:
     sessions: list[Session] = field(default_factory=list)
     bookings: list[Booking] = field(default_factory=list)
     certifications: list[Certification] = field(default_factory=list)
+    heard: dict[str, datetime] = field(default_factory=dict)
+    """Each instrument's latest sample; no-shows count only up to it. None: never heard."""
 
     def root(self, institution_id: str | None) -> str | None:
         while institution_id is not None and self.parents[institution_id] is not None:
@@ -176,7 +178,8 @@ def expected(
                 continue
             fig.bookings += 1
             seen = overlap_s(raw_union, [(w.start - grace, w.end + grace)]) > 0
-            if w.end + grace <= now and not seen:
+            heard = world.heard.get(inst.id)
+            if heard is not None and w.end + grace <= min(now, heard) and not seen:
                 fig.no_shows += 1
         void = [w for w in world.bookings if w.instrument_id == inst.id
                 and w.status == "void" and lo <= w.start < hi]

@@ -239,7 +239,12 @@ def test_repeated_no_shows_suspend_requests(api: Api) -> None:
     missed = [oldest, _past_booking(api, "out1", 300),
               _past_booking(api, "out1", 200, status="void")]
     # Not no-shows: used (by anyone) inside the window widened by the grace; not yet over
-    # with its grace; cancelled; older than the window; someone else's.
+    # with its grace; cancelled; older than the window; someone else's; on an instrument not
+    # heard from since (xrd's gateway fell silent before it began: it may hold the session).
+    _heard_from(api, "nmr")
+    api.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+            " VALUES ('xrd', now() - interval '45 hours', 'idle', 'gw', 0)")
+    _past_booking(api, "out1", 40, instrument="xrd")
     _past_booking(api, "out1", 100)
     api.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
             " VALUES ('nmr', now() - interval '99 hours' + interval '20 minutes',"

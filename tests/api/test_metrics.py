@@ -13,12 +13,14 @@ One day, 2026-03-10 in Asia/Shanghai = [2026-03-09 16:00Z, 2026-03-10 16:00Z). O
 
   effective = 2 + 3 + 1.5 + 1 + 1 + 1 = 9.5 h; external = 3 + 1.5 + 1 = 5.5 h
   bookings: B1 09-12 out1 (completed, fee 1800, voucher 900, rating 4), B2 21:00-22:00 in1
-  (approved, nobody ran: no-show), B4 12:00-13:00 in1 (completed, fee 200, rating 5; S2 ends
+  (approved, nobody ran, and the platform heard from nmr after it, at 23:00: no-show),
+  B4 12:00-13:00 in1 (completed, fee 200, rating 5; S2 ends
   within the 30 min grace: not a no-show), B3 14:00-15:30 firm1 only requested (not a booking)
   unbooked (running time, no margins on nmr) = 9.5 - 3 = 6.5 h; uncertified = S3 + S7 = 2.5 h
   (2 sessions)
   availability: samples every 10 min 23:50 (9th) - 12:00, none until 14:00 (2 h gap > 15 min:
-  offline), 14:00-15:00 idle, 15:00-16:00 fault, nothing after 16:00 -> up 12 + 1 = 13 of 24 h.
+  offline), 14:00-15:00 idle, 15:00-16:00 fault, then one idle sample at 16:00 and one
+  running at 23:00, each followed by a gap (offline) -> up 12 + 1 = 13 of 24 h.
 
 'xrd' (owned by 'other', warm-up 30 min): a 10:00-11:00 session by out1, who belongs to
 'other' (inside there) -> 1.5 h with warm-up; an open session from 20:00, last data 21:30,
@@ -75,7 +77,8 @@ SETUP = [
      FROM generate_series('2026-03-10 14:00+08'::timestamptz, '2026-03-10 15:50+08',
                           '10 minutes') t""",
     """INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)
-     VALUES ('nmr', '2026-03-10 16:00+08', 'idle', 'gw', 0)""",
+     VALUES ('nmr', '2026-03-10 16:00+08', 'idle', 'gw', 0),
+            ('nmr', '2026-03-10 23:00+08', 'running', 'gw', 0)""",
 ]
 
 

@@ -72,6 +72,11 @@ def _world(rng: random.Random) -> World:
             world.sessions.append(Session(inst.id, t, t + length, t + length, rng.choice(who)))
             t += length + rng.choice([timedelta(0), timedelta(minutes=rng.uniform(1, 90)),
                                       timedelta(hours=rng.uniform(2, 12))])
+    # the gateways report until an hour ago, but i2's fell silent on the period's third day
+    # (no-shows count only up to its last sample) and i4 has none (never any no-show)
+    world.heard = {i.id: datetime.now(UTC) - timedelta(hours=1)
+                   for i in world.instruments if i.id != "i4"}
+    world.heard["i2"] = lo + timedelta(days=2, hours=rng.uniform(0, 24))
     last = world.sessions[-1]  # still running: ends at its last sample
     world.sessions[-1] = Session(last.instrument_id, last.start, None, last.last, last.user_id)
     for inst in world.instruments:
@@ -139,8 +144,7 @@ def _store(url: str, world: World) -> None:
             # the gateways report until now: past months are final for the usage rollup
             cur.executemany(
                 "INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
-                " VALUES (%s, now() - interval '1 hour', 'idle', 'gw', 0)",
-                [(i.id,) for i in world.instruments])
+                " VALUES (%s, %s, 'idle', 'gw', 0)", list(world.heard.items()))
             cur.executemany(
                 "INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
                 " VALUES (%s, %s, %s, %s, %s)",
@@ -208,8 +212,12 @@ def _check(url: str, world: World) -> None:
         for attempt in ("first", "again"):
             rows, _ = asyncio.run(_query(url, lo, hi, 2))
             _compare(rows, world, lo, hi, f"{attempt} report")
+    # final: no session still open, and heard from since (not i2, silent since the third
+    # day, nor i4, never heard)
+    recent = datetime.now(UTC) - timedelta(days=1)
     final = [i.id for i in world.instruments
-             if not any(s.end is None and s.instrument_id == i.id for s in world.sessions)]
+             if not any(s.end is None and s.instrument_id == i.id for s in world.sessions)
+             and world.heard.get(i.id, recent) > recent]
     with psycopg.connect(url) as conn:
         rolled = conn.execute("SELECT count(*) FROM session_month WHERE instrument_id = ANY(%s)",
                               (final,)).fetchone()
