@@ -34,7 +34,7 @@ from monitor_api.schemas_evaluation import (
     OverdueRegistrations,
     SilentInstruments,
 )
-from monitor_api.settings import ApiSettings
+from monitor_api.settings import ApiSettings, EvaluationRules
 
 router = APIRouter(tags=["evaluation"])
 
@@ -117,6 +117,12 @@ async def _scored(
         for i in sorted(figures) if i in spans
     ]
     return scored, names
+
+
+@router.get("/evaluation/rules", response_model=EvaluationRules)
+async def evaluation_rules(_: Evaluator, settings: Settings) -> EvaluationRules:
+    """The weights and thresholds in force (docs/metrics.md explains each)."""
+    return settings.evaluation
 
 
 @router.get("/evaluation/{year}/instruments", response_model=InstrumentEvaluation, responses=FILES)

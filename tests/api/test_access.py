@@ -68,6 +68,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/evaluation/overdue-registrations?as_of=2026-03-01", None, EVAL),
     ("PUT", "/evaluation/2026/assessments/uni", {"mark": 80, "note": "良好"}, ADMIN),
     ("GET", "/evaluation/2026/assessments", None, EVAL),
+    ("GET", "/evaluation/rules", None, EVAL),
     ("DELETE", "/evaluation/2026/assessments/uni", None, ADMIN),
 ]
 

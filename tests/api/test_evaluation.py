@@ -205,6 +205,7 @@ def test_assessments_weigh_what_the_platform_cannot_measure(year: Api, database_
     with serve(make_settings(database_url, evaluation=rules)) as url, httpx.Client(
         base_url=url, headers=auth
     ) as c:
+        assert c.get("/evaluation/rules").json() == rules.model_dump()
         items = {i["instrument_id"]: i for i in
                  c.get("/evaluation/2025/instruments").json()["items"]}
         ranked = {i["institution_id"]: i for i in

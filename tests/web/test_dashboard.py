@@ -249,6 +249,31 @@ def test_pages_show_the_seeded_data(
     shot(page, screenshot_dir, "evaluation", viewport)
 
 
+def test_admin_enters_an_assessment_and_evaluators_read_it(
+    stack: Stack, new_page: NewPage
+) -> None:
+    page = new_page()
+    login(page, stack, "admin")
+    page.click('.nav a[href="#/evaluation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    rules = page.locator('[data-section="assessments"] [data-points="rules"]')
+    expect(rules).to_contain_text("Operation 40 · Sharing 20 · Management 40 · Assessed 0")
+    page.select_option("#assess-institution", "dut")
+    page.fill("#assess-mark", "85.5")
+    page.fill("#assess-note", "支撑重大科研任务 2 项")
+    page.click('.assess-form button[type="submit"]')
+    expect(page.locator(".message .notice-ok")).to_contain_text("Saved: 大连理工大学 85.5")
+    row = page.locator('table[data-table="assessments"] tbody tr')
+    expect(row).to_have_count(1)
+    expect(row.locator('td[data-key="note"]')).to_have_text("支撑重大科研任务 2 项")
+    shot_page = new_page()
+    login(shot_page, stack, "evaluator")  # reads it, has no form
+    shot_page.click('.nav a[href="#/evaluation"]')
+    expect(shot_page.locator('table[data-table="assessments"] td[data-key="mark"]')).to_have_text(
+        "85.5")
+    expect(shot_page.locator(".assess-form")).to_have_count(0)
+
+
 def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     login(page, stack, "evaluator")

@@ -60,6 +60,11 @@ export async function postJson(path, body, options = {}) {
   return (await request(path, {}, { ...options, method: 'POST', body })).json();
 }
 
+/** PUT ``body`` as JSON; the answer's JSON. */
+export async function putJson(path, body, options = {}) {
+  return (await request(path, {}, { ...options, method: 'PUT', body })).json();
+}
+
 /** Fetch a CSV or XLSX export with the token and hand it to the browser as a download. */
 export async function download(path, params) {
   const resp = await request(path, params, { accept: '*/*' });

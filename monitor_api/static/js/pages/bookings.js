@@ -2,9 +2,10 @@
 // admins and evaluators all) from a week back on, the actions each role may take on each, and
 // for registered users the request form. The API decides; a refusal shows its message.
 
-import { ApiError, getJson, postJson } from '../api.js';
+import { getJson, postJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
+import { showDone, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -58,19 +59,8 @@ export function render(root, ctx) {
     STATUSES.map((s) => el('option', { value: s, text: t(`book.status.${s}`) })));
   status.addEventListener('change', () => load());
 
-  /** A refused request or action shows the API's reason; anything else goes to the shell. */
-  function refused(err) {
-    if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) {
-      message.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert', dataset: { error: err.code } },
-        el('strong', { text: t('book.refused') }), el('span', { class: 'detail', text: err.message })));
-    } else {
-      ctx.fail(err, message);
-    }
-  }
-
-  function done(text) {
-    message.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));
-  }
+  const refused = (err) => showRefusal(message, err, ctx);
+  const done = (text) => showDone(message, text);
 
   const buttons = (booking) => {
     const allowed = actions(ctx.me, booking);

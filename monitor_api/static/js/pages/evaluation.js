@@ -1,10 +1,11 @@
 // Annual evaluation: institution and instrument grades, and the lists the province publishes
 // (low use, silent, overdue registration), each exportable as CSV or XLSX.
 
-import { getJson } from '../api.js';
+import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
+import { showDone, showRefusal } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
 const GRADES = ['优秀', '良好', '合格', '不合格'];
@@ -53,6 +54,19 @@ const LISTS = [
       { key: 'working_days_late', label: 'eval.days_late' }] },
 ];
 
+const ASSESSMENT_COLUMNS = [
+  { key: 'institution_id', label: 'field.institution' }, { key: 'name', label: 'field.name' },
+  { key: 'mark', label: 'eval.mark', format: (v) => fmtNumber(Number(v)) },
+  { key: 'note', label: 'eval.note' }, { key: 'assessed_by', label: 'eval.assessed_by' },
+  { key: 'assessed_at', label: 'eval.assessed_at', format: (v) => fmtTime(v) },
+];
+
+/** "Points: operation 40 · sharing 20 · ..." from the rules in force. */
+const pointsLine = (rules) => `${t('eval.points')}: ${[
+  ['eval.operation', rules.operation_points], ['eval.sharing', rules.sharing_points],
+  ['eval.management', rules.management_points], ['eval.assessed', rules.assessed_points],
+].map(([key, points]) => `${t(key)} ${fmtNumber(points)}`).join(' · ')}`;
+
 export function render(root, ctx) {
   const stop = new AbortController();
   const year = el('input', { type: 'number', id: 'eval-year', min: 2000, max: 2100,
@@ -62,15 +76,51 @@ export function render(root, ctx) {
     el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
   const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
+  const message = el('div', { class: 'message', 'aria-live': 'polite' });
   root.append(el('div', { class: 'page-head' },
-    el('h1', { 'data-i18n': 'eval.title', text: t('eval.title') })), form, body);
+    el('h1', { 'data-i18n': 'eval.title', text: t('eval.title') })), form, message, body);
+
+  /** Admins enter a top-level institution's mark for the year (the API checks the rest). */
+  function assessForm(y, institutions) {
+    const who = el('select', { id: 'assess-institution', required: true },
+      institutions.map((i) => el('option', { value: i.institution_id, text: `${i.name} (${i.institution_id})` })));
+    const mark = el('input', { type: 'number', id: 'assess-mark', min: 0, max: 100, step: 0.01, required: true });
+    const note = el('input', { type: 'text', id: 'assess-note', required: true, maxlength: 2000 });
+    const entry = el('form', { class: 'filters assess-form' },
+      el('label', {}, `${t('field.institution')} `, who), el('label', {}, `${t('eval.mark')} `, mark),
+      el('label', {}, `${t('eval.note')} `, note),
+      el('button', { type: 'submit', class: 'primary', text: t('eval.save') }));
+    entry.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      try {
+        const saved = await putJson(`evaluation/${y}/assessments/${encodeURIComponent(who.value)}`,
+          { mark: Number(mark.value), note: note.value }, { signal: stop.signal });
+        showDone(message, `${t('eval.saved')}: ${saved.name} ${fmtNumber(Number(saved.mark))}`);
+        await load();
+      } catch (err) {
+        if (!stop.signal.aborted) showRefusal(message, err, ctx);
+      }
+    });
+    return entry;
+  }
+
+  function assessments(y, rules, page, institutions, fail) {
+    const card = section('eval.assessments', 'assessments', el('p', { class: 'muted', dataset: { points: 'rules' },
+      text: `${t('eval.assess_hint')} ${pointsLine(rules)}` }));
+    card.querySelector('.card-head').append(exportButtons(`evaluation/${y}/assessments`, {}, fail, 'assessments'));
+    card.append(table(ASSESSMENT_COLUMNS, page.items, 'assessments'));
+    if (ctx.me.role === 'admin') card.append(assessForm(y, institutions));
+    return card;
+  }
 
   async function load() {
     body.dataset.loaded = 'false';
     const y = Number(year.value);
     try {
-      const results = await Promise.all(LISTS.map((list) => getJson(list.path(y),
-        { limit: 1000 }, { signal: stop.signal })));
+      const [rules, assessed, ...results] = await Promise.all([
+        getJson('evaluation/rules', {}, { signal: stop.signal }),
+        getJson(`evaluation/${y}/assessments`, { limit: 1000 }, { signal: stop.signal }),
+        ...LISTS.map((list) => getJson(list.path(y), { limit: 1000 }, { signal: stop.signal }))]);
       const fail = (err) => ctx.fail(err, body);
       const grades = chartBox('grades', t('eval.grades'));
       const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
@@ -81,7 +131,8 @@ export function render(root, ctx) {
           card.querySelector('.card-head').append(exportButtons(list.path(y), {}, fail, list.name));
           card.append(table(list.columns, results[n].items, list.name));
           return card;
-        }));
+        }),
+        assessments(y, rules, assessed, results[0].items, fail));
       countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
       body.dataset.loaded = 'true';
     } catch (err) {

@@ -1,0 +1,21 @@
+// Messages above a form or a list of actions: what was done, or why the API refused it.
+
+import { ApiError } from './api.js';
+import { el } from './dom.js';
+import { t } from './i18n.js';
+
+/** Show ``text`` as done in ``box``. */
+export function showDone(box, text) {
+  box.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));
+}
+
+/** A refused request (4xx, not 401) shows the API's reason in ``box``; anything else goes to
+ * the shell, which handles lost sessions and outages. */
+export function showRefusal(box, err, ctx) {
+  if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) {
+    box.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert', dataset: { error: err.code } },
+      el('strong', { text: t('common.refused') }), el('span', { class: 'detail', text: err.message })));
+  } else {
+    ctx.fail(err, box);
+  }
+}
