@@ -158,7 +158,8 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
     conn.execute("""
         INSERT INTO platform_user (id, name, institution_id, organisation, approved) VALUES
             ('u-in', 'Inside', 'univ', '', true), ('u-ext', 'Outside', 'other', '', true),
-            ('u-firm', 'Firm', NULL, 'Some Firm Ltd', true)""")
+            ('u-firm', 'Firm', NULL, 'Some Firm Ltd', true),
+            ('u-new', 'Not yet approved', 'other', '', false)""")
     instruments = [("i-run", "univ-lab", "gw-1"), ("i-fault", "univ", "gw-1"),
                    ("i-stale", "univ-lab", "gw-1"), ("i-gwdown", "other", "gw-2"),
                    ("i-none", "other", None), ("i-idle", "other", "gw-1")]
@@ -185,7 +186,8 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
             [("i-run", ago(days=3), ago(days=2, hours=-1), ago(days=2, hours=-1), "u-ext"),
              ("i-run", ago(hours=10), ago(hours=8), ago(hours=8), "u-in"),
              ("i-run", ago(minutes=30), None, ago(seconds=10), "u-firm"),
-             ("i-fault", ago(hours=5), ago(hours=4), ago(hours=4), None),
+             # by an outside user not yet approved: effective, never external
+             ("i-fault", ago(hours=5), ago(hours=4), ago(hours=4), "u-new"),
              ("i-idle", ago(hours=20), ago(hours=19, minutes=30), ago(hours=19, minutes=30),
               "ghost"),
              ("i-stale", ago(days=5), ago(days=4), ago(days=4), "u-in")])
