@@ -8,10 +8,10 @@ from tests.api.conftest import Api
 
 GOOD = (
     "id,name,institution_id,model,maker,category_code,value_rmb,accepted_on,networked_on,"
-    "open_to_outside,fee_schedule\n"
+    "open_to_outside,fee_schedule,awaiting_disposal\n"
     "icp-ms,电感耦合等离子体质谱仪,uni-ac,7900,Agilent,010102,1850000,2025-06-03,2025-06-20,是,"
-    "\"校内 300 元/样, 校外 500 元/样\"\n"
-    "nmr,核磁共振波谱仪(更新),uni-ac,AVANCE NEO,Bruker,010401,5200000,2025-03-10,,yes,\n"
+    "\"校内 300 元/样, 校外 500 元/样\",否\n"
+    "nmr,核磁共振波谱仪(更新),uni-ac,AVANCE NEO,Bruker,010401,5200000,2025-03-10,,yes,,是\n"
 )
 
 BAD = (
@@ -63,6 +63,7 @@ def test_clean_file_imports_and_updates(api: Api) -> None:
     assert icp["value_rmb"] == "1850000.00"
     assert icp["open_to_outside"] is True
     assert nmr["name"] == "核磁共振波谱仪(更新)" and nmr["model"] == "AVANCE NEO"
+    assert (icp["awaiting_disposal"], nmr["awaiting_disposal"]) == (False, True)
 
 
 def test_reimport_keeps_the_columns_the_file_leaves_out(api: Api) -> None:
