@@ -17,8 +17,8 @@ are kept in the rollups once a report has computed them. Each figure is the stea
 after one warm-up request, whose time is printed as ``cold_ms`` (for the yearly report with
 availability: computing and storing the rollups). It times the
 yearly report with and without availability, the year less its last day without it (eleven
-months from the monthly usage rollup, the last 30 days from the sessions), and a report over
-the sampled days with availability.
+months from the monthly usage rollup, the last 30 days from the sessions), a report over
+the sampled days with availability, and the year's evaluation of every instrument.
 
 Targets (docs/api.md): board < 100 ms, yearly report < 1 s.
 """
@@ -259,6 +259,9 @@ def main() -> None:
                                         {**year, "format": "csv"}, 3)
                 bookings = client.get("/reports/service-records",
                                       params={**year, "limit": "1"}).json()["total"]
+                # the province's evaluation: every instrument, most of them never heard from
+                evaluation = _measure(client, "/evaluation/2025/instruments", {"limit": "1000"},
+                                      args.report_runs)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
@@ -279,6 +282,7 @@ def main() -> None:
                 "ratio_page_vs_list": round(statistics.median(register[1])
                                             / statistics.median(listed[1]), 2),
                 "csv_all": _stats(register_csv)},
+            "evaluation_year": {"instruments": count, **_stats(evaluation)},
             "load_s": round(load_s, 1),
         }, ensure_ascii=False))
     finally:

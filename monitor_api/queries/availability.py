@@ -49,7 +49,11 @@ WITH p AS (
 ), loose AS MATERIALIZED (  -- days outside whole months
     SELECT * FROM days WHERE NOT in_month
 ), ids AS MATERIALIZED (
+    -- instruments with a sample before the period's end: the others were offline all along
+    -- (up 0, no faults), and their days, never final, would be computed on every report
     SELECT i.id FROM unnest(%(ids)s::text[]) i (id)
+    WHERE EXISTS (SELECT 1 FROM state_sample s
+                  WHERE s.instrument_id = i.id AND s.ts < (SELECT hi FROM p))
 ), stored_months AS MATERIALIZED (
     SELECT sm.instrument_id AS id, sm.month, sm.up_s, sm.faults
     FROM state_month sm
@@ -174,8 +178,8 @@ async def state_figures(
     connect: Connect, *, ids: list[str], lo: datetime, hi: datetime, timeout: timedelta,
     parallel: int = 1,
 ) -> dict[str, StateFigures]:
-    """Seconds up and fault onsets per instrument in [lo, hi); ``hi`` must not lie in the
-    future.
+    """Seconds up and fault onsets of every instrument in [lo, hi); ``hi`` must not lie in
+    the future.
 
     Months the ingest may still change (``settled_before``) are computed in transactions
     that hold their instruments' ingest locks in shared mode before they read the samples,
@@ -199,10 +203,10 @@ async def state_figures(
     parts = await asyncio.gather(*(run(ids[k:k + step], a, b)
                                    for a, b in ((lo, cut), (cut, hi)) if a < b
                                    for k in range(0, len(ids), step)))
-    figures: dict[str, StateFigures] = {}
+    figures = {i: StateFigures() for i in ids}
     for rows in parts:
         for r in rows:
-            f = figures.setdefault(r["instrument_id"], StateFigures())
+            f = figures[r["instrument_id"]]
             f.up_s += r["up_s"]
             f.faults += r["faults"]
     return figures

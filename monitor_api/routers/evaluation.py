@@ -22,6 +22,7 @@ from monitor_api.evaluation import (
 )
 from monitor_api.exports import XLSX_TYPE, Format, Lang, render
 from monitor_api.queries.faults import in_fault
+from monitor_api.queries.metrics import ROOTS_CTE
 from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today
@@ -99,8 +100,9 @@ async def _scored(
         registry = {
             r["id"]: r for r in await fetch_all(
                 conn,
-                "SELECT i.*, institution_root(i.institution_id) AS root_id, ii.tier"
-                " FROM instrument i JOIN institution ii ON ii.id = i.institution_id",
+                ROOTS_CTE + "SELECT i.*, r.root AS root_id, ii.tier FROM instrument i"
+                " JOIN roots r ON r.id = i.institution_id"
+                " JOIN institution ii ON ii.id = i.institution_id",
             )
         }
         overdue = {o["instrument_id"] for o in await overdue_list(
