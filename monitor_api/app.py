@@ -36,6 +36,7 @@ from monitor_api.routers import (
     users,
 )
 from monitor_api.settings import ApiSettings
+from monitor_api.single_flight import SingleFlight
 from monitor_api.status_feed import StatusFeed
 from monitor_api.void_bookings import void_all_lapsed
 
@@ -124,6 +125,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.evaluations = SingleFlight()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
     for module in (health, registry, users, status, certifications, bookings, reports,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
@@ -36,6 +36,7 @@ from monitor_api.schemas_evaluation import (
     SilentInstruments,
 )
 from monitor_api.settings import ApiSettings, EvaluationRules
+from monitor_api.single_flight import SingleFlight
 
 router = APIRouter(tags=["evaluation"])
 
@@ -84,9 +85,19 @@ async def _spans(conn: Conn, year: int) -> dict[str, Span]:
     return spans
 
 
-async def _scored(
-    pool: Pool, settings: ApiSettings, year: int
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+Scored = tuple[list[dict[str, Any]], dict[str, str]]
+"""Every instrument's scores (shared: callers copy before they change anything) and the
+institutions' names."""
+
+
+async def _scored(request: Request, year: int) -> Scored:
+    """The year's scores, computed once for the requests that ask at the same time."""
+    flights: SingleFlight[int, Scored] = request.app.state.evaluations
+    return await flights.run(year, lambda: _score(request.app.state.pool,
+                                                  request.app.state.settings, year))
+
+
+async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
     start, end, _ = _year(year)
     rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
                                             institutions=None)
@@ -129,12 +140,12 @@ async def evaluation_rules(_: Evaluator, settings: Settings) -> EvaluationRules:
 
 @router.get("/evaluation/{year}/instruments", response_model=InstrumentEvaluation, responses=FILES)
 async def evaluate_instruments(
-    pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
+    request: Request, _: ReportEvaluator, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
-    scored, _names = await _scored(pool, settings, year)
+    scored, _names = await _scored(request, year)
     scored = rounded(scored)
     scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
     body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
@@ -146,12 +157,12 @@ async def evaluate_instruments(
 @router.get("/evaluation/{year}/institutions", response_model=InstitutionEvaluation,
             responses=FILES)
 async def evaluate_institutions(
-    pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
+    request: Request, _: ReportEvaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
     """Institutions ranked by the mean score of their instruments (ties: sharing score)."""
-    scored, names = await _scored(pool, settings, year)
+    scored, names = await _scored(request, year)
     ranked = rounded(score_institutions(scored, names, settings.evaluation))
     body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
             "limit": limit, "offset": offset}

@@ -12,14 +12,18 @@ Institutions: uni (nmr, sem) = (70 + 13.33) / 2 = 41.67; incub 13.33; other 5.
 
 from __future__ import annotations
 
+import asyncio
 import io
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import openpyxl
 import pytest
 
 from monitor_api import EvaluationRules
+from monitor_api.routers import evaluation as evaluation_router
 from tests.api.conftest import Api, make_settings
 from tests.api_server import serve
 
@@ -220,3 +224,28 @@ def test_assessments_weigh_what_the_platform_cannot_measure(year: Api, database_
     with year.as_("admin") as admin:
         assert admin.delete("/evaluation/2025/assessments/uni").status_code == 204
         assert admin.delete("/evaluation/2025/assessments/uni").status_code == 404
+
+
+def test_concurrent_requests_share_one_computation(
+    year: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluation page asks for instruments and institutions at once: one computation
+    serves both; the next request computes again (nothing is kept)."""
+    computed: list[int] = []
+    score = evaluation_router._score
+
+    async def counted(pool: Any, settings: Any, y: int) -> Any:
+        computed.append(y)
+        await asyncio.sleep(0.5)  # the other request arrives meanwhile
+        return await score(pool, settings, y)
+
+    monkeypatch.setattr(evaluation_router, "_score", counted)
+    with year.as_("evaluator") as a, year.as_("evaluator") as b, ThreadPoolExecutor(2) as run:
+        instruments = run.submit(a.get, "/evaluation/2025/instruments")
+        institutions = run.submit(b.get, "/evaluation/2025/institutions")
+        items = {i["instrument_id"]: i["score"] for i in instruments.result().json()["items"]}
+        ranked = {i["institution_id"]: i["score"] for i in institutions.result().json()["items"]}
+        assert computed == [2025]
+        assert (items["nmr"], ranked["uni"]) == (70, 41.67)
+        assert a.get("/evaluation/2025/instruments").status_code == 200
+    assert computed == [2025, 2025]
