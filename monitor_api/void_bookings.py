@@ -26,8 +26,7 @@ WHERE b.status = 'approved'
   AND b.end_ts > now() AND b.start_ts <= now() - %(after)s
   AND (%(instrument)s::text IS NULL OR b.instrument_id = %(instrument)s)
   AND running_seconds(b.instrument_id, b.start_ts - %(grace)s, now()) = 0
-  AND EXISTS (SELECT 1 FROM state_sample s
-              WHERE s.instrument_id = b.instrument_id AND s.ts >= b.start_ts + %(after)s)
+  AND heard_since(b.instrument_id, b.start_ts + %(after)s)
 RETURNING b.id
 """
 

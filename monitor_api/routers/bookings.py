@@ -118,12 +118,8 @@ SELECT b.id, b.start_ts
 FROM booking b
 WHERE b.user_id = %(user)s AND b.start_ts >= now() - %(window)s
   AND (b.status = 'void'
-       OR b.status IN ('approved', 'completed') AND b.end_ts + %(grace)s <= now()
-          AND running_seconds(b.instrument_id, b.start_ts - %(grace)s,
-                              b.end_ts + %(grace)s) = 0
-          -- heard from since: its gateway is not holding the session back
-          AND EXISTS (SELECT 1 FROM state_sample s WHERE s.instrument_id = b.instrument_id
-                      AND s.ts >= b.end_ts + %(grace)s))
+       OR b.status IN ('approved', 'completed')
+          AND window_missed(b.instrument_id, b.start_ts, b.end_ts, %(grace)s))
 ORDER BY b.start_ts
 """
 
