@@ -13,6 +13,9 @@ from openpyxl import Workbook
 from starlette.concurrency import run_in_threadpool
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}}
+"""OpenAPI ``responses`` of a route that ``render``s: JSON, or CSV and XLSX files."""
 
 
 class Format(StrEnum):

@@ -7,6 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from instrushare.protocol import Identifier
@@ -41,6 +42,8 @@ Day = Annotated[date, AfterValidator(_check_day)]
 Moment = Annotated[AwareDatetime, AfterValidator(_check_moment)]
 """A date and time with an offset, on a day between 1900-01-01 and 2199-12-31."""
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+Year = Annotated[int, Path(ge=2000, le=2100)]
+"""A calendar year to evaluate, in a route's path."""
 
 
 def example_config(example: dict[str, Any]) -> ConfigDict:

@@ -4,22 +4,20 @@ whole province and write nothing); the evaluation weighs them (docs/metrics.md).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from monitor_api.auth import Admin, Evaluator
 from monitor_api.db import Conn, DbConn, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, NotFound
-from monitor_api.exports import Format, Lang, render
-from monitor_api.schemas import Limit, Offset
+from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.schemas import Limit, Offset, Year
 from monitor_api.schemas_evaluation import Assessment, AssessmentIn, Assessments
 
 router = APIRouter(tags=["evaluation"])
 
-Year = Annotated[int, Path(ge=2000, le=2100)]
-FILES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
 _COLUMNS = [
     ("institution_id", "单位", "Institution"), ("name", "名称", "Name"),
     ("mark", "评审分(百分制)", "Mark (of 100)"), ("note", "评审意见", "Note"),
@@ -38,7 +36,7 @@ async def marks(conn: Conn, year: int) -> dict[str, float]:
     return {r["institution_id"]: float(r["mark"]) for r in rows}
 
 
-@router.get("/evaluation/{year}/assessments", response_model=Assessments, responses=FILES)
+@router.get("/evaluation/{year}/assessments", response_model=Assessments, responses=FILE_RESPONSES)
 async def list_assessments(
     conn: DbConn, _: Evaluator, year: Year, format: Format = Format.JSON,
     lang: Lang = Lang.BOTH, limit: Limit = 1000, offset: Offset = 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
@@ -20,14 +20,14 @@ from monitor_api.evaluation import (
     score_institutions,
     score_instrument,
 )
-from monitor_api.exports import XLSX_TYPE, Format, Lang, render
+from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.faults import in_fault
 from monitor_api.queries.metrics import ROOTS_CTE
 from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
-from monitor_api.schemas import Day, Limit, Offset
+from monitor_api.schemas import Day, Limit, Offset, Year
 from monitor_api.schemas_evaluation import (
     InstitutionEvaluation,
     InstrumentEvaluation,
@@ -40,8 +40,6 @@ from monitor_api.single_flight import SingleFlight
 
 router = APIRouter(tags=["evaluation"])
 
-Year = Annotated[int, Path(ge=2000, le=2100)]
-FILES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}}
 
 _SILENT_COLUMNS = [
     ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
@@ -138,7 +136,8 @@ async def evaluation_rules(_: Evaluator, settings: Settings) -> EvaluationRules:
     return settings.evaluation
 
 
-@router.get("/evaluation/{year}/instruments", response_model=InstrumentEvaluation, responses=FILES)
+@router.get("/evaluation/{year}/instruments", response_model=InstrumentEvaluation,
+            responses=FILE_RESPONSES)
 async def evaluate_instruments(
     request: Request, _: ReportEvaluator, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
@@ -155,7 +154,7 @@ async def evaluate_instruments(
 
 
 @router.get("/evaluation/{year}/institutions", response_model=InstitutionEvaluation,
-            responses=FILES)
+            responses=FILE_RESPONSES)
 async def evaluate_institutions(
     request: Request, _: ReportEvaluator, settings: Settings, year: Year,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
@@ -170,7 +169,8 @@ async def evaluate_institutions(
                   f"evaluation-{year}-institutions")
 
 
-@router.get("/evaluation/{year}/low-utilisation", response_model=LowUtilisation, responses=FILES)
+@router.get("/evaluation/{year}/low-utilisation", response_model=LowUtilisation,
+            responses=FILE_RESPONSES)
 async def low_utilisation(
     pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
     below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
@@ -195,7 +195,7 @@ async def low_utilisation(
     return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
 
 
-@router.get("/evaluation/silent", response_model=SilentInstruments, responses=FILES)
+@router.get("/evaluation/silent", response_model=SilentInstruments, responses=FILE_RESPONSES)
 async def silent_instruments(
     conn: DbConn, _: Evaluator, settings: Settings,
     days: Annotated[int | None, Query(ge=1, le=3650)] = None,
@@ -228,7 +228,7 @@ async def silent_instruments(
 
 
 @router.get("/evaluation/overdue-registrations", response_model=OverdueRegistrations,
-            responses=FILES)
+            responses=FILE_RESPONSES)
 async def overdue_registrations(
     conn: DbConn, _: Evaluator, settings: Settings, as_of: Day | None = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,

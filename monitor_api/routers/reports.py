@@ -13,7 +13,7 @@ from instrushare.protocol import Identifier
 from monitor_api.auth import Principal, ReportReader
 from monitor_api.db import DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
-from monitor_api.exports import XLSX_TYPE, Format, Lang, render
+from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
 from monitor_api.schemas import Day, Limit, Offset, Page
@@ -75,7 +75,7 @@ async def utilisation_rows(
 @router.get(
     "/reports/utilisation",
     response_model=UtilisationReport,
-    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
+    responses=FILE_RESPONSES,
 )
 async def utilisation(
     pool: DbPool,
@@ -118,7 +118,7 @@ async def utilisation(
 @router.get(
     "/reports/service-records",
     response_model=ServiceRecordReport,
-    responses={200: {"content": {"text/csv": {}, XLSX_TYPE: {}}}},
+    responses=FILE_RESPONSES,
 )
 async def service_record_register(
     pool: DbPool,
