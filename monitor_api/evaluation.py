@@ -50,6 +50,7 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
     ("assessed", "评审得分", "Assessed score"),
     ("score", "总分", "Score"),
     ("grade", "等级", "Grade"),
+    ("stars", "星级", "Stars"),
 ]
 
 
@@ -121,6 +122,14 @@ def grade(score: float, rules: EvaluationRules) -> str:
     if score >= rules.passing:
         return GRADES[2][0]
     return GRADES[3][0]
+
+
+def stars(score: float, tier: str | None, rules: EvaluationRules) -> int | None:
+    """Star rating of a service or voucher institution: one per ``star_scores`` threshold
+    reached; None for the incubation pool, which may not serve."""
+    if tier not in ("service", "voucher"):
+        return None
+    return sum(1 for threshold in rules.star_scores if score >= threshold)
 
 
 def running_state(
@@ -200,10 +209,11 @@ def score_instrument(
 
 
 def score_institutions(
-    scored: list[dict[str, Any]], names: dict[str, str], rules: EvaluationRules
+    scored: list[dict[str, Any]], institutions: dict[str, dict[str, Any]],
+    rules: EvaluationRules,
 ) -> list[dict[str, Any]]:
     """Mean of the institution's instrument scores (sub-units included); ranked by score,
-    ties broken on sharing."""
+    ties broken on sharing; ``institutions``: name and tier by id."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in scored:
         groups[item["root_id"]].append(item)
@@ -214,9 +224,10 @@ def score_institutions(
         def mean(key: str, items: list[dict[str, Any]] = items, n: int = n) -> float:
             return float(sum(i[key] for i in items)) / n
 
+        institution = institutions.get(root, {})
         out.append({
             "institution_id": root,
-            "name": names.get(root, root),
+            "name": institution.get("name") or root,
             "instruments": n,
             "effective_hours": round(sum(i["effective_hours"] for i in items), 4),
             "external_hours": round(sum(i["external_hours"] for i in items), 4),
@@ -226,6 +237,8 @@ def score_institutions(
             "assessed": mean("assessed"),
             "score": mean("score"),
             "grade": grade(mean("score"), rules),
+            "tier": institution.get("tier"),
+            "stars": stars(mean("score"), institution.get("tier"), rules),
         })
     out.sort(key=lambda r: (-r["score"], -r["sharing"], r["institution_id"]))
     for rank, row in enumerate(out, start=1):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor_api.schemas import Money, Page, example_config
+from monitor_api.schemas import Money, Page, Tier, example_config
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 
 Grade = Literal["优秀", "良好", "合格", "不合格"]
@@ -35,7 +35,7 @@ _INSTITUTION: dict[str, Any] = {
     "institution_id": "dlut", "name": "大连理工大学", "instruments": 2,
     "effective_hours": 600.0, "external_hours": 60.0, "operation": 10.0,
     "sharing": 10.0, "management": 21.67, "assessed": 0.0, "score": 41.67,
-    "grade": "不合格", "rank": 1}
+    "grade": "不合格", "tier": "voucher", "stars": 0, "rank": 1}
 
 _ASSESSMENT: dict[str, Any] = {
     "year": 2025, "institution_id": "dlut", "name": "大连理工大学", "mark": "85.00",
@@ -130,6 +130,12 @@ class EvaluatedInstitution(BaseModel):
     assessed: float = Field(description="Points from the institution's assessment.")
     score: float = Field(description="Mean total score, two decimals.")
     grade: Grade = Field(description="Grade from the mean score.")
+    tier: Tier = Field(description="The institution's tier.")
+    stars: int | None = Field(
+        ge=0, le=5,
+        description="Star rating of a service or voucher institution: how many of the"
+        " star_scores thresholds its score reaches (0-5); null for the incubation pool.",
+    )
     rank: int = Field(description="1 for the highest score.")
 
 

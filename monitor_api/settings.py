@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from instrushare.settings import DEFAULT_DATABASE_URL
@@ -34,6 +34,16 @@ class EvaluationRules(BaseModel):
     """Faults in the evaluated span from which the running state is 故障频繁."""
     awaiting_repair_days: float = Field(default=7.0, gt=0)
     """In fault this long at the span's end: 待修."""
+    star_scores: list[float] = Field(default=[60.0, 70.0, 80.0, 90.0, 95.0], max_length=5)
+    """Scores from which a service or voucher institution earns its 1st, 2nd, ... 5th star
+    (ascending); below the first it has none. Incubation-pool institutions get no rating."""
+
+    @field_validator("star_scores")
+    @classmethod
+    def _stars_ascend(cls, scores: list[float]) -> list[float]:
+        if any(not 0 <= s <= 100 for s in scores) or scores != sorted(scores):
+            raise ValueError("star scores must ascend between 0 and 100")
+        return scores
 
     @model_validator(mode="after")
     def _points_make_100(self) -> EvaluationRules:

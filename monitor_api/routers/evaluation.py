@@ -83,9 +83,9 @@ async def _spans(conn: Conn, year: int) -> dict[str, Span]:
     return spans
 
 
-Scored = tuple[list[dict[str, Any]], dict[str, str]]
+Scored = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
 """Every instrument's scores (shared: callers copy before they change anything) and the
-institutions' names."""
+institutions' names and tiers by id."""
 
 
 async def _scored(request: Request, year: int) -> Scored:
@@ -118,8 +118,8 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
             conn, None, settings.compliance_threshold_rmb, settings.compliance_working_days,
             min(end, today()),
         )}
-        names = {r["id"]: r["name"]
-                 for r in await fetch_all(conn, "SELECT id, name FROM institution")}
+        institutions = {r["id"]: r for r in await fetch_all(
+            conn, "SELECT id, name, tier FROM institution")}
         assessed = await marks(conn, year)
     scored = [
         score_instrument(figures[i], registry[i], up_s=up[i], span=spans[i],
@@ -127,7 +127,7 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
                          mark=assessed.get(registry[i]["root_id"]), rules=settings.evaluation)
         for i in sorted(figures) if i in spans
     ]
-    return scored, names
+    return scored, institutions
 
 
 @router.get("/evaluation/rules", response_model=EvaluationRules)
@@ -144,7 +144,7 @@ async def evaluate_instruments(
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
-    scored, _names = await _scored(request, year)
+    scored, _institutions = await _scored(request, year)
     scored = rounded(scored)
     scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
     body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
@@ -160,9 +160,10 @@ async def evaluate_institutions(
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
-    """Institutions ranked by the mean score of their instruments (ties: sharing score)."""
-    scored, names = await _scored(request, year)
-    ranked = rounded(score_institutions(scored, names, settings.evaluation))
+    """Institutions ranked by the mean score of their instruments (ties: sharing score), with
+    the star rating of service and voucher institutions."""
+    scored, institutions = await _scored(request, year)
+    ranked = rounded(score_institutions(scored, institutions, settings.evaluation))
     body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
             "limit": limit, "offset": offset}
     return await render(body, ranked, INSTITUTION_COLUMNS, format, lang,

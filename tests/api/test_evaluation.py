@@ -66,13 +66,13 @@ def test_institution_ranking_and_export(year: Api) -> None:
     with year.as_("admin") as c:
         ranked = c.get("/evaluation/2025/institutions").json()["items"]
         xlsx = c.get("/evaluation/2025/institutions", params={"format": "xlsx"})
-    assert [(r["rank"], r["institution_id"], r["score"]) for r in ranked] == [
-        (1, "uni", 41.67), (2, "incub", 13.33), (3, "other", 5)]
+    assert [(r["rank"], r["institution_id"], r["score"], r["stars"]) for r in ranked] == [
+        (1, "uni", 41.67, 0), (2, "incub", 13.33, None), (3, "other", 5, 0)]
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0][-1] == "等级 Grade"
-    assert rows[1][1] == "uni" and rows[1][-1] == "不合格"
+    assert rows[0][-2:] == ("等级 Grade", "星级 Stars")
+    assert rows[1][1] == "uni" and rows[1][-2:] == ("不合格", 0)
 
 
 def test_lists(year: Api) -> None:
@@ -89,15 +89,25 @@ def test_lists(year: Api) -> None:
 
 
 def test_rules_are_configuration(year: Api, database_url: str) -> None:
-    rules = EvaluationRules(full_use_hours=600, excellent=85)
+    rules = EvaluationRules(full_use_hours=600, excellent=85, star_scores=[10, 40, 50, 60])
     auth = {"Authorization": f"Bearer {year.tokens['evaluator']}"}
     with serve(make_settings(database_url, evaluation=rules)) as url, httpx.Client(
         base_url=url, headers=auth
     ) as c:
         items = {i["instrument_id"]: i for i in
                  c.get("/evaluation/2025/instruments").json()["items"]}
+        stars = {i["institution_id"]: i["stars"] for i in
+                 c.get("/evaluation/2025/institutions").json()["items"]}
     assert (items["nmr"]["operation"], items["nmr"]["score"], items["nmr"]["grade"]) == \
         (40, 90, "优秀")
+    # uni (90 + 13.33) / 2 = 51.67 reaches 10, 40 and 50; the incubation pool is not rated
+    assert stars == {"uni": 3, "other": 0, "incub": None}
+
+
+@pytest.mark.parametrize("scores", [[70, 60], [-1, 50], [10, 20, 30, 40, 50, 60]])
+def test_star_scores_must_ascend_within_100(scores: list[float]) -> None:
+    with pytest.raises(ValueError, match="star"):
+        EvaluationRules(star_scores=scores)
 
 
 def test_an_instrument_is_judged_on_the_part_of_the_year_it_was_monitored(year: Api) -> None:

@@ -11,6 +11,8 @@ import { exportButtons, section, table } from '../table.js';
 const GRADES = ['优秀', '良好', '合格', '不合格'];
 const grade = (v) => (v ? t(`grade.${v}`) : null);
 const num = (v) => fmtNumber(v);
+// service and voucher institutions' stars; the incubation pool is not rated (null)
+const stars = (v) => (v == null ? null : '★'.repeat(v) || fmtNumber(0));
 // the result first, so that a phone shows it before the table scrolls sideways
 const RESULT = [
   { key: 'grade', label: 'eval.grade', format: grade },
@@ -24,7 +26,8 @@ const PARTS = [
 const LISTS = [
   { name: 'institutions', title: 'eval.institutions', path: (y) => `evaluation/${y}/institutions`,
     columns: [{ key: 'rank', label: 'eval.rank' }, { key: 'institution_id', label: 'field.institution' },
-      { key: 'name', label: 'field.name' }, ...RESULT, { key: 'instruments', label: 'util.instruments' },
+      { key: 'name', label: 'field.name' }, ...RESULT, { key: 'stars', label: 'eval.stars', format: stars },
+      { key: 'instruments', label: 'util.instruments' },
       { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num }, ...PARTS,
       { key: 'assessed', label: 'eval.assessed', format: num }] },
