@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from instrushare.protocol import Identifier
@@ -17,6 +17,12 @@ T = TypeVar("T")
 Text = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+CATEGORY_PREFIX = r"^[0-9]{2}(?:[0-9]{2}){0,2}$"
+"""A category code or its first 2 or 4 digits: the class at level 3, 1 or 2."""
+Category = Annotated[str | None, Query(
+    pattern=CATEGORY_PREFIX,
+    description="Category code (6 digits) or its level-1 or level-2 class (2 or 4 digits).",
+)]
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 

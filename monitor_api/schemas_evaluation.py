@@ -28,6 +28,7 @@ _INSTRUMENT: dict[str, Any] = {
     "external_hours": 60.0, "openness_ratio": 0.1, "availability": 0.9712,
     "faults": 2, "running_state": "occasional_faults", "sharing_mode": "external",
     "monitored_since": "2024-12-10T09:12:00+08:00", "evaluated_days": 365.0,
+    "target_hours": 1200.0,
     "operation": 20.0, "sharing": 20.0, "management": 39.71, "assessed": 0.0,
     "score": 79.71, "grade": "合格"}
 
@@ -60,15 +61,33 @@ def _page_config(item: dict[str, Any], **fields: Any) -> ConfigDict:
     return example_config({**fields, "items": [item], "total": 1, "limit": 1000, "offset": 0})
 
 
-class EvaluatedInstrument(BaseModel):
-    model_config = example_config(_INSTRUMENT)
+class InstrumentYear(BaseModel):
+    """What the evaluation and the duplicate-purchase review both say of an instrument."""
 
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit the instrument belongs to.")
-    root_id: str = Field(description="Top-level institution the unit belongs to.")
     effective_hours: float = Field(description="Effective machine hours in the year.")
     external_hours: float = Field(description="Hours of service to outside users.")
+    running_state: RunningState = Field(
+        description="National running state: normal 正常, occasional_faults 偶有故障,"
+        " frequent_faults 故障频繁, awaiting_repair 待修, awaiting_disposal 待报废"
+        " (rules in docs/metrics.md)."
+    )
+    sharing_mode: SharingMode = Field(
+        description="National sharing mode: external 对外共享, internal 内部共享,"
+        " not_shared 不共享."
+    )
+    target_hours: float = Field(
+        description="Full use for the days it is judged on (evaluated_days):"
+        " full_use_hours pro rata, two decimals."
+    )
+
+
+class EvaluatedInstrument(InstrumentYear):
+    model_config = example_config(_INSTRUMENT)
+
+    root_id: str = Field(description="Top-level institution the unit belongs to.")
     openness_ratio: float | None = Field(
         description="External hours / effective hours; null without use."
     )
@@ -78,15 +97,6 @@ class EvaluatedInstrument(BaseModel):
     )
     faults: int | None = Field(
         description="Faults that began in the year; null when availability was not computed."
-    )
-    running_state: RunningState = Field(
-        description="National running state: normal 正常, occasional_faults 偶有故障,"
-        " frequent_faults 故障频繁, awaiting_repair 待修, awaiting_disposal 待报废"
-        " (rules in docs/metrics.md)."
-    )
-    sharing_mode: SharingMode = Field(
-        description="National sharing mode: external 对外共享, internal 内部共享,"
-        " not_shared 不共享."
     )
     monitored_since: datetime | None = Field(
         description="When the platform first heard from the instrument; null if never."
@@ -242,3 +252,45 @@ class Assessments(Page[Assessment]):
     model_config = _page_config(_ASSESSMENT, year=2025)
 
     year: int = Field(description="Year assessed.")
+
+
+_REVIEWED: dict[str, Any] = {
+    "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
+    "region": "大连", "category_code": "010401", "value_rmb": 5200000.0,
+    "sharing_mode": "external", "running_state": "normal", "effective_hours": 600.0,
+    "external_hours": 60.0, "target_hours": 1200.0, "spare_hours": 600.0,
+    "capacity": "spare"}
+
+
+class ReviewedInstrument(InstrumentYear):
+    model_config = example_config(_REVIEWED)
+
+    region: str = Field(description="Region of its institution.")
+    category_code: str = Field(description="Its six-digit category code.")
+    value_rmb: float | None = Field(description="Original value in RMB.")
+    spare_hours: float = Field(description="Target minus effective hours, at least 0.")
+    capacity: Literal["spare", "fully_used", "not_open", "out_of_service"] = Field(
+        description="fully_used: at or above its target; else spare (outside users may book"
+        " it and it works), not_open (they may not) or out_of_service (awaiting repair or"
+        " disposal, or faulting frequently)."
+    )
+
+
+class DuplicateReview(Page[ReviewedInstrument]):
+    """Instruments of the class asked for, shareable spare hours first."""
+
+    model_config = _page_config(
+        _REVIEWED, year=2025, category="0104", region="大连", verdict="spare_capacity",
+        fully_used=0, shareable=1, shareable_hours=600.0)
+
+    year: int = Field(description="Year whose use is reviewed.")
+    category: str = Field(description="Category code or class asked for.")
+    region: str | None = Field(description="Region asked for; null: the whole province.")
+    verdict: Literal["none_registered", "spare_capacity", "no_spare_capacity"] = Field(
+        description="none_registered: no such instrument on the platform; spare_capacity: at"
+        " least one can take more outside users; no_spare_capacity: all are fully used, not"
+        " open or out of service."
+    )
+    fully_used: int = Field(description="Instruments at or above their full-use target.")
+    shareable: int = Field(description="Instruments with spare hours outsiders may book.")
+    shareable_hours: float = Field(description="Their spare hours together.")

@@ -33,35 +33,24 @@ from monitor_api.queries.common import Where, tune_for_reports
 from monitor_api.report import SHANGHAI, month_start
 
 ROOTS_CTE = """
-WITH RECURSIVE roots(id, root) AS (
-    SELECT id, id FROM institution WHERE parent_id IS NULL
-    UNION ALL
-    SELECT c.id, r.root FROM institution c JOIN roots r ON c.parent_id = r.id
-)
-"""
-"""Every institution with its top-level one, in one pass (``institution_root()`` per row
-costs a recursive query each)."""
-
-_ROOTS = ROOTS_CTE + "SELECT id, root FROM roots"
-
-_SELECTED = """
 WITH RECURSIVE roots(id, root, region) AS (
     SELECT id, id, region FROM institution WHERE parent_id IS NULL
     UNION ALL
     SELECT c.id, r.root, CASE WHEN c.region <> '' THEN c.region ELSE r.region END
     FROM institution c JOIN roots r ON c.parent_id = r.id
 )
+"""
+"""Every institution with its top-level one and its region (its own, else its parent's), in
+one pass (``institution_root()`` per row costs a recursive query each)."""
+
+_ROOTS = ROOTS_CTE + "SELECT id, root FROM roots"
+
+_SELECTED = ROOTS_CTE + """
 SELECT i.id FROM instrument i JOIN roots r ON r.id = i.institution_id WHERE {where}
 ORDER BY i.id
 """
 
-_HEAD = """
-WITH RECURSIVE roots(id, root, region) AS (
-    SELECT id, id, region FROM institution WHERE parent_id IS NULL
-    UNION ALL
-    SELECT c.id, r.root, CASE WHEN c.region <> '' THEN c.region ELSE r.region END
-    FROM institution c JOIN roots r ON c.parent_id = r.id
-), inst AS MATERIALIZED (
+_HEAD = ROOTS_CTE.rstrip() + """, inst AS MATERIALIZED (
     -- heard: its latest sample; no-shows are counted only up to it (what was heard)
     SELECT i.id, i.name, i.institution_id, r.root AS root_id, r.region, i.category_code,
            i.value_rmb,

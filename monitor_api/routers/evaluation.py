@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -10,6 +11,9 @@ from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
 from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
+from monitor_api.duplicate_review import COLUMNS as REVIEW_COLUMNS
+from monitor_api.duplicate_review import LABELS as REVIEW_LABELS
+from monitor_api.duplicate_review import review
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
@@ -27,8 +31,9 @@ from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
-from monitor_api.schemas import Day, Limit, Offset, Year
+from monitor_api.schemas import CATEGORY_PREFIX, Day, Limit, Offset, Year
 from monitor_api.schemas_evaluation import (
+    DuplicateReview,
     InstitutionEvaluation,
     InstrumentEvaluation,
     LowUtilisation,
@@ -62,22 +67,39 @@ _OVERDUE_COLUMNS = [
 ]
 
 
-def _year(year: int) -> tuple[date, date, float]:
-    """First and last day of the year, and the share of it gone."""
+@dataclass(frozen=True, slots=True)
+class EvaluatedYear:
+    """A calendar year in Asia/Shanghai as seen at ``now``: its days, its bounds, and how
+    much of it is gone."""
+
+    start: date
+    end: date
+    lo: datetime
+    hi: datetime
+    now: datetime
+
+    @property
+    def until(self) -> datetime:
+        """The end of the year, or now while it lasts."""
+        return min(self.hi, self.now)
+
+    @property
+    def fraction(self) -> float:
+        """The share of the year gone."""
+        return max(min((self.now - self.lo) / (self.hi - self.lo), 1.0), 0.0)
+
+
+def _year(year: int) -> EvaluatedYear:
     start, end = date(year, 1, 1), date(year, 12, 31)
-    lo, hi = period_bounds(start, end)
-    fraction = max(min((datetime.now(UTC) - lo) / (hi - lo), 1.0), 0.0)
-    return start, end, fraction
+    return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC))
 
 
-async def _spans(conn: Conn, year: int) -> dict[str, Span]:
+async def _spans(conn: Conn, year: EvaluatedYear) -> dict[str, Span]:
     """Each instrument's span of the year (``evaluated_span``); those first heard from after
     it have none and are not evaluated for it."""
-    lo, hi = period_bounds(date(year, 1, 1), date(year, 12, 31))
-    now = datetime.now(UTC)
     spans = {}
     for r in await fetch_all(conn, "SELECT id, monitored_since FROM instrument"):
-        span = evaluated_span(lo, hi, now=now, since=r["monitored_since"])
+        span = evaluated_span(year.lo, year.hi, now=year.now, since=r["monitored_since"])
         if span is not None:
             spans[r["id"]] = span
     return spans
@@ -96,16 +118,15 @@ async def _scored(request: Request, year: int) -> Scored:
 
 
 async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
-    start, end, _ = _year(year)
-    rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
-                                            institutions=None)
+    evaluated = _year(year)
+    rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
+                                            end=evaluated.end, institutions=None)
     up = {r["instrument_id"]: r["up_s"] for r in rows}
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
     async with pool.connection() as conn:
-        spans = await _spans(conn, year)
-        span_end = min(period_bounds(start, end)[1], datetime.now(UTC))
-        faulty = await in_fault(conn, at=span_end, timeout=settings.heartbeat_timeout)
+        spans = await _spans(conn, evaluated)
+        faulty = await in_fault(conn, at=evaluated.until, timeout=settings.heartbeat_timeout)
         registry = {
             r["id"]: r for r in await fetch_all(
                 conn,
@@ -116,7 +137,7 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
         }
         overdue = {o["instrument_id"] for o in await overdue_list(
             conn, None, settings.compliance_threshold_rmb, settings.compliance_working_days,
-            min(end, today()),
+            min(evaluated.end, today()),
         )}
         institutions = {r["id"]: r for r in await fetch_all(
             conn, "SELECT id, name, tier FROM institution")}
@@ -180,13 +201,14 @@ async def low_utilisation(
 ) -> Response | dict[str, Any]:
     """Instruments whose effective hours stay below the threshold, pro rata for the part of
     the year each was on the platform."""
-    start, end, fraction = _year(year)
+    evaluated = _year(year)
     yearly = below_hours if below_hours is not None else settings.evaluation.low_utilisation_hours
-    threshold = yearly * fraction
-    rows, period_s = await utilisation_rows(pool, settings, start=start, end=end,
-                                            institutions=None, with_availability=False)
+    threshold = yearly * evaluated.fraction
+    rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
+                                            end=evaluated.end, institutions=None,
+                                            with_availability=False)
     async with pool.connection() as conn:
-        spans = await _spans(conn, year)
+        spans = await _spans(conn, evaluated)
     low = [{**f, "threshold_hours": round(yearly * spans[f["key"]].fraction, 2)}
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
            if f["key"] in spans]
@@ -241,3 +263,37 @@ async def overdue_registrations(
     body = {"items": items[offset : offset + limit], "total": len(items),
             "limit": limit, "offset": offset}
     return await render(body, items, _OVERDUE_COLUMNS, format, lang, "overdue-registrations")
+
+
+@router.get("/evaluation/{year}/duplicate-review", response_model=DuplicateReview,
+            responses=FILE_RESPONSES)
+async def duplicate_review(
+    request: Request, _: ReportEvaluator, year: Year,
+    category: Annotated[str, Query(
+        pattern=CATEGORY_PREFIX,
+        description="Category code of the instrument to buy (6 digits), or its level-1 or"
+        " level-2 class (2 or 4 digits).")],
+    region: Annotated[str | None, Query(
+        max_length=100, description="Only instruments in this region.")] = None,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response | dict[str, Any]:
+    """Duplicate-purchase review (查重评议): the instruments of a class, how much each was
+    used in the year, and whether any that outside users may book had hours to spare."""
+    scored, _institutions = await _scored(request, year)
+    async with request.app.state.pool.connection() as conn:
+        registry = {r["id"]: r for r in await fetch_all(
+            conn,
+            ROOTS_CTE + "SELECT i.id, r.region, i.category_code, i.value_rmb::float8 AS value_rmb"
+            " FROM instrument i JOIN roots r ON r.id = i.institution_id"
+            " WHERE i.category_code LIKE %(category)s"
+            "   AND (%(region)s::text IS NULL OR r.region = %(region)s)",
+            {"category": category + "%", "region": region},
+        )}
+    found = review(scored, registry)
+    items = found.pop("items")
+    body = {"year": year, "category": category, "region": region, **found,
+            "items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+    return await render(body, items, REVIEW_COLUMNS, format, lang,
+                        f"duplicate-review-{year}-{category}", labels=REVIEW_LABELS)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +16,7 @@ from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
 from monitor_api.schemas import (
+    Category,
     Day,
     ImportResult,
     Institution,
@@ -97,7 +98,7 @@ async def list_instruments(
     conn: DbConn,
     caller: Caller,
     institution_id: str | None = None,
-    category: Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")] = None,
+    category: Category = None,
     open_to_outside: bool | None = None,
     limit: Limit = 100,
     offset: Offset = 0,

@@ -16,7 +16,7 @@ from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
-from monitor_api.schemas import Day, Limit, Offset, Page
+from monitor_api.schemas import Category, Day, Limit, Offset, Page
 from monitor_api.schemas_report import Figures, ServiceRecordRow
 from monitor_api.service_records import COLUMNS as RECORD_COLUMNS
 from monitor_api.service_records import LABELS as RECORD_LABELS
@@ -85,7 +85,7 @@ async def utilisation(
     end: Annotated[Day, Query(description="Last day (Asia/Shanghai), included")],
     group_by: GroupBy = GroupBy.INSTRUMENT,
     institution_id: str | None = None,
-    category: Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")] = None,
+    category: Category = None,
     category_digits: Annotated[int, Query(ge=2, le=6, multiple_of=2)] = 2,
     region: str | None = None,
     availability: bool = True,

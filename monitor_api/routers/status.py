@@ -18,7 +18,7 @@ from monitor_api.db import DbConn, Pool, Settings
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
 from monitor_api.routers.registry import visible_instrument
-from monitor_api.schemas import Instrument, Limit, Moment, Offset, Page
+from monitor_api.schemas import Category, Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
 from monitor_api.status_feed import Changes, StatusFeed, db_now
 
@@ -27,7 +27,6 @@ router = APIRouter(tags=["status"])
 BoardState = Annotated[
     str | None, Query(pattern="^(offline|off|idle|running|fault|maintenance)$")
 ]
-Category = Annotated[str | None, Query(pattern=r"^[0-9]{2,6}$")]
 MAX_SPAN = timedelta(days=400)
 
 

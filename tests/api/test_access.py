@@ -71,6 +71,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("PUT", "/evaluation/2026/assessments/uni", {"mark": 80, "note": "良好"}, ADMIN),
     ("GET", "/evaluation/2026/assessments", None, EVAL),
     ("GET", "/evaluation/rules", None, EVAL),
+    ("GET", "/evaluation/2026/duplicate-review?category=01", None, EVAL),
     ("DELETE", "/evaluation/2026/assessments/uni", None, ADMIN),
     ("GET", "/users/me", None, ALL),
     ("GET", "/whoami", None, ALL),

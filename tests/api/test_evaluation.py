@@ -98,10 +98,15 @@ def test_rules_are_configuration(year: Api, database_url: str) -> None:
                  c.get("/evaluation/2025/instruments").json()["items"]}
         stars = {i["institution_id"]: i["stars"] for i in
                  c.get("/evaluation/2025/institutions").json()["items"]}
+        nmr_class = c.get("/evaluation/2025/duplicate-review", params={"category": "0104"}).json()
     assert (items["nmr"]["operation"], items["nmr"]["score"], items["nmr"]["grade"]) == \
         (40, 90, "优秀")
     # uni (90 + 13.33) / 2 = 51.67 reaches 10, 40 and 50; the incubation pool is not rated
     assert stars == {"uni": 3, "other": 0, "incub": None}
+    # nmr's 600 h now reach full use: no spare hours in its class
+    assert (nmr_class["verdict"], nmr_class["fully_used"], nmr_class["shareable"]) == \
+        ("no_spare_capacity", 1, 0)
+    assert nmr_class["items"][0]["capacity"] == "fully_used"
 
 
 @pytest.mark.parametrize("scores", [[70, 60], [-1, 50], [10, 20, 30, 40, 50, 60]])
@@ -259,3 +264,36 @@ def test_concurrent_requests_share_one_computation(
         assert (items["nmr"], ranked["uni"]) == (70, 41.67)
         assert a.get("/evaluation/2025/instruments").status_code == 200
     assert computed == [2025, 2025]
+
+
+def test_duplicate_purchase_review(year: Api) -> None:
+    """Class 01 holds nmr (600 of 1,200 h, open), xrd (0 h, open) and sem (not open); inc1 is
+    class 02. nmr's unit has no region of its own: it is in its university's, 沈阳."""
+    with year.as_("evaluator") as c:
+        def ask(**params: str) -> dict[str, Any]:
+            response = c.get("/evaluation/2025/duplicate-review", params=params)
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body
+
+        analytical = ask(category="01")
+        in_shenyang = ask(category="0104", region="沈阳")
+        in_dalian = ask(category="0104", region="大连")
+        sem_class = ask(category="010203")
+        english = c.get("/evaluation/2025/duplicate-review",
+                        params={"category": "01", "format": "csv", "lang": "en"})
+        refused = [c.get("/evaluation/2025/duplicate-review", params=p).status_code
+                   for p in ({"category": "010"}, {}, {"category": "01%"})]
+    assert [(i["instrument_id"], i["capacity"], i["spare_hours"])
+            for i in analytical["items"]] == [
+        ("xrd", "spare", 1200), ("nmr", "spare", 600), ("sem", "not_open", 1200)]
+    assert (analytical["verdict"], analytical["shareable"], analytical["shareable_hours"],
+            analytical["fully_used"], analytical["total"]) == ("spare_capacity", 2, 1800, 0, 3)
+    assert [(i["instrument_id"], i["region"]) for i in in_shenyang["items"]] == [("nmr", "沈阳")]
+    assert (in_dalian["verdict"], in_dalian["total"]) == ("none_registered", 0)
+    assert (sem_class["verdict"], sem_class["shareable_hours"]) == ("no_spare_capacity", 0)
+    lines = english.content.decode("utf-8-sig").splitlines()
+    assert lines[0].endswith("Full-use hours,Spare hours,Capacity")
+    assert lines[1].startswith("xrd,") and lines[1].endswith('"spare, shareable"')
+    assert "external,normal" in lines[1]
+    assert refused == [422, 422, 422]

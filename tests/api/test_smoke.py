@@ -44,6 +44,7 @@ EVALUATION_ROUTES = [
     ("/evaluation/2025/instruments", {}),
     ("/evaluation/2025/institutions", {}),
     ("/evaluation/2025/low-utilisation", {}),
+    ("/evaluation/2025/duplicate-review", {"category": "01"}),
     ("/evaluation/silent", {"days": 30}),
     ("/evaluation/overdue-registrations", {"as_of": "2025-03-31"}),  # not yet networked
     ("/evaluation/overdue-registrations", {"as_of": "2025-12-31"}),  # networked late

@@ -274,6 +274,30 @@ def test_admin_enters_an_assessment_and_evaluators_read_it(
     expect(shot_page.locator(".assess-form")).to_have_count(0)
 
 
+def test_duplicate_review_lists_the_class_with_its_verdict(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    """Class 0102 holds sem-1 and tem-1, both open and unused: spare hours to share."""
+    page = new_page()
+    login(page, stack, "evaluator")
+    page.click('.nav a[href="#/evaluation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    page.fill("#review-category", "0102")
+    page.click('[data-section="review"] button[type="submit"]')
+    verdict = page.locator('[data-section="review"] .verdict')
+    expect(verdict).to_have_attribute("data-verdict", "spare_capacity")
+    expect(verdict).to_contain_text(STRINGS["en"]["review.verdict.spare_capacity"])
+    ids = page.locator('table[data-table="review"] td[data-key="instrument_id"]')
+    expect(ids).to_have_count(2)
+    assert sorted(ids.all_inner_texts()) == ["sem-1", "tem-1"]
+    expect(page.locator('table[data-table="review"] td[data-key="capacity"]')).to_have_text(
+        [STRINGS["en"]["review.cap.spare"]] * 2)
+    page.locator('[data-section="review"]').screenshot(path=screenshot_dir / "review-desktop.png")
+    page.fill("#review-region", "大连")  # no instrument of the class there
+    page.click('[data-section="review"] button[type="submit"]')
+    expect(verdict).to_have_attribute("data-verdict", "none_registered")
+
+
 def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     login(page, stack, "evaluator")

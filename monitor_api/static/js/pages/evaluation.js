@@ -6,6 +6,7 @@ import { chartBox, countChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { showDone, showRefusal } from '../notice.js';
+import { reviewCard } from './review.js';
 import { exportButtons, section, table } from '../table.js';
 
 const GRADES = ['优秀', '良好', '合格', '不合格'];
@@ -135,7 +136,8 @@ export function render(root, ctx) {
           card.append(table(list.columns, results[n].items, list.name));
           return card;
         }),
-        assessments(y, rules, assessed, results[0].items, fail));
+        assessments(y, rules, assessed, results[0].items, fail),
+        reviewCard(y, ctx, stop.signal));
       countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
       body.dataset.loaded = 'true';
     } catch (err) {
