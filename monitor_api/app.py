@@ -30,6 +30,7 @@ from monitor_api.routers import (
     certifications,
     evaluation,
     health,
+    publication,
     registry,
     reports,
     status,
@@ -129,7 +130,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
     for module in (health, registry, users, status, certifications, bookings, reports,
-                   evaluation, assessments):
+                   evaluation, assessments, publication):
         app.include_router(module.router)
     web.install(app)
 

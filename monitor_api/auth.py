@@ -157,4 +157,6 @@ ReportReader = Annotated[Principal, Depends(require(
     Role.ADMIN, Role.LAB_MANAGER, Role.EVALUATOR, lookup=principal_holding_no_connection))]
 ReportEvaluator = Annotated[Principal, Depends(require(
     Role.ADMIN, Role.EVALUATOR, lookup=principal_holding_no_connection))]
+ReportAdmin = Annotated[Principal, Depends(require(
+    Role.ADMIN, lookup=principal_holding_no_connection))]
 """For handlers that hold no connection of the request's and borrow from the pool instead."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitor_api.schemas import Money, Page, Tier, example_config
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
+from monitor_api.settings import EvaluationRules
 
 Grade = Literal["优秀", "良好", "合格", "不合格"]
 """Excellent, good, pass, fail; thresholds in ``EvaluationRules``."""
@@ -294,3 +295,45 @@ class DuplicateReview(Page[ReviewedInstrument]):
     fully_used: int = Field(description="Instruments at or above their full-use target.")
     shareable: int = Field(description="Instruments with spare hours outsiders may book.")
     shareable_hours: float = Field(description="Their spare hours together.")
+
+
+class PublicationIn(BaseModel):
+    model_config = example_config({"note": "经评审委员会审定，2025 年度考核结果予以公布"})
+
+    note: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$",
+                      description="What the publication rests on (a decision, a meeting).")
+
+
+class Publication(BaseModel):
+    """A year's published evaluation: who published it, when, and the rules it was scored by."""
+
+    model_config = example_config({
+        "year": 2025, "note": "经评审委员会审定，2025 年度考核结果予以公布",
+        "published_by": "admin:1", "published_at": "2026-02-10T09:00:00+08:00",
+        "institutions": 12, "instruments": 230, "rules": EvaluationRules().model_dump()})
+
+    year: int = Field(description="Year published.")
+    note: str = Field(description="What the publication rests on.")
+    published_by: str = Field(description="Role and token id of who published it.")
+    published_at: datetime = Field(description="When it was published or last replaced.")
+    institutions: int = Field(description="Institutions in the published ranking.")
+    instruments: int = Field(description="Instruments in the published results.")
+    rules: EvaluationRules = Field(description="The rules the results were scored by.")
+
+
+class PublishedInstitutions(InstitutionEvaluation):
+    """The published ranking, as frozen when it was published."""
+
+    model_config = _page_config(_INSTITUTION, year=2025,
+                                published_at="2026-02-10T09:00:00+08:00")
+
+    published_at: datetime = Field(description="When the results were published.")
+
+
+class PublishedInstruments(InstrumentEvaluation):
+    """The published instrument results (a lab manager's own only), as frozen."""
+
+    model_config = _page_config(_INSTRUMENT, year=2025,
+                                published_at="2026-02-10T09:00:00+08:00")
+
+    published_at: datetime = Field(description="When the results were published.")

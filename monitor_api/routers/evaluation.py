@@ -89,7 +89,7 @@ class EvaluatedYear:
         return max(min((self.now - self.lo) / (self.hi - self.lo), 1.0), 0.0)
 
 
-def _year(year: int) -> EvaluatedYear:
+def evaluated_year(year: int) -> EvaluatedYear:
     start, end = date(year, 1, 1), date(year, 12, 31)
     return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC))
 
@@ -110,7 +110,7 @@ Scored = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
 institutions' names and tiers by id."""
 
 
-async def _scored(request: Request, year: int) -> Scored:
+async def scored_year(request: Request, year: int) -> Scored:
     """The year's scores, computed once for the requests that ask at the same time."""
     flights: SingleFlight[int, Scored] = request.app.state.evaluations
     return await flights.run(year, lambda: _score(request.app.state.pool,
@@ -118,7 +118,7 @@ async def _scored(request: Request, year: int) -> Scored:
 
 
 async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
-    evaluated = _year(year)
+    evaluated = evaluated_year(year)
     rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
                                             end=evaluated.end, institutions=None)
     up = {r["instrument_id"]: r["up_s"] for r in rows}
@@ -151,6 +151,17 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
     return scored, institutions
 
 
+def ranked(
+    scored: list[dict[str, Any]], institutions: dict[str, dict[str, Any]],
+    rules: EvaluationRules,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The instruments (highest score first, ties on sharing, then id) and the institutions
+    ranked, scores to two decimals: what the evaluation lists and publishes."""
+    instruments = rounded(scored)
+    instruments.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
+    return instruments, rounded(score_institutions(scored, institutions, rules))
+
+
 @router.get("/evaluation/rules", response_model=EvaluationRules)
 async def evaluation_rules(_: Evaluator, settings: Settings) -> EvaluationRules:
     """The weights and thresholds in force (docs/metrics.md explains each)."""
@@ -165,12 +176,11 @@ async def evaluate_instruments(
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
-    scored, _institutions = await _scored(request, year)
-    scored = rounded(scored)
-    scored.sort(key=lambda r: (-r["score"], -r["sharing"], r["instrument_id"]))
-    body = {"year": year, "items": scored[offset : offset + limit], "total": len(scored),
-            "limit": limit, "offset": offset}
-    return await render(body, scored, INSTRUMENT_COLUMNS, format, lang,
+    instruments, _institutions = ranked(*await scored_year(request, year),
+                                        request.app.state.settings.evaluation)
+    body = {"year": year, "items": instruments[offset : offset + limit],
+            "total": len(instruments), "limit": limit, "offset": offset}
+    return await render(body, instruments, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments", labels=LABELS)
 
 
@@ -183,12 +193,11 @@ async def evaluate_institutions(
 ) -> Response | dict[str, Any]:
     """Institutions ranked by the mean score of their instruments (ties: sharing score), with
     the star rating of service and voucher institutions."""
-    scored, institutions = await _scored(request, year)
-    ranked = rounded(score_institutions(scored, institutions, settings.evaluation))
-    body = {"year": year, "items": ranked[offset : offset + limit], "total": len(ranked),
-            "limit": limit, "offset": offset}
-    return await render(body, ranked, INSTITUTION_COLUMNS, format, lang,
-                  f"evaluation-{year}-institutions")
+    _instruments, institutions = ranked(*await scored_year(request, year), settings.evaluation)
+    body = {"year": year, "items": institutions[offset : offset + limit],
+            "total": len(institutions), "limit": limit, "offset": offset}
+    return await render(body, institutions, INSTITUTION_COLUMNS, format, lang,
+                        f"evaluation-{year}-institutions")
 
 
 @router.get("/evaluation/{year}/low-utilisation", response_model=LowUtilisation,
@@ -201,7 +210,7 @@ async def low_utilisation(
 ) -> Response | dict[str, Any]:
     """Instruments whose effective hours stay below the threshold, pro rata for the part of
     the year each was on the platform."""
-    evaluated = _year(year)
+    evaluated = evaluated_year(year)
     yearly = below_hours if below_hours is not None else settings.evaluation.low_utilisation_hours
     threshold = yearly * evaluated.fraction
     rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
@@ -280,7 +289,7 @@ async def duplicate_review(
 ) -> Response | dict[str, Any]:
     """Duplicate-purchase review (查重评议): the instruments of a class, how much each was
     used in the year, and whether any that outside users may book had hours to spare."""
-    scored, _institutions = await _scored(request, year)
+    scored, _institutions = await scored_year(request, year)
     async with request.app.state.pool.connection() as conn:
         registry = {r["id"]: r for r in await fetch_all(
             conn,

@@ -73,6 +73,11 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/evaluation/rules", None, EVAL),
     ("GET", "/evaluation/2026/duplicate-review?category=01", None, EVAL),
     ("DELETE", "/evaluation/2026/assessments/uni", None, ADMIN),
+    ("PUT", "/evaluation/2025/publication", {"note": "审定"}, ADMIN),
+    ("GET", "/evaluation/2025/publication", None, READ),
+    ("GET", "/evaluation/2025/published/institutions", None, READ),
+    ("GET", "/evaluation/2025/published/instruments", None, READ),
+    ("DELETE", "/evaluation/2025/publication", None, ADMIN),
     ("GET", "/users/me", None, ALL),
     ("GET", "/whoami", None, ALL),
 ]

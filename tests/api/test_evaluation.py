@@ -297,3 +297,47 @@ def test_duplicate_purchase_review(year: Api) -> None:
     assert lines[1].startswith("xrd,") and lines[1].endswith('"spare, shareable"')
     assert "external,normal" in lines[1]
     assert refused == [422, 422, 422]
+
+
+def test_published_results_are_frozen_and_read_by_every_unit(year: Api) -> None:
+    """An admin publishes 2025; later changes move the live results, not the published ones;
+    lab managers read the whole ranking and their own instruments only."""
+    with year.as_("admin") as admin:
+        published = admin.put("/evaluation/2025/publication", json={"note": "评审委员会审定"})
+        assert published.status_code == 200, published.text
+        early = admin.put("/evaluation/2100/publication", json={})
+    summary = published.json()
+    assert (summary["institutions"], summary["instruments"], summary["note"]) == \
+        (3, 4, "评审委员会审定")
+    assert summary["published_by"].startswith("admin:")
+    assert summary["rules"]["full_use_hours"] == 1200
+    assert early.status_code == 409 and "2100 is not over" in early.json()["message"]
+
+    year.sql("DELETE FROM usage_session WHERE instrument_id = 'nmr'")  # e.g. data corrected
+    with year.as_("manager") as manager:
+        ranking = manager.get("/evaluation/2025/published/institutions").json()
+        own = manager.get("/evaluation/2025/published/instruments").json()
+        xlsx = manager.get("/evaluation/2025/published/instruments", params={"format": "xlsx"})
+        live = manager.get("/evaluation/2025/instruments")
+    with year.as_("evaluator") as evaluator:
+        live_nmr = {i["instrument_id"]: i["score"] for i in
+                    evaluator.get("/evaluation/2025/instruments").json()["items"]}["nmr"]
+    assert [(r["institution_id"], r["score"]) for r in ranking["items"]] == [
+        ("uni", 41.67), ("incub", 13.33), ("other", 5)]
+    assert {i["instrument_id"]: i["score"] for i in own["items"]} == {"nmr": 70, "sem": 13.33}
+    assert own["published_at"] == summary["published_at"]
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+    assert sheet is not None and sheet.max_row == 3  # header and the manager's two
+    assert live.status_code == 403  # the live results are the evaluation office's
+    assert live_nmr == 30  # without its sessions: management only
+
+    with year.as_("admin") as admin:
+        again = admin.put("/evaluation/2025/publication", json={"note": "更正"}).json()
+        republished = admin.get("/evaluation/2025/published/instruments").json()
+        withdrawn = admin.delete("/evaluation/2025/publication").status_code
+        gone = [admin.get(p).status_code for p in (
+            "/evaluation/2025/publication", "/evaluation/2025/published/institutions")]
+        twice = admin.delete("/evaluation/2025/publication").status_code
+    assert again["note"] == "更正" and again["published_at"] >= summary["published_at"]
+    assert {i["instrument_id"]: i["score"] for i in republished["items"]}["nmr"] == 30
+    assert (withdrawn, gone, twice) == (204, [404, 404], 404)

@@ -45,6 +45,8 @@ EVALUATION_ROUTES = [
     ("/evaluation/2025/institutions", {}),
     ("/evaluation/2025/low-utilisation", {}),
     ("/evaluation/2025/duplicate-review", {"category": "01"}),
+    ("/evaluation/2025/published/institutions", {}),  # as published just before
+    ("/evaluation/2025/published/instruments", {}),
     ("/evaluation/silent", {"days": 30}),
     ("/evaluation/overdue-registrations", {"as_of": "2025-03-31"}),  # not yet networked
     ("/evaluation/overdue-registrations", {"as_of": "2025-12-31"}),  # networked late
@@ -58,6 +60,8 @@ def test_evaluation_bodies_match_their_openapi_schema(api: Api) -> None:
     api.sql("INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts)"
             " VALUES ('sem', 'gw1', 'idle', now() - interval '60 days',"
             " now() - interval '60 days')")
+    with api.as_("admin") as admin:
+        assert admin.put("/evaluation/2025/publication", json={}).status_code == 200
     spec = httpx.get(f"{api.url}/openapi.json").json()
     with api.as_("evaluator") as c:
         for path, params in EVALUATION_ROUTES:

@@ -1,0 +1,127 @@
+"""Publication of a year's evaluation: an admin reviews the live results, then publishes
+them. What is published is frozen (late data, retention and changed assessments no longer
+move it) and is what every unit's lab managers read: the whole ranking, their own
+instruments' results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import Response
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from monitor_api.auth import Admin, Reader, ReportAdmin
+from monitor_api.db import Conn, DbConn, Settings, fetch_one
+from monitor_api.errors import Conflict, NotFound
+from monitor_api.evaluation import INSTITUTION_COLUMNS, INSTRUMENT_COLUMNS, LABELS
+from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.routers.evaluation import evaluated_year, ranked, scored_year
+from monitor_api.schemas import Limit, Offset, Year
+from monitor_api.schemas_evaluation import (
+    Publication,
+    PublicationIn,
+    PublishedInstitutions,
+    PublishedInstruments,
+)
+
+router = APIRouter(tags=["evaluation"])
+
+_SUMMARY = """
+SELECT year, note, published_by, published_at, rules,
+       jsonb_array_length(institutions) AS institutions,
+       jsonb_array_length(instruments) AS instruments
+FROM evaluation_publication WHERE year = %s
+"""
+
+
+async def _summary(conn: Conn, year: int) -> dict[str, Any]:
+    row = await fetch_one(conn, _SUMMARY, (year,))
+    if row is None:
+        raise NotFound(f"the evaluation of {year} has not been published")
+    return row
+
+
+@router.put("/evaluation/{year}/publication", response_model=Publication)
+async def publish(
+    request: Request, caller: ReportAdmin, settings: Settings, year: Year,
+    body: PublicationIn,
+) -> dict[str, Any]:
+    """Publish the year's results as they stand now (again: replace them). Only a year that
+    is over: until then its results still move."""
+    evaluated = evaluated_year(year)
+    if evaluated.now < evaluated.hi:
+        raise Conflict(f"{year} is not over: its results can be published from"
+                       f" {year + 1}-01-01 (Asia/Shanghai)")
+    instruments, institutions = ranked(*await scored_year(request, year), settings.evaluation)
+    async with request.app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO evaluation_publication"
+            " (year, note, published_by, rules, institutions, instruments)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (year) DO UPDATE SET"
+            " note = EXCLUDED.note, published_by = EXCLUDED.published_by,"
+            " published_at = now(), rules = EXCLUDED.rules,"
+            " institutions = EXCLUDED.institutions, instruments = EXCLUDED.instruments",
+            (year, body.note, f"{caller.role.value}:{caller.token_id}",
+             Jsonb(settings.evaluation.model_dump()), Jsonb(jsonable_encoder(institutions)),
+             Jsonb(jsonable_encoder(instruments))))
+        return await _summary(conn, year)
+
+
+@router.get("/evaluation/{year}/publication", response_model=Publication)
+async def publication(conn: DbConn, _: Reader, year: Year) -> dict[str, Any]:
+    """Whether and when the year's results were published, and by which rules."""
+    return await _summary(conn, year)
+
+
+@router.delete("/evaluation/{year}/publication", status_code=204)
+async def withdraw_publication(conn: DbConn, _: Admin, year: Year) -> Response:
+    """Withdraw the published results (lab managers see none for the year)."""
+    cur = await conn.execute("DELETE FROM evaluation_publication WHERE year = %s", (year,))
+    if cur.rowcount == 0:
+        raise NotFound(f"the evaluation of {year} has not been published")
+    return Response(status_code=204)
+
+
+async def _published(conn: Conn, year: int, part: str) -> dict[str, Any]:
+    row = await fetch_one(conn, sql.SQL(
+        "SELECT published_at, {} AS items FROM evaluation_publication WHERE year = %s"
+    ).format(sql.Identifier(part)), (year,))
+    if row is None:
+        raise NotFound(f"the evaluation of {year} has not been published")
+    return row
+
+
+@router.get("/evaluation/{year}/published/institutions", response_model=PublishedInstitutions,
+            responses=FILE_RESPONSES)
+async def published_institutions(
+    conn: DbConn, _: Reader, year: Year, format: Format = Format.JSON,
+    lang: Lang = Lang.BOTH, limit: Limit = 1000, offset: Offset = 0,
+) -> Response | dict[str, Any]:
+    """The published ranking of institutions, for every unit to see."""
+    found = await _published(conn, year, "institutions")
+    items = found["items"]
+    body = {"year": year, "published_at": found["published_at"],
+            "items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+    return await render(body, items, INSTITUTION_COLUMNS, format, lang,
+                        f"evaluation-{year}-institutions-published")
+
+
+@router.get("/evaluation/{year}/published/instruments", response_model=PublishedInstruments,
+            responses=FILE_RESPONSES)
+async def published_instruments(
+    conn: DbConn, caller: Reader, year: Year, format: Format = Format.JSON,
+    lang: Lang = Lang.BOTH, limit: Limit = 1000, offset: Offset = 0,
+) -> Response | dict[str, Any]:
+    """The published instrument results; a lab manager's own instruments only."""
+    found = await _published(conn, year, "instruments")
+    items = [i for i in found["items"]
+             if caller.reads_all or i["institution_id"] in caller.institutions]
+    body = {"year": year, "published_at": found["published_at"],
+            "items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+    return await render(body, items, INSTRUMENT_COLUMNS, format, lang,
+                        f"evaluation-{year}-instruments-published", labels=LABELS)
