@@ -12,7 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +298,48 @@ def test_duplicate_review_lists_the_class_with_its_verdict(
     expect(verdict).to_have_attribute("data-verdict", "none_registered")
 
 
+def test_admin_publishes_and_lab_managers_read_the_published_results(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    last_year = date.today().year - 1
+    admin = new_page()
+    login(admin, stack, "admin")
+    admin.click('.nav a[href="#/evaluation"]')
+    expect(admin.locator(".report")).to_have_attribute("data-loaded", "true")
+    card = admin.locator('[data-section="publication"]')
+    expect(card.locator("[data-published]")).to_have_attribute("data-published", "false")
+    card.locator('button[type="submit"]').click()  # this year is not over
+    expect(card.locator('[data-error="conflict"]')).to_contain_text("is not over")
+
+    admin.fill("#eval-year", str(last_year))
+    admin.click('form.filters button[type="submit"] >> nth=0')
+    expect(card.locator("[data-published]")).to_have_attribute("data-year", str(last_year))
+    admin.fill("#publication-note", "评审委员会审定")
+    card.locator('button[type="submit"]').click()
+    expect(card.locator("[data-published]")).to_have_attribute("data-published", "true")
+    expect(card.locator("[data-published]")).to_contain_text("评审委员会审定")
+    try:
+        page = new_page(viewport=PHONE)
+        login(page, stack, "dut_manager")
+        page.click('.nav a[href="#/evaluation"]')  # last year's by default
+        expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+        expect(page.locator('[data-section="publication"] [data-published]')).to_contain_text(
+            "评审委员会审定")
+        ranking = page.locator('table[data-table="institutions"] td[data-key="institution_id"]')
+        expect(ranking).to_have_count(2)  # every unit's rank
+        assert sorted(ranking.all_inner_texts()) == ["dut", "neu"]
+        own = page.locator('table[data-table="instruments"] td[data-key="instrument_id"]')
+        expect(own).to_have_count(2)  # their own instruments only
+        assert sorted(own.all_inner_texts()) == ["ms-1", "xrd-1"]
+        expect(page.locator(".publish-form")).to_have_count(0)
+        expect(page.locator('[data-section="grades"]')).to_have_count(0)  # no live results
+        assert fits_width(page)
+        shot(page, screenshot_dir, "evaluation-lab-manager", PHONE)
+    finally:
+        card.locator("button.withdraw").click()
+        expect(card.locator("[data-published]")).to_have_attribute("data-published", "false")
+
+
 def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     login(page, stack, "evaluator")
@@ -420,8 +462,7 @@ def test_lab_manager_sees_only_their_institution(
     page = new_page(viewport=PHONE)
     login(page, stack, "dut_manager")
     assert tiles(page) == {"xrd-1": "fault", "ms-1": "off"}
-    expect(page.locator(".nav a")).to_have_count(3)  # no evaluation for lab managers
-    expect(page.locator('.nav a[href="#/evaluation"]')).to_have_count(0)
+    expect(page.locator(".nav a")).to_have_count(4)  # evaluation: the published results
     shot(page, screenshot_dir, "board-lab-manager", PHONE)
 
     page.click('.nav a[href="#/utilisation"]')
@@ -430,9 +471,6 @@ def test_lab_manager_sees_only_their_institution(
     expect(page.locator('table[data-table="instrument"] td[data-key="key"]')).to_have_text(
         ["ms-1", "xrd-1"])
     assert chart(page, "institution")["labels"] == [INSTITUTION_NAMES["dut"]]
-
-    page.goto(f"{stack.url}/ui/#/evaluation")
-    expect(page.locator('[data-error="forbidden"]')).to_contain_text("Your role may not view")
 
     # A manager of the university sees its analysis centre's instruments too.
     other = new_page()

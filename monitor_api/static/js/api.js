@@ -65,6 +65,11 @@ export async function putJson(path, body, options = {}) {
   return (await request(path, {}, { ...options, method: 'PUT', body })).json();
 }
 
+/** DELETE ``path`` (answers carry no body). */
+export async function deleteResource(path, options = {}) {
+  await request(path, {}, { ...options, method: 'DELETE' });
+}
+
 /** Fetch a CSV or XLSX export with the token and hand it to the browser as a download. */
 export async function download(path, params) {
   const resp = await request(path, params, { accept: '*/*' });

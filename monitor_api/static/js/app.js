@@ -15,7 +15,7 @@ const READERS = ['admin', 'lab_manager', 'evaluator'];
 const PAGES = [
   { route: 'board', page: board, nav: 'nav.board', roles: null },
   { route: 'utilisation', page: utilisation, nav: 'nav.utilisation', roles: READERS },
-  { route: 'evaluation', page: evaluation, nav: 'nav.evaluation', roles: ['admin', 'evaluator'] },
+  { route: 'evaluation', page: evaluation, nav: 'nav.evaluation', roles: READERS },
   { route: 'bookings', page: bookings, nav: 'nav.bookings', roles: null },
   { route: 'instrument', page: detail, nav: null, roles: null },
 ];

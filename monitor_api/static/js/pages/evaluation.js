@@ -1,11 +1,13 @@
 // Annual evaluation: institution and instrument grades, and the lists the province publishes
-// (low use, silent, overdue registration), each exportable as CSV or XLSX.
+// (low use, silent, overdue registration), each exportable as CSV or XLSX; lab managers read
+// a year's published results instead.
 
 import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { showDone, showRefusal } from '../notice.js';
+import { publicationCard, publicationOf } from './publication.js';
 import { reviewCard } from './review.js';
 import { exportButtons, section, table } from '../table.js';
 
@@ -26,6 +28,7 @@ const PARTS = [
 ];
 const LISTS = [
   { name: 'institutions', title: 'eval.institutions', path: (y) => `evaluation/${y}/institutions`,
+    published: (y) => `evaluation/${y}/published/institutions`,
     columns: [{ key: 'rank', label: 'eval.rank' }, { key: 'institution_id', label: 'field.institution' },
       { key: 'name', label: 'field.name' }, ...RESULT, { key: 'stars', label: 'eval.stars', format: stars },
       { key: 'instruments', label: 'util.instruments' },
@@ -33,6 +36,7 @@ const LISTS = [
       { key: 'external_hours', label: 'util.external', format: num }, ...PARTS,
       { key: 'assessed', label: 'eval.assessed', format: num }] },
   { name: 'instruments', title: 'eval.instruments', path: (y) => `evaluation/${y}/instruments`,
+    published: (y) => `evaluation/${y}/published/instruments`,
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
       ...RESULT, { key: 'institution_id', label: 'field.institution' },
       { key: 'effective_hours', label: 'util.effective', format: num },
@@ -73,8 +77,10 @@ const pointsLine = (rules) => `${t('eval.points')}: ${[
 
 export function render(root, ctx) {
   const stop = new AbortController();
+  // Lab managers read published results: the latest year that can have them is the last one.
+  const readsPublished = ctx.me.role === 'lab_manager';
   const year = el('input', { type: 'number', id: 'eval-year', min: 2000, max: 2100,
-    value: new Date().getFullYear(), 'aria-label': t('eval.year') });
+    value: new Date().getFullYear() - (readsPublished ? 1 : 0), 'aria-label': t('eval.year') });
   const form = el('form', { class: 'filters' },
     el('label', {}, `${t('eval.year')} `, year),
     el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
@@ -117,26 +123,47 @@ export function render(root, ctx) {
     return card;
   }
 
+  /** A list's card: its table and its export buttons. */
+  function listCard(list, path, items, fail) {
+    const card = section(list.title, list.name);
+    card.querySelector('.card-head').append(exportButtons(path, {}, fail, list.name));
+    card.append(table(list.columns, items, list.name));
+    return card;
+  }
+
+  /** What a lab manager sees: the published ranking and their own instruments' results. */
+  async function loadPublished(y) {
+    const found = await publicationOf(y, stop.signal);
+    const card = publicationCard(y, found, ctx, stop.signal, load);
+    if (!found) return [card];
+    const lists = LISTS.filter((list) => list.published);
+    const pages = await Promise.all(lists.map((list) => getJson(list.published(y), { limit: 1000 }, { signal: stop.signal })));
+    const fail = (err) => ctx.fail(err, body);
+    return [card, ...lists.map((list, n) => listCard(list, list.published(y), pages[n].items, fail))];
+  }
+
   async function load() {
     body.dataset.loaded = 'false';
     const y = Number(year.value);
     try {
-      const [rules, assessed, ...results] = await Promise.all([
+      if (readsPublished) {
+        body.replaceChildren(...await loadPublished(y));
+        body.dataset.loaded = 'true';
+        return;
+      }
+      const [rules, assessed, published, ...results] = await Promise.all([
         getJson('evaluation/rules', {}, { signal: stop.signal }),
         getJson(`evaluation/${y}/assessments`, { limit: 1000 }, { signal: stop.signal }),
+        publicationOf(y, stop.signal),
         ...LISTS.map((list) => getJson(list.path(y), { limit: 1000 }, { signal: stop.signal }))]);
       const fail = (err) => ctx.fail(err, body);
       const grades = chartBox('grades', t('eval.grades'));
       const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
       body.replaceChildren(
         section('eval.grades', 'grades', grades.box),
-        ...LISTS.map((list, n) => {
-          const card = section(list.title, list.name);
-          card.querySelector('.card-head').append(exportButtons(list.path(y), {}, fail, list.name));
-          card.append(table(list.columns, results[n].items, list.name));
-          return card;
-        }),
+        ...LISTS.map((list, n) => listCard(list, list.path(y), results[n].items, fail)),
         assessments(y, rules, assessed, results[0].items, fail),
+        publicationCard(y, published, ctx, stop.signal, load),
         reviewCard(y, ctx, stop.signal));
       countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
       body.dataset.loaded = 'true';

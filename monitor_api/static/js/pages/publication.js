@@ -1,0 +1,54 @@
+// Publication of a year's evaluation: whether and when it was published and, for admins, the
+// form that publishes (freezes) the reviewed results for every unit to read, or withdraws them.
+
+import { ApiError, deleteResource, getJson, putJson } from '../api.js';
+import { el } from '../dom.js';
+import { fmtTime, t } from '../i18n.js';
+import { showRefusal } from '../notice.js';
+import { section } from '../table.js';
+
+/** The year's publication, or null when it has none. */
+export async function publicationOf(y, signal) {
+  try {
+    return await getJson(`evaluation/${y}/publication`, {}, { signal });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+/** The card saying whether and when year ``y`` was published; admins also get the form.
+ * ``reload`` renders the page again after a change. */
+export function publicationCard(y, found, ctx, signal, reload) {
+  const line = found
+    ? [`${t('pub.published')} ${fmtTime(found.published_at)}`, found.published_by, found.note]
+      .filter(Boolean).join(' · ')
+    : t('pub.not_published');
+  const card = section('pub.title', 'publication',
+    el('p', { class: 'muted', dataset: { published: found ? 'true' : 'false', year: y }, text: line }));
+  if (ctx.me.role !== 'admin') return card;
+
+  const message = el('div', { class: 'message', 'aria-live': 'polite' });
+  const act = async (change) => {
+    try {
+      await change();
+      await reload();
+    } catch (err) {
+      if (!signal.aborted) showRefusal(message, err, ctx);
+    }
+  };
+  const note = el('input', { type: 'text', id: 'publication-note', maxlength: 2000, value: found?.note ?? '' });
+  const form = el('form', { class: 'filters publish-form' },
+    el('label', {}, `${t('pub.note')} `, note),
+    el('button', { type: 'submit', class: 'primary', text: t(found ? 'pub.republish' : 'pub.publish') }));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    act(() => putJson(`evaluation/${y}/publication`, { note: note.value }, { signal }));
+  });
+  if (found) {
+    form.append(el('button', { type: 'button', class: 'withdraw', text: t('pub.withdraw'),
+      onclick: () => act(() => deleteResource(`evaluation/${y}/publication`, { signal })) }));
+  }
+  card.append(el('p', { class: 'muted', text: t('pub.hint') }), form, message);
+  return card;
+}
