@@ -10,9 +10,10 @@ from device_sim.fleet import Fleet
 
 
 def register_fleet(conninfo: str, fleet: Fleet) -> None:
-    """Upsert institutions, users and instruments (with their gateway binding). Registry
-    details (tiers, regions, categories, values, dates, fees) are written when a row is new
-    and left alone after, so what an admin edits stays."""
+    """Upsert institutions, users and instruments (with their gateway binding), new
+    instruments listed in the catalogue. Registry details (tiers, regions, categories,
+    values, dates, fees) are written when a row is new and left alone after, so what an
+    admin edits stays."""
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO institution (id, name, tier, region) VALUES (%s, %s, %s, %s)"
@@ -36,6 +37,12 @@ def register_fleet(conninfo: str, fleet: Fleet) -> None:
               i.profile.value_rmb, i.profile.maker, i.profile.model, i.registry.accepted_on,
               i.registry.networked_on, i.registry.location, i.registry.fee_schedule)
              for i in fleet.instruments],
+        )
+        # in the catalogue as if reviewed, once: a later review's entry stays
+        cur.execute(
+            "UPDATE instrument i SET listing = catalogue_entry(i), listed_at = now(),"
+            " listed_by = 'device_sim' WHERE listing IS NULL AND id = ANY(%s)",
+            ([i.id for i in fleet.instruments],),
         )
 
 

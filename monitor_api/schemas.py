@@ -149,6 +149,17 @@ class Instrument(InstrumentIn):
     monitored_since: datetime | None = Field(
         default=None, description="When the platform first heard from it (its earliest sample)."
     )
+    listed_at: datetime | None = Field(
+        default=None, description="When an admin last reviewed and listed its catalogue entry;"
+        " null: not listed, registered users do not see it.")
+    listed_by: str | None = Field(default=None, description="Who listed it (role:token id).")
+    listing: dict[str, Any] | None = Field(
+        default=None, description="The catalogue entry registered users see (name, model, maker,"
+        " category_code, location, open_to_outside, fee_schedule) as last reviewed; null for"
+        " registered users, who get those values in the fields themselves.")
+    review_pending: bool = Field(
+        default=False, description="The registry's catalogue fields differ from the listed entry"
+        " or it is not listed: an admin has something to review.")
 
 
 class InstrumentPatch(BaseModel):

@@ -30,9 +30,11 @@ class Where:
     def visible_to(self, caller: Principal, *, user_column: str | None) -> None:
         """Users see their own rows, lab managers their institution tree's (instrument ``i``).
 
-        With ``user_column`` None the rows are reference data users may all see (the
-        instrument registry); lab managers still see only their institution tree's."""
-        if caller.role is Role.USER and user_column is not None:
+        With ``user_column`` None the rows are the instrument registry, which users see as a
+        catalogue: listed instruments only; lab managers still see only their tree's."""
+        if caller.role is Role.USER and user_column is None:
+            self.add("i.listing IS NOT NULL")
+        elif caller.role is Role.USER:
             self.add(f"{user_column} = %(me)s", me=caller.user_id)
         elif caller.role is Role.LAB_MANAGER:
             self.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))

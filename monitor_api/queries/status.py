@@ -27,7 +27,7 @@ SELECT * FROM (
            CASE WHEN o.online THEN s.since ELSE s.last_ts END AS since,
            CASE WHEN o.online THEN s.user_id END AS user_id,
            CASE WHEN o.online THEN s.power_w END AS power_w,
-           s.last_ts, s.gateway_id
+           s.last_ts, s.gateway_id, i.listing IS NOT NULL AS listed
     FROM instrument i
     LEFT JOIN instrument_status s ON s.instrument_id = i.id
     LEFT JOIN gateway g ON g.id = s.gateway_id
@@ -49,11 +49,15 @@ async def status_board(
     category: str | None,
     state: str | None,
     instrument_ids: list[str] | None = None,
+    listed_only: bool = False,
     limit: int,
     offset: int,
 ) -> dict[str, Any]:
-    """One page of the board, with how many items all pages hold."""
+    """One page of the board, with how many items all pages hold; ``listed_only``: the
+    instruments registered users see."""
     where = Where()
+    if listed_only:
+        where.add("listed")
     if category is not None:
         where.add("category_code LIKE %(cat)s", cat=category + "%")
     if instrument_ids is not None:
@@ -71,12 +75,14 @@ async def institution_tree(conn: Conn, institution: str) -> frozenset[str]:
 
 
 def in_scope(
-    item: dict[str, Any], *, institutions: frozenset[str] | None, category: str | None
+    item: dict[str, Any], *, institutions: frozenset[str] | None, category: str | None,
+    listed_only: bool,
 ) -> bool:
     """Whether a board entry belongs on a board filtered as ``status_board`` filters it."""
     code = item["category_code"]
     return ((institutions is None or item["institution_id"] in institutions)
-            and (category is None or (code is not None and code.startswith(category))))
+            and (category is None or (code is not None and code.startswith(category)))
+            and (item["listed"] or not listed_only))
 
 
 async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:

@@ -80,12 +80,13 @@ async def _overlap(conn: Conn, instrument_id: str, start: datetime, end: datetim
 async def _check_eligible(
     conn: Conn, *, user_id: str, instrument_id: str, kind: str, start: datetime, end: datetime
 ) -> None:
-    """Approved user; outside users only where the instrument is open and its institution may
-    serve; self-operation only with a self-level certification valid for the whole window."""
+    """Listed instrument; approved user; outside users only where the instrument is open and
+    its institution may serve; self-operation only with a self-level certification valid for
+    the whole window."""
     row = await fetch_one(
         conn,
         """
-        SELECT u.approved, i.open_to_outside, ii.tier,
+        SELECT u.approved, i.open_to_outside, ii.tier, i.listing IS NOT NULL AS listed,
                (u.institution_id IS NULL OR institution_root(u.institution_id)
                     IS DISTINCT FROM institution_root(i.institution_id)) AS outside,
                EXISTS (SELECT 1 FROM certification c
@@ -100,6 +101,9 @@ async def _check_eligible(
     )
     if row is None:
         raise NotFound(f"no instrument {instrument_id!r} (or no user {user_id!r})")
+    if not row["listed"]:
+        raise Conflict(f"instrument {instrument_id!r} is not in the catalogue: it is booked once"
+                       " an admin has reviewed and listed it")
     if not row["approved"]:
         raise Forbidden("your registration has not been approved yet")
     if row["outside"] and not row["open_to_outside"]:

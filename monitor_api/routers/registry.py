@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 
@@ -100,22 +100,27 @@ async def list_instruments(
     institution_id: str | None = None,
     category: Category = None,
     open_to_outside: bool | None = None,
+    review_pending: Annotated[bool | None, Query(
+        description="Only instruments whose catalogue entry awaits review (true) or not.")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """The registry; a lab manager sees their own institution and its sub-units only."""
+    """The registry; a lab manager sees their own institution and its sub-units only, a
+    registered user the catalogue: listed instruments as reviewed (filters included)."""
     where = Where()
     where.visible_to(caller, user_column=None)
     if institution_id is not None:
         where.add("i.institution_id = %(inst)s", inst=institution_id)
     if category is not None:
-        where.add("i.category_code LIKE %(cat)s", cat=category + "%")
+        where.add(f"{_catalogue(caller, 'category_code')} LIKE %(cat)s", cat=category + "%")
     if open_to_outside is not None:
-        where.add("i.open_to_outside = %(open)s", open=open_to_outside)
-    return await page(
-        conn, select="SELECT i.* FROM instrument i WHERE {where}", where=where, order="id",
-        limit=limit, offset=offset,
-    )
+        where.add(f"{_catalogue(caller, 'open_to_outside')}::boolean = %(open)s",
+                  open=open_to_outside)
+    if review_pending is not None:
+        where.add(f"({_PENDING}) = %(pending)s", pending=review_pending)
+    found = await page(conn, select=_SELECT + " WHERE {where}", where=where, order="id",
+                       limit=limit, offset=offset)
+    return {**found, "items": [as_seen_by(caller, row) for row in found["items"]]}
 
 
 @router.get("/instruments/{instrument_id}", response_model=Instrument)
@@ -124,15 +129,36 @@ async def get_instrument(conn: DbConn, caller: Caller, instrument_id: str) -> di
 
 
 async def visible_instrument(conn: Conn, caller: Principal, instrument_id: str) -> dict[str, Any]:
-    """The instrument, or 403 for a lab manager of another institution."""
+    """The instrument as the caller sees it; 403 for a lab manager of another institution,
+    404 for a registered user while it is not listed."""
     instrument = await instrument_row(conn, instrument_id)
     if caller.role is Role.LAB_MANAGER and instrument["institution_id"] not in caller.institutions:
         raise Forbidden(f"instrument {instrument_id!r} belongs to another institution")
-    return instrument
+    if caller.role is Role.USER and instrument["listing"] is None:
+        raise NotFound(f"no instrument {instrument_id!r}")
+    return as_seen_by(caller, instrument)
+
+
+_PENDING = "catalogue_entry(i) IS DISTINCT FROM i.listing"
+"""The registry's catalogue fields differ from the listed entry, or it is not listed."""
+_SELECT = f"SELECT i.*, {_PENDING} AS review_pending FROM instrument i"
+
+
+def _catalogue(caller: Principal, column: str) -> str:
+    """A catalogue field as the caller sees it: users the listed entry's, others the live one."""
+    return f"(i.listing->>'{column}')" if caller.role is Role.USER else f"i.{column}"
+
+
+def as_seen_by(caller: Principal, instrument: dict[str, Any]) -> dict[str, Any]:
+    """Registered users get the listed catalogue entry in place of the registry's live
+    values, which may not have been reviewed yet; everyone else the registry as it is."""
+    if caller.role is not Role.USER or instrument["listing"] is None:
+        return instrument
+    return {**instrument, **instrument["listing"], "listing": None, "review_pending": False}
 
 
 async def instrument_row(conn: Conn, instrument_id: str) -> dict[str, Any]:
-    row = await fetch_one(conn, "SELECT * FROM instrument WHERE id = %s", (instrument_id,))
+    row = await fetch_one(conn, _SELECT + " WHERE i.id = %s", (instrument_id,))
     if row is None:
         raise NotFound(f"no instrument {instrument_id!r}")
     return row
@@ -168,10 +194,10 @@ def _upsert(columns: frozenset[str]) -> sql.Composed:
 
 @router.post("/instruments", response_model=Instrument, status_code=201)
 async def create_instrument(conn: DbConn, caller: Manager, body: InstrumentIn) -> dict[str, Any]:
+    """Register an instrument; registered users see it once an admin has listed it."""
     check_manages(caller, body.institution_id)
-    row = await fetch_one(conn, _INSERT, body.model_dump())
-    assert row is not None
-    return row
+    await conn.execute(_INSERT, body.model_dump())
+    return await instrument_row(conn, body.id)
 
 
 @router.patch("/instruments/{instrument_id}", response_model=Instrument)
@@ -183,11 +209,38 @@ async def update_instrument(
     values = body.model_dump(exclude_unset=True)
     if "institution_id" in values:
         check_manages(caller, values["institution_id"])
-    row = await update_columns(
+    await update_columns(
         conn, table="instrument", key=instrument_id, values=values, allowed=_INSTRUMENT_COLUMNS
     )
-    assert row is not None
-    return row
+    return await instrument_row(conn, instrument_id)
+
+
+@router.post("/instruments/{instrument_id}/listing", response_model=Instrument)
+async def list_instrument(
+    conn: DbConn, caller: Admin, instrument_id: str
+) -> dict[str, Any]:
+    """List the instrument's catalogue entry as it stands, once reviewed: registered users
+    see it, with these values, until the next review."""
+    cur = await conn.execute(
+        "UPDATE instrument i SET listing = catalogue_entry(i), listed_at = now(),"
+        " listed_by = %s WHERE id = %s",
+        (f"{caller.role.value}:{caller.token_id}", instrument_id))
+    if cur.rowcount == 0:
+        raise NotFound(f"no instrument {instrument_id!r}")
+    return await instrument_row(conn, instrument_id)
+
+
+@router.delete("/instruments/{instrument_id}/listing", response_model=Instrument)
+async def unlist_instrument(
+    conn: DbConn, _: Admin, instrument_id: str
+) -> dict[str, Any]:
+    """Take the instrument out of the catalogue: registered users no longer see or book it."""
+    cur = await conn.execute(
+        "UPDATE instrument SET listing = NULL, listed_at = NULL, listed_by = NULL"
+        " WHERE id = %s", (instrument_id,))
+    if cur.rowcount == 0:
+        raise NotFound(f"no instrument {instrument_id!r}")
+    return await instrument_row(conn, instrument_id)
 
 
 @router.post(

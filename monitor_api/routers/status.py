@@ -53,6 +53,7 @@ class StatusItem(BaseModel):
     power_w: float | None
     last_ts: datetime | None
     gateway_id: str | None
+    listed: bool = Field(description="In the catalogue: registered users see it.")
 
 
 class Interval(BaseModel):
@@ -114,10 +115,12 @@ async def status_board(
 ) -> Response:
     """Every instrument's live state; ``institution_id`` includes its sub-units.
 
-    A lab manager sees their own institution's instruments only."""
+    A lab manager sees their own institution's instruments only, a registered user the
+    listed ones."""
     board = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=_scope(caller, institution_id),
-        category=category, state=state, limit=limit, offset=offset,
+        category=category, state=state, listed_only=caller.role is Role.USER, limit=limit,
+        offset=offset,
     )
     # orjson, not the response model: validating 10,000 items would take longer than the query
     return Response(content=orjson.dumps(board), media_type="application/json")
@@ -213,7 +216,7 @@ async def status_stream(
     online flag changes. Power readings alone do not produce events."""
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
-                _scope(caller, institution_id), category),
+                _scope(caller, institution_id), category, listed_only=caller.role is Role.USER),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -225,14 +228,15 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 async def _events(
     feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
-    category: str | None,
+    category: str | None, *, listed_only: bool,
 ) -> AsyncIterator[str]:
     async with feed.subscribe() as subscription:
         async with pool.connection() as conn:
             start = await db_now(conn)
             board = await q.status_board(
                 conn, timeout=settings.heartbeat_timeout, institution=institution,
-                category=category, state=None, limit=1_000_000, offset=0,
+                category=category, state=None, listed_only=listed_only, limit=1_000_000,
+                offset=0,
             )
             tree = None if institution is None else await q.institution_tree(conn, institution)
         seen = {item["instrument_id"]: _key(item) for item in board["items"]}
@@ -251,7 +255,8 @@ async def _events(
             for item in changes.items:
                 key = _key(item)
                 if (seen.get(item["instrument_id"]) != key
-                        and q.in_scope(item, institutions=tree, category=category)):
+                        and q.in_scope(item, institutions=tree, category=category,
+                                       listed_only=listed_only)):
                     seen[item["instrument_id"]] = key
                     payload = orjson.dumps(item).decode()
                     yield f"id: {changes.at.isoformat()}\nevent: status\ndata: {payload}\n\n"

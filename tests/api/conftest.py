@@ -95,6 +95,7 @@ SEED = [
     " ('sem', '扫描电镜', 'uni-ac', '010203', 2100000, false),"
     " ('xrd', 'X射线衍射仪', 'other', '010501', 800000, true),"
     " ('inc1', '孵化仪器', 'incub', '020101', 400000, true)",
+    "UPDATE instrument i SET listing = catalogue_entry(i), listed_at = now(), listed_by = 'seed'",
     "INSERT INTO platform_user (id, name, institution_id, organisation, approved) VALUES"
     " ('in1', '校内用户', 'uni', '东北大学', true),"
     " ('out1', '外单位用户', 'other', '大连理工大学', true),"

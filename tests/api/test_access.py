@@ -30,6 +30,8 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/instruments/nmr", None, ALL),
     ("POST", "/instruments", {"id": "n2", "name": "x", "institution_id": "uni-ac"}, MANAGE),
     ("PATCH", "/instruments/nmr", {"location": "B101"}, MANAGE),
+    ("POST", "/instruments/xrd/listing", None, ADMIN),
+    ("DELETE", "/instruments/inc1/listing", None, ADMIN),
     ("POST", "/instruments/import", CSV, MANAGE),
     ("GET", "/compliance/overdue", None, READ),
     ("GET", "/users", None, READ),

@@ -1,8 +1,11 @@
-"""Registry CRUD, pagination and the all-or-nothing CSV import."""
+"""Registry CRUD, pagination, the all-or-nothing CSV import and the catalogue review."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import httpx
 
 from tests.api.conftest import Api
 
@@ -127,3 +130,57 @@ def test_crud_and_pagination(api: Api) -> None:
                                              "colour": "red"})
         assert extra.status_code == 422 and extra.json()["error"] == "invalid"
         assert c.patch("/users/new1", json={"approved": True}).json()["approved"] is True
+
+
+def test_catalogue_review(api: Api) -> None:
+    """Users see an instrument once an admin lists it, then its entry as reviewed; a lab
+    manager's later change waits for the next review; unlisted, it is gone for them."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    window = {"instrument_id": "icp", "kind": "assisted", "start": start.isoformat(),
+              "end": (start + timedelta(hours=1)).isoformat()}
+
+    def seen(c: httpx.Client) -> tuple[int, set[str], set[str]]:
+        """What a client finds: the instrument (status code), in the list, on the board."""
+        listed = {i["id"] for i in c.get("/instruments", params={"limit": 1000}).json()["items"]}
+        board = {i["instrument_id"] for i in c.get("/status").json()["items"]}
+        return c.get("/instruments/icp").status_code, listed & {"icp"}, board & {"icp"}
+
+    with api.as_("manager") as manager:
+        created = manager.post("/instruments", json={
+            "id": "icp", "name": "电感耦合等离子体质谱仪", "institution_id": "uni-ac",
+            "fee_schedule": "300元/样"}).json()
+    assert (created["listed_at"], created["review_pending"]) == (None, True)
+    with api.as_("user") as user:
+        assert seen(user) == (404, set(), set())
+        refused = user.post("/bookings", json=window)
+    assert refused.status_code == 409 and "not in the catalogue" in refused.json()["message"]
+
+    with api.as_("admin") as admin:
+        pending = admin.get("/instruments", params={"review_pending": True}).json()["items"]
+        listed = admin.post("/instruments/icp/listing").json()
+    assert [i["id"] for i in pending] == ["icp"]  # the seeded ones were listed
+    assert listed["listed_by"].startswith("admin:") and listed["review_pending"] is False
+    with api.as_("manager") as manager:
+        changed = manager.patch("/instruments/icp", json={
+            "fee_schedule": "500元/样", "open_to_outside": False}).json()
+    assert (changed["fee_schedule"], changed["listing"]["fee_schedule"]) == ("500元/样", "300元/样")
+    assert changed["review_pending"] is True
+    with api.as_("user") as user:
+        assert seen(user) == (200, {"icp"}, {"icp"})
+        entry = user.get("/instruments/icp").json()
+        open_ones = {i["id"] for i in user.get(
+            "/instruments", params={"open_to_outside": True, "limit": 1000}).json()["items"]}
+        closed = user.post("/bookings", json=window)  # bookings follow the live registry
+    assert (entry["fee_schedule"], entry["open_to_outside"], entry["listing"]) == \
+        ("300元/样", True, None)
+    assert "icp" in open_ones  # as listed, though the registry now says closed
+    assert closed.status_code == 403 and "not open to outside users" in closed.json()["message"]
+
+    with api.as_("admin") as admin:
+        admin.post("/instruments/icp/listing")
+        assert admin.get("/instruments", params={"review_pending": True}).json()["total"] == 0
+        with api.as_("user") as user:
+            assert user.get("/instruments/icp").json()["fee_schedule"] == "500元/样"
+            assert admin.delete("/instruments/icp/listing").json()["listed_at"] is None
+            assert seen(user) == (404, set(), set())
+        assert admin.post("/instruments/nope/listing").status_code == 404

@@ -120,6 +120,8 @@ def seed(database_url: str, now: datetime) -> list[SeededSession]:
             " 'Maker', 'B101')",
             INSTRUMENTS,
         )
+        cur.execute("UPDATE instrument i SET listing = catalogue_entry(i), listed_at = now(),"
+                    " listed_by = 'seed'")
         cur.executemany(
             "INSERT INTO platform_user (id, name, institution_id, approved)"
             " VALUES (%s, %s, %s, true)",

@@ -340,6 +340,36 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
         expect(card.locator("[data-published]")).to_have_attribute("data-published", "false")
 
 
+def test_admin_reviews_the_catalogue_entry_on_the_detail_page(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """Unlisted, ms-1 leaves registered users' board; listed again, it is back."""
+    admin = new_page()
+    login(admin, stack, "admin")
+    admin.goto(f"{stack.url}/ui/#/instrument/ms-1")
+    line = admin.locator(".catalogue-line")
+    expect(line).to_have_attribute("data-listed", "true")
+    expect(line.locator('[data-action="list"]')).to_have_count(0)  # nothing to review
+    user = new_page()
+    try:
+        line.locator('[data-action="unlist"]').click()
+        expect(line).to_have_attribute("data-listed", "false")
+        expect(line).to_contain_text(STRINGS["en"]["catalogue.unlisted"])
+        login(user, stack, "outside_user")
+        assert "ms-1" not in tiles(user)
+        user.goto(f"{stack.url}/ui/#/instrument/ms-1")
+        expect(user.locator('[data-error="error"]')).to_contain_text("no instrument 'ms-1'")
+        user.goto(f"{stack.url}/ui/#/instrument/nmr-600")  # listed: no review line for users
+        expect(user.locator("h1[data-instrument]")).to_have_text("600 MHz 核磁共振波谱仪")
+        expect(user.locator(".catalogue-line")).to_have_count(0)
+    finally:
+        line.locator('[data-action="list"]').click()
+        expect(line).to_have_attribute("data-listed", "true")
+    user.goto(f"{stack.url}/ui/#/board")
+    expect(user.locator(".tiles")).to_have_attribute("data-loaded", "true")
+    assert "ms-1" in tiles(user)
+
+
 def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     login(page, stack, "evaluator")

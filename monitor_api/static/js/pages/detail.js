@@ -1,9 +1,11 @@
-// Instrument detail: registry entry, current state, state timeline and power for a range.
+// Instrument detail: registry entry, catalogue review, current state, state timeline and power
+// for a range.
 
-import { getJson } from '../api.js';
+import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
+import { showRefusal } from '../notice.js';
 
 const HOUR = 3600e3;
 const PRESETS = [['detail.last24h', 24 * HOUR], ['detail.last7d', 7 * 24 * HOUR],
@@ -50,6 +52,34 @@ export function render(root, ctx) {
     end.value = toLocalInput(hi);
   }
 
+  /** Whether registered users see it and whether a change awaits review; admins review it
+   * here: list the entry as it stands, or take it out of the catalogue. */
+  function catalogue(i) {
+    const state = i.listed_at ? `${t('catalogue.listed')} ${fmtTime(i.listed_at)}` : t('catalogue.unlisted');
+    const line = el('p', { class: 'catalogue-line muted',
+      dataset: { listed: String(Boolean(i.listed_at)), pending: String(i.review_pending) } },
+    i.review_pending && i.listed_at ? `${state} · ${t('catalogue.pending')}` : state);
+    if (ctx.me.role !== 'admin') return line;
+    const path = `instruments/${encodeURIComponent(i.id)}/listing`;
+    const act = (change) => async () => {
+      try {
+        await change();
+        await loadInfo();
+      } catch (err) {
+        if (!stop.signal.aborted) showRefusal(message, err, ctx);
+      }
+    };
+    if (i.review_pending) {
+      line.append(' ', el('button', { type: 'button', class: 'primary', dataset: { action: 'list' },
+        text: t('catalogue.approve'), onclick: act(() => postJson(path, undefined, { signal: stop.signal })) }));
+    }
+    if (i.listed_at) {
+      line.append(' ', el('button', { type: 'button', dataset: { action: 'unlist' }, text: t('catalogue.unlist'),
+        onclick: act(() => deleteResource(path, { signal: stop.signal })) }));
+    }
+    return line;
+  }
+
   async function loadInfo() {
     const { instrument: i, status: s, gateway: g } = await getJson(
       `instruments/${encodeURIComponent(id)}/detail`, {}, { signal: stop.signal });
@@ -75,6 +105,7 @@ export function render(root, ctx) {
         + ` ${t('board.since')} ${fmtTime(g.since)}`
         + (g.software ? ` · ${g.software}` : '')
         + (g.announces_instrument ? '' : ` · ${t('detail.gateway_unannounced')}`)) : '',
+      ctx.me.role === 'user' ? '' : catalogue(i),
       el('details', { class: 'card registry' },
         el('summary', { text: t('detail.registry') }),
         el('dl', {}, rows.map(([key, value]) => [el('dt', { text: t(key) }),
