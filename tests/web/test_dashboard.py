@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, ViewportSize, expect
 
@@ -113,7 +114,7 @@ SHOWN_TEXT = """() => {
 }"""
 PAGES = {  # route -> the element that says the page has its data
     "board": ".tiles", "utilisation": ".report", "evaluation": ".report",
-    "instrument/nmr-600": ".charts",
+    "catalogue": ".report", "instrument/nmr-600": ".charts",
 }
 
 
@@ -370,6 +371,48 @@ def test_admin_reviews_the_catalogue_entry_on_the_detail_page(
     assert "ms-1" in tiles(user)
 
 
+def test_catalogue_queue_shows_what_to_review_and_admins_list_it(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    """dut's manager registers gc-1 and changes xrd-1's fees: both wait in the queue, the
+    manager sees them without a button; the admin lists gc-1 and registered users get it."""
+    auth = {"Authorization": f"Bearer {stack.tokens['dut_manager']}"}
+    with httpx.Client(base_url=stack.url, headers=auth) as manager:
+        assert manager.post("/instruments", json={
+            "id": "gc-1", "name": "气相色谱仪", "institution_id": "dut"}).status_code == 201
+        assert manager.patch("/instruments/xrd-1",
+                             json={"fee_schedule": "500元/样"}).status_code == 200
+    try:
+        own = new_page()
+        login(own, stack, "dut_manager")
+        own.click('.nav a[href="#/catalogue"]')
+        expect(own.locator(".report")).to_have_attribute("data-loaded", "true")
+        expect(own.locator('table[data-table="catalogue"] td[data-key="id"]')).to_have_text(
+            ["gc-1", "xrd-1"])
+        expect(own.locator('[data-action="list"]')).to_have_count(0)
+
+        admin = new_page()
+        login(admin, stack, "admin")
+        admin.click('.nav a[href="#/catalogue"]')
+        rows = admin.locator('table[data-table="catalogue"] tbody tr')
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator('td[data-key="listing"]')).to_have_text(
+            STRINGS["en"]["catalogue.unlisted_short"])
+        expect(rows.nth(1).locator('td[data-key="listing"]')).to_have_text("Fees: — → 500元/样")
+        shot(admin, screenshot_dir, "catalogue", DESKTOP)
+        rows.nth(0).locator('[data-action="list"]').click()
+        expect(admin.locator(".message .notice-ok")).to_contain_text("气相色谱仪 (gc-1)")
+        expect(admin.locator('table[data-table="catalogue"] td[data-key="id"]')).to_have_text(
+            ["xrd-1"])
+        user = new_page()
+        login(user, stack, "outside_user")
+        assert "gc-1" in tiles(user)
+    finally:
+        stack.sql("DELETE FROM instrument WHERE id = 'gc-1'")
+        stack.sql("UPDATE instrument i SET fee_schedule = '', listing = catalogue_entry(i)"
+                  " WHERE id = 'xrd-1'")
+
+
 def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     login(page, stack, "evaluator")
@@ -492,7 +535,7 @@ def test_lab_manager_sees_only_their_institution(
     page = new_page(viewport=PHONE)
     login(page, stack, "dut_manager")
     assert tiles(page) == {"xrd-1": "fault", "ms-1": "off"}
-    expect(page.locator(".nav a")).to_have_count(4)  # evaluation: the published results
+    expect(page.locator(".nav a")).to_have_count(5)  # evaluation: the published results
     shot(page, screenshot_dir, "board-lab-manager", PHONE)
 
     page.click('.nav a[href="#/utilisation"]')

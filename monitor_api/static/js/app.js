@@ -6,6 +6,7 @@ import { clear, el } from './dom.js';
 import { LANGS, lang, loadStrings, setLang, t } from './i18n.js';
 import * as board from './pages/board.js';
 import * as bookings from './pages/bookings.js';
+import * as catalogue from './pages/catalogue.js';
 import * as detail from './pages/detail.js';
 import * as evaluation from './pages/evaluation.js';
 import * as login from './pages/login.js';
@@ -17,6 +18,7 @@ const PAGES = [
   { route: 'utilisation', page: utilisation, nav: 'nav.utilisation', roles: READERS },
   { route: 'evaluation', page: evaluation, nav: 'nav.evaluation', roles: READERS },
   { route: 'bookings', page: bookings, nav: 'nav.bookings', roles: null },
+  { route: 'catalogue', page: catalogue, nav: 'nav.catalogue', roles: READERS },
   { route: 'instrument', page: detail, nav: null, roles: null },
 ];
 
