@@ -110,6 +110,13 @@ def evaluated_span(
                 year_s=(year_hi - year_lo).total_seconds())
 
 
+def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bool:
+    """Below ``min_value_rmb`` an instrument is not evaluated; without a registered value it
+    is (its incomplete registry costs it management points; leaving it out would reward
+    that)."""
+    return value_rmb is None or value_rmb >= rules.min_value_rmb
+
+
 def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scores to two decimals for publication (computed and ranked unrounded)."""
     return [{**i, **{k: round(i[k], 2) for k in SCORES}} for i in items]

@@ -23,6 +23,7 @@ from monitor_api.evaluation import (
     rounded,
     score_institutions,
     score_instrument,
+    subject_to_evaluation,
 )
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.faults import in_fault
@@ -121,6 +122,7 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
     evaluated = evaluated_year(year)
     rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
                                             end=evaluated.end, institutions=None)
+    rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     up = {r["instrument_id"]: r["up_s"] for r in rows}
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
@@ -208,14 +210,15 @@ async def low_utilisation(
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
-    """Instruments whose effective hours stay below the threshold, pro rata for the part of
-    the year each was on the platform."""
+    """Instruments evaluated for the year whose effective hours stay below the threshold, pro
+    rata for the part of the year each was on the platform."""
     evaluated = evaluated_year(year)
     yearly = below_hours if below_hours is not None else settings.evaluation.low_utilisation_hours
     threshold = yearly * evaluated.fraction
     rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
                                             end=evaluated.end, institutions=None,
                                             with_availability=False)
+    rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     async with pool.connection() as conn:
         spans = await _spans(conn, evaluated)
     low = [{**f, "threshold_hours": round(yearly * spans[f["key"]].fraction, 2)}

@@ -109,6 +109,27 @@ def test_rules_are_configuration(year: Api, database_url: str) -> None:
     assert nmr_class["items"][0]["capacity"] == "fully_used"
 
 
+def test_only_instruments_at_the_value_threshold_are_evaluated(
+    year: Api, database_url: str
+) -> None:
+    """At 1,000,000 RMB: nmr (5.2M) and sem (2.1M) of uni; not xrd (800k) or inc1 (400k),
+    nor their institutions; an instrument without a registered value still is."""
+    year.sql("INSERT INTO instrument (id, name, institution_id) VALUES ('nov', '无原值', 'other')")
+    rules = EvaluationRules(min_value_rmb=1_000_000)
+    auth = {"Authorization": f"Bearer {year.tokens['evaluator']}"}
+    with serve(make_settings(database_url, evaluation=rules)) as url, httpx.Client(
+        base_url=url, headers=auth
+    ) as c:
+        instruments = [i["instrument_id"] for i in
+                       c.get("/evaluation/2025/instruments").json()["items"]]
+        institutions = [i["institution_id"] for i in
+                        c.get("/evaluation/2025/institutions").json()["items"]]
+        low = [i["key"] for i in c.get("/evaluation/2025/low-utilisation").json()["items"]]
+    assert sorted(instruments) == ["nmr", "nov", "sem"]
+    assert sorted(institutions) == ["other", "uni"]  # other: through nov only
+    assert low == ["nov", "sem"]
+
+
 @pytest.mark.parametrize("scores", [[70, 60], [-1, 50], [10, 20, 30, 40, 50, 60]])
 def test_star_scores_must_ascend_within_100(scores: list[float]) -> None:
     with pytest.raises(ValueError, match="star"):
