@@ -25,7 +25,7 @@ from gateway.detector import StateDetector
 from gateway.errors import ProbeError
 from gateway.netloop import NetworkLoop
 from gateway.outbox import Builder, Outbox
-from gateway.probes import ModbusPowerProbe, Probe, Reading, SimulatedProbe
+from gateway.probes import ModbusPowerProbe, Probe, ProcessProbe, Reading, SimulatedProbe
 from gateway.publisher import MqttLink
 from instrushare.protocol import IDENTIFIER_PATTERN, MAX_METRICS_PER_SAMPLE, Topics
 
@@ -58,6 +58,10 @@ def build_probe(instrument: InstrumentConfig) -> Probe:
     cfg = instrument.probe
     if cfg.kind == "simulated":
         return SimulatedProbe()
+    if cfg.kind == "process":
+        assert cfg.process is not None
+        return ProcessProbe(process=cfg.process, busy_cpu_percent=cfg.busy_cpu_percent,
+                            users=cfg.users)
     assert cfg.host is not None and cfg.address is not None
     return ModbusPowerProbe(
         host=cfg.host, port=cfg.port, unit=cfg.unit, address=cfg.address,

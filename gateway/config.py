@@ -46,12 +46,13 @@ class DetectorConfig(_Config):
 
 
 class ProbeConfig(_Config):
-    """Where readings come from: ``simulated`` (set by a program) or a ``modbus`` power meter."""
+    """Where readings come from: ``simulated`` (set by a program), a ``modbus`` power meter or
+    the acquisition software's ``process`` on the gateway's computer."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True,
                               validate_by_alias=True)
 
-    kind: Literal["simulated", "modbus"]
+    kind: Literal["simulated", "modbus", "process"]
     host: str | None = None
     port: int = Field(default=502, ge=1, le=65535)
     unit: int = Field(default=1, ge=0, le=255)
@@ -61,15 +62,24 @@ class ProbeConfig(_Config):
     word_order: Literal["big", "little"] = "big"
     scale: float = 1.0
     timeout_s: float = Field(default=2.0, gt=0, le=60)
+    process: str | None = Field(default=None, min_length=1)
+    busy_cpu_percent: float | None = Field(default=None, gt=0)
+    users: dict[str, Identifier] = Field(default_factory=dict)
+    """Process owner's login -> platform user id."""
 
     @model_validator(mode="after")
-    def _modbus_fields(self) -> Self:
+    def _fields_of_the_kind(self) -> Self:
         if self.kind == "modbus":
             missing = [name for name in ("host", "address") if getattr(self, name) is None]
             if missing:
                 raise ValueError(f"a modbus probe needs {' and '.join(missing)}")
         elif self.host is not None or self.address is not None:
             raise ValueError("host and address apply to modbus probes only")
+        if self.kind == "process" and self.process is None:
+            raise ValueError("a process probe needs process (the acquisition software's name)")
+        if self.kind != "process" and (self.process is not None or self.users
+                                       or self.busy_cpu_percent is not None):
+            raise ValueError("process, busy_cpu_percent and users apply to process probes only")
         return self
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import psutil
 from pymodbus import ModbusException
 from pymodbus.client import ModbusTcpClient
 
@@ -121,3 +124,53 @@ class ModbusPowerProbe:
         if not math.isfinite(value):
             raise ProbeError(f"{self!r}: meter returned {value}")
         return max(0.0, value * self.scale)
+
+
+class ProcessProbe:
+    """The instrument's acquisition software on the gateway's own computer: ``running`` while
+    a process named ``process`` (or whose command line contains it) runs and, with
+    ``busy_cpu_percent``, uses at least that much CPU in total, so software left open between
+    measurements counts as idle; ``idle`` otherwise. A process cannot tell an instrument that
+    is switched off from an idle one. The user is the process owner's login mapped through
+    ``users`` (login -> platform user id); a login not in it is reported as unknown, since a
+    raw login need not be a valid platform id.
+    """
+
+    def __init__(
+        self, *, process: str, busy_cpu_percent: float | None = None,
+        users: Mapping[str, str] | None = None,
+    ) -> None:
+        if not process:
+            raise ValueError("process must name the acquisition software")
+        self.process = process
+        self.busy_cpu_percent = busy_cpu_percent
+        self.users = dict(users or {})
+        self._seen: dict[int, psutil.Process] = {}
+        """Processes read before, by pid: CPU use is measured between two reads of one."""
+
+    def __repr__(self) -> str:
+        return f"ProcessProbe({self.process!r})"
+
+    def read(self) -> Reading:
+        try:
+            matched = self._matching()
+            cpu = sum(proc.cpu_percent(None) for proc in matched)
+            login = matched[0].username() if matched else None
+        except psutil.Error as exc:  # e.g. a process that ended while read
+            raise ProbeError(f"{self!r}: {exc}") from exc
+        busy = bool(matched) and (self.busy_cpu_percent is None or cpu >= self.busy_cpu_percent)
+        user = self.users.get(login.rsplit("\\", 1)[-1]) if busy and login else None
+        return Reading(state=State.RUNNING if busy else State.IDLE, user=user,
+                       metrics={"cpu_percent": round(cpu, 1)})
+
+    def _matching(self) -> list[psutil.Process]:
+        me = os.getpid()
+        found: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            name, cmdline = proc.info["name"], proc.info["cmdline"] or []
+            if proc.pid != me and (name == self.process
+                                   or any(self.process in arg for arg in cmdline)):
+                before = self._seen.get(proc.pid)
+                found[proc.pid] = before if before == proc else proc  # == : same pid and start
+        self._seen = found
+        return sorted(found.values(), key=lambda p: p.pid)
