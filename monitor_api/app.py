@@ -32,6 +32,7 @@ from monitor_api.routers import (
     health,
     publication,
     registry,
+    reported_use,
     reports,
     status,
     users,
@@ -130,7 +131,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
     for module in (health, registry, users, status, certifications, bookings, reports,
-                   evaluation, assessments, publication):
+                   evaluation, assessments, publication, reported_use):
         app.include_router(module.router)
     web.install(app)
 

@@ -1,12 +1,16 @@
-"""Validate an instrument list in CSV: every bad row is reported, nothing is taken half-way."""
+"""Validate a list in CSV (instruments, reported use): every bad row is reported, nothing is
+taken half-way."""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from monitor_api.schemas import InstrumentIn
 
@@ -14,8 +18,8 @@ REQUIRED = ("id", "name", "institution_id")
 COLUMNS = frozenset(InstrumentIn.model_fields)
 _TRUE = {"1", "true", "yes", "y", "是", "开放"}
 _FALSE = {"0", "false", "no", "n", "否", "不开放"}
-_BOOLS = {n for n, f in InstrumentIn.model_fields.items() if f.annotation is bool}
-_INTS = {n for n, f in InstrumentIn.model_fields.items() if f.annotation is int}
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +29,23 @@ class RowError:
 
 
 @dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(Generic[M]):
     """The rows of a file with their line numbers, its errors and the columns it has."""
 
-    rows: list[tuple[int, InstrumentIn]]
+    rows: list[tuple[int, M]]
     errors: list[RowError]
     columns: frozenset[str] = frozenset()
 
 
-def parse_instruments(text: str) -> Parsed:
-    """Parse the file; ``errors`` is empty when it is clean."""
+def parse_instruments(text: str) -> Parsed[InstrumentIn]:
+    """Parse an instrument list; ``errors`` is empty when it is clean."""
+    return parse_rows(text, InstrumentIn, required=REQUIRED, key="id")
+
+
+def parse_rows(text: str, model: type[M], *, required: Sequence[str], key: str) -> Parsed[M]:
+    """Parse a file of ``model`` rows with a header line of its field names (``required``
+    among them); ``key`` names the field no two rows may share."""
+    columns = frozenset(model.model_fields)
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     try:
         header = [h.strip() for h in next(reader)]
@@ -42,8 +53,8 @@ def parse_instruments(text: str) -> Parsed:
         return Parsed([], [RowError(1, "the file is empty; a header line is required")])
     except csv.Error as exc:
         return Parsed([], [RowError(1, f"unreadable CSV: {exc}")])
-    unknown = [h for h in header if h not in COLUMNS]
-    missing = [h for h in REQUIRED if h not in header]
+    unknown = [h for h in header if h not in columns]
+    missing = [h for h in required if h not in header]
     if unknown or missing or len(set(header)) != len(header):
         reason = "; ".join(
             part
@@ -55,7 +66,7 @@ def parse_instruments(text: str) -> Parsed:
             if part
         )
         return Parsed([], [RowError(1, reason)])
-    rows: list[tuple[int, InstrumentIn]] = []
+    rows: list[tuple[int, M]] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
     line = 1
@@ -75,32 +86,41 @@ def parse_instruments(text: str) -> Parsed:
             errors.append(RowError(start, f"expected {len(header)} fields, found {len(record)}"))
             continue
         try:
-            values = _convert(dict(zip(header, record, strict=True)))
-            item = InstrumentIn.model_validate(values)
+            values = _convert(dict(zip(header, record, strict=True)), model)
+            item = model.model_validate(values)
         except (ValueError, ValidationError) as exc:
             errors.append(RowError(start, _reason(exc)))
             continue
-        if item.id in seen:
-            first = seen[item.id]
-            errors.append(RowError(start, f"id {item.id!r} already appears on line {first}"))
+        value = getattr(item, key)
+        if value in seen:
+            errors.append(RowError(start, f"{key} {value!r} already appears on line {seen[value]}"))
             continue
-        seen[item.id] = start
+        seen[value] = start
         rows.append((start, item))
     return Parsed(rows, errors, frozenset(header))
 
 
-def _convert(raw: dict[str, str]) -> dict[str, object]:
+@cache
+def _typed(model: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
+    """The model's yes/no fields and its integer fields."""
+    fields = model.model_fields.items()
+    return (frozenset(n for n, f in fields if f.annotation is bool),
+            frozenset(n for n, f in fields if f.annotation is int))
+
+
+def _convert(raw: dict[str, str], model: type[BaseModel]) -> dict[str, object]:
+    bools, ints = _typed(model)
     values: dict[str, object] = {}
     for key, cell in raw.items():
         cell = cell.strip()
         if cell == "":
             continue
-        if key in _BOOLS:
+        if key in bools:
             low = cell.lower()
             if low not in _TRUE | _FALSE:
                 raise ValueError(f"{key}: {cell!r} is not yes/no")
             values[key] = low in _TRUE
-        elif key in _INTS:
+        elif key in ints:
             values[key] = int(cell) if cell.isdigit() else cell
         else:
             values[key] = cell

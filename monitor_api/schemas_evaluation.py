@@ -11,8 +11,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from instrushare.protocol import Identifier
 from monitor_api.schemas import Money, Page, Tier, example_config
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 from monitor_api.settings import EvaluationRules
@@ -337,3 +338,62 @@ class PublishedInstruments(InstrumentEvaluation):
                                 published_at="2026-02-10T09:00:00+08:00")
 
     published_at: datetime = Field(description="When the results were published.")
+
+
+class ReportedUseIn(BaseModel):
+    """One line of a unit's report: an instrument's hours in the year."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument_id: Identifier
+    effective_hours: Decimal = Field(ge=0, le=8784, decimal_places=2)
+    external_hours: Decimal = Field(default=Decimal(0), ge=0, le=8784, decimal_places=2)
+
+    @model_validator(mode="after")
+    def _external_within_effective(self) -> ReportedUseIn:
+        if self.external_hours > self.effective_hours:
+            raise ValueError("external_hours cannot exceed effective_hours")
+        return self
+
+
+Finding = Literal["consistent", "over_reported", "under_reported", "partly_monitored"]
+
+_COMPARED: dict[str, Any] = {
+    "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
+    "reported_effective_hours": 1800.0, "measured_effective_hours": 950.5,
+    "effective_difference": 849.5, "finding": "over_reported",
+    "reported_external_hours": 300.0, "measured_external_hours": 280.0,
+    "external_difference": 20.0, "external_finding": "consistent",
+    "monitored_since": "2024-12-10T09:12:00+08:00",
+    "reported_by": "lab_manager:7", "reported_at": "2026-01-15T10:00:00+08:00"}
+
+
+class ComparedUse(BaseModel):
+    model_config = example_config(_COMPARED)
+
+    instrument_id: str = Field(description="Instrument id.")
+    name: str = Field(description="Instrument name.")
+    institution_id: str = Field(description="Institution or unit it belongs to.")
+    reported_effective_hours: float = Field(description="Effective hours the unit reported.")
+    measured_effective_hours: float = Field(description="Effective hours measured in the year.")
+    effective_difference: float = Field(description="Reported minus measured.")
+    finding: Finding = Field(
+        description="consistent within the tolerance, over_reported, under_reported, or"
+        " partly_monitored: the platform heard from it only after the year began, so hours"
+        " before that were never measured.")
+    reported_external_hours: float = Field(description="External hours reported.")
+    measured_external_hours: float = Field(description="External hours measured.")
+    external_difference: float = Field(description="Reported minus measured.")
+    external_finding: Finding = Field(description="The same judgement for external hours.")
+    monitored_since: datetime | None = Field(description="When the platform first heard from it.")
+    reported_by: str = Field(description="Role and token id of who reported it.")
+    reported_at: datetime = Field(description="When it was reported.")
+
+
+class ReportedAgainstMeasured(Page[ComparedUse]):
+    """Reported instruments, those flagged first (largest difference first)."""
+
+    model_config = _page_config(_COMPARED, year=2025, flagged=1)
+
+    year: int = Field(description="Year reported.")
+    flagged: int = Field(description="Reports over or under the measured hours.")

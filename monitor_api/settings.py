@@ -28,6 +28,10 @@ class EvaluationRules(BaseModel):
     min_value_rmb: float = Field(default=0.0, ge=0)
     """Instruments registered at a lower original value are not evaluated (the national
     rules from 2026 evaluate those of 500,000 RMB or more); 0: every instrument."""
+    report_tolerance: float = Field(default=0.10, ge=0)
+    """Reported hours may differ from measured ones by this share of the measured hours ..."""
+    report_tolerance_hours: float = Field(default=20.0, ge=0)
+    """... or by this many hours, whichever is more, before the report is flagged."""
     excellent: float = 90.0
     good: float = 75.0
     passing: float = 60.0

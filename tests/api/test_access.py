@@ -80,6 +80,8 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/evaluation/2025/published/institutions", None, READ),
     ("GET", "/evaluation/2025/published/instruments", None, READ),
     ("DELETE", "/evaluation/2025/publication", None, ADMIN),
+    ("POST", "/evaluation/2025/reported-use", "instrument_id,effective_hours\nnmr,1\n", MANAGE),
+    ("GET", "/evaluation/2025/reported-use", None, READ),
     ("GET", "/users/me", None, ALL),
     ("GET", "/whoami", None, ALL),
 ]

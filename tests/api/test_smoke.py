@@ -47,6 +47,7 @@ EVALUATION_ROUTES = [
     ("/evaluation/2025/duplicate-review", {"category": "01"}),
     ("/evaluation/2025/published/institutions", {}),  # as published just before
     ("/evaluation/2025/published/instruments", {}),
+    ("/evaluation/2025/reported-use", {}),
     ("/evaluation/silent", {"days": 30}),
     ("/evaluation/overdue-registrations", {"as_of": "2025-03-31"}),  # not yet networked
     ("/evaluation/overdue-registrations", {"as_of": "2025-12-31"}),  # networked late
@@ -60,6 +61,8 @@ def test_evaluation_bodies_match_their_openapi_schema(api: Api) -> None:
     api.sql("INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts)"
             " VALUES ('sem', 'gw1', 'idle', now() - interval '60 days',"
             " now() - interval '60 days')")
+    api.sql("INSERT INTO reported_use (year, instrument_id, effective_hours, reported_by)"
+            " VALUES (2025, 'nmr', 500, 'admin:1')")
     with api.as_("admin") as admin:
         assert admin.put("/evaluation/2025/publication", json={}).status_code == 200
     spec = httpx.get(f"{api.url}/openapi.json").json()

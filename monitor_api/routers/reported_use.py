@@ -1,0 +1,108 @@
+"""Units report their instruments' hours for a year (CSV, as their spreadsheets had them);
+evaluators read the reports against what the platform measured (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from monitor_api.auth import Manager, ReportReader
+from monitor_api.csv_import import RowError, parse_rows
+from monitor_api.db import DbConn, DbPool, Settings, fetch_all
+from monitor_api.errors import BadRequest
+from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.report import GroupBy, summarise
+from monitor_api.reported_use import COLUMNS, FLAGGED, LABELS, compare
+from monitor_api.routers.evaluation import evaluated_year
+from monitor_api.routers.reports import scope, utilisation_rows
+from monitor_api.schemas import ImportResult, Limit, Offset, Year
+from monitor_api.schemas_evaluation import ReportedAgainstMeasured, ReportedUseIn
+
+router = APIRouter(tags=["evaluation"])
+
+_UPSERT = """
+INSERT INTO reported_use (year, instrument_id, effective_hours, external_hours, reported_by)
+VALUES (%(year)s, %(instrument_id)s, %(effective_hours)s, %(external_hours)s, %(by)s)
+ON CONFLICT (year, instrument_id) DO UPDATE SET effective_hours = EXCLUDED.effective_hours,
+    external_hours = EXCLUDED.external_hours, reported_by = EXCLUDED.reported_by,
+    reported_at = now()
+"""
+
+
+@router.post(
+    "/evaluation/{year}/reported-use",
+    response_model=ImportResult,
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
+        "schema": {"type": "string"},
+        "example": "instrument_id,effective_hours,external_hours\nnmr-600,1800,300\n"}}}},
+    responses={422: {"description": "Bad rows, each with its line number and reason"}},
+)
+async def report_use(
+    request: Request, conn: DbConn, caller: Manager, year: Year
+) -> dict[str, int]:
+    """Report the year's hours of your instruments (UTF-8 CSV: ``instrument_id``,
+    ``effective_hours``, optional ``external_hours``); a later report of an instrument
+    replaces the earlier. Every bad line is reported; nothing is stored unless all pass."""
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the file is not UTF-8 text") from exc
+    parsed = await run_in_threadpool(
+        parse_rows, text.replace("\x00", "\ufffd"), ReportedUseIn,
+        required=("instrument_id", "effective_hours"), key="instrument_id")
+    errors = list(parsed.errors)
+    owners = {r["id"]: r["institution_id"] for r in await fetch_all(
+        conn, "SELECT id, institution_id FROM instrument WHERE id = ANY(%s)",
+        ([item.instrument_id for _, item in parsed.rows],))}
+    for line, item in parsed.rows:
+        if item.instrument_id not in owners:
+            errors.append(RowError(line, f"unknown instrument {item.instrument_id!r}"))
+        elif not caller.may_manage(owners[item.instrument_id]):
+            errors.append(RowError(
+                line, f"instrument {item.instrument_id!r} belongs to another institution"))
+    if errors:
+        errors.sort(key=lambda e: e.line)
+        raise BadRequest(f"{len(errors)} bad row(s); nothing was stored",
+                         details=[{"line": e.line, "reason": e.reason} for e in errors])
+    if not parsed.rows:
+        raise BadRequest("the file has no rows")
+    by = f"{caller.role.value}:{caller.token_id}"
+    async with conn.cursor() as cur:
+        await cur.executemany(_UPSERT, [{**item.model_dump(), "year": year, "by": by}
+                                        for _, item in parsed.rows])
+    return {"imported": len(parsed.rows)}
+
+
+@router.get("/evaluation/{year}/reported-use", response_model=ReportedAgainstMeasured,
+            responses=FILE_RESPONSES)
+async def reported_against_measured(
+    pool: DbPool, caller: ReportReader, settings: Settings, year: Year,
+    format: Format = Format.JSON, lang: Lang = Lang.BOTH,
+    limit: Limit = 1000, offset: Offset = 0,
+) -> Response | dict[str, Any]:
+    """Each reported instrument's hours next to the measured ones, flagged when they differ
+    by more than the tolerance; a lab manager sees their own institution's."""
+    evaluated = evaluated_year(year)
+    institutions = scope(caller, None)
+    async with pool.connection() as conn:
+        reports = await fetch_all(
+            conn,
+            "SELECT r.*, i.name, i.institution_id, i.monitored_since FROM reported_use r"
+            " JOIN instrument i ON i.id = r.instrument_id"
+            " WHERE r.year = %(year)s"
+            "   AND (%(mine)s::text[] IS NULL OR i.institution_id = ANY(%(mine)s))",
+            {"year": year, "mine": institutions})
+    rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
+                                            end=evaluated.end, institutions=institutions,
+                                            with_availability=False)
+    measured = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
+                                               period_s=period_s)}
+    items = compare(reports, measured, year_start=evaluated.lo, rules=settings.evaluation)
+    flagged = sum(1 for i in items if i["finding"] in FLAGGED or i["external_finding"] in FLAGGED)
+    body = {"year": year, "flagged": flagged, "items": items[offset : offset + limit],
+            "total": len(items), "limit": limit, "offset": offset}
+    return await render(body, items, COLUMNS, format, lang, f"reported-use-{year}",
+                        labels=LABELS)

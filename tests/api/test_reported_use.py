@@ -1,0 +1,87 @@
+"""Reported against measured, for 2025 with the evaluation's data: nmr measured 600 h (60 h
+external), sem, xrd and inc1 nothing. Tolerance: the larger of 10 % and 20 h."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import Api
+from tests.api.test_evaluation import SETUP
+
+PATH = "/evaluation/2025/reported-use"
+
+
+@pytest.fixture
+def year(api: Api) -> Api:
+    for statement in SETUP:
+        api.sql(statement)
+    return api
+
+
+def _send(c: httpx.Client, text: str) -> httpx.Response:
+    return c.post(PATH, content=text.encode(), headers={"Content-Type": "text/csv"})
+
+
+def _by_id(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["instrument_id"]: i for i in body["items"]}
+
+
+def test_reports_are_compared_with_what_was_measured(year: Api) -> None:
+    with year.as_("manager") as manager:
+        stored = _send(manager, "instrument_id,effective_hours,external_hours\n"
+                                "nmr,650,60\nsem,300,0\n")
+        assert stored.status_code == 200, stored.text
+        assert stored.json() == {"imported": 2}
+    with year.as_("other_manager") as other:
+        assert _send(other, "instrument_id,effective_hours\nxrd,10\n").status_code == 200
+    year.sql("UPDATE instrument SET monitored_since = '2025-06-01' WHERE id = 'xrd'")
+
+    with year.as_("evaluator") as evaluator:
+        body = evaluator.get(PATH).json()
+        english = evaluator.get(PATH, params={"format": "csv", "lang": "en"})
+    found = _by_id(body)
+    # nmr: 650 - 600 = 50 <= 60 (10 %); sem: 300 with nothing measured; xrd: heard from in June
+    assert (found["nmr"]["finding"], found["nmr"]["effective_difference"]) == ("consistent", 50)
+    assert found["nmr"]["external_finding"] == "consistent"
+    assert (found["sem"]["finding"], found["sem"]["measured_effective_hours"]) == \
+        ("over_reported", 0)
+    assert found["xrd"]["finding"] == "partly_monitored"
+    assert [i["instrument_id"] for i in body["items"]] == ["sem", "nmr", "xrd"]
+    assert body["flagged"] == 1 and found["sem"]["reported_by"].startswith("lab_manager:")
+    lines = english.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("Instrument,Name,Institution,Reported effective hours")
+    assert lines[1].startswith("sem,") and ",over-reported," in lines[1]
+
+    with year.as_("manager") as manager:  # a later report replaces the earlier
+        assert _send(manager, "instrument_id,effective_hours,external_hours\n"
+                              "nmr,400,120\n").status_code == 200
+        own = _by_id(manager.get(PATH).json())
+    assert set(own) == {"nmr", "sem"}  # a lab manager reads their own institution's
+    assert (own["nmr"]["finding"], own["nmr"]["effective_difference"]) == ("under_reported", -200)
+    assert (own["nmr"]["external_finding"], own["nmr"]["external_difference"]) == \
+        ("over_reported", 60)
+
+
+def test_a_bad_report_names_every_bad_line_and_stores_nothing(year: Api) -> None:
+    with year.as_("manager") as manager:
+        refused = _send(manager, "instrument_id,effective_hours,external_hours\n"
+                                 "nmr,100,10\n"
+                                 "xrd,100,0\n"          # another institution's
+                                 "nope,5,0\n"           # unknown
+                                 "sem,10,20\n"          # more external than effective
+                                 "nmr,120,0\n"          # twice
+                                 "sem,9000,0\n")        # more hours than a year has
+    assert refused.status_code == 422
+    lines = [(d["line"], d["reason"]) for d in refused.json()["details"]]
+    assert [line for line, _ in lines] == [3, 4, 5, 6, 7]
+    assert "another institution" in lines[0][1] and "unknown instrument" in lines[1][1]
+    assert "external_hours cannot exceed" in lines[2][1] and "line 2" in lines[3][1]
+    assert year.sql("SELECT count(*) FROM reported_use")[0][0] == 0
+    with year.as_("manager") as manager:
+        assert _send(manager, "effective_hours\n5\n").status_code == 422  # no instrument_id
+        assert _send(manager, "instrument_id,effective_hours\n").status_code == 422  # no rows
+    with year.as_("evaluator") as evaluator:  # evaluators write nothing
+        assert _send(evaluator, "instrument_id,effective_hours\nnmr,1\n").status_code == 403
