@@ -413,6 +413,39 @@ def test_catalogue_queue_shows_what_to_review_and_admins_list_it(
                   " WHERE id = 'xrd-1'")
 
 
+def test_lab_manager_uploads_a_report_and_sees_it_against_the_measured_hours(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path
+) -> None:
+    """dut reports last year: xrd-1 100 h with nothing measured, ms-1 10 h (within 20 h)."""
+    page = new_page()
+    login(page, stack, "dut_manager")
+    page.click('.nav a[href="#/evaluation"]')
+    card = page.locator('[data-section="reported"]')
+    expect(card.locator(".reported")).to_have_attribute("data-loaded", "true")
+
+    def upload(text: str) -> None:
+        page.set_input_files("#reported-file", files=[
+            {"name": "report.csv", "mimeType": "text/csv", "buffer": text.encode()}])
+        card.locator('.reported-form button[type="submit"]').click()
+
+    try:
+        upload("instrument_id,effective_hours\nxrd-1,100\nnmr-600,5\n")  # nmr-600 is neu's
+        refusal = card.locator(".notice-error")
+        expect(refusal).to_contain_text("nothing was stored")
+        expect(refusal.locator("li")).to_have_text(
+            ["Line 3: instrument 'nmr-600' belongs to another institution"])
+        upload("instrument_id,effective_hours\nxrd-1,100\nms-1,10\n")
+        expect(card.locator(".notice-ok")).to_contain_text("2")
+        expect(card.locator('table[data-table="reported"] td[data-key="instrument_id"]')
+               ).to_have_text(["xrd-1", "ms-1"])
+        expect(card.locator('table[data-table="reported"] td[data-key="finding"]')).to_have_text(
+            [STRINGS["en"]["reported.f.over_reported"], STRINGS["en"]["reported.f.consistent"]])
+        expect(card.locator("[data-flagged]")).to_have_attribute("data-flagged", "1")
+        card.screenshot(path=screenshot_dir / "reported-desktop.png")
+    finally:
+        stack.sql("DELETE FROM reported_use")
+
+
 def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     login(page, stack, "evaluator")

@@ -6,10 +6,12 @@ const TOKEN = 'instrushare.token';
 const BASE = new URL('../', document.baseURI.split('#')[0]);
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  /** ``details``: what the API listed with its refusal, e.g. a file's bad lines. */
+  constructor(status, code, message, details = []) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details;
   }
 }
 
@@ -27,16 +29,17 @@ export function apiUrl(path, params = {}) {
   return url;
 }
 
+/** ``body``: sent as JSON, or as it is with ``contentType`` (a CSV file, say). */
 async function request(path, params, {
-  token, signal, accept = 'application/json', method = 'GET', body,
+  token, signal, accept = 'application/json', method = 'GET', body, contentType,
 } = {}) {
   const headers = { Authorization: `Bearer ${token ?? session.token ?? ''}`, Accept: accept };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (body !== undefined) headers['Content-Type'] = contentType ?? 'application/json';
   let resp;
   try {
     resp = await fetch(apiUrl(path, params), {
       method, headers, cache: 'no-store', signal,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || contentType ? body : JSON.stringify(body),
     });
   } catch (err) {
     if (err.name === 'AbortError') throw err;
@@ -46,7 +49,7 @@ async function request(path, params, {
     let body = {};
     try { body = await resp.json(); } catch { /* not JSON */ }
     throw new ApiError(resp.status, body.error ?? `http_${resp.status}`,
-      body.message ?? resp.statusText);
+      body.message ?? resp.statusText, Array.isArray(body.details) ? body.details : []);
   }
   return resp;
 }
@@ -58,6 +61,11 @@ export async function getJson(path, params = {}, options = {}) {
 /** POST ``body`` as JSON (none for actions that take no body); the answer's JSON. */
 export async function postJson(path, body, options = {}) {
   return (await request(path, {}, { ...options, method: 'POST', body })).json();
+}
+
+/** POST a CSV file's ``text``; the answer's JSON. */
+export async function postCsv(path, text, options = {}) {
+  return (await request(path, {}, { ...options, method: 'POST', body: text, contentType: 'text/csv' })).json();
 }
 
 /** PUT ``body`` as JSON; the answer's JSON. */

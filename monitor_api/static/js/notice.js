@@ -13,8 +13,11 @@ export function showDone(box, text) {
  * the shell, which handles lost sessions and outages. */
 export function showRefusal(box, err, ctx) {
   if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) {
+    // a refused file names each bad line: {line, reason}
+    const items = err.details.filter((d) => d.line).map((d) => `${t('common.line')} ${d.line}: ${d.reason}`);
     box.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert', dataset: { error: err.code } },
-      el('strong', { text: t('common.refused') }), el('span', { class: 'detail', text: err.message })));
+      el('strong', { text: t('common.refused') }), el('span', { class: 'detail', text: err.message }),
+      items.length ? el('ul', { class: 'details' }, items.map((text) => el('li', { text }))) : null));
   } else {
     ctx.fail(err, box);
   }

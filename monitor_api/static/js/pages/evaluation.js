@@ -1,6 +1,7 @@
 // Annual evaluation: institution and instrument grades, and the lists the province publishes
-// (low use, silent, overdue registration), each exportable as CSV or XLSX; lab managers read
-// a year's published results instead.
+// (low use, silent, overdue registration), each exportable as CSV or XLSX, and the units'
+// reports against the measured hours; lab managers read a year's published results instead,
+// and report and check their own hours.
 
 import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
@@ -8,6 +9,7 @@ import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { showDone, showRefusal } from '../notice.js';
 import { publicationCard, publicationOf } from './publication.js';
+import { reportedCard } from './reported.js';
 import { reviewCard } from './review.js';
 import { exportButtons, section, table } from '../table.js';
 
@@ -135,11 +137,12 @@ export function render(root, ctx) {
   async function loadPublished(y) {
     const found = await publicationOf(y, stop.signal);
     const card = publicationCard(y, found, ctx, stop.signal, load);
-    if (!found) return [card];
+    if (!found) return [card, reportedCard(y, ctx, stop.signal)];
     const lists = LISTS.filter((list) => list.published);
     const pages = await Promise.all(lists.map((list) => getJson(list.published(y), { limit: 1000 }, { signal: stop.signal })));
     const fail = (err) => ctx.fail(err, body);
-    return [card, ...lists.map((list, n) => listCard(list, list.published(y), pages[n].items, fail))];
+    return [card, ...lists.map((list, n) => listCard(list, list.published(y), pages[n].items, fail)),
+      reportedCard(y, ctx, stop.signal)];
   }
 
   async function load() {
@@ -164,6 +167,7 @@ export function render(root, ctx) {
         ...LISTS.map((list, n) => listCard(list, list.path(y), results[n].items, fail)),
         assessments(y, rules, assessed, results[0].items, fail),
         publicationCard(y, published, ctx, stop.signal, load),
+        reportedCard(y, ctx, stop.signal),
         reviewCard(y, ctx, stop.signal));
       countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
       body.dataset.loaded = 'true';

@@ -1,0 +1,60 @@
+// Reported against measured on the evaluation page: each instrument's reported hours next to
+// the measured ones, flagged reports first; admins and lab managers upload a report (CSV).
+
+import { getJson, postCsv } from '../api.js';
+import { el } from '../dom.js';
+import { fmtNumber, t } from '../i18n.js';
+import { showDone, showRefusal } from '../notice.js';
+import { exportButtons, section, table } from '../table.js';
+
+const num = (v) => fmtNumber(v);
+const finding = (v) => t(`reported.f.${v}`);
+const COLUMNS = [
+  { key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
+  { key: 'finding', label: 'reported.finding', format: finding },
+  { key: 'reported_effective_hours', label: 'reported.reported_effective', format: num },
+  { key: 'measured_effective_hours', label: 'reported.measured_effective', format: num },
+  { key: 'external_finding', label: 'reported.external_finding', format: finding },
+  { key: 'reported_external_hours', label: 'reported.reported_external', format: num },
+  { key: 'measured_external_hours', label: 'reported.measured_external', format: num },
+  { key: 'institution_id', label: 'field.institution' },
+];
+const UPLOADERS = ['admin', 'lab_manager'];
+
+/** The card for year ``y``; the API limits a lab manager to their own institution. */
+export function reportedCard(y, ctx, signal) {
+  const path = `evaluation/${y}/reported-use`;
+  const result = el('div', { class: 'reported', dataset: { loaded: 'false' } });
+  const message = el('div', { class: 'message', 'aria-live': 'polite' });
+  const card = section('reported.title', 'reported', el('p', { class: 'muted', text: t('reported.hint') }));
+  card.querySelector('.card-head').append(exportButtons(path, {}, (err) => ctx.fail(err, result), 'reported'));
+
+  async function load() {
+    const found = await getJson(path, { limit: 1000 }, { signal });
+    result.replaceChildren(
+      el('p', { class: 'muted', dataset: { flagged: found.flagged }, text: `${t('reported.flagged')}: ${fmtNumber(found.flagged)} / ${fmtNumber(found.total)}` }),
+      table(COLUMNS, found.items, 'reported'));
+    result.dataset.loaded = 'true';
+  }
+
+  if (UPLOADERS.includes(ctx.me.role)) {
+    const file = el('input', { type: 'file', id: 'reported-file', accept: '.csv,text/csv', required: true });
+    const form = el('form', { class: 'filters reported-form' },
+      el('label', {}, `${t('reported.file')} `, file),
+      el('button', { type: 'submit', class: 'primary', text: t('reported.upload') }));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      try {
+        const stored = await postCsv(path, await file.files[0].text(), { signal });
+        showDone(message, `${t('reported.stored')}: ${fmtNumber(stored.imported)}`);
+        await load();
+      } catch (err) {
+        if (!signal.aborted) showRefusal(message, err, ctx);
+      }
+    });
+    card.append(form, message);
+  }
+  card.append(result);
+  load().catch((err) => { if (!signal.aborted) ctx.fail(err, result); });
+  return card;
+}
