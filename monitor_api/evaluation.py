@@ -43,6 +43,7 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
     ("institution_id", "单位", "Institution"),
     ("name", "名称", "Name"),
     ("instruments", "仪器数", "Instruments"),
+    ("open_share", "仪器开放率", "Instruments open"),
     ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("operation", "运行使用得分", "Operation score"),
@@ -222,7 +223,9 @@ def score_institutions(
     rules: EvaluationRules,
 ) -> list[dict[str, Any]]:
     """Mean of the institution's instrument scores (sub-units included); ranked by score,
-    ties broken on sharing; ``institutions``: name and tier by id."""
+    ties broken on sharing; ``institutions``: name and tier by id. ``open_share``, the
+    instrument openness rate of the national rules from 2026: the share of its instruments
+    shared with outside users."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in scored:
         groups[item["root_id"]].append(item)
@@ -238,6 +241,7 @@ def score_institutions(
             "institution_id": root,
             "name": institution.get("name") or root,
             "instruments": n,
+            "open_share": round(sum(i["sharing_mode"] == "external" for i in items) / n, 4),
             "effective_hours": round(sum(i["effective_hours"] for i in items), 4),
             "external_hours": round(sum(i["external_hours"] for i in items), 4),
             "operation": mean("operation"),

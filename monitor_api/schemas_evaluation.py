@@ -35,7 +35,7 @@ _INSTRUMENT: dict[str, Any] = {
     "score": 79.71, "grade": "合格"}
 
 _INSTITUTION: dict[str, Any] = {
-    "institution_id": "dlut", "name": "大连理工大学", "instruments": 2,
+    "institution_id": "dlut", "name": "大连理工大学", "instruments": 2, "open_share": 0.5,
     "effective_hours": 600.0, "external_hours": 60.0, "operation": 10.0,
     "sharing": 10.0, "management": 21.67, "assessed": 0.0, "score": 41.67,
     "grade": "不合格", "tier": "voucher", "stars": 0, "rank": 1}
@@ -134,6 +134,9 @@ class EvaluatedInstitution(BaseModel):
     institution_id: str = Field(description="Top-level institution (sub-units included).")
     name: str = Field(description="Institution name (its id when it has none).")
     instruments: int = Field(description="Instruments evaluated.")
+    open_share: float = Field(
+        description="Instrument openness rate: the share of them whose sharing mode is"
+        " external (open to outside users at an institution that may serve them).")
     effective_hours: float = Field(description="Sum of the instruments' effective hours.")
     external_hours: float = Field(description="Sum of the instruments' external hours.")
     operation: float = Field(description="Mean operation score of the instruments.")

@@ -49,3 +49,24 @@ def test_monitored_since_is_the_earliest_trace_of_data(database_url: str) -> Non
             " 'YYYY-MM-DD HH24:MI') FROM instrument").fetchall())
     assert since == {"s": "2025-03-01 09:00", "e": "2025-02-01 09:00",
                      "d": "2024-12-31 00:00", "n": None}
+
+
+def test_results_published_before_gain_open_share(database_url: str) -> None:
+    """A publication stored before institutions had open_share gets it from its instruments;
+    one that has it keeps it."""
+    institutions = ('[{"institution_id": "u", "score": 50},'
+                    ' {"institution_id": "v", "score": 40, "open_share": 0.25}]')
+    instruments = ('[{"instrument_id": "a", "root_id": "u", "sharing_mode": "external"},'
+                   ' {"instrument_id": "b", "root_id": "u", "sharing_mode": "internal"},'
+                   ' {"instrument_id": "c", "root_id": "u", "sharing_mode": "external"}]')
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO evaluation_publication (year, published_by, rules,"
+                     " institutions, instruments) VALUES (2025, 'admin:1', '{}', %s, %s)",
+                     (institutions, instruments))
+        conn.execute("DELETE FROM schema_migration WHERE name = '0021_published_open_share.sql'")
+    assert migrate(database_url).applied == ["0021_published_open_share.sql"]
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT institutions FROM evaluation_publication").fetchone()
+    assert row is not None
+    assert [(i["institution_id"], float(i["open_share"])) for i in row[0]] == [
+        ("u", 0.6667), ("v", 0.25)]

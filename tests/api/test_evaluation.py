@@ -68,6 +68,8 @@ def test_institution_ranking_and_export(year: Api) -> None:
         xlsx = c.get("/evaluation/2025/institutions", params={"format": "xlsx"})
     assert [(r["rank"], r["institution_id"], r["score"], r["stars"]) for r in ranked] == [
         (1, "uni", 41.67, 0), (2, "incub", 13.33, None), (3, "other", 5, 0)]
+    # uni: nmr open, sem not; the incubation pool may not serve, whatever its flag says
+    assert [r["open_share"] for r in ranked] == [0.5, 0, 1]
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
     rows = list(sheet.iter_rows(values_only=True))

@@ -34,6 +34,7 @@ const LISTS = [
     columns: [{ key: 'rank', label: 'eval.rank' }, { key: 'institution_id', label: 'field.institution' },
       { key: 'name', label: 'field.name' }, ...RESULT, { key: 'stars', label: 'eval.stars', format: stars },
       { key: 'instruments', label: 'util.instruments' },
+      { key: 'open_share', label: 'eval.open_share', format: (v) => fmtPercent(v) },
       { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num }, ...PARTS,
       { key: 'assessed', label: 'eval.assessed', format: num }] },
