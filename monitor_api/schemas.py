@@ -67,6 +67,13 @@ class Page(BaseModel, Generic[T]):
     offset: int = Field(description="Items skipped before this page, as asked.")
 
 
+def page_of(items: list[Any], *, limit: int, offset: int, **fields: Any) -> dict[str, Any]:
+    """A ``Page`` body holding one page of ``items`` (all of them already in memory), with the
+    route's own ``fields``."""
+    return {**fields, "items": items[offset : offset + limit], "total": len(items),
+            "limit": limit, "offset": offset}
+
+
 class Tier(StrEnum):
     """Shenyang art. 7: listed only, may serve, may accept innovation vouchers."""
 

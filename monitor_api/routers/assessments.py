@@ -13,7 +13,7 @@ from monitor_api.auth import Admin, Evaluator
 from monitor_api.db import Conn, DbConn, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, NotFound
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
-from monitor_api.schemas import Limit, Offset, Year
+from monitor_api.schemas import Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import Assessment, AssessmentIn, Assessments
 
 router = APIRouter(tags=["evaluation"])
@@ -44,8 +44,7 @@ async def list_assessments(
     """The year's assessments, by institution."""
     rows = await fetch_all(conn, _SELECT + " WHERE a.year = %s ORDER BY a.institution_id",
                            (year,))
-    body = {"year": year, "items": rows[offset : offset + limit], "total": len(rows),
-            "limit": limit, "offset": offset}
+    body = page_of(rows, limit=limit, offset=offset, year=year)
     return await render(body, rows, _COLUMNS, format, lang, f"assessments-{year}")
 
 

@@ -32,7 +32,7 @@ from monitor_api.report import GroupBy, period_bounds, summarise
 from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
-from monitor_api.schemas import CATEGORY_PREFIX, Day, Limit, Offset, Year
+from monitor_api.schemas import CATEGORY_PREFIX, Day, Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import (
     DuplicateReview,
     InstitutionEvaluation,
@@ -180,8 +180,7 @@ async def evaluate_instruments(
     """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
     instruments, _institutions = ranked(*await scored_year(request, year),
                                         request.app.state.settings.evaluation)
-    body = {"year": year, "items": instruments[offset : offset + limit],
-            "total": len(instruments), "limit": limit, "offset": offset}
+    body = page_of(instruments, limit=limit, offset=offset, year=year)
     return await render(body, instruments, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments", labels=LABELS)
 
@@ -196,8 +195,7 @@ async def evaluate_institutions(
     """Institutions ranked by the mean score of their instruments (ties: sharing score), with
     the star rating of service and voucher institutions."""
     _instruments, institutions = ranked(*await scored_year(request, year), settings.evaluation)
-    body = {"year": year, "items": institutions[offset : offset + limit],
-            "total": len(institutions), "limit": limit, "offset": offset}
+    body = page_of(institutions, limit=limit, offset=offset, year=year)
     return await render(body, institutions, INSTITUTION_COLUMNS, format, lang,
                         f"evaluation-{year}-institutions")
 
@@ -225,8 +223,8 @@ async def low_utilisation(
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
            if f["key"] in spans]
     low = [f for f in low if f["effective_hours"] < f["threshold_hours"]]
-    body = {"year": year, "below_hours": round(threshold, 2), "items": low[offset : offset + limit],
-            "total": len(low), "limit": limit, "offset": offset}
+    body = page_of(low, limit=limit, offset=offset, year=year,
+                   below_hours=round(threshold, 2))
     return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
 
 
@@ -257,8 +255,7 @@ async def silent_instruments(
     now = datetime.now(UTC)
     for r in rows:
         r["silent_days"] = (now - r["last_data"]).days if r["last_data"] else None
-    body = {"days": n, "items": rows[offset : offset + limit], "total": len(rows),
-            "limit": limit, "offset": offset}
+    body = page_of(rows, limit=limit, offset=offset, days=n)
     return await render(body, rows, _SILENT_COLUMNS, format, lang, f"silent-{n}d")
 
 
@@ -272,8 +269,7 @@ async def overdue_registrations(
     """Instruments at or above the threshold networked late or not yet (working days)."""
     items = await overdue_list(conn, None, settings.compliance_threshold_rmb,
                                settings.compliance_working_days, as_of)
-    body = {"items": items[offset : offset + limit], "total": len(items),
-            "limit": limit, "offset": offset}
+    body = page_of(items, limit=limit, offset=offset)
     return await render(body, items, _OVERDUE_COLUMNS, format, lang, "overdue-registrations")
 
 
@@ -304,8 +300,7 @@ async def duplicate_review(
         )}
     found = review(scored, registry)
     items = found.pop("items")
-    body = {"year": year, "category": category, "region": region, **found,
-            "items": items[offset : offset + limit], "total": len(items),
-            "limit": limit, "offset": offset}
+    body = page_of(items, limit=limit, offset=offset, year=year, category=category,
+                   region=region, **found)
     return await render(body, items, REVIEW_COLUMNS, format, lang,
                         f"duplicate-review-{year}-{category}", labels=REVIEW_LABELS)

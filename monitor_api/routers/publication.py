@@ -19,7 +19,7 @@ from monitor_api.errors import Conflict, NotFound
 from monitor_api.evaluation import INSTITUTION_COLUMNS, INSTRUMENT_COLUMNS, LABELS
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.routers.evaluation import evaluated_year, ranked, scored_year
-from monitor_api.schemas import Limit, Offset, Year
+from monitor_api.schemas import Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import (
     Publication,
     PublicationIn,
@@ -103,9 +103,8 @@ async def published_institutions(
     """The published ranking of institutions, for every unit to see."""
     found = await _published(conn, year, "institutions")
     items = found["items"]
-    body = {"year": year, "published_at": found["published_at"],
-            "items": items[offset : offset + limit], "total": len(items),
-            "limit": limit, "offset": offset}
+    body = page_of(items, limit=limit, offset=offset, year=year,
+                   published_at=found["published_at"])
     return await render(body, items, INSTITUTION_COLUMNS, format, lang,
                         f"evaluation-{year}-institutions-published")
 
@@ -120,8 +119,7 @@ async def published_instruments(
     found = await _published(conn, year, "instruments")
     items = [i for i in found["items"]
              if caller.reads_all or i["institution_id"] in caller.institutions]
-    body = {"year": year, "published_at": found["published_at"],
-            "items": items[offset : offset + limit], "total": len(items),
-            "limit": limit, "offset": offset}
+    body = page_of(items, limit=limit, offset=offset, year=year,
+                   published_at=found["published_at"])
     return await render(body, items, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments-published", labels=LABELS)

@@ -28,6 +28,7 @@ from monitor_api.schemas import (
     Limit,
     Offset,
     Page,
+    page_of,
 )
 from monitor_api.schemas_evaluation import OverdueRegistrations
 from monitor_api.settings import TIMEZONE
@@ -322,8 +323,7 @@ async def overdue_registrations(
     mine = None if caller.reads_all else sorted(caller.institutions)
     items = await overdue_list(conn, mine, settings.compliance_threshold_rmb,
                                settings.compliance_working_days, as_of)
-    return {"items": items[offset : offset + limit], "total": len(items),
-            "limit": limit, "offset": offset}
+    return page_of(items, limit=limit, offset=offset)
 
 
 async def overdue_list(

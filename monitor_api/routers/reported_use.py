@@ -18,7 +18,7 @@ from monitor_api.report import GroupBy, summarise
 from monitor_api.reported_use import COLUMNS, FLAGGED, LABELS, compare
 from monitor_api.routers.evaluation import evaluated_year
 from monitor_api.routers.reports import scope, utilisation_rows
-from monitor_api.schemas import ImportResult, Limit, Offset, Year
+from monitor_api.schemas import ImportResult, Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import ReportedAgainstMeasured, ReportedUseIn
 
 router = APIRouter(tags=["evaluation"])
@@ -102,7 +102,6 @@ async def reported_against_measured(
                                                period_s=period_s)}
     items = compare(reports, measured, year_start=evaluated.lo, rules=settings.evaluation)
     flagged = sum(1 for i in items if i["finding"] in FLAGGED or i["external_finding"] in FLAGGED)
-    body = {"year": year, "flagged": flagged, "items": items[offset : offset + limit],
-            "total": len(items), "limit": limit, "offset": offset}
+    body = page_of(items, limit=limit, offset=offset, year=year, flagged=flagged)
     return await render(body, items, COLUMNS, format, lang, f"reported-use-{year}",
                         labels=LABELS)

@@ -16,7 +16,7 @@ from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
-from monitor_api.schemas import Category, Day, Limit, Offset, Page
+from monitor_api.schemas import Category, Day, Limit, Offset, Page, page_of
 from monitor_api.schemas_report import Figures, ServiceRecordRow
 from monitor_api.service_records import COLUMNS as RECORD_COLUMNS
 from monitor_api.service_records import LABELS as RECORD_LABELS
@@ -109,9 +109,8 @@ async def utilisation(
                      for r in await fetch_all(conn, "SELECT id, name FROM institution")}
     items = summarise(rows, group_by=group_by, period_s=period_s, names=names,
                       category_digits=category_digits)
-    body = {"start": start, "end": end, "group_by": group_by,
-            "items": items[offset : offset + limit], "total": len(items),
-            "limit": limit, "offset": offset}
+    body = page_of(items, limit=limit, offset=offset, start=start, end=end,
+                   group_by=group_by)
     return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}")
 
 
