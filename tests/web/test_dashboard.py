@@ -392,7 +392,10 @@ def test_catalogue_queue_shows_what_to_review_and_admins_list_it(
         expect(own.locator('[data-action="list"]')).to_have_count(0)
 
         admin = new_page()
-        login(admin, stack, "admin")
+        login(admin, stack, "admin")  # the board marks what users do not see
+        expect(admin.locator('.tile[data-instrument="gc-1"] .tile-unlisted')).to_have_text(
+            STRINGS["en"]["board.unlisted"])
+        expect(admin.locator('.tile[data-instrument="xrd-1"] .tile-unlisted')).to_have_count(0)
         admin.click('.nav a[href="#/catalogue"]')
         rows = admin.locator('table[data-table="catalogue"] tbody tr')
         expect(rows).to_have_count(2)

@@ -57,6 +57,8 @@ export function render(root, ctx) {
         item.since ? ` · ${t('board.since')} ${fmtTime(item.since)}` : ''),
       item.user_id ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${item.user_id}` })
         : null,
+      // staff see what registered users do not: an instrument not in the catalogue yet
+      item.listed === false ? el('span', { class: 'tile-unlisted', text: t('board.unlisted') }) : null,
     ].filter(Boolean));
   }
 
