@@ -40,6 +40,11 @@ class Principal:
     institutions: frozenset[str] = field(default_factory=frozenset)
 
     @property
+    def signature(self) -> str:
+        """``role:token id``: who did something, as records store it."""
+        return f"{self.role.value}:{self.token_id}"
+
+    @property
     def reads_all(self) -> bool:
         return self.role in (Role.ADMIN, Role.EVALUATOR)
 

@@ -65,7 +65,7 @@ async def assess(
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (year, institution_id) DO UPDATE SET"
         " mark = EXCLUDED.mark, note = EXCLUDED.note, assessed_by = EXCLUDED.assessed_by,"
         " assessed_at = now()",
-        (year, institution_id, body.mark, body.note, f"{caller.role.value}:{caller.token_id}"))
+        (year, institution_id, body.mark, body.note, caller.signature))
     row = await fetch_one(conn, _SELECT + " WHERE a.year = %s AND a.institution_id = %s",
                           (year, institution_id))
     assert row is not None

@@ -231,7 +231,7 @@ async def _transition(
                 "UPDATE booking SET status = %s, decided_at = now(), decided_by = %s,"
                 " note = CASE WHEN %s = '' THEN note ELSE %s END"
                 " WHERE id = %s AND status = ANY(%s) RETURNING " + _RETURNING,
-                (to, f"{caller.role.value}:{caller.token_id}", note, note, booking_id,
+                (to, caller.signature, note, note, booking_id,
                  [s.value for s in allowed_from]),
             )
     except pg_errors.ExclusionViolation as exc:

@@ -225,7 +225,7 @@ async def list_instrument(
     cur = await conn.execute(
         "UPDATE instrument i SET listing = catalogue_entry(i), listed_at = now(),"
         " listed_by = %s WHERE id = %s",
-        (f"{caller.role.value}:{caller.token_id}", instrument_id))
+        (caller.signature, instrument_id))
     if cur.rowcount == 0:
         raise NotFound(f"no instrument {instrument_id!r}")
     return await instrument_row(conn, instrument_id)
