@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from monitor_api.exports import Labels
+from monitor_api.report import period_bounds
 from monitor_api.settings import EvaluationRules
 
 GRADES = (("优秀", "excellent"), ("良好", "good"), ("合格", "pass"), ("不合格", "fail"))
@@ -76,6 +77,33 @@ LABELS: Labels = {
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluatedYear:
+    """A calendar year in Asia/Shanghai as seen at ``now``: its days, its bounds, and how
+    much of it is gone."""
+
+    start: date
+    end: date
+    lo: datetime
+    hi: datetime
+    now: datetime
+
+    @property
+    def until(self) -> datetime:
+        """The end of the year, or now while it lasts."""
+        return min(self.hi, self.now)
+
+    @property
+    def fraction(self) -> float:
+        """The share of the year gone."""
+        return max(min((self.now - self.lo) / (self.hi - self.lo), 1.0), 0.0)
+
+
+def evaluated_year(year: int) -> EvaluatedYear:
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
 class Span:
     """The part of the year an instrument is judged on: from the later of the year's start
     and the moment the platform first heard from it, to the earlier of the year's end and
@@ -97,18 +125,15 @@ class Span:
         return self.seconds / self.year_s
 
 
-def evaluated_span(
-    year_lo: datetime, year_hi: datetime, *, now: datetime, since: datetime | None
-) -> Span | None:
+def evaluated_span(year: EvaluatedYear, *, since: datetime | None) -> Span | None:
     """The instrument's span of the year, or None when it was first heard from after it (it
     was not on the platform that year). One never heard from is judged on the whole year
     gone: it should have been reporting."""
-    hi = min(year_hi, now)
-    lo = year_lo if since is None else max(year_lo, since)
-    if lo >= hi and since is not None:
+    lo = year.lo if since is None else max(year.lo, since)
+    if lo >= year.until and since is not None:
         return None
-    return Span(since=since, lo=lo, hi=max(lo, hi),
-                year_s=(year_hi - year_lo).total_seconds())
+    return Span(since=since, lo=lo, hi=max(lo, year.until),
+                year_s=(year.hi - year.lo).total_seconds())
 
 
 def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bool:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,8 +17,10 @@ from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
     LABELS,
+    EvaluatedYear,
     Span,
     evaluated_span,
+    evaluated_year,
     rounded,
     score_institutions,
     score_instrument,
@@ -28,7 +29,7 @@ from monitor_api.evaluation import (
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.faults import in_fault
 from monitor_api.queries.metrics import ROOTS_CTE
-from monitor_api.report import GroupBy, period_bounds, summarise
+from monitor_api.report import GroupBy, summarise
 from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today
 from monitor_api.routers.reports import utilisation_rows
@@ -68,39 +69,12 @@ _OVERDUE_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class EvaluatedYear:
-    """A calendar year in Asia/Shanghai as seen at ``now``: its days, its bounds, and how
-    much of it is gone."""
-
-    start: date
-    end: date
-    lo: datetime
-    hi: datetime
-    now: datetime
-
-    @property
-    def until(self) -> datetime:
-        """The end of the year, or now while it lasts."""
-        return min(self.hi, self.now)
-
-    @property
-    def fraction(self) -> float:
-        """The share of the year gone."""
-        return max(min((self.now - self.lo) / (self.hi - self.lo), 1.0), 0.0)
-
-
-def evaluated_year(year: int) -> EvaluatedYear:
-    start, end = date(year, 1, 1), date(year, 12, 31)
-    return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC))
-
-
 async def _spans(conn: Conn, year: EvaluatedYear) -> dict[str, Span]:
     """Each instrument's span of the year (``evaluated_span``); those first heard from after
     it have none and are not evaluated for it."""
     spans = {}
     for r in await fetch_all(conn, "SELECT id, monitored_since FROM instrument"):
-        span = evaluated_span(year.lo, year.hi, now=year.now, since=r["monitored_since"])
+        span = evaluated_span(year, since=r["monitored_since"])
         if span is not None:
             spans[r["id"]] = span
     return spans

@@ -16,9 +16,9 @@ from psycopg.types.json import Jsonb
 from monitor_api.auth import Admin, Reader, ReportAdmin
 from monitor_api.db import Conn, DbConn, Settings, fetch_one
 from monitor_api.errors import Conflict, NotFound
-from monitor_api.evaluation import INSTITUTION_COLUMNS, INSTRUMENT_COLUMNS, LABELS
+from monitor_api.evaluation import INSTITUTION_COLUMNS, INSTRUMENT_COLUMNS, LABELS, evaluated_year
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
-from monitor_api.routers.evaluation import evaluated_year, ranked, scored_year
+from monitor_api.routers.evaluation import ranked, scored_year
 from monitor_api.schemas import Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import (
     Publication,
@@ -37,10 +37,14 @@ FROM evaluation_publication WHERE year = %s
 """
 
 
+def _unpublished(year: int) -> NotFound:
+    return NotFound(f"the evaluation of {year} has not been published")
+
+
 async def _summary(conn: Conn, year: int) -> dict[str, Any]:
     row = await fetch_one(conn, _SUMMARY, (year,))
     if row is None:
-        raise NotFound(f"the evaluation of {year} has not been published")
+        raise _unpublished(year)
     return row
 
 
@@ -64,7 +68,7 @@ async def publish(
             " note = EXCLUDED.note, published_by = EXCLUDED.published_by,"
             " published_at = now(), rules = EXCLUDED.rules,"
             " institutions = EXCLUDED.institutions, instruments = EXCLUDED.instruments",
-            (year, body.note, f"{caller.role.value}:{caller.token_id}",
+            (year, body.note, caller.signature,
              Jsonb(settings.evaluation.model_dump()), Jsonb(jsonable_encoder(institutions)),
              Jsonb(jsonable_encoder(instruments))))
         return await _summary(conn, year)
@@ -81,7 +85,7 @@ async def withdraw_publication(conn: DbConn, _: Admin, year: Year) -> Response:
     """Withdraw the published results (lab managers see none for the year)."""
     cur = await conn.execute("DELETE FROM evaluation_publication WHERE year = %s", (year,))
     if cur.rowcount == 0:
-        raise NotFound(f"the evaluation of {year} has not been published")
+        raise _unpublished(year)
     return Response(status_code=204)
 
 
@@ -90,7 +94,7 @@ async def _published(conn: Conn, year: int, part: str) -> dict[str, Any]:
         "SELECT published_at, {} AS items FROM evaluation_publication WHERE year = %s"
     ).format(sql.Identifier(part)), (year,))
     if row is None:
-        raise NotFound(f"the evaluation of {year} has not been published")
+        raise _unpublished(year)
     return row
 
 

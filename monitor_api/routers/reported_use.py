@@ -13,10 +13,10 @@ from monitor_api.auth import Manager, ReportReader
 from monitor_api.csv_import import RowError, parse_rows
 from monitor_api.db import DbConn, DbPool, Settings, fetch_all
 from monitor_api.errors import BadRequest
+from monitor_api.evaluation import evaluated_year
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.report import GroupBy, summarise
 from monitor_api.reported_use import COLUMNS, FLAGGED, LABELS, compare
-from monitor_api.routers.evaluation import evaluated_year
 from monitor_api.routers.reports import scope, utilisation_rows
 from monitor_api.schemas import ImportResult, Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import ReportedAgainstMeasured, ReportedUseIn
@@ -69,10 +69,10 @@ async def report_use(
                          details=[{"line": e.line, "reason": e.reason} for e in errors])
     if not parsed.rows:
         raise BadRequest("the file has no rows")
-    by = f"{caller.role.value}:{caller.token_id}"
     async with conn.cursor() as cur:
-        await cur.executemany(_UPSERT, [{**item.model_dump(), "year": year, "by": by}
-                                        for _, item in parsed.rows])
+        await cur.executemany(_UPSERT, [
+            {**item.model_dump(), "year": year, "by": caller.signature}
+            for _, item in parsed.rows])
     return {"imported": len(parsed.rows)}
 
 
