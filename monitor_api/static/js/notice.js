@@ -9,6 +9,16 @@ export function showDone(box, text) {
   box.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));
 }
 
+/** Run ``action`` (a request and what follows it); a refusal shows in ``box`` as
+ * ``showRefusal`` shows it, unless the page was left meanwhile (``signal`` aborted). */
+export async function attempt(action, box, ctx, signal) {
+  try {
+    await action();
+  } catch (err) {
+    if (!signal.aborted) showRefusal(box, err, ctx);
+  }
+}
+
 /** A refused request (4xx, not 401) shows the API's reason in ``box``; anything else goes to
  * the shell, which handles lost sessions and outages. */
 export function showRefusal(box, err, ctx) {

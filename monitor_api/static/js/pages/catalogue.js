@@ -5,7 +5,7 @@
 import { getJson, postJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
-import { showDone, showRefusal } from '../notice.js';
+import { attempt, showDone } from '../notice.js';
 import { section, table } from '../table.js';
 
 const SHOWN = 1000;
@@ -30,15 +30,11 @@ export function render(root, ctx) {
   root.append(el('div', { class: 'page-head' }, el('h1', { 'data-i18n': 'catalogue.title', text: t('catalogue.title') })),
     el('p', { class: 'muted', text: t('catalogue.hint') }), message, body);
 
-  async function approve(item) {
-    try {
-      await postJson(`instruments/${encodeURIComponent(item.id)}/listing`, undefined, { signal: stop.signal });
-      showDone(message, `${t('catalogue.done')}: ${item.name} (${item.id})`);
-      await load();
-    } catch (err) {
-      if (!stop.signal.aborted) showRefusal(message, err, ctx);
-    }
-  }
+  const approve = (item) => attempt(async () => {
+    await postJson(`instruments/${encodeURIComponent(item.id)}/listing`, undefined, { signal: stop.signal });
+    showDone(message, `${t('catalogue.done')}: ${item.name} (${item.id})`);
+    await load();
+  }, message, ctx, stop.signal);
 
   const columns = [
     { key: 'id', label: 'field.id', format: (v) => el('a', { href: `#/instrument/${encodeURIComponent(v)}`, text: v }) },

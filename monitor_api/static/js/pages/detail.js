@@ -5,7 +5,7 @@ import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
-import { showRefusal } from '../notice.js';
+import { attempt } from '../notice.js';
 
 const HOUR = 3600e3;
 const PRESETS = [['detail.last24h', 24 * HOUR], ['detail.last7d', 7 * 24 * HOUR],
@@ -61,14 +61,10 @@ export function render(root, ctx) {
     i.review_pending && i.listed_at ? `${state} · ${t('catalogue.pending')}` : state);
     if (ctx.me.role !== 'admin') return line;
     const path = `instruments/${encodeURIComponent(i.id)}/listing`;
-    const act = (change) => async () => {
-      try {
-        await change();
-        await loadInfo();
-      } catch (err) {
-        if (!stop.signal.aborted) showRefusal(message, err, ctx);
-      }
-    };
+    const act = (change) => () => attempt(async () => {
+      await change();
+      await loadInfo();
+    }, message, ctx, stop.signal);
     if (i.review_pending) {
       line.append(' ', el('button', { type: 'button', class: 'primary', dataset: { action: 'list' },
         text: t('catalogue.approve'), onclick: act(() => postJson(path, undefined, { signal: stop.signal })) }));

@@ -7,7 +7,7 @@ import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
-import { showDone, showRefusal } from '../notice.js';
+import { attempt, showDone } from '../notice.js';
 import { publicationCard, publicationOf } from './publication.js';
 import { reportedCard } from './reported.js';
 import { reviewCard } from './review.js';
@@ -103,16 +103,14 @@ export function render(root, ctx) {
       el('label', {}, `${t('field.institution')} `, who), el('label', {}, `${t('eval.mark')} `, mark),
       el('label', {}, `${t('eval.note')} `, note),
       el('button', { type: 'submit', class: 'primary', text: t('eval.save') }));
-    entry.addEventListener('submit', async (event) => {
+    entry.addEventListener('submit', (event) => {
       event.preventDefault();
-      try {
+      attempt(async () => {
         const saved = await putJson(`evaluation/${y}/assessments/${encodeURIComponent(who.value)}`,
           { mark: Number(mark.value), note: note.value }, { signal: stop.signal });
         showDone(message, `${t('eval.saved')}: ${saved.name} ${fmtNumber(Number(saved.mark))}`);
         await load();
-      } catch (err) {
-        if (!stop.signal.aborted) showRefusal(message, err, ctx);
-      }
+      }, message, ctx, stop.signal);
     });
     return entry;
   }

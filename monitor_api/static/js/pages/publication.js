@@ -4,7 +4,7 @@
 import { ApiError, deleteResource, getJson, putJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
-import { showRefusal } from '../notice.js';
+import { attempt } from '../notice.js';
 import { section } from '../table.js';
 
 /** The year's publication, or null when it has none. */
@@ -29,14 +29,10 @@ export function publicationCard(y, found, ctx, signal, reload) {
   if (ctx.me.role !== 'admin') return card;
 
   const message = el('div', { class: 'message', 'aria-live': 'polite' });
-  const act = async (change) => {
-    try {
-      await change();
-      await reload();
-    } catch (err) {
-      if (!signal.aborted) showRefusal(message, err, ctx);
-    }
-  };
+  const act = (change) => attempt(async () => {
+    await change();
+    await reload();
+  }, message, ctx, signal);
   const note = el('input', { type: 'text', id: 'publication-note', maxlength: 2000, value: found?.note ?? '' });
   const form = el('form', { class: 'filters publish-form' },
     el('label', {}, `${t('pub.note')} `, note),

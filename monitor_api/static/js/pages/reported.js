@@ -4,7 +4,7 @@
 import { getJson, postCsv } from '../api.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
-import { showDone, showRefusal } from '../notice.js';
+import { attempt, showDone } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
 const num = (v) => fmtNumber(v);
@@ -42,15 +42,13 @@ export function reportedCard(y, ctx, signal) {
     const form = el('form', { class: 'filters reported-form' },
       el('label', {}, `${t('reported.file')} `, file),
       el('button', { type: 'submit', class: 'primary', text: t('reported.upload') }));
-    form.addEventListener('submit', async (event) => {
+    form.addEventListener('submit', (event) => {
       event.preventDefault();
-      try {
+      attempt(async () => {
         const stored = await postCsv(path, await file.files[0].text(), { signal });
         showDone(message, `${t('reported.stored')}: ${fmtNumber(stored.imported)}`);
         await load();
-      } catch (err) {
-        if (!signal.aborted) showRefusal(message, err, ctx);
-      }
+      }, message, ctx, signal);
     });
     card.append(form, message);
   }

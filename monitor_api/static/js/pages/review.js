@@ -4,7 +4,7 @@
 import { getJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
-import { showRefusal } from '../notice.js';
+import { attempt } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
 const num = (v) => fmtNumber(v);
@@ -29,11 +29,11 @@ export function reviewCard(y, ctx, signal) {
     el('button', { type: 'submit', class: 'primary', text: t('review.run') }));
   const result = el('div', { dataset: { review: 'idle' } });
   const card = section('review.title', 'review', el('p', { class: 'muted', text: t('review.hint') }), form, result);
-  form.addEventListener('submit', async (event) => {
+  form.addEventListener('submit', (event) => {
     event.preventDefault();
     const params = { category: category.value.trim(), region: region.value.trim() };
     const path = `evaluation/${y}/duplicate-review`;
-    try {
+    attempt(async () => {
       const found = await getJson(path, { ...params, limit: 1000 }, { signal });
       const verdict = `${t(`review.verdict.${found.verdict}`)} · ${t('review.shareable')}: ${fmtNumber(found.shareable)}`
         + ` · ${t('review.shareable_hours')}: ${fmtNumber(found.shareable_hours)}`
@@ -43,9 +43,7 @@ export function reviewCard(y, ctx, signal) {
         exportButtons(path, params, (err) => ctx.fail(err, result), 'review'),
         table(COLUMNS, found.items, 'review'));
       result.dataset.review = 'done';
-    } catch (err) {
-      if (!signal.aborted) showRefusal(result, err, ctx);
-    }
+    }, result, ctx, signal);
   });
   return card;
 }
