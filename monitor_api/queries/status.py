@@ -22,7 +22,10 @@ WITH RECURSIVE tree(id) AS (
 """
 _BOARD = _TREE + """
 SELECT * FROM (
-    SELECT i.id AS instrument_id, i.name, i.institution_id, i.category_code, o.online,
+    SELECT i.id AS instrument_id, i.institution_id, o.online,
+           CASE WHEN %(as_listed)s THEN i.listing->>'name' ELSE i.name END AS name,
+           CASE WHEN %(as_listed)s THEN i.listing->>'category_code' ELSE i.category_code END
+               AS category_code,
            CASE WHEN o.online THEN s.state ELSE 'offline' END AS state,
            CASE WHEN o.online THEN s.since ELSE s.last_ts END AS since,
            CASE WHEN o.online THEN s.user_id END AS user_id,
@@ -49,20 +52,21 @@ async def status_board(
     category: str | None,
     state: str | None,
     instrument_ids: list[str] | None = None,
-    listed_only: bool = False,
+    as_listed: bool = False,
     limit: int,
     offset: int,
 ) -> dict[str, Any]:
-    """One page of the board, with how many items all pages hold; ``listed_only``: the
-    instruments registered users see."""
+    """One page of the board, with how many items all pages hold; ``as_listed``: the board
+    registered users see, listed instruments only, named and filed as reviewed."""
     where = Where()
-    if listed_only:
+    if as_listed:
         where.add("listed")
     if category is not None:
         where.add("category_code LIKE %(cat)s", cat=category + "%")
     if instrument_ids is not None:
         where.add("instrument_id = ANY(%(ids)s)", ids=instrument_ids)
-    where.params.update(timeout=timeout, institution=institution, state=state)
+    where.params.update(timeout=timeout, institution=institution, state=state,
+                        as_listed=as_listed)
     return await page(conn, select=_BOARD, where=where, order="instrument_id", limit=limit,
                       offset=offset, binary=True)
 
@@ -76,13 +80,13 @@ async def institution_tree(conn: Conn, institution: str) -> frozenset[str]:
 
 def in_scope(
     item: dict[str, Any], *, institutions: frozenset[str] | None, category: str | None,
-    listed_only: bool,
+    as_listed: bool,
 ) -> bool:
     """Whether a board entry belongs on a board filtered as ``status_board`` filters it."""
     code = item["category_code"]
     return ((institutions is None or item["institution_id"] in institutions)
             and (category is None or (code is not None and code.startswith(category)))
-            and (item["listed"] or not listed_only))
+            and (item["listed"] or not as_listed))
 
 
 async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] | None:

@@ -116,10 +116,10 @@ async def status_board(
     """Every instrument's live state; ``institution_id`` includes its sub-units.
 
     A lab manager sees their own institution's instruments only, a registered user the
-    listed ones."""
+    listed ones, named and filed (category) as an admin reviewed them."""
     board = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=_scope(caller, institution_id),
-        category=category, state=state, listed_only=caller.role is Role.USER, limit=limit,
+        category=category, state=state, as_listed=caller.role is Role.USER, limit=limit,
         offset=offset,
     )
     # orjson, not the response model: validating 10,000 items would take longer than the query
@@ -153,7 +153,7 @@ async def instrument_detail(
     instrument = await visible_instrument(conn, caller, instrument_id)
     board = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
-        instrument_ids=[instrument_id], limit=1, offset=0,
+        instrument_ids=[instrument_id], as_listed=caller.role is Role.USER, limit=1, offset=0,
     )
     return {"instrument": instrument, "status": board["items"][0],
             "gateway": await q.instrument_gateway(conn, instrument_id)}
@@ -216,7 +216,7 @@ async def status_stream(
     online flag changes. Power readings alone do not produce events."""
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
-                _scope(caller, institution_id), category, listed_only=caller.role is Role.USER),
+                _scope(caller, institution_id), category, as_listed=caller.role is Role.USER),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -228,18 +228,20 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 async def _events(
     feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
-    category: str | None, *, listed_only: bool,
+    category: str | None, *, as_listed: bool,
 ) -> AsyncIterator[str]:
     async with feed.subscribe() as subscription:
         async with pool.connection() as conn:
             start = await db_now(conn)
             board = await q.status_board(
                 conn, timeout=settings.heartbeat_timeout, institution=institution,
-                category=category, state=None, listed_only=listed_only, limit=1_000_000,
+                category=category, state=None, as_listed=as_listed, limit=1_000_000,
                 offset=0,
             )
             tree = None if institution is None else await q.institution_tree(conn, institution)
         seen = {item["instrument_id"]: _key(item) for item in board["items"]}
+        # the feed's items carry the registry's live name and category
+        listed = {item["instrument_id"]: item for item in board["items"]} if as_listed else {}
         yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
         last_beat = time.monotonic()
         while True:
@@ -253,10 +255,15 @@ async def _events(
             if changes.at < start:
                 continue  # polled before the board above was read, so possibly older
             for item in changes.items:
+                if as_listed:
+                    if (entry := listed.get(item["instrument_id"])) is None:
+                        continue  # listed since the board above was read: on reconnect
+                    item = {**item, "name": entry["name"],
+                            "category_code": entry["category_code"]}
                 key = _key(item)
                 if (seen.get(item["instrument_id"]) != key
                         and q.in_scope(item, institutions=tree, category=category,
-                                       listed_only=listed_only)):
+                                       as_listed=as_listed)):
                     seen[item["instrument_id"]] = key
                     payload = orjson.dumps(item).decode()
                     yield f"id: {changes.at.isoformat()}\nevent: status\ndata: {payload}\n\n"

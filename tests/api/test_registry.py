@@ -162,7 +162,9 @@ def test_catalogue_review(api: Api) -> None:
     assert listed["listed_by"].startswith("admin:") and listed["review_pending"] is False
     with api.as_("manager") as manager:
         changed = manager.patch("/instruments/icp", json={
-            "fee_schedule": "500元/样", "open_to_outside": False}).json()
+            "fee_schedule": "500元/样", "open_to_outside": False, "name": "ICP-MS",
+            "category_code": "140101"}).json()
+        managers_tile = manager.get("/status", params={"category": "14"}).json()["items"]
     assert (changed["fee_schedule"], changed["listing"]["fee_schedule"]) == ("500元/样", "300元/样")
     assert changed["review_pending"] is True
     with api.as_("user") as user:
@@ -171,6 +173,14 @@ def test_catalogue_review(api: Api) -> None:
         open_ones = {i["id"] for i in user.get(
             "/instruments", params={"open_to_outside": True, "limit": 1000}).json()["items"]}
         closed = user.post("/bookings", json=window)  # bookings follow the live registry
+        tile = next(i for i in user.get("/status").json()["items"] if i["instrument_id"] == "icp")
+        by_live_category = user.get("/status", params={"category": "14"}).json()["items"]
+        detail = user.get("/instruments/icp/detail").json()
+    assert [(i["instrument_id"], i["name"]) for i in managers_tile] == [("icp", "ICP-MS")]
+    assert (tile["name"], tile["category_code"], by_live_category) == \
+        ("电感耦合等离子体质谱仪", None, [])  # as listed, not as renamed and refiled
+    assert (detail["instrument"]["name"], detail["status"]["name"]) == \
+        ("电感耦合等离子体质谱仪", "电感耦合等离子体质谱仪")
     assert (entry["fee_schedule"], entry["open_to_outside"], entry["listing"]) == \
         ("300元/样", True, None)
     assert "icp" in open_ones  # as listed, though the registry now says closed

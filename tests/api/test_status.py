@@ -169,7 +169,8 @@ def test_server_sent_events(live: Api) -> None:
 
 
 # stream -> (token, query, the instruments whose changes it must get: nmr belongs to uni-ac,
-# a sub-unit of uni, category 010401; xrd to other, category 010501, and is not listed)
+# a sub-unit of uni, listed in category 010401 but since moved to 020101 and renamed, not yet
+# reviewed; xrd to other, category 010501, and is not listed)
 STREAMS = {
     "all": ("admin", {}, ["nmr", "xrd"]),
     "user": ("user", {}, ["nmr"]),
@@ -177,8 +178,12 @@ STREAMS = {
     "sub-units": ("evaluator", {"institution_id": "uni"}, ["nmr"]),
     "institution": ("admin", {"institution_id": "other"}, ["xrd"]),
     "category": ("admin", {"category": "0105"}, ["xrd"]),
-    "none": ("admin", {"category": "02"}, []),
+    "live category": ("admin", {"category": "02"}, ["nmr"]),
+    "listed category": ("user", {"category": "0104"}, ["nmr"]),
+    "unlisted category": ("user", {"category": "02"}, []),
+    "none": ("admin", {"category": "03"}, []),
 }
+NMR_LISTED, NMR_LIVE = "核磁共振波谱仪", "600 MHz 核磁共振波谱仪"
 
 
 def _metric(url: str, name: str) -> float:
@@ -190,6 +195,7 @@ def _metric(url: str, name: str) -> float:
 def test_streams_share_one_poll_and_each_keeps_to_its_scope(live: Api) -> None:
     settings = make_settings(live.database_url, sse_keepalive_s=0.3)
     got: dict[str, list[str]] = {name: [] for name in STREAMS}
+    nmr_names: dict[str, set[str]] = {name: set() for name in STREAMS}
     listening = threading.Barrier(len(STREAMS) + 1, timeout=20)
     stop = threading.Event()
 
@@ -202,11 +208,16 @@ def test_streams_share_one_poll_and_each_keeps_to_its_scope(live: Api) -> None:
             listening.wait()
             for line in lines:
                 if line.startswith("data:"):
-                    got[name].append(json.loads(line[5:])["instrument_id"])
+                    item = json.loads(line[5:])
+                    got[name].append(item["instrument_id"])
+                    if item["instrument_id"] == "nmr":
+                        nmr_names[name].add(item["name"])
                 if stop.is_set():
                     return
 
     live.sql("UPDATE instrument SET listing = NULL WHERE id = 'xrd'")  # out of the catalogue
+    live.sql(f"UPDATE instrument SET name = '{NMR_LIVE}', category_code = '020101'"
+             " WHERE id = 'nmr'")
     with serve(settings) as url, ThreadPoolExecutor(len(STREAMS)) as pool:
         listeners = [pool.submit(listen, url, name) for name in STREAMS]
         listening.wait()
@@ -228,6 +239,9 @@ def test_streams_share_one_poll_and_each_keeps_to_its_scope(live: Api) -> None:
         assert 1 <= _metric(url, "instrushare_api_status_polls_total") - polls \
             <= elapsed / settings.sse_poll_s + 2  # one poll per interval for all the streams
     assert got == {name: expected for name, (_, _, expected) in STREAMS.items()}
+    assert nmr_names == {name: set() if "nmr" not in expected
+                         else {NMR_LISTED} if token == "user" else {NMR_LIVE}
+                         for name, (token, _, expected) in STREAMS.items()}
 
 
 def test_lab_manager_sees_only_their_institution(live: Api) -> None:
