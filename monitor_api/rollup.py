@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 from monitor_api.db import Pool, fetch_all
 from monitor_api.queries.availability import state_figures
-from monitor_api.queries.metrics import MonthSplit, roll_up
+from monitor_api.queries.session_month import MonthSplit, roll_up
 from monitor_api.report import SHANGHAI, period_bounds
 
 USAGE_INSTRUMENTS_PER_TRANSACTION = 50

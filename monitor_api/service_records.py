@@ -12,8 +12,7 @@ from psycopg import sql
 
 from monitor_api.db import Conn, fetch_all
 from monitor_api.exports import Labels
-from monitor_api.queries.common import Where, page
-from monitor_api.queries.metrics import ROOTS_CTE
+from monitor_api.queries.common import ROOTS_CTE, Where, page
 
 _SELECT = ROOTS_CTE + """
 SELECT b.id AS booking_id, coalesce(r.contract_no, '') AS contract_no,

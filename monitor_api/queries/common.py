@@ -1,4 +1,5 @@
-"""Small SQL helpers: WHERE clauses from optional filters, paging, column updates."""
+"""Small SQL helpers: WHERE clauses from optional filters, paging, column updates, the
+institution tree."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from psycopg import sql
 
 from monitor_api.auth import Principal, Role
 from monitor_api.db import Conn, fetch_all, fetch_one
+
+ROOTS_CTE = """
+WITH RECURSIVE roots(id, root, region) AS (
+    SELECT id, id, region FROM institution WHERE parent_id IS NULL
+    UNION ALL
+    SELECT c.id, r.root, CASE WHEN c.region <> '' THEN c.region ELSE r.region END
+    FROM institution c JOIN roots r ON c.parent_id = r.id
+)
+"""
+"""Every institution with its top-level one and its region (its own, else its parent's), in
+one pass (``institution_root()`` per row costs a recursive query each)."""
+
+INSTITUTION_ROOTS = ROOTS_CTE + "SELECT id, root FROM roots"
+"""Every institution with its top-level one."""
 
 
 class Where:

@@ -4,46 +4,25 @@ One SQL statement returns one row per instrument; grouping by institution, categ
 region happens in Python (``monitor_api.report``) because distinct outside users must be
 counted across instruments, not added up.
 
-The statement reads the period's sessions once. Each session's clipped interval is
-computed once (``OFFSET 0`` keeps PostgreSQL from inlining the expressions into every
-aggregate that uses them), and the sums are taken per instrument and user, which also yields
-the distinct outside users. Booked time and no-shows need interval unions; only the few
-sessions that touch a booking window take part in them, which cannot change either figure.
-
-The same pipeline, cut into calendar months instead of the period, fills the monthly rollup
-(``session_month``). A period's whole, final months are then read from it and only the days
-before and after them computed from the sessions, cut the same way (docs/metrics.md,
-"Monthly rollup").
+The statement reads the period's sessions once (``session_sums``). A period's whole, final
+months are read from the monthly rollup (``session_month``) and only the days before and
+after them computed from the sessions, cut the same way (docs/metrics.md, "Monthly rollup").
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
 from psycopg import sql
 
-from instrushare.db import SHARE_INSTRUMENTS
 from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.availability import StateFigures, state_figures
-from monitor_api.queries.common import Where, tune_for_reports
-from monitor_api.report import SHANGHAI, month_start
-
-ROOTS_CTE = """
-WITH RECURSIVE roots(id, root, region) AS (
-    SELECT id, id, region FROM institution WHERE parent_id IS NULL
-    UNION ALL
-    SELECT c.id, r.root, CASE WHEN c.region <> '' THEN c.region ELSE r.region END
-    FROM institution c JOIN roots r ON c.parent_id = r.id
-)
-"""
-"""Every institution with its top-level one and its region (its own, else its parent's), in
-one pass (``institution_root()`` per row costs a recursive query each)."""
-
-_ROOTS = ROOTS_CTE + "SELECT id, root FROM roots"
+from monitor_api.queries.common import INSTITUTION_ROOTS, ROOTS_CTE, Where, tune_for_reports
+from monitor_api.queries.session_month import MonthSplit, roll_up
+from monitor_api.queries.session_sums import PAD, PADDED, consecutive, sums
 
 _SELECTED = ROOTS_CTE + """
 SELECT i.id FROM instrument i JOIN roots r ON r.id = i.institution_id WHERE {where}
@@ -77,109 +56,6 @@ _HEAD = ROOTS_CTE.rstrip() + """, inst AS MATERIALIZED (
                FILTER (WHERE bk.start_ts >= %(lo)s AND NOT bk.void) AS wide_mr
     FROM bk GROUP BY bk.instrument_id
 """
-
-_SUMS_FROM_SESSIONS = """
-), pieces AS MATERIALIZED (
-{pieces}
-), clipped AS (
-    -- noise filter, then margins, then clipping to the piece; an open session ends at its
-    -- last running sample. Sessions up to a day beyond the period feed the no-show check.
-    -- [a, b) is the effective time (margins added), [ra, rb) the running time alone.
-    SELECT s.instrument_id, p.month, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
-           greatest(s.start_ts - p.warm, p.lo) AS a, least(s.end_ts + p.cool, p.hi) AS b,
-           greatest(s.start_ts, p.lo) AS ra, least(s.end_ts, p.hi) AS rb,
-           s.start_ts - p.warm < p.lo AS carried
-    FROM (
-        SELECT instrument_id, user_id, start_ts, coalesce(end_ts, last_ts) AS end_ts
-        FROM usage_session
-        WHERE instrument_id = ANY(%(ids)s) AND ({overlapping})
-    ) s JOIN pieces p
-        ON p.id = s.instrument_id AND s.start_ts < p.hi_pad AND s.end_ts > p.lo_pad
-    WHERE s.end_ts - s.start_ts >= p.min_len
-    OFFSET 0
-), sess AS (
-    SELECT c.instrument_id, c.month, c.user_id, c.carried,
-           greatest(date_part('epoch', c.b - c.a), 0) AS secs,
-           greatest(date_part('epoch', c.rb - c.ra), 0) AS run_secs,
-           c.user_id IS NOT NULL AND (v.valid IS NULL OR NOT v.valid @> c.start_ts)
-               AS uncertified,
-           -- the running intervals touching a booking window, which booked running time and
-           -- no-shows are made of (nested CASEs: cheap tests first, ranges built only when
-           -- they matter); margins are not running time, so unbooked use leaves them out
-           CASE WHEN c.booked_mr IS NOT NULL THEN CASE WHEN c.rb > c.ra THEN
-               CASE WHEN tstzrange(c.ra, c.rb) && c.booked_mr
-                    THEN tstzmultirange(tstzrange(c.ra, c.rb)) END END
-           END AS used_hit,
-           CASE WHEN c.wide_mr IS NOT NULL THEN
-               CASE WHEN tstzrange(c.start_ts, c.end_ts) && c.wide_mr
-                    THEN tstzmultirange(tstzrange(c.start_ts, c.end_ts)) END
-           END AS raw_hit
-    FROM clipped c LEFT JOIN (
-        -- when each user held a valid certification for each instrument (one revoked
-        -- before it began never was)
-        SELECT user_id, instrument_id,
-               range_agg(tstzrange(valid_from, greatest(valid_from, least(
-                   coalesce(valid_until, 'infinity'), coalesce(revoked_at, 'infinity'))))) AS valid
-        FROM certification WHERE instrument_id = ANY(%(ids)s) AND valid_from < %(hi_pad)s
-        GROUP BY user_id, instrument_id
-    ) v ON v.user_id = c.user_id AND v.instrument_id = c.instrument_id
-    OFFSET 0
-), per_user AS (
-    SELECT instrument_id, month, user_id,
-           count(*) FILTER (WHERE secs > 0) AS sessions,
-           count(*) FILTER (WHERE secs > 0 AND carried) AS carried, sum(secs) AS used_s,
-           sum(run_secs) AS run_s,
-           count(*) FILTER (WHERE secs > 0 AND uncertified) AS uncertified_sessions,
-           count(*) FILTER (WHERE secs > 0 AND uncertified AND carried) AS uncertified_carried,
-           coalesce(sum(secs) FILTER (WHERE uncertified), 0) AS uncertified_s,
-           multirange_union_agg(used_hit) AS used_mr, multirange_union_agg(raw_hit) AS raw_mr
-    FROM sess
-    GROUP BY instrument_id, month, user_id
-), piece_sums AS (
-    -- institution roots as parameters, not CTEs: the planner then knows the tables' sizes
-    -- and hashes the small sides
-    SELECT p.instrument_id, p.month,
-           sum(p.sessions)::bigint AS sessions, sum(p.carried)::bigint AS carried,
-           sum(p.used_s) AS effective_s,
-           sum(p.run_s) AS running_s,
-           coalesce(sum(p.used_s) FILTER (WHERE o.outside), 0) AS external_s,
-           sum(p.uncertified_sessions)::bigint AS uncertified_sessions,
-           sum(p.uncertified_carried)::bigint AS uncertified_carried,
-           sum(p.uncertified_s) AS uncertified_s,
-           coalesce(sum(p.used_s) FILTER (WHERE p.user_id IS NULL), 0) AS unattributed_s,
-           array_agg(p.user_id) FILTER (WHERE o.outside AND p.sessions > 0) AS outside_users,
-           array_agg(o.org) FILTER (WHERE o.outside AND p.sessions > 0) AS outside_orgs,
-           multirange_union_agg(p.used_mr) AS used_mr, multirange_union_agg(p.raw_mr) AS raw_mr
-    FROM per_user p
-    JOIN instrument i ON i.id = p.instrument_id
-    JOIN unnest(%(inst_ids)s::text[], %(inst_roots)s::text[]) ir(id, root)
-        ON ir.id = i.institution_id
-    LEFT JOIN platform_user u ON u.id = p.user_id
-    LEFT JOIN unnest(%(inst_ids)s::text[], %(inst_roots)s::text[]) ur(id, root)
-        ON ur.id = u.institution_id
-    CROSS JOIN LATERAL (
-        SELECT coalesce(u.approved AND ur.root IS DISTINCT FROM ir.root, false) AS outside,
-               coalesce(ur.root, 'org:' || nullif(u.organisation, ''), 'user:' || u.id) AS org
-    ) o
-    GROUP BY p.instrument_id, p.month
-"""
-
-_OVERLAPPING = """
-          start_ts < {hi} AND coalesce(end_ts, last_ts) > {lo}
-          AND (end_ts > {lo} OR end_ts IS NULL)  -- implied; usage_session_end_idx
-"""
-
-
-def _sums(pieces: str, *, ranges: list[tuple[str, str]]) -> str:
-    """``_SUMS_FROM_SESSIONS`` over ``pieces``, reading the sessions that overlap any of
-    ``ranges`` (SQL for their bounds: the pieces' with their pads)."""
-    overlapping = " OR ".join(_OVERLAPPING.format(lo=lo, hi=hi) for lo, hi in ranges)
-    return (_SUMS_FROM_SESSIONS.replace("{pieces}", pieces)
-            .replace("{overlapping}", overlapping or "false"))
-
-
-_PADDED = [("%(lo_pad)s", "%(hi_pad)s")]
-"""The one range of a period or of the months being rolled up."""
 
 _TAIL = """
 ), b_agg AS (
@@ -243,53 +119,10 @@ _PIECES = """
     WHERE i.id = ANY(%(ids)s)
 """
 
-_MONTH_PIECES = """
-    -- the months not rolled up yet that are final (docs/metrics.md, "Monthly rollup"); every
-    -- running interval and session is kept, as if the whole time line were booked
-    SELECT i.id, m.month, m.lo, m.hi, m.lo - %(pad)s AS lo_pad, m.hi + %(pad)s AS hi_pad,
-           make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
-           make_interval(secs => i.min_session_s) AS min_len,
-           '{(,)}'::tstzmultirange AS booked_mr, '{(,)}'::tstzmultirange AS wide_mr
-    FROM (
-        SELECT i.id, i.warmup_s, i.cooldown_s, i.min_session_s,
-               (SELECT max(n.ts) FROM state_sample n WHERE n.instrument_id = i.id) AS last_ts,
-               (SELECT min(u.start_ts) FROM usage_session u
-                WHERE u.instrument_id = i.id AND u.end_ts IS NULL) AS open_since
-        FROM instrument i
-        WHERE i.id = ANY(%(ids)s)
-        OFFSET 0
-    ) i CROSS JOIN months m
-    WHERE m.hi + %(pad)s <= i.last_ts AND m.hi + %(pad)s <= now()
-      AND (i.open_since IS NULL OR i.open_since >= m.hi + %(pad)s)
-      AND NOT EXISTS (SELECT 1 FROM session_month sm
-                      WHERE sm.instrument_id = i.id AND sm.month = m.month)
-"""
-
-_PER_INSTRUMENT = _HEAD + _sums(_PIECES, ranges=_PADDED) + """
+_PER_INSTRUMENT = _HEAD + sums(_PIECES, ranges=PADDED) + """
 ), s_sums AS (
     SELECT * FROM piece_sums
 """ + _TAIL
-
-_FILL_MONTHS = """
-WITH months AS (
-    SELECT d::date AS month, d::timestamp AT TIME ZONE 'Asia/Shanghai' AS lo,
-           (d + interval '1 month')::timestamp AT TIME ZONE 'Asia/Shanghai' AS hi
-    FROM unnest(%(months)s::date[]) d
-""" + _sums(_MONTH_PIECES, ranges=_PADDED) + """
-)
-INSERT INTO session_month (instrument_id, month, sessions, carried, effective_s, running_s,
-                           external_s, uncertified_sessions, uncertified_carried, uncertified_s,
-                           unattributed_s, outside_users, outside_orgs, running_mr, raw_mr)
-SELECT p.id, p.month, coalesce(s.sessions, 0), coalesce(s.carried, 0),
-       coalesce(s.effective_s, 0), coalesce(s.running_s, 0), coalesce(s.external_s, 0),
-       coalesce(s.uncertified_sessions, 0), coalesce(s.uncertified_carried, 0),
-       coalesce(s.uncertified_s, 0), coalesce(s.unattributed_s, 0),
-       coalesce(s.outside_users, '{}'), coalesce(s.outside_orgs, '{}'),
-       coalesce(s.used_mr, '{}'), coalesce(s.raw_mr, '{}')
-FROM pieces p LEFT JOIN piece_sums s ON s.instrument_id = p.id AND s.month = p.month
-ORDER BY p.id, p.month  -- one order for every writer: concurrent reports cannot deadlock
-ON CONFLICT DO NOTHING
-"""
 
 # The period's whole months from the rollup, and the parts before and after them (keyed by
 # their first day) from the sessions. A session crossing the start of a month or part is
@@ -329,7 +162,7 @@ _STORED_SUMS = """
     HAVING count(*) FILTER (WHERE m.stored) = cardinality(%(months)s::date[])
 """
 _PER_INSTRUMENT_STORED = [
-    _HEAD + _sums(_PIECES, ranges=[(f"%(part{k}_lo_pad)s", f"%(part{k}_hi_pad)s")
+    _HEAD + sums(_PIECES, ranges=[(f"%(part{k}_lo_pad)s", f"%(part{k}_hi_pad)s")
                                         for k in range(parts)]) + _STORED_SUMS + _TAIL
     for parts in range(3)
 ]
@@ -337,20 +170,6 @@ _PER_INSTRUMENT_STORED = [
 
 PARALLEL_MIN_INSTRUMENTS = 500
 """Fewer instruments than this run as one statement: splitting would cost more than it saves."""
-
-ROLLUP_INSTRUMENTS_PER_TRANSACTION = 200
-"""Instruments whose months one transaction rolls up; it holds them against the ingest for
-that long (half a second for a year of 200 instruments with 250 sessions each)."""
-
-PAD = timedelta(days=1)
-"""Warm-up and cool-down margins and the no-show grace are at most a day."""
-
-_COMPLETE = """
-SELECT instrument_id FROM session_month
-WHERE instrument_id = ANY(%(ids)s) AND month = ANY(%(months)s::date[])
-GROUP BY instrument_id
-HAVING count(*) = cardinality(%(months)s::date[])
-"""
 
 
 async def per_instrument(
@@ -381,7 +200,7 @@ async def per_instrument(
     if region is not None:
         where.add("r.region = %(region)s", region=region)
     async with connect() as conn:
-        roots = await fetch_all(conn, _ROOTS)
+        roots = await fetch_all(conn, INSTITUTION_ROOTS)
         ids = [
             r["id"] for r in await fetch_all(
                 conn, sql.SQL(_SELECTED).format(where=where.sql()), where.params
@@ -411,10 +230,10 @@ async def per_instrument(
                                    parallel=parallel)
 
     stored = sorted(rolled)
-    runs = [figures(_PER_INSTRUMENT, part) for part in _runs(raw, _split(raw, parallel))
+    runs = [figures(_PER_INSTRUMENT, part) for part in consecutive(raw, _split(raw, parallel))
             if part or not stored]
     runs += [figures(_PER_INSTRUMENT_STORED[len(split.parts)], part, **split.params())
-             for part in _runs(stored, _split(stored, parallel)) if part]
+             for part in consecutive(stored, _split(stored, parallel)) if part]
     up, *chunks = await asyncio.gather(availability(), *runs)
     by_id = {row["instrument_id"]: row for chunk in chunks for row in chunk}
     # the ingest may have deleted months of an instrument since roll_up found them all
@@ -432,91 +251,6 @@ async def per_instrument(
     return rows, max((hi_now - lo).total_seconds(), 0.0)
 
 
-async def roll_up(
-    connect: Connect, *, ids: list[str], split: MonthSplit, parallel: int = 1,
-    per_transaction: int = ROLLUP_INSTRUMENTS_PER_TRANSACTION,
-) -> set[str]:
-    """Roll up the final ones of ``split``'s months not rolled up yet; return the instruments
-    with every one of those months rolled up. Each transaction holds ``per_transaction``
-    instruments against the ingest while it runs."""
-    months = split.months
-
-    async def complete(among: list[str]) -> set[str]:
-        async with connect() as conn:
-            rows = await fetch_all(conn, _COMPLETE, {"ids": among, "months": months})
-        return {r["instrument_id"] for r in rows}
-
-    slots = asyncio.Semaphore(parallel)
-
-    async def fill(part: list[str]) -> None:
-        async with slots, connect() as conn:
-            await tune_for_reports(conn)
-            await conn.execute(SHARE_INSTRUMENTS, (part,))  # until the rows are committed
-            await conn.execute(_FILL_MONTHS, {
-                "inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
-                "lo_pad": split.lo - PAD, "hi_pad": split.hi + PAD, "pad": PAD, "ids": part,
-                "months": months}, prepare=False)
-
-    if not months:
-        return set()
-    done = await complete(ids)
-    missing = [i for i in ids if i not in done]
-    if not missing:
-        return done
-    async with connect() as conn:
-        roots = await fetch_all(conn, _ROOTS)
-    chunks = -(-len(missing) // per_transaction)
-    await asyncio.gather(*(fill(part) for part in _runs(missing, chunks)))
-    return done | await complete(missing)
-
-
-@dataclass(frozen=True, slots=True)
-class MonthSplit:
-    """A period [lo, hi) cut at month starts in Asia/Shanghai: the whole months inside it
-    that can be final (ended a day ago), spanning [``lo``, ``hi``), and the parts of the
-    period before and after them."""
-
-    months: list[date]
-    lo: datetime
-    hi: datetime
-    parts: list[tuple[date, datetime, datetime]]
-    """(first day, start, end) of the part before the months and of the part after them."""
-
-    @classmethod
-    def of(cls, lo: datetime, hi: datetime, *, now: datetime) -> MonthSplit:
-        month = month_start(lo.astimezone(SHANGHAI), up=True)
-        months_lo = month
-        months: list[date] = []
-        end = min(hi, now - PAD)
-        while (following := month_start(month + timedelta(days=32))) <= end:
-            months.append(month.date())
-            month = following
-        if not months:
-            return cls([], lo, lo, [])
-        parts = []
-        if lo < months_lo:
-            parts.append((lo.astimezone(SHANGHAI).date(), lo, months_lo))
-        if month < hi:
-            parts.append((month.date(), month, hi))
-        return cls(months, months_lo, month, parts)
-
-    def params(self) -> dict[str, Any]:
-        """The parameters ``_PER_INSTRUMENT_STORED`` takes besides the period's."""
-        parts = self.parts
-        return {"months": self.months,
-                "first_month": min([self.months[0], *(first for first, _, _ in parts)]),
-                "pad": PAD, "part_months": [p[0] for p in parts],
-                "part_lo": [p[1] for p in parts], "part_hi": [p[2] for p in parts],
-                **{f"part{k}_lo_pad": p[1] - PAD for k, p in enumerate(parts)},
-                **{f"part{k}_hi_pad": p[2] + PAD for k, p in enumerate(parts)}}
-
-
 def _split(ids: list[str], parallel: int) -> int:
     """Statements to split ``ids`` into: one for a few instruments."""
     return parallel if len(ids) >= PARALLEL_MIN_INSTRUMENTS else 1
-
-
-def _runs(ids: list[str], n: int) -> list[list[str]]:
-    """``ids`` cut into ``n`` runs of consecutive ids, as even as can be."""
-    size = max(-(-len(ids) // n), 1)
-    return [ids[k:k + size] for k in range(0, len(ids), size)] or [[]]

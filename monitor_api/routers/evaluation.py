@@ -27,8 +27,8 @@ from monitor_api.evaluation import (
     subject_to_evaluation,
 )
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.queries.common import ROOTS_CTE
 from monitor_api.queries.faults import in_fault
-from monitor_api.queries.metrics import ROOTS_CTE
 from monitor_api.report import GroupBy, summarise
 from monitor_api.routers.assessments import marks
 from monitor_api.routers.registry import overdue_list, today

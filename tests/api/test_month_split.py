@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
-from monitor_api.queries.metrics import MonthSplit
+from monitor_api.queries.session_month import MonthSplit
 from monitor_api.report import SHANGHAI, period_bounds
 
 
