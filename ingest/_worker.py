@@ -1,11 +1,11 @@
 """The ingest worker: MQTT deliveries in, batched durable writes, acknowledgements after commit.
 
-Threads: paho's network loop only queues deliveries (``_deliver``); a decoding thread
-validates them into numbered batches; ``writers`` writing threads, each with its own database
-connection, take the batches in turn, so decoding and the database's work on one batch overlap
-the next. Batches commit in any order but are acknowledged in batch order. The broker stops
-sending once ``receive_maximum`` deliveries are unacknowledged, which bounds the queues and so
-memory.
+Threads: paho's network loop (``BrokerSession``) only queues deliveries (``_deliver``); a
+decoding thread validates them into numbered batches; ``writers`` writing threads, each with
+its own database connection, take the batches in turn, so decoding and the database's work on
+one batch overlap the next. Batches commit in any order but are acknowledged in batch order.
+The broker stops sending once ``receive_maximum`` deliveries are unacknowledged, which bounds
+the queues and so memory.
 """
 
 from __future__ import annotations
@@ -18,21 +18,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry
-
-from instrushare.protocol import IngestState, Topics, dumps
 
 from ._config import IngestConfig
 from ._decode import Decoded, Decoder, Raw, Reason
-from ._mqtt import LeanClient
 from ._registry import InstrumentRegistry
+from ._session import BrokerSession
 from ._stats import IngestStats, Metrics
 from ._store import BatchStore, WriteResult
 from ._turns import Turns
@@ -51,13 +43,11 @@ class IngestWorker:
     STOP_GRACE_S = 10.0
     """How long a stopping worker keeps retrying its last batch before leaving it unacked."""
     IDLE_POLL_S = 0.05
-    ANNOUNCE_COALESCE_S = 0.2
     FILL_POLL_S = 0.002
     LOCK_TURN_WAIT_S = 1.0
 
     def __init__(self, config: IngestConfig, *, registry: CollectorRegistry | None = None) -> None:
         self._config = config
-        self._topics = Topics(config.topic_prefix)
         self._inbox: deque[Raw] = deque()
         self._wake = threading.Event()
         self._idle = False
@@ -83,10 +73,8 @@ class IngestWorker:
             prefix=config.topic_prefix,
             registry=InstrumentRegistry(loader=self._stores[0].load_registry),
         )
-        self._state_topic = self._topics.ingest_state(config.worker_id)
-        self._client = self._make_client()
-        self._birth_seen = threading.Event()
-        self.online = threading.Event()
+        self._session = BrokerSession(config, deliver=self._deliver)
+        self.online = self._session.online
         """Set once subscribed and announced online (tests wait on it)."""
 
     @property
@@ -95,97 +83,9 @@ class IngestWorker:
         snapshot.received = self._received
         return snapshot
 
-    # -- MQTT -------------------------------------------------------------------------------
-
-    def _make_client(self) -> LeanClient:
-        cfg = self._config
-        if cfg.mqtt_protocol == "5":
-            client = LeanClient(
-                CallbackAPIVersion.VERSION2,
-                client_id=cfg.client_id,
-                protocol=mqtt.MQTTv5,
-                manual_ack=True,
-                deliver=self._deliver,
-            )
-        else:
-            client = LeanClient(
-                CallbackAPIVersion.VERSION2,
-                client_id=cfg.client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-                manual_ack=True,
-                deliver=self._deliver,
-            )
-        addr = cfg.mqtt
-        if addr.username is not None:
-            client.username_pw_set(addr.username, addr.password)
-        client.will_set(self._state_topic, self._state_payload("offline"), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        return client
-
-    def _state_payload(self, status: str) -> bytes:
-        return dumps(IngestState(v=1, worker=self._config.worker_id, status=status))  # type: ignore[arg-type]
-
-    def _on_connect(
-        self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any
-    ) -> None:
-        if reason.is_failure:
-            logger.warning("broker refused the connection: %s", reason)
-            return
-        logger.info("connected to the broker (session present: %s)", flags.session_present)
-        cfg, topics = self._config, self._topics
-        share = f"$share/{cfg.share_group}/" if cfg.shared_subscription else ""
-        wanted = [f"{share}{topics.all_data}", f"{share}{topics.all_gateway_states}"]
-        if cfg.mqtt_protocol == "5":
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
-        else:
-            client.subscribe([(t, 1) for t in wanted])
-
-    def _on_subscribe(
-        self, client: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any
-    ) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        if failed:
-            logger.error("subscription refused: %s", failed)
-            return
-        self._announce()
-        self.online.set()
-
-    def _announce(self) -> None:
-        """Publish "online" (retained): now that we are subscribed, and then periodically."""
-        self._client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
-
-    def _announce_loop(self, stop: threading.Event) -> None:
-        """Re-announce every interval, and soon after a gateway's birth: a gateway trusts only
-        announcements made while it is connected, so it need not wait a whole interval."""
-        while True:
-            woken = self._birth_seen.wait(self._config.announce_interval_s)
-            if stop.is_set():
-                return
-            if woken:
-                stop.wait(self.ANNOUNCE_COALESCE_S)  # one announcement for a burst of births
-                self._birth_seen.clear()
-            if self.online.is_set() and not stop.is_set():
-                self._announce()
-
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
-    ) -> None:
-        self.online.clear()
-        if reason.is_failure:
-            logger.warning("lost the broker (%s); reconnecting", reason)
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        """Deliveries paho decodes itself (with MQTT 5 properties, say): same as the rest."""
-        self._deliver(msg.topic, msg.payload, msg.mid, msg.qos)
+    # -- deliveries (paho's network thread) ---------------------------------------------
 
     def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
-        if topic.endswith("/state"):  # a gateway birth or will: cheap to answer every time
-            self._birth_seen.set()
         self._inbox.append((topic, payload, mid, qos, time.time()))
         self._received += 1
         if self._idle:  # the decoding thread waits on the event only when it has no batch
@@ -205,20 +105,12 @@ class IngestWorker:
             cfg.worker_id, addr.host, addr.port, cfg.mqtt_protocol,
             cfg.share_group if cfg.shared_subscription else "(none)", cfg.topic_prefix,
         )
-        if cfg.mqtt_protocol == "5":
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = cfg.session_expiry_s
-            props.ReceiveMaximum = cfg.receive_maximum
-            self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s,
-                                       clean_start=False, properties=props)
-        else:
-            self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s)
-        self._client.loop_start()
+        self._session.start()
         batches: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
         decoder = threading.Thread(target=self._decode_loop, args=(stop, batches),
                                    name=f"ingest-decode-{cfg.worker_id}", daemon=True)
         decoder.start()
-        announcer = threading.Thread(target=self._announce_loop, args=(stop,),
+        announcer = threading.Thread(target=self._session.announce_loop, args=(stop,),
                                      name=f"ingest-announce-{cfg.worker_id}", daemon=True)
         announcer.start()
         writers = [
@@ -234,7 +126,7 @@ class IngestWorker:
         finally:
             stop.set()
             decoder.join(self.STOP_GRACE_S)
-            self._birth_seen.set()  # wakes the announcer, which sees ``stop``
+            self._session.wake()  # the announcer sees ``stop``
             announcer.join(self.STOP_GRACE_S)  # its last "online" must precede our "offline"
             self._shutdown()
         if self._failed:
@@ -420,13 +312,7 @@ class IngestWorker:
             return result
 
     def _acknowledge(self, items: list[Decoded]) -> None:
-        client = self._client
-        acked = client.ack_all([it.mid for it in items if it.qos == 1])
-        for it in items:
-            if it.qos > 1:  # never subscribed for, but acked correctly all the same
-                client.ack(it.mid, it.qos)
-                acked += 1
-        self._stats.acked += acked
+        self._stats.acked += self._session.acknowledge((it.mid, it.qos) for it in items)
 
     def _account(self, items: list[Decoded], result: WriteResult) -> None:
         stats, metrics = self._stats, self._metrics
@@ -446,18 +332,9 @@ class IngestWorker:
                 observe(it.lag_s)
 
     def _shutdown(self) -> None:
-        client = self._client
-        info = client.publish(self._state_topic, self._state_payload("offline"), qos=1,
-                              retain=True)
-        try:
-            info.wait_for_publish(timeout=5)
-        except (RuntimeError, ValueError) as exc:
-            logger.warning("could not publish the offline state: %s", exc)
-        client.disconnect()
-        client.loop_stop()
+        self._session.close()
         for store in self._stores:
             store.close()
-        self.online.clear()
         stats = self.stats
         logger.info(
             "ingest worker %s stopped: %d received, %d written, %d duplicates, %d acked",

@@ -1,0 +1,167 @@
+"""The worker's MQTT session: persistent, acknowledged by hand after commit, announced.
+
+It subscribes to the data and gateway-state topics (through the share group when shared),
+publishes the worker's retained ``online`` state once subscribed and again periodically and
+soon after a gateway's birth, and leaves its ``offline`` state (also its will) when closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from instrushare.protocol import IngestState, Topics, dumps
+
+from ._config import IngestConfig
+from ._mqtt import LeanClient
+
+logger = logging.getLogger("ingest")
+
+Deliver = Callable[[str, bytes | bytearray, int, int], None]
+"""Called on paho's network thread with (topic, payload, mid, qos) of each delivery."""
+
+
+class BrokerSession:
+    """One worker's connection to the broker."""
+
+    ANNOUNCE_COALESCE_S = 0.2
+
+    def __init__(self, config: IngestConfig, *, deliver: Deliver) -> None:
+        self._config = config
+        self._topics = Topics(config.topic_prefix)
+        self._state_topic = self._topics.ingest_state(config.worker_id)
+        self._deliver_on = deliver
+        self._birth_seen = threading.Event()
+        self.online = threading.Event()
+        """Set once subscribed and announced online."""
+        self._client = self._make_client()
+
+    def _make_client(self) -> LeanClient:
+        cfg = self._config
+        if cfg.mqtt_protocol == "5":
+            client = LeanClient(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+                                protocol=mqtt.MQTTv5, manual_ack=True, deliver=self._deliver)
+        else:
+            client = LeanClient(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+                                protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True,
+                                deliver=self._deliver)
+        addr = cfg.mqtt
+        if addr.username is not None:
+            client.username_pw_set(addr.username, addr.password)
+        client.will_set(self._state_topic, self._state_payload("offline"), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (a persistent session) and keep reconnecting."""
+        cfg = self._config
+        addr = cfg.mqtt
+        if cfg.mqtt_protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            props.ReceiveMaximum = cfg.receive_maximum
+            self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s,
+                                       clean_start=False, properties=props)
+        else:
+            self._client.connect_async(addr.host, addr.port, keepalive=cfg.keepalive_s)
+        self._client.loop_start()
+
+    def _state_payload(self, status: str) -> bytes:
+        return dumps(IngestState(v=1, worker=self._config.worker_id, status=status))  # type: ignore[arg-type]
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.warning("broker refused the connection: %s", reason)
+            return
+        logger.info("connected to the broker (session present: %s)", flags.session_present)
+        cfg, topics = self._config, self._topics
+        share = f"$share/{cfg.share_group}/" if cfg.shared_subscription else ""
+        wanted = [f"{share}{topics.all_data}", f"{share}{topics.all_gateway_states}"]
+        if cfg.mqtt_protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
+        else:
+            client.subscribe([(t, 1) for t in wanted])
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            logger.error("subscription refused: %s", failed)
+            return
+        self._announce()
+        self.online.set()
+
+    def _announce(self) -> None:
+        """Publish "online" (retained): now that we are subscribed, and then periodically."""
+        self._client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
+
+    def announce_loop(self, stop: threading.Event) -> None:
+        """Re-announce every interval, and soon after a gateway's birth, until ``stop`` is set
+        (``wake`` makes it see that at once): a gateway trusts only announcements made while
+        it is connected, so it need not wait a whole interval."""
+        while True:
+            woken = self._birth_seen.wait(self._config.announce_interval_s)
+            if stop.is_set():
+                return
+            if woken:
+                stop.wait(self.ANNOUNCE_COALESCE_S)  # one announcement for a burst of births
+                self._birth_seen.clear()
+            if self.online.is_set() and not stop.is_set():
+                self._announce()
+
+    def wake(self) -> None:
+        """Wake ``announce_loop`` at once (to see that it must stop)."""
+        self._birth_seen.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
+    ) -> None:
+        self.online.clear()
+        if reason.is_failure:
+            logger.warning("lost the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        """Deliveries paho decodes itself (with MQTT 5 properties, say): same as the rest."""
+        self._deliver(msg.topic, msg.payload, msg.mid, msg.qos)
+
+    def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
+        if topic.endswith("/state"):  # a gateway birth or will: cheap to answer every time
+            self._birth_seen.set()
+        self._deliver_on(topic, payload, mid, qos)
+
+    def acknowledge(self, deliveries: Iterable[tuple[int, int]]) -> int:
+        """Acknowledge (mid, qos) deliveries, now committed; return how many."""
+        pending = list(deliveries)
+        acked = self._client.ack_all([mid for mid, qos in pending if qos == 1])
+        for mid, qos in pending:
+            if qos > 1:  # never subscribed for, but acked correctly all the same
+                self._client.ack(mid, qos)
+                acked += 1
+        return acked
+
+    def close(self) -> None:
+        """Publish the offline state and disconnect."""
+        info = self._client.publish(self._state_topic, self._state_payload("offline"), qos=1,
+                                    retain=True)
+        try:
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:
+            logger.warning("could not publish the offline state: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.online.clear()
