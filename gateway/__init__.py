@@ -9,9 +9,17 @@ from gateway.config import (
     load_config,
 )
 from gateway.errors import ConfigError, GatewayError, OutboxError, ProbeError
-from gateway.probes import ModbusPowerProbe, Probe, Reading, SimulatedProbe
+from gateway.probes import (
+    MACHINERY_ITEM_STATES,
+    ModbusPowerProbe,
+    OpcUaProbe,
+    Probe,
+    Reading,
+    SimulatedProbe,
+)
 
 __all__ = [
+    "MACHINERY_ITEM_STATES",
     "AgentStats",
     "ConfigError",
     "DetectorConfig",
@@ -20,6 +28,7 @@ __all__ = [
     "GatewayError",
     "InstrumentConfig",
     "ModbusPowerProbe",
+    "OpcUaProbe",
     "OutboxError",
     "Probe",
     "ProbeConfig",

@@ -25,7 +25,15 @@ from gateway.detector import StateDetector
 from gateway.errors import ProbeError
 from gateway.netloop import NetworkLoop
 from gateway.outbox import Builder, Outbox
-from gateway.probes import ModbusPowerProbe, Probe, ProcessProbe, Reading, SimulatedProbe
+from gateway.probes import (
+    Closeable,
+    ModbusPowerProbe,
+    OpcUaProbe,
+    Probe,
+    ProcessProbe,
+    Reading,
+    SimulatedProbe,
+)
 from gateway.publisher import MqttLink
 from instrushare.protocol import IDENTIFIER_PATTERN, MAX_METRICS_PER_SAMPLE, Topics
 
@@ -62,6 +70,15 @@ def build_probe(instrument: InstrumentConfig) -> Probe:
         assert cfg.process is not None
         return ProcessProbe(process=cfg.process, busy_cpu_percent=cfg.busy_cpu_percent,
                             users=cfg.users)
+    if cfg.kind == "opcua":
+        assert cfg.endpoint is not None
+        return OpcUaProbe(
+            endpoint=cfg.endpoint, state_node=cfg.state_node, states=cfg.states,
+            power_node=cfg.power_node, scale=cfg.scale, user_node=cfg.user_node,
+            metrics=cfg.metrics, username=cfg.username,
+            password=None if cfg.password is None else cfg.password.get_secret_value(),
+            timeout_s=cfg.timeout_s,
+        )
     assert cfg.host is not None and cfg.address is not None
     return ModbusPowerProbe(
         host=cfg.host, port=cfg.port, unit=cfg.unit, address=cfg.address,
@@ -224,7 +241,7 @@ class GatewayAgent:
             self._outbox.close()
             self._started = False
         for probe in self._probes.values():
-            if isinstance(probe, ModbusPowerProbe):
+            if isinstance(probe, Closeable):
                 probe.close()
         logger.info("gateway %s stopped (%d message(s) left in the outbox)",
                     self.config.gateway_id, self._outbox.depth)

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
+from gateway.probes import node_id
 from instrushare.protocol import (
     DEFAULT_TOPIC_PREFIX,
+    MAX_METRICS_PER_SAMPLE,
     MAX_PAST_AGE,
     MAX_SAMPLES_PER_MESSAGE,
     Identifier,
+    State,
 )
 from instrushare.settings import MqttAddress, describe
 
@@ -45,14 +56,39 @@ class DetectorConfig(_Config):
         return self
 
 
+def _check_node_id(text: str) -> str:
+    node_id(text)  # raises ValueError
+    return text
+
+
+NodeIdText = Annotated[str, AfterValidator(_check_node_id)]
+"""An OPC UA NodeId as written in files (``ns=2;s=Instrument.State``), checked on loading."""
+
+_OWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "modbus": ("host", "address"),
+    "process": ("process", "busy_cpu_percent", "users"),
+    "opcua": ("endpoint", "state_node", "states", "power_node", "user_node", "metrics",
+              "username", "password"),
+}
+"""Fields that only probes of one kind take: refused on the other kinds."""
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "modbus": ("host", "address"), "process": ("process",), "opcua": ("endpoint",),
+}
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 class ProbeConfig(_Config):
-    """Where readings come from: ``simulated`` (set by a program), a ``modbus`` power meter or
-    the acquisition software's ``process`` on the gateway's computer."""
+    """Where readings come from: ``simulated`` (set by a program), a ``modbus`` power meter,
+    the acquisition software's ``process`` on the gateway's computer or the instrument's own
+    ``opcua`` server."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True,
                               validate_by_alias=True)
 
-    kind: Literal["simulated", "modbus", "process"]
+    kind: Literal["simulated", "modbus", "process", "opcua"]
     host: str | None = None
     port: int = Field(default=502, ge=1, le=65535)
     unit: int = Field(default=1, ge=0, le=255)
@@ -66,21 +102,44 @@ class ProbeConfig(_Config):
     busy_cpu_percent: float | None = Field(default=None, gt=0)
     users: dict[str, Identifier] = Field(default_factory=dict)
     """Process owner's login -> platform user id."""
+    endpoint: str | None = Field(default=None, pattern=r"^opc\.tcp://")
+    state_node: NodeIdText | None = None
+    states: dict[str, State] | None = Field(default=None, min_length=1)
+    """The state node's value as text -> state; MACHINERY_ITEM_STATES when not given."""
+    power_node: NodeIdText | None = None
+    user_node: NodeIdText | None = None
+    metrics: dict[Identifier, NodeIdText] = Field(default_factory=dict,
+                                                  max_length=MAX_METRICS_PER_SAMPLE)
+    username: str | None = Field(default=None, min_length=1)
+    password: SecretStr | None = None
 
     @model_validator(mode="after")
     def _fields_of_the_kind(self) -> Self:
-        if self.kind == "modbus":
-            missing = [name for name in ("host", "address") if getattr(self, name) is None]
-            if missing:
-                raise ValueError(f"a modbus probe needs {' and '.join(missing)}")
-        elif self.host is not None or self.address is not None:
-            raise ValueError("host and address apply to modbus probes only")
-        if self.kind == "process" and self.process is None:
-            raise ValueError("a process probe needs process (the acquisition software's name)")
-        if self.kind != "process" and (self.process is not None or self.users
-                                       or self.busy_cpu_percent is not None):
-            raise ValueError("process, busy_cpu_percent and users apply to process probes only")
+        problems = []
+        missing = [name for name in _REQUIRED.get(self.kind, ()) if getattr(self, name) is None]
+        if missing:
+            article = "an" if self.kind[0] in "aeiou" else "a"
+            problems.append(f"{article} {self.kind} probe needs {' and '.join(missing)}")
+        for kind, names in _OWN_FIELDS.items():
+            given = [name for name in names if kind != self.kind and self._given(name)]
+            if given:
+                verb = "applies" if len(given) == 1 else "apply"
+                problems.append(f"{_listed(given)} {verb} to {kind} probes only")
+        if self.kind == "opcua":
+            if self.state_node is None and self.power_node is None:
+                problems.append("an opcua probe needs state_node or power_node (or both): "
+                                "with neither it tells nothing about the instrument")
+            if self.states is not None and self.state_node is None:
+                problems.append("states needs state_node")
+            if self.password is not None and self.username is None:
+                problems.append("password needs username")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def _given(self, name: str) -> bool:
+        field = type(self).model_fields[name]
+        return bool(getattr(self, name) != field.get_default(call_default_factory=True))
 
 
 class InstrumentConfig(_Config):

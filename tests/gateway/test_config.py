@@ -33,13 +33,17 @@ def test_example_file_is_valid() -> None:
     config = load_config(EXAMPLE)
     assert config.gateway_id == "gw-dlut-analysis-01"
     assert [i.id for i in config.instruments] == ["xrd-d8-advance", "sem-su8010",
-                                                  "nmr-avance-600"]
+                                                  "nmr-avance-600", "hplc-1290-infinity"]
     sem = config.instruments[1]
     assert (sem.probe.register_type, sem.probe.word_order, sem.probe.scale) == (
         "input", "little", 1000.0)
     assert config.instruments[0].detector.run_on_w == 400.0
     nmr = config.instruments[2].probe
     assert (nmr.kind, nmr.process, nmr.users["nmr-op1"]) == ("process", "topspin", "u-li")
+    hplc = config.instruments[3].probe
+    assert (hplc.kind, hplc.state_node, hplc.states, hplc.power_node) == (
+        "opcua", "ns=3;s=HPLC.MachineryItemState.CurrentState", None, None)
+    assert hplc.metrics == {"column_temp_c": "ns=3;s=HPLC.ColumnOven.Temperature"}
     assert config.outbox_path == EXAMPLE.parent / "gateway-outbox.sqlite"
 
 
