@@ -9,14 +9,8 @@ from gateway.config import (
     load_config,
 )
 from gateway.errors import ConfigError, GatewayError, OutboxError, ProbeError
-from gateway.probes import (
-    MACHINERY_ITEM_STATES,
-    ModbusPowerProbe,
-    OpcUaProbe,
-    Probe,
-    Reading,
-    SimulatedProbe,
-)
+from gateway.opcua_probe import MACHINERY_ITEM_STATES, OpcUaProbe
+from gateway.probes import ModbusPowerProbe, Probe, Reading, SimulatedProbe
 
 __all__ = [
     "MACHINERY_ITEM_STATES",

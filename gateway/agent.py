@@ -24,11 +24,11 @@ from gateway.config import GatewayConfig, InstrumentConfig
 from gateway.detector import StateDetector
 from gateway.errors import ProbeError
 from gateway.netloop import NetworkLoop
+from gateway.opcua_probe import OpcUaProbe
 from gateway.outbox import Builder, Outbox
 from gateway.probes import (
     Closeable,
     ModbusPowerProbe,
-    OpcUaProbe,
     Probe,
     ProcessProbe,
     Reading,

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
-from gateway.probes import node_id
+from gateway.opcua_probe import node_id
 from instrushare.protocol import (
     DEFAULT_TOPIC_PREFIX,
     MAX_METRICS_PER_SAMPLE,
@@ -62,7 +62,8 @@ def _check_node_id(text: str) -> str:
 
 
 NodeIdText = Annotated[str, AfterValidator(_check_node_id)]
-"""An OPC UA NodeId as written in files (``ns=2;s=Instrument.State``), checked on loading."""
+"""An OPC UA NodeId as written in files (``ns=2;s=Instrument.State`` or, namespace by URI,
+``nsu=urn:vendor:hplc;s=Pump.State``), checked on loading and kept as written."""
 
 _OWN_FIELDS: dict[str, tuple[str, ...]] = {
     "modbus": ("host", "address"),

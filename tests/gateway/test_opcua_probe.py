@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import socket
@@ -48,6 +49,15 @@ VARIABLES: dict[str, tuple[Any, ua.VariantType]] = {
     "Injections": (0, ua.VariantType.UInt32),
 }
 """The instrument's variables: name -> (initial value, OPC UA type)."""
+INSTRUMENT_NS = "urn:instrushare:test-instrument"
+OTHER_NS = "urn:instrushare:other-instrument;v2"
+"""Another instrument's namespace on the same server, with the same NodeIds and its variables
+at their initial values; its ';' is written %3B in a NodeId."""
+
+
+def by_uri(name: str, namespace: str = INSTRUMENT_NS) -> str:
+    """A variable's NodeId with the namespace given by URI."""
+    return f"nsu={namespace.replace(';', '%3B')};s=Instrument.{name}"
 
 
 class OneOperator(UserManager):
@@ -62,10 +72,12 @@ class OneOperator(UserManager):
 
 class InstrumentServer:
     """An instrument's OPC UA server whose variables the test writes; stop() and start() keep
-    its address space and port."""
+    its address space and port. OTHER_NS is registered after the instrument's namespace or,
+    with ``other_first``, before it: the instrument's namespace index then differs, as after
+    reconfiguring a real server."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None, *, other_first: bool = False) -> None:
+        self.port = free_port() if port is None else port
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}"
         self.loop = ThreadLoop(timeout=10)
         self.loop.daemon = True
@@ -73,18 +85,21 @@ class InstrumentServer:
         self.server = Server(user_manager=OneOperator())
         self.variables: dict[str, Node] = {}
         self.namespace = 0
-        self.loop.post(self._build())
+        self.loop.post(self._build(other_first))
 
-    async def _build(self) -> None:
+    async def _build(self, other_first: bool) -> None:
         await self.server.init()
         self.server.disable_clock()  # its one-second tick would make every stop() wait for it
         self.server.set_endpoint(self.endpoint)
-        self.namespace = await self.server.register_namespace("urn:instrushare:test-instrument")
-        instrument = await self.server.nodes.objects.add_object(
-            f"ns={self.namespace};s=Instrument", "Instrument")
-        for name, (value, vtype) in VARIABLES.items():
-            self.variables[name] = await instrument.add_variable(self.node(name), name, value,
-                                                                 vtype)
+        for uri in (OTHER_NS, INSTRUMENT_NS) if other_first else (INSTRUMENT_NS, OTHER_NS):
+            index = await self.server.register_namespace(uri)
+            instrument = await self.server.nodes.objects.add_object(
+                f"ns={index};s=Instrument", "Instrument")
+            variables = {name: await instrument.add_variable(
+                f"ns={index};s=Instrument.{name}", name, value, vtype)
+                for name, (value, vtype) in VARIABLES.items()}
+            if uri == INSTRUMENT_NS:
+                self.namespace, self.variables = index, variables
 
     def node(self, name: str) -> str:
         return f"ns={self.namespace};s=Instrument.{name}"
@@ -250,6 +265,53 @@ def test_stopped_server_is_an_error_then_the_same_probe_reads_again(
     assert (reading.state, reading.power_w) == (State.FAULT, 5.0)
 
 
+def test_node_ids_may_give_the_namespace_by_uri(
+    server: InstrumentServer, make_probe: Callable[..., OpcUaProbe]
+) -> None:
+    probe = make_probe(state_node=by_uri("State"), power_node=by_uri("Power"), metrics={
+        "other_power": by_uri("Power", OTHER_NS), "column_temp_c": server.node("ColumnTemp")})
+    server.set(State=3, Power=850.0, ColumnTemp=41.5)
+    assert probe.read() == Reading(state=State.RUNNING, power_w=850.0,
+                                   metrics={"other_power": 0.0, "column_temp_c": 41.5})
+    server.set(State=7)
+    with pytest.raises(ProbeError, match=re.escape(f"{by_uri('State')} reads '7', a value not "
+                                                   "in states")):  # written as configured
+        probe.read()
+
+
+def test_an_unknown_namespace_uri_is_an_error_naming_it_and_the_node(
+    server: InstrumentServer, make_probe: Callable[..., OpcUaProbe]
+) -> None:
+    probe = make_probe(state_node=server.node("State"),
+                       power_node="nsu=urn:vendor:nowhere;s=Instrument.Power")
+    message = re.escape("nsu=urn:vendor:nowhere;s=Instrument.Power: the server has no "
+                        "namespace 'urn:vendor:nowhere'")
+    for _ in range(2):  # looked up again on the next connection
+        with pytest.raises(ProbeError, match=message):
+            probe.read()
+
+
+def test_a_namespace_renumbered_by_a_restart_is_followed(
+    server: InstrumentServer, make_probe: Callable[..., OpcUaProbe]
+) -> None:
+    probe = make_probe(state_node=by_uri("State"), power_node=by_uri("Power"))
+    server.set(State=3, Power=90.0)
+    assert probe.read() == Reading(state=State.RUNNING, power_w=90.0)
+    renumbered = InstrumentServer(server.port, other_first=True)  # not listening until start()
+    assert renumbered.namespace != server.namespace
+    server.stop()
+    try:
+        renumbered.start()
+        renumbered.set(State=1, Power=5.0)  # the old index now holds OTHER_NS: 2 and 0.0
+        with contextlib.suppress(ProbeError):  # unless the lost connection was noticed already
+            probe.read()
+        assert probe.read() == Reading(state=State.FAULT, power_w=5.0)
+    finally:
+        renumbered.stop()
+        renumbered.loop.stop()
+        server.start()
+
+
 def test_a_server_that_never_answers_fails_within_the_timeout() -> None:
     with socket.socket() as silent:  # accepts connections (the backlog does), answers nothing
         silent.bind(("127.0.0.1", 0))
@@ -297,7 +359,10 @@ def opcua(**fields: Any) -> dict[str, Any]:
         (opcua(), "needs state_node or power_node"),
         (opcua(state_node="ns=2;i=7", power_node="Instrument.Power"),
          r"power_node\n.*'Instrument.Power' is not an OPC UA NodeId"),
-        (opcua(state_node="nsu=urn:lab:hplc;s=State"), "not by URI"),
+        (opcua(state_node="nsu=urn:lab:hplc;q=State"), "is not an OPC UA NodeId"),
+        (opcua(state_node="ns=3;nsu=urn:lab:hplc;s=State"), "either by index .* or by URI"),
+        (opcua(state_node="nsu=;s=State"), "either by index"),
+        (opcua(state_node="srv=1;ns=3;s=State"), "either by index"),
         (opcua(state_node="ns=2;i=7", metrics={"temp": "ns=two;i=8"}), r"metrics\.temp\n"),
         (opcua(state_node="ns=2;i=7", metrics={"column temp": "ns=2;i=8"}), "metrics"),
         (opcua(power_node="ns=2;i=7", states={"3": "running"}), "states needs state_node"),
@@ -318,12 +383,23 @@ def test_bad_opcua_configuration_names_the_problem(fields: dict[str, Any], messa
         ProbeConfig.model_validate(fields)
 
 
-def test_a_bad_node_id_in_a_file_names_the_key(tmp_path: Path) -> None:
+def test_node_ids_by_namespace_uri_are_valid_and_kept_as_written() -> None:
+    config = ProbeConfig.model_validate(opcua(
+        state_node="nsu=http://opcfoundation.org/UA/LADS/;i=5001",
+        power_node="nsu=urn:vendor:hplc;s=Pump.State", metrics={"t": "ns=3;s=Oven.Temp"}))
+    assert (config.state_node, config.power_node, config.metrics) == (
+        "nsu=http://opcfoundation.org/UA/LADS/;i=5001", "nsu=urn:vendor:hplc;s=Pump.State",
+        {"t": "ns=3;s=Oven.Temp"})
+
+
+@pytest.mark.parametrize("node", ["ns=3;q=Run", "nsu=urn:vendor:hplc;q=Run"])
+def test_a_bad_node_id_in_a_file_names_the_key(tmp_path: Path, node: str) -> None:
     path = tmp_path / "gw.toml"
     path.write_text('gateway_id = "gw1"\noutbox_path = "box.sqlite"\n[[instruments]]\n'
                     'id = "hplc1"\nprobe = { kind = "opcua", endpoint = "opc.tcp://h:4840", '
-                    'state_node = "ns=3;q=Run" }\n')
-    with pytest.raises(ConfigError, match=r"instruments\.0\.probe\.state_node: .*'ns=3;q=Run'"):
+                    f'state_node = "{node}" }}\n')
+    with pytest.raises(ConfigError,
+                       match=rf"instruments\.0\.probe\.state_node: .*{re.escape(repr(node))}"):
         load_config(path)
 
 
