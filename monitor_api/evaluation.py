@@ -78,14 +78,16 @@ LABELS: Labels = {
 
 @dataclass(frozen=True, slots=True)
 class EvaluatedYear:
-    """A calendar year in Asia/Shanghai as seen at ``now``: its days, its bounds, and how
-    much of it is gone."""
+    """The calendar years an evaluation covers (``years`` of them, ending with the year it
+    is named by) in Asia/Shanghai as seen at ``now``: their days, their bounds, and how much
+    of them is gone."""
 
     start: date
     end: date
     lo: datetime
     hi: datetime
     now: datetime
+    years: int = 1
 
     @property
     def until(self) -> datetime:
@@ -94,19 +96,26 @@ class EvaluatedYear:
 
     @property
     def fraction(self) -> float:
-        """The share of the year gone."""
-        return max(min((self.now - self.lo) / (self.hi - self.lo), 1.0), 0.0)
+        """The years gone: what yearly hours are multiplied by."""
+        return max(min((self.now - self.lo) / (self.hi - self.lo), 1.0), 0.0) * self.years
+
+    @property
+    def year_s(self) -> float:
+        """Seconds in one year of the cycle, on average."""
+        return (self.hi - self.lo).total_seconds() / self.years
 
 
-def evaluated_year(year: int) -> EvaluatedYear:
-    start, end = date(year, 1, 1), date(year, 12, 31)
-    return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC))
+def evaluated_year(year: int, years: int = 1) -> EvaluatedYear:
+    """The evaluation named by ``year``: it and the ``years`` - 1 years before it."""
+    start, end = date(year - years + 1, 1, 1), date(year, 12, 31)
+    return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC),
+                         years=years)
 
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """The part of the year an instrument is judged on: from the later of the year's start
-    and the moment the platform first heard from it, to the earlier of the year's end and
+    """The part of the evaluated years an instrument is judged on: from the later of their
+    start and the moment the platform first heard from it, to the earlier of their end and
     now. Hours before it were never measured, so targets shrink with it."""
 
     since: datetime | None
@@ -114,6 +123,7 @@ class Span:
     lo: datetime
     hi: datetime
     year_s: float
+    """Seconds in one year of the evaluated years."""
 
     @property
     def seconds(self) -> float:
@@ -121,7 +131,7 @@ class Span:
 
     @property
     def fraction(self) -> float:
-        """Share of the whole year: what hour targets are multiplied by."""
+        """Years measured: what yearly hour targets are multiplied by."""
         return self.seconds / self.year_s
 
 
@@ -132,8 +142,12 @@ def evaluated_span(year: EvaluatedYear, *, since: datetime | None) -> Span | Non
     lo = year.lo if since is None else max(year.lo, since)
     if lo >= year.until and since is not None:
         return None
-    return Span(since=since, lo=lo, hi=max(lo, year.until),
-                year_s=(year.hi - year.lo).total_seconds())
+    return Span(since=since, lo=lo, hi=max(lo, year.until), year_s=year.year_s)
+
+
+def first_year(year: int, rules: EvaluationRules) -> int:
+    """The first of the calendar years the evaluation named by ``year`` covers."""
+    return year - rules.cycle_years + 1
 
 
 def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bool:
@@ -204,7 +218,8 @@ def score_instrument(
     the span's end, if any; ``mark``: its institution's assessment, if any."""
     target_hours = rules.full_use_hours * max(span.fraction, 1e-9)
     operation = rules.operation_points * min(1.0, figures["effective_hours"] / target_hours)
-    openness = figures["openness_ratio"] or 0.0
+    hours = figures["effective_hours"]  # the ratio from the hours: it is rounded to 4 places
+    openness = figures["external_hours"] / hours if hours > 0 else 0.0
     sharing = rules.sharing_points * min(1.0, openness / rules.sharing_target)
     filled = sum(1 for f in REGISTRY_FIELDS if registry.get(f) not in (None, ""))
     availability = (None if up_s is None or span.seconds <= 0

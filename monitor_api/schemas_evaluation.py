@@ -123,9 +123,12 @@ class EvaluatedInstrument(InstrumentYear):
 class InstrumentEvaluation(Page[EvaluatedInstrument]):
     """Instruments by score, highest first (ties: sharing score, then id)."""
 
-    model_config = _page_config(_INSTRUMENT, year=2025)
+    model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025)
 
-    year: int = Field(description="Year evaluated.")
+    year: int = Field(description="Year evaluated (the last, for a cycle of several).")
+    first_year: int = Field(description="First year evaluated: ``year`` itself, or the first"
+                                        " of the cycle of years ending with it (rules:"
+                                        " ``cycle_years``).")
 
 
 class EvaluatedInstitution(BaseModel):
@@ -157,9 +160,12 @@ class EvaluatedInstitution(BaseModel):
 class InstitutionEvaluation(Page[EvaluatedInstitution]):
     """Institutions ranked by the mean score of their instruments."""
 
-    model_config = _page_config(_INSTITUTION, year=2025)
+    model_config = _page_config(_INSTITUTION, year=2025, first_year=2025)
 
-    year: int = Field(description="Year evaluated.")
+    year: int = Field(description="Year evaluated (the last, for a cycle of several).")
+    first_year: int = Field(description="First year evaluated: ``year`` itself, or the first"
+                                        " of the cycle of years ending with it (rules:"
+                                        " ``cycle_years``).")
 
 
 class LowUseFigures(Figures):
@@ -175,9 +181,12 @@ class LowUtilisation(Page[LowUseFigures]):
     """Instruments whose effective hours stay below their threshold, by id."""
 
     model_config = _page_config({**FIGURES_EXAMPLE, "threshold_hours": 400.0}, year=2025,
-                                below_hours=400.0)
+                                first_year=2025, below_hours=400.0)
 
-    year: int = Field(description="Year evaluated.")
+    year: int = Field(description="Year evaluated (the last, for a cycle of several).")
+    first_year: int = Field(description="First year evaluated: ``year`` itself, or the first"
+                                        " of the cycle of years ending with it (rules:"
+                                        " ``cycle_years``).")
     below_hours: float = Field(
         description="Threshold of an instrument on the platform all year: the yearly hours"
         " pro rata for the part of the year gone, two decimals."
@@ -328,7 +337,7 @@ class Publication(BaseModel):
 class PublishedInstitutions(InstitutionEvaluation):
     """The published ranking, as frozen when it was published."""
 
-    model_config = _page_config(_INSTITUTION, year=2025,
+    model_config = _page_config(_INSTITUTION, year=2025, first_year=2025,
                                 published_at="2026-02-10T09:00:00+08:00")
 
     published_at: datetime = Field(description="When the results were published.")
@@ -337,7 +346,7 @@ class PublishedInstitutions(InstitutionEvaluation):
 class PublishedInstruments(InstrumentEvaluation):
     """The published instrument results (a lab manager's own only), as frozen."""
 
-    model_config = _page_config(_INSTRUMENT, year=2025,
+    model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025,
                                 published_at="2026-02-10T09:00:00+08:00")
 
     published_at: datetime = Field(description="When the results were published.")

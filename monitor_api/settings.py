@@ -25,6 +25,9 @@ class EvaluationRules(BaseModel):
     """Points of the evaluation office's assessment (a mark out of 100 per institution and
     year) in every instrument's score; 0: the platform scores what it measures only. Lower
     the other points so that all four add up to 100."""
+    cycle_years: int = Field(default=1, ge=1, le=5)
+    """Calendar years one evaluation covers, ending with the year it is named by: 1, or 2 for
+    the national rules in force from 2026 (every two years). Hours are judged per year."""
     min_value_rmb: float = Field(default=0.0, ge=0)
     """Instruments registered at a lower original value are not evaluated (the national
     rules from 2026 evaluate those of 500,000 RMB or more); 0: every instrument."""

@@ -21,6 +21,7 @@ from monitor_api.evaluation import (
     Span,
     evaluated_span,
     evaluated_year,
+    first_year,
     rounded,
     score_institutions,
     score_instrument,
@@ -93,7 +94,7 @@ async def scored_year(request: Request, year: int) -> Scored:
 
 
 async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
-    evaluated = evaluated_year(year)
+    evaluated = evaluated_year(year, settings.evaluation.cycle_years)
     rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
                                             end=evaluated.end, institutions=None)
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
@@ -151,10 +152,12 @@ async def evaluate_instruments(
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
-    """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year."""
-    instruments, _institutions = ranked(*await scored_year(request, year),
-                                        request.app.state.settings.evaluation)
-    body = page_of(instruments, limit=limit, offset=offset, year=year)
+    """Score and grade (优秀 / 良好 / 合格 / 不合格) of every instrument for one year (or the
+    cycle of years ending with it)."""
+    rules = request.app.state.settings.evaluation
+    instruments, _institutions = ranked(*await scored_year(request, year), rules)
+    body = page_of(instruments, limit=limit, offset=offset, year=year,
+                   first_year=first_year(year, rules))
     return await render(body, instruments, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments", labels=LABELS)
 
@@ -169,7 +172,8 @@ async def evaluate_institutions(
     """Institutions ranked by the mean score of their instruments (ties: sharing score), with
     the star rating of service and voucher institutions."""
     _instruments, institutions = ranked(*await scored_year(request, year), settings.evaluation)
-    body = page_of(institutions, limit=limit, offset=offset, year=year)
+    body = page_of(institutions, limit=limit, offset=offset, year=year,
+                   first_year=first_year(year, settings.evaluation))
     return await render(body, institutions, INSTITUTION_COLUMNS, format, lang,
                         f"evaluation-{year}-institutions")
 
@@ -184,7 +188,7 @@ async def low_utilisation(
 ) -> Response | dict[str, Any]:
     """Instruments evaluated for the year whose effective hours stay below the threshold, pro
     rata for the part of the year each was on the platform."""
-    evaluated = evaluated_year(year)
+    evaluated = evaluated_year(year, settings.evaluation.cycle_years)
     yearly = below_hours if below_hours is not None else settings.evaluation.low_utilisation_hours
     threshold = yearly * evaluated.fraction
     rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
@@ -198,7 +202,7 @@ async def low_utilisation(
            if f["key"] in spans]
     low = [f for f in low if f["effective_hours"] < f["threshold_hours"]]
     body = page_of(low, limit=limit, offset=offset, year=year,
-                   below_hours=round(threshold, 2))
+                   first_year=evaluated.start.year, below_hours=round(threshold, 2))
     return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
 
 

@@ -16,7 +16,13 @@ from psycopg.types.json import Jsonb
 from monitor_api.auth import Admin, Reader, ReportAdmin
 from monitor_api.db import Conn, DbConn, Settings, fetch_one
 from monitor_api.errors import Conflict, NotFound
-from monitor_api.evaluation import INSTITUTION_COLUMNS, INSTRUMENT_COLUMNS, LABELS, evaluated_year
+from monitor_api.evaluation import (
+    INSTITUTION_COLUMNS,
+    INSTRUMENT_COLUMNS,
+    LABELS,
+    evaluated_year,
+    first_year,
+)
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.routers.evaluation import ranked, scored_year
 from monitor_api.schemas import Limit, Offset, Year, page_of
@@ -26,6 +32,7 @@ from monitor_api.schemas_evaluation import (
     PublishedInstitutions,
     PublishedInstruments,
 )
+from monitor_api.settings import EvaluationRules
 
 router = APIRouter(tags=["evaluation"])
 
@@ -91,11 +98,20 @@ async def withdraw_publication(conn: DbConn, _: Admin, year: Year) -> Response:
 
 async def _published(conn: Conn, year: int, part: str) -> dict[str, Any]:
     row = await fetch_one(conn, sql.SQL(
-        "SELECT published_at, {} AS items FROM evaluation_publication WHERE year = %s"
+        "SELECT published_at, rules, {} AS items FROM evaluation_publication WHERE year = %s"
     ).format(sql.Identifier(part)), (year,))
     if row is None:
         raise _unpublished(year)
     return row
+
+
+def _published_page(found: dict[str, Any], items: list[dict[str, Any]], *, year: int,
+                    limit: int, offset: int) -> dict[str, Any]:
+    """A page of published results, with the years they cover by the rules they were scored
+    by."""
+    rules = EvaluationRules.model_validate(found["rules"])
+    return page_of(items, limit=limit, offset=offset, year=year,
+                   first_year=first_year(year, rules), published_at=found["published_at"])
 
 
 @router.get("/evaluation/{year}/published/institutions", response_model=PublishedInstitutions,
@@ -107,8 +123,7 @@ async def published_institutions(
     """The published ranking of institutions, for every unit to see."""
     found = await _published(conn, year, "institutions")
     items = found["items"]
-    body = page_of(items, limit=limit, offset=offset, year=year,
-                   published_at=found["published_at"])
+    body = _published_page(found, items, year=year, limit=limit, offset=offset)
     return await render(body, items, INSTITUTION_COLUMNS, format, lang,
                         f"evaluation-{year}-institutions-published")
 
@@ -123,7 +138,6 @@ async def published_instruments(
     found = await _published(conn, year, "instruments")
     items = [i for i in found["items"]
              if caller.reads_all or i["institution_id"] in caller.institutions]
-    body = page_of(items, limit=limit, offset=offset, year=year,
-                   published_at=found["published_at"])
+    body = _published_page(found, items, year=year, limit=limit, offset=offset)
     return await render(body, items, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments-published", labels=LABELS)

@@ -132,6 +132,42 @@ def test_only_instruments_at_the_value_threshold_are_evaluated(
     assert low == ["nov", "sem"]
 
 
+def test_a_two_year_cycle_judges_hours_per_year_over_both(year: Api, database_url: str) -> None:
+    """With cycle_years = 2 the evaluation named 2025 covers 2024 and 2025: nmr never reported
+    (judged on both years whole), so full use is 2 x 1,200 h. 20 more sessions of 6 h by the
+    inside user in 2024: 720 h, 60 h external. operation 40 x 720/2400 = 12; sharing 20 x
+    (60/720)/0.10 = 16.67; management 30: 58.67 -> 不合格. Its low-use threshold is 800 h.
+    The annual evaluation of 2025 is unchanged (70), and what was published under the cycle
+    still says which years it covers."""
+    year.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+             " SELECT 'nmr', d + interval '9 hours', d + interval '15 hours',"
+             "        d + interval '15 hours', 'in1'"
+             " FROM generate_series(1, 20) n, LATERAL (SELECT ('2024-01-01 00:00+08'::timestamptz"
+             "      + (n * 7) * interval '1 day') AS d) x")
+    admin = {"Authorization": f"Bearer {year.tokens['admin']}"}
+    settings = make_settings(database_url, evaluation=EvaluationRules(cycle_years=2))
+    with serve(settings) as url, httpx.Client(base_url=url, headers=admin) as c:
+        found = c.get("/evaluation/2025/instruments").json()
+        ranked = c.get("/evaluation/2025/institutions").json()
+        low = c.get("/evaluation/2025/low-utilisation").json()
+        assert c.put("/evaluation/2025/publication", json={"note": "两年一评"}).status_code == 200
+    nmr = next(i for i in found["items"] if i["instrument_id"] == "nmr")
+    assert (found["year"], found["first_year"], ranked["first_year"]) == (2025, 2024, 2024)
+    assert (nmr["effective_hours"], nmr["external_hours"]) == (pytest.approx(720),
+                                                               pytest.approx(60))
+    assert (nmr["evaluated_days"], nmr["target_hours"]) == (731, 2400)
+    assert (nmr["operation"], nmr["sharing"], nmr["management"]) == (12, 16.67, 30)
+    assert (nmr["score"], nmr["grade"]) == (58.67, "不合格")
+    assert (low["first_year"], low["below_hours"]) == (2024, 800)
+    assert {i["key"]: i["threshold_hours"] for i in low["items"]}["nmr"] == 800
+    with year.as_("admin") as c:  # the default rules: one year
+        annual = c.get("/evaluation/2025/instruments").json()
+        published = c.get("/evaluation/2025/published/institutions").json()
+    assert annual["first_year"] == 2025
+    assert next(i for i in annual["items"] if i["instrument_id"] == "nmr")["score"] == 70
+    assert (published["year"], published["first_year"]) == (2025, 2024)
+
+
 @pytest.mark.parametrize("scores", [[70, 60], [-1, 50], [10, 20, 30, 40, 50, 60]])
 def test_star_scores_must_ascend_within_100(scores: list[float]) -> None:
     with pytest.raises(ValueError, match="star"):

@@ -90,8 +90,13 @@ export function render(root, ctx) {
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
   const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
   const message = el('div', { class: 'message', 'aria-live': 'polite' });
+  // an evaluation of several years (rules: cycle_years) names the years it covers
+  const covers = el('p', { class: 'muted', id: 'eval-covers' });
+  const showCovers = (page, y) => {
+    covers.textContent = page && page.first_year !== y ? `${t('eval.covers')}: ${page.first_year}–${y}` : '';
+  };
   root.append(el('div', { class: 'page-head' },
-    el('h1', { 'data-i18n': 'eval.title', text: t('eval.title') })), form, message, body);
+    el('h1', { 'data-i18n': 'eval.title', text: t('eval.title') })), form, covers, message, body);
 
   /** Admins enter a top-level institution's mark for the year (the API checks the rest). */
   function assessForm(y, institutions) {
@@ -139,6 +144,7 @@ export function render(root, ctx) {
     if (!found) return [card, reportedCard(y, ctx, stop.signal)];
     const lists = LISTS.filter((list) => list.published);
     const pages = await Promise.all(lists.map((list) => getJson(list.published(y), { limit: 1000 }, { signal: stop.signal })));
+    showCovers(pages[0], y);
     const fail = (err) => ctx.fail(err, body);
     return [card, ...lists.map((list, n) => listCard(list, list.published(y), pages[n].items, fail)),
       reportedCard(y, ctx, stop.signal)];
@@ -147,6 +153,7 @@ export function render(root, ctx) {
   async function load() {
     body.dataset.loaded = 'false';
     const y = Number(year.value);
+    showCovers(null, y);
     try {
       if (readsPublished) {
         body.replaceChildren(...await loadPublished(y));
@@ -158,6 +165,7 @@ export function render(root, ctx) {
         getJson(`evaluation/${y}/assessments`, { limit: 1000 }, { signal: stop.signal }),
         publicationOf(y, stop.signal),
         ...LISTS.map((list) => getJson(list.path(y), { limit: 1000 }, { signal: stop.signal }))]);
+      showCovers(results[0], y);
       const fail = (err) => ctx.fail(err, body);
       const grades = chartBox('grades', t('eval.grades'));
       const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
