@@ -1,5 +1,7 @@
 """Edge gateway: reads instruments, detects their state, delivers it durably over MQTT."""
 
+from typing import TYPE_CHECKING
+
 from gateway.agent import AgentStats, GatewayAgent
 from gateway.config import (
     DetectorConfig,
@@ -9,8 +11,10 @@ from gateway.config import (
     load_config,
 )
 from gateway.errors import ConfigError, GatewayError, OutboxError, ProbeError
-from gateway.opcua_probe import MACHINERY_ITEM_STATES, OpcUaProbe
 from gateway.probes import ModbusPowerProbe, Probe, Reading, SimulatedProbe
+
+if TYPE_CHECKING:
+    from gateway.opcua_probe import MACHINERY_ITEM_STATES, OpcUaProbe
 
 __all__ = [
     "MACHINERY_ITEM_STATES",
@@ -31,3 +35,13 @@ __all__ = [
     "SimulatedProbe",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The OPC UA probe's names load the OPC UA library, which only gateways with OPC UA
+    instruments need: on first use."""
+    if name in ("MACHINERY_ITEM_STATES", "OpcUaProbe"):
+        from gateway import opcua_probe
+
+        return getattr(opcua_probe, name)
+    raise AttributeError(f"module 'gateway' has no attribute {name!r}")

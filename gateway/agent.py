@@ -24,7 +24,6 @@ from gateway.config import GatewayConfig, InstrumentConfig
 from gateway.detector import StateDetector
 from gateway.errors import ProbeError
 from gateway.netloop import NetworkLoop
-from gateway.opcua_probe import OpcUaProbe
 from gateway.outbox import Builder, Outbox
 from gateway.probes import (
     Closeable,
@@ -72,6 +71,8 @@ def build_probe(instrument: InstrumentConfig) -> Probe:
                             users=cfg.users)
     if cfg.kind == "opcua":
         assert cfg.endpoint is not None
+        from gateway.opcua_probe import OpcUaProbe  # the OPC UA library: only where configured
+
         return OpcUaProbe(
             endpoint=cfg.endpoint, state_node=cfg.state_node, states=cfg.states,
             power_node=cfg.power_node, scale=cfg.scale, user_node=cfg.user_node,

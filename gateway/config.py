@@ -17,7 +17,6 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
-from gateway.opcua_probe import node_id
 from instrushare.protocol import (
     DEFAULT_TOPIC_PREFIX,
     MAX_METRICS_PER_SAMPLE,
@@ -57,6 +56,8 @@ class DetectorConfig(_Config):
 
 
 def _check_node_id(text: str) -> str:
+    from gateway.opcua_probe import node_id  # the OPC UA library: only where it is configured
+
     node_id(text)  # raises ValueError
     return text
 

@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
 from instrushare.settings import ServiceSettings, describe
 
+_SERVICES = {
+    "gateway": ("gateway.cli", "gateway"),
+    "ingest": ("ingest.cli", "ingest"),
+    "sim": ("device_sim.cli", "sim"),
+    "api": ("monitor_api.cli", "api"),
+}
+"""Each service owns its command (module, function), imported only when that command runs or
+help lists it: an ingest worker need not load the API, nor a gateway the simulator."""
+
+
+class _Services(TyperGroup):
+    # ``Any``: typer's click types are private to it (typer._click)
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *_SERVICES]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _SERVICES:
+            return super().get_command(ctx, cmd_name)
+        module, function = _SERVICES[cmd_name]
+        service = typer.Typer()
+        service.command(cmd_name)(getattr(importlib.import_module(module), function))
+        return typer.main.get_command(service)
+
+
 app = typer.Typer(
-    no_args_is_help=True, help="Monitor how large research instruments run and are shared."
+    cls=_Services, no_args_is_help=True,
+    help="Monitor how large research instruments run and are shared.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 protocol_app = typer.Typer(no_args_is_help=True, help="Wire protocol.")
@@ -158,20 +186,6 @@ def demo(
         raise typer.Exit(1) from exc
 
 
-def _register_service_commands() -> None:
-    """Each service owns its command; registering here keeps one ``instrushare`` entry point."""
-    from device_sim.cli import sim
-    from gateway.cli import gateway
-    from ingest.cli import ingest
-    from monitor_api.cli import api
-
-    app.command("gateway")(gateway)
-    app.command("ingest")(ingest)
-    app.command("sim")(sim)
-    app.command("api")(api)
-
-
-_register_service_commands()
 
 
 def main(prog_name: str | None = None) -> None:
