@@ -47,17 +47,18 @@ class Profile:
 
 
 PROFILES = (
-    Profile("Liquid chromatography-mass spectrometer", "010101", 350, 1400, False, 120,
+    # codes of the national classification (monitor_api.categories)
+    Profile("Liquid chromatography-mass spectrometer", "010201", 350, 1400, False, 120,
             3_200_000, "Agilent", "6546 LC/Q-TOF", 600),
-    Profile("Scanning electron microscope", "020201", 600, 2500, True, 90,
+    Profile("Scanning electron microscope", "010101", 600, 2500, True, 90,
             2_100_000, "ZEISS", "Sigma 300", 500),
-    Profile("NMR spectrometer", "010403", 1800, 3200, True, 180,
+    Profile("NMR spectrometer", "010601", 1800, 3200, True, 180,
             5_200_000, "Bruker", "AVANCE NEO 600", 800),
-    Profile("X-ray diffractometer", "010702", 200, 3800, False, 60,
+    Profile("X-ray diffractometer", "010301", 200, 3800, False, 60,
             800_000, "Rigaku", "SmartLab", 300),
-    Profile("Confocal microscope", "020304", 120, 650, False, 75,
+    Profile("Confocal microscope", "010801", 120, 650, False, 75,
             1_500_000, "Leica", "STELLARIS 5", 400),
-    Profile("ICP-OES spectrometer", "010108", 250, 1700, False, 45,
+    Profile("ICP-OES spectrometer", "010401", 250, 1700, False, 45,
             450_000, "Thermo Fisher", "iCAP PRO", 200),
 )
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from monitor_api.categories import category_name
 from monitor_api.settings import TIMEZONE
 
 SHANGHAI = ZoneInfo(TIMEZONE)
@@ -100,7 +101,7 @@ def _key(row: dict[str, Any], group_by: GroupBy, category_digits: int) -> tuple[
         return row["root_id"], row["root_id"]
     if group_by is GroupBy.CATEGORY:
         code = (row["category_code"] or "")[:category_digits] or "unknown"
-        return code, code
+        return code, category_name(code) or code
     return row["region"] or "unknown", row["region"] or "unknown"
 
 

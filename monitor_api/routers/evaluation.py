@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
+from monitor_api.categories import category_name
 from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.duplicate_review import COLUMNS as REVIEW_COLUMNS
 from monitor_api.duplicate_review import LABELS as REVIEW_LABELS
@@ -279,6 +280,6 @@ async def duplicate_review(
     found = review(scored, registry)
     items = found.pop("items")
     body = page_of(items, limit=limit, offset=offset, year=year, category=category,
-                   region=region, **found)
+                   category_name=category_name(category), region=region, **found)
     return await render(body, items, REVIEW_COLUMNS, format, lang,
                         f"duplicate-review-{year}-{category}", labels=REVIEW_LABELS)

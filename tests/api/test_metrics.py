@@ -165,7 +165,11 @@ def test_groups(seeded: Api) -> None:
     assert by_cat["01"]["external_hours"] == pytest.approx(5.5)
     assert by_cat["01"]["outside_users"] == 2
     assert by_cat["02"]["effective_hours"] == 0
-    assert by_cat["01"]["name"] == "01"  # no category names in the registry: the code
+    # named by the national classification: its first level, then its second
+    assert (by_cat["01"]["name"], by_cat["02"]["name"]) == ("分析仪器", "物理性能测试仪器")
+    by_class = _report(seeded, group_by="category", category_digits="4")
+    assert {key: item["name"] for key, item in by_class.items()} == {
+        "0102": "质谱仪器", "0104": "光谱仪器", "0105": "色谱仪器", "0201": "力学性能测试仪器"}
 
 
 def test_lab_manager_sees_only_their_institution(seeded: Api) -> None:

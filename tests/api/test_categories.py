@@ -1,0 +1,29 @@
+"""Names of the national classification's category codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor_api.categories import CATEGORY_NAMES, category_name
+
+
+@pytest.mark.parametrize(("code", "name"), [
+    ("01", "分析仪器"),
+    ("0102", "质谱仪器"),
+    ("010601", "波谱仪器"),  # six digits: its second-level class
+    ("0112", "样品前处理及制备仪器"),
+    ("0113", "分析仪器"),  # a second-level class not named here: its first level
+    ("1401", "激光器"),
+    ("99", "其他仪器"),
+    ("9901", "其他仪器"),
+    ("77", None),
+    ("", None),
+    (None, None),
+])
+def test_category_name(code: str | None, name: str | None) -> None:
+    assert category_name(code) == name
+
+
+def test_fifteen_first_level_classes_from_01_to_14_and_99() -> None:
+    first = sorted(code for code in CATEGORY_NAMES if len(code) == 2)
+    assert first == [f"{n:02d}" for n in range(1, 15)] + ["99"]
