@@ -8,9 +8,18 @@ from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+)
 
 from instrushare.protocol import Identifier
+from monitor_api.categories import category_name
 
 T = TypeVar("T")
 
@@ -167,6 +176,13 @@ class Instrument(InstrumentIn):
     review_pending: bool = Field(
         default=False, description="The registry's catalogue fields differ from the listed entry"
         " or it is not listed: an admin has something to review.")
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The class ``category_code`` falls in, in the national classification"
+        " (metrics.md, Grouping); null when it names none.")
+    @property
+    def category_name(self) -> str | None:
+        return category_name(self.category_code)
 
 
 class InstrumentPatch(BaseModel):

@@ -82,7 +82,8 @@ export function render(root, ctx) {
     const yes = (v) => (v ? t('field.yes') : t('field.no'));
     const rows = [
       ['field.id', i.id], ['field.institution', i.institution_id], ['field.model', i.model],
-      ['field.maker', i.maker], ['field.category', i.category_code],
+      ['field.maker', i.maker],
+      ['field.category', i.category_name ? `${i.category_code} ${i.category_name}` : i.category_code],
       ['field.value', i.value_rmb === null ? null : fmtNumber(Number(i.value_rmb), 2)],
       ['field.location', i.location], ['field.open', yes(i.open_to_outside)],
       ['field.fee', i.fee_schedule], ['field.accepted', i.accepted_on],
