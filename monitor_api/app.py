@@ -27,6 +27,7 @@ from monitor_api.rollup import fill_rollups
 from monitor_api.routers import (
     assessments,
     bookings,
+    categories,
     certifications,
     evaluation,
     health,
@@ -130,8 +131,8 @@ def create_app(
     app.state.evaluations = SingleFlight()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
-    for module in (health, registry, users, status, certifications, bookings, reports,
-                   evaluation, assessments, publication, reported_use):
+    for module in (health, registry, categories, users, status, certifications, bookings,
+                   reports, evaluation, assessments, publication, reported_use):
         app.include_router(module.router)
     web.install(app)
 

@@ -235,3 +235,15 @@ class ImportError_(BaseModel):
 
 class ImportResult(BaseModel):
     imported: int
+
+
+class CategoryClass(BaseModel):
+    code: str = Field(description="Two- or four-digit category code.", examples=["0102"])
+    name: str = Field(description="Its name in the national classification.",
+                      examples=["质谱仪器"])
+
+
+class Categories(BaseModel):
+    """The named classes of the national classification, in code order."""
+
+    items: list[CategoryClass]

@@ -84,6 +84,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/evaluation/2025/reported-use", None, READ),
     ("GET", "/users/me", None, ALL),
     ("GET", "/whoami", None, ALL),
+    ("GET", "/categories", None, ALL),
 ]
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 """Open to anyone: probes of load balancers and orchestrators."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor_api.categories import CATEGORY_NAMES, category_name
+from tests.api.conftest import Api
 
 
 @pytest.mark.parametrize(("code", "name"), [
@@ -27,3 +28,13 @@ def test_category_name(code: str | None, name: str | None) -> None:
 def test_fifteen_first_level_classes_from_01_to_14_and_99() -> None:
     first = sorted(code for code in CATEGORY_NAMES if len(code) == 2)
     assert first == [f"{n:02d}" for n in range(1, 15)] + ["99"]
+
+
+def test_the_classes_are_served_in_code_order(api: Api) -> None:
+    with api.as_("user") as c:
+        items = c.get("/categories").json()["items"]
+    assert items[:3] == [{"code": "01", "name": "分析仪器"},
+                         {"code": "0101", "name": "电子光学仪器"},
+                         {"code": "0102", "name": "质谱仪器"}]
+    assert items[-1] == {"code": "99", "name": "其他仪器"}
+    assert len(items) == len(CATEGORY_NAMES)

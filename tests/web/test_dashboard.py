@@ -283,6 +283,9 @@ def test_duplicate_review_lists_the_class_with_its_verdict(
     login(page, stack, "evaluator")
     page.click('.nav a[href="#/evaluation"]')
     expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    # the input offers the classification's classes by name
+    expect(page.locator('#review-category-list option[value="0102"]')).to_have_attribute(
+        "label", "0102 质谱仪器")
     page.fill("#review-category", "0102")
     page.click('[data-section="review"] button[type="submit"]')
     verdict = page.locator('[data-section="review"] .verdict')

@@ -2,6 +2,7 @@
 // /status/stream server-sent events (no reload). Lab managers see their institution only.
 
 import { getJson, streamEvents } from '../api.js';
+import { categoryList } from '../categories.js';
 import { STATES } from '../charts.js';
 import { clear, el, sleep } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
@@ -20,7 +21,7 @@ export function render(root, ctx) {
     STATES.map((s) => el('option', { value: s, text: t(`state.${s}`) })));
   const categoryFilter = el('input', { id: 'category-filter', type: 'search',
     inputmode: 'numeric', placeholder: t('board.filter_category'),
-    'aria-label': t('board.filter_category'), maxlength: 6 });
+    'aria-label': t('board.filter_category'), maxlength: 6, list: 'category-list' });
   const summary = el('div', { class: 'summary' });
   const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
     el('p', { class: 'muted', text: t('common.loading') }));
@@ -33,7 +34,7 @@ export function render(root, ctx) {
       el('span', { class: 'scope-label' }, `${t('board.scope')}: `,
         el('strong', { dataset: { scope: scope.institution_id ?? 'all' }, text: scopeText })),
       el('label', {}, `${t('board.filter_state')} `, stateFilter),
-      categoryFilter),
+      categoryFilter, categoryList('category-list')),
     summary, grid);
 
   function visible(item) {

@@ -2,6 +2,7 @@
 // the instruments of its class, their use in the year and the hours outside users could book.
 
 import { getJson } from '../api.js';
+import { categoryList } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
 import { attempt } from '../notice.js';
@@ -22,10 +23,12 @@ const COLUMNS = [
 /** The review card for year ``y``: a class (and region) in, the verdict and the list out. */
 export function reviewCard(y, ctx, signal) {
   const category = el('input', { type: 'text', id: 'review-category', inputmode: 'numeric', required: true,
-    pattern: '[0-9]{2}([0-9]{2}){0,2}', maxlength: 6, placeholder: '0104', 'aria-label': t('review.category') });
+    pattern: '[0-9]{2}([0-9]{2}){0,2}', maxlength: 6, placeholder: '0104', 'aria-label': t('review.category'),
+    list: 'review-category-list' });
   const region = el('input', { type: 'text', id: 'review-region', maxlength: 100, 'aria-label': t('review.region') });
   const form = el('form', { class: 'filters' },
-    el('label', {}, `${t('review.category')} `, category), el('label', {}, `${t('review.region')} `, region),
+    el('label', {}, `${t('review.category')} `, category, categoryList('review-category-list')),
+    el('label', {}, `${t('review.region')} `, region),
     el('button', { type: 'submit', class: 'primary', text: t('review.run') }));
   const result = el('div', { dataset: { review: 'idle' } });
   const card = section('review.title', 'review', el('p', { class: 'muted', text: t('review.hint') }), form, result);
