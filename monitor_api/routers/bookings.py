@@ -40,6 +40,8 @@ _COLS = (
     "b.id, b.instrument_id, b.user_id, b.kind, b.start_ts AS start, b.end_ts AS \"end\","
     " b.status, b.purpose, b.note, b.created_at, b.decided_at, b.decided_by,"
     " (SELECT bi.name FROM instrument bi WHERE bi.id = b.instrument_id) AS instrument_name,"
+    " (SELECT bi.listing->>'name' FROM instrument bi WHERE bi.id = b.instrument_id)"
+    " AS listed_name,"
     " (SELECT bu.name FROM platform_user bu WHERE bu.id = b.user_id) AS user_name"
 )
 _RETURNING = _COLS.replace("b.", "")
@@ -55,6 +57,14 @@ async def _booking(conn: Conn, booking_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no booking {booking_id}")
     return row
+
+
+def _named_for(caller: Principal, booking: dict[str, Any]) -> dict[str, Any]:
+    """A registered user sees the instrument by its listed name, as in the catalogue; staff
+    by the registry's (api.md, "Catalogue review")."""
+    if caller.role is Role.USER and booking["listed_name"] is not None:
+        return {**booking, "instrument_name": booking["listed_name"]}
+    return booking
 
 
 def _visible(caller: Principal, booking: dict[str, Any]) -> bool:
@@ -180,7 +190,7 @@ async def request_booking(
     except pg_errors.ExclusionViolation as exc:
         raise Conflict("the instrument was just booked in that window by someone else") from exc
     assert row is not None
-    return row
+    return _named_for(caller, row)
 
 
 @router.get("/bookings", response_model=Page[Booking])
@@ -203,12 +213,13 @@ async def list_bookings(
         where.add("b.status = %(status)s", status=status.value)
     if ends_after is not None:
         where.add("b.end_ts > %(after)s", after=ends_after)
-    return await page(
+    found = await page(
         conn,
         select=f"SELECT {_COLS} FROM booking b JOIN instrument i ON i.id = b.instrument_id"
         " WHERE {where}",
         where=where, order="b.start_ts, b.id", limit=limit, offset=offset,
     )
+    return {**found, "items": [_named_for(caller, row) for row in found["items"]]}
 
 
 @router.get("/bookings/{booking_id}", response_model=Booking)
@@ -216,7 +227,7 @@ async def get_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str
     booking = await _booking(conn, booking_id)
     if not _visible(caller, booking):
         raise NotFound(f"no booking {booking_id}")
-    return booking
+    return _named_for(caller, booking)
 
 
 async def _transition(
@@ -241,7 +252,7 @@ async def _transition(
     if row is None:
         current = await _booking(conn, booking_id)
         raise Conflict(f"booking {booking_id} is {current['status']}; cannot become {to}")
-    return row
+    return _named_for(caller, row)
 
 
 async def _managed(conn: Conn, caller: Principal, booking_id: int) -> dict[str, Any]:

@@ -49,6 +49,21 @@ def test_overlap_with_an_approved_booking_is_409(api: Api) -> None:
         assert _book(firm, "nmr", "assisted", 12, 13).status_code == 201
 
 
+def test_users_see_the_instrument_by_its_listed_name(api: Api) -> None:
+    """A rename not yet reviewed stays off users' bookings (catalogue review); staff see it."""
+    api.sql("UPDATE instrument SET name = '600 MHz 核磁共振波谱仪' WHERE id = 'nmr'")
+    with api.as_("user") as user, api.as_("manager") as mgr:
+        made = _book(user, "nmr", "assisted", 9, 12).json()
+        listed = user.get("/bookings").json()["items"]
+        got = user.get(f"/bookings/{made['id']}").json()
+        staff = mgr.get(f"/bookings/{made['id']}").json()
+        cancelled = user.post(f"/bookings/{made['id']}/cancel").json()
+    assert {made["instrument_name"], got["instrument_name"], cancelled["instrument_name"]} \
+        | {b["instrument_name"] for b in listed} == {"核磁共振波谱仪"}
+    assert staff["instrument_name"] == "600 MHz 核磁共振波谱仪"
+    assert "listed_name" not in got
+
+
 def test_overlapping_requests_then_only_one_approval(api: Api) -> None:
     with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr:
         a = _book(user, "nmr", "assisted", 9, 12).json()["id"]
