@@ -105,9 +105,14 @@ class EvaluatedYear:
         return (self.hi - self.lo).total_seconds() / self.years
 
 
+def first_year(year: int, years: int) -> int:
+    """The first of the calendar years an evaluation of ``years`` named by ``year`` covers."""
+    return year - years + 1
+
+
 def evaluated_year(year: int, years: int = 1) -> EvaluatedYear:
     """The evaluation named by ``year``: it and the ``years`` - 1 years before it."""
-    start, end = date(year - years + 1, 1, 1), date(year, 12, 31)
+    start, end = date(first_year(year, years), 1, 1), date(year, 12, 31)
     return EvaluatedYear(start, end, *period_bounds(start, end), now=datetime.now(UTC),
                          years=years)
 
@@ -143,11 +148,6 @@ def evaluated_span(year: EvaluatedYear, *, since: datetime | None) -> Span | Non
     if lo >= year.until and since is not None:
         return None
     return Span(since=since, lo=lo, hi=max(lo, year.until), year_s=year.year_s)
-
-
-def first_year(year: int, rules: EvaluationRules) -> int:
-    """The first of the calendar years the evaluation named by ``year`` covers."""
-    return year - rules.cycle_years + 1
 
 
 def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bool:

@@ -158,7 +158,7 @@ async def evaluate_instruments(
     rules = request.app.state.settings.evaluation
     instruments, _institutions = ranked(*await scored_year(request, year), rules)
     body = page_of(instruments, limit=limit, offset=offset, year=year,
-                   first_year=first_year(year, rules))
+                   first_year=first_year(year, rules.cycle_years))
     return await render(body, instruments, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments", labels=LABELS)
 
@@ -174,7 +174,7 @@ async def evaluate_institutions(
     the star rating of service and voucher institutions."""
     _instruments, institutions = ranked(*await scored_year(request, year), settings.evaluation)
     body = page_of(institutions, limit=limit, offset=offset, year=year,
-                   first_year=first_year(year, settings.evaluation))
+                   first_year=first_year(year, settings.evaluation.cycle_years))
     return await render(body, institutions, INSTITUTION_COLUMNS, format, lang,
                         f"evaluation-{year}-institutions")
 

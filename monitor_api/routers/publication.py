@@ -111,7 +111,8 @@ def _published_page(found: dict[str, Any], items: list[dict[str, Any]], *, year:
     by."""
     rules = EvaluationRules.model_validate(found["rules"])
     return page_of(items, limit=limit, offset=offset, year=year,
-                   first_year=first_year(year, rules), published_at=found["published_at"])
+                   first_year=first_year(year, rules.cycle_years),
+                   published_at=found["published_at"])
 
 
 @router.get("/evaluation/{year}/published/institutions", response_model=PublishedInstitutions,
