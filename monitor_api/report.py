@@ -83,6 +83,7 @@ _SUMS = (
 @dataclass(slots=True)
 class _Acc:
     name: str
+    name_en: str | None
     instruments: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_SUMS, 0.0))
     up_s: float = 0.0
@@ -92,17 +93,20 @@ class _Acc:
     orgs: set[str] = field(default_factory=set)
 
 
-def _key(row: dict[str, Any], group_by: GroupBy, category_digits: int) -> tuple[str, str]:
+def _key(row: dict[str, Any], group_by: GroupBy,
+         category_digits: int) -> tuple[str, str, str | None]:
+    """The group ``row`` falls in: key, name, English name when the platform knows one."""
     if group_by is GroupBy.INSTRUMENT:
-        return row["instrument_id"], row["name"]
+        return row["instrument_id"], row["name"], None
     if group_by is GroupBy.UNIT:
-        return row["institution_id"], row["institution_id"]
+        return row["institution_id"], row["institution_id"], None
     if group_by is GroupBy.INSTITUTION:
-        return row["root_id"], row["root_id"]
+        return row["root_id"], row["root_id"], None
     if group_by is GroupBy.CATEGORY:
         code = (row["category_code"] or "")[:category_digits] or "unknown"
-        return code, category_name(code) or code
-    return row["region"] or "unknown", row["region"] or "unknown"
+        name = category_name(code)
+        return (code, name.zh, name.en) if name else (code, code, None)
+    return row["region"] or "unknown", row["region"] or "unknown", None
 
 
 def _ratio(num: float, den: float, digits: int = 4) -> float | None:
@@ -123,8 +127,8 @@ def summarise(
     ``institution``); a key it lacks is its own name."""
     groups: dict[str, _Acc] = {}
     for row in rows:
-        key, name = _key(row, group_by, category_digits)
-        acc = groups.setdefault(key, _Acc(name=(names or {}).get(key, name)))
+        key, name, name_en = _key(row, group_by, category_digits)
+        acc = groups.setdefault(key, _Acc(name=(names or {}).get(key, name), name_en=name_en))
         acc.instruments += 1
         for k in _SUMS:
             acc.sums[k] += float(row[k] or 0)
@@ -143,6 +147,7 @@ def _figures(key: str, acc: _Acc, period_s: float) -> dict[str, Any]:
     return {
         "key": key,
         "name": acc.name,
+        "name_en": acc.name_en,
         "instruments": acc.instruments,
         "sessions": int(s["sessions"]),
         "effective_hours": round(effective, 4),

@@ -182,7 +182,15 @@ class Instrument(InstrumentIn):
         " (metrics.md, Grouping); null when it names none.")
     @property
     def category_name(self) -> str | None:
-        return category_name(self.category_code)
+        name = category_name(self.category_code)
+        return name.zh if name else None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="``category_name`` in English.")
+    @property
+    def category_name_en(self) -> str | None:
+        name = category_name(self.category_code)
+        return name.en if name else None
 
 
 class InstrumentPatch(BaseModel):
@@ -241,6 +249,7 @@ class CategoryClass(BaseModel):
     code: str = Field(description="Two- or four-digit category code.", examples=["0102"])
     name: str = Field(description="Its name in the national classification.",
                       examples=["质谱仪器"])
+    name_en: str = Field(description="The name in English.", examples=["Mass spectrometers"])
 
 
 class Categories(BaseModel):

@@ -294,7 +294,8 @@ class DuplicateReview(Page[ReviewedInstrument]):
     """Instruments of the class asked for, shareable spare hours first."""
 
     model_config = _page_config(
-        _REVIEWED, year=2025, category="0104", category_name="光谱仪器", region="大连",
+        _REVIEWED, year=2025, category="0104", category_name="光谱仪器",
+        category_name_en="Optical spectrometers", region="大连",
         verdict="spare_capacity", fully_used=0, shareable=1, shareable_hours=600.0)
 
     year: int = Field(description="Year whose use is reviewed.")
@@ -302,6 +303,7 @@ class DuplicateReview(Page[ReviewedInstrument]):
     category_name: str | None = Field(
         description="Its name in the national classification (a six-digit code: its"
         " second-level class); null when the classification does not know it.")
+    category_name_en: str | None = Field(description="``category_name`` in English.")
     region: str | None = Field(description="Region asked for; null: the whole province.")
     verdict: Literal["none_registered", "spare_capacity", "no_spare_capacity"] = Field(
         description="none_registered: no such instrument on the platform; spare_capacity: at"

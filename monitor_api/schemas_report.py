@@ -14,7 +14,7 @@ from monitor_api.schemas import example_config
 from monitor_api.schemas_bookings import BookingPurpose
 
 FIGURES_EXAMPLE: dict[str, Any] = {
-    "key": "xrd-1", "name": "X射线衍射仪", "instruments": 1, "sessions": 12,
+    "key": "xrd-1", "name": "X射线衍射仪", "name_en": None, "instruments": 1, "sessions": 12,
     "effective_hours": 30.5, "external_hours": 0.0, "openness_ratio": 0.0,
     "availability": None, "faults": None, "outside_users": 0, "outside_organisations": 0,
     "bookings": 3, "no_shows": 0, "unbooked_hours": 21.0,
@@ -31,7 +31,12 @@ class Figures(BaseModel):
     model_config = example_config(FIGURES_EXAMPLE)
 
     key: str = Field(description="The group: instrument or institution id, category or region.")
-    name: str = Field(description="Instrument or institution name; the code or region otherwise.")
+    name: str = Field(
+        description="Instrument or institution name; the category's name in the national"
+        " classification, or its code when it has none; the region.")
+    name_en: str | None = Field(
+        description="``name`` in English where the platform has one (a category's); null"
+        " otherwise.")
     instruments: int = Field(description="Instruments in the group (1 per instrument).")
     sessions: int = Field(description="Usage sessions counted.")
     effective_hours: float = Field(description="Effective machine hours.")

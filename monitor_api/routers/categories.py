@@ -17,5 +17,5 @@ router = APIRouter(tags=["registry"])
 async def categories(_: Caller) -> dict[str, Any]:
     """The classes of the first two levels that have names, in code order: what
     ``category_name`` and the reports grouped by category name."""
-    return {"items": [{"code": code, "name": name}
+    return {"items": [{"code": code, "name": name.zh, "name_en": name.en}
                       for code, name in sorted(CATEGORY_NAMES.items())]}

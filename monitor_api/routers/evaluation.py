@@ -279,7 +279,9 @@ async def duplicate_review(
         )}
     found = review(scored, registry)
     items = found.pop("items")
+    name = category_name(category)
     body = page_of(items, limit=limit, offset=offset, year=year, category=category,
-                   category_name=category_name(category), region=region, **found)
+                   category_name=name and name.zh, category_name_en=name and name.en,
+                   region=region, **found)
     return await render(body, items, REVIEW_COLUMNS, format, lang,
                         f"duplicate-review-{year}-{category}", labels=REVIEW_LABELS)

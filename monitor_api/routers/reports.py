@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from instrushare.protocol import Identifier
 from monitor_api.auth import Principal, ReportReader
+from monitor_api.categories import CATEGORY_WORDS
 from monitor_api.db import DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
@@ -111,7 +112,8 @@ async def utilisation(
                       category_digits=category_digits)
     body = page_of(items, limit=limit, offset=offset, start=start, end=end,
                    group_by=group_by)
-    return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}")
+    return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}",
+                        labels={"name": CATEGORY_WORDS} if group_by is GroupBy.CATEGORY else None)
 
 
 @router.get(

@@ -108,7 +108,8 @@ def test_rules_are_configuration(year: Api, database_url: str) -> None:
     # nmr's 600 h now reach full use: no spare hours in its class
     assert (nmr_class["verdict"], nmr_class["fully_used"], nmr_class["shareable"]) == \
         ("no_spare_capacity", 1, 0)
-    assert nmr_class["category_name"] == "光谱仪器"
+    assert (nmr_class["category_name"], nmr_class["category_name_en"]) == \
+        ("光谱仪器", "Optical spectrometers")
     assert nmr_class["items"][0]["capacity"] == "fully_used"
 
 

@@ -168,8 +168,18 @@ def test_groups(seeded: Api) -> None:
     # named by the national classification: its first level, then its second
     assert (by_cat["01"]["name"], by_cat["02"]["name"]) == ("分析仪器", "物理性能测试仪器")
     by_class = _report(seeded, group_by="category", category_digits="4")
-    assert {key: item["name"] for key, item in by_class.items()} == {
-        "0102": "质谱仪器", "0104": "光谱仪器", "0105": "色谱仪器", "0201": "力学性能测试仪器"}
+    assert {key: (item["name"], item["name_en"]) for key, item in by_class.items()} == {
+        "0102": ("质谱仪器", "Mass spectrometers"), "0104": ("光谱仪器", "Optical spectrometers"),
+        "0105": ("色谱仪器", "Chromatographs"),
+        "0201": ("力学性能测试仪器", "Mechanical property testers")}
+    assert by_region["大连"]["name_en"] is None  # no English for what the registry names
+    with seeded.as_("admin") as c:  # files in English name the classes in English
+        lines = [c.get("/reports/utilisation", params={
+            "start": "2026-03-10", "end": "2026-03-10", "group_by": "category",
+            "format": "csv", "lang": lang}).content.decode("utf-8-sig").splitlines()[1]
+            for lang in ("en", "zh", "both")]
+    assert [line.split(",")[1] for line in lines] == [
+        "Analytical instruments", "分析仪器", "分析仪器 Analytical instruments"]
 
 
 def test_lab_manager_sees_only_their_institution(seeded: Api) -> None:

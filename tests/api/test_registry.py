@@ -167,7 +167,7 @@ def test_catalogue_review(api: Api) -> None:
         managers_tile = manager.get("/status", params={"category": "14"}).json()["items"]
     assert (changed["fee_schedule"], changed["listing"]["fee_schedule"]) == ("500元/样", "300元/样")
     assert changed["review_pending"] is True
-    assert changed["category_name"] == "激光器"  # 14: lasers, in the national classification
+    assert (changed["category_name"], changed["category_name_en"]) == ("激光器", "Lasers")
     with api.as_("user") as user:
         assert seen(user) == (200, {"icp"}, {"icp"})
         entry = user.get("/instruments/icp").json()
@@ -184,7 +184,8 @@ def test_catalogue_review(api: Api) -> None:
         ("电感耦合等离子体质谱仪", "电感耦合等离子体质谱仪")
     assert (entry["fee_schedule"], entry["open_to_outside"], entry["listing"]) == \
         ("300元/样", True, None)
-    assert (entry["category_code"], entry["category_name"]) == (None, None)  # as listed
+    assert (entry["category_code"], entry["category_name"], entry["category_name_en"]) == \
+        (None, None, None)  # as listed
     assert "icp" in open_ones  # as listed, though the registry now says closed
     assert closed.status_code == 403 and "not open to outside users" in closed.json()["message"]
 

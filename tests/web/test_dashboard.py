@@ -28,6 +28,7 @@ from gateway import (
     Reading,
     SimulatedProbe,
 )
+from monitor_api.categories import CATEGORY_NAMES
 from monitor_api.web import STATIC_DIR
 from tests.e2e.helpers import ingest_thread
 from tests.web.conftest import DESKTOP, PHONE
@@ -112,6 +113,8 @@ SHOWN_TEXT = """() => {
     }
     return seen;
 }"""
+CATEGORY_WORDS = {"zh": {n.zh for n in CATEGORY_NAMES.values()},
+                  "en": {n.en for n in CATEGORY_NAMES.values()}}
 PAGES = {  # route -> the element that says the page has its data
     "board": ".tiles", "utilisation": ".report", "evaluation": ".report",
     "catalogue": ".report", "instrument/nmr-600": ".charts",
@@ -120,10 +123,12 @@ PAGES = {  # route -> the element that says the page has its data
 
 def untranslated(page: Page, lang: str) -> list[tuple[str, str]]:
     """Shown text, accessible names and chart labels that are in the other language (any label
-    of i18n.json's other half that differs from this language's) or an internal identifier."""
+    of i18n.json's other half that differs from this language's, or a category's name in it)
+    or an internal identifier."""
     other = "en" if lang == "zh" else "zh"
     foreign = {v for k, v in STRINGS[other].items() if v != STRINGS[lang][k]}
-    foreign -= set(STRINGS[lang].values())
+    foreign |= CATEGORY_WORDS[other]
+    foreign -= set(STRINGS[lang].values()) | CATEGORY_WORDS[lang]
     found = []
     for where, value in page.evaluate(SHOWN_TEXT):
         parts = {p.strip() for p in re.split(r"[:：·←]", value)} | {value.strip()}
@@ -219,7 +224,9 @@ def test_pages_show_the_seeded_data(
         assert effective[n] == pytest.approx(hours[key][0])
         assert external[n] == pytest.approx(hours[key][1])
         assert openness[n] == pytest.approx(hours[key][1] / hours[key][0])
-    by_category = chart(page, "category")
+    by_category = chart(page, "category")  # second-level classes, named in English
+    assert by_category["labels"] == [CATEGORY_NAMES[c].en
+                                     for c in sorted({i[3][:4] for i in INSTRUMENTS})]
     assert sum(by_category["datasets"][0]["data"]) == pytest.approx(
         sum(h[0] for h in hours.values()))
     services = page.locator('table[data-table="services"] tbody tr')
@@ -285,7 +292,7 @@ def test_duplicate_review_lists_the_class_with_its_verdict(
     expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
     # the input offers the classification's classes by name
     expect(page.locator('#review-category-list option[value="0102"]')).to_have_attribute(
-        "label", "0102 质谱仪器")
+        "label", "0102 Mass spectrometers")
     page.fill("#review-category", "0102")
     page.click('[data-section="review"] button[type="submit"]')
     verdict = page.locator('[data-section="review"] .verdict')

@@ -1,8 +1,10 @@
 // The national classification's named classes (GET /categories) as a <datalist>: category
-// inputs offer "0102 质谱仪器" and still take any code prefix. Fetched once per page load.
+// inputs offer "0102 质谱仪器" (or "0102 Mass spectrometers") and still take any code prefix.
+// Fetched once per page load.
 
 import { getJson } from './api.js';
 import { el } from './dom.js';
+import { inLanguage } from './i18n.js';
 
 let classes = null;
 
@@ -10,8 +12,9 @@ let classes = null;
 export function categoryList(id) {
   const list = el('datalist', { id });
   classes ??= getJson('categories').then((body) => body.items);
-  classes.then((items) => list.replaceChildren(...items.map(
-    (c) => el('option', { value: c.code, label: `${c.code} ${c.name}`, text: c.name }))))
-    .catch(() => { classes = null; }); // without the names the input still takes any code
+  classes.then((items) => list.replaceChildren(...items.map((c) => {
+    const name = inLanguage(c.name, c.name_en);
+    return el('option', { value: c.code, label: `${c.code} ${name}`, text: name });
+  }))).catch(() => { classes = null; }); // without the names the input still takes any code
   return list;
 }

@@ -2,7 +2,7 @@
 // timeline of floating bars, and a power series on a numeric time axis (no date adapter).
 
 import { el } from './dom.js';
-import { fmtNumber, fmtPercent, fmtTick, fmtTime, t } from './i18n.js';
+import { fmtNumber, fmtPercent, fmtTick, fmtTime, inLanguage, t } from './i18n.js';
 
 export const STATES = ['running', 'idle', 'off', 'fault', 'maintenance', 'offline'];
 export const STATE_COLOURS = {
@@ -71,7 +71,7 @@ export function hoursChart(canvas, items) {
   return make(canvas, {
     type: 'bar',
     data: {
-      labels: items.map((i) => i.name || i.key),
+      labels: items.map((i) => inLanguage(i.name, i.name_en) || i.key),
       datasets: [
         { label: t('util.effective'), data: items.map((i) => i.effective_hours),
           backgroundColor: BLUE, yAxisID: 'y' },

@@ -28,6 +28,12 @@ export function t(key) {
   return strings[current]?.[key] ?? strings.en?.[key] ?? key;
 }
 
+/** Of a name the server gives in both languages, the one to show; Chinese when it has no
+ * English. */
+export function inLanguage(zh, en) {
+  return current === 'en' && en ? en : zh;
+}
+
 const locale = () => (current === 'zh' ? 'zh-CN' : 'en-GB');
 
 export function fmtTime(value, withDate = true) {

@@ -4,7 +4,7 @@
 import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el } from '../dom.js';
-import { fmtNumber, fmtTime, t } from '../i18n.js';
+import { fmtNumber, fmtTime, inLanguage, t } from '../i18n.js';
 import { attempt } from '../notice.js';
 
 const HOUR = 3600e3;
@@ -83,7 +83,8 @@ export function render(root, ctx) {
     const rows = [
       ['field.id', i.id], ['field.institution', i.institution_id], ['field.model', i.model],
       ['field.maker', i.maker],
-      ['field.category', i.category_name ? `${i.category_code} ${i.category_name}` : i.category_code],
+      ['field.category', i.category_name
+        ? `${i.category_code} ${inLanguage(i.category_name, i.category_name_en)}` : i.category_code],
       ['field.value', i.value_rmb === null ? null : fmtNumber(Number(i.value_rmb), 2)],
       ['field.location', i.location], ['field.open', yes(i.open_to_outside)],
       ['field.fee', i.fee_schedule], ['field.accepted', i.accepted_on],

@@ -6,7 +6,7 @@
 import { getJson } from '../api.js';
 import { chartBox, hoursChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
-import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
+import { fmtNumber, fmtPercent, fmtTime, inLanguage, t } from '../i18n.js';
 import { exportButtons, section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -14,7 +14,7 @@ const isoDate = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60e3).toIS
 
 const COLUMNS = [
   { key: 'key', label: 'util.group' },
-  { key: 'name', label: 'util.name' },
+  { key: 'name', label: 'util.name', format: (v, row) => inLanguage(v, row.name_en) },
   { key: 'instruments', label: 'util.instruments' },
   { key: 'sessions', label: 'util.sessions' },
   { key: 'effective_hours', label: 'util.effective', format: (v) => fmtNumber(v) },
