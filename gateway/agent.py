@@ -78,7 +78,9 @@ def build_probe(instrument: InstrumentConfig) -> Probe:
             power_node=cfg.power_node, scale=cfg.scale, user_node=cfg.user_node,
             metrics=cfg.metrics, username=cfg.username,
             password=None if cfg.password is None else cfg.password.get_secret_value(),
-            timeout_s=cfg.timeout_s,
+            security_policy=cfg.security_policy, security_mode=cfg.security_mode,
+            certificate=cfg.certificate, private_key=cfg.private_key,
+            server_certificate=cfg.server_certificate, timeout_s=cfg.timeout_s,
         )
     assert cfg.host is not None and cfg.address is not None
     return ModbusPowerProbe(

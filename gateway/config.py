@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -66,11 +67,49 @@ NodeIdText = Annotated[str, AfterValidator(_check_node_id)]
 """An OPC UA NodeId as written in files (``ns=2;s=Instrument.State`` or, namespace by URI,
 ``nsu=urn:vendor:hplc;s=Pump.State``), checked on loading and kept as written."""
 
+
+def _in_config_folder(path: Path, info: ValidationInfo) -> Path:
+    folder = info.context.get("folder") if isinstance(info.context, dict) else None
+    return folder / path if isinstance(folder, Path) and not path.is_absolute() else path
+
+
+LocalPath = Annotated[Path, AfterValidator(_in_config_folder)]
+"""A path on the gateway's computer: relative to the configuration file's folder when
+load_config reads one (it passes the folder as the validation context), else as given."""
+
+
+def _check_certificate(path: Path) -> Path:
+    from gateway.opcua_credentials import read_certificate
+
+    read_certificate(path)  # raises ValueError, as the two below
+    return path
+
+
+def _check_client_certificate(path: Path) -> Path:
+    from gateway.opcua_credentials import application_uri, read_certificate
+
+    application_uri(read_certificate(path), path)
+    return path
+
+
+def _check_private_key(path: Path) -> Path:
+    from gateway.opcua_credentials import read_private_key
+
+    read_private_key(path)
+    return path
+
+
+SecurityPolicyName = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep",
+                             "Aes256_Sha256_RsaPss"]
+"""The OPC UA security policies an opcua probe can use (gateway.opcua_probe.SECURITY_POLICIES)."""
+_SECURITY_FIELDS = ("security_mode", "certificate", "private_key", "server_certificate")
+"""The opcua keys that only a security policy other than None uses."""
+
 _OWN_FIELDS: dict[str, tuple[str, ...]] = {
     "modbus": ("host", "address"),
     "process": ("process", "busy_cpu_percent", "users"),
     "opcua": ("endpoint", "state_node", "states", "power_node", "user_node", "metrics",
-              "username", "password"),
+              "username", "password", "security_policy", *_SECURITY_FIELDS),
 }
 """Fields that only probes of one kind take: refused on the other kinds."""
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -80,6 +119,11 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 
 def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _listed_with(names: list[str], verb: str, plural: str) -> str:
+    """``a applies`` or ``a and b apply``: the names as a sentence's subject, with its verb."""
+    return f"{_listed(names)} {verb if len(names) == 1 else plural}"
 
 
 class ProbeConfig(_Config):
@@ -114,6 +158,14 @@ class ProbeConfig(_Config):
                                                   max_length=MAX_METRICS_PER_SAMPLE)
     username: str | None = Field(default=None, min_length=1)
     password: SecretStr | None = None
+    security_policy: SecurityPolicyName = "None"
+    security_mode: Literal["Sign", "SignAndEncrypt"] | None = None
+    """SignAndEncrypt when not given, with a security policy."""
+    certificate: Annotated[LocalPath, AfterValidator(_check_client_certificate)] | None = None
+    """The gateway's own certificate, which the server must trust."""
+    private_key: Annotated[LocalPath, AfterValidator(_check_private_key)] | None = None
+    server_certificate: Annotated[LocalPath, AfterValidator(_check_certificate)] | None = None
+    """When given, the only certificate the server may have (else the one it sends)."""
 
     @model_validator(mode="after")
     def _fields_of_the_kind(self) -> Self:
@@ -125,8 +177,7 @@ class ProbeConfig(_Config):
         for kind, names in _OWN_FIELDS.items():
             given = [name for name in names if kind != self.kind and self._given(name)]
             if given:
-                verb = "applies" if len(given) == 1 else "apply"
-                problems.append(f"{_listed(given)} {verb} to {kind} probes only")
+                problems.append(f"{_listed_with(given, 'applies', 'apply')} to {kind} probes only")
         if self.kind == "opcua":
             if self.state_node is None and self.power_node is None:
                 problems.append("an opcua probe needs state_node or power_node (or both): "
@@ -135,9 +186,29 @@ class ProbeConfig(_Config):
                 problems.append("states needs state_node")
             if self.password is not None and self.username is None:
                 problems.append("password needs username")
+            problems.extend(self._security_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _security_problems(self) -> list[str]:
+        """The security keys' consistency. The key is matched with the certificate here, since
+        a server would only refuse the connection without saying why."""
+        if self.security_policy == "None":
+            given = [name for name in _SECURITY_FIELDS if getattr(self, name) is not None]
+            return [f"{_listed_with(given, 'needs', 'need')} security_policy"] if given else []
+        certificate, key = self.certificate, self.private_key
+        if certificate is None or key is None:
+            missing = [name for name, path in (("certificate", certificate), ("private_key", key))
+                       if path is None]
+            return [f"security_policy {self.security_policy} needs {' and '.join(missing)}"]
+        from gateway.opcua_credentials import Credentials
+
+        try:
+            Credentials.read(certificate, key)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
 
     def _given(self, name: str) -> bool:
         field = type(self).model_fields[name]
@@ -156,7 +227,7 @@ class GatewayConfig(_Config):
     gateway_id: Identifier
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=r"^[A-Za-z0-9_.-]+$")
-    outbox_path: Path
+    outbox_path: LocalPath
     sample_interval_s: float = Field(default=60, gt=0)
     publish_interval_s: float = Field(default=300, gt=0)
     max_samples_per_message: int = Field(default=500, ge=1, le=MAX_SAMPLES_PER_MESSAGE)
@@ -188,7 +259,8 @@ class GatewayConfig(_Config):
 
 
 def load_config(path: Path) -> GatewayConfig:
-    """Read and validate a TOML file; relative ``outbox_path`` is taken from the file's folder.
+    """Read and validate a TOML file; relative paths in it (``outbox_path``, certificates) are
+    taken from the file's folder.
 
     Raises ConfigError with one line per problem, naming the offending key.
     """
@@ -201,10 +273,7 @@ def load_config(path: Path) -> GatewayConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", path=path) from exc
-    outbox = data.get("outbox_path")
-    if isinstance(outbox, str) and not Path(outbox).is_absolute():
-        data["outbox_path"] = str(path.parent / outbox)
     try:
-        return GatewayConfig.model_validate(data)
+        return GatewayConfig.model_validate(data, context={"folder": path.parent})
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid configuration\n{describe(exc)}", path=path) from exc

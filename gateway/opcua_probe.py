@@ -7,16 +7,29 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from asyncua import ua
 from asyncua.client.client import Client as OpcUaClient
 from asyncua.client.ua_client import UaClientState
+from asyncua.crypto.security_policies import (
+    SecurityPolicy,
+    SecurityPolicyAes128Sha256RsaOaep,
+    SecurityPolicyAes256Sha256RsaPss,
+    SecurityPolicyBasic256Sha256,
+    SecurityPolicyNone,
+)
 from asyncua.sync import ThreadLoop
-from asyncua.ua.uaerrors import UaError
+from asyncua.ua.status_codes import get_name_and_doc
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.errors import ProbeError
+from gateway.opcua_credentials import Credentials
 from gateway.probes import Reading
 from instrushare.protocol import IDENTIFIER_PATTERN, State
 
@@ -29,7 +42,25 @@ MACHINERY_ITEM_STATES: Mapping[str, State] = {
 """OPC UA for Machinery's MachineryItemState (OPC 40001-1), which LADS devices (OPC 30500)
 report: a state's StateNumber, or its name as the CurrentState text -> protocol state."""
 
+
+def _policy_name(policy_uri: str) -> str:
+    """A security policy's name, the end of its URI (``...SecurityPolicy#Basic256Sha256``)."""
+    return policy_uri.rpartition("#")[2]
+
+
+SECURITY_POLICIES: Mapping[str, type[SecurityPolicy]] = {
+    _policy_name(policy.URI): policy
+    for policy in (SecurityPolicyNone, SecurityPolicyBasic256Sha256,
+                   SecurityPolicyAes128Sha256RsaOaep, SecurityPolicyAes256Sha256RsaPss)
+}
+"""The security policies a probe may use, by name; the older ones that hash with SHA-1
+(Basic128Rsa15, Basic256) are deprecated by OPC UA and left out."""
+SECURITY_MODES: Mapping[str, ua.MessageSecurityMode] = {
+    mode.name: mode for mode in (ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt)
+}
+
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_T = TypeVar("_T")
 _ASYNCUA_LOG = logging.getLogger("asyncua")
 
 
@@ -48,6 +79,20 @@ def node_id(text: str) -> ua.NodeId:
         raise ValueError(f"{text!r}: give the namespace either by index (ns=2;...) "
                          "or by URI (nsu=<URI>;...)")
     return parsed
+
+
+def _one_of(key: str, name: str, choices: Mapping[str, _T]) -> _T:
+    if name not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, not {name!r}")
+    return choices[name]
+
+
+def _security_name(endpoint: ua.EndpointDescription) -> str:
+    """How an endpoint's security is written in the configuration: ``None`` or policy and
+    mode, such as ``Basic256Sha256 SignAndEncrypt``."""
+    policy = _policy_name(endpoint.SecurityPolicyUri)
+    mode = endpoint.SecurityMode
+    return policy if mode is ua.MessageSecurityMode.None_ else f"{policy} {mode.name}"
 
 
 def _namespace_uri(node: ua.NodeId) -> str | None:
@@ -72,6 +117,14 @@ class OpcUaProbe:
     A NodeId may give its namespace by URI (``nsu=``): the server's namespace array is read
     on each connect to find the URI's index, since a server may number its namespaces
     differently after a restart. Messages show NodeIds as configured.
+
+    With a ``security_policy`` other than ``None`` (see SECURITY_POLICIES), messages are signed
+    and, in ``security_mode`` SignAndEncrypt (the default), encrypted, with the gateway's
+    ``certificate`` and ``private_key``, read once when the probe is made. Before each connect
+    the server is asked for its endpoints, so that a server not offering the security asked
+    for fails the read naming what it does offer (asyncua's own error says less). The
+    endpoint's certificate is taken as the server's unless ``server_certificate`` is given,
+    which it must then equal.
     """
 
     def __init__(
@@ -86,10 +139,29 @@ class OpcUaProbe:
         metrics: Mapping[str, str] | None = None,
         username: str | None = None,
         password: str | None = None,
+        security_policy: str = "None",
+        security_mode: str | None = None,
+        certificate: Path | None = None,
+        private_key: Path | None = None,
+        server_certificate: Path | None = None,
         timeout_s: float = 2.0,
     ) -> None:
         if state_node is None and power_node is None:
             raise ValueError("an OPC UA probe needs state_node or power_node")
+        self._policy = _one_of("security_policy", security_policy, SECURITY_POLICIES)
+        if self._policy is SecurityPolicyNone:
+            if (security_mode, certificate, private_key, server_certificate) != (None,) * 4:
+                raise ValueError("security_mode, certificate, private_key and "
+                                 "server_certificate apply only with a security_policy")
+            self._mode = ua.MessageSecurityMode.None_
+            self._credentials = None
+        else:
+            if certificate is None or private_key is None:
+                raise ValueError(f"security_policy {security_policy} needs certificate and "
+                                 "private_key")
+            self._mode = _one_of("security_mode", security_mode or "SignAndEncrypt",
+                                 SECURITY_MODES)
+            self._credentials = Credentials.read(certificate, private_key, server_certificate)
         self.endpoint = endpoint
         self.state_node = state_node
         self.states = dict(MACHINERY_ITEM_STATES if states is None else states)
@@ -99,6 +171,8 @@ class OpcUaProbe:
         self.metrics = dict(metrics or {})
         self.username = username
         self._password = password
+        self.certificate = certificate
+        self.server_certificate = server_certificate
         self.timeout_s = timeout_s
         self._nodes = {text: node_id(text) for text in (state_node, power_node, user_node,
                                                         *self.metrics.values()) if text is not None}
@@ -165,8 +239,45 @@ class OpcUaProbe:
             client.set_user(self.username)
         if self._password is not None:
             client.set_password(self._password)
-        await client.connect()
+        endpoint = self._offered(await client.connect_and_get_server_endpoints())
+        if self._credentials is not None:
+            client.application_uri = self._credentials.application_uri
+            await client.set_security(
+                self._policy, self._credentials.certificate, self._credentials.private_key,
+                server_certificate=self._server_certificate(endpoint), mode=self._mode)
+        try:
+            await client.connect()
+        except UaStatusCodeError as exc:
+            name, doc = get_name_and_doc(exc.code)
+            if self._credentials is None or not name.startswith(("BadCertificate", "BadSecurity")):
+                raise
+            raise ProbeError(f"{self!r}: the server refused the connection secured with "
+                             f"{self.certificate}: {name} ({doc})") from exc
         return client
+
+    def _offered(self, endpoints: Sequence[ua.EndpointDescription]) -> ua.EndpointDescription:
+        """The server's endpoint with the configured security; a ProbeError naming the ones
+        it offers if there is none."""
+        for endpoint in endpoints:
+            if (endpoint.SecurityPolicyUri, endpoint.SecurityMode) == (self._policy.URI,
+                                                                       self._mode):
+                return endpoint
+        wanted = _security_name(ua.EndpointDescription(SecurityPolicyUri=self._policy.URI,
+                                                       SecurityMode=self._mode))
+        offered = ", ".join(sorted({_security_name(endpoint) for endpoint in endpoints}))
+        raise ProbeError(f"{self!r}: the server does not offer security {wanted}, only "
+                         f"{offered or 'nothing'}: see security_policy and security_mode")
+
+    def _server_certificate(self, endpoint: ua.EndpointDescription) -> bytes:
+        """The server's certificate (DER) to secure the connection with: the endpoint's,
+        unless another one is pinned."""
+        assert self._credentials is not None
+        sent = x509.load_der_x509_certificate(endpoint.ServerCertificate)
+        pinned = self._credentials.server_certificate
+        if pinned is not None and pinned != sent:
+            raise ProbeError(f"{self!r}: the server's certificate is not the one in "
+                             f"server_certificate ({self.server_certificate})")
+        return sent.public_bytes(serialization.Encoding.DER)
 
     async def _resolve(self, client: OpcUaClient) -> list[ua.NodeId]:
         """The nodes' NodeIds with each namespace URI replaced by the server's current index,

@@ -1,25 +1,37 @@
-"""OpcUaProbe against asyncua's own OPC UA server, on a free port in a thread."""
+"""OpcUaProbe against asyncua's own OPC UA server, on a free port in a thread, with and
+without message security."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import re
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, get_args
 
 import pytest
 from asyncua import ua
 from asyncua.common.node import Node
+from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
 from asyncua.sync import ThreadLoop
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from pydantic import ValidationError
 
 from gateway import (
@@ -33,7 +45,8 @@ from gateway import (
     load_config,
 )
 from gateway.agent import build_probe
-from gateway.config import InstrumentConfig, ProbeConfig
+from gateway.config import InstrumentConfig, ProbeConfig, SecurityPolicyName
+from gateway.opcua_probe import SECURITY_POLICIES
 from instrushare.protocol import EventType, State
 from tests.gateway.helpers import FastClock, Recorder, set_ingest
 from tests.services import free_port
@@ -70,13 +83,61 @@ class OneOperator(UserManager):
         return None
 
 
+class KeyPair(NamedTuple):
+    certificate: Path
+    private_key: Path
+
+
+def issue(folder: Path, name: str, names: list[x509.GeneralName],
+          encoding: Encoding = Encoding.PEM) -> KeyPair:
+    """A self-signed application certificate with these subject alternative names, and its
+    key (PEM), as ``name.crt`` and ``name.key``: the gateway reads either encoding whatever
+    the extension."""
+    key = cert_gen.generate_private_key()
+    certificate = cert_gen.generate_self_signed_app_certificate(
+        key, name, {}, names, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH])
+    pair = KeyPair(folder / f"{name}.crt", folder / f"{name}.key")
+    pair.certificate.write_bytes(certificate.public_bytes(encoding))
+    pair.private_key.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    return pair
+
+
+def application(name: str) -> list[x509.GeneralName]:
+    return [x509.UniformResourceIdentifier(f"urn:instrushare:test:{name}"),
+            x509.DNSName("localhost")]
+
+
+class Pki(NamedTuple):
+    """The secure server's certificate, the gateway's, which the server trusts, and a
+    stranger's, which it does not."""
+
+    server: KeyPair
+    gateway: KeyPair
+    stranger: KeyPair
+    trusted: Path
+    """The folder of the certificates the server trusts."""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    gateway = issue(folder, "gateway", application("gateway"))
+    trusted = folder / "trusted"
+    trusted.mkdir()
+    shutil.copy(gateway.certificate, trusted / "gateway.pem")  # asyncua reads *.pem, *.der
+    return Pki(issue(folder, "server", application("server"), Encoding.DER), gateway,
+               issue(folder, "stranger", application("stranger"), Encoding.DER), trusted)
+
+
 class InstrumentServer:
     """An instrument's OPC UA server whose variables the test writes; stop() and start() keep
     its address space and port. OTHER_NS is registered after the instrument's namespace or,
     with ``other_first``, before it: the instrument's namespace index then differs, as after
-    reconfiguring a real server."""
+    reconfiguring a real server. With ``pki``, it offers only Basic256Sha256 SignAndEncrypt,
+    to clients whose certificate it trusts."""
 
-    def __init__(self, port: int | None = None, *, other_first: bool = False) -> None:
+    def __init__(self, port: int | None = None, *, other_first: bool = False,
+                 pki: Pki | None = None) -> None:
         self.port = free_port() if port is None else port
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}"
         self.loop = ThreadLoop(timeout=10)
@@ -85,12 +146,14 @@ class InstrumentServer:
         self.server = Server(user_manager=OneOperator())
         self.variables: dict[str, Node] = {}
         self.namespace = 0
-        self.loop.post(self._build(other_first))
+        self.loop.post(self._build(other_first, pki))
 
-    async def _build(self, other_first: bool) -> None:
+    async def _build(self, other_first: bool, pki: Pki | None) -> None:
         await self.server.init()
         self.server.disable_clock()  # its one-second tick would make every stop() wait for it
         self.server.set_endpoint(self.endpoint)
+        if pki is not None:
+            await self._secure(pki)
         for uri in (OTHER_NS, INSTRUMENT_NS) if other_first else (INSTRUMENT_NS, OTHER_NS):
             index = await self.server.register_namespace(uri)
             instrument = await self.server.nodes.objects.add_object(
@@ -100,6 +163,17 @@ class InstrumentServer:
                 for name, (value, vtype) in VARIABLES.items()}
             if uri == INSTRUMENT_NS:
                 self.namespace, self.variables = index, variables
+
+    async def _secure(self, pki: Pki) -> None:
+        self.server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        await self.server.set_application_uri("urn:instrushare:test:server")
+        await self.server.load_certificate(pki.server.certificate, format="der")
+        await self.server.load_private_key(pki.server.private_key, format="pem")
+        trust = TrustStore([pki.trusted], [])
+        await trust.load()
+        self.server.set_certificate_validator(CertificateValidator(
+            CertificateValidatorOptions.TRUSTED_VALIDATION
+            | CertificateValidatorOptions.PEER_CLIENT, trust))
 
     def node(self, name: str) -> str:
         return f"ns={self.namespace};s=Instrument.{name}"
@@ -133,18 +207,53 @@ def server(instrument: InstrumentServer) -> InstrumentServer:
     return instrument
 
 
+@pytest.fixture(scope="module")
+def secure_instrument(pki: Pki) -> Iterator[InstrumentServer]:
+    server = InstrumentServer(pki=pki)
+    server.start()
+    yield server
+    server.stop()
+    server.loop.stop()
+
+
 @pytest.fixture
-def make_probe(server: InstrumentServer) -> Iterator[Callable[..., OpcUaProbe]]:
-    """Probes of the test's server, closed after the test."""
+def secure_server(secure_instrument: InstrumentServer) -> InstrumentServer:
+    secure_instrument.reset()
+    return secure_instrument
+
+
+@contextlib.contextmanager
+def probes_of(server: InstrumentServer) -> Iterator[Callable[..., OpcUaProbe]]:
+    """Makes probes of the server, closed at the end."""
     probes: list[OpcUaProbe] = []
 
     def make(**fields: Any) -> OpcUaProbe:
         probes.append(OpcUaProbe(endpoint=server.endpoint, timeout_s=0.5, **fields))
         return probes[-1]
 
-    yield make
-    for probe in probes:
-        probe.close()
+    try:
+        yield make
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+@pytest.fixture
+def make_probe(server: InstrumentServer) -> Iterator[Callable[..., OpcUaProbe]]:
+    with probes_of(server) as make:
+        yield make
+
+
+@pytest.fixture
+def make_secure_probe(secure_server: InstrumentServer) -> Iterator[Callable[..., OpcUaProbe]]:
+    with probes_of(secure_server) as make:
+        yield make
+
+
+def secured_as(pair: KeyPair, **fields: Any) -> dict[str, Any]:
+    """A probe's security fields: Basic256Sha256 (SignAndEncrypt by default) with this key pair."""
+    return {"security_policy": "Basic256Sha256", "certificate": pair.certificate,
+            "private_key": pair.private_key, **fields}
 
 
 def test_default_mapping_is_machinery_item_state(
@@ -325,6 +434,99 @@ def test_a_server_that_never_answers_fails_within_the_timeout() -> None:
         probe.close()
 
 
+def test_reads_with_a_login_over_an_encrypted_channel(
+    secure_server: InstrumentServer, pki: Pki, make_secure_probe: Callable[..., OpcUaProbe]
+) -> None:
+    nodes = {"state_node": secure_server.node("State"), "power_node": secure_server.node("Power")}
+    probe = make_secure_probe(**nodes, username="operator", password="s3cret",
+                              **secured_as(pki.gateway))
+    secure_server.set(State=3, Power=1250.0)
+    assert probe.read() == Reading(state=State.RUNNING, power_w=1250.0)
+    secure_server.set(State=2, Power=3.5)
+    assert probe.read() == Reading(state=State.IDLE, power_w=3.5)
+    wrong = make_secure_probe(**nodes, username="operator", password="guess",
+                              **secured_as(pki.gateway, security_mode="SignAndEncrypt"))
+    with pytest.raises(ProbeError, match="BadUserAccessDenied"):
+        wrong.read()
+
+
+def test_a_pinned_server_certificate_must_be_the_servers(
+    secure_server: InstrumentServer, pki: Pki, make_secure_probe: Callable[..., OpcUaProbe]
+) -> None:
+    pinned = make_secure_probe(power_node=secure_server.node("Power"), **secured_as(
+        pki.gateway, server_certificate=pki.server.certificate))
+    secure_server.set(Power=75.0)
+    assert pinned.read().power_w == 75.0
+    impostor = make_secure_probe(power_node=secure_server.node("Power"), **secured_as(
+        pki.gateway, server_certificate=pki.stranger.certificate))
+    with pytest.raises(ProbeError, match=re.escape(
+            "the server's certificate is not the one in server_certificate "
+            f"({pki.stranger.certificate})")):
+        impostor.read()
+
+
+@pytest.mark.parametrize(
+    ("security", "wanted"),
+    [
+        ({}, "None"),
+        ({"security_mode": "Sign"}, "Basic256Sha256 Sign"),
+        ({"security_policy": "Aes256_Sha256_RsaPss"}, "Aes256_Sha256_RsaPss SignAndEncrypt"),
+    ],
+)
+def test_security_the_server_does_not_offer_is_refused_naming_what_it_offers(
+    secure_server: InstrumentServer, pki: Pki, make_secure_probe: Callable[..., OpcUaProbe],
+    security: dict[str, str], wanted: str,
+) -> None:
+    fields = secured_as(pki.gateway, **security) if security else {}
+    probe = make_secure_probe(state_node=secure_server.node("State"), username="operator",
+                              password="s3cret", **fields)
+    message = (f"OpcUaProbe(127.0.0.1:{secure_server.port}): the server does not offer "
+               f"security {wanted}, only Basic256Sha256 SignAndEncrypt: see security_policy "
+               "and security_mode")
+    for _ in range(2):  # and again on the next connection
+        with pytest.raises(ProbeError, match=f"^{re.escape(message)}$"):
+            probe.read()
+
+
+def test_a_secure_probe_is_refused_by_a_server_without_security(
+    server: InstrumentServer, pki: Pki, make_probe: Callable[..., OpcUaProbe]
+) -> None:
+    probe = make_probe(state_node=server.node("State"), **secured_as(pki.gateway))
+    with pytest.raises(ProbeError, match="does not offer security Basic256Sha256 "
+                                         "SignAndEncrypt, only None:"):
+        probe.read()
+
+
+def test_a_certificate_the_server_does_not_trust_is_refused(
+    secure_server: InstrumentServer, pki: Pki, make_secure_probe: Callable[..., OpcUaProbe]
+) -> None:
+    probe = make_secure_probe(state_node=secure_server.node("State"),
+                              **secured_as(pki.stranger))
+    with pytest.raises(ProbeError, match=re.escape(
+            f"the server refused the connection secured with {pki.stranger.certificate}: "
+            "BadCertificateUntrusted (The certificate is not trusted.)")):
+        probe.read()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"security_policy": "Basic256Sha256"}, "needs certificate and private_key"),
+        ({"security_policy": "Basic256"}, "security_policy must be one of None, Basic256Sha256, "
+                                          "Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss"),
+        ({"security_mode": "Sign"}, "apply only with a security_policy"),
+        ({"security_mode": "Encrypt", "security_policy": "Basic256Sha256",
+          "certificate": Path("gw.crt"), "private_key": Path("gw.key")},
+         "security_mode must be one of Sign, SignAndEncrypt, not 'Encrypt'"),
+    ],
+)
+def test_a_probe_refuses_unknown_or_incomplete_security(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        OpcUaProbe(endpoint="opc.tcp://10.0.0.5:4840", power_node="ns=2;i=7", **fields)
+
+
 def test_probe_from_configuration_reads_with_its_credentials(server: InstrumentServer) -> None:
     config = InstrumentConfig.model_validate({"id": "hplc1", "probe": {
         "kind": "opcua", "endpoint": server.endpoint, "state_node": server.node("Mode"),
@@ -346,6 +548,23 @@ def test_probe_from_configuration_reads_with_its_credentials(server: InstrumentS
     default = build_probe(InstrumentConfig(id="hplc2", probe=ProbeConfig(
         kind="opcua", endpoint=server.endpoint, state_node=server.node("State"))))
     assert isinstance(default, OpcUaProbe) and default.states == MACHINERY_ITEM_STATES
+
+
+def test_probe_from_configuration_secures_its_connection(
+    secure_server: InstrumentServer, pki: Pki
+) -> None:
+    probe = build_probe(InstrumentConfig.model_validate({"id": "hplc1", "probe": {
+        "kind": "opcua", "endpoint": secure_server.endpoint,
+        "power_node": secure_server.node("Power"), "timeout_s": 0.5,
+        "security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt",
+        "certificate": str(pki.gateway.certificate), "private_key": str(pki.gateway.private_key),
+        "server_certificate": str(pki.server.certificate),
+    }}))
+    try:
+        secure_server.set(Power=640.0)  # the server offers nothing else: only secured reads
+        assert probe.read().power_w == 640.0
+    finally:
+        probe.close()
 
 
 def opcua(**fields: Any) -> dict[str, Any]:
@@ -376,6 +595,20 @@ def opcua(**fields: Any) -> dict[str, Any]:
           "metrics": {"t": "ns=2;i=8"}}, "state_node and metrics apply to opcua probes only"),
         ({"kind": "simulated", "endpoint": "opc.tcp://10.0.0.5:4840"},
          "endpoint applies to opcua probes only"),
+        (opcua(state_node="ns=2;i=7", security_policy="Basic256Sha256"),
+         "security_policy Basic256Sha256 needs certificate and private_key"),
+        (opcua(state_node="ns=2;i=7", security_policy="Basic128Rsa15"),
+         r"security_policy\n.*'None', 'Basic256Sha256', 'Aes128_Sha256_RsaOaep' or "
+         "'Aes256_Sha256_RsaPss'"),
+        (opcua(state_node="ns=2;i=7", security_mode="Sign"), "security_mode needs security_policy"),
+        (opcua(state_node="ns=2;i=7", security_policy="None", security_mode="SignAndEncrypt"),
+         "security_mode needs security_policy"),
+        (opcua(state_node="ns=2;i=7", security_policy="Basic256Sha256",
+               certificate="/nonexistent/gw.crt", private_key="/nonexistent/gw.key"),
+         r"(?s)certificate\n  Value error, /nonexistent/gw.crt: no such file.*"
+         r"\nprivate_key\n  Value error, /nonexistent/gw.key: no such file"),
+        ({"kind": "modbus", "host": "10.0.0.5", "address": 0, "security_policy": "Basic256Sha256"},
+         "security_policy applies to opcua probes only"),
     ],
 )
 def test_bad_opcua_configuration_names_the_problem(fields: dict[str, Any], message: str) -> None:
@@ -394,18 +627,80 @@ def test_node_ids_by_namespace_uri_are_valid_and_kept_as_written() -> None:
 
 @pytest.mark.parametrize("node", ["ns=3;q=Run", "nsu=urn:vendor:hplc;q=Run"])
 def test_a_bad_node_id_in_a_file_names_the_key(tmp_path: Path, node: str) -> None:
-    path = tmp_path / "gw.toml"
-    path.write_text('gateway_id = "gw1"\noutbox_path = "box.sqlite"\n[[instruments]]\n'
-                    'id = "hplc1"\nprobe = { kind = "opcua", endpoint = "opc.tcp://h:4840", '
-                    f'state_node = "{node}" }}\n')
+    path = write_config(tmp_path, f'{{ kind = "opcua", endpoint = "opc.tcp://h:4840", '
+                                  f'state_node = "{node}" }}')
     with pytest.raises(ConfigError,
                        match=rf"instruments\.0\.probe\.state_node: .*{re.escape(repr(node))}"):
         load_config(path)
 
 
+def test_config_and_probe_know_the_same_security_policies() -> None:
+    assert get_args(SecurityPolicyName) == tuple(SECURITY_POLICIES)
+
+
+def write_config(folder: Path, probe: str) -> Path:
+    """A gateway configuration file with one instrument and this probe (a TOML table)."""
+    path = folder / "gw.toml"
+    path.write_text('gateway_id = "gw1"\noutbox_path = "box.sqlite"\n[[instruments]]\n'
+                    f'id = "hplc1"\nprobe = {probe}\n')
+    return path
+
+
+def secure_probe_toml(certificate: Path | str, private_key: Path | str, **more: str) -> str:
+    fields = {"security_policy": "Basic256Sha256", "certificate": str(certificate),
+              "private_key": str(private_key), **more}
+    return ('{ kind = "opcua", endpoint = "opc.tcp://h:4840", state_node = "ns=2;i=7", '
+            + ", ".join(f'{key} = "{value}"' for key, value in fields.items()) + " }")
+
+
+def test_security_files_are_taken_from_the_configuration_folder(
+    tmp_path: Path, pki: Pki
+) -> None:
+    (tmp_path / "pki").mkdir()
+    for path in (*pki.gateway, pki.server.certificate):
+        shutil.copy(path, tmp_path / "pki" / path.name)
+    config = load_config(write_config(tmp_path, secure_probe_toml(
+        "pki/gateway.crt", "pki/gateway.key", server_certificate=str(pki.server.certificate),
+        security_mode="Sign")))
+    probe = config.instruments[0].probe
+    assert (probe.security_policy, probe.security_mode) == ("Basic256Sha256", "Sign")
+    assert (probe.certificate, probe.private_key, probe.server_certificate) == (
+        tmp_path / "pki" / "gateway.crt", tmp_path / "pki" / "gateway.key",
+        pki.server.certificate)
+    missing = write_config(tmp_path, secure_probe_toml("certs/gw.crt", "pki/gateway.key"))
+    with pytest.raises(ConfigError, match=re.escape(
+            f"instruments.0.probe.certificate: Value error, {tmp_path}/certs/gw.crt: "
+            "no such file")):
+        load_config(missing)
+
+
+def test_unusable_security_files_are_refused_on_loading(tmp_path: Path, pki: Pki) -> None:
+    junk = tmp_path / "junk.crt"
+    junk.write_text("not a certificate")
+    no_uri = issue(tmp_path, "no-uri", [x509.DNSName("localhost")])
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(cert_gen.generate_private_key().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(b"pw")))
+    for (certificate, key), message in [
+        ((junk, pki.gateway.private_key), f"certificate: Value error, {junk} is not an X.509 "
+                                          "certificate (PEM or DER)"),
+        (no_uri, f"certificate: Value error, {no_uri.certificate} has no application URI"),
+        ((pki.gateway.certificate, locked), f"private_key: Value error, {locked}: the key is "
+                                            "encrypted"),
+        ((pki.gateway.certificate, pki.stranger.certificate),
+         f"private_key: Value error, {pki.stranger.certificate} is not a private key"),
+        ((pki.gateway.certificate, pki.stranger.private_key),
+         f"probe: Value error, private_key {pki.stranger.private_key} is not the key of "
+         f"certificate {pki.gateway.certificate}"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(write_config(tmp_path, secure_probe_toml(certificate, key)))
+
+
 def test_agent_samples_what_the_server_says_and_closes_the_probe(
     tmp_path: Path, mqtt_url: str, topic_prefix: str, server: InstrumentServer
 ) -> None:
+    earlier_loops = {t for t in threading.enumerate() if isinstance(t, ThreadLoop)}  # servers
     rec = Recorder(mqtt_url, f"{topic_prefix}/gw/#")
     set_ingest(mqtt_url, topic_prefix, "online")
     config = GatewayConfig.model_validate({
@@ -432,7 +727,7 @@ def test_agent_samples_what_the_server_says_and_closes_the_probe(
     assert agent.wait_drained(10), agent.stats
     agent.stop()
     assert not [t for t in threading.enumerate()
-                if isinstance(t, ThreadLoop) and t is not server.loop]  # the probe's loop ended
+                if isinstance(t, ThreadLoop) and t not in earlier_loops]  # the probe's loop ended
     rec.wait_for(lambda r: sum(len(m.samples) for m in r.first_arrivals()) >= 2)
     messages = rec.first_arrivals()
     samples = [s for m in messages for s in m.samples]
