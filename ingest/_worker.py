@@ -337,8 +337,10 @@ class IngestWorker:
             store.close()
         stats = self.stats
         logger.info(
-            "ingest worker %s stopped: %d received, %d written, %d duplicates, %d acked",
-            self._config.worker_id, stats.received, stats.written, stats.duplicates, stats.acked,
+            "ingest worker %s stopped: %d received (gateway status included), %d data messages"
+            " written, %d duplicates, %d dead-lettered, %d acked", self._config.worker_id,
+            stats.received, stats.written, stats.duplicates, sum(stats.dead_lettered.values()),
+            stats.acked,
         )
 
 

@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,20 @@ class EmbeddedPostgres:
             self._server = None
 
 
+class _Snapshots(dict[str, Any]):
+    """A dict whose loops run over a copy. amqtt 0.12 loops over its subscriptions with awaits
+    inside the loop (sending a connecting client the retained messages, delivering a
+    message), so a client subscribing or leaving meanwhile changes the dict: "dictionary
+    changed size during iteration", and the connecting client is dropped. Seen when the
+    demo's gateways reconnect together."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().__iter__()))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(super().items())
+
+
 class EmbeddedBroker:
     """An amqtt broker on 127.0.0.1, running its own event loop in a thread."""
 
@@ -92,6 +107,7 @@ class EmbeddedBroker:
         }
         try:
             self._broker = Broker(config, loop=self._loop)
+            self._broker._subscriptions = _Snapshots(self._broker._subscriptions)
             self._loop.run_until_complete(self._broker.start())
         except BaseException as exc:  # reported to start()
             self._error = exc
