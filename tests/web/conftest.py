@@ -25,8 +25,11 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: while Playwright's sync API is open it keeps an event loop
+    running in the main thread, under which the tests calling asyncio.run fail; closed with
+    its module, it lets the suite run in any order."""
     assert shutil.which(CHROMIUM) is not None, (
         f"{CHROMIUM} not found: install the Debian package chromium (apt-get install chromium;"
         " .ci/run does it) or set CHROMIUM_PATH"
