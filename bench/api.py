@@ -1,8 +1,8 @@
 """Benchmark of monitor_api: the status board of 10,000 instruments and a one-year
 utilisation report for 3,000 instruments with synthetic usage sessions.
 
-Creates a scratch database (dropped afterwards), serves the API with uvicorn on a free port
-and prints one JSON line with median and p95 (nearest rank) latencies in milliseconds.
+Creates a scratch database (dropped afterwards), serves the API with ``instrushare api`` in
+a process of its own on a free port and prints one JSON line with median and p95 (nearest rank) latencies in milliseconds.
 
     python bench/api.py [--instruments 10000] [--reported 3000] [--sessions 250] [--runs 30]
                         [--sample-days 1]
@@ -36,7 +36,8 @@ import os
 import random
 import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -44,11 +45,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
-import uvicorn
 from psycopg import conninfo, sql
 
 from instrushare.db import migrate
-from monitor_api import ApiSettings, create_app
+from monitor_api import ApiSettings
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
 
@@ -236,6 +236,26 @@ def _stats(measured: tuple[float, list[float]]) -> dict[str, float]:
             "cold_ms": round(cold, 1)}
 
 
+def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    """``instrushare api`` in a process of its own, as deployed: the benchmark's client,
+    reading megabytes of JSON, does not share its interpreter. Rollups are left to the
+    reports (cold_ms: the first report fills them)."""
+    env = {**os.environ, "DATABASE_URL": url, "INSTRUSHARE_API_ROLLUP_INTERVAL_S": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "instrushare", "api", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
+            return server
+        except httpx.HTTPError:
+            if server.poll() is not None:
+                break
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"instrushare api did not come up on port {port}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instruments", type=int, default=10_000)
@@ -262,12 +282,7 @@ def main() -> None:
         settings = ApiSettings(database_url=url, rollup_interval_s=0)  # cold_ms: reports fill it
         token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
-                                               port=port, log_level="warning", ws="none"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
+        server = _serve(url, port)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600,
                               headers={"Authorization": f"Bearer {token}"}) as client:
@@ -302,8 +317,8 @@ def main() -> None:
                 evaluation = _measure(client, "/evaluation/2025/instruments", {"limit": "1000"},
                                       args.report_runs)
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+            server.terminate()
+            server.wait(30)
         bare_board = _measure_sql(url, BARE_BOARD, {}, args.runs)
         year_bounds = {"lo": datetime(2024, 12, 31, 16, tzinfo=UTC),
                        "hi": datetime(2025, 12, 31, 16, tzinfo=UTC)}
