@@ -1,0 +1,42 @@
+"""bench/ingest.py end to end with tiny parameters: one JSON line whose figures add up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "ingest.py"
+MESSAGES, BATCHED, PER_MESSAGE = 2_000, 200, 10
+
+
+def test_ingest_bench_prints_one_consistent_json_line() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--messages", str(MESSAGES), "--batched-messages",
+         str(BATCHED), "--samples-per-message", str(PER_MESSAGE), "--rounds", "1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    result = json.loads(lines[0])
+
+    assert result["bench"] == "ingest"
+    for scenario, per_message in ((result["single_sample"], 1),
+                                  (result["batched"], PER_MESSAGE)):
+        rate = scenario["messages_per_s"]
+        assert rate > 0
+        assert scenario["samples_per_s"] == pytest.approx(rate * per_message, abs=per_message)
+        copy = max(scenario["copy_binary_rows_per_s"], scenario["copy_text_rows_per_s"])
+        for ratio, expected in (
+            ("ratio_vs_bare_receive", rate / scenario["bare_receive_messages_per_s"]),
+            ("ratio_vs_lean_receive", rate / scenario["lean_receive_messages_per_s"]),
+            ("ratio_vs_copy", rate * per_message / copy),
+        ):
+            assert scenario[ratio] == pytest.approx(expected, rel=0.01, abs=0.002), ratio
+        assert scenario["rounds"] == [{k: v for k, v in scenario.items()
+                                       if k.startswith("ratio")}]
+    assert result["batched"]["samples_per_message"] == PER_MESSAGE
