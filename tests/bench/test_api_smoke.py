@@ -3,19 +3,13 @@ served by a process of its own that is gone afterwards, the scratch database dro
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import psutil
 import psycopg
 import pytest
 
+from tests.bench.helpers import run_bench
 from tests.conftest import PG_ADMIN_URL
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "api.py"
 INSTRUMENTS, REPORTED, SESSIONS, RUNS = 200, 30, 4, 2
 
 
@@ -37,17 +31,9 @@ def _api_servers() -> set[int]:
 
 def test_api_bench_prints_one_consistent_json_line() -> None:
     before = _bench_databases(), _api_servers()
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--instruments", str(INSTRUMENTS), "--reported",
-         str(REPORTED), "--sessions", str(SESSIONS), "--runs", str(RUNS), "--report-runs",
-         str(RUNS)],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "BENCH_PG_ADMIN_URL": PG_ADMIN_URL},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    result = json.loads(lines[0])
+    result = run_bench("api.py", "--instruments", INSTRUMENTS, "--reported", REPORTED,
+                       "--sessions", SESSIONS, "--runs", RUNS, "--report-runs", RUNS,
+                       timeout=300, env={"BENCH_PG_ADMIN_URL": PG_ADMIN_URL})
 
     board, year = result["status_board"], result["utilisation_year"]
     assert board["instruments"] == INSTRUMENTS and board["runs"] == RUNS

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "ingest.py"
+from tests.bench.helpers import run_bench
+
 MESSAGES, BATCHED, PER_MESSAGE = 2_000, 200, 10
 
 
 def test_ingest_bench_prints_one_consistent_json_line() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--messages", str(MESSAGES), "--batched-messages",
-         str(BATCHED), "--samples-per-message", str(PER_MESSAGE), "--rounds", "1"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    result = json.loads(lines[0])
+    result = run_bench("ingest.py", "--messages", MESSAGES, "--batched-messages", BATCHED,
+                       "--samples-per-message", PER_MESSAGE, "--rounds", 1, timeout=300)
 
-    assert result["bench"] == "ingest"
     for scenario, per_message in ((result["single_sample"], 1),
                                   (result["batched"], PER_MESSAGE)):
         rate = scenario["messages_per_s"]

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests.bench.helpers import run_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "latency.py"
 RATE, DURATION, WARMUP, PROBE_EVERY = 200, 3.0, 0.5, 0.1
 
 
 def test_latency_bench_prints_one_consistent_json_line() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--instruments", "40", "--rate", str(RATE),
-         "--duration", str(DURATION), "--warmup", str(WARMUP),
-         "--probe-interval", str(PROBE_EVERY), "--idle", "0.5"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    result = json.loads(lines[0])
+    result = run_bench("latency.py", "--instruments", 40, "--rate", RATE, "--duration", DURATION,
+                       "--warmup", WARMUP, "--probe-interval", PROBE_EVERY, "--idle", 0.5,
+                       timeout=120)
 
-    assert result["bench"] == "latency"
     load = result["load"]
     assert load["published"] == RATE * DURATION
     assert load["stored"] == load["published"]  # every message stored once, none dead-lettered
