@@ -2,7 +2,8 @@
 utilisation report for 3,000 instruments with synthetic usage sessions.
 
 Creates a scratch database (dropped afterwards), serves the API with ``instrushare api`` in
-a process of its own on a free port and prints one JSON line with median and p95 (nearest rank) latencies in milliseconds.
+a process of its own on a free port and prints one JSON line with median and p95 (nearest
+rank) latencies in milliseconds.
 
     python bench/api.py [--instruments 10000] [--reported 3000] [--sessions 250] [--runs 30]
                         [--sample-days 1]

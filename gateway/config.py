@@ -121,11 +121,6 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _listed_with(names: list[str], verb: str, plural: str) -> str:
-    """``a applies`` or ``a and b apply``: the names as a sentence's subject, with its verb."""
-    return f"{_listed(names)} {verb if len(names) == 1 else plural}"
-
-
 class ProbeConfig(_Config):
     """Where readings come from: ``simulated`` (set by a program), a ``modbus`` power meter,
     the acquisition software's ``process`` on the gateway's computer or the instrument's own
@@ -177,7 +172,8 @@ class ProbeConfig(_Config):
         for kind, names in _OWN_FIELDS.items():
             given = [name for name in names if kind != self.kind and self._given(name)]
             if given:
-                problems.append(f"{_listed_with(given, 'applies', 'apply')} to {kind} probes only")
+                verb = "applies" if len(given) == 1 else "apply"
+                problems.append(f"{_listed(given)} {verb} to {kind} probes only")
         if self.kind == "opcua":
             if self.state_node is None and self.power_node is None:
                 problems.append("an opcua probe needs state_node or power_node (or both): "
@@ -194,18 +190,12 @@ class ProbeConfig(_Config):
     def _security_problems(self) -> list[str]:
         """The security keys' consistency. The key is matched with the certificate here, since
         a server would only refuse the connection without saying why."""
-        if self.security_policy == "None":
-            given = [name for name in _SECURITY_FIELDS if getattr(self, name) is not None]
-            return [f"{_listed_with(given, 'needs', 'need')} security_policy"] if given else []
-        certificate, key = self.certificate, self.private_key
-        if certificate is None or key is None:
-            missing = [name for name, path in (("certificate", certificate), ("private_key", key))
-                       if path is None]
-            return [f"security_policy {self.security_policy} needs {' and '.join(missing)}"]
-        from gateway.opcua_credentials import Credentials
+        from gateway.opcua_credentials import read_security
 
         try:
-            Credentials.read(certificate, key)
+            read_security(self.security_policy, mode=self.security_mode,
+                          certificate=self.certificate, private_key=self.private_key,
+                          server_certificate=self.server_certificate)
         except ValueError as exc:
             return [str(exc)]
         return []

@@ -94,3 +94,25 @@ class Credentials:
             server_certificate=None if server_certificate is None
             else read_certificate(server_certificate),
         )
+
+
+def read_security(policy: str, *, mode: str | None, certificate: Path | None,
+                  private_key: Path | None, server_certificate: Path | None
+                  ) -> Credentials | None:
+    """The credentials a security ``policy`` other than ``None`` secures a connection with
+    (None for ``None``), checking that the keys given go together: ValueError naming what is
+    missing, superfluous or not what it should be. The configuration and the probe both ask
+    it, so that a file is judged the same way when loaded and when used."""
+    if policy == "None":
+        given = [name for name, value in (
+            ("security_mode", mode), ("certificate", certificate), ("private_key", private_key),
+            ("server_certificate", server_certificate)) if value is not None]
+        if given:
+            verb = "needs" if len(given) == 1 else "need"
+            raise ValueError(f"{' and '.join(given)} {verb} security_policy")
+        return None
+    if certificate is None or private_key is None:
+        missing = [name for name, path in (("certificate", certificate),
+                                           ("private_key", private_key)) if path is None]
+        raise ValueError(f"security_policy {policy} needs {' and '.join(missing)}")
+    return Credentials.read(certificate, private_key, server_certificate)

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.errors import ProbeError
-from gateway.opcua_credentials import Credentials
+from gateway.opcua_credentials import read_security
 from gateway.probes import Reading
 from instrushare.protocol import IDENTIFIER_PATTERN, State
 
@@ -149,19 +149,12 @@ class OpcUaProbe:
         if state_node is None and power_node is None:
             raise ValueError("an OPC UA probe needs state_node or power_node")
         self._policy = _one_of("security_policy", security_policy, SECURITY_POLICIES)
-        if self._policy is SecurityPolicyNone:
-            if (security_mode, certificate, private_key, server_certificate) != (None,) * 4:
-                raise ValueError("security_mode, certificate, private_key and "
-                                 "server_certificate apply only with a security_policy")
-            self._mode = ua.MessageSecurityMode.None_
-            self._credentials = None
-        else:
-            if certificate is None or private_key is None:
-                raise ValueError(f"security_policy {security_policy} needs certificate and "
-                                 "private_key")
-            self._mode = _one_of("security_mode", security_mode or "SignAndEncrypt",
-                                 SECURITY_MODES)
-            self._credentials = Credentials.read(certificate, private_key, server_certificate)
+        self._mode = (ua.MessageSecurityMode.None_ if self._policy is SecurityPolicyNone
+                      else _one_of("security_mode", security_mode or "SignAndEncrypt",
+                                   SECURITY_MODES))
+        self._credentials = read_security(
+            security_policy, mode=security_mode, certificate=certificate,
+            private_key=private_key, server_certificate=server_certificate)
         self.endpoint = endpoint
         self.state_node = state_node
         self.states = dict(MACHINERY_ITEM_STATES if states is None else states)

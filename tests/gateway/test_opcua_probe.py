@@ -514,7 +514,9 @@ def test_a_certificate_the_server_does_not_trust_is_refused(
         ({"security_policy": "Basic256Sha256"}, "needs certificate and private_key"),
         ({"security_policy": "Basic256"}, "security_policy must be one of None, Basic256Sha256, "
                                           "Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss"),
-        ({"security_mode": "Sign"}, "apply only with a security_policy"),
+        ({"security_mode": "Sign"}, "security_mode needs security_policy"),
+        ({"certificate": Path("gw.crt"), "private_key": Path("gw.key")},
+         "certificate and private_key need security_policy"),
         ({"security_mode": "Encrypt", "security_policy": "Basic256Sha256",
           "certificate": Path("gw.crt"), "private_key": Path("gw.key")},
          "security_mode must be one of Sign, SignAndEncrypt, not 'Encrypt'"),
