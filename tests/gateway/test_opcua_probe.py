@@ -192,13 +192,22 @@ class InstrumentServer:
         self.loop.post(self.server.stop())
 
 
+@contextlib.contextmanager
+def running(server: InstrumentServer) -> Iterator[InstrumentServer]:
+    """The server listening until the block ends, then stopped with its thread."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.loop.stop()
+
+
 @pytest.fixture(scope="module")
 def instrument() -> Iterator[InstrumentServer]:
-    server = InstrumentServer()  # building the address space takes about a second: shared
-    server.start()
-    yield server
-    server.stop()
-    server.loop.stop()
+    # building the address space takes about a second: shared by the module's tests
+    with running(InstrumentServer()) as server:
+        yield server
 
 
 @pytest.fixture
@@ -209,11 +218,8 @@ def server(instrument: InstrumentServer) -> InstrumentServer:
 
 @pytest.fixture(scope="module")
 def secure_instrument(pki: Pki) -> Iterator[InstrumentServer]:
-    server = InstrumentServer(pki=pki)
-    server.start()
-    yield server
-    server.stop()
-    server.loop.stop()
+    with running(InstrumentServer(pki=pki)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -410,14 +416,12 @@ def test_a_namespace_renumbered_by_a_restart_is_followed(
     assert renumbered.namespace != server.namespace
     server.stop()
     try:
-        renumbered.start()
-        renumbered.set(State=1, Power=5.0)  # the old index now holds OTHER_NS: 2 and 0.0
-        with contextlib.suppress(ProbeError):  # unless the lost connection was noticed already
-            probe.read()
-        assert probe.read() == Reading(state=State.FAULT, power_w=5.0)
+        with running(renumbered):
+            renumbered.set(State=1, Power=5.0)  # the old index now holds OTHER_NS: 2 and 0.0
+            with contextlib.suppress(ProbeError):  # unless the lost connection was noticed
+                probe.read()
+            assert probe.read() == Reading(state=State.FAULT, power_w=5.0)
     finally:
-        renumbered.stop()
-        renumbered.loop.stop()
         server.start()
 
 
