@@ -26,7 +26,6 @@ from asyncua.sync import ThreadLoop
 from asyncua.ua.status_codes import get_name_and_doc
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from gateway.errors import ProbeError
 from gateway.opcua_credentials import read_security
@@ -265,12 +264,12 @@ class OpcUaProbe:
         """The server's certificate (DER) to secure the connection with: the endpoint's,
         unless another one is pinned."""
         assert self._credentials is not None
-        sent = x509.load_der_x509_certificate(endpoint.ServerCertificate)
+        sent: bytes = endpoint.ServerCertificate
         pinned = self._credentials.server_certificate
-        if pinned is not None and pinned != sent:
+        if pinned is not None and pinned != x509.load_der_x509_certificate(sent):
             raise ProbeError(f"{self!r}: the server's certificate is not the one in "
                              f"server_certificate ({self.server_certificate})")
-        return sent.public_bytes(serialization.Encoding.DER)
+        return sent
 
     async def _resolve(self, client: OpcUaClient) -> list[ua.NodeId]:
         """The nodes' NodeIds with each namespace URI replaced by the server's current index,
