@@ -25,6 +25,21 @@ one pass (``institution_root()`` per row costs a recursive query each)."""
 INSTITUTION_ROOTS = ROOTS_CTE + "SELECT id, root FROM roots"
 """Every institution with its top-level one."""
 
+TREE_CTE = """
+WITH RECURSIVE tree(id) AS (
+    SELECT id FROM institution WHERE id = %(institution)s
+    UNION SELECT c.id FROM institution c JOIN tree ON c.parent_id = tree.id
+)
+"""
+"""``tree``: the institution ``%(institution)s`` and its sub-units, all levels down; every
+``institution_id`` filter means this (an analysis centre is part of its university)."""
+
+
+async def institution_tree(conn: Conn, institution: str) -> frozenset[str]:
+    """The institution and its sub-units, all levels down."""
+    rows = await fetch_all(conn, TREE_CTE + "SELECT id FROM tree", {"institution": institution})
+    return frozenset(r["id"] for r in rows)
+
 
 class Where:
     """Collect ``AND``-ed conditions with their parameters."""
@@ -41,6 +56,10 @@ class Where:
         if not self.parts:
             return sql.SQL("TRUE")
         return sql.SQL(" AND ").join(self.parts)
+
+    def in_tree(self, column: str, institution: str) -> None:
+        """``column`` is ``institution`` or one of its sub-units (``TREE_CTE``)."""
+        self.add(f"{column} IN ({TREE_CTE} SELECT id FROM tree)", institution=institution)
 
     def visible_to(self, caller: Principal, *, user_column: str | None) -> None:
         """Users see their own rows, lab managers their institution tree's (instrument ``i``).

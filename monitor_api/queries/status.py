@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor_api.db import Conn, fetch_all, fetch_one
-from monitor_api.queries.common import Where, page
+from monitor_api.queries.common import TREE_CTE, Where, page
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
 # announced itself offline; otherwise the state last reported. A short page streams in id
@@ -14,13 +14,7 @@ from monitor_api.queries.common import Where, page
 # joins. The rows come back in binary format and the route encodes them with
 # orjson: for the 10,000-instrument board ~25 % faster than ``json_agg`` inside PostgreSQL
 # (60-65 against 80-88 ms, measured side by side).
-_TREE = """
-WITH RECURSIVE tree(id) AS (
-    SELECT id FROM institution WHERE id = %(institution)s
-    UNION SELECT c.id FROM institution c JOIN tree ON c.parent_id = tree.id
-)
-"""
-_BOARD = _TREE + """
+_BOARD = TREE_CTE + """
 SELECT * FROM (
     SELECT i.id AS instrument_id, i.institution_id, o.online,
            CASE WHEN %(as_listed)s THEN i.listing->>'name' ELSE i.name END AS name,
@@ -70,12 +64,6 @@ async def status_board(
     return await page(conn, select=_BOARD, where=where, order="instrument_id", limit=limit,
                       offset=offset, binary=True)
 
-
-async def institution_tree(conn: Conn, institution: str) -> frozenset[str]:
-    """The institution and its sub-units, all levels down: the scope ``institution`` gives
-    the board."""
-    rows = await fetch_all(conn, _TREE + "SELECT id FROM tree", {"institution": institution})
-    return frozenset(r["id"] for r in rows)
 
 
 def in_scope(

@@ -111,7 +111,7 @@ async def list_instruments(
     where = Where()
     where.visible_to(caller, user_column=None)
     if institution_id is not None:
-        where.add("i.institution_id = %(inst)s", inst=institution_id)
+        where.in_tree("i.institution_id", institution_id)
     if category is not None:
         where.add(f"{_catalogue(caller, 'category_code')} LIKE %(cat)s", cat=category + "%")
     if open_to_outside is not None:

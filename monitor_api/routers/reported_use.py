@@ -86,8 +86,8 @@ async def reported_against_measured(
     """Each reported instrument's hours next to the measured ones, flagged when they differ
     by more than the tolerance; a lab manager sees their own institution's."""
     evaluated = evaluated_year(year)
-    institutions = scope(caller, None)
     async with pool.connection() as conn:
+        institutions = await scope(conn, caller, None)
         reports = await fetch_all(
             conn,
             "SELECT r.*, i.name, i.institution_id, i.monitored_since FROM reported_use r"

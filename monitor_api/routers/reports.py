@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from instrushare.protocol import Identifier
 from monitor_api.auth import Principal, ReportReader
 from monitor_api.categories import CATEGORY_WORDS
-from monitor_api.db import DbPool, Pool, Settings, fetch_all
+from monitor_api.db import Conn, DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.queries.common import institution_tree
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
 from monitor_api.schemas import Category, Day, Limit, Offset, Page, page_of
@@ -40,15 +41,14 @@ class ServiceRecordReport(Page[ServiceRecordRow]):
     end: date
 
 
-def scope(caller: Principal, institution_id: str | None) -> list[str] | None:
-    """Institutions a report may cover: lab managers only their own tree."""
-    if caller.reads_all:
-        return [institution_id] if institution_id is not None else None
+async def scope(conn: Conn, caller: Principal, institution_id: str | None) -> list[str] | None:
+    """Institutions a report covers: ``institution_id`` and its sub-units, None for all;
+    lab managers only their own tree."""
     if institution_id is None:
-        return sorted(caller.institutions)
-    if institution_id not in caller.institutions:
+        return None if caller.reads_all else sorted(caller.institutions)
+    if not caller.reads_all and institution_id not in caller.institutions:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
-    return [institution_id]
+    return sorted(await institution_tree(conn, institution_id))
 
 
 def _period(start: date, end: date) -> tuple[datetime, datetime]:
@@ -99,8 +99,10 @@ async def utilisation(
 
     JSON is paged; CSV and XLSX hold every row. Definitions: docs/metrics.md.
     """
+    async with pool.connection() as conn:
+        institutions = await scope(conn, caller, institution_id)
     rows, period_s = await utilisation_rows(
-        pool, settings, start=start, end=end, institutions=scope(caller, institution_id),
+        pool, settings, start=start, end=end, institutions=institutions,
         category=category, region=region, with_availability=availability,
     )
     names = None
@@ -143,7 +145,7 @@ async def service_record_register(
     paged = format is Format.JSON
     async with pool.connection() as conn:
         found = await service_records(
-            conn, lo=lo, hi=hi, institutions=scope(caller, institution_id),
+            conn, lo=lo, hi=hi, institutions=await scope(conn, caller, institution_id),
             instrument_id=instrument_id, limit=limit if paged else None,
             offset=offset if paged else 0)
     body = {"start": start, "end": end, **found}

@@ -17,6 +17,7 @@ from monitor_api.auth import Caller, Principal, Reader, Role
 from monitor_api.db import DbConn, Pool, Settings
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
+from monitor_api.queries.common import institution_tree
 from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import Category, Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
@@ -238,7 +239,7 @@ async def _events(
                 category=category, state=None, as_listed=as_listed, limit=1_000_000,
                 offset=0,
             )
-            tree = None if institution is None else await q.institution_tree(conn, institution)
+            tree = None if institution is None else await institution_tree(conn, institution)
         seen = {item["instrument_id"]: _key(item) for item in board["items"]}
         # the feed's items carry the registry's live name and category
         listed = {item["instrument_id"]: item for item in board["items"]} if as_listed else {}

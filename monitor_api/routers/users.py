@@ -76,7 +76,7 @@ async def list_users(
     if not caller.reads_all:
         where.add("institution_id = ANY(%(mine)s)", mine=list(caller.institutions))
     if institution_id is not None:
-        where.add("institution_id = %(inst)s", inst=institution_id)
+        where.in_tree("institution_id", institution_id)
     if approved is not None:
         where.add("approved = %(approved)s", approved=approved)
     return await page(

@@ -211,6 +211,8 @@ def test_lab_manager_lists_only_their_institutions_instruments(api: Api) -> None
         assert other.get("/instruments/xrd").status_code == 200
     with api.as_("manager") as mgr:  # the sub-unit's instruments are the manager's
         assert [i["id"] for i in mgr.get("/instruments").json()["items"]] == ["nmr", "sem"]
+        assert [i["id"] for i in mgr.get("/instruments", params={
+            "institution_id": "uni"}).json()["items"]] == ["nmr", "sem"]  # sub-unit included
     for who in ("admin", "evaluator", "user"):  # the registry stays public to the others
         with api.as_(who) as c:
             assert c.get("/instruments").json()["total"] == 4, who

@@ -139,6 +139,16 @@ def test_sessions_crossing_the_period_end(seeded: Api) -> None:
     assert nmr["effective_hours"] == pytest.approx(11.5)
 
 
+def test_an_institution_filter_covers_its_sub_units(seeded: Api) -> None:
+    assert set(_report(seeded, institution_id="uni")) == {"nmr", "sem"}  # owned by uni-ac
+    assert set(_report(seeded, institution_id="uni-ac")) == {"nmr", "sem"}
+    assert set(_report(seeded, institution_id="other")) == {"xrd"}
+    with seeded.as_("manager") as mgr:  # of uni: its sub-unit is theirs
+        r = mgr.get("/reports/utilisation", params={
+            "start": "2026-03-10", "end": "2026-03-10", "institution_id": "uni-ac"})
+    assert {item["key"] for item in r.json()["items"]} == {"nmr", "sem"}
+
+
 def test_groups(seeded: Api) -> None:
     by_inst = _report(seeded, group_by="institution")
     assert set(by_inst) == {"uni", "other", "incub"}
