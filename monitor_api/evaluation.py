@@ -14,6 +14,7 @@ from typing import Any
 from monitor_api.exports import Labels
 from monitor_api.report import period_bounds
 from monitor_api.settings import EvaluationRules
+from monitor_api.workdays import add_working_days
 
 GRADES = (("优秀", "excellent"), ("良好", "good"), ("合格", "pass"), ("不合格", "fail"))
 REGISTRY_FIELDS = ("model", "maker", "category_code", "value_rmb", "accepted_on", "location")
@@ -120,8 +121,8 @@ def evaluated_year(year: int, years: int = 1) -> EvaluatedYear:
 @dataclass(frozen=True, slots=True)
 class Span:
     """The part of the evaluated years an instrument is judged on: from the later of their
-    start and the moment the platform first heard from it, to the earlier of their end and
-    now. Hours before it were never measured, so targets shrink with it."""
+    start and the moment it was on the platform (``evaluated_span``), to the earlier of their
+    end and now. Hours before it were not owed, so targets shrink with it."""
 
     since: datetime | None
     """When the platform first heard from the instrument; None: never."""
@@ -140,14 +141,33 @@ class Span:
         return self.seconds / self.year_s
 
 
-def evaluated_span(year: EvaluatedYear, *, since: datetime | None) -> Span | None:
-    """The instrument's span of the year, or None when it was first heard from after it (it
-    was not on the platform that year). One never heard from is judged on the whole year
-    gone: it should have been reporting."""
-    lo = year.lo if since is None else max(year.lo, since)
-    if lo >= year.until and since is not None:
+def evaluated_span(
+    year: EvaluatedYear, *, since: datetime | None, due: datetime | None = None
+) -> Span | None:
+    """The instrument's span of the year: from the earlier of when the platform first heard
+    from it (``since``) and when the registry says it was on the platform or had to be
+    (``due``, ``due_on_platform``), so switching a gateway on late earns no smaller target.
+    None when both lie after the year (it was not on the platform that year); with neither
+    known it is judged on the whole year gone: it should have been reporting."""
+    start = min((t for t in (since, due) if t is not None), default=None)
+    lo = year.lo if start is None else max(year.lo, start)
+    if lo >= year.until and start is not None:
         return None
     return Span(since=since, lo=lo, hi=max(lo, year.until), year_s=year.year_s)
+
+
+def due_on_platform(
+    networked_on: date | None, accepted_on: date | None, working_days: int
+) -> datetime | None:
+    """When the registry puts the instrument on the platform: the day it was networked or,
+    if earlier, the day after its registration deadline (``working_days`` after acceptance);
+    None when the registry has neither date."""
+    days = [] if networked_on is None else [networked_on]
+    if accepted_on is not None:
+        deadline = add_working_days(accepted_on, working_days).day
+        if deadline < date.max:
+            days.append(deadline + timedelta(days=1))
+    return period_bounds(min(days), min(days))[0] if days else None
 
 
 def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bool:

@@ -104,8 +104,9 @@ class EvaluatedInstrument(InstrumentYear):
         description="When the platform first heard from the instrument; null if never."
     )
     evaluated_days: float = Field(
-        description="Days of the year it is judged on: from the later of 1 January and"
-        " monitored_since to the earlier of 31 December and now; hour targets are pro rata."
+        description="Days of the year it is judged on: from the later of 1 January and the"
+        " earliest of monitored_since, networked_on and the day after its registration"
+        " deadline, to the earlier of 31 December and now; hour targets are pro rata."
     )
     operation: float = Field(description="Operation score (hours against full use).")
     sharing: float = Field(description="Sharing score (openness against the target).")

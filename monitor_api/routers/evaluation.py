@@ -20,6 +20,7 @@ from monitor_api.evaluation import (
     LABELS,
     EvaluatedYear,
     Span,
+    due_on_platform,
     evaluated_span,
     evaluated_year,
     first_year,
@@ -71,12 +72,15 @@ _OVERDUE_COLUMNS = [
 ]
 
 
-async def _spans(conn: Conn, year: EvaluatedYear) -> dict[str, Span]:
-    """Each instrument's span of the year (``evaluated_span``); those first heard from after
-    it have none and are not evaluated for it."""
+async def _spans(conn: Conn, year: EvaluatedYear, working_days: int) -> dict[str, Span]:
+    """Each instrument's span of the year (``evaluated_span``); those on the platform only
+    after it have none and are not evaluated for it."""
     spans = {}
-    for r in await fetch_all(conn, "SELECT id, monitored_since FROM instrument"):
-        span = evaluated_span(year, since=r["monitored_since"])
+    for r in await fetch_all(
+        conn, "SELECT id, monitored_since, networked_on, accepted_on FROM instrument"
+    ):
+        due = due_on_platform(r["networked_on"], r["accepted_on"], working_days)
+        span = evaluated_span(year, since=r["monitored_since"], due=due)
         if span is not None:
             spans[r["id"]] = span
     return spans
@@ -103,7 +107,7 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
     async with pool.connection() as conn:
-        spans = await _spans(conn, evaluated)
+        spans = await _spans(conn, evaluated, settings.compliance_working_days)
         faulty = await in_fault(conn, at=evaluated.until, timeout=settings.heartbeat_timeout)
         registry = {
             r["id"]: r for r in await fetch_all(
@@ -197,7 +201,7 @@ async def low_utilisation(
                                             with_availability=False)
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     async with pool.connection() as conn:
-        spans = await _spans(conn, evaluated)
+        spans = await _spans(conn, evaluated, settings.compliance_working_days)
     low = [{**f, "threshold_hours": round(yearly * spans[f["key"]].fraction, 2)}
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
            if f["key"] in spans]

@@ -135,12 +135,14 @@ def test_only_instruments_at_the_value_threshold_are_evaluated(
 
 
 def test_a_two_year_cycle_judges_hours_per_year_over_both(year: Api, database_url: str) -> None:
-    """With cycle_years = 2 the evaluation named 2025 covers 2024 and 2025: nmr never reported
-    (judged on both years whole), so full use is 2 x 1,200 h. 20 more sessions of 6 h by the
+    """With cycle_years = 2 the evaluation named 2025 covers 2024 and 2025: nmr, networked in
+    2023, is judged on both years whole, so full use is 2 x 1,200 h. 20 more sessions of 6 h by the
     inside user in 2024: 720 h, 60 h external. operation 40 x 720/2400 = 12; sharing 20 x
     (60/720)/0.10 = 16.67; management 30: 58.67 -> 不合格. Its low-use threshold is 800 h.
     The annual evaluation of 2025 is unchanged (70), and what was published under the cycle
     still says which years it covers."""
+    year.sql("UPDATE instrument SET accepted_on = '2023-11-01', networked_on = '2023-11-10'"
+             " WHERE id = 'nmr'")
     year.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
              " SELECT 'nmr', d + interval '9 hours', d + interval '15 hours',"
              "        d + interval '15 hours', 'in1'"
@@ -181,7 +183,10 @@ def test_an_instrument_is_judged_on_the_part_of_the_year_it_was_monitored(year: 
     x 3 h = 120 h (12 h by an outside firm) meet a target of 1200 x 73/365 = 240 h halfway:
     operation 20; openness 10% -> sharing 20; management 5 (registry 3 of 6) + 0 (no fees)
     + 0 (overdue) + 10 (up all of its 73 days, though only a fifth of the year): 55.
-    inc1 joined in 2026: not evaluated for 2025."""
+    inc1 joined in 2026: not evaluated for 2025. Had xrd been accepted in January, it would be
+    judged from its registration deadline instead: a gateway switched on late earns no smaller
+    target."""
+    year.sql("UPDATE instrument SET accepted_on = '2025-09-10' WHERE id = 'xrd'")  # due 29 Oct
     year.sql("UPDATE instrument SET monitored_since = '2025-10-20 00:00+08' WHERE id = 'xrd'")
     year.sql("UPDATE instrument SET monitored_since = '2026-02-01 00:00+08' WHERE id = 'inc1'")
     year.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
@@ -215,6 +220,13 @@ def test_an_instrument_is_judged_on_the_part_of_the_year_it_was_monitored(year: 
     assert [(i["key"], i["threshold_hours"]) for i in low["items"]] == [("sem", 400)]
     header = csv.content.decode("utf-8-sig").splitlines()[0]
     assert "Monitored since,Days evaluated" in header
+    # accepted 6 Jan 2025: 30 official working days (the Spring Festival's off) end on 21 Feb
+    year.sql("UPDATE instrument SET accepted_on = '2025-01-06' WHERE id = 'xrd'")
+    with year.as_("evaluator") as c:
+        late = next(i for i in c.get("/evaluation/2025/instruments").json()["items"]
+                    if i["instrument_id"] == "xrd")
+    assert (late["evaluated_days"], late["target_hours"]) == (313, round(1200 * 313 / 365, 2))
+    assert late["availability"] == round(73 / 313, 4)
 
 
 def _samples(api: Api, instrument: str, rows: list[tuple[str, str]]) -> None:
@@ -328,7 +340,8 @@ def test_concurrent_requests_share_one_computation(
 
 
 def test_duplicate_purchase_review(year: Api) -> None:
-    """Class 01 holds nmr (600 of 1,200 h, open), xrd (0 h, open) and sem (not open); inc1 is
+    """Class 01 holds nmr (600 of 1,200 h, open), xrd (0 h, open, on the platform from its
+    registration deadline, 22 Feb: 1,200 x 313/365 h) and sem (not open); inc1 is
     class 02. nmr's unit has no region of its own: it is in its university's, 沈阳."""
     with year.as_("evaluator") as c:
         def ask(**params: str) -> dict[str, Any]:
@@ -347,9 +360,10 @@ def test_duplicate_purchase_review(year: Api) -> None:
                    for p in ({"category": "010"}, {}, {"category": "01%"})]
     assert [(i["instrument_id"], i["capacity"], i["spare_hours"])
             for i in analytical["items"]] == [
-        ("xrd", "spare", 1200), ("nmr", "spare", 600), ("sem", "not_open", 1200)]
+        ("xrd", "spare", 1029.04), ("nmr", "spare", 600), ("sem", "not_open", 1200)]
     assert (analytical["verdict"], analytical["shareable"], analytical["shareable_hours"],
-            analytical["fully_used"], analytical["total"]) == ("spare_capacity", 2, 1800, 0, 3)
+            analytical["fully_used"], analytical["total"]) == (
+        "spare_capacity", 2, 1629.04, 0, 3)
     assert [(i["instrument_id"], i["region"]) for i in in_shenyang["items"]] == [("nmr", "沈阳")]
     assert (in_dalian["verdict"], in_dalian["total"]) == ("none_registered", 0)
     assert (sem_class["verdict"], sem_class["shareable_hours"]) == ("no_spare_capacity", 0)
