@@ -30,6 +30,10 @@ FROM (SELECT DISTINCT unnest(%b::text[]) AS i ORDER BY 1) t
 LOCK_INSTRUMENTS = _INSTRUMENT_LOCKS.format(function="pg_advisory_xact_lock")
 SHARE_INSTRUMENTS = _INSTRUMENT_LOCKS.format(function="pg_advisory_xact_lock_shared")
 
+SHARE_ROLLUPS = "SELECT pg_advisory_xact_lock_shared(7411, 0)"
+"""Held by a transaction rolling up usage (session_month), from before it reads the registry
+until it commits: registry changes that make such rows stale wait for it (migration 0022)."""
+
 
 @dataclass(frozen=True, slots=True)
 class MigrationReport:

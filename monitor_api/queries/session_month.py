@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from instrushare.db import SHARE_INSTRUMENTS
+from instrushare.db import SHARE_INSTRUMENTS, SHARE_ROLLUPS
 from monitor_api.db import Connect, fetch_all
 from monitor_api.queries.common import INSTITUTION_ROOTS, tune_for_reports
 from monitor_api.queries.session_sums import PAD, PADDED, consecutive, sums
@@ -90,7 +90,9 @@ async def roll_up(
     async def fill(part: list[str]) -> None:
         async with slots, connect() as conn:
             await tune_for_reports(conn)
-            await conn.execute(SHARE_INSTRUMENTS, (part,))  # until the rows are committed
+            await conn.execute(SHARE_ROLLUPS)  # until the rows are committed
+            await conn.execute(SHARE_INSTRUMENTS, (part,))
+            roots = await fetch_all(conn, INSTITUTION_ROOTS)
             await conn.execute(_FILL_MONTHS, {
                 "inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
                 "lo_pad": split.lo - PAD, "hi_pad": split.hi + PAD, "pad": PAD, "ids": part,
@@ -102,8 +104,6 @@ async def roll_up(
     missing = [i for i in ids if i not in done]
     if not missing:
         return done
-    async with connect() as conn:
-        roots = await fetch_all(conn, INSTITUTION_ROOTS)
     chunks = -(-len(missing) // per_transaction)
     await asyncio.gather(*(fill(part) for part in consecutive(missing, chunks)))
     return done | await complete(missing)

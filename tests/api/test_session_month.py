@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from instrushare.db import LOCK_INSTRUMENTS
+from instrushare.db import LOCK_INSTRUMENTS, SHARE_INSTRUMENTS, SHARE_ROLLUPS
 from monitor_api.db import Connect, make_pool
 from monitor_api.queries import metrics
 from monitor_api.report import period_bounds
@@ -68,7 +68,7 @@ def test_a_final_month_is_rolled_up_and_serves_the_next_report(final: Api) -> No
     assert _march(final)["nmr"]["bookings"] == 4
 
 
-@pytest.mark.parametrize("change", [
+CHANGES = [
     "INSERT INTO certification (user_id, instrument_id, level, valid_from)"
     " VALUES ('new1', 'nmr', 'self', '2026-03-01 00:00+08')",
     "UPDATE certification SET valid_from = '2026-03-10 10:00+08' WHERE user_id = 'in1'",
@@ -76,7 +76,11 @@ def test_a_final_month_is_rolled_up_and_serves_the_next_report(final: Api) -> No
     "UPDATE platform_user SET institution_id = 'uni' WHERE id = 'firm1'",
     "UPDATE instrument SET cooldown_s = 600 WHERE id = 'nmr'",
     "UPDATE institution SET parent_id = NULL WHERE id = 'uni-ac'",
-])
+]
+"""Registry changes that change nmr's March figures."""
+
+
+@pytest.mark.parametrize("change", CHANGES)
 def test_a_change_forgets_the_months_it_changes(final: Api, change: str) -> None:
     before = _march(final)
     assert _rolled(final) == [("nmr", MARCH)]
@@ -123,6 +127,29 @@ def test_a_rollup_waits_for_a_batch_writing_the_instrument(final: Api) -> None:
             batch.commit()
             assert report.result(timeout=30)["nmr"]["sessions"] == 7
     assert final.sql("SELECT sessions FROM session_month WHERE instrument_id = 'nmr'") == [(7,)]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_change_waits_for_a_rollup_in_flight_and_forgets_its_rows(
+    final: Api, change: str
+) -> None:
+    _march(final)
+    stale = final.sql("SELECT * FROM session_month")
+    final.sql("DELETE FROM session_month")
+    # a report has computed March from the registry as it was, and not committed yet
+    with psycopg.connect(final.database_url) as rollup:
+        rollup.execute(SHARE_ROLLUPS)
+        rollup.execute(SHARE_INSTRUMENTS, (["nmr"],))
+        rollup.cursor().executemany(
+            "INSERT INTO session_month VALUES (" + ", ".join(["%s"] * len(stale[0])) + ")",
+            stale)
+        with ThreadPoolExecutor(1) as pool:
+            changed = pool.submit(final.sql, change)
+            time.sleep(1)
+            assert not changed.done(), "the change waits for the rollup"
+            rollup.commit()
+            changed.result(timeout=30)
+    assert _rolled(final) == []
 
 
 def test_months_deleted_after_the_check_are_computed_from_the_sessions(
