@@ -112,7 +112,7 @@ _PIECES = """
     -- like a month); either way keeping only the running intervals booking windows touch
     SELECT i.id, p.month, p.lo, p.hi, p.lo - %(pad)s AS lo_pad, p.hi + %(pad)s AS hi_pad,
            make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
-           make_interval(secs => i.min_session_s) AS min_len, w.booked_mr, w.wide_mr
+           w.booked_mr, w.wide_mr
     FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id
     CROSS JOIN unnest(%(part_months)s::date[], %(part_lo)s::timestamptz[],
                       %(part_hi)s::timestamptz[]) AS p (month, lo, hi)

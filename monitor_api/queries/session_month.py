@@ -21,7 +21,6 @@ _MONTH_PIECES = """
     -- running interval and session is kept, as if the whole time line were booked
     SELECT i.id, m.month, m.lo, m.hi, m.lo - %(pad)s AS lo_pad, m.hi + %(pad)s AS hi_pad,
            make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
-           make_interval(secs => i.min_session_s) AS min_len,
            '{(,)}'::tstzmultirange AS booked_mr, '{(,)}'::tstzmultirange AS wide_mr
     FROM (
         SELECT i.id, i.warmup_s, i.cooldown_s, i.min_session_s,

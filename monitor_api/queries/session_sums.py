@@ -22,18 +22,29 @@ _SUMS_FROM_SESSIONS = """
 ), clipped AS (
     -- noise filter, then margins, then clipping to the piece; an open session ends at its
     -- last running sample. Sessions up to a day beyond the period feed the no-show check.
-    -- [a, b) is the effective time (margins added), [ra, rb) the running time alone.
+    -- [a, b) is the effective time (margins added), [ra, rb) the running time alone. A
+    -- margin stops at a neighbouring session, and between two sessions the first one's
+    -- cool-down comes before the next one's warm-up: no time is counted twice.
     SELECT s.instrument_id, p.month, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
-           greatest(s.start_ts - p.warm, p.lo) AS a, least(s.end_ts + p.cool, p.hi) AS b,
+           greatest(m.a, p.lo) AS a, least(m.b, p.hi) AS b,
            greatest(s.start_ts, p.lo) AS ra, least(s.end_ts, p.hi) AS rb,
-           s.start_ts - p.warm < p.lo AS carried
+           m.a < p.lo AS carried
     FROM (
-        SELECT instrument_id, user_id, start_ts, coalesce(end_ts, last_ts) AS end_ts
-        FROM usage_session
-        WHERE instrument_id = ANY(%(ids)s) AND ({overlapping})
+        SELECT u.*, lag(u.end_ts) OVER w AS prev_end, lead(u.start_ts) OVER w AS next_start
+        FROM (
+            SELECT u.instrument_id, u.user_id, u.start_ts, coalesce(u.end_ts, u.last_ts) AS end_ts
+            FROM usage_session u JOIN instrument i ON i.id = u.instrument_id
+            WHERE u.instrument_id = ANY(%(ids)s) AND ({overlapping})
+              AND coalesce(u.end_ts, u.last_ts) - u.start_ts
+                  >= make_interval(secs => i.min_session_s)
+        ) u
+        WINDOW w AS (PARTITION BY u.instrument_id ORDER BY u.start_ts)
     ) s JOIN pieces p
         ON p.id = s.instrument_id AND s.start_ts < p.hi_pad AND s.end_ts > p.lo_pad
-    WHERE s.end_ts - s.start_ts >= p.min_len
+    CROSS JOIN LATERAL (
+        SELECT least(greatest(s.start_ts - p.warm, s.prev_end + p.cool), s.start_ts) AS a,
+               greatest(least(s.end_ts + p.cool, s.next_start), s.end_ts) AS b
+    ) m
     OFFSET 0
 ), sess AS (
     SELECT c.instrument_id, c.month, c.user_id, c.carried,

@@ -99,6 +99,11 @@ def overlap_s(xs: list[Interval], ys: list[Interval]) -> float:
     return total.total_seconds()
 
 
+def _end(s: Session) -> datetime:
+    """An open session ends at its latest running sample."""
+    return s.end if s.end is not None else s.last
+
+
 def _certified(world: World, s: Session) -> bool:
     for c in world.certifications:
         if c.user_id != s.user_id or c.instrument_id != s.instrument_id:
@@ -140,14 +145,22 @@ def expected(
         fig = out[inst.id] = Figures()
         used: list[Interval] = []
         raw: list[Interval] = []
-        for s in world.sessions:
-            end = s.end if s.end is not None else s.last
-            if s.instrument_id != inst.id or end - s.start < timedelta(seconds=inst.min_session_s):
-                continue  # another instrument's, or noise
+        own = sorted((s for s in world.sessions if s.instrument_id == inst.id
+                      and _end(s) - s.start >= timedelta(seconds=inst.min_session_s)),
+                     key=lambda s: s.start)  # noise left out
+        for k, s in enumerate(own):
+            end = _end(s)
             if not (s.start < hi + PAD and end > lo - PAD):
                 continue
             raw.append((s.start, end))
-            a, b = max(s.start - warm, lo), min(end + cool, hi)
+            # margins stop at the neighbours; the previous cool-down comes before a warm-up
+            a = s.start - warm
+            if k > 0:
+                a = max(a, min(_end(own[k - 1]) + cool, s.start))
+            b = end + cool
+            if k + 1 < len(own):
+                b = max(min(b, own[k + 1].start), end)
+            a, b = max(a, lo), min(b, hi)
             if b <= a:
                 continue
             secs = (b - a).total_seconds()

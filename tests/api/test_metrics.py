@@ -129,6 +129,25 @@ def test_inside_user_of_owner_and_warm_up(seeded: Api) -> None:
     assert xrd["availability"] == 0  # no status data at all: offline the whole day
 
 
+def test_margins_stop_at_the_neighbouring_sessions(seeded: Api) -> None:
+    # warm-up and cool-down of 30 min each; in1 runs 10:00-10:30, out1 (outside) 10:40-11:00,
+    # 5 min of noise between them is no neighbour: [09:30, 10:40) and [10:40, 11:30), 2 h of
+    # wall clock, of which out1's 50 min are external (the first cool-down comes first)
+    seeded.sql("UPDATE instrument SET warmup_s = 1800, cooldown_s = 1800, min_session_s = 600"
+               " WHERE id = 'sem'")
+    seeded.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+               " VALUES ('sem', '2026-03-10 10:00+08', '2026-03-10 10:30+08',"
+               "         '2026-03-10 10:30+08', 'in1'),"
+               "        ('sem', '2026-03-10 10:32+08', '2026-03-10 10:37+08',"
+               "         '2026-03-10 10:37+08', NULL),"
+               "        ('sem', '2026-03-10 10:40+08', '2026-03-10 11:00+08',"
+               "         '2026-03-10 11:00+08', 'out1')")
+    sem = _report(seeded)["sem"]
+    assert (sem["effective_hours"], sem["external_hours"]) == (
+        pytest.approx(2.0), pytest.approx(50 / 60, abs=1e-4))  # hours to 4 decimals
+    assert sem["sessions"] == 2
+
+
 def test_sessions_crossing_the_period_end(seeded: Api) -> None:
     # 10-11 March: S1 still clipped at its start (2 h), S4 now whole (2 h), S5 still noise.
     nmr = _report(seeded, end="2026-03-11")["nmr"]
