@@ -131,7 +131,7 @@ class MqttLink:
         if self._connected and self._link_up:
             info = self._client.publish(
                 self.topics.gateway_state(self.gateway_id),
-                self._state_payload("offline"),
+                self._state_payload("offline", datetime.now(UTC)),
                 qos=1,
                 retain=True,
             )
@@ -195,14 +195,16 @@ class MqttLink:
         return info.mid
 
     # -- paho callbacks (network thread) -------------------------------------------------
-    def _state_payload(self, status: str) -> bytes:
+    def _state_payload(self, status: str, ts: datetime | None) -> bytes:
+        """Birth, offline state or will; the will has no ``ts``: written now, it is published
+        whenever the connection dies, and the ingest takes its receive time as going offline."""
         return dumps(
             GatewayState(
                 v=1,
                 gateway=self.gateway_id,
                 status=status,  # type: ignore[arg-type]
                 bd_seq=max(self.bd_seq, 0),
-                ts=datetime.now(UTC),
+                ts=ts,
                 instruments=self.instruments,
                 software=SOFTWARE,
             )
@@ -213,7 +215,7 @@ class MqttLink:
         self.bd_seq = self._next_bd_seq()
         client.will_set(
             self.topics.gateway_state(self.gateway_id),
-            self._state_payload("offline"),
+            self._state_payload("offline", None),
             qos=1,
             retain=True,
         )
@@ -238,7 +240,7 @@ class MqttLink:
                     self.address.host, self.address.port, self.bd_seq)
         client.publish(
             self.topics.gateway_state(self.gateway_id),
-            self._state_payload("online"),
+            self._state_payload("online", datetime.now(UTC)),
             qos=1,
             retain=True,
         )

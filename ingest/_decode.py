@@ -214,13 +214,14 @@ def _invalid(out: Decoded, exc: ValidationError) -> Decoded:
     errors: list[Any] = exc.errors(include_url=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):
         return out.reject(Reason.MALFORMED_JSON, str(errors[0]["msg"]))
-    if any(e["loc"] == ("v",) and e["type"] == "literal_error" for e in errors):
+    if any(e["loc"] == ("v",) for e in errors):  # missing, of another type or value
         return out.reject(Reason.UNSUPPORTED_VERSION, _version_of(out.payload))
     return out.reject(Reason.INVALID_PAYLOAD, json.dumps(errors, default=str))
 
 
 def _version_of(payload: bytes | bytearray) -> str:
     try:
-        return f"v={json.loads(payload).get('v')!r}"
-    except (ValueError, AttributeError):
+        doc = json.loads(payload)
+        return f"v={json.dumps(doc['v'])}" if "v" in doc else "v missing"
+    except ValueError:
         return "v unreadable"

@@ -33,6 +33,7 @@ from instrushare.protocol import (
     MAX_SAMPLES_PER_MESSAGE,
     RFC3339_PATTERN,
     EventType,
+    FreeText,
     Identifier,
     State,
 )
@@ -67,7 +68,7 @@ class EventDict(TypedDict):
     ts: _Time
     type: _EventName
     user: NotRequired[Identifier | None]
-    detail: NotRequired[Annotated[str, Field(max_length=1000)] | None]
+    detail: NotRequired[Annotated[FreeText, Field(max_length=1000)] | None]
 
 
 @with_config(_STRICT)
@@ -110,7 +111,7 @@ def fast_message(payload: bytes | bytearray) -> dict[str, Any] | None:
                 ts = item["ts"] = parse(text)
                 if ts.tzinfo is not UTC:
                     item["ts"] = ts.astimezone(UTC)
-    except (ValidationError, ValueError):
+    except (ValidationError, ValueError, OverflowError):  # overflow: out of range in UTC
         return None
     return msg
 

@@ -43,6 +43,8 @@ MAX_PAST_AGE = timedelta(days=30)
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 """Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
+FreeText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+"""Any text but NUL (U+0000): PostgreSQL cannot store it, so it would cost the whole message."""
 
 # Wire values are taken as JSON types, never coerced: "12" is not an integer, "yes" not a
 # boolean, "5.5" not a number, a number not a timestamp (JSON Schema agrees). Non-finite numbers
@@ -56,7 +58,7 @@ Number = Annotated[float, Strict()]
 
 RFC3339_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+    r"(Z|[+-][0-9]{2}:[0-5][0-9])$"
 )
 """The timestamp text the protocol takes: RFC 3339 with a zone, at most microseconds."""
 _RFC3339 = re.compile(RFC3339_PATTERN)
@@ -67,7 +69,10 @@ def _timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
     if isinstance(value, int | float) or (isinstance(value, str) and not _RFC3339.match(value)):
         raise ValueError("a timestamp is RFC 3339 text with a timezone, e.g. 2026-03-01T08:00:00Z")
     ts: datetime = handler(value)
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("the timestamp is out of range in UTC") from None
 
 
 Timestamp = Annotated[
@@ -79,8 +84,9 @@ Timestamp = Annotated[
 
 
 def _version(value: Any) -> Any:
-    if isinstance(value, bool):  # the Literal check alone takes ``true`` for 1
-        raise ValueError("v must be the integer 1, not a boolean")
+    # the Literal check alone (lax) takes ``true`` and ``1.0`` for 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("v must be the JSON integer 1")
     return value
 
 
@@ -129,14 +135,14 @@ class Event(_Strict):
     ts: Timestamp
     type: EventType
     user: Identifier | None = None
-    detail: str | None = Field(default=None, max_length=1000)
+    detail: FreeText | None = Field(default=None, max_length=1000)
 
 
 class DataMessage(_Strict):
     """``<prefix>/gw/<gateway>/data/<instrument>``: samples and events of one instrument.
 
-    ``(gateway, seq)`` identifies the message: the ingest stores each key once, so a gateway may
-    resend freely.
+    ``(gateway, seq, created_at)`` identifies the message: the ingest stores each key once, so a
+    gateway may resend (byte-identical) freely.
     """
 
     model_config = ConfigDict(
@@ -168,7 +174,9 @@ class GatewayState(_Strict):
     """Retained ``<prefix>/gw/<gateway>/state``: birth (online) or last will (offline).
 
     ``bd_seq`` ties a will to its birth: an offline state whose bd_seq differs from the last
-    birth's is stale (the gateway already reconnected) and is ignored.
+    birth's is stale (the gateway already reconnected) and is ignored. ``ts`` is when the state
+    began; a will has none (it is written at connect time, published whenever the connection
+    dies), so the ingest takes the time it received it.
     """
 
     v: Version
@@ -177,7 +185,7 @@ class GatewayState(_Strict):
     bd_seq: Count
     ts: Timestamp | None = None
     instruments: list[Identifier] = Field(default_factory=list, max_length=1000)
-    software: str | None = Field(default=None, max_length=200)
+    software: FreeText | None = Field(default=None, max_length=200)
 
 
 class IngestState(_Strict):

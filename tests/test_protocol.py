@@ -63,6 +63,7 @@ def test_timestamps_are_normalised_to_utc() -> None:
     ("overrides", "fragment"),
     [
         ({"v": 2}, "v"),
+        ({"v": 1.0}, "JSON integer"),
         ({"samples": [], "events": []}, "at least one sample or event"),
         ({"samples": [{"ts": "2026-03-01T08:00:00", "state": "idle"}]}, "timezone"),
         ({"samples": [{"ts": T0, "state": "exploded"}]}, "state"),
@@ -172,10 +173,16 @@ _CASES: list[tuple[str, dict[str, object] | str, type[BaseModel], bool]] = [
      DataMessage, False),
     ("detail too long", _with(_MESSAGE, events=[_with(_EVENT, detail="x" * 1001)]),
      DataMessage, False),
+    ("detail with NUL", _with(_MESSAGE, events=[_with(_EVENT, detail="a\u0000b")]),
+     DataMessage, False),
+    ("offset minutes 60", _with(_MESSAGE, created_at="2026-03-01T08:00:00+00:60"), DataMessage,
+     False),
     ("extra field", _with(_MESSAGE, extra=1), DataMessage, False),
     ("birth", _with(_STATE, ts="2026-03-01T08:00:00Z", instruments=["ms-01"]),
      GatewayState, True),
     ("state ts as a number", _with(_STATE, ts=1_772_352_000), GatewayState, False),
+    ("will", _with(_STATE, status="offline", ts=None, software="gw/1"), GatewayState, True),
+    ("software with NUL", _with(_STATE, software="gw\u0000"), GatewayState, False),
     ("ingest state", {"v": 1, "worker": "w1", "status": "online"}, IngestState, True),
     ("ingest state v true", {"v": True, "worker": "w1", "status": "online"}, IngestState, False),
 ]
@@ -188,3 +195,14 @@ def test_schema_and_models_agree(
     text = doc if isinstance(doc, str) else json.dumps(doc)
     assert _valid_per_model(model, text) is valid
     assert _valid_per_schema(text) is valid
+
+
+@pytest.mark.parametrize("doc", [
+    _with(_MESSAGE, v=1.0), _with(_MESSAGE, seq=12.0),
+    _with(_MESSAGE, created_at="2026-02-30T08:00:00Z"),
+], ids=["v 1.0", "seq 12.0", "30 February"])
+def test_the_schema_is_not_sufficient(doc: dict[str, object]) -> None:
+    """JSON Schema takes 12.0 for an integer and checks dates by pattern only; the models
+    (docs/protocol.md says so) are the reference."""
+    text = json.dumps(doc)
+    assert _valid_per_schema(text) and not _valid_per_model(DataMessage, text)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -222,6 +222,8 @@ def test_restart_replays_the_outbox_and_continues_seq(
 def test_last_will_marks_the_gateway_offline_when_the_connection_dies(
     tmp_path: Path, topic_prefix: str
 ) -> None:
+    """The will has no ts (written at connect time, the ingest takes its receive time as
+    going offline); the birth and the offline state of a clean stop are dated."""
     port = int(MQTT_URL.rsplit(":", 1)[1])
     rec = Recorder(MQTT_URL, f"{topic_prefix}/gw/+/state")
     with running(TcpProxy(port)) as proxy:
@@ -233,10 +235,15 @@ def test_last_will_marks_the_gateway_offline_when_the_connection_dies(
         rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
         will = rec.states()[-1]
         assert will["bd_seq"] == birth["bd_seq"] and will["gateway"] == "gw1"
+        assert will["ts"] is None and birth["ts"] is not None
         proxy.up()
         rec.wait_for(lambda r: r.states()[-1]["status"] == "online")
         assert rec.states()[-1]["bd_seq"] > will["bd_seq"]
+        stopping = datetime.now(UTC)
         agent.stop()
+        rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
+        stopped = datetime.fromisoformat(rec.states()[-1]["ts"])
+        assert abs(stopped - stopping) < timedelta(seconds=5)
     rec.close()
 
 

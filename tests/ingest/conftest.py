@@ -86,9 +86,12 @@ def data_message(
 def gateway_state(
     gateway: str, status: str, bd_seq: int, ts: datetime | None = None
 ) -> bytes:
-    """A birth or will as the gateway sends it, stamped ``ts`` (default: now)."""
+    """A birth or will as the gateway sends it: a birth stamped ``ts`` (default: now), a will
+    undated unless ``ts`` is given."""
+    if ts is None and status == "online":
+        ts = datetime.now(UTC)
     return dumps(GatewayState(v=1, gateway=gateway, status=status, bd_seq=bd_seq,  # type: ignore[arg-type]
-                              ts=ts or datetime.now(UTC), instruments=["i1"]))
+                              ts=ts, instruments=["i1"]))
 
 
 class Publisher:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,6 +87,8 @@ def _coerced(kind: str) -> bytes:
 
 
 COERCED = ["string_seq", "string_bool", "string_power", "nan_metric", "inf_metric"]
+VERSIONS: list[dict[str, Any]] = [{"v": 2}, {"v": 1.0}, {"v": "1"}, {"v": True}, {"v": None}, {}]
+REFUSED_BY_THE_DATABASE = "refused by a constraint of the test database"
 
 
 def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, str | None]:
@@ -104,11 +107,18 @@ def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, 
         return topics.data("gw1", "i1"), _coerced(kind), "invalid_payload"
     if kind == "too_many_samples":
         return topics.data("gw1", "i1"), _too_many_samples(), "invalid_payload"
-    if kind == "unsupported_version":
-        doc = _doc()
-        doc["v"] = 2
+    if kind == "unsupported_version":  # v missing, or anything but the JSON integer 1
+        doc = {k: x for k, x in _doc().items() if k != "v"} | VERSIONS[cut % len(VERSIONS)]
         doc["new_field"] = junk
         return topics.data("gw1", "i1"), json.dumps(doc).encode(), kind
+    if kind == "nul_text":  # PostgreSQL cannot store NUL in text: the protocol refuses it
+        if cut % 2:
+            state = json.loads(gateway_state("gw1", "online", next(_seq)))
+            state["software"] = "bad \u0000 byte"
+            return topics.gateway_state("gw1"), json.dumps(state).encode(), "invalid_payload"
+        doc = json.loads(data_message("gw1", "i2", next(_seq), events=[(BASE, "fault")]))
+        doc["events"][0]["detail"] = "bad \u0000 byte"
+        return topics.data("gw1", "i2"), json.dumps(doc).encode(), "invalid_payload"
     if kind == "oversized":
         return topics.data("gw1", "i1"), _oversized(), kind
     if kind == "future_timestamp":
@@ -135,9 +145,9 @@ def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, 
     if kind == "wrong_gateway":
         return topics.data("gw2", "i1"), data_message(
             "gw2", "i1", next(_seq), [(BASE, "idle", None)]), kind
-    if kind == "db_rejected":  # valid JSON and protocol, but PostgreSQL refuses NUL in text
+    if kind == "db_rejected":  # valid JSON and protocol, but the database refuses it
         doc = json.loads(data_message("gw1", "i2", next(_seq), events=[(BASE, "fault")]))
-        doc["events"][0]["detail"] = "bad \u0000 byte"
+        doc["events"][0]["detail"] = REFUSED_BY_THE_DATABASE
         return topics.data("gw1", "i2"), json.dumps(doc).encode(), kind
     raise AssertionError(kind)
 
@@ -146,7 +156,8 @@ _workers: dict[str, RunningWorker] = {}
 
 KINDS = ["valid", "malformed_json", "invalid_payload", "unsupported_version", "oversized",
          "too_many_samples", "future_timestamp", "future_created_at", "future_state", "too_old",
-         "unknown_instrument", "topic_mismatch", "wrong_gateway", "db_rejected", *COERCED]
+         "unknown_instrument", "topic_mismatch", "wrong_gateway", "nul_text", "db_rejected",
+         *COERCED]
 
 
 @settings(max_examples=12, deadline=None,
@@ -164,6 +175,9 @@ def test_bad_messages_dead_lettered_valid_ones_stored(
 ) -> None:
     if database_url not in _workers:  # one worker for every example of this test
         register(database_url, {"i1": "gw1", "i2": None})
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE instrument_event ADD CHECK (detail IS DISTINCT FROM"
+                         f" '{REFUSED_BY_THE_DATABASE}')")
         _workers[database_url] = start_worker(database_url)
     worker = _workers[database_url].worker
     before = worker.stats
@@ -207,7 +221,16 @@ def test_decoder_reasons_without_a_broker() -> None:
                    b'"bd_seq":1}') == [Reason.TOPIC_MISMATCH]
     assert reasons(topics.data("gw1", "i1"), b"[1, 2]") == [Reason.INVALID_PAYLOAD]
     assert reasons(topics.data("gw1", "i1"), b'{"v": 3}') == [Reason.UNSUPPORTED_VERSION]
+    for version in VERSIONS:  # also with every other field valid
+        doc = {k: x for k, x in _doc().items() if k != "v"} | version
+        assert reasons(topics.data("gw1", "i1"), json.dumps(doc).encode()) == [
+            Reason.UNSUPPORTED_VERSION], version
+        state = {"gateway": "gw1", "status": "online", "bd_seq": 1} | version
+        assert reasons(topics.gateway_state("gw1"), json.dumps(state).encode()) == [
+            Reason.UNSUPPORTED_VERSION], version
     assert reasons(topics.data("gw1", "i1"), b"\xff\xfe") == [Reason.MALFORMED_JSON]
+    # an empty retained message (which clears a retained state) is no JSON
+    assert reasons(topics.gateway_state("gw1"), b"") == [Reason.MALFORMED_JSON]
 
 
 def test_redelivered_dead_letter_is_stored_once(database_url: str) -> None:
@@ -264,6 +287,21 @@ def test_values_are_not_coerced_and_must_be_finite() -> None:
         assert [d[2] for d in out.dead] == [Reason.INVALID_PAYLOAD], kind
         assert field in out.dead[0][3], (kind, out.dead[0][3])
         assert out.key is None and not out.samples
+
+
+def test_nul_in_text_and_times_out_of_range_are_invalid_payloads() -> None:
+    """Refused by the protocol, not by PostgreSQL (db_rejected) nor by an exception."""
+    nul = json.loads(data_message("gw1", "i1", next(_seq), events=[(BASE, "fault")]))
+    nul["events"][0]["detail"] = "bad \u0000 byte"
+    early = _doc() | {"created_at": "0001-01-01T00:00:00+00:01"}  # before year 1 in UTC
+    late = _doc()
+    late["samples"][0]["ts"] = "9999-12-31T23:59:59-23:00"  # after year 9999 in UTC
+    for doc in (nul, early, late):
+        assert [d[2] for d in _decode(json.dumps(doc).encode()).dead] == [
+            Reason.INVALID_PAYLOAD], doc
+    state = json.loads(gateway_state("gw1", "online", 1)) | {"software": "bad \u0000 byte"}
+    out = _decode(json.dumps(state).encode(), topic="p/gw/gw1/state")
+    assert [d[2] for d in out.dead] == [Reason.INVALID_PAYLOAD] and out.state is None
 
 
 def test_future_created_at_and_state_ts_are_dead_lettered() -> None:

@@ -86,9 +86,12 @@ def test_messages_stored_once_with_status_and_sessions(
     publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "offline", 2))])
     wait_until(lambda: handle.worker.stats.acked == 57, what="stale will acked")
     assert query(database_url, "SELECT online FROM gateway") == [(True,)]  # stale will ignored
+    will_sent = datetime.now(UTC)
     publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "offline", 3))])
     wait_until(lambda: query(database_url, "SELECT online FROM gateway") == [(False,)],
                what="gateway offline")
+    [(offline_since,)] = query(database_url, "SELECT changed_at FROM gateway")
+    assert will_sent <= offline_since <= datetime.now(UTC)  # an undated will: when received
 
     handle.halt()
     stats = handle.worker.stats

@@ -34,7 +34,8 @@ _values = st.one_of(
                      "2024-02-30T00:00:00Z",
                      "2024-01-01T00:00:00+08:00", "2024-01-01T00:00:00", "2024-01-01 00:00:00Z",
                      "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.1234567Z",
-                     "2024-01-01T00:00:00+24:00", "2024-01-01t00:00:00z", "1700000000"]),
+                     "2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00+00:60",
+                     "2024-01-01t00:00:00z", "1700000000", "nul \u0000 inside"]),
     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(),
                                                          max_size=2),
 )
@@ -98,8 +99,14 @@ def test_fast_path_agrees_with_the_protocol(edits: list[tuple[tuple[Any, ...], A
     (("samples", 0, "power_w"), float("nan")), (("samples", 0, "metrics", "temp"), float("inf")),
     (("samples", 0, "metrics", "temp"), float("-inf")), (("samples", 0, "metrics", "temp"), "1"),
     (("samples", 0, "ts"), 1700000000), (("created_at",), 1700000000),
+    (("events", 0, "detail"), "nul \u0000 inside"),
+    (("samples", 0, "ts"), "2024-01-01T00:00:00+00:60"),
+    (("created_at",), "0001-01-01T00:00:00+00:01"),
+    (("events", 0, "ts"), "9999-12-31T23:59:59-23:00"),
 ])
-def test_wire_values_are_taken_as_their_json_type(path: tuple[Any, ...], value: Any) -> None:
+def test_both_paths_refuse(path: tuple[Any, ...], value: Any) -> None:
+    """JSON values of another type (never coerced), NUL in text, a minute offset of 60 and
+    times that leave the datetime range in UTC."""
     doc = json.loads(json.dumps(_good))
     _set(doc, path, value)
     payload = json.dumps(doc).encode()
