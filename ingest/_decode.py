@@ -9,6 +9,7 @@ names the reason.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +28,7 @@ from instrushare.protocol import (
 
 from ._registry import InstrumentRegistry
 from ._wire import fast_message, timestamp
+from .errors import IngestError
 
 Raw = tuple[str, bytes | bytearray, int, int, float]
 """(topic, payload, mid, qos, receive time as POSIX seconds) as queued by the MQTT callback."""
@@ -39,8 +41,12 @@ SampleRow = tuple[
 EventRow = tuple[str, datetime, str, str | None, str | None, str, int, str]
 """Columns of ``instrument_event`` in table order, then ``ts`` as text."""
 DeadRow = tuple[str, bytes | bytearray, str, str, datetime]
+MessageKey = tuple[str, int, datetime]
+"""(gateway, seq, created_at): the stored message's key (docs/protocol.md, "Deduplication")."""
 
 _DETAIL_MAX = 4000
+
+logger = logging.getLogger("ingest")
 
 
 class Reason(StrEnum):
@@ -59,6 +65,9 @@ class Reason(StrEnum):
     """Not a data or state topic under the prefix: the worker subscribes to those only, but a
     persistent session keeps the subscriptions of an earlier run (another prefix, say)."""
     DB_REJECTED = "db_rejected"
+    DECODE_FAILED = "decode_failed"
+    """Decoding raised an error the protocol's rules do not name: a defect of the ingest, which
+    costs this one message (kept for a replay once fixed) instead of stopping the worker."""
 
 
 @dataclass(slots=True)
@@ -70,7 +79,7 @@ class Decoded:
     topic: str
     payload: bytes | bytearray
     received_at: datetime
-    key: tuple[str, int] | None = None
+    key: MessageKey | None = None
     message: MsgRow | None = None
     samples: list[SampleRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
@@ -93,8 +102,20 @@ class Decoder:
         self._registry = registry
 
     def decode(self, raw: Raw) -> Decoded:
+        """Rows or dead letters for one delivery; raises only the registry's IngestError."""
         topic, payload, mid, qos, received = raw
-        out = Decoded(mid, qos, topic, payload, datetime.fromtimestamp(received, UTC))
+        at = datetime.fromtimestamp(received, UTC)
+        try:
+            return self._classify(Decoded(mid, qos, topic, payload, at), received)
+        except IngestError:
+            raise
+        except Exception as exc:
+            logger.exception("cannot decode a delivery on %s; dead-lettered", topic)
+            return Decoded(mid, qos, topic, payload, at).reject(
+                Reason.DECODE_FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _classify(self, out: Decoded, received: float) -> Decoded:
+        payload, topic = out.payload, out.topic
         if len(payload) > MAX_PAYLOAD_BYTES:
             return out.reject(Reason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
         try:
@@ -169,7 +190,7 @@ class Decoder:
                 Reason.TOO_OLD,
                 f"received {recv.isoformat()}; older than {MAX_PAST_AGE}: " + ", ".join(old),
             )
-        out.key = (gateway, seq)
+        out.key = (gateway, seq, created)
         out.historical = hist
         out.message = (
             gateway, seq, created, instrument, msg["bd_seq"], hist,

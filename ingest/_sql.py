@@ -56,7 +56,7 @@ INSERT INTO ingested_message ({MSG_COLUMNS}, arrival)
 SELECT m.*, nextval('ingest_arrival_seq')
 FROM (SELECT * FROM ingest_msg ORDER BY gateway_id, seq) m
 ON CONFLICT DO NOTHING
-RETURNING gateway_id, seq
+RETURNING gateway_id, seq, created_at
 """
 
 INSERT_SAMPLES = """

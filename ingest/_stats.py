@@ -18,7 +18,8 @@ class IngestStats:
     written: int = 0
     """Data messages newly stored (committed)."""
     duplicates: int = 0
-    """Data messages whose (gateway, seq) was already stored or repeated within a batch."""
+    """Data messages whose (gateway, seq, created_at) was already stored or repeated within a
+    batch."""
     dead_lettered: dict[str, int] = field(default_factory=dict)
     """Dead-letter rows committed, by reason."""
     batches: int = 0

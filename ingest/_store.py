@@ -28,7 +28,7 @@ from psycopg import errors as pg_errors
 from instrushare.protocol import MAX_FUTURE_SKEW
 
 from . import _sql as q
-from ._decode import Decoded, EventRow, SampleRow
+from ._decode import Decoded, EventRow, MessageKey, SampleRow
 from ._derive import Before, SessionRow, StatusRow, appended_sessions, in_order, status_row
 from ._text import event_chunks, message_chunks, sample_chunks
 from .errors import RejectedBatchError, RetryableStoreError
@@ -194,7 +194,7 @@ class BatchStore:
             return messages
         _copy(cur, q.STAGE_MSG, message_chunks(rows))
         cur.execute(q.INSERT_MESSAGES)
-        keys = {(row[0], row[1]) for row in cur.fetchall()}
+        keys = {(row[0], row[1], row[2]) for row in cur.fetchall()}
         return [it for it in messages if it.key in keys]
 
     def _insert_data(
@@ -268,7 +268,7 @@ class _Batch:
         self.dead: list[Any] = []
         self.states: list[Decoded] = []
         self.in_batch_duplicates = 0
-        seen: set[tuple[str, int]] = set()
+        seen: set[MessageKey] = set()
         for it in items:
             if it.dead:
                 self.dead += it.dead

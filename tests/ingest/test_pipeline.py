@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from ingest._decode import Decoder
+from ingest._registry import InstrumentRegistry
+from ingest._store import BatchStore
 from instrushare.protocol import Topics
 
 from .conftest import (
@@ -129,6 +132,27 @@ def test_a_gateway_with_replaced_storage_comes_online_again_stale_births_do_not(
     publisher.publish_all([(state, gateway_state("gw1", "offline", 1))])
     wait_until(lambda: query(database_url, "SELECT online FROM gateway") == [(False,)],
                what="the new will applied")
+
+
+def test_a_replaced_outbox_reusing_a_seq_in_one_batch_loses_nothing(database_url: str) -> None:
+    """Messages are keyed by (gateway, seq, created_at): an old message and a new one from an
+    outbox that counts seq from 0 again are two messages, also within one batch; a resend of
+    either is a duplicate."""
+    register(database_url, {"i1": "gw1"})
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    topic = Topics("p").data("gw1", "i1")
+    old = data_message("gw1", "i1", 3, [(BASE, "idle", None)])
+    new = data_message("gw1", "i1", 3, [(BASE + timedelta(minutes=1), "running", None)])
+    now = time.time()
+    try:
+        first = store.write([decoder.decode((topic, payload, mid, 1, now))
+                             for mid, payload in enumerate([old, new, old])])
+    finally:
+        store.close()
+    assert (first.fresh, first.duplicates) == (2, 1)
+    assert query(database_url, "SELECT state FROM state_sample ORDER BY ts") == [
+        ("idle",), ("running",)]
 
 
 def test_historical_samples_never_overwrite_live_status(
