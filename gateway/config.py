@@ -20,6 +20,7 @@ from pydantic import (
 from gateway.errors import ConfigError
 from instrushare.protocol import (
     DEFAULT_TOPIC_PREFIX,
+    INGEST_CLIENT_ID_PREFIX,
     MAX_METRICS_PER_SAMPLE,
     MAX_PAST_AGE,
     MAX_SAMPLES_PER_MESSAGE,
@@ -235,6 +236,11 @@ class GatewayConfig(_Config):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate instrument ids: {', '.join(duplicates)}")
+        if self.gateway_id.startswith(INGEST_CLIENT_ID_PREFIX):
+            raise ValueError(
+                f"gateway_id must not start with {INGEST_CLIENT_ID_PREFIX!r}: it is the MQTT"
+                " client id, and those are the ingest workers'"
+            )
         address = MqttAddress.from_url(self.mqtt_url)
         if address.username is not None and address.username != self.gateway_id:
             raise ValueError(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from instrushare.protocol import Identifier
+from instrushare.protocol import INGEST_CLIENT_ID_PREFIX, Identifier
 from instrushare.settings import ServiceSettings
 
 _MQTT_MAX_RECEIVE = 65_535
@@ -67,4 +67,4 @@ class IngestConfig(ServiceSettings):
 
     @property
     def client_id(self) -> str:
-        return f"ingest-{self.worker_id}"
+        return INGEST_CLIENT_ID_PREFIX + self.worker_id

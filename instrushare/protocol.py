@@ -43,6 +43,9 @@ MAX_PAST_AGE = timedelta(days=30)
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 """Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
+INGEST_CLIENT_ID_PREFIX = "ingest-"
+"""Ingest workers' MQTT client ids start with this; gateways (client id = gateway id) must not:
+one client id is one connection, so a second client with it takes the first one's over."""
 FreeText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 """Any text but NUL (U+0000): PostgreSQL cannot store it, so it would cost the whole message."""
 

@@ -61,6 +61,7 @@ def test_defaults(tmp_path: Path) -> None:
     [
         ("gateway_id = ", "not valid TOML"),
         (MINIMAL.replace('"gw1"', '"gw/1"'), "gateway_id"),
+        (MINIMAL.replace('"gw1"', '"ingest-1"'), "must not start with 'ingest-'"),
         (MINIMAL + "bogus = 1\n", "bogus"),
         (MINIMAL.replace('kind = "simulated"', 'kind = "modbus"'), "needs host and address"),
         (MINIMAL.replace('kind = "simulated"', 'kind = "simulated", host = "x"'),
