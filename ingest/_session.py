@@ -3,6 +3,12 @@
 It subscribes to the data and gateway-state topics (through the share group when shared),
 publishes the worker's retained ``online`` state once subscribed and again periodically and
 soon after a gateway's birth, and leaves its ``offline`` state (also its will) when closed.
+
+A retiring session (a worker taken out of service) instead unsubscribes: Mosquitto goes on
+handing a share of the group's messages to a persistent session while its client is away, and
+drops them once its queue is full, so a worker that is simply not started again would lose
+data. The messages already queued still arrive; once they are stored the session clears the
+worker's retained state and ends.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ class BrokerSession:
 
     ANNOUNCE_COALESCE_S = 0.2
 
-    def __init__(self, config: IngestConfig, *, deliver: Deliver) -> None:
+    def __init__(self, config: IngestConfig, *, deliver: Deliver, retire: bool = False) -> None:
         self._config = config
+        self._retire = retire
+        self.left = threading.Event()
+        """Set once a retiring session's subscriptions are gone: nothing new is routed to it."""
         self._topics = Topics(config.topic_prefix)
         self._state_topic = self._topics.ingest_state(config.worker_id)
         self._deliver_on = deliver
@@ -56,10 +65,13 @@ class BrokerSession:
         addr = cfg.mqtt
         if addr.username is not None:
             client.username_pw_set(addr.username, addr.password)
-        client.will_set(self._state_topic, self._state_payload("offline"), qos=1, retain=True)
+        if not self._retire:
+            client.will_set(self._state_topic, self._state_payload("offline"), qos=1,
+                            retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         return client
@@ -91,7 +103,9 @@ class BrokerSession:
         cfg, topics = self._config, self._topics
         share = f"$share/{cfg.share_group}/" if cfg.shared_subscription else ""
         wanted = [f"{share}{topics.all_data}", f"{share}{topics.all_gateway_states}"]
-        if cfg.mqtt_protocol == "5":
+        if self._retire:
+            client.unsubscribe(wanted)
+        elif cfg.mqtt_protocol == "5":
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
         else:
             client.subscribe([(t, 1) for t in wanted])
@@ -105,6 +119,12 @@ class BrokerSession:
             return
         self._announce()
         self.online.set()
+
+    def _on_unsubscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, _reasons: Any, _p: Any
+    ) -> None:
+        logger.info("left the share group; storing the messages queued for this worker")
+        self.left.set()
 
     def _announce(self) -> None:
         """Publish "online" (retained): now that we are subscribed, and then periodically."""
@@ -121,7 +141,7 @@ class BrokerSession:
             if woken:
                 stop.wait(self.ANNOUNCE_COALESCE_S)  # one announcement for a burst of births
                 self._birth_seen.clear()
-            if self.online.is_set() and not stop.is_set():
+            if self.online.is_set() and not stop.is_set() and not self._retire:
                 self._announce()
 
     def wake(self) -> None:
@@ -155,13 +175,20 @@ class BrokerSession:
         return acked
 
     def close(self) -> None:
-        """Publish the offline state and disconnect."""
-        info = self._client.publish(self._state_topic, self._state_payload("offline"), qos=1,
-                                    retain=True)
+        """Publish the offline state and disconnect; a retired worker's state is cleared
+        instead (an empty retained message) and its session ends (MQTT 5; under 3.1.1 it
+        stays, subscribed to nothing, until the broker expires it)."""
+        state = b"" if self._retire else self._state_payload("offline")
+        info = self._client.publish(self._state_topic, state, qos=1, retain=True)
         try:
             info.wait_for_publish(timeout=5)
         except (RuntimeError, ValueError) as exc:
-            logger.warning("could not publish the offline state: %s", exc)
-        self._client.disconnect()
+            logger.warning("could not publish the worker's state: %s", exc)
+        if self._retire and self._config.mqtt_protocol == "5":
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props)
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
         self.online.clear()

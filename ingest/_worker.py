@@ -45,9 +45,21 @@ class IngestWorker:
     IDLE_POLL_S = 0.05
     FILL_POLL_S = 0.002
     LOCK_TURN_WAIT_S = 1.0
+    DRAINED_AFTER_S = 3.0
+    """A retiring worker stops once everything received is stored and nothing has arrived for
+    this long after it left the share group (the broker sends queued messages at once)."""
 
-    def __init__(self, config: IngestConfig, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, config: IngestConfig, *, registry: CollectorRegistry | None = None,
+        retire: bool = False,
+    ) -> None:
+        """``retire``: take the worker out of service (``BrokerSession``): store what is
+        queued for it, leave the share group, then ``run`` returns by itself."""
         self._config = config
+        self._retire = retire
+        self._settled = 0
+        """Deliveries whose batch was acknowledged (or dead-lettered and acknowledged)."""
+        self._last_delivery = 0.0
         self._inbox: deque[Raw] = deque()
         self._wake = threading.Event()
         self._idle = False
@@ -73,7 +85,7 @@ class IngestWorker:
             prefix=config.topic_prefix,
             registry=InstrumentRegistry(loader=self._stores[0].load_registry),
         )
-        self._session = BrokerSession(config, deliver=self._deliver)
+        self._session = BrokerSession(config, deliver=self._deliver, retire=retire)
         self.online = self._session.online
         """Set once subscribed and announced online (tests wait on it)."""
 
@@ -86,7 +98,8 @@ class IngestWorker:
     # -- deliveries (paho's network thread) ---------------------------------------------
 
     def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
-        self._inbox.append((topic, payload, mid, qos, time.time()))
+        now = self._last_delivery = time.time()
+        self._inbox.append((topic, payload, mid, qos, now))
         self._received += 1
         if self._idle:  # the decoding thread waits on the event only when it has no batch
             self._wake.set()
@@ -120,6 +133,9 @@ class IngestWorker:
         ]
         for writer in writers:
             writer.start()
+        if self._retire:
+            threading.Thread(target=self._stop_when_drained, args=(stop,),
+                             name=f"ingest-retire-{cfg.worker_id}", daemon=True).start()
         try:
             for writer in writers:
                 writer.join()
@@ -131,6 +147,17 @@ class IngestWorker:
             self._shutdown()
         if self._failed:
             raise RuntimeError(f"ingest worker stopped: {', '.join(self._failed)} failed")
+
+    def _stop_when_drained(self, stop: threading.Event) -> None:
+        """Retiring: stop once out of the share group and everything received is stored."""
+        while not stop.is_set():
+            if (self._session.left.is_set() and self._settled == self._received
+                    and time.time() - self._last_delivery >= self.DRAINED_AFTER_S):
+                logger.info("retired: the %d messages queued for this worker are stored",
+                            self._settled)
+                stop.set()
+                return
+            stop.wait(self.IDLE_POLL_S * 4)
 
     # -- decoding thread --------------------------------------------------------------------
 
@@ -313,6 +340,7 @@ class IngestWorker:
 
     def _acknowledge(self, items: list[Decoded]) -> None:
         self._stats.acked += self._session.acknowledge((it.mid, it.qos) for it in items)
+        self._settled += len(items)
 
     def _account(self, items: list[Decoded], result: WriteResult) -> None:
         stats, metrics = self._stats, self._metrics

@@ -34,6 +34,12 @@ def ingest(
     batch_max_delay_s: Annotated[
         float | None, typer.Option(help="Longest a message waits for its batch to fill.")
     ] = None,
+    retire: Annotated[
+        bool, typer.Option(
+            "--retire",
+            help="Take this worker out of service: store what the broker queued for it, leave"
+                 " the share group and exit (docs/deploy.md, 'Scaling out').")
+    ] = False,
 ) -> None:
     """Store gateway data from MQTT in PostgreSQL (DATABASE_URL, MQTT_URL, INSTRUSHARE_*)."""
     options: dict[str, Any] = {
@@ -55,6 +61,6 @@ def ingest(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    worker = IngestWorker(config, registry=REGISTRY)
+    worker = IngestWorker(config, registry=REGISTRY, retire=retire)
     tune_process()
     worker.run(stop)

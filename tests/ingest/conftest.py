@@ -145,7 +145,8 @@ def start_worker(
     """Start IngestWorkers in threads (stopped after the test); keyword args go to IngestConfig."""
     running: list[RunningWorker] = []
 
-    def start(database_url: str, mqtt: str | None = None, **overrides: Any) -> RunningWorker:
+    def start(database_url: str, mqtt: str | None = None, *, retire: bool = False,
+              **overrides: Any) -> RunningWorker:
         fields: dict[str, Any] = {
             "worker_id": f"w{len(running)}-{topic_prefix}",
             "share_group": f"g{topic_prefix}",
@@ -155,13 +156,13 @@ def start_worker(
         config = IngestConfig(  # type: ignore[call-arg]  # the aliases are the env names
             DATABASE_URL=database_url, MQTT_URL=mqtt or mqtt_url, **fields
         )
-        worker = IngestWorker(config)
+        worker = IngestWorker(config, retire=retire)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
         handle = RunningWorker(worker, stop, thread)
         running.append(handle)
-        assert worker.online.wait(10), "worker did not come online"
+        assert retire or worker.online.wait(10), "worker did not come online"
         return handle
 
     yield start

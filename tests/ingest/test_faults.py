@@ -123,6 +123,45 @@ def test_two_workers_share_the_load_exactly_once(
         assert got == reference_sessions(samples)
 
 
+def test_a_retired_worker_stores_its_queued_share_and_leaves_the_group(
+    database_url: str,
+    mqtt_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    """The broker queues a share of the group's messages for a stopped worker's session; the
+    worker run with ``retire`` stores them and leaves, so the group's other workers take
+    everything after it and nothing is queued for a worker that never comes back."""
+    _register_all(database_url)
+    a = start_worker(database_url, worker_id=f"a-{topics.prefix}")
+    b = start_worker(database_url)
+    a.halt()
+    publisher.publish_all(_load(topics, range(100)))
+    retiring = start_worker(database_url, retire=True, worker_id=f"a-{topics.prefix}")
+    retiring.thread.join(30)
+    assert not retiring.thread.is_alive(), "the retiring worker stops by itself"
+    kept = retiring.worker.stats.written
+    assert kept > 0, "the broker kept a share for the stopped worker"
+    wait_until(lambda: b.worker.stats.written == 100 - kept, what="b stored the rest")
+    assert count(database_url, "ingested_message") == 100
+    settled = b.worker.stats.acked
+    publisher.publish_all(_load(topics, range(100, 200)))
+    wait_until(lambda: b.worker.stats.acked == settled + 100, what="b takes everything now")
+    assert count(database_url, "ingested_message") == 200
+    retained: list[bytes] = []
+    addr = MqttAddress.from_url(mqtt_url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: retained.append(bytes(m.payload))
+    client.connect(addr.host, addr.port)
+    client.subscribe(topics.ingest_state(f"a-{topics.prefix}"), qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    client.disconnect()
+    client.loop_stop()
+    assert retained == [], "its retained state is cleared"
+
+
 # -- the worker as a process ----------------------------------------------------------------
 
 
