@@ -16,6 +16,7 @@ import itertools
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -150,7 +151,8 @@ class NetworkLoop:
                         self._wake_r.recv(4096)
                     continue
                 client: mqtt.Client = key.data
-                self._guard(client.loop_read, mask & selectors.EVENT_READ)
+                if mask & selectors.EVENT_READ:
+                    self._read(client)
                 if mask & selectors.EVENT_WRITE:
                     self._write(client)
             self._flush_dirty()
@@ -160,6 +162,15 @@ class NetworkLoop:
                 next_misc = now + self.MISC_INTERVAL_S
                 for client in list(self._clients):
                     self._guard(client.loop_misc, True)
+
+    def _read(self, client: mqtt.Client) -> None:
+        """Read until the socket holds nothing more: over TLS, records already received and
+        decrypted wait inside the SSL object, where ``select`` does not see them."""
+        self._guard(client.loop_read, True)
+        sock = self._socks.get(client)
+        while isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._guard(client.loop_read, True)
+            sock = self._socks.get(client)
 
     def _flush_dirty(self) -> None:
         with self._lock:

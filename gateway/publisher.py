@@ -91,8 +91,7 @@ class MqttLink:
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )
-        if self.address.username is not None:
-            client.username_pw_set(self.address.username, self.address.password)
+        self.address.configure(client)
         client.max_inflight_messages_set(0)  # the agent's window bounds what is in flight
         client.max_queued_messages_set(0)
         client.connect_timeout = self.CONNECT_TIMEOUT_S

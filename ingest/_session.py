@@ -62,9 +62,7 @@ class BrokerSession:
             client = LeanClient(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
                                 protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True,
                                 deliver=self._deliver)
-        addr = cfg.mqtt
-        if addr.username is not None:
-            client.username_pw_set(addr.username, addr.password)
+        cfg.mqtt.configure(client)
         if not self._retire:
             client.will_set(self._state_topic, self._state_payload("offline"), qos=1,
                             retain=True)

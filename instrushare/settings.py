@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from instrushare.protocol import DEFAULT_TOPIC_PREFIX
+
+if TYPE_CHECKING:  # the API imports these settings too, and needs no MQTT client
+    import paho.mqtt.client as mqtt
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/instrushare"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -16,26 +21,49 @@ DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 @dataclass(frozen=True, slots=True)
 class MqttAddress:
-    """Where a broker listens and how to log in: parsed from ``mqtt://user:pass@host:port``."""
+    """Where a broker listens and how to reach it: parsed from ``mqtt://user:pass@host:port``,
+    or ``mqtts://user:pass@host:port[?ca=/path/ca.pem]`` for TLS (port 8883 by default; the
+    broker's certificate is checked against ``ca``, else against the system's CAs)."""
 
     host: str
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MqttAddress:
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ValueError(f"MQTT URL must start with mqtt:// (got {url!r})")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts:// (got {url!r})")
         if not parts.hostname:
             raise ValueError(f"MQTT URL has no host: {url!r}")
+        tls = parts.scheme in ("mqtts", "ssl")
+        query = parse_qs(parts.query)
+        unknown = sorted(set(query) - {"ca"})
+        if unknown:
+            raise ValueError(f"MQTT URL: unknown parameter {unknown[0]!r} (known: ca)")
+        ca_file = query["ca"][-1] if "ca" in query else None
+        if ca_file is not None and not tls:
+            raise ValueError("MQTT URL: ?ca= is for TLS, which needs mqtts://")
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise ValueError(f"MQTT URL: no CA certificate file {ca_file!r}")
         return cls(
             host=parts.hostname,
-            port=parts.port or 1883,
+            port=parts.port or (8883 if tls else 1883),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_file=ca_file,
         )
+
+    def configure(self, client: mqtt.Client) -> None:
+        """Give ``client`` (not yet connected) the log-in and TLS this address asks for."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set(ca_certs=self.ca_file)
 
 
 class ServiceSettings(BaseSettings):

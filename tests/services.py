@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import select
 import shutil
@@ -12,7 +13,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
@@ -30,6 +38,48 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A private CA and a certificate it issued for 127.0.0.1 and localhost (PEM files)."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+    @classmethod
+    def issue(cls, folder: Path) -> TlsFiles:
+        folder.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(UTC)
+
+        def build(subject: str, issuer: x509.Name | None, key: ec.EllipticCurvePrivateKey,
+                  signer: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+            builder = (x509.CertificateBuilder().subject_name(name)
+                       .issuer_name(issuer or name).public_key(key.public_key())
+                       .serial_number(x509.random_serial_number())
+                       .not_valid_before(now - timedelta(minutes=5))
+                       .not_valid_after(now + timedelta(days=1))
+                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
+                                      critical=True))
+            if not ca:
+                builder = builder.add_extension(x509.SubjectAlternativeName([
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost")]), critical=False)
+            return builder.sign(signer, hashes.SHA256())
+
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+            ec.SECP256R1())
+        ca_cert = build("test CA", None, ca_key, ca_key, ca=True)
+        cert = build("127.0.0.1", ca_cert.subject, key, ca_key, ca=False)
+        files = cls(folder / "ca.pem", folder / "broker.pem", folder / "broker.key")
+        files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+        files.certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files.key.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        return files
+
+
 class Mosquitto:
     """A private mosquitto on a free port; stop() and start() keep its persistence file."""
 
@@ -40,13 +90,19 @@ class Mosquitto:
         users: dict[str, str] | None = None,
         acl: str | None = None,
         extra: str = "",
+        tls: bool = False,
     ) -> None:
+        """``tls``: the listener takes TLS only, with a certificate of a private CA
+        (``self.tls``) for 127.0.0.1."""
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
+        self.tls = TlsFiles.issue(workdir) if tls else None
         lines = [
             f"listener {self.port} 127.0.0.1",
+            *([f"certfile {self.tls.certificate}", f"keyfile {self.tls.key}"] if self.tls
+              else []),
             "persistence true",
             f"persistence_location {workdir}/",
             f"log_dest file {workdir}/mosquitto.log",
@@ -77,6 +133,8 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"mqtts://127.0.0.1:{self.port}?ca={self.tls.ca}"
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
