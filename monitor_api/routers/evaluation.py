@@ -117,10 +117,12 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
                 " JOIN institution ii ON ii.id = i.institution_id",
             )
         }
+        # late in the evaluated years: still not networked, or networked late during them
+        # (a registration late years ago is not held against every later year)
         overdue = {o["instrument_id"] for o in await overdue_list(
             conn, None, settings.compliance_threshold_rmb, settings.compliance_working_days,
             min(evaluated.end, today()),
-        )}
+        ) if o["networked_on"] is None or o["networked_on"] >= evaluated.start}
         institutions = {r["id"]: r for r in await fetch_all(
             conn, "SELECT id, name, tier FROM institution")}
         assessed = await marks(conn, year)

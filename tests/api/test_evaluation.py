@@ -236,6 +236,25 @@ def _samples(api: Api, instrument: str, rows: list[tuple[str, str]]) -> None:
             (instrument, [r[0] for r in rows], [r[1] for r in rows]))
 
 
+def test_a_late_registration_counts_against_the_years_it_was_late_in(year: Api) -> None:
+    """sem, accepted 2 Jan 2023, was networked on 1 Jun 2023, months after its deadline: the
+    2023 evaluation holds it against sem (a quarter of the management points, 10), 2025's
+    does not; not networked at all, it would count in 2025 too."""
+    def management(evaluated: int) -> float:
+        with year.as_("evaluator") as c:
+            items = c.get(f"/evaluation/{evaluated}/instruments").json()["items"]
+        return float(next(i for i in items if i["instrument_id"] == "sem")["management"])
+
+    year.sql("UPDATE instrument SET accepted_on = '2023-01-02', networked_on = '2023-06-01'"
+             " WHERE id = 'sem'")
+    late_then, on_time_now = management(2023), management(2025)
+    year.sql("UPDATE instrument SET networked_on = NULL WHERE id = 'sem'")
+    still_late = management(2025)
+    assert on_time_now - still_late == pytest.approx(10, abs=0.01)
+    assert management(2023) == late_then
+    assert on_time_now - late_then >= 10 - 0.01  # 2023: late (its availability may differ too)
+
+
 def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> None:
     """sem: two faults in 2025 -> occasional, not open -> internal. xrd: six (the default
     threshold) -> frequent, open at a service institution -> external. inc1: in fault from
