@@ -47,14 +47,16 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class AgentStats:
-    """Counters of one agent. ``enqueued``/``published``/``acked`` count since start; the drop
-    counters are persisted in the outbox; ``seq`` is the last sequence number assigned (-1 when
-    none yet)."""
+    """Counters of one agent. ``enqueued``/``published``/``acked`` (by the broker)/
+    ``confirmed`` (stored by the platform, so deleted from the outbox) count since start; the
+    drop counters are persisted in the outbox; ``seq`` is the last sequence number assigned
+    (-1 when none yet)."""
 
     outbox_depth: int
     enqueued: int
     published: int
     acked: int
+    confirmed: int
     dropped_full: int
     dropped_age: int
     reconnects: int
@@ -129,18 +131,24 @@ class GatewayAgent:
             require_ingest_online=config.require_ingest_online,
             next_bd_seq=self._next_bd_seq,
             on_ack=self._on_ack,
+            on_stored=self._on_stored,
             on_change=self._service,
             on_lost=self._on_link_lost,
             network=network if network is not None else NetworkLoop.default(),
         )
         self._lock = threading.Lock()
         self._acks: deque[int] = deque()
+        self._stored: deque[int] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> seq
+        self._unconfirmed: set[int] = set()
+        """Seqs the broker acknowledged that the platform has not confirmed stored yet."""
+        self._waiting_since: float | None = None
+        """Monotonic time of the last confirmation while some are awaited (None: none are)."""
         self._last_fed = -1
         self._rewind = False  # set by the network thread when the connection ends
         self._failing: set[str] = set()
         self._started = False
-        self._enqueued = self._published = self._acked = 0
+        self._enqueued = self._published = self._acked = self._confirmed = 0
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -159,6 +167,7 @@ class GatewayAgent:
             enqueued=self._enqueued,
             published=self._published,
             acked=self._acked,
+            confirmed=self._confirmed,
             dropped_full=outbox.dropped_full,
             dropped_age=outbox.dropped_age,
             reconnects=max(0, self._link.connects - 1),
@@ -223,7 +232,7 @@ class GatewayAgent:
         self._link.set_link(up)
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until every stored message has been acknowledged; False on timeout."""
+        """Wait until the platform has confirmed every stored message; False on timeout."""
         deadline = time.monotonic() + timeout
         while True:
             self._service()
@@ -306,8 +315,13 @@ class GatewayAgent:
         self._acks.append(mid)
         self._service()
 
+    def _on_stored(self, seqs: list[int]) -> None:
+        self._stored.extend(seqs)
+        self._service()
+
     def _service(self) -> None:
-        """Apply PUBACKs and refill the window, unless another thread is doing it right now.
+        """Apply PUBACKs and confirmations and refill the window, unless another thread is
+        doing it right now.
 
         Whoever holds the lock re-checks after releasing it, so no acknowledgement waits for
         the next event.
@@ -317,25 +331,47 @@ class GatewayAgent:
                 if not self._started:
                     return
                 self._apply_acks()
-                if self._rewind:
+                if self._confirmations_stalled():
+                    logger.warning(
+                        "gateway %s: %d published message(s) unconfirmed for %.0f s; "
+                        "publishing again from the outbox head", self.config.gateway_id,
+                        len(self._unconfirmed), self.config.confirm_timeout_s)
+                    self._rewind = True
+                if self._rewind:  # everything in the outbox goes out again, in seq order
                     self._rewind = False
                     self._inflight.clear()
+                    self._unconfirmed.clear()
+                    self._waiting_since = None
                     self._last_fed = -1
                 self._feed()
             finally:
                 self._lock.release()
-            if not self._acks and not self._rewind:
+            if not self._acks and not self._stored and not self._rewind:
                 return
 
     def _apply_acks(self) -> None:
-        seqs = []
+        """A PUBACK frees a place in the window; only the platform's confirmation that it
+        stored a message deletes it from the outbox (the broker may crash before delivery)."""
         while self._acks:
             seq = self._inflight.pop(self._acks.popleft(), None)
             if seq is not None:
-                seqs.append(seq)
-        if seqs:
-            self._acked += len(seqs)
-            self._outbox.delete(seqs)
+                self._acked += 1
+                self._unconfirmed.add(seq)
+                if self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
+        if self._stored:
+            seqs = set()
+            while self._stored:
+                seqs.add(self._stored.popleft())
+            self._confirmed += self._outbox.delete(seqs)
+            self._unconfirmed -= seqs
+            self._waiting_since = time.monotonic() if self._unconfirmed else None
+
+    def _confirmations_stalled(self) -> bool:
+        """Messages the broker took have waited ``confirm_timeout_s`` without any confirmation:
+        the broker lost them (a crash) or the confirmations were lost; resending is safe."""
+        return (self._waiting_since is not None and self._link.can_publish
+                and time.monotonic() - self._waiting_since > self.config.confirm_timeout_s)
 
     def _feed(self) -> None:
         room = self.config.inflight_window - len(self._inflight)

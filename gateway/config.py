@@ -227,6 +227,7 @@ class GatewayConfig(_Config):
         default=30 * 86400, gt=0, le=MAX_PAST_AGE.total_seconds()
     )
     inflight_window: int = Field(default=100, ge=1, le=65000)
+    confirm_timeout_s: float = Field(default=300.0, gt=0)
     require_ingest_online: bool = True
     instruments: list[InstrumentConfig] = Field(min_length=1, max_length=1000)
 

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from gateway.netloop import NetworkLoop
-from instrushare.protocol import GatewayState, IngestState, Topics, dumps
+from instrushare.protocol import GatewayState, IngestState, StoredMessages, Topics, dumps
 from instrushare.settings import MqttAddress
 
 logger = logging.getLogger("gateway")
@@ -58,6 +58,7 @@ class MqttLink:
         require_ingest_online: bool,
         next_bd_seq: Callable[[], int],
         on_ack: Callable[[int], None],
+        on_stored: Callable[[list[int]], None],
         on_change: Callable[[], None],
         on_lost: Callable[[], None],
         network: NetworkLoop,
@@ -69,6 +70,8 @@ class MqttLink:
         self.require_ingest_online = require_ingest_online
         self._next_bd_seq = next_bd_seq
         self._on_ack = on_ack
+        self._on_stored = on_stored
+        self._stored_topic = topics.stored(gateway_id)
         self._on_change = on_change
         self._on_lost = on_lost
         self.bd_seq = -1
@@ -243,7 +246,8 @@ class MqttLink:
             qos=1,
             retain=True,
         )
-        _, self._sub_mid = client.subscribe(self.topics.all_ingest_states, qos=1)
+        _, self._sub_mid = client.subscribe(
+            [(self.topics.all_ingest_states, 1), (self._stored_topic, 1)])
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
@@ -253,6 +257,9 @@ class MqttLink:
             self._on_change()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._stored_topic:
+            self._confirmed(message.payload)
+            return
         if not mqtt.topic_matches_sub(self.topics.all_ingest_states, message.topic):
             # some brokers (amqtt) also deliver retained messages the filter does not match
             logger.debug("gateway %s: ignoring %s", self.gateway_id, message.topic)
@@ -278,6 +285,15 @@ class MqttLink:
             else:
                 self._ingest_online.discard(worker)
         self._on_change()
+
+    def _confirmed(self, payload: bytes | bytearray) -> None:
+        try:
+            stored = StoredMessages.model_validate_json(payload)
+        except ValidationError:
+            logger.warning("gateway %s: ignoring a malformed confirmation", self.gateway_id)
+            return
+        if stored.gateway == self.gateway_id:
+            self._on_stored(stored.seqs)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any

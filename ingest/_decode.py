@@ -80,6 +80,9 @@ class Decoded:
     payload: bytes | bytearray
     received_at: datetime
     key: MessageKey | None = None
+    stored: tuple[str, int] | None = None
+    """(gateway, seq) of a data message read well enough to name it: once committed (stored,
+    a duplicate or dead-lettered) the gateway is told, and may delete it from its outbox."""
     message: MsgRow | None = None
     samples: list[SampleRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
@@ -133,6 +136,7 @@ class Decoder:
                 msg = _as_dict(DataMessage.model_validate_json(out.payload))
             except ValidationError as exc:
                 return _invalid(out, exc)
+        out.stored = (gateway, msg["seq"])  # the topic names the sender (broker ACLs)
         if msg["gateway"] != gateway or msg["instrument"] != instrument:
             return out.reject(
                 Reason.TOPIC_MISMATCH,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from instrushare.protocol import IngestState, Topics, dumps
+from instrushare.protocol import MAX_STORED_SEQS, IngestState, StoredMessages, Topics, dumps
 
 from ._config import IngestConfig
 from ._mqtt import LeanClient
@@ -161,6 +162,20 @@ class BrokerSession:
         if topic.endswith("/state"):  # a gateway birth or will: cheap to answer every time
             self._birth_seen.set()
         self._deliver_on(topic, payload, mid, qos)
+
+    def confirm_stored(self, messages: Iterable[tuple[str, int]]) -> None:
+        """Tell each gateway which of its data messages (gateway, seq) are committed for good,
+        before their PUBACKs: a worker that dies in between leaves them unacknowledged, so
+        they come back and are confirmed again."""
+        by_gateway: dict[str, set[int]] = defaultdict(set)
+        for gateway, seq in messages:
+            by_gateway[gateway].add(seq)
+        for gateway, seqs in by_gateway.items():
+            ordered = sorted(seqs)
+            for k in range(0, len(ordered), MAX_STORED_SEQS):
+                payload = dumps(StoredMessages(v=1, gateway=gateway,
+                                               seqs=ordered[k:k + MAX_STORED_SEQS]))
+                self._client.publish(self._topics.stored(gateway), payload, qos=1)
 
     def acknowledge(self, deliveries: Iterable[tuple[int, int]]) -> int:
         """Acknowledge (mid, qos) deliveries, now committed; return how many."""

@@ -339,6 +339,7 @@ class IngestWorker:
             return result
 
     def _acknowledge(self, items: list[Decoded]) -> None:
+        self._session.confirm_stored(it.stored for it in items if it.stored is not None)
         self._stats.acked += self._session.acknowledge((it.mid, it.qos) for it in items)
         self._settled += len(items)
 
@@ -379,5 +380,5 @@ _Job = tuple[int, list[Decoded]]
 def _rejected(item: Decoded, exc: RejectedBatchError) -> Decoded:
     """The message alone is refused by the database: keep only its dead letters, plus this one."""
     out = Decoded(item.mid, item.qos, item.topic, item.payload, item.received_at,
-                  dead=list(item.dead))
+                  stored=item.stored, dead=list(item.dead))
     return out.reject(Reason.DB_REJECTED, f"{exc.sqlstate or ''} {exc}".strip())

@@ -191,6 +191,22 @@ class GatewayState(_Strict):
     software: FreeText | None = Field(default=None, max_length=200)
 
 
+MAX_STORED_SEQS = 10_000
+"""Sequence numbers one ``StoredMessages`` confirms at most (a batch holds fewer)."""
+
+
+class StoredMessages(_Strict):
+    """``<prefix>/gw/<gateway>/stored`` (platform -> gateway, QoS 1, not retained): data
+    messages of the gateway, by ``seq``, that the platform has committed for good (stored, a
+    duplicate of a stored one, or dead-lettered). Only then may the gateway delete them from
+    its outbox: a broker acknowledgement (PUBACK) alone does not survive a broker crash.
+    """
+
+    v: Version
+    gateway: Identifier
+    seqs: list[Count] = Field(min_length=1, max_length=MAX_STORED_SEQS)
+
+
 class IngestState(_Strict):
     """Retained ``<prefix>/ingest/<worker>/state``: gateways publish only while one is online."""
 
@@ -213,6 +229,9 @@ class Topics:
 
     def ingest_state(self, worker: str) -> str:
         return f"{self.prefix}/ingest/{worker}/state"
+
+    def stored(self, gateway: str) -> str:
+        return f"{self.prefix}/gw/{gateway}/stored"
 
     @property
     def all_gateway_states(self) -> str:
@@ -259,6 +278,7 @@ def json_schema() -> dict[str, Any]:
             {"$ref": "#/$defs/DataMessage"},
             {"$ref": "#/$defs/GatewayState"},
             {"$ref": "#/$defs/IngestState"},
+            {"$ref": "#/$defs/StoredMessages"},
         ],
         "$defs": {
             name: _without_nested_defs(model.model_json_schema(ref_template="#/$defs/{model}"))
@@ -266,6 +286,7 @@ def json_schema() -> dict[str, Any]:
                 ("DataMessage", DataMessage),
                 ("GatewayState", GatewayState),
                 ("IngestState", IngestState),
+                ("StoredMessages", StoredMessages),
                 ("Sample", Sample),
                 ("Event", Event),
             )

@@ -145,9 +145,10 @@ class Mosquitto:
         )
         wait_for_port(self.port)
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop (SIGTERM: mosquitto saves its state first) or crash it (SIGKILL)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             self.proc.wait(10)
         self.proc = None
 

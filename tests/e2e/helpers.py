@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -25,9 +26,11 @@ ANNOUNCE_INTERVAL_S = 0.5
 
 @contextlib.contextmanager
 def ingest_thread(
-    *, database_url: str, mqtt_url: str, topic_prefix: str, worker_id: str = "w1"
+    *, database_url: str, mqtt_url: str, topic_prefix: str, worker_id: str = "w1",
+    **settings: Any,
 ) -> Iterator[IngestWorker]:
-    """An ingest worker running in this process until the block ends."""
+    """An ingest worker running in this process until the block ends; ``settings`` go to
+    its IngestConfig."""
     config = IngestConfig(
         database_url=database_url,
         mqtt_url=mqtt_url,
@@ -35,6 +38,7 @@ def ingest_thread(
         worker_id=f"{topic_prefix}-{worker_id}",
         share_group=topic_prefix,
         announce_interval_s=ANNOUNCE_INTERVAL_S,
+        **settings,
     )
     worker = IngestWorker(config)
     stop = threading.Event()

@@ -14,11 +14,13 @@ import chinese_calendar
 import httpx
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.schedule import LOCAL_TZ, Segment
 from device_sim.truth import TruthSession, load_sessions, write_truth
+from ingest import IngestWorker
 from instrushare.protocol import State
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
@@ -35,7 +37,7 @@ from tests.e2e.helpers import (
     stored_sessions,
     wait_until,
 )
-from tests.services import Mosquitto
+from tests.services import Mosquitto, TcpProxy
 
 
 def _last_full_workday_start() -> datetime:
@@ -239,6 +241,50 @@ def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
     _assert_every_sample_once(database_url, simulation)
     truth = _truth_sessions(simulation, tmp_path)
     assert compare_sessions(truth, stored_sessions(database_url), timedelta(minutes=1)) == []
+
+
+def test_a_broker_crash_loses_nothing_the_gateways_sent(
+    tmp_path: Path,
+    database_url: str,
+    mosquitto_factory,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """kill -9 of the broker while it holds messages the ingest cannot take yet (its database
+    unreachable, its window of unacknowledged deliveries full): they die with the broker,
+    which saves its state only now and then, after it acknowledged them to the gateways. The
+    gateways keep every message until the platform confirms it stored it, and send it again
+    after the crash: nothing is lost."""
+    monkeypatch.setattr(IngestWorker, "MAX_BACKOFF_S", 0.5)
+    broker: Mosquitto = mosquitto_factory()
+    simulation = _simulation(
+        tmp_path, database_url, broker.url, topic_prefix, instruments=10, days=0.5, speed=4320
+    )
+    proxy = TcpProxy(int(conninfo.conninfo_to_dict(database_url).get("port") or 5432))
+    proxy.up()
+    via_proxy = conninfo.make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
+    quarter = simulation.ticks // 4
+
+    def fail(tick: int, _total: int) -> None:
+        if tick == quarter:
+            proxy.down()
+        elif tick == 2 * quarter:
+            broker.stop(signal.SIGKILL)
+            broker.start()
+        elif tick == 3 * quarter:
+            proxy.up()
+
+    try:
+        with ingest_thread(database_url=via_proxy, mqtt_url=broker.url,
+                           topic_prefix=topic_prefix, receive_maximum=20,
+                           batch_max_messages=20):
+            result = simulation.run(on_tick=fail, drain_timeout=120)
+            assert result.drained
+            _all_committed(database_url, simulation, result.messages)
+    finally:
+        proxy.down()
+    assert count(database_url, "SELECT count(*) FROM ingested_message") == result.messages
+    _assert_every_sample_once(database_url, simulation)
 
 
 def test_broker_outage_delivers_everything_in_order_with_original_timestamps(

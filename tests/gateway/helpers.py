@@ -101,23 +101,35 @@ class Recorder:
 
 class IngestStandIn:
     """Announces an ingest worker's state the way a real worker does: retained, and again every
-    ``interval`` seconds (gateways trust only announcements made while they are connected)."""
+    ``interval`` seconds (gateways trust only announcements made while they are connected),
+    and confirms each data message it receives as stored, unless ``confirm`` is off."""
 
     _running: ClassVar[dict[tuple[str, str, str], IngestStandIn]] = {}
 
-    def __init__(self, url: str, prefix: str, worker: str, interval: float, **login: str) -> None:
+    def __init__(self, url: str, prefix: str, worker: str, interval: float, *,
+                 confirm: bool = True, **login: str) -> None:
         address = MqttAddress.from_url(url)
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=f"ingest-{uuid.uuid4().hex[:8]}")
         if login:
             self.client.username_pw_set(login["username"], login["password"])
+        self.topics = Topics(prefix)
+        if confirm:
+            self.client.on_connect = lambda c, u, f, r, p: c.subscribe(self.topics.all_data, 1)
+            self.client.on_message = self._confirm
         self.client.connect(address.host, address.port)
         self.client.loop_start()  # reconnects by itself after a broker restart
-        self.topic = Topics(prefix).ingest_state(worker)
+        self.topic = self.topics.ingest_state(worker)
         self.payload = json.dumps({"v": 1, "worker": worker, "status": "online"})
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._announce, args=(interval,), daemon=True)
         self.thread.start()
+
+    def _confirm(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        gateway = msg.topic.split("/")[-3]
+        seq = json.loads(msg.payload)["seq"]
+        client.publish(self.topics.stored(gateway),
+                       json.dumps({"v": 1, "gateway": gateway, "seqs": [seq]}), qos=1)
 
     def _announce(self, interval: float) -> None:
         while True:
@@ -143,13 +155,14 @@ class IngestStandIn:
 
 
 def set_ingest(url: str, prefix: str, status: str, worker: str = "w1", *,
-               interval: float = 0.2, **login: str) -> None:
-    """Make a stand-in ingest worker online (announcing until the test ends) or offline."""
+               interval: float = 0.2, confirm: bool = True, **login: str) -> None:
+    """Make a stand-in ingest worker online (announcing, and confirming what it receives,
+    until the test ends) or offline."""
     key = (url, prefix, worker)
     running = IngestStandIn._running.pop(key, None)
     if status == "online":
-        IngestStandIn._running[key] = running or IngestStandIn(url, prefix, worker, interval,
-                                                               **login)
+        IngestStandIn._running[key] = running or IngestStandIn(
+            url, prefix, worker, interval, confirm=confirm, **login)
     elif running:
         running.stop(status)
     else:

@@ -18,6 +18,7 @@ def acl(prefix: str) -> str:
     return (
         f"pattern write {prefix}/gw/%u/#\n"
         f"pattern read {prefix}/ingest/+/state\n"
+        f"pattern read {prefix}/gw/%u/stored\n"
         "user reader\n"
         f"topic read {prefix}/#\n"
         "user ingest\n"

@@ -10,11 +10,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import GatewayAgent
 from gateway.probes import Reading, SimulatedProbe
 from gateway.publisher import MqttLink
+from instrushare.protocol import StoredMessages, Topics, dumps
+from instrushare.settings import MqttAddress
 from tests.conftest import MQTT_URL
 from tests.gateway.helpers import (
     FastClock,
@@ -55,6 +59,49 @@ def wait_ready(agent: GatewayAgent, timeout: float = 10, *, ready: bool = True) 
 def wait_for_birth(rec: Recorder, timeout: float = 15) -> dict[str, object]:
     rec.wait_for(lambda r: any(s["status"] == "online" for s in r.states()), timeout)
     return next(s for s in rec.states() if s["status"] == "online")
+
+
+def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """The broker's PUBACK frees the window; the message stays until a confirmation names it,
+    and goes out again when confirmations stall for ``confirm_timeout_s``."""
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
+    set_ingest(mqtt_url, topic_prefix, "online", confirm=False)
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix, confirm_timeout_s=1.0),
+                         clock=clock)
+    agent.start()
+    try:
+        wait_ready(agent)
+        drive(agent, clock, 20)
+        agent.flush()
+        sent = agent.stats.enqueued
+        rec.wait_for(lambda r: len(r.data()) == sent)
+        deadline = time.monotonic() + 10
+        while agent.stats.acked < sent:
+            assert time.monotonic() < deadline, agent.stats
+            time.sleep(0.01)
+        assert (agent.stats.outbox_depth, agent.stats.confirmed) == (sent, 0)
+        time.sleep(1.2)  # no confirmation for longer than confirm_timeout_s
+        agent.poll(clock.tick())
+        rec.wait_for(lambda r: len(r.data()) >= 2 * sent + 1)  # all again, and the new one
+        assert [m.seq for m in rec.data()[sent:2 * sent]] == list(range(sent))
+        # the platform confirms everything: the outbox empties
+        seqs = sorted({m.seq for m in rec.data()})
+        address = MqttAddress.from_url(mqtt_url)
+        platform = mqtt.Client(CallbackAPIVersion.VERSION2)
+        platform.connect(address.host, address.port)
+        platform.loop_start()
+        platform.publish(Topics(topic_prefix).stored("gw1"), dumps(StoredMessages(
+            v=1, gateway="gw1", seqs=seqs)), qos=1).wait_for_publish(5)
+        platform.disconnect()
+        platform.loop_stop()
+        assert agent.wait_drained(10), agent.stats
+        assert agent.stats.confirmed == len(seqs)
+    finally:
+        agent.stop()
+        rec.close()
 
 
 def test_every_message_arrives_in_order_with_original_content(

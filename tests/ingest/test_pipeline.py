@@ -6,10 +6,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from ingest._decode import Decoder
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
-from instrushare.protocol import Topics
+from instrushare.protocol import StoredMessages, Topics
+from instrushare.settings import MqttAddress
 
 from .conftest import (
     BASE,
@@ -153,6 +157,42 @@ def test_a_replaced_outbox_reusing_a_seq_in_one_batch_loses_nothing(database_url
     assert (first.fresh, first.duplicates) == (2, 1)
     assert query(database_url, "SELECT state FROM state_sample ORDER BY ts") == [
         ("idle",), ("running",)]
+
+
+def test_every_committed_message_is_confirmed_to_its_gateway(
+    database_url: str,
+    mqtt_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    """Stored, duplicate and dead-lettered data messages are all confirmed; one that cannot be
+    read is not (there is no seq to name)."""
+    register(database_url, {"i1": "gw1"})
+    confirmed: list[int] = []
+    address = MqttAddress.from_url(mqtt_url)
+    gateway = mqtt.Client(CallbackAPIVersion.VERSION2)
+    gateway.on_message = lambda c, u, m: confirmed.extend(
+        StoredMessages.model_validate_json(m.payload).seqs)
+    gateway.connect(address.host, address.port)
+    gateway.subscribe(topics.stored("gw1"), qos=1)
+    gateway.loop_start()
+    try:
+        handle = start_worker(database_url)
+        good = [(topics.data("gw1", "i1"),
+                 data_message("gw1", "i1", k, [(BASE + timedelta(seconds=k), "idle", None)]))
+                for k in range(5)]
+        unknown = (topics.data("gw1", "nope"),
+                   data_message("gw1", "nope", 5, [(BASE, "idle", None)]))
+        unreadable = (topics.data("gw1", "i1"), b"{not json")
+        publisher.publish_all([*good, unknown, unreadable, good[0]])
+        wait_until(lambda: handle.worker.stats.acked == 8, what="all handled")
+        wait_until(lambda: set(confirmed) == set(range(6)), what=f"confirmations {confirmed}")
+        time.sleep(0.2)
+        assert set(confirmed) == set(range(6))  # the duplicate of 0 at least once
+    finally:
+        gateway.disconnect()
+        gateway.loop_stop()
 
 
 def test_historical_samples_never_overwrite_live_status(
