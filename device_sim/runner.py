@@ -216,7 +216,8 @@ class Simulation:
             drained=drained,
             wall_s=time.monotonic() - began,
             per_gateway={
-                gw: {"enqueued": s.enqueued, "acked": s.acked, "reconnects": s.reconnects}
+                gw: {"enqueued": s.enqueued, "acked": s.acked, "confirmed": s.confirmed,
+                     "reconnects": s.reconnects}
                 for gw, s in stats.items()
             },
         )
