@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -124,6 +125,27 @@ def publisher(mqtt_url: str) -> Iterator[Publisher]:
     pub = Publisher(mqtt_url)
     yield pub
     pub.close()
+
+
+@contextlib.contextmanager
+def listening(url: str, topic: str) -> Iterator[list[bytes]]:
+    """The payloads arriving on ``topic`` (a retained one included) while the block runs,
+    subscribed before it starts."""
+    payloads: list[bytes] = []
+    address = MqttAddress.from_url(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: payloads.append(bytes(m.payload))
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect(address.host, address.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10), f"not subscribed to {topic}"
+        yield payloads
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 @dataclass

@@ -34,6 +34,7 @@ from .conftest import (
     RunningWorker,
     count,
     data_message,
+    listening,
     query,
     register,
     wait_until,
@@ -149,16 +150,8 @@ def test_a_retired_worker_stores_its_queued_share_and_leaves_the_group(
     publisher.publish_all(_load(topics, range(100, 200)))
     wait_until(lambda: b.worker.stats.acked == settled + 100, what="b takes everything now")
     assert count(database_url, "ingested_message") == 200
-    retained: list[bytes] = []
-    addr = MqttAddress.from_url(mqtt_url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: retained.append(bytes(m.payload))
-    client.connect(addr.host, addr.port)
-    client.subscribe(topics.ingest_state(f"a-{topics.prefix}"), qos=1)
-    client.loop_start()
-    time.sleep(0.5)
-    client.disconnect()
-    client.loop_stop()
+    with listening(mqtt_url, topics.ingest_state(f"a-{topics.prefix}")) as retained:
+        time.sleep(0.5)
     assert retained == [], "its retained state is cleared"
 
 

@@ -6,14 +6,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from ingest._decode import Decoder
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
 from instrushare.protocol import StoredMessages, Topics
-from instrushare.settings import MqttAddress
 
 from .conftest import (
     BASE,
@@ -22,6 +18,7 @@ from .conftest import (
     count,
     data_message,
     gateway_state,
+    listening,
     query,
     reference_sessions,
     register,
@@ -169,15 +166,7 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
     """Stored, duplicate and dead-lettered data messages are all confirmed; one that cannot be
     read is not (there is no seq to name)."""
     register(database_url, {"i1": "gw1"})
-    confirmed: list[int] = []
-    address = MqttAddress.from_url(mqtt_url)
-    gateway = mqtt.Client(CallbackAPIVersion.VERSION2)
-    gateway.on_message = lambda c, u, m: confirmed.extend(
-        StoredMessages.model_validate_json(m.payload).seqs)
-    gateway.connect(address.host, address.port)
-    gateway.subscribe(topics.stored("gw1"), qos=1)
-    gateway.loop_start()
-    try:
+    with listening(mqtt_url, topics.stored("gw1")) as payloads:
         handle = start_worker(database_url)
         good = [(topics.data("gw1", "i1"),
                  data_message("gw1", "i1", k, [(BASE + timedelta(seconds=k), "idle", None)]))
@@ -187,12 +176,13 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
         unreadable = (topics.data("gw1", "i1"), b"{not json")
         publisher.publish_all([*good, unknown, unreadable, good[0]])
         wait_until(lambda: handle.worker.stats.acked == 8, what="all handled")
-        wait_until(lambda: set(confirmed) == set(range(6)), what=f"confirmations {confirmed}")
+
+        def confirmed() -> set[int]:
+            return {seq for p in payloads for seq in StoredMessages.model_validate_json(p).seqs}
+
+        wait_until(lambda: confirmed() == set(range(6)), what="confirmations")
         time.sleep(0.2)
-        assert set(confirmed) == set(range(6))  # the duplicate of 0 at least once
-    finally:
-        gateway.disconnect()
-        gateway.loop_stop()
+    assert confirmed() == set(range(6))  # the duplicate of 0 at least once
 
 
 def test_historical_samples_never_overwrite_live_status(
