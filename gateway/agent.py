@@ -130,6 +130,7 @@ class GatewayAgent:
             instruments=ids,
             require_ingest_online=config.require_ingest_online,
             next_bd_seq=self._next_bd_seq,
+            dropped=lambda: self._outbox.dropped_full + self._outbox.dropped_age,
             on_ack=self._on_ack,
             on_stored=self._on_stored,
             on_change=self._service,

@@ -57,6 +57,7 @@ class MqttLink:
         instruments: list[str],
         require_ingest_online: bool,
         next_bd_seq: Callable[[], int],
+        dropped: Callable[[], int],
         on_ack: Callable[[int], None],
         on_stored: Callable[[list[int]], None],
         on_change: Callable[[], None],
@@ -69,6 +70,7 @@ class MqttLink:
         self.instruments = instruments
         self.require_ingest_online = require_ingest_online
         self._next_bd_seq = next_bd_seq
+        self._dropped = dropped
         self._on_ack = on_ack
         self._on_stored = on_stored
         self._stored_topic = topics.stored(gateway_id)
@@ -198,8 +200,9 @@ class MqttLink:
 
     # -- paho callbacks (network thread) -------------------------------------------------
     def _state_payload(self, status: str, ts: datetime | None) -> bytes:
-        """Birth, offline state or will; the will has no ``ts``: written now, it is published
-        whenever the connection dies, and the ingest takes its receive time as going offline."""
+        """Birth (with the outbox's drop count), offline state or will; the will has no
+        ``ts``: written now, it is published whenever the connection dies, and the ingest
+        takes its receive time as going offline."""
         return dumps(
             GatewayState(
                 v=1,
@@ -209,6 +212,7 @@ class MqttLink:
                 ts=ts,
                 instruments=self.instruments,
                 software=SOFTWARE,
+                dropped=self._dropped() if status == "online" else None,
             )
         )
 

@@ -212,11 +212,12 @@ LOAD_REGISTRY = "SELECT id, gateway_id FROM instrument"
 # a lower bd_seq applies too when the gateway is offline and the birth is later than going
 # offline by more than the clock skew tolerated (a stale birth never is, docs/protocol.md).
 GATEWAY_BIRTH = """
-INSERT INTO gateway AS g (id, bd_seq, online, changed_at, instruments, software)
-VALUES (%(id)s, %(bd_seq)s, true, %(ts)s, %(instruments)s, %(software)s)
+INSERT INTO gateway AS g (id, bd_seq, online, changed_at, instruments, software, dropped)
+VALUES (%(id)s, %(bd_seq)s, true, %(ts)s, %(instruments)s, %(software)s, %(dropped)s)
 ON CONFLICT (id) DO UPDATE SET
     bd_seq = EXCLUDED.bd_seq, online = true, changed_at = EXCLUDED.changed_at,
-    instruments = EXCLUDED.instruments, software = EXCLUDED.software
+    instruments = EXCLUDED.instruments, software = EXCLUDED.software,
+    dropped = EXCLUDED.dropped
 WHERE EXCLUDED.bd_seq > g.bd_seq OR (EXCLUDED.bd_seq = g.bd_seq AND g.online)
    OR (NOT g.online AND EXCLUDED.changed_at > g.changed_at + %(skew)s)
 """

@@ -178,6 +178,7 @@ class BatchStore:
                     "ts": state.ts or it.received_at,
                     "instruments": list(state.instruments),
                     "software": state.software,
+                    "dropped": state.dropped,
                     "skew": MAX_FUTURE_SKEW,
                 }
                 cur.execute(q.GATEWAY_BIRTH if state.status == "online" else q.GATEWAY_DEATH,

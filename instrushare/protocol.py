@@ -189,6 +189,8 @@ class GatewayState(_Strict):
     ts: Timestamp | None = None
     instruments: list[Identifier] = Field(default_factory=list, max_length=1000)
     software: FreeText | None = Field(default=None, max_length=200)
+    dropped: Count | None = None
+    """Messages the gateway's outbox dropped at its bounds since it was created (a birth)."""
 
 
 MAX_STORED_SEQS = 10_000

@@ -83,7 +83,7 @@ async def instrument_gateway(conn: Conn, instrument_id: str) -> dict[str, Any] |
     return await fetch_one(
         conn,
         """
-        SELECT g.id, g.online, g.changed_at AS since, g.software,
+        SELECT g.id, g.online, g.changed_at AS since, g.software, g.dropped,
                i.id = ANY(g.instruments) AS announces_instrument
         FROM instrument i
         LEFT JOIN instrument_status s ON s.instrument_id = i.id
@@ -110,7 +110,7 @@ WITH mine AS (
     FROM instrument_status s JOIN mine ON mine.id = s.instrument_id
     GROUP BY s.gateway_id
 )
-SELECT g.id, g.online, g.changed_at AS since, g.software,
+SELECT g.id, g.online, g.changed_at AS since, g.software, g.dropped,
        ARRAY(SELECT a FROM unnest(g.instruments) a
              WHERE %(all)s OR a IN (SELECT id FROM mine) ORDER BY a) AS announced,
        coalesce(b.ids, '{{}}') AS bound, coalesce(r.ids, '{{}}') AS reporting, r.last_data

@@ -71,11 +71,16 @@ class PowerPoint(BaseModel):
     samples: int
 
 
+DROPPED = ("Messages its outbox dropped at its bounds (full, or too old) since it was created,"
+           " as its latest birth said: data lost before reaching the platform; null: unknown.")
+
+
 class GatewayStatus(BaseModel):
     id: str
     online: bool = Field(description="Its last birth has not been followed by its will.")
     since: datetime = Field(description="When it came online or went offline.")
     software: str | None
+    dropped: int | None = Field(description=DROPPED)
     announces_instrument: bool = Field(
         description="Its birth lists this instrument; false: the gateway is not set up to "
                     "report it, whatever the registry says.")
@@ -86,6 +91,7 @@ class GatewayItem(BaseModel):
     online: bool = Field(description="Its last birth has not been followed by its will.")
     since: datetime = Field(description="When it came online or went offline.")
     software: str | None
+    dropped: int | None = Field(description=DROPPED)
     announced: list[str] = Field(
         description="Instruments its last birth lists (a lab manager sees their own only).")
     bound: list[str] = Field(description="Instruments the registry binds to it.")

@@ -104,10 +104,10 @@ def test_detail_timeline_and_power(api: Api) -> None:
 # gw1 is bound to nmr and sem but announces sem only, and sem last reported through gw2,
 # which announces xrd (another institution's) and an instrument the registry does not know
 GATEWAYS = [
-    "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software) VALUES"
-    " ('gw1', 4, false, '2026-03-10 09:00Z', '{sem}', 'instrushare-gateway/0.1'),"
-    " ('gw2', 1, true, '2026-03-10 08:00Z', '{xrd,ghost}', NULL),"
-    " ('gw3', 1, true, '2026-03-10 07:00Z', '{}', NULL)",
+    "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software, dropped)"
+    " VALUES ('gw1', 4, false, '2026-03-10 09:00Z', '{sem}', 'instrushare-gateway/0.1', 12),"
+    " ('gw2', 1, true, '2026-03-10 08:00Z', '{xrd,ghost}', NULL, 0),"
+    " ('gw3', 1, true, '2026-03-10 07:00Z', '{}', NULL, NULL)",
     "UPDATE instrument SET gateway_id = 'gw1' WHERE id IN ('nmr', 'sem')",
     "INSERT INTO instrument_status (instrument_id, gateway_id, state, since, last_ts) VALUES"
     " ('sem', 'gw2', 'idle', now(), '2026-03-10 10:00Z'),"
@@ -122,7 +122,8 @@ def test_detail_shows_the_gateway_and_whether_it_announces_the_instrument(api: A
         nmr, sem, xrd, inc1 = (c.get(f"/instruments/{i}/detail").json()["gateway"]
                                for i in ("nmr", "sem", "xrd", "inc1"))
     assert nmr == {"id": "gw1", "online": False, "since": "2026-03-10T09:00:00Z",
-                   "software": "instrushare-gateway/0.1", "announces_instrument": False}
+                   "software": "instrushare-gateway/0.1", "dropped": 12,
+                   "announces_instrument": False}
     assert (sem["id"], sem["announces_instrument"]) == ("gw1", True)  # the registry's binding
     assert (xrd["id"], xrd["online"], xrd["announces_instrument"]) == ("gw2", True, True)
     assert inc1 is None  # unbound and never heard of
@@ -136,11 +137,12 @@ def test_gateway_list(api: Api) -> None:
         assert page["total"] == 3
         gw1, gw2, gw3 = page["items"]
         assert gw1 == {"id": "gw1", "online": False, "since": "2026-03-10T09:00:00Z",
-                       "software": "instrushare-gateway/0.1", "announced": ["sem"],
+                       "software": "instrushare-gateway/0.1", "dropped": 12, "announced": ["sem"],
                        "bound": ["nmr", "sem"], "reporting": [], "last_data": None}
         assert (gw2["announced"], gw2["bound"], gw2["reporting"], gw2["last_data"]) == (
             ["ghost", "xrd"], [], ["sem", "xrd"], "2026-03-10T11:00:00Z")
-        assert (gw3["id"], gw3["announced"], gw3["reporting"]) == ("gw3", [], [])
+        assert (gw3["id"], gw3["announced"], gw3["reporting"], gw3["dropped"]) == (
+            "gw3", [], [], None)
         online = c.get("/gateways", params={"online": "true", "limit": 1}).json()
         assert (online["total"], [g["id"] for g in online["items"]]) == (2, ["gw2"])
     with api.as_("manager") as c:  # uni's nmr and sem: gw1 bound, gw2 reporting sem

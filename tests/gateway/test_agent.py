@@ -104,6 +104,31 @@ def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
         rec.close()
 
 
+def test_a_birth_tells_the_platform_what_the_outbox_dropped(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/state")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix, outbox_max_messages=3,
+                                     max_samples_per_message=1), clock=clock)
+    agent.start()
+    try:
+        assert wait_for_birth(rec)["dropped"] == 0
+        drive(agent, clock, 10)  # no ingest online: all kept, but only three
+        agent.flush()
+        dropped = agent.stats.dropped_full
+        assert dropped > 0
+        agent.set_link(False)
+        agent.set_link(True)
+        rec.wait_for(lambda r: len([s for s in r.states() if s["status"] == "online"]) == 2)
+        births = [s for s in rec.states() if s["status"] == "online"]
+        assert births[-1]["dropped"] == dropped
+        assert all(s.get("dropped") is None for s in rec.states() if s["status"] == "offline")
+    finally:
+        agent.stop()
+        rec.close()
+
+
 def test_every_message_arrives_in_order_with_original_content(
     tmp_path: Path, mqtt_url: str, topic_prefix: str
 ) -> None:

@@ -85,14 +85,15 @@ def data_message(
 
 
 def gateway_state(
-    gateway: str, status: str, bd_seq: int, ts: datetime | None = None
+    gateway: str, status: str, bd_seq: int, ts: datetime | None = None,
+    dropped: int | None = None,
 ) -> bytes:
     """A birth or will as the gateway sends it: a birth stamped ``ts`` (default: now), a will
     undated unless ``ts`` is given."""
     if ts is None and status == "online":
         ts = datetime.now(UTC)
     return dumps(GatewayState(v=1, gateway=gateway, status=status, bd_seq=bd_seq,  # type: ignore[arg-type]
-                              ts=ts, instruments=["i1"]))
+                              ts=ts, instruments=["i1"], dropped=dropped))
 
 
 class Publisher:

@@ -57,7 +57,8 @@ def test_messages_stored_once_with_status_and_sessions(
         for k in range(5)
     ]
     handle = start_worker(database_url)
-    publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "online", 3))])
+    publisher.publish_all([(topics.gateway_state("gw1"),
+                            gateway_state("gw1", "online", 3, dropped=7))])
     publisher.publish_all(msgs)
     wait_until(lambda: handle.worker.stats.written == 45, what="45 written")
     publisher.publish_all(msgs[:10])  # the gateway resends after a lost PUBACK
@@ -86,7 +87,8 @@ def test_messages_stored_once_with_status_and_sessions(
     assert status[1][:3] == ("i2", "gw1", "idle")
     assert status[1][3] == BASE  # idle all along: since stays at the first sample
 
-    assert query(database_url, "SELECT id, bd_seq, online FROM gateway") == [("gw1", 3, True)]
+    assert query(database_url, "SELECT id, bd_seq, online, dropped FROM gateway") == [
+        ("gw1", 3, True, 7)]
     publisher.publish_all([(topics.gateway_state("gw1"), gateway_state("gw1", "offline", 2))])
     wait_until(lambda: handle.worker.stats.acked == 57, what="stale will acked")
     assert query(database_url, "SELECT online FROM gateway") == [(True,)]  # stale will ignored

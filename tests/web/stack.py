@@ -128,8 +128,8 @@ def seed(database_url: str, now: datetime) -> list[SeededSession]:
             USERS,
         )
         cur.execute(
-            "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments)"
-            " VALUES ('gw-seed', 1, true, %s, %s)",
+            "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, dropped)"
+            " VALUES ('gw-seed', 1, true, %s, %s, 3)",
             (now, list(LIVE_STATES)),
         )
         cur.executemany(

@@ -195,6 +195,7 @@ def test_pages_show_the_seeded_data(
     gateway = page.locator(".gateway-line")
     expect(gateway).to_have_attribute("data-online", "true")
     expect(gateway).to_contain_text("gw-seed")
+    expect(gateway).to_contain_text("messages its outbox dropped (full or too old): 3")
     power = chart(page, "power")
     lo = datetime.fromtimestamp(power["min"] / 1000, UTC)
     hi = datetime.fromtimestamp(power["max"] / 1000, UTC)

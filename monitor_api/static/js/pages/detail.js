@@ -102,7 +102,8 @@ export function render(root, ctx) {
         + `${t(g.online ? 'detail.gateway_online' : 'detail.gateway_offline')}`
         + ` ${t('board.since')} ${fmtTime(g.since)}`
         + (g.software ? ` · ${g.software}` : '')
-        + (g.announces_instrument ? '' : ` · ${t('detail.gateway_unannounced')}`)) : '',
+        + (g.announces_instrument ? '' : ` · ${t('detail.gateway_unannounced')}`)
+        + (g.dropped ? ` · ${t('detail.gateway_dropped')}: ${g.dropped}` : '')) : '',
       ctx.me.role === 'user' ? '' : catalogue(i),
       el('details', { class: 'card registry' },
         el('summary', { text: t('detail.registry') }),
