@@ -149,10 +149,16 @@ class IngestWorker:
             raise RuntimeError(f"ingest worker stopped: {', '.join(self._failed)} failed")
 
     def _stop_when_drained(self, stop: threading.Event) -> None:
-        """Retiring: stop once out of the share group and everything received is stored."""
+        """Retiring: stop once out of the share group, everything received is stored, and
+        nothing has arrived for ``DRAINED_AFTER_S``, counted from leaving at the earliest."""
+        while not self._session.left.wait(self.IDLE_POLL_S * 4):
+            if stop.is_set():
+                return
+        left_at = time.time()
         while not stop.is_set():
-            if (self._session.left.is_set() and self._settled == self._received
-                    and time.time() - self._last_delivery >= self.DRAINED_AFTER_S):
+            quiet_since = max(self._last_delivery, left_at)
+            if (self._settled == self._received
+                    and time.time() - quiet_since >= self.DRAINED_AFTER_S):
                 logger.info("retired: the %d messages queued for this worker are stored",
                             self._settled)
                 stop.set()
