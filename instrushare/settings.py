@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,11 @@ class MqttAddress:
             raise ValueError("MQTT URL: ?ca= is for TLS, which needs mqtts://")
         if ca_file is not None and not Path(ca_file).is_file():
             raise ValueError(f"MQTT URL: no CA certificate file {ca_file!r}")
+        if ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=ca_file)
+            except ssl.SSLError as exc:
+                raise ValueError(f"MQTT URL: {ca_file!r} holds no PEM certificate: {exc}") from None
         return cls(
             host=parts.hostname,
             port=parts.port or (8883 if tls else 1883),

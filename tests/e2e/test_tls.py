@@ -71,6 +71,7 @@ def test_a_broker_certificate_nobody_vouches_for_is_refused(
     ("mqtt://h:1883?ca=/etc/hostname", "needs mqtts://"),
     ("mqtts://h?ca=/no/such/ca.pem", "no CA certificate file"),
     ("mqtts://h?cafile=/etc/hostname", "unknown parameter 'cafile'"),
+    ("mqtts://h?ca=/etc/hostname", "holds no PEM certificate"),
     ("https://h", "must start with mqtt:// or mqtts://"),
 ])
 def test_bad_mqtt_urls_name_the_problem(url: str, message: str) -> None:
