@@ -180,24 +180,11 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-def _online(mqtt_url: str, topics: Topics, worker: str) -> Callable[[], bool]:
-    """Predicate: the worker's retained state says online."""
-    addr = MqttAddress.from_url(mqtt_url)
-    seen: dict[str, bytes | bytearray] = {}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: seen.__setitem__("state", m.payload)
-    client.connect(addr.host, addr.port)
-    client.subscribe(topics.ingest_state(worker), qos=1)
-    client.loop_start()
-
-    def check() -> bool:
-        if b'"online"' in seen.get("state", b""):
-            client.disconnect()
-            client.loop_stop()
-            return True
-        return False
-
-    return check
+def _wait_online(mqtt_url: str, topics: Topics, worker: str) -> None:
+    """Until the worker's retained state says online."""
+    with listening(mqtt_url, topics.ingest_state(worker)) as states:
+        wait_until(lambda: b'"online"' in (states[-1] if states else b""),
+                   what="worker online")
 
 
 def test_kill_9_mid_load_then_restart_loses_and_duplicates_nothing(
@@ -213,7 +200,7 @@ def test_kill_9_mid_load_then_restart_loses_and_duplicates_nothing(
     worker = f"k{uuid.uuid4().hex[:8]}"
     args = ("--worker-id", worker, "--batch-max-messages", "200")
     proc = spawn(db, broker.url, topic_prefix, *args)
-    wait_until(_online(broker.url, topics, worker), what="worker online")
+    _wait_online(broker.url, topics, worker)
     total = 6000
     pub = Publisher(broker.url)
     try:
@@ -258,7 +245,7 @@ def test_sigterm_flushes_commits_acks_and_goes_offline(
     worker = f"s{uuid.uuid4().hex[:8]}"
     proc = spawn(db, broker.url, topic_prefix, "--worker-id", worker,
                  "--batch-max-messages", "5000", "--batch-max-delay-s", "60")
-    wait_until(_online(broker.url, topics, worker), what="worker online")
+    _wait_online(broker.url, topics, worker)
     pub = Publisher(broker.url)
     try:
         pub.publish_all(_load(topics, range(300)))
