@@ -109,8 +109,10 @@ ORDER BY inst.id
 
 _PIECES = """
     -- the period as one piece, or the parts of it outside its whole months (each computed
-    -- like a month); either way keeping only the running intervals booking windows touch
-    SELECT i.id, p.month, p.lo, p.hi, p.lo - %(pad)s AS lo_pad, p.hi + %(pad)s AS hi_pad,
+    -- like a month); either way keeping only the running intervals booking windows touch.
+    -- A piece ends now at the latest: a session that has just ended is still cooling down.
+    SELECT i.id, p.month, p.lo, least(p.hi, now()) AS hi, p.lo - %(pad)s AS lo_pad,
+           p.hi + %(pad)s AS hi_pad,
            make_interval(secs => i.warmup_s) AS warm, make_interval(secs => i.cooldown_s) AS cool,
            w.booked_mr, w.wide_mr
     FROM instrument i LEFT JOIN windows w ON w.instrument_id = i.id

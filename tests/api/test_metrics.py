@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -40,6 +41,7 @@ import openpyxl
 import pytest
 
 from monitor_api import exports
+from monitor_api.report import SHANGHAI
 from tests.api.conftest import Api
 
 SETUP = [
@@ -146,6 +148,18 @@ def test_margins_stop_at_the_neighbouring_sessions(seeded: Api) -> None:
     assert (sem["effective_hours"], sem["external_hours"]) == (
         pytest.approx(2.0), pytest.approx(50 / 60, abs=1e-4))  # hours to 4 decimals
     assert sem["sessions"] == 2
+
+
+def test_a_period_not_yet_over_counts_no_cool_down_beyond_now(seeded: Api) -> None:
+    # a 1 h session that ended 2 min ago on sem, cool-down 30 min: 1 h 2 min so far, not 1.5 h
+    seeded.sql("UPDATE instrument SET cooldown_s = 1800 WHERE id = 'sem'")
+    now = datetime.now(UTC)
+    seeded.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+               " VALUES ('sem', %(s)s, %(e)s, %(e)s, 'in1')",
+               {"s": now - timedelta(minutes=62), "e": now - timedelta(minutes=2)})
+    today = now.astimezone(SHANGHAI).date()
+    sem = _report(seeded, start=str(today - timedelta(days=1)), end=str(today))["sem"]
+    assert sem["effective_hours"] == pytest.approx(62 / 60, abs=0.01)
 
 
 def test_sessions_crossing_the_period_end(seeded: Api) -> None:
