@@ -90,6 +90,9 @@ class Decoded:
     state: GatewayState | None = None
     lag_s: float | None = None
     historical: bool = False
+    replaces: int | None = None
+    """Id of the dead letter this is a replay of (``dead_letters``): deleted in the
+    transaction that handles it, which may dead-letter it anew."""
 
     def reject(self, reason: Reason, detail: str = "") -> Decoded:
         self.dead.append((self.topic, self.payload, reason.value, detail[:_DETAIL_MAX],

@@ -205,6 +205,10 @@ ON CONFLICT (reason, topic, md5(payload)) DO NOTHING
 RETURNING reason
 """
 
+# A replayed dead letter goes before the batch's own are inserted: one dead-lettered anew
+# takes its place (same reason, topic and payload).
+DELETE_REPLAYED_DEAD = "DELETE FROM dead_letter WHERE id = ANY(%s)"
+
 LOAD_REGISTRY = "SELECT id, gateway_id FROM instrument"
 
 # A birth applies unless a newer session is stored or this very session already ended. One

@@ -28,7 +28,7 @@ from psycopg import errors as pg_errors
 from instrushare.protocol import MAX_FUTURE_SKEW
 
 from . import _sql as q
-from ._decode import Decoded, EventRow, MessageKey, SampleRow
+from ._decode import Decoded, EventRow, MessageKey, Reason, SampleRow
 from ._derive import Before, SessionRow, StatusRow, appended_sessions, in_order, status_row
 from ._text import event_chunks, message_chunks, sample_chunks
 from .errors import RejectedBatchError, RetryableStoreError
@@ -166,6 +166,8 @@ class BatchStore:
                 result.fresh = len(fresh)
                 if fresh:
                     self._insert_data(cur, fresh, before_lock, safe=safe)
+            if batch.replaced:
+                cur.execute(q.DELETE_REPLAYED_DEAD, (batch.replaced,))
             if batch.dead:
                 cur.execute(q.INSERT_DEAD, [list(col) for col in zip(*batch.dead, strict=True)])
                 result.dead.update(row[0] for row in cur.fetchall())
@@ -259,15 +261,42 @@ class BatchStore:
                 cur.execute(q.INSERT_EVENTS)
 
 
+def write_isolating(
+    store: BatchStore, items: Sequence[Decoded], *, before_lock: Callable[[], object]
+) -> WriteResult:
+    """Write; if the database rejects the data, split in halves down to the bad message,
+    which is dead-lettered as ``db_rejected``. Raises RetryableStoreError."""
+    try:
+        return store.write(items, before_lock=before_lock)
+    except RejectedBatchError as exc:
+        if len(items) == 1:
+            return store.write([_rejected(items[0], exc)], before_lock=before_lock)
+        logger.warning(
+            "database rejected a batch of %d (%s); splitting to isolate it", len(items), exc
+        )
+        half = len(items) // 2
+        result = write_isolating(store, items[:half], before_lock=before_lock)
+        result += write_isolating(store, items[half:], before_lock=before_lock)
+        return result
+
+
+def _rejected(item: Decoded, exc: RejectedBatchError) -> Decoded:
+    """The message alone is refused by the database: keep only its dead letters, plus this one."""
+    out = Decoded(item.mid, item.qos, item.topic, item.payload, item.received_at,
+                  stored=item.stored, dead=list(item.dead), replaces=item.replaces)
+    return out.reject(Reason.DB_REJECTED, f"{exc.sqlstate or ''} {exc}".strip())
+
+
 class _Batch:
     """A batch sorted out: unique data messages, dead letters, gateway states."""
 
-    __slots__ = ("dead", "in_batch_duplicates", "messages", "states")
+    __slots__ = ("dead", "in_batch_duplicates", "messages", "replaced", "states")
 
     def __init__(self, items: Sequence[Decoded]) -> None:
         self.messages: list[Decoded] = []
         self.dead: list[Any] = []
         self.states: list[Decoded] = []
+        self.replaced = [it.replaces for it in items if it.replaces is not None]
         self.in_batch_duplicates = 0
         seen: set[MessageKey] = set()
         for it in items:

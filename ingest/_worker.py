@@ -16,19 +16,18 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
 from ._config import IngestConfig
-from ._decode import Decoded, Decoder, Raw, Reason
+from ._decode import Decoded, Decoder, Raw
 from ._registry import InstrumentRegistry
 from ._session import BrokerSession
 from ._stats import IngestStats, Metrics
-from ._store import BatchStore, WriteResult
+from ._store import BatchStore, WriteResult, write_isolating
 from ._turns import Turns
-from .errors import RejectedBatchError, RetryableStoreError
+from .errors import RetryableStoreError
 
 logger = logging.getLogger("ingest")
 
@@ -301,7 +300,7 @@ class IngestWorker:
         while True:
             started = time.perf_counter()
             try:
-                result = self._write_isolating(items, store, my_turn)
+                result = write_isolating(store, items, before_lock=my_turn)
             except RetryableStoreError as exc:
                 self._count_retry()
                 now = time.monotonic()
@@ -325,23 +324,6 @@ class IngestWorker:
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
                 continue
             self._metrics.write_latency.observe(time.perf_counter() - started)
-            return result
-
-    def _write_isolating(
-        self, items: list[Decoded], store: BatchStore, my_turn: Callable[[], None]
-    ) -> WriteResult:
-        """Write; if the database rejects the data, split in halves down to the bad message."""
-        try:
-            return store.write(items, before_lock=my_turn)
-        except RejectedBatchError as exc:
-            if len(items) == 1:
-                return store.write([_rejected(items[0], exc)], before_lock=my_turn)
-            logger.warning(
-                "database rejected a batch of %d (%s); splitting to isolate it", len(items), exc
-            )
-            half = len(items) // 2
-            result = self._write_isolating(items[:half], store, my_turn)
-            result += self._write_isolating(items[half:], store, my_turn)
             return result
 
     def _acknowledge(self, items: list[Decoded]) -> None:
@@ -381,10 +363,3 @@ class IngestWorker:
 
 _Job = tuple[int, list[Decoded]]
 """A batch and its number, which orders the acknowledgements."""
-
-
-def _rejected(item: Decoded, exc: RejectedBatchError) -> Decoded:
-    """The message alone is refused by the database: keep only its dead letters, plus this one."""
-    out = Decoded(item.mid, item.qos, item.topic, item.payload, item.received_at,
-                  stored=item.stored, dead=list(item.dead))
-    return out.reject(Reason.DB_REJECTED, f"{exc.sqlstate or ''} {exc}".strip())

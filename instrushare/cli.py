@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,8 +48,20 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 protocol_app = typer.Typer(no_args_is_help=True, help="Wire protocol.")
+dead_letters_app = typer.Typer(
+    no_args_is_help=True,
+    help="Messages the ingest refused: count them, replay them once the cause is fixed.",
+)
 app.add_typer(db_app, name="db")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(protocol_app, name="protocol")
+
+_Reason = Annotated[
+    str | None, typer.Option(help="Only this reason (e.g. unknown_instrument); default all.")
+]
+_Topic = Annotated[
+    str, typer.Option(help="Only topics matching this SQL LIKE pattern: 'isv1/gw/%/data/ms-01'.")
+]
 
 
 @app.callback()
@@ -128,6 +141,57 @@ def db_prune(
                        f" {pruned.dead_letters} dead letter(s)")
 
     asyncio.run(run())
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
+    """Count the dead letters in DATABASE_URL per reason and topic."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.dead_letters import Selection, summarize
+
+    groups = summarize(ServiceSettings().database_url, Selection(reason, topic))
+    if not groups:
+        typer.echo("no dead letters")
+        return
+    table = Table("reason", "topic", "count", "first received", "last received")
+    for g in groups:
+        table.add_row(g.reason, g.topic, str(g.count), f"{g.first:%Y-%m-%d %H:%M:%S%z}",
+                      f"{g.last:%Y-%m-%d %H:%M:%S%z}")
+    Console().print(table)
+    typer.echo(f"{sum(g.count for g in groups)} dead letter(s)")
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(reason: _Reason = None, topic: _Topic = "%") -> None:
+    """Handle the chosen dead letters again: stored now, or dead-lettered anew.
+
+    Each is handled as the ingest would have on its arrival, but with the instrument registry
+    as it is now. Use it once the cause is fixed: an instrument registered, a gateway binding
+    corrected.
+    """
+    from rich.progress import Progress
+
+    from ingest import IngestConfig
+    from ingest.dead_letters import Selection, replay
+    from ingest.errors import IngestError
+
+    config = IngestConfig()
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("replaying", total=None)
+            result = replay(
+                config.database_url, Selection(reason, topic), prefix=config.topic_prefix,
+                session_max_gap=timedelta(seconds=config.session_max_gap_s),
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except IngestError as exc:
+        typer.echo(f"instrushare dead-letters replay: database failed ({exc}); what was"
+                   " replayed so far is stored, the rest is still in dead_letter", err=True)
+        raise typer.Exit(1) from exc
+    again = ", ".join(f"{n} {r}" for r, n in sorted(result.dead.items()))
+    typer.echo(f"replayed {result.replayed} dead letter(s): {result.stored} message(s) stored,"
+               f" {result.duplicates} already stored, dead-lettered again: {again or 'none'}")
 
 
 @protocol_app.command("schema")

@@ -1,0 +1,125 @@
+"""Dead letters looked over, and replayed once their cause is fixed (docs/ingest.md).
+
+A replay feeds each chosen dead letter through the ingest's own decoder and store, with its
+original receive time (the skew and age rules judge it as they did when it arrived) and the
+instrument registry as it is now. The transaction that handles a replayed message deletes its
+dead letter; one still refused is dead-lettered anew with its current reason. Nothing goes
+through the broker: gateways were told when the messages were first dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from ._decode import Decoded, Decoder
+from ._registry import InstrumentRegistry
+from ._store import BatchStore, write_isolating
+from .errors import RetryableStoreError
+
+_CHOSEN = """
+    (%(reason)s::text IS NULL OR reason = %(reason)s) AND topic LIKE %(topic)s
+"""
+_SUMMARY = """
+SELECT reason, topic, count(*), min(received_at), max(received_at)
+FROM dead_letter WHERE""" + _CHOSEN + """
+GROUP BY reason, topic ORDER BY reason, topic
+"""
+_EXTENT = "SELECT max(id), count(*) FROM dead_letter WHERE" + _CHOSEN
+_NEXT = """
+SELECT id, topic, payload, received_at FROM dead_letter
+WHERE id > %(after)s AND id <= %(last)s AND""" + _CHOSEN + """
+ORDER BY id LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters: one reason or all, and a SQL ``LIKE`` pattern on the topic."""
+
+    reason: str | None = None
+    topic: str = "%"
+
+    def params(self) -> dict[str, Any]:
+        return {"reason": self.reason, "topic": self.topic}
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterGroup:
+    reason: str
+    topic: str
+    count: int
+    first: datetime
+    last: datetime
+
+
+def summarize(conninfo: str, selection: Selection) -> list[DeadLetterGroup]:
+    """The chosen dead letters counted per reason and topic."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return [DeadLetterGroup(*row) for row in conn.execute(_SUMMARY, selection.params())]
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    replayed: int = 0
+    """Dead letters taken out of the table and handled again."""
+    stored: int = 0
+    """Data messages stored by the replay."""
+    duplicates: int = 0
+    """Data messages already stored (a dead letter for some of a stored message's samples)."""
+    dead: Counter[str] = field(default_factory=Counter)
+    """Dead letters written anew, by reason."""
+
+
+def replay(
+    conninfo: str,
+    selection: Selection,
+    *,
+    prefix: str,
+    session_max_gap: timedelta,
+    chunk: int = 500,
+    on_progress: Callable[[int, int], object] = lambda done, total: None,
+) -> ReplayResult:
+    """Replay the chosen dead letters present when called, ``chunk`` per transaction, in the
+    order they arrived; ``on_progress(done, total)`` after each transaction.
+
+    Raises RetryableStoreError when the database fails: the transactions committed so far
+    stand, the rest stays in the table for the next run."""
+    params = selection.params()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        last, total = conn.execute(_EXTENT, params).fetchone() or (None, 0)
+    result = ReplayResult()
+    if last is None:
+        return result
+    params |= {"last": last, "limit": chunk, "after": 0}
+    store = BatchStore(conninfo=conninfo, session_max_gap=session_max_gap)
+    decoder = Decoder(prefix=prefix, registry=InstrumentRegistry(loader=store.load_registry))
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while rows := conn.execute(_NEXT, params).fetchall():
+                items = [_decoded(decoder, *row) for row in rows]
+                written = write_isolating(store, items, before_lock=lambda: None)
+                result.replayed += len(rows)
+                result.stored += written.fresh
+                result.duplicates += written.duplicates
+                result.dead.update(written.dead)
+                params["after"] = rows[-1][0]
+                on_progress(result.replayed, total)
+    except psycopg.Error as exc:
+        raise RetryableStoreError(str(exc).strip() or type(exc).__name__) from exc
+    finally:
+        store.close()
+    return result
+
+
+def _decoded(
+    decoder: Decoder, dead_letter_id: int, topic: str, payload: bytes, received_at: datetime
+) -> Decoded:
+    decoded = decoder.decode((topic, payload, 0, 0, received_at.timestamp()))
+    decoded.replaces = dead_letter_id
+    return decoded

@@ -1,0 +1,140 @@
+"""``instrushare dead-letters``: counted, and replayed once the cause is fixed, through the
+ingest's own decoding and storing, judged by the time each message first arrived."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from ingest.dead_letters import Selection, replay
+from instrushare.protocol import MAX_PAST_AGE, DataMessage, Sample, Topics, dumps
+
+from .conftest import (
+    BASE,
+    GAP_S,
+    Publisher,
+    RunningWorker,
+    data_message,
+    query,
+    register,
+    wait_until,
+)
+
+
+def _cli(database_url: str, prefix: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "instrushare", "dead-letters", *args],
+        env=os.environ | {"DATABASE_URL": database_url, "INSTRUSHARE_TOPIC_PREFIX": prefix,
+                          "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _dead(database_url: str) -> list[tuple[str, str, datetime]]:
+    return query(database_url,  # type: ignore[return-value]
+                 "SELECT reason, topic, received_at FROM dead_letter ORDER BY reason")
+
+
+def test_replay_stores_what_the_registry_now_knows(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    register(database_url, {"i1": "gw1"})
+    worker = start_worker(database_url).worker
+    late = [
+        data_message("gw1", "late", 1, [(BASE, "running", "u1"),
+                                        (BASE + timedelta(minutes=1), "running", "u1")]),
+        data_message("gw1", "late", 2, [(BASE + timedelta(minutes=2), "running", "u1"),
+                                        (BASE + timedelta(minutes=3), "idle", None)]),
+    ]
+    publisher.publish_all([
+        *[(topics.data("gw1", "late"), p) for p in late],
+        (topics.data("gw2", "i1"), data_message("gw2", "i1", 1, [(BASE, "idle", None)])),
+        (topics.data("gw1", "i1"), b"{not json"),
+    ])
+    wait_until(lambda: sum(worker.stats.dead_lettered.values()) == 4, what="dead-lettered")
+    prefix = topics.prefix
+
+    listed = _cli(database_url, prefix, "list")
+    assert f"{prefix}/gw/gw1/data/late" in listed and "unknown_instrument" in listed
+    assert listed.rstrip().endswith("4 dead letter(s)")
+    assert "2 dead letter(s)" in _cli(database_url, prefix, "list", "--reason",
+                                      "unknown_instrument")
+
+    register(database_url, {"late": "gw1"})
+    out = _cli(database_url, prefix, "replay", "--reason", "unknown_instrument",
+               "--topic", f"{prefix}/gw/%/late")
+    assert out.strip() == ("replayed 2 dead letter(s): 2 message(s) stored, 0 already stored,"
+                           " dead-lettered again: none")
+    assert query(database_url, "SELECT count(*) FROM state_sample WHERE instrument_id = 'late'"
+                 ) == [(4,)]
+    assert query(database_url, "SELECT start_ts, end_ts, user_id FROM usage_session"
+                 " WHERE instrument_id = 'late'") == [(BASE, BASE + timedelta(minutes=3), "u1")]
+    before = _dead(database_url)
+    assert [r[0] for r in before] == ["malformed_json", "wrong_gateway"]
+
+    # the causes of the others are not fixed: dead-lettered anew, as they first arrived
+    out = _cli(database_url, prefix, "replay")
+    assert out.strip() == ("replayed 2 dead letter(s): 0 message(s) stored, 0 already stored,"
+                           " dead-lettered again: 1 malformed_json, 1 wrong_gateway")
+    assert _dead(database_url) == before
+    assert "no dead letters" in _cli(database_url, prefix, "list", "--topic", "nothing/%")
+
+
+def test_replay_judges_each_message_by_its_first_arrival(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    register(database_url, {"i1": "gw1"})
+    now = datetime.now(UTC).replace(microsecond=0)
+    # five messages whose clock ran 10 min ahead when they arrived two hours ago: on arrival
+    # now they would pass, but they are judged as they arrived
+    arrived = now - timedelta(hours=2)
+    ahead = [
+        (topics.data("gw1", "i1"), _future_message(seq, created=arrived + timedelta(minutes=10)),
+         arrived)
+        for seq in range(1, 6)
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO dead_letter (topic, payload, reason, received_at)"
+            " VALUES (%s, %s, 'future_timestamp', %s)", ahead)
+    progress: list[tuple[int, int]] = []
+    result = replay(database_url, Selection("future_timestamp"), prefix=topics.prefix,
+                    session_max_gap=timedelta(seconds=GAP_S), chunk=2,
+                    on_progress=lambda done, total: progress.append((done, total)))
+    assert progress == [(2, 5), (4, 5), (5, 5)]  # each taken once, though written anew
+    assert (result.replayed, result.stored, dict(result.dead)) == (5, 0, {"future_timestamp": 5})
+    assert query(database_url, "SELECT count(*), min(received_at), max(received_at)"
+                 " FROM dead_letter") == [(5, arrived, arrived)]
+
+    # a stored message whose too-old sample was dead-lettered is a duplicate on replay
+    worker = start_worker(database_url).worker
+    publisher.publish_all([(topics.data("gw1", "i1"), data_message(
+        "gw1", "i1", 9, [(now - MAX_PAST_AGE - timedelta(days=1), "idle", None),
+                         (BASE, "idle", None)]))])
+    wait_until(lambda: worker.stats.dead_lettered.get("too_old") == 1, what="too old")
+    result = replay(database_url, Selection("too_old"), prefix=topics.prefix,
+                    session_max_gap=timedelta(seconds=GAP_S))
+    assert (result.replayed, result.stored, result.duplicates, dict(result.dead)) == (
+        1, 0, 1, {"too_old": 1})
+    assert query(database_url, "SELECT count(*) FROM state_sample") == [(1,)]
+
+
+def _future_message(seq: int, *, created: datetime) -> bytes:
+    """A message from gw1 about i1 created at ``created`` (by the gateway's clock)."""
+    return dumps(DataMessage(
+        v=1, gateway="gw1", instrument="i1", seq=seq, bd_seq=1, created_at=created,
+        samples=[Sample(ts=created - timedelta(minutes=1), state="idle")],  # type: ignore[arg-type]
+    ))
