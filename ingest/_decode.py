@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from instrushare.protocol import (
     MAX_FUTURE_SKEW,
     MAX_PAST_AGE,
     MAX_PAYLOAD_BYTES,
+    Count,
     DataMessage,
     GatewayState,
     Topics,
@@ -45,6 +46,7 @@ MessageKey = tuple[str, int, datetime]
 """(gateway, seq, created_at): the stored message's key (docs/protocol.md, "Deduplication")."""
 
 _DETAIL_MAX = 4000
+_SEQ = TypeAdapter(Count)
 
 logger = logging.getLogger("ingest")
 
@@ -138,6 +140,7 @@ class Decoder:
             try:
                 msg = _as_dict(DataMessage.model_validate_json(out.payload))
             except ValidationError as exc:
+                out.stored = _named(gateway, out.payload)
                 return _invalid(out, exc)
         out.stored = (gateway, msg["seq"])  # the topic names the sender (broker ACLs)
         if msg["gateway"] != gateway or msg["instrument"] != instrument:
@@ -245,6 +248,16 @@ def _invalid(out: Decoded, exc: ValidationError) -> Decoded:
     if any(e["loc"] == ("v",) for e in errors):  # missing, of another type or value
         return out.reject(Reason.UNSUPPORTED_VERSION, _version_of(out.payload))
     return out.reject(Reason.INVALID_PAYLOAD, json.dumps(errors, default=str))
+
+
+def _named(gateway: str, payload: bytes | bytearray) -> tuple[str, int] | None:
+    """(gateway, seq) of an invalid data message that still names its seq: handled for good
+    like any dead letter, so its gateway may stop resending it."""
+    try:
+        doc = json.loads(payload)
+        return (gateway, _SEQ.validate_python(doc["seq"])) if isinstance(doc, dict) else None
+    except (ValueError, KeyError):  # ValidationError is a ValueError
+        return None
 
 
 def _version_of(payload: bytes | bytearray) -> str:

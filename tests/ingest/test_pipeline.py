@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -165,8 +166,8 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
     topics: Topics,
     start_worker: Callable[..., RunningWorker],
 ) -> None:
-    """Stored, duplicate and dead-lettered data messages are all confirmed; one that cannot be
-    read is not (there is no seq to name)."""
+    """Stored, duplicate and dead-lettered data messages are all confirmed, invalid ones too
+    when they name a seq; one without a readable seq is not (there is nothing to name)."""
     register(database_url, {"i1": "gw1"})
     with listening(mqtt_url, topics.stored("gw1")) as payloads:
         handle = start_worker(database_url)
@@ -175,16 +176,24 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
                 for k in range(5)]
         unknown = (topics.data("gw1", "nope"),
                    data_message("gw1", "nope", 5, [(BASE, "idle", None)]))
-        unreadable = (topics.data("gw1", "i1"), b"{not json")
-        publisher.publish_all([*good, unknown, unreadable, good[0]])
-        wait_until(lambda: handle.worker.stats.acked == 8, what="all handled")
+        valid = json.loads(good[0][1])
+        invalid = [(topics.data("gw1", "i1"), json.dumps(valid | change).encode())
+                   for change in ({"seq": 6, "v": 2}, {"seq": 7, "extra": 1},
+                                  {"seq": 8, "samples": []},
+                                  {"seq": 9.0}, {"seq": -1}, {"seq": True}, {"seq": "10"})]
+        unreadable = [(topics.data("gw1", "i1"), p) for p in (b"{not json", b"[11]")]
+        publisher.publish_all([*good, unknown, *invalid, *unreadable, good[0]])
+        wait_until(lambda: handle.worker.stats.acked == 16, what="all handled")
 
         def confirmed() -> set[int]:
             return {seq for p in payloads for seq in StoredMessages.model_validate_json(p).seqs}
 
-        wait_until(lambda: confirmed() == set(range(6)), what="confirmations")
+        wait_until(lambda: confirmed() == set(range(9)), what="confirmations")
         time.sleep(0.2)
-    assert confirmed() == set(range(6))  # the duplicate of 0 at least once
+    assert confirmed() == set(range(9))  # the duplicate of 0 at least once
+    assert handle.worker.stats.dead_lettered == {
+        "unknown_instrument": 1, "unsupported_version": 1, "invalid_payload": 7,
+        "malformed_json": 1}
 
 
 def test_historical_samples_never_overwrite_live_status(
