@@ -9,7 +9,6 @@ through the broker: gateways were told when the messages were first dead-lettere
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ import psycopg
 
 from ._decode import Decoded, Decoder
 from ._registry import InstrumentRegistry
-from ._store import BatchStore, write_isolating
+from ._store import BatchStore, WriteResult, write_isolating
 from .errors import RetryableStoreError
 
 _CHOSEN = """
@@ -68,12 +67,9 @@ def summarize(conninfo: str, selection: Selection) -> list[DeadLetterGroup]:
 class ReplayResult:
     replayed: int = 0
     """Dead letters taken out of the table and handled again."""
-    stored: int = 0
-    """Data messages stored by the replay."""
-    duplicates: int = 0
-    """Data messages already stored (a dead letter for some of a stored message's samples)."""
-    dead: Counter[str] = field(default_factory=Counter)
-    """Dead letters written anew, by reason."""
+    written: WriteResult = field(default_factory=WriteResult)
+    """What handling them stored: ``fresh`` messages, ``duplicates`` of stored ones (a dead
+    letter for some of a stored message's samples), and ``dead`` letters written anew."""
 
 
 def replay(
@@ -103,11 +99,8 @@ def replay(
         with psycopg.connect(conninfo, autocommit=True) as conn:
             while rows := conn.execute(_NEXT, params).fetchall():
                 items = [_decoded(decoder, *row) for row in rows]
-                written = write_isolating(store, items, before_lock=lambda: None)
+                result.written += write_isolating(store, items, before_lock=lambda: None)
                 result.replayed += len(rows)
-                result.stored += written.fresh
-                result.duplicates += written.duplicates
-                result.dead.update(written.dead)
                 params["after"] = rows[-1][0]
                 on_progress(result.replayed, total)
     except psycopg.Error as exc:

@@ -189,9 +189,10 @@ def dead_letters_replay(reason: _Reason = None, topic: _Topic = "%") -> None:
         typer.echo(f"instrushare dead-letters replay: database failed ({exc}); what was"
                    " replayed so far is stored, the rest is still in dead_letter", err=True)
         raise typer.Exit(1) from exc
-    again = ", ".join(f"{n} {r}" for r, n in sorted(result.dead.items()))
-    typer.echo(f"replayed {result.replayed} dead letter(s): {result.stored} message(s) stored,"
-               f" {result.duplicates} already stored, dead-lettered again: {again or 'none'}")
+    written = result.written
+    again = ", ".join(f"{n} {r}" for r, n in sorted(written.dead.items()))
+    typer.echo(f"replayed {result.replayed} dead letter(s): {written.fresh} message(s) stored,"
+               f" {written.duplicates} already stored, dead-lettered again: {again or 'none'}")
 
 
 @protocol_app.command("schema")
