@@ -9,14 +9,15 @@ through the broker: gateways were told when the messages were first dead-lettere
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from ._decode import Decoded, Decoder
+from ._decode import Decoded, Decoder, Reason
 from ._registry import InstrumentRegistry
 from ._store import BatchStore, WriteResult, write_isolating
 from .errors import RetryableStoreError
@@ -44,6 +45,11 @@ class Selection:
     reason: str | None = None
     topic: str = "%"
 
+    def __post_init__(self) -> None:
+        if self.reason is not None and self.reason not in Reason.__members__.values():
+            raise ValueError(f"no such reason {self.reason!r}; the reasons are "
+                             + ", ".join(Reason))
+
     def params(self) -> dict[str, Any]:
         return {"reason": self.reason, "topic": self.topic}
 
@@ -57,9 +63,17 @@ class DeadLetterGroup:
     last: datetime
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise RetryableStoreError(str(exc).strip() or type(exc).__name__) from exc
+
+
 def summarize(conninfo: str, selection: Selection) -> list[DeadLetterGroup]:
-    """The chosen dead letters counted per reason and topic."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    """The chosen dead letters counted per reason and topic; raises RetryableStoreError."""
+    with _database_errors(), psycopg.connect(conninfo, autocommit=True) as conn:
         return [DeadLetterGroup(*row) for row in conn.execute(_SUMMARY, selection.params())]
 
 
@@ -87,26 +101,21 @@ def replay(
     Raises RetryableStoreError when the database fails: the transactions committed so far
     stand, the rest stays in the table for the next run."""
     params = selection.params()
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        last, total = conn.execute(_EXTENT, params).fetchone() or (None, 0)
     result = ReplayResult()
-    if last is None:
-        return result
-    params |= {"last": last, "limit": chunk, "after": 0}
     store = BatchStore(conninfo=conninfo, session_max_gap=session_max_gap)
     decoder = Decoder(prefix=prefix, registry=InstrumentRegistry(loader=store.load_registry))
-    try:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
+    with _database_errors(), psycopg.connect(conninfo, autocommit=True) as conn:
+        last, total = conn.execute(_EXTENT, params).fetchone() or (None, 0)
+        params |= {"last": last or 0, "limit": chunk, "after": 0}
+        try:
             while rows := conn.execute(_NEXT, params).fetchall():
                 items = [_decoded(decoder, *row) for row in rows]
                 result.written += write_isolating(store, items, before_lock=lambda: None)
                 result.replayed += len(rows)
                 params["after"] = rows[-1][0]
                 on_progress(result.replayed, total)
-    except psycopg.Error as exc:
-        raise RetryableStoreError(str(exc).strip() or type(exc).__name__) from exc
-    finally:
-        store.close()
+        finally:
+            store.close()
     return result
 
 

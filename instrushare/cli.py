@@ -7,9 +7,11 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
@@ -17,6 +19,9 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from instrushare.settings import ServiceSettings, describe
+
+if TYPE_CHECKING:
+    from ingest.dead_letters import Selection
 
 _SERVICES = {
     "gateway": ("gateway.cli", "gateway"),
@@ -143,15 +148,38 @@ def db_prune(
     asyncio.run(run())
 
 
+def _selection(reason: str | None, topic: str) -> Selection:
+    from ingest.dead_letters import Selection
+
+    try:
+        return Selection(reason, topic)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reason") from exc
+
+
+@contextmanager
+def _database_failure_ends(command: str, consequence: str = "") -> Iterator[None]:
+    """A database that fails ends ``command`` with a message, not a traceback."""
+    from ingest.errors import IngestError
+
+    try:
+        yield
+    except IngestError as exc:
+        typer.echo(f"instrushare dead-letters {command}: database failed ({exc}){consequence}",
+                   err=True)
+        raise typer.Exit(1) from exc
+
+
 @dead_letters_app.command("list")
 def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
     """Count the dead letters in DATABASE_URL per reason and topic."""
     from rich.console import Console
     from rich.table import Table
 
-    from ingest.dead_letters import Selection, summarize
+    from ingest.dead_letters import summarize
 
-    groups = summarize(ServiceSettings().database_url, Selection(reason, topic))
+    with _database_failure_ends("list"):
+        groups = summarize(ServiceSettings().database_url, _selection(reason, topic))
     if not groups:
         typer.echo("no dead letters")
         return
@@ -174,21 +202,17 @@ def dead_letters_replay(reason: _Reason = None, topic: _Topic = "%") -> None:
     from rich.progress import Progress
 
     from ingest import IngestConfig
-    from ingest.dead_letters import Selection, replay
-    from ingest.errors import IngestError
+    from ingest.dead_letters import replay
 
     config = IngestConfig()
-    try:
-        with Progress(transient=True) as bar:
-            task = bar.add_task("replaying", total=None)
-            result = replay(
-                config.database_url, Selection(reason, topic), prefix=config.topic_prefix,
-                session_max_gap=timedelta(seconds=config.session_max_gap_s),
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except IngestError as exc:
-        typer.echo(f"instrushare dead-letters replay: database failed ({exc}); what was"
-                   " replayed so far is stored, the rest is still in dead_letter", err=True)
-        raise typer.Exit(1) from exc
+    selection = _selection(reason, topic)
+    with _database_failure_ends("replay", "; what was replayed so far is stored, the rest is"
+                                " still in dead_letter"), Progress(transient=True) as bar:
+        task = bar.add_task("replaying", total=None)
+        result = replay(
+            config.database_url, selection, prefix=config.topic_prefix,
+            session_max_gap=timedelta(seconds=config.session_max_gap_s),
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     written = result.written
     again = ", ".join(f"{n} {r}" for r, n in sorted(written.dead.items()))
     typer.echo(f"replayed {result.replayed} dead letter(s): {written.fresh} message(s) stored,"

@@ -13,6 +13,7 @@ import psycopg
 
 from ingest.dead_letters import Selection, replay
 from instrushare.protocol import MAX_PAST_AGE, DataMessage, Sample, Topics, dumps
+from tests.services import free_port
 
 from .conftest import (
     BASE,
@@ -26,13 +27,17 @@ from .conftest import (
 )
 
 
-def _cli(database_url: str, prefix: str, *args: str) -> str:
-    done = subprocess.run(
+def _run(database_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "instrushare", "dead-letters", *args],
         env=os.environ | {"DATABASE_URL": database_url, "INSTRUSHARE_TOPIC_PREFIX": prefix,
                           "COLUMNS": "200"},
         capture_output=True, text=True, timeout=60, check=False,
     )
+
+
+def _cli(database_url: str, prefix: str, *args: str) -> str:
+    done = _run(database_url, prefix, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -140,3 +145,18 @@ def _future_message(seq: int, *, created: datetime) -> bytes:
         v=1, gateway="gw1", instrument="i1", seq=seq, bd_seq=1, created_at=created,
         samples=[Sample(ts=created - timedelta(minutes=1), state="idle")],  # type: ignore[arg-type]
     ))
+
+
+def test_a_mistyped_reason_or_an_unreachable_database_is_a_clear_error(
+    database_url: str,
+) -> None:
+    done = _run(database_url, "isv1", "replay", "--reason", "unknwon_instrument")
+    assert done.returncode == 2
+    assert "no such reason 'unknwon_instrument'" in done.stderr
+    assert "unknown_instrument" in done.stderr
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/x?connect_timeout=2"
+    for command in ("list", "replay"):
+        done = _run(nowhere, "isv1", command)
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"instrushare dead-letters {command}: database failed (")
+        assert "Traceback" not in done.stderr
