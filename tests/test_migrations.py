@@ -44,7 +44,7 @@ def test_monitored_since_is_the_earliest_trace_of_data(database_url: str) -> Non
                      " ('d', '2024-12-31', '15 min', 3600, 0, 82800, 0)")
     assert migrate(database_url).applied == ["0014_monitored_since.sql"]
     with psycopg.connect(database_url) as conn:
-        since = dict(conn.execute(
+        since: dict[str, str | None] = dict(conn.execute(
             "SELECT id, to_char(monitored_since AT TIME ZONE 'Asia/Shanghai',"
             " 'YYYY-MM-DD HH24:MI') FROM instrument").fetchall())
     assert since == {"s": "2025-03-01 09:00", "e": "2025-02-01 09:00",

@@ -105,7 +105,8 @@ def _valid_per_schema(text: str) -> bool:
         doc = json.loads(text, parse_constant=_refuse_constant)
     except ValueError:
         return False
-    return jsonschema.Draft202012Validator(json_schema()).is_valid(doc)
+    valid: bool = jsonschema.Draft202012Validator(json_schema()).is_valid(doc)
+    return valid
 
 
 def _valid_per_model(model: type[BaseModel], text: str) -> bool:
@@ -116,11 +117,13 @@ def _valid_per_model(model: type[BaseModel], text: str) -> bool:
     return True
 
 
-_SAMPLE = {"ts": "2026-03-01T08:00:00Z", "state": "idle"}
-_MESSAGE = {"v": 1, "gateway": "gw-1", "instrument": "ms-01", "seq": 7, "bd_seq": 2,
-            "created_at": "2026-03-01T08:00:00+08:00", "samples": [_SAMPLE]}
-_EVENT = {"ts": "2026-03-01T08:00:00Z", "type": "fault", "detail": "x" * 1000}
-_STATE = {"v": 1, "gateway": "gw-1", "status": "online", "bd_seq": 0}
+_SAMPLE: dict[str, object] = {"ts": "2026-03-01T08:00:00Z", "state": "idle"}
+_MESSAGE: dict[str, object] = {
+    "v": 1, "gateway": "gw-1", "instrument": "ms-01", "seq": 7, "bd_seq": 2,
+    "created_at": "2026-03-01T08:00:00+08:00", "samples": [_SAMPLE]}
+_EVENT: dict[str, object] = {
+    "ts": "2026-03-01T08:00:00Z", "type": "fault", "detail": "x" * 1000}
+_STATE: dict[str, object] = {"v": 1, "gateway": "gw-1", "status": "online", "bd_seq": 0}
 
 
 def _with(base: dict[str, object], **fields: object) -> dict[str, object]:

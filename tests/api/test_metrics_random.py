@@ -26,6 +26,7 @@ from psycopg.rows import DictRow, dict_row
 
 from monitor_api.queries import metrics
 from monitor_api.queries.metrics import per_instrument
+from monitor_api.queries.session_month import MonthSplit
 from monitor_api.report import period_bounds
 from tests.api.metrics_reference import (
     Booking,
@@ -202,13 +203,13 @@ def _check(url: str, world: World) -> None:
     # with a session still open is not final and goes on being computed from its sessions).
     # Then periods of rolled-up months and days before or after them, which cut sessions.
     months: set[date] = set()
-    first, last = _months(FIRST_DAY - timedelta(days=40), FIRST_DAY + timedelta(days=6))
-    for start, end in (_months(FIRST_DAY, FIRST_DAY), (first, last),
-                       (first, FIRST_DAY + timedelta(days=2)),
-                       (first + timedelta(days=5), FIRST_DAY + timedelta(days=2)),
-                       (first + timedelta(days=5), last)):
+    first_day, last_day = _months(FIRST_DAY - timedelta(days=40), FIRST_DAY + timedelta(days=6))
+    for start, end in (_months(FIRST_DAY, FIRST_DAY), (first_day, last_day),
+                       (first_day, FIRST_DAY + timedelta(days=2)),
+                       (first_day + timedelta(days=5), FIRST_DAY + timedelta(days=2)),
+                       (first_day + timedelta(days=5), last_day)):
         lo, hi = period_bounds(start, end)
-        months.update(metrics.MonthSplit.of(lo, hi, now=datetime.now(UTC)).months)
+        months.update(MonthSplit.of(lo, hi, now=datetime.now(UTC)).months)
         for attempt in ("first", "again"):
             rows, _ = asyncio.run(_query(url, lo, hi, 2))
             _compare(rows, world, lo, hi, f"{attempt} report")

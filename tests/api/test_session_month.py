@@ -20,6 +20,7 @@ import pytest
 from instrushare.db import LOCK_INSTRUMENTS, SHARE_INSTRUMENTS, SHARE_ROLLUPS
 from monitor_api.db import Connect, make_pool
 from monitor_api.queries import metrics
+from monitor_api.queries.session_month import roll_up
 from monitor_api.report import period_bounds
 from tests.api.conftest import Api, write_through_ingest
 from tests.api.test_metrics import SETUP
@@ -156,7 +157,7 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
     final: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _march(final)
-    found_complete = metrics.roll_up
+    found_complete = roll_up
 
     async def then_a_late_batch(connect: Connect, **kw: Any) -> set[str]:
         complete = await found_complete(connect, **kw)

@@ -40,7 +40,7 @@ def test_openapi_has_examples_and_security(api: Api) -> None:
     assert spec["components"]["schemas"]["InstrumentIn"]["examples"][0]["id"] == "nmr-600"
 
 
-EVALUATION_ROUTES = [
+EVALUATION_ROUTES: list[tuple[str, dict[str, str | int]]] = [
     ("/evaluation/2025/instruments", {}),
     ("/evaluation/2025/institutions", {}),
     ("/evaluation/2025/low-utilisation", {}),

@@ -233,7 +233,8 @@ def test_faults_count_from_their_first_sample_and_roll_up(months: Api) -> None:
     def faults(start: str, end: str) -> int | None:
         with months.as_("evaluator") as c:
             r = c.get("/reports/utilisation", params={"start": start, "end": end})
-        return {i["key"]: i["faults"] for i in r.json()["items"]}["nmr"]
+        found: int | None = {i["key"]: i["faults"] for i in r.json()["items"]}["nmr"]
+        return found
 
     assert months.sql("SELECT fault_onsets('nmr', '2025-12-01 00:00+08', '2026-03-11 00:00+08',"
                       " '15 min')") == [(6,)]

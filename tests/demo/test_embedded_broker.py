@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from instrushare.demo.embedded import EmbeddedBroker
 from tests.services import free_port
@@ -34,7 +35,7 @@ class Gateway:
         self.dropped = 0
         self.leaving = False
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gw-{n}",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{n}",
                                   clean_session=False)
         self.client.on_connect = lambda c, *_: c.subscribe([("retained/#", 1), (f"own/{n}", 1)])
         self.client.on_message = self._message
@@ -69,7 +70,7 @@ def gone(broker: EmbeddedBroker) -> None:
 
 
 def test_gateways_reconnecting_together_are_all_served(broker: EmbeddedBroker) -> None:
-    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ingest")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingest")
     publisher.connect("127.0.0.1", broker.port)
     publisher.loop_start()
     for k in range(RETAINED):

@@ -66,7 +66,7 @@ def test_recorded_once_with_service_records(database_url: str) -> None:
     assert register_bookings(database_url, bookings) == len(bookings)
     assert register_bookings(database_url, bookings) == 0  # a second run adds nothing
     with psycopg.connect(database_url) as conn:
-        statuses = dict(conn.execute(
+        statuses: dict[str, int] = dict(conn.execute(
             "SELECT status, count(*) FROM booking GROUP BY status").fetchall())
         fees = conn.execute("SELECT sum(fee_rmb), sum(voucher_rmb) FROM service_record"
                             ).fetchone()

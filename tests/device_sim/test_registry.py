@@ -24,7 +24,8 @@ def test_registration_is_complete_and_keeps_edits(database_url: str) -> None:
         assert row == (first.profile.code, first.profile.value_rmb, first.profile.maker,
                        first.registry.accepted_on, first.registry.networked_on,
                        first.registry.location)
-        tiers = dict(conn.execute("SELECT id, tier FROM institution").fetchall())
+        tiers: dict[str, str] = dict(
+            conn.execute("SELECT id, tier FROM institution").fetchall())
         assert tiers == {i.id: i.tier for i in fleet.institutions}
         published = conn.execute(
             "SELECT count(*) FILTER (WHERE fee_schedule <> '') FROM instrument").fetchone()

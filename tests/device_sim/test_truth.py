@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from device_sim import Simulation, SimulationSpec, TruthSession, load_sessions, write_truth
 from device_sim.schedule import LOCAL_TZ
@@ -14,9 +13,11 @@ from instrushare.protocol import State
 START = datetime(2025, 3, 10, tzinfo=LOCAL_TZ)
 
 
-def _simulation(tmp_path: Path, **spec: Any) -> Simulation:
+def _simulation(
+    tmp_path: Path, *, days: float = 2, start: datetime | None = START
+) -> Simulation:
     return Simulation(
-        SimulationSpec(**({"instruments": 20, "days": 2, "seed": 3, "start": START} | spec)),
+        SimulationSpec(instruments=20, days=days, seed=3, start=start),
         mqtt_url="mqtt://127.0.0.1:1",
         topic_prefix="unused",
         state_dir=tmp_path / "outbox",

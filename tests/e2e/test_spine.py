@@ -6,9 +6,10 @@ import asyncio
 import signal
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import chinese_calendar
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from psycopg import conninfo
 
 from device_sim.registry import register_bookings, register_certifications, register_fleet
-from device_sim.runner import Simulation, SimulationSpec
+from device_sim.runner import Simulation, SimulationResult, SimulationSpec
 from device_sim.schedule import LOCAL_TZ, Segment
 from device_sim.truth import TruthSession, load_sessions, write_truth
 from ingest import IngestWorker
@@ -48,14 +49,25 @@ def _last_full_workday_start() -> datetime:
     return datetime.combine(day, datetime.min.time(), LOCAL_TZ)
 
 
+class SpecFields(TypedDict, total=False):
+    """The fields of a SimulationSpec the tests choose."""
+
+    instruments: int
+    days: float
+    speed: float | None
+    no_show_rate: float
+    fault_rate: float
+
+
 def _simulation(
-    tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str, **spec: object
+    tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str,
+    **spec: Unpack[SpecFields],
 ) -> Simulation:
     simulation = Simulation(
         SimulationSpec(
             id_prefix=f"{topic_prefix}-",
             start=_last_full_workday_start(),
-            **spec,  # type: ignore[arg-type]
+            **spec,
         ),
         mqtt_url=mqtt_url,
         topic_prefix=topic_prefix,
@@ -184,16 +196,17 @@ def _assert_bookings_and_certifications_match_truth(
     assert sum(unbooked.values()) > 0  # half the inside users' sessions were not booked
     assert uncertified, "one pair of user and instrument in ten is uncertified"
     for instrument, row in report.items():
-        hours = uncertified.get(instrument, [])
-        assert row["uncertified_sessions"] == len(hours), instrument
-        assert abs(row["uncertified_hours"] - sum(hours)) <= 2 * tick_h * len(hours) + 1e-6
+        session_hours = uncertified.get(instrument, [])
+        assert row["uncertified_sessions"] == len(session_hours), instrument
+        assert (abs(row["uncertified_hours"] - sum(session_hours))
+                <= 2 * tick_h * len(session_hours) + 1e-6)
 
 
 def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
     tmp_path: Path,
-    make_database,
-    mosquitto_factory,
-    topic_prefix: str,  # type: ignore[no-untyped-def]
+    make_database: Callable[[], str],
+    mosquitto_factory: Callable[..., Mosquitto],
+    topic_prefix: str,
 ) -> None:
     database_url = make_database()
     broker: Mosquitto = mosquitto_factory()
@@ -208,7 +221,7 @@ def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
         worker_id="w1",
         log=log,
     )
-    result_box: list[object] = []
+    result_box: list[SimulationResult] = []
     sim_thread = threading.Thread(
         target=lambda: result_box.append(simulation.run(drain_timeout=180)), name="sim"
     )
@@ -232,12 +245,12 @@ def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
         sim_thread.join(240)
         assert not sim_thread.is_alive()
         result = result_box[0]
-        assert result.drained  # type: ignore[attr-defined]
-        _all_committed(database_url, simulation, result.messages)  # type: ignore[attr-defined]
+        assert result.drained
+        _all_committed(database_url, simulation, result.messages)
     finally:
         stop_process(worker)
-    assert killed_at < result.messages  # type: ignore[attr-defined]
-    assert count(database_url, "SELECT count(*) FROM ingested_message") == result.messages  # type: ignore[attr-defined]
+    assert killed_at < result.messages
+    assert count(database_url, "SELECT count(*) FROM ingested_message") == result.messages
     _assert_every_sample_once(database_url, simulation)
     truth = _truth_sessions(simulation, tmp_path)
     assert compare_sessions(truth, stored_sessions(database_url), timedelta(minutes=1)) == []
@@ -246,9 +259,9 @@ def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
 def test_a_broker_crash_loses_nothing_the_gateways_sent(
     tmp_path: Path,
     database_url: str,
-    mosquitto_factory,
+    mosquitto_factory: Callable[..., Mosquitto],
     topic_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """kill -9 of the broker while it holds messages the ingest cannot take yet (its database
     unreachable, its window of unacknowledged deliveries full): they die with the broker,
@@ -290,8 +303,8 @@ def test_a_broker_crash_loses_nothing_the_gateways_sent(
 def test_broker_outage_delivers_everything_in_order_with_original_timestamps(
     tmp_path: Path,
     database_url: str,
-    mosquitto_factory,
-    topic_prefix: str,  # type: ignore[no-untyped-def]
+    mosquitto_factory: Callable[..., Mosquitto],
+    topic_prefix: str,
 ) -> None:
     broker: Mosquitto = mosquitto_factory()
     simulation = _simulation(

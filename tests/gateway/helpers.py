@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -99,6 +99,13 @@ class Recorder:
         self.client.loop_stop()
 
 
+class Login(TypedDict, total=False):
+    """A broker login: both or neither."""
+
+    username: str
+    password: str
+
+
 class IngestStandIn:
     """Announces an ingest worker's state the way a real worker does: retained, and again every
     ``interval`` seconds (gateways trust only announcements made while they are connected),
@@ -107,7 +114,7 @@ class IngestStandIn:
     _running: ClassVar[dict[tuple[str, str, str], IngestStandIn]] = {}
 
     def __init__(self, url: str, prefix: str, worker: str, interval: float, *,
-                 confirm: bool = True, **login: str) -> None:
+                 confirm: bool = True, **login: Unpack[Login]) -> None:
         address = MqttAddress.from_url(url)
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=f"ingest-{uuid.uuid4().hex[:8]}")
@@ -155,7 +162,7 @@ class IngestStandIn:
 
 
 def set_ingest(url: str, prefix: str, status: str, worker: str = "w1", *,
-               interval: float = 0.2, confirm: bool = True, **login: str) -> None:
+               interval: float = 0.2, confirm: bool = True, **login: Unpack[Login]) -> None:
     """Make a stand-in ingest worker online (announcing, and confirming what it receives,
     until the test ends) or offline."""
     key = (url, prefix, worker)

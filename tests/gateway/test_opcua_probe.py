@@ -566,6 +566,7 @@ def test_probe_from_configuration_secures_its_connection(
         "certificate": str(pki.gateway.certificate), "private_key": str(pki.gateway.private_key),
         "server_certificate": str(pki.server.certificate),
     }}))
+    assert isinstance(probe, OpcUaProbe)
     try:
         secure_server.set(Power=640.0)  # the server offers nothing else: only secured reads
         assert probe.read().power_w == 640.0

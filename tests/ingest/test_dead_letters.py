@@ -43,7 +43,7 @@ def _cli(database_url: str, prefix: str, *args: str) -> str:
 
 
 def _dead(database_url: str) -> list[tuple[str, str, datetime]]:
-    return query(database_url,  # type: ignore[return-value]
+    return query(database_url,
                  "SELECT reason, topic, received_at FROM dead_letter ORDER BY reason")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import psycopg
@@ -99,7 +100,7 @@ def test_a_batch_overtaken_between_its_copy_and_its_lock_is_recomputed(
               for _ in range(2)]
     decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=stores[0].load_registry))
 
-    def batch(seq: int, part: list[tuple[datetime, str, str | None]]) -> list[Decoded]:
+    def batch(seq: int, part: Sequence[tuple[datetime, str, str | None]]) -> list[Decoded]:
         payload = data_message("gw", instrument, seq, part)
         return [decoder.decode((topics.data("gw", instrument), payload, 0, 1, time.time()))]
 
@@ -130,7 +131,7 @@ def test_a_batch_overtaken_between_its_copy_and_its_lock_is_recomputed(
 def _waiting_on_a_lock(db: str) -> bool:
     rows = query(db, "SELECT count(*) FROM pg_stat_activity"
                  " WHERE application_name = 'instrushare-ingest' AND wait_event_type = 'Lock'")
-    return rows[0][0] > 0
+    return int(rows[0][0]) > 0
 
 
 def test_samples_already_stored_under_another_message_win_and_sessions_follow_them(
@@ -144,10 +145,11 @@ def test_samples_already_stored_under_another_message_win_and_sessions_follow_th
     topics = Topics("p")
     store = BatchStore(conninfo=database_url, session_max_gap=timedelta(seconds=GAP_S))
     decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    messages: list[list[tuple[datetime, str, str | None]]] = [
+        [(t[0], "idle", None)],
+        [(t[0], "running", "alice"), (t[1], "running", "alice"), (t[2], "idle", None)]]
     try:
-        for seq, part in enumerate([[(t[0], "idle", None)],
-                                    [(t[0], "running", "alice"), (t[1], "running", "alice"),
-                                     (t[2], "idle", None)]]):
+        for seq, part in enumerate(messages):
             payload = data_message("gw", instrument, seq, part)
             store.write([decoder.decode((topics.data("gw", instrument), payload, 0, 1,
                                          time.time()))])

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import FilePayload, Page, ViewportSize, expect
 
 from gateway import (
     GatewayAgent,
@@ -468,8 +468,9 @@ def test_lab_manager_uploads_a_report_and_sees_it_against_the_measured_hours(
     expect(card.locator(".reported")).to_have_attribute("data-loaded", "true")
 
     def upload(text: str) -> None:
-        page.set_input_files("#reported-file", files=[
-            {"name": "report.csv", "mimeType": "text/csv", "buffer": text.encode()}])
+        report: FilePayload = {"name": "report.csv", "mimeType": "text/csv",
+                               "buffer": text.encode()}
+        page.set_input_files("#reported-file", files=[report])
         card.locator('.reported-form button[type="submit"]').click()
 
     try:
