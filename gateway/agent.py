@@ -204,7 +204,8 @@ class GatewayAgent:
             batch = self._batches[instrument_id]
             batch.add(now, detected.samples, detected.events)
             if detected.changed or batch.due(
-                now, interval_s=cfg.publish_interval_s, max_samples=cfg.max_samples_per_message
+                now, interval_s=cfg.publish_interval_s, poll_s=cfg.sample_interval_s,
+                max_samples=cfg.max_samples_per_message,
             ):
                 builders += self._close(batch, now, live)
         if builders:

@@ -36,12 +36,18 @@ class MessageBatch:
         self.samples += samples
         self.events += events
 
-    def due(self, now: datetime, *, interval_s: float, max_samples: int) -> bool:
-        """Closed by age (agent clock), by size, or when events near the protocol limit."""
+    def due(self, now: datetime, *, interval_s: float, poll_s: float, max_samples: int) -> bool:
+        """Closed by size, when events near the protocol limit, or by age: at the poll
+        nearest to ``interval_s`` after the poll before its first sample (agent clock).
+
+        While samples flow, that is one message every ``interval_s`` (every fifth poll of
+        60 s for 300 s), and a wall clock that jitters against the poll schedule does not
+        push a close to the next poll."""
         if self.opened_at is None:
             return False
+        span = (now - self.opened_at).total_seconds() + poll_s
         return (
-            (now - self.opened_at).total_seconds() >= interval_s
+            span >= interval_s - poll_s / 2
             or len(self.samples) >= max_samples
             or len(self.events) >= MAX_EVENTS_PER_MESSAGE // 2
         )
