@@ -95,6 +95,9 @@ def build_probe(instrument: InstrumentConfig) -> Probe:
 class GatewayAgent:
     """One gateway: ``start``, ``poll`` at each sample instant (or ``run_forever``), ``stop``."""
 
+    HOLD_QUIET_S = 60.0
+    HOLD_REPORT_S = 300.0
+
     def __init__(
         self,
         config: GatewayConfig,
@@ -150,6 +153,10 @@ class GatewayAgent:
         self._failing: set[str] = set()
         self._started = False
         self._enqueued = self._published = self._acked = self._confirmed = 0
+        self._held_since: float | None = None
+        """Monotonic time since when data may not be published (None: it may)."""
+        self._hold_report_at = 0.0
+        self._hold_reported = False
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -346,6 +353,7 @@ class GatewayAgent:
                     self._waiting_since = None
                     self._last_fed = -1
                 self._feed()
+                self._report_hold()
             finally:
                 self._lock.release()
             if not self._acks and not self._stored and not self._rewind:
@@ -368,6 +376,26 @@ class GatewayAgent:
             self._confirmed += self._outbox.delete(seqs)
             self._unconfirmed -= seqs
             self._waiting_since = time.monotonic() if self._unconfirmed else None
+
+    def _report_hold(self) -> None:
+        """Say in the log when data has been held in the outbox for a while (and then every
+        ``HOLD_REPORT_S``) and when delivery resumes; holds shorter than ``HOLD_QUIET_S`` (a
+        reconnect) stay quiet."""
+        held_by, now = self._link.held_by, time.monotonic()
+        gateway, depth = self.config.gateway_id, self._outbox.depth
+        if held_by is None:
+            if self._hold_reported:
+                logger.info("gateway %s: delivering again after %.0f s held; %d message(s) in"
+                            " the outbox", gateway, now - (self._held_since or now), depth)
+            self._held_since, self._hold_reported = None, False
+            return
+        if self._held_since is None:
+            self._held_since, self._hold_report_at = now, now + self.HOLD_QUIET_S
+        if now >= self._hold_report_at:
+            self._hold_report_at = now + self.HOLD_REPORT_S
+            self._hold_reported = True
+            logger.warning("gateway %s: holding data in the outbox for %.0f s (%s); %d"
+                           " message(s) waiting", gateway, now - self._held_since, held_by, depth)
 
     def _confirmations_stalled(self) -> bool:
         """Messages the broker took have waited ``confirm_timeout_s`` without any confirmation:

@@ -47,6 +47,8 @@ class MqttLink:
     CONNECT_TIMEOUT_S = 5.0
     KEEPALIVE_S = 30
     STOP_TIMEOUT_S = 5.0
+    RETRY_REPORT_S = 300.0
+    """Failed connection attempts are logged as warnings: the first, then one per this long."""
 
     def __init__(
         self,
@@ -85,6 +87,7 @@ class MqttLink:
         self._link_up = True
         self._stopping = False
         self._failures = 0
+        self._warned_at = 0.0
         self._state_lock = threading.Lock()
         self._network = network
         self._client = self._make_client()
@@ -115,12 +118,20 @@ class MqttLink:
 
     @property
     def can_publish(self) -> bool:
-        return (
-            self._connected
-            and self._subscribed
-            and self._link_up
-            and (bool(self._ingest_online) or not self.require_ingest_online)
-        )
+        return self.held_by is None
+
+    @property
+    def held_by(self) -> str | None:
+        """Why data may not be published now; None when it may."""
+        if not self._link_up:
+            return "network link down"
+        if not self._connected:
+            return f"not connected to the broker {self.address.host}:{self.address.port}"
+        if not self._subscribed:
+            return "subscribing"
+        if self.require_ingest_online and not self._ingest_online:
+            return "no ingest worker online"
+        return None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -184,8 +195,12 @@ class MqttLink:
         self._failures += 1
         delay = min(self.RECONNECT_MAX_DELAY, self.RECONNECT_MIN_DELAY * 2 ** (self._failures - 1))
         delay *= random.uniform(0.5, 1.5)
-        log = logger.warning if self._failures in (1, 10) or self._failures % 100 == 0 else (
-            logger.debug)
+        now = time.monotonic()
+        if self._failures == 1 or now - self._warned_at >= self.RETRY_REPORT_S:
+            self._warned_at = now
+            log = logger.warning
+        else:
+            log = logger.debug
         log("gateway %s: %s; retry %d in %.1f s", self.gateway_id, why, self._failures, delay)
         self._network.call_later(delay, self._connect)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -197,6 +198,29 @@ def test_data_is_held_while_no_ingest_is_online(
     assert [m.historical for m in firsts] == [True] * held + [False] * (len(firsts) - held)
     assert_delivered(rec, sent)
     rec.close()
+
+
+def test_the_log_says_when_data_is_held_and_when_it_flows_again(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(GatewayAgent, "HOLD_QUIET_S", 0.3)
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix), clock=clock)
+    caplog.set_level("INFO", logger="gateway")
+    agent.start()
+    wait_ready(agent, ready=False)
+    drive(agent, clock, 30)
+    assert "holding" not in caplog.text  # not for a moment's wait
+    time.sleep(0.4)
+    drive(agent, clock, 1)
+    held = agent.stats.outbox_depth
+    assert re.search(r"holding data in the outbox for \d+ s \(no ingest worker online\);"
+                     rf" {held} message\(s\) waiting", caplog.text)
+    set_ingest(mqtt_url, topic_prefix, "online")
+    assert agent.wait_drained(10)
+    assert re.search(r"delivering again after \d+ s held", caplog.text)
+    agent.stop()
 
 
 def test_link_outage_buffers_publishes_will_and_replays(
