@@ -13,7 +13,7 @@ import typer
 
 from gateway.agent import GatewayAgent
 from gateway.config import load_config
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, OutboxError
 
 logger = logging.getLogger("gateway")
 
@@ -37,12 +37,17 @@ def gateway(
     agent = GatewayAgent(settings)
     try:
         agent.start()
+    except OutboxError as exc:
+        typer.echo(f"error: {exc} (outbox_path in {config})", err=True)
+        raise typer.Exit(2) from exc
     except GatewayError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    logger.info("gateway %s watching %d instrument(s), broker %s:%d",
-                settings.gateway_id, len(settings.instruments), settings.mqtt.host,
-                settings.mqtt.port)
+    mqtt = settings.mqtt
+    logger.info("gateway %s watching %d instrument(s), broker %s://%s:%d, topics %s/gw/%s/",
+                settings.gateway_id, len(settings.instruments),
+                "mqtts" if mqtt.tls else "mqtt", mqtt.host, mqtt.port, settings.topic_prefix,
+                settings.gateway_id)
     try:
         agent.run_forever(stop)
     finally:

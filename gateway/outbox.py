@@ -70,8 +70,12 @@ class Outbox:
 
     def open(self) -> None:
         db: sqlite3.Connection | None = None
+        if not self.path.parent.is_dir():
+            # a new outbox numbers seq and bd_seq from 0 again: a mistyped path must not
+            # quietly make one
+            raise OutboxError(f"cannot open outbox {self.path}: its directory does not exist"
+                              " (create it first)", path=self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=1.0
             )
@@ -86,7 +90,8 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}", path=self.path) from exc
+            why = ("another gateway agent has it open" if "locked" in str(exc) else str(exc))
+            raise OutboxError(f"cannot open outbox {self.path}: {why}", path=self.path) from exc
         self._db = db
         self._depth = int(depth)
         self._next_seq = int(meta["next_seq"])

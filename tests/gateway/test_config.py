@@ -94,6 +94,16 @@ def test_cli_exits_2_on_a_bad_config(tmp_path: Path) -> None:
     assert "not valid TOML" in result.output
 
 
+def test_cli_exits_2_on_an_outbox_in_a_missing_directory(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(gateway)
+    config = write(tmp_path, MINIMAL.replace('"box.sqlite"', '"typo/box.sqlite"'))
+    result = CliRunner().invoke(app, ["--config", str(config)])
+    assert result.exit_code == 2
+    assert "its directory does not exist" in result.output
+    assert f"outbox_path in {config}" in result.output
+
+
 def test_mqtt_credentials_come_from_the_url() -> None:
     config = GatewayConfig.model_validate({
         "gateway_id": "gw1", "mqtt_url": "mqtt://gw1:s%40cret@broker:8883",

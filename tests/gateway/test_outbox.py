@@ -83,9 +83,16 @@ def test_failed_builder_leaves_nothing_behind(tmp_path: Path) -> None:
         assert box.append([builder("b")], now=NOW) == [0]
 
 
+def test_an_outbox_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    # a mistyped path would otherwise start a new outbox, numbering seq from 0 again
+    with pytest.raises(OutboxError, match="its directory does not exist"):
+        Outbox(tmp_path / "typo" / "ob.sqlite", max_messages=10, max_age_s=600).open()
+    assert not (tmp_path / "typo").exists()
+
+
 def test_one_outbox_file_serves_one_agent(tmp_path: Path) -> None:
     path = tmp_path / "ob.sqlite"
     with Outbox(path, max_messages=10, max_age_s=600):
         second = Outbox(path, max_messages=10, max_age_s=600)
-        with pytest.raises(OutboxError, match="locked"):
+        with pytest.raises(OutboxError, match="another gateway agent has it open"):
             second.open()
