@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -14,6 +15,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -231,6 +233,12 @@ class GatewayConfig(_Config):
     require_ingest_online: bool = True
     instruments: list[InstrumentConfig] = Field(min_length=1, max_length=1000)
 
+    @field_validator("mqtt_url")
+    @classmethod
+    def _parsable(cls, url: str) -> str:
+        MqttAddress.from_url(url)
+        return url
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         ids = [instrument.id for instrument in self.instruments]
@@ -273,4 +281,20 @@ def load_config(path: Path) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data, context={"folder": path.parent})
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid configuration\n{describe(exc)}", path=path) from exc
+        raise ConfigError(f"{path}: invalid configuration\n{describe(exc, name=_named(data))}",
+                          path=path) from exc
+
+
+def _named(data: dict[str, Any]) -> Callable[[tuple[int | str, ...]], str]:
+    """Names ``instruments.3`` by the id the file gives it, ``instruments.xrd1``."""
+
+    def name(loc: tuple[int | str, ...]) -> str:
+        instruments = data.get("instruments")
+        if loc[:1] == ("instruments",) and len(loc) == 2 and isinstance(instruments, list):
+            index = loc[1]
+            item = instruments[index] if isinstance(index, int) else None
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+                return str(item["id"])
+        return str(loc[-1])
+
+    return name

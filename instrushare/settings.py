@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,10 +89,21 @@ class ServiceSettings(BaseSettings):
         return MqttAddress.from_url(self.mqtt_url)
 
 
-def describe(exc: ValidationError) -> str:
-    """One indented line per invalid field, ``where: what``, for a person to fix."""
+def _index(loc: tuple[int | str, ...]) -> str:
+    return str(loc[-1])
+
+
+def describe(
+    exc: ValidationError, *, name: Callable[[tuple[int | str, ...]], str] = _index
+) -> str:
+    """One indented line per invalid field, ``where: what``, for a person to fix; ``name``
+    names an item of a list by its location (say, by the id in it instead of its index)."""
     lines = []
     for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "(all)"
+        loc = error["loc"]
+        where = ".".join(
+            name(loc[:k + 1]) if isinstance(part, int) else str(part)
+            for k, part in enumerate(loc)
+        ) or "(all)"
         lines.append(f"  {where}: {error['msg']}")
     return "\n".join(lines)

@@ -81,6 +81,16 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
     assert str(tmp_path / "gw.toml") in str(info.value)
 
 
+def test_errors_name_the_key_and_the_instrument_by_its_id(tmp_path: Path) -> None:
+    text = MINIMAL.replace('gateway_id = "gw1"', 'gateway_id = "gw1"\nmqtt_url = "mqtt://h:x"')
+    text += '[[instruments]]\nid = "sem1"\nprobe = { kind = "modbus" }\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    lines = str(info.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "mqtt_url", "instruments.sem1.probe"]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")
