@@ -19,6 +19,20 @@ from gateway.errors import ProbeError
 from instrushare.protocol import State
 
 logger = logging.getLogger("gateway")
+_PYMODBUS_LOG = logging.getLogger("pymodbus")
+
+MODBUS_EXCEPTIONS = {
+    1: "illegal function (the device does not support reading this register type)",
+    2: "illegal data address (check address and register_type)",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge (busy with a long request)",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable (check unit)",
+    11: "gateway target device failed to respond (check unit)",
+}
+"""Modbus exception codes (Modbus Application Protocol v1.1b3, section 7) and what to check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,8 @@ class ModbusPowerProbe:
         self.scale = scale
         self._client = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
         self._lock = threading.Lock()
+        if _PYMODBUS_LOG.level == logging.NOTSET:  # unless configured: ProbeError says it all
+            _PYMODBUS_LOG.setLevel(logging.CRITICAL)
 
     def __repr__(self) -> str:
         return f"ModbusPowerProbe({self.host}:{self.port} unit {self.unit} @{self.address})"
@@ -118,7 +134,9 @@ class ModbusPowerProbe:
             )
             response = read(self.address, count=2, device_id=self.unit)
             if response.isError():
-                raise ProbeError(f"{self!r}: device answered {response}")
+                code = getattr(response, "exception_code", None)
+                raise ProbeError(f"{self!r}: device answered exception {code}: "
+                                 + MODBUS_EXCEPTIONS.get(code, "unknown"))
             value = self._client.convert_from_registers(
                 response.registers, ModbusTcpClient.DATATYPE.FLOAT32, word_order=self.word_order
             )

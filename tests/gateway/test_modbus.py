@@ -119,3 +119,23 @@ def test_unknown_unit_is_an_error(meter: MeterServer) -> None:
     with pytest.raises(ProbeError):
         probe.read()
     probe.close()
+
+
+def test_an_exception_reply_says_what_to_check(meter: MeterServer) -> None:
+    probe = ModbusPowerProbe(host="127.0.0.1", port=meter.port, unit=UNIT, address=500,
+                             timeout_s=0.5)
+    with pytest.raises(ProbeError, match=r"exception 2: illegal data address \(check address"):
+        probe.read()
+    probe.close()
+
+
+def test_an_unreachable_meter_is_one_probe_error_not_library_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    probe = ModbusPowerProbe(host="127.0.0.1", port=free_port(), unit=UNIT, address=ADDRESS,
+                             timeout_s=0.5)
+    caplog.set_level("DEBUG")
+    with pytest.raises(ProbeError, match="cannot connect"):
+        probe.read()
+    probe.close()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("pymodbus")] == []
