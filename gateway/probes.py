@@ -134,7 +134,7 @@ class ModbusPowerProbe:
             )
             response = read(self.address, count=2, device_id=self.unit)
             if response.isError():
-                code = getattr(response, "exception_code", None)
+                code = int(getattr(response, "exception_code", 0))
                 raise ProbeError(f"{self!r}: device answered exception {code}: "
                                  + MODBUS_EXCEPTIONS.get(code, "unknown"))
             value = self._client.convert_from_registers(
