@@ -21,7 +21,10 @@ logger = logging.getLogger("gateway")
 def gateway(
     config: Annotated[Path, typer.Option("--config", "-c", help="Gateway TOML file.")],
 ) -> None:
-    """Watch the configured instruments and publish their states to the broker."""
+    """Watch the configured instruments and publish their states to the broker.
+
+    The TOML file is described in docs/gateway.md; examples/gateway.toml is a complete example.
+    """
     try:
         settings = load_config(config)
     except GatewayError as exc:
