@@ -97,6 +97,7 @@ class GatewayAgent:
 
     HOLD_QUIET_S = 60.0
     HOLD_REPORT_S = 300.0
+    START_WAIT_S = 10.0
 
     def __init__(
         self,
@@ -268,7 +269,15 @@ class GatewayAgent:
                     self.config.gateway_id, self._outbox.depth)
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Poll every ``sample_interval_s`` (on the wall clock) until ``stop`` is set."""
+        """Poll every ``sample_interval_s`` (on the wall clock) until ``stop`` is set.
+
+        The first poll waits up to ``START_WAIT_S`` for publishing to open: the state found at
+        start is a change, so its message closes at once, and it should go out live, not as
+        historical data that leaves the platform's live status as it was."""
+        deadline = time.monotonic() + self.START_WAIT_S
+        while not self._link.can_publish and time.monotonic() < deadline:
+            if stop.wait(0.05):
+                return
         interval = self.config.sample_interval_s
         next_at = time.monotonic()
         while not stop.is_set():

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -397,6 +398,28 @@ def test_cli_runs_until_sigterm(tmp_path: Path, mqtt_url: str, topic_prefix: str
         proc.stdout.close()
     rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
     assert (tmp_path / "box.sqlite").exists()
+    rec.close()
+
+
+def test_the_state_at_start_goes_out_live(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """The first poll waits for the connection, so the first message is not historical."""
+    set_ingest(mqtt_url, topic_prefix, "online")
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/#")
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix, sample_interval_s=0.05))
+    stop = threading.Event()
+    agent.start()
+    runner = threading.Thread(target=agent.run_forever, args=(stop,))
+    runner.start()
+    try:
+        rec.wait_for(lambda r: bool(r.first_arrivals()))
+    finally:
+        stop.set()
+        runner.join(10)
+        agent.stop()
+    first = rec.first_arrivals()[0]
+    assert (first.seq, first.historical) == (0, False)
     rec.close()
 
 
