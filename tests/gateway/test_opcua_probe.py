@@ -637,7 +637,7 @@ def test_a_bad_node_id_in_a_file_names_the_key(tmp_path: Path, node: str) -> Non
     path = write_config(tmp_path, f'{{ kind = "opcua", endpoint = "opc.tcp://h:4840", '
                                   f'state_node = "{node}" }}')
     with pytest.raises(ConfigError,
-                       match=rf"instruments\.0\.probe\.state_node: .*{re.escape(repr(node))}"):
+                       match=rf"instruments\.hplc1\.probe\.state_node: .*{re.escape(repr(node))}"):
         load_config(path)
 
 
@@ -676,7 +676,7 @@ def test_security_files_are_taken_from_the_configuration_folder(
         pki.server.certificate)
     missing = write_config(tmp_path, secure_probe_toml("certs/gw.crt", "pki/gateway.key"))
     with pytest.raises(ConfigError, match=re.escape(
-            f"instruments.0.probe.certificate: Value error, {tmp_path}/certs/gw.crt: "
+            f"instruments.hplc1.probe.certificate: Value error, {tmp_path}/certs/gw.crt: "
             "no such file")):
         load_config(missing)
 
