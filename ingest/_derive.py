@@ -61,6 +61,21 @@ def status_row(instrument: str, live: list[SampleRow], before: Before) -> Status
     return (instrument, latest[6], state, since, latest[4], latest[3], latest[1])
 
 
+def since_from_samples(new: list[SampleRow], live: list[SampleRow], before: Before) -> bool:
+    """True when samples other than the live ones (historical data from an outage) came
+    after the stored status: in them the state may have changed and come back, so a ``since``
+    ``status_row`` carried over from the stored status is read from the stored samples
+    (``STATUS_SINCE_FROM_SAMPLES``). ``new``: all the batch's samples, ``live`` among them."""
+    stored = before.status_last_ts
+    if stored is None:
+        return False
+    if before.last_ts is not None and before.last_ts > stored:
+        return True
+    if len(new) == len(live):  # all live: the common case
+        return False
+    return sum(r[1] > stored for r in new) > sum(r[1] > stored for r in live)
+
+
 def in_order(rows: list[SampleRow], before: Before) -> bool:
     """True when every new sample (sorted by time) is later than the latest stored one.
 

@@ -114,6 +114,24 @@ ON CONFLICT (instrument_id) DO UPDATE SET
 WHERE EXCLUDED.last_ts > st.last_ts
 """
 
+# ``since`` as the start of the trailing run of the status's state in every stored sample up
+# to the status (historical ones too), for statuses that continued a stored one across
+# samples that were not live (``_derive.since_from_samples``).
+STATUS_SINCE_FROM_SAMPLES = """
+UPDATE instrument_status st SET since = r.since
+FROM (
+    SELECT st2.instrument_id, (
+        SELECT min(s.ts) FROM state_sample s
+        WHERE s.instrument_id = st2.instrument_id AND s.ts <= st2.last_ts
+          AND s.ts > coalesce((SELECT max(x.ts) FROM state_sample x
+                               WHERE x.instrument_id = st2.instrument_id
+                                 AND x.ts <= st2.last_ts AND x.state <> st2.state),
+                              '-infinity')) AS since
+    FROM instrument_status st2 WHERE st2.instrument_id = ANY(%s)
+) r
+WHERE st.instrument_id = r.instrument_id AND r.since IS NOT NULL
+"""
+
 UPSERT_SESSIONS = """
 INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)
 SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[],

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from ingest._decode import Decoder
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
@@ -220,6 +222,34 @@ def test_historical_samples_never_overwrite_live_status(
     assert query(database_url, "SELECT start_ts, end_ts FROM usage_session") == [
         (t + timedelta(minutes=5), None)
     ]
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_live_status_since_follows_the_data_of_an_outage(
+    database_url: str, one_batch: bool
+) -> None:
+    """Running before an outage, idle and running again in the data held during it, running
+    live after it: running since it started again, not since before the outage."""
+    register(database_url, {"i1": "gw1"})
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    topic = Topics("p").data("gw1", "i1")
+    t = [BASE + timedelta(minutes=k) for k in range(6)]
+    before = data_message("gw1", "i1", 1, [(t[0], "running", "u"), (t[1], "running", "u")])
+    held = data_message("gw1", "i1", 2, [(t[2], "idle", None), (t[3], "running", "u")],
+                        historical=True)
+    after = data_message("gw1", "i1", 3, [(t[4], "running", "u"), (t[5], "running", "u")])
+    batches = [[before], [held, after]] if one_batch else [[before], [held], [after]]
+    try:
+        for mid, batch in enumerate(batches):
+            store.write([decoder.decode((topic, payload, mid, 1, time.time()))
+                         for payload in batch])
+    finally:
+        store.close()
+    assert query(database_url, "SELECT state, since, last_ts FROM instrument_status") == [
+        ("running", t[3], t[5])]
+    assert query(database_url, "SELECT start_ts FROM usage_session ORDER BY start_ts") == [
+        (t[0],), (t[3],)]
 
 
 def test_graceful_stop_commits_and_acks_everything_received(
