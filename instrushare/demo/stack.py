@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -49,6 +50,26 @@ class DemoOptions:
 
 class DemoError(RuntimeError):
     """The demo cannot run as asked; the message says why and what to change."""
+
+
+LOCK_FILE = "demo.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold ``data_dir`` for this demo: a second one would share its database and find the
+    gateways' outboxes taken, so it stops at once with a clear message instead. The lock goes
+    with the process, however it ends."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / LOCK_FILE).open("w") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DemoError(
+                f"another instrushare demo is using {data_dir}: stop it first (Ctrl-C), or give"
+                " this one its own --data-dir"
+            ) from exc
+        yield
 
 
 def _listen(options: DemoOptions) -> socket.socket:
@@ -172,8 +193,8 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
 
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    options.data_dir.mkdir(parents=True, exist_ok=True)
     with (
+        _exclusive(options.data_dir),
         _listen(options) as listening,
         _services(options) as (database_url, mqtt_url, embedded_broker),
         contextlib.ExitStack() as stack,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 
+from instrushare.demo.stack import LOCK_FILE
 from tests.services import free_port
 
 LIVE_AGE = timedelta(seconds=60)
@@ -176,3 +178,24 @@ def test_a_port_in_use_stops_the_demo_at_once_with_a_clear_message(tmp_path: Pat
     assert "choose another with --port" in text
     assert "dashboard at" not in text  # nothing announced, nothing started
     assert not (tmp_path / "data" / "instrushare" / "demo" / "postgres").exists()
+
+
+def test_a_data_directory_in_use_stops_the_demo_at_once_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data" / "instrushare" / "demo"
+    data_dir.mkdir(parents=True)
+    with (data_dir / LOCK_FILE).open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running demo holds it
+        log = tmp_path / "demo.log"
+        proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "data", log)
+        try:
+            assert proc.wait(timeout=30) == 1
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=60)
+    text = log.read_text()
+    assert f"another instrushare demo is using {data_dir}" in text
+    assert "Traceback" not in text and "dashboard at" not in text
+    assert not (data_dir / "postgres").exists()
