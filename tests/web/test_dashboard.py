@@ -384,6 +384,23 @@ def test_admin_reviews_the_catalogue_entry_on_the_detail_page(
     assert "ms-1" in tiles(user)
 
 
+def test_the_registry_entry_lists_each_field_with_its_value(
+    stack: Stack, new_page: NewPage
+) -> None:
+    page = new_page()
+    login(page, stack, "admin")
+    page.goto(f"{stack.url}/ui/#/instrument/nmr-600")
+    page.locator("details.registry summary").click()
+    entry = page.locator("details.registry dl")
+    labels = entry.locator("dt")
+    expect(labels).to_have_count(12)
+    expect(entry.locator("dd")).to_have_count(12)
+    expect(labels.first).to_have_text(STRINGS["en"]["field.id"])
+    expect(entry.locator("dd").first).to_have_text("nmr-600")
+    assert "[object" not in entry.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
 def test_catalogue_queue_shows_what_to_review_and_admins_list_it(
     stack: Stack, new_page: NewPage, screenshot_dir: Path
 ) -> None:
