@@ -61,6 +61,7 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
 SCORES = ("operation", "sharing", "management", "assessed", "score")
 
 LABELS: Labels = {
+    "grade": {zh: (zh, en) for zh, en in GRADES},
     "running_state": {
         "normal": ("正常", "normal"),
         "occasional_faults": ("偶有故障", "occasional faults"),

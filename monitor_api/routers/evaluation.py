@@ -182,7 +182,7 @@ async def evaluate_institutions(
     body = page_of(institutions, limit=limit, offset=offset, year=year,
                    first_year=first_year(year, settings.evaluation.cycle_years))
     return await render(body, institutions, INSTITUTION_COLUMNS, format, lang,
-                        f"evaluation-{year}-institutions")
+                        f"evaluation-{year}-institutions", labels=LABELS)
 
 
 @router.get("/evaluation/{year}/low-utilisation", response_model=LowUtilisation,

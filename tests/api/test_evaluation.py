@@ -66,6 +66,7 @@ def test_institution_ranking_and_export(year: Api) -> None:
     with year.as_("admin") as c:
         ranked = c.get("/evaluation/2025/institutions").json()["items"]
         xlsx = c.get("/evaluation/2025/institutions", params={"format": "xlsx"})
+        english = c.get("/evaluation/2025/institutions", params={"format": "csv", "lang": "en"})
     assert [(r["rank"], r["institution_id"], r["score"], r["stars"]) for r in ranked] == [
         (1, "uni", 41.67, 0), (2, "incub", 13.33, None), (3, "other", 5, 0)]
     # uni: nmr open, sem not; the incubation pool may not serve, whatever its flag says
@@ -74,7 +75,9 @@ def test_institution_ranking_and_export(year: Api) -> None:
     assert sheet is not None
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][-2:] == ("等级 Grade", "星级 Stars")
-    assert rows[1][1] == "uni" and rows[1][-2:] == ("不合格", 0)
+    assert rows[1][1] == "uni" and rows[1][-2:] == ("不合格 fail", 0)
+    header, first, *_ = english.content.decode("utf-8-sig").splitlines()
+    assert first.split(",")[header.split(",").index("Grade")] == "fail"  # a word, not a code
 
 
 def test_lists(year: Api) -> None:
