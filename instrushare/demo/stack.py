@@ -53,6 +53,8 @@ class DemoError(RuntimeError):
 
 
 LOCK_FILE = "demo.lock"
+INTERRUPTED = "history-interrupted"
+"""Present while the first run simulates the past days, and after, if it was stopped then."""
 
 
 @contextlib.contextmanager
@@ -255,11 +257,20 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         tokens = _login_tokens(database_url, options.data_dir, institution=institution,
                                user=outsider)
         _announce(options, tokens)
+        interrupted = options.data_dir / INTERRUPTED
         if not _has_history(database_url):
             logger.info("simulating the last %d days first", options.history_days)
+            interrupted.touch()
             register_certifications(database_url, history.certifications)
             register_bookings(database_url, history.bookings)
             history.run(should_stop=stop.is_set, drain_timeout=600)
+            if not stop.is_set():
+                interrupted.unlink()
+        elif interrupted.exists():
+            logger.warning(
+                "the first run was stopped while it simulated the days before it, so they have"
+                " gaps: remove %s (or choose another --data-dir) to simulate them afresh",
+                options.data_dir)
         live = Simulation(
             SimulationSpec(
                 instruments=options.instruments,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import psutil
+import psycopg
 
 from instrushare.demo.stack import LOCK_FILE
 from tests.services import free_port
@@ -199,3 +201,39 @@ def test_a_data_directory_in_use_stops_the_demo_at_once_with_a_clear_message(
     assert f"another instrushare demo is using {data_dir}" in text
     assert "Traceback" not in text and "dashboard at" not in text
     assert not (data_dir / "postgres").exists()
+
+
+def test_a_demo_stopped_while_simulating_the_past_says_so_when_started_again(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "demo.log"
+    proc = _start_demo(tmp_path / "work", port, tmp_path / "data", log)
+    database = ("postgresql://postgres@/instrushare"
+                f"?host={tmp_path / 'data' / 'instrushare' / 'demo' / 'postgres'}")
+
+    def some_history() -> bool:
+        if "simulating the last" not in log.read_text(errors="replace"):
+            return False
+        with contextlib.suppress(psycopg.Error), psycopg.connect(database) as conn:
+            return conn.execute("SELECT EXISTS (SELECT 1 FROM state_sample)").fetchone() == (
+                True,)
+        return False
+
+    try:
+        deadline = time.monotonic() + 120
+        while not some_history():  # the first days are stored, not all of them
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        _stop(proc)
+    assert "live simulation running" not in log.read_text()
+    again = tmp_path / "again.log"
+    proc = _start_demo(tmp_path / "work", port, tmp_path / "data", again)
+    try:
+        _wait_ready(proc, base, again, timeout=120)
+    finally:
+        _stop(proc)
+    assert "stopped while it simulated the days before it" in again.read_text()
+    assert _leftovers(tmp_path) == []
