@@ -392,7 +392,7 @@ class GatewayAgent:
         reconnect) stay quiet."""
         held_by, now = self._link.held_by, time.monotonic()
         gateway, depth = self.config.gateway_id, self._outbox.depth
-        if held_by is None:
+        if held_by is None or not self._link.link_up:  # set_link(False): its owner's outage
             if self._hold_reported:
                 logger.info("gateway %s: delivering again after %.0f s held; %d message(s) in"
                             " the outbox", gateway, now - (self._held_since or now), depth)

@@ -117,6 +117,11 @@ class MqttLink:
         return self._connected
 
     @property
+    def link_up(self) -> bool:
+        """False while ``set_link(False)`` simulates a network outage."""
+        return self._link_up
+
+    @property
     def can_publish(self) -> bool:
         return self.held_by is None
 

