@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from monitor_api.auth import Caller, Role
+from monitor_api.db import DbConn, fetch_one
 
 STATIC_DIR = Path(__file__).parent / "static"
 UI_PATH = "/ui"
@@ -40,20 +41,25 @@ router = APIRouter(tags=["dashboard"])
 
 
 class WhoAmI(BaseModel):
-    """The caller's role and scope; ``institutions`` is a lab manager's institution tree."""
+    """The caller's role and scope; ``institutions`` is a lab manager's institution tree,
+    ``institution_name`` the name of its top, which the dashboard's header shows."""
 
     role: Role
     institution_id: str | None
+    institution_name: str | None
     user_id: str | None
     institutions: list[str]
 
 
 @router.get("/whoami", response_model=WhoAmI)
-async def whoami(caller: Caller) -> dict[str, Any]:
+async def whoami(caller: Caller, conn: DbConn) -> dict[str, Any]:
     """Who the token belongs to (any role): the dashboard checks a pasted token with this."""
+    named = None if caller.institution_id is None else await fetch_one(
+        conn, "SELECT name FROM institution WHERE id = %s", (caller.institution_id,))
     return {
         "role": caller.role,
         "institution_id": caller.institution_id,
+        "institution_name": None if named is None else named["name"],
         "user_id": caller.user_id,
         "institutions": sorted(caller.institutions),
     }

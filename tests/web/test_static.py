@@ -69,12 +69,16 @@ def test_served_with_a_same_origin_policy(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    ("who", "role", "institutions"),
-    [("admin", "admin", []), ("evaluator", "evaluator", []),
-     ("neu_manager", "lab_manager", ["neu", "neu-ac"]), ("dut_manager", "lab_manager", ["dut"])],
+    ("who", "role", "institutions", "name"),
+    [("admin", "admin", [], None), ("evaluator", "evaluator", [], None),
+     ("neu_manager", "lab_manager", ["neu", "neu-ac"], "东北大学"),
+     ("dut_manager", "lab_manager", ["dut"], "大连理工大学")],
 )
-def test_whoami(stack: Stack, who: str, role: str, institutions: list[str]) -> None:
+def test_whoami(
+    stack: Stack, who: str, role: str, institutions: list[str], name: str | None
+) -> None:
     headers = {"Authorization": f"Bearer {stack.tokens[who]}"}
     body = httpx.get(f"{stack.url}/whoami", headers=headers).json()
     assert body["role"] == role and body["institutions"] == institutions
+    assert body["institution_name"] == name
     assert httpx.get(f"{stack.url}/whoami").status_code == 401

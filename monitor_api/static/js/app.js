@@ -86,7 +86,8 @@ function renderHeader(current) {
     })));
   const who = me ? el('div', { class: 'who' },
     el('span', { class: 'role', dataset: { role: me.role }, text: t(`role.${me.role}`) }),
-    me.institution_id ? el('span', { class: 'scope', text: me.institution_id }) : null,
+    me.institution_id ? el('span', { class: 'scope', title: me.institution_id,
+      text: me.institution_name || me.institution_id }) : null,
     el('button', { type: 'button', class: 'logout', text: t('nav.logout'),
       onclick: () => logout() })) : null;
   top.append(brand, nav, el('div', { class: 'tools' }, langs, who));
