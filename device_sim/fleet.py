@@ -24,6 +24,11 @@ EXTERNAL_ORGANISATIONS = (
     "Liaoyang Petrochemical Co.",
     "Fushun New Energy Materials Co.",
 )
+# A user's name: surname and given name by the user's number. Their counts are coprime, so
+# the first 20 x 23 users all have different names.
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗"
+GIVEN_NAMES = ("伟", "芳", "娜", "敏", "静", "磊", "强", "军", "艳", "涛", "明", "超", "秀英",
+               "慧", "鹏", "兰", "浩", "宇", "婷", "博", "丹", "凯", "瑞")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,7 @@ class SimInstitution:
 @dataclass(frozen=True, slots=True)
 class SimUser:
     id: str
+    name: str
     institution_id: str | None
     organisation: str
 
@@ -132,6 +138,10 @@ class Fleet:
         return [u for u in self.users if u.institution_id is None]
 
 
+def _person(k: int) -> str:
+    return SURNAMES[k % len(SURNAMES)] + GIVEN_NAMES[k % len(GIVEN_NAMES)]
+
+
 def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
     """``size`` instruments spread over the institutions, each behind its own gateway."""
     if size < 1:
@@ -142,16 +152,14 @@ def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
         SimInstitution(f"{id_prefix}inst-{i + 1}", name, tier, region)
         for i, (name, tier, region) in enumerate(INSTITUTIONS)
     ]
-    users = [
-        SimUser(f"{id_prefix}u-{inst.id.rsplit('-', 1)[1]}-{n + 1:03d}", inst.id, inst.name)
-        for inst in institutions
-        for n in range(max(4, size // 10))
-    ]
-    users += [
-        SimUser(f"{id_prefix}x-{o + 1}-{n + 1:03d}", None, org)
-        for o, org in enumerate(EXTERNAL_ORGANISATIONS)
-        for n in range(max(2, size // 25))
-    ]
+    members: list[tuple[str, str | None, str]] = [
+        (f"{id_prefix}u-{inst.id.rsplit('-', 1)[1]}-{n + 1:03d}", inst.id, inst.name)
+        for inst in institutions for n in range(max(4, size // 10))]
+    members += [(f"{id_prefix}x-{o + 1}-{n + 1:03d}", None, org)
+                for o, org in enumerate(EXTERNAL_ORGANISATIONS)
+                for n in range(max(2, size // 25))]
+    users = [SimUser(user_id, _person(k), institution_id, organisation)
+             for k, (user_id, institution_id, organisation) in enumerate(members)]
     instruments = []
     for n in range(size):
         profile = rng.choice(PROFILES)

@@ -25,7 +25,7 @@ def register_fleet(conninfo: str, fleet: Fleet) -> None:
             " VALUES (%s, %s, %s, %s, true)"
             " ON CONFLICT (id) DO UPDATE SET institution_id = excluded.institution_id,"
             " organisation = excluded.organisation",
-            [(u.id, u.id, u.institution_id, u.organisation) for u in fleet.users],
+            [(u.id, u.name, u.institution_id, u.organisation) for u in fleet.users],
         )
         cur.executemany(
             "INSERT INTO instrument (id, name, institution_id, gateway_id, category_code,"

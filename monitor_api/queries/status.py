@@ -23,11 +23,13 @@ SELECT * FROM (
            CASE WHEN o.online THEN s.state ELSE 'offline' END AS state,
            CASE WHEN o.online THEN s.since ELSE s.last_ts END AS since,
            CASE WHEN o.online THEN s.user_id END AS user_id,
+           CASE WHEN o.online THEN u.name END AS user_name,
            CASE WHEN o.online THEN s.power_w END AS power_w,
            s.last_ts, s.gateway_id, i.listing IS NOT NULL AS listed
     FROM instrument i
     LEFT JOIN instrument_status s ON s.instrument_id = i.id
     LEFT JOIN gateway g ON g.id = s.gateway_id
+    LEFT JOIN platform_user u ON u.id = s.user_id
     CROSS JOIN LATERAL (
         SELECT s.instrument_id IS NOT NULL AND g.online IS NOT FALSE
                AND s.last_ts >= now() - %(timeout)s AS online
@@ -64,6 +66,14 @@ async def status_board(
     return await page(conn, select=_BOARD, where=where, order="instrument_id", limit=limit,
                       offset=offset, binary=True)
 
+
+
+def as_seen_by(item: dict[str, Any], viewer: str | None) -> dict[str, Any]:
+    """A board entry as a registered user sees it: who is at the instrument only when it is
+    themselves, since other people's identities are not theirs to know."""
+    if item["user_id"] is None or item["user_id"] == viewer:
+        return item
+    return {**item, "user_id": None, "user_name": None}
 
 
 def in_scope(

@@ -50,7 +50,9 @@ class StatusItem(BaseModel):
     online: bool
     state: str
     since: datetime | None
-    user_id: str | None
+    user_id: str | None = Field(
+        description="Who is at it, when known; a registered user sees only themselves.")
+    user_name: str | None
     power_w: float | None
     last_ts: datetime | None
     gateway_id: str | None
@@ -129,6 +131,8 @@ async def status_board(
         category=category, state=state, as_listed=caller.role is Role.USER, limit=limit,
         offset=offset,
     )
+    if caller.role is Role.USER:
+        board["items"] = [q.as_seen_by(item, caller.user_id) for item in board["items"]]
     # orjson, not the response model: validating 10,000 items would take longer than the query
     return Response(content=orjson.dumps(board), media_type="application/json")
 
@@ -162,7 +166,10 @@ async def instrument_detail(
         conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
         instrument_ids=[instrument_id], as_listed=caller.role is Role.USER, limit=1, offset=0,
     )
-    return {"instrument": instrument, "status": board["items"][0],
+    status = board["items"][0]
+    return {"instrument": instrument,
+            "status": q.as_seen_by(status, caller.user_id) if caller.role is Role.USER
+            else status,
             "gateway": await q.instrument_gateway(conn, instrument_id)}
 
 
@@ -223,7 +230,8 @@ async def status_stream(
     online flag changes. Power readings alone do not produce events."""
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
-                _scope(caller, institution_id), category, as_listed=caller.role is Role.USER),
+                _scope(caller, institution_id), category,
+                listed_for=caller.user_id if caller.role is Role.USER else None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -235,8 +243,10 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 async def _events(
     feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
-    category: str | None, *, as_listed: bool,
+    category: str | None, *, listed_for: str | None,
 ) -> AsyncIterator[str]:
+    """``listed_for``: the registered user watching, who sees the catalogue's board."""
+    as_listed = listed_for is not None
     async with feed.subscribe() as subscription:
         async with pool.connection() as conn:
             start = await db_now(conn)
@@ -246,7 +256,8 @@ async def _events(
                 offset=0,
             )
             tree = None if institution is None else await institution_tree(conn, institution)
-        seen = {item["instrument_id"]: _key(item) for item in board["items"]}
+        seen = {item["instrument_id"]: _key(q.as_seen_by(item, listed_for) if as_listed else item)
+                for item in board["items"]}
         # the feed's items carry the registry's live name and category
         listed = {item["instrument_id"]: item for item in board["items"]} if as_listed else {}
         yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
@@ -265,8 +276,8 @@ async def _events(
                 if as_listed:
                     if (entry := listed.get(item["instrument_id"])) is None:
                         continue  # listed since the board above was read: on reconnect
-                    item = {**item, "name": entry["name"],
-                            "category_code": entry["category_code"]}
+                    item = q.as_seen_by({**item, "name": entry["name"],
+                                         "category_code": entry["category_code"]}, listed_for)
                 key = _key(item)
                 if (seen.get(item["instrument_id"]) != key
                         and q.in_scope(item, institutions=tree, category=category,

@@ -35,8 +35,8 @@ def live(api: Api) -> Api:
     return api
 
 
-def _board(api: Api, **params: str) -> dict[str, dict[str, object]]:
-    with api.as_("user") as c:
+def _board(api: Api, role: str = "user", **params: str) -> dict[str, dict[str, object]]:
+    with api.as_(role) as c:
         r = c.get("/status", params=params)
     assert r.status_code == 200, r.text
     return {i["instrument_id"]: i for i in r.json()["items"]}
@@ -46,10 +46,32 @@ def test_board_derives_offline(live: Api) -> None:
     board = _board(live)
     assert {k: v["state"] for k, v in board.items()} == {
         "nmr": "running", "sem": "offline", "xrd": "offline", "inc1": "offline"}
-    assert board["nmr"]["user_id"] == "in1" and board["nmr"]["power_w"] == 850
-    assert board["nmr"]["online"] is True
-    assert board["sem"]["user_id"] is None  # no live values for an offline instrument
+    assert board["nmr"]["power_w"] == 850 and board["nmr"]["online"] is True
+    assert board["sem"]["power_w"] is None  # no live values for an offline instrument
     assert board["inc1"]["since"] is None
+
+
+def test_who_is_at_an_instrument_is_shown_to_staff_and_to_that_user_only(live: Api) -> None:
+    """in1 runs the nmr: staff see who; the outside user out1 does not, on the board, the
+    detail or the stream, until out1 is the one at it."""
+    for role in ("admin", "manager", "evaluator", "inside_user"):
+        nmr = _board(live, role)["nmr"]
+        assert (nmr["user_id"], nmr["user_name"]) == ("in1", "校内用户"), role
+    nmr = _board(live, "user")["nmr"]
+    assert (nmr["state"], nmr["user_id"], nmr["user_name"]) == ("running", None, None)
+    with live.as_("user") as c:
+        status = c.get("/instruments/nmr/detail").json()["status"]
+        assert (status["user_id"], status["user_name"]) == (None, None)
+        with c.stream("GET", "/status/stream", timeout=10) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            events = []
+            for user in ("out1", "in1"):
+                live.sql(f"UPDATE instrument_status SET user_id = '{user}', updated_at = now()"
+                         " WHERE instrument_id = 'nmr'")
+                events.append(json.loads(next(ln for ln in lines if ln.startswith("data:"))[5:]))
+    assert [(e["user_id"], e["user_name"]) for e in events] == [
+        ("out1", "外单位用户"), (None, None)]
 
 
 def test_board_filters_and_pages(live: Api) -> None:

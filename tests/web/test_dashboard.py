@@ -578,7 +578,7 @@ def test_tile_follows_the_instrument_live_without_reload(
     live_gateway.set(Reading(power_w=900.0, user="u-in"))
     expect(tile).to_have_attribute("data-state", "running", timeout=5_000)
     latency = time.monotonic() - started
-    expect(tile.locator(".tile-user")).to_have_text("User: u-in")
+    expect(tile.locator(".tile-user")).to_have_text("User: 校内用户 (u-in)")
     expect(page.locator('.chip[data-state="running"]')).to_have_attribute("data-count", "2")
     assert page.evaluate("window.__marker") == "still here", "the page was reloaded"
     assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations

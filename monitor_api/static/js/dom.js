@@ -19,6 +19,9 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** "name (id)", or the id alone when the registry holds no name other than the id. */
+export const named = (name, id) => (name && name !== id ? `${name} (${id})` : id);
+
 export function clear(node) {
   while (node.firstChild) node.firstChild.remove();
   return node;

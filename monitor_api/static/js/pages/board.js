@@ -4,7 +4,7 @@
 import { getJson, streamEvents } from '../api.js';
 import { categoryList } from '../categories.js';
 import { STATES } from '../charts.js';
-import { clear, el, sleep } from '../dom.js';
+import { clear, el, named, sleep } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
 
 export function render(root, ctx) {
@@ -56,7 +56,8 @@ export function render(root, ctx) {
         item.power_w !== null && item.power_w !== undefined
           ? `${t('board.power')} ${fmtNumber(item.power_w, 0)} W` : '',
         item.since ? ` · ${t('board.since')} ${fmtTime(item.since)}` : ''),
-      item.user_id ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${item.user_id}` })
+      item.user_id
+        ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${named(item.user_name, item.user_id)}` })
         : null,
       // staff see what registered users do not: an instrument not in the catalogue yet
       item.listed === false ? el('span', { class: 'tile-unlisted', text: t('board.unlisted') }) : null,

@@ -3,7 +3,7 @@
 // for registered users the request form. The API decides; a refusal shows its message.
 
 import { getJson, postJson } from '../api.js';
-import { el } from '../dom.js';
+import { el, named } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
 import { showDone, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
@@ -31,9 +31,6 @@ function actions(me, booking) {
     || (booking.status === 'approved' && Date.parse(booking.start) > Date.now());
   return me.role === 'user' && cancellable ? [['cancel', 'book.cancel']] : [];
 }
-
-/** "name (id)", or the id alone when the registry holds no name. */
-const named = (name, id) => (name ? `${name} (${id})` : id);
 
 /** Every instrument, page after page (a province registers thousands). */
 async function allInstruments(signal) {

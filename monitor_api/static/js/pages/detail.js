@@ -3,7 +3,7 @@
 
 import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
-import { el } from '../dom.js';
+import { el, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t } from '../i18n.js';
 import { attempt } from '../notice.js';
 
@@ -96,7 +96,7 @@ export function render(root, ctx) {
         el('span', { class: 'badge', dataset: { state: s.state }, text: t(`state.${s.state}`) }),
         s.since ? ` ${t('board.since')} ${fmtTime(s.since)}` : '',
         s.power_w !== null ? ` · ${fmtNumber(s.power_w, 0)} W` : '',
-        s.user_id ? ` · ${t('board.user')}: ${s.user_id}` : ''),
+        s.user_id ? ` · ${t('board.user')}: ${named(s.user_name, s.user_id)}` : ''),
       g ? el('p', { class: 'gateway-line muted', dataset: { online: String(g.online) } },
         `${t('field.gateway')} ${g.id}: `
         + `${t(g.online ? 'detail.gateway_online' : 'detail.gateway_offline')}`
