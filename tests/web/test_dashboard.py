@@ -568,6 +568,7 @@ def test_tile_follows_the_instrument_live_without_reload(
     stack: Stack, new_page: NewPage, live_gateway: SimulatedProbe
 ) -> None:
     page = new_page()
+    page.clock.install()  # time flows, and the test can skip ahead
     login(page, stack, "admin")
     tile = page.locator('.tile[data-instrument="icp-1"]')
     expect(tile).to_have_attribute("data-state", "idle", timeout=30_000)
@@ -583,6 +584,16 @@ def test_tile_follows_the_instrument_live_without_reload(
     assert page.evaluate("window.__marker") == "still here", "the page was reloaded"
     assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations
     print(f"tile turned running {latency:.2f} s after the probe changed")
+
+    # a new power reading alone sends no event: the board takes it within a minute
+    live_gateway.set(Reading(power_w=950.0, user="u-in"))
+    deadline = time.monotonic() + 10
+    while not stack.sql("SELECT 1 FROM instrument_status WHERE instrument_id = 'icp-1'"
+                        " AND power_w = 950") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    expect(tile.locator(".tile-meta")).to_contain_text("900 W")
+    page.clock.fast_forward(61_000)
+    expect(tile.locator(".tile-meta")).to_contain_text("950 W")
 
     live_gateway.set(Reading(power_w=0.0))
     expect(tile).to_have_attribute("data-state", "off", timeout=5_000)

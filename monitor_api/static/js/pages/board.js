@@ -1,11 +1,14 @@
 // Live status board: one tile per instrument coloured by state, kept current by the
 // /status/stream server-sent events (no reload). Lab managers see their institution only.
+// Power readings alone send no events; the board takes them once a minute instead.
 
 import { getJson, streamEvents } from '../api.js';
 import { categoryList } from '../categories.js';
 import { STATES } from '../charts.js';
 import { clear, el, named, sleep } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
+
+const POWER_REFRESH_MS = 60_000;
 
 export function render(root, ctx) {
   const stop = new AbortController();
@@ -139,6 +142,27 @@ export function render(root, ctx) {
       delay = Math.min(delay * 2, 30000);
     }
   }
+  // Only the power of a tile whose state the board agrees with: a state the stream brought
+  // in the meantime is newer than the board's.
+  async function refreshPower() {
+    while (!stop.signal.aborted) {
+      await sleep(POWER_REFRESH_MS, stop.signal);
+      if (stop.signal.aborted || !loaded) continue;
+      let board;
+      try {
+        board = await getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal });
+      } catch {
+        continue; // the stream reports a lost connection; the next round tries again
+      }
+      for (const fresh of board.items) {
+        const entry = tiles.get(fresh.instrument_id);
+        if (entry && entry.item.state === fresh.state && entry.item.power_w !== fresh.power_w) {
+          apply({ ...entry.item, power_w: fresh.power_w });
+        }
+      }
+    }
+  }
   follow();
+  refreshPower();
   return () => stop.abort();
 }
