@@ -643,6 +643,7 @@ def test_lab_manager_sees_only_their_institution(
     assert tiles(page) == {"xrd-1": "fault", "ms-1": "off"}
     expect(page.locator(".nav a")).to_have_count(5)  # evaluation: the published results
     expect(page.locator(".scope")).to_have_text(INSTITUTION_NAMES["dut"])
+    expect(page.locator("strong[data-scope]")).to_have_text(INSTITUTION_NAMES["dut"])
     shot(page, screenshot_dir, "board-lab-manager", PHONE)
 
     page.click('.nav a[href="#/utilisation"]')

@@ -36,12 +36,21 @@ export function inLanguage(zh, en) {
 
 const locale = () => (current === 'zh' ? 'zh-CN' : 'en-GB');
 
+const pad = (n) => String(n).padStart(2, '0');
+
+/** A local time; in English in ISO order (2026-11-28 14:30), which no reader can take for
+ * another day whichever order their browser's date pickers use. */
 export function fmtTime(value, withDate = true) {
   if (!value) return '—';
-  const options = withDate
-    ? { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }
-    : { hour: '2-digit', minute: '2-digit' };
-  return new Intl.DateTimeFormat(locale(), options).format(new Date(value));
+  const d = new Date(value);
+  if (current === 'zh') {
+    const options = withDate
+      ? { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }
+      : { hour: '2-digit', minute: '2-digit' };
+    return new Intl.DateTimeFormat('zh-CN', options).format(d);
+  }
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return withDate ? `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}` : time;
 }
 
 export function fmtNumber(value, digits = 1) {
@@ -58,8 +67,9 @@ export function fmtPercent(value) {
 /** Axis labels: the time for a short span, the day (and hour unless midnight) for a long one. */
 export function fmtTick(value, long) {
   const d = new Date(value);
-  const options = !long ? { hour: '2-digit', minute: '2-digit' }
-    : d.getHours() === 0 && d.getMinutes() === 0 ? { month: '2-digit', day: '2-digit' }
-      : { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' };
-  return new Intl.DateTimeFormat(locale(), options).format(d);
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (!long) return time;
+  const day = current === 'zh' ? `${d.getMonth() + 1}/${d.getDate()}`
+    : `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  return d.getHours() === 0 && d.getMinutes() === 0 ? day : `${day} ${time}`;
 }

@@ -28,7 +28,8 @@ export function render(root, ctx) {
   const summary = el('div', { class: 'summary' });
   const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
     el('p', { class: 'muted', text: t('common.loading') }));
-  const scopeText = scope.institution_id ?? t('board.scope_all');
+  const scopeText = scope.institution_id ? ctx.me.institution_name ?? scope.institution_id
+    : t('board.scope_all');
 
   root.append(
     el('div', { class: 'page-head' },
