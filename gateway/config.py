@@ -89,9 +89,9 @@ def _check_certificate(path: Path) -> Path:
 
 
 def _check_client_certificate(path: Path) -> Path:
-    from gateway.opcua_credentials import application_uri, read_certificate
+    from gateway.opcua_credentials import read_client_certificate
 
-    application_uri(read_certificate(path), path)
+    read_client_certificate(path)
     return path
 
 

@@ -5,6 +5,7 @@ a server refusing the connection without saying why."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -43,7 +44,22 @@ def read_private_key(path: Path) -> RSAPrivateKey:
     return key
 
 
-def application_uri(certificate: x509.Certificate, path: Path) -> str:
+def read_client_certificate(path: Path) -> tuple[x509.Certificate, str]:
+    """The gateway's own certificate and its application URI; ValueError naming the path when
+    it is not valid now, which servers refuse without saying why."""
+    certificate = read_certificate(path)
+    now = datetime.now(UTC)
+    if now < certificate.not_valid_before_utc:
+        raise ValueError(f"{path} is not valid before "
+                         f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: check the "
+                         "gateway's clock")
+    if now > certificate.not_valid_after_utc:
+        raise ValueError(f"{path} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M}"
+                         " UTC: issue a new one and have the server trust it")
+    return certificate, _application_uri(certificate, path)
+
+
+def _application_uri(certificate: x509.Certificate, path: Path) -> str:
     """The application URI an OPC UA application certificate carries as a URI subject
     alternative name: the client must announce the same one, or servers refuse it."""
     try:
@@ -81,7 +97,7 @@ class Credentials:
              server_certificate: Path | None = None) -> Credentials:
         """ValueError naming the file when one is not what it should be, or the key is not
         the certificate's."""
-        cert, key = read_certificate(certificate), read_private_key(private_key)
+        (cert, uri), key = read_client_certificate(certificate), read_private_key(private_key)
         if key.public_key() != cert.public_key():
             raise ValueError(f"private_key {private_key} is not the key of certificate "
                              f"{certificate}")
@@ -90,7 +106,7 @@ class Credentials:
             private_key=key.private_bytes(serialization.Encoding.DER,
                                           serialization.PrivateFormat.PKCS8,
                                           serialization.NoEncryption()),
-            application_uri=application_uri(cert, certificate),
+            application_uri=uri,
             server_certificate=None if server_certificate is None
             else read_certificate(server_certificate),
         )

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
@@ -26,12 +27,13 @@ from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
 from asyncua.sync import ThreadLoop
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
     PrivateFormat,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 
 from gateway import (
@@ -66,6 +68,7 @@ INSTRUMENT_NS = "urn:instrushare:test-instrument"
 OTHER_NS = "urn:instrushare:other-instrument;v2"
 """Another instrument's namespace on the same server, with the same NodeIds and its variables
 at their initial values; its ';' is written %3B in a NodeId."""
+DAY = timedelta(days=1)
 
 
 def by_uri(name: str, namespace: str = INSTRUMENT_NS) -> str:
@@ -98,6 +101,22 @@ def issue(folder: Path, name: str, names: list[x509.GeneralName],
         key, name, {}, names, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH])
     pair = KeyPair(folder / f"{name}.crt", folder / f"{name}.key")
     pair.certificate.write_bytes(certificate.public_bytes(encoding))
+    pair.private_key.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    return pair
+
+
+def issue_valid(folder: Path, name: str, not_before: datetime, not_after: datetime) -> KeyPair:
+    """A certificate like ``issue``'s, valid from ``not_before`` to ``not_after``."""
+    key = cert_gen.generate_private_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(application(name)), critical=False)
+        .sign(key, hashes.SHA256()))
+    pair = KeyPair(folder / f"{name}.crt", folder / f"{name}.key")
+    pair.certificate.write_bytes(certificate.public_bytes(Encoding.PEM))
     pair.private_key.write_bytes(cert_gen.dump_private_key_as_pem(key))
     return pair
 
@@ -685,6 +704,9 @@ def test_unusable_security_files_are_refused_on_loading(tmp_path: Path, pki: Pki
     junk = tmp_path / "junk.crt"
     junk.write_text("not a certificate")
     no_uri = issue(tmp_path, "no-uri", [x509.DNSName("localhost")])
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    expired = issue_valid(tmp_path, "expired", now - 30 * DAY, now - DAY)
+    early = issue_valid(tmp_path, "early", now + DAY, now + 30 * DAY)
     locked = tmp_path / "locked.key"
     locked.write_bytes(cert_gen.generate_private_key().private_bytes(
         Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(b"pw")))
@@ -699,6 +721,10 @@ def test_unusable_security_files_are_refused_on_loading(tmp_path: Path, pki: Pki
         ((pki.gateway.certificate, pki.stranger.private_key),
          f"probe: Value error, private_key {pki.stranger.private_key} is not the key of "
          f"certificate {pki.gateway.certificate}"),
+        (expired, f"certificate: Value error, {expired.certificate} expired on "
+                  f"{now - DAY:%Y-%m-%d %H:%M} UTC: issue a new one"),
+        (early, f"certificate: Value error, {early.certificate} is not valid before "
+                f"{now + DAY:%Y-%m-%d %H:%M} UTC: check the gateway's clock"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(write_config(tmp_path, secure_probe_toml(certificate, key)))
