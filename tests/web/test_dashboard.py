@@ -245,6 +245,7 @@ def test_pages_show_the_seeded_data(
     # Evaluation: every list rendered, the grade chart counts every instrument.
     page.click('.nav a[href="#/evaluation"]')
     expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    expect(page.locator("#eval-covers")).to_have_text(STRINGS["en"]["eval.provisional"])
     for name in ("institutions", "instruments", "low", "silent", "overdue"):
         expect(page.locator(f'[data-section="{name}"]')).to_be_visible()
     assert sum(chart(page, "grades")["datasets"][0]["data"]) == len(INSTRUMENTS)
@@ -328,6 +329,7 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
     admin.fill("#eval-year", str(last_year))
     admin.click('form.filters button[type="submit"] >> nth=0')
     expect(card.locator("[data-published]")).to_have_attribute("data-year", str(last_year))
+    expect(admin.locator("#eval-covers")).to_have_text("")  # a year over: final
     admin.fill("#publication-note", "评审委员会审定")
     card.locator('button[type="submit"]').click()
     expect(card.locator("[data-published]")).to_have_attribute("data-published", "true")

@@ -90,10 +90,14 @@ export function render(root, ctx) {
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
   const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
   const message = el('div', { class: 'message', 'aria-live': 'polite' });
-  // an evaluation of several years (rules: cycle_years) names the years it covers
+  // an evaluation of several years (rules: cycle_years) names the years it covers, and one
+  // of a year not over says its scores are provisional
   const covers = el('p', { class: 'muted', id: 'eval-covers' });
   const showCovers = (page, y) => {
-    covers.textContent = page && page.first_year !== y ? `${t('eval.covers')}: ${page.first_year}–${y}` : '';
+    covers.textContent = [
+      page && page.first_year !== y ? `${t('eval.covers')}: ${page.first_year}–${y}` : '',
+      y >= new Date().getFullYear() ? t('eval.provisional') : '',
+    ].filter(Boolean).join(' · ');
   };
   root.append(el('div', { class: 'page-head' },
     el('h1', { 'data-i18n': 'eval.title', text: t('eval.title') })), form, covers, message, body);
