@@ -50,6 +50,10 @@ class SimulationSpec:
     """Chance that an instrument has a booking nobody turns up to on a simulated day."""
     fault_rate: float = FAULT_PER_DAY
     """Chance that one of an instrument's sessions on a simulated day is a fault instead."""
+    open_ends: bool = False
+    """Keep what is in progress at the start and the end instead of beginning and ending at
+    rest: runs of one seed back to back (simulated past days, then live) read as one. The
+    ground truth's sessions at either end are then cut by the run's bounds."""
 
     def __post_init__(self) -> None:
         if self.instruments < 1:
@@ -115,7 +119,7 @@ class Simulation:
         self.ticks = round(spec.days * 86400 / spec.tick_s)
         self.timelines: list[Timeline] = plan_timelines(
             self.fleet, start=self.start, ticks=self.ticks, tick_s=spec.tick_s, seed=spec.seed,
-            fault_rate=spec.fault_rate,
+            fault_rate=spec.fault_rate, open_ends=spec.open_ends,
         )
         self.bookings: list[SimBooking] = plan_bookings(
             self.fleet, self.timelines, start=self.start, tick_s=spec.tick_s, ticks=self.ticks,

@@ -63,22 +63,25 @@ def _is_workday(day: date) -> bool:
 
 def plan_timelines(
     fleet: Fleet, *, start: datetime, ticks: int, tick_s: int, seed: int,
-    fault_rate: float = FAULT_PER_DAY,
+    fault_rate: float = FAULT_PER_DAY, open_ends: bool = False,
 ) -> list[Timeline]:
     """One timeline per instrument covering ticks [0, ticks]; on a share ``fault_rate`` of
-    its working days one of its sessions is a fault instead."""
+    its working days one of its sessions is a fault instead. Each local day is planned from
+    the seed, the instrument and the date alone, so runs of one seed agree on a day whatever
+    their start. Without ``open_ends`` the timeline begins and ends at rest, every session
+    whole inside it; with it, what is in progress at either end is kept, so that a run
+    continues the one before it."""
     return [
         _plan_instrument(fleet, inst, start=start, ticks=ticks, tick_s=tick_s, seed=seed,
-                         fault_rate=fault_rate)
+                         fault_rate=fault_rate, open_ends=open_ends)
         for inst in fleet.instruments
     ]
 
 
 def _plan_instrument(
     fleet: Fleet, inst: SimInstrument, *, start: datetime, ticks: int, tick_s: int, seed: int,
-    fault_rate: float,
+    fault_rate: float, open_ends: bool,
 ) -> Timeline:
-    rng = random.Random(f"{seed}:{inst.id}")
     base = State.IDLE if inst.profile.always_on else State.OFF
     internal = fleet.internal_users(inst.institution_id)
     external = fleet.external_users
@@ -88,15 +91,17 @@ def _plan_instrument(
     def tick_of(moment: datetime) -> int:
         return round((moment - start).total_seconds() / tick_s)
 
+    first, last = (0, ticks + 1) if open_ends else (MIN_GAP_TICKS, ticks - MIN_GAP_TICKS)
     local_day = start.astimezone(LOCAL_TZ).date()
     last_day = (start + timedelta(seconds=ticks * tick_s)).astimezone(LOCAL_TZ).date()
     while local_day <= last_day:
+        rng = random.Random(f"{seed}:{inst.id}:{local_day.isoformat()}")
         midnight = datetime.combine(local_day, datetime.min.time(), LOCAL_TZ)
         day_changes = _plan_day(rng, inst, midnight, internal, external,
                                 _is_workday(local_day), fault_rate)
         for seg_start, seg_end, state, user in day_changes:
-            a = max(tick_of(seg_start), changes[-1].end if changes else MIN_GAP_TICKS)
-            b = min(tick_of(seg_end), ticks - MIN_GAP_TICKS)
+            a = max(tick_of(seg_start), changes[-1].end if changes else first)
+            b = min(tick_of(seg_end), last)
             if b > a:
                 changes.append(Segment(a, b, state, user))
         if rng.random() < OUTAGE_PER_DAY:

@@ -78,6 +78,39 @@ def test_instruments_plan_independently_of_fleet_order() -> None:
             ]
 
 
+def _states(timeline: Timeline, ticks: range) -> list[tuple[State, str | None]]:
+    return [(seg.state, seg.user) for seg in (timeline.state_at(t)[1] for t in ticks)]
+
+
+def test_runs_agree_on_a_day_whatever_their_start_and_open_ends_continue() -> None:
+    """Runs of one seed plan a day alike whatever their start: a run from Monday to Tuesday
+    10:07 and one from there on, both with open ends, read as the run over both days,
+    sessions in progress at the handover included (but for what lasts less than the shortest
+    segment on either side of it)."""
+    fleet = build_fleet(20, seed=5)
+    tuesday = MONDAY + timedelta(days=1, hours=10, minutes=7)
+    handover = (tuesday - MONDAY) // timedelta(seconds=TICK_S)
+    whole = plan_timelines(fleet, start=MONDAY, ticks=TWO_DAYS, tick_s=TICK_S, seed=5)
+    before = plan_timelines(fleet, start=MONDAY, ticks=handover, tick_s=TICK_S, seed=5,
+                            open_ends=True)
+    after = plan_timelines(fleet, start=tuesday, ticks=TWO_DAYS - handover, tick_s=TICK_S,
+                           seed=5, open_ends=True)
+    in_session = 0
+    for w, a, b in zip(whole, before, after, strict=True):
+        assert _states(a, range(MIN_GAP_TICKS, handover - MIN_GAP_TICKS)) == _states(
+            w, range(MIN_GAP_TICKS, handover - MIN_GAP_TICKS))
+        assert _states(b, range(MIN_GAP_TICKS, TWO_DAYS - handover - MIN_GAP_TICKS)) == _states(
+            w, range(handover + MIN_GAP_TICKS, TWO_DAYS - MIN_GAP_TICKS))
+        spanning = w.state_at(handover)[1]
+        if (spanning.state is State.RUNNING and spanning.start <= handover - MIN_GAP_TICKS
+                and spanning.end > handover + MIN_GAP_TICKS):
+            in_session += 1  # neither run begins or ends it
+            ran = [(State.RUNNING, spanning.user)] * (MIN_GAP_TICKS + 1)
+            assert _states(a, range(handover - MIN_GAP_TICKS, handover + 1)) == ran
+            assert _states(b, range(MIN_GAP_TICKS + 1)) == ran
+    assert in_session >= 3  # the handover falls in sessions, not only at rest
+
+
 def test_truth_does_not_depend_on_hash_seed() -> None:
     """The same seed gives the same truth in another process (no set or hash ordering)."""
     code = (
