@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,24 +13,29 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
+from instrushare.protocol import MAX_FUTURE_SKEW, MAX_PAST_AGE
 from instrushare.settings import ServiceSettings
 
 
 def sim(
     instruments: Annotated[
-        int, typer.Option(min=1, help="Number of instruments (one gateway each).")
+        int, typer.Option(min=1, max=20_000, help="Number of instruments (one gateway each).")
     ] = 50,
-    days: Annotated[float, typer.Option(min=0.001, help="Simulated days.")] = 1.0,
+    days: Annotated[float, typer.Option(min=0.001, max=366, help="Simulated days.")] = 1.0,
     speed: Annotated[
         float,
-        typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible."),
+        typer.Option(min=0, max=1e6,
+                     help="Simulated seconds per real second; 0 = as fast as possible."),
     ] = 0,
     seed: Annotated[int, typer.Option(help="Same seed, same fleet and same days.")] = 1,
-    tick: Annotated[int, typer.Option(min=1, help="Sample interval in simulated seconds.")] = 60,
+    tick: Annotated[
+        int, typer.Option(min=1, max=3600, help="Sample interval in simulated seconds.")
+    ] = 60,
     start: Annotated[
         datetime | None,
         typer.Option(
-            help="Simulated start (default: local midnight `days` ago; now when speed is 1)."
+            help="Simulated start; without a zone, in this computer's (default: midnight in"
+            " Asia/Shanghai `days` ago; now when speed is 1)."
         ),
     ] = None,
     truth: Annotated[Path, typer.Option(help="Where to write the ground truth JSON.")] = Path(
@@ -46,7 +51,8 @@ def sim(
         )
     ] = True,
     drain_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait at the end for every outbox to empty.")
+        float, typer.Option(min=0, max=86_400,
+                            help="Seconds to wait at the end for every outbox to empty.")
     ] = 300,
 ) -> None:
     """Simulate instruments and their users; gateways publish to MQTT_URL."""
@@ -66,6 +72,7 @@ def sim(
     simulation = Simulation(
         spec, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, state_dir=state_dir
     )
+    _check_the_ingest_takes_it(simulation, now=datetime.now(UTC))
     if register:
         register_fleet(settings.database_url, simulation.fleet)
         register_certifications(settings.database_url, simulation.certifications)
@@ -93,3 +100,18 @@ def sim(
     )
     if not result.drained:
         raise typer.Exit(1)
+
+
+def _check_the_ingest_takes_it(simulation: Simulation, *, now: datetime) -> None:
+    """Refuse a run whose data the ingest would dead-letter: older than it accepts when sent,
+    or, run flat out, ahead of the clock."""
+    if simulation.start < now - MAX_PAST_AGE:
+        raise typer.BadParameter(
+            f"the run starts {simulation.start:%Y-%m-%d %H:%M} UTC, more than"
+            f" {MAX_PAST_AGE.days} days ago: the ingest refuses data that old",
+            param_hint="--start/--days")
+    if simulation.spec.speed is None and simulation.end > now + MAX_FUTURE_SKEW:
+        raise typer.BadParameter(
+            f"run as fast as possible, it would report up to {simulation.end:%Y-%m-%d %H:%M}"
+            " UTC, ahead of the clock: the ingest refuses that; start earlier, or give --speed",
+            param_hint="--start/--days")

@@ -26,6 +26,7 @@ from instrushare.protocol import (
     MAX_METRICS_PER_SAMPLE,
     MAX_PAST_AGE,
     MAX_SAMPLES_PER_MESSAGE,
+    TOPIC_PREFIX_PATTERN,
     Identifier,
     State,
 )
@@ -219,7 +220,7 @@ class GatewayConfig(_Config):
 
     gateway_id: Identifier
     mqtt_url: str = "mqtt://127.0.0.1:1883"
-    topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=r"^[A-Za-z0-9_.-]+$")
+    topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=TOPIC_PREFIX_PATTERN)
     outbox_path: LocalPath
     sample_interval_s: float = Field(default=60, gt=0)
     publish_interval_s: float = Field(default=300, gt=0)
@@ -270,12 +271,15 @@ def load_config(path: Path) -> GatewayConfig:
     Raises ConfigError with one line per problem, naming the offending key.
     """
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        # utf-8-sig: Windows editors save UTF-8 with a byte-order mark, which TOML forbids
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such file", path=path) from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8",
+                          path=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", path=path) from exc
     try:

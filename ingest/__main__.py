@@ -1,13 +1,8 @@
 """``python -m ingest``: the same as ``instrushare ingest``."""
 
-import logging
+import sys
 
-import typer
-
-from ingest.cli import ingest
+from instrushare.cli import main
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    typer.run(ingest)
+    main(prog_name="python -m", args=["ingest", *sys.argv[1:]])  # usage: python -m ingest

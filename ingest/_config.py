@@ -53,7 +53,7 @@ class IngestConfig(ServiceSettings):
     announce_interval_s: float = Field(default=10.0, gt=0, le=300)
     """How often the worker re-announces itself online. Gateways trust only announcements made
     while they are connected, so a gateway that connects waits at most this long to publish."""
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _window_holds_a_batch(self) -> IngestConfig:

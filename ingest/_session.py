@@ -52,6 +52,10 @@ class BrokerSession:
         self._birth_seen = threading.Event()
         self.online = threading.Event()
         """Set once subscribed and announced online."""
+        self.found_session: bool | None = None
+        """Whether the broker held a session for this worker when it first connected; None
+        until then. Retiring a worker whose session is not there retires nothing."""
+        self._unreachable = False
         self._client = self._make_client()
 
     def _make_client(self) -> LeanClient:
@@ -69,6 +73,7 @@ class BrokerSession:
                             retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
@@ -98,7 +103,10 @@ class BrokerSession:
         if reason.is_failure:
             logger.warning("broker refused the connection: %s", reason)
             return
+        self._unreachable = False
         logger.info("connected to the broker (session present: %s)", flags.session_present)
+        if self.found_session is None:
+            self.found_session = bool(flags.session_present)
         cfg, topics = self._config, self._topics
         share = f"$share/{cfg.share_group}/" if cfg.shared_subscription else ""
         wanted = [f"{share}{topics.all_data}", f"{share}{topics.all_gateway_states}"]
@@ -108,6 +116,13 @@ class BrokerSession:
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
         else:
             client.subscribe([(t, 1) for t in wanted])
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        """Reported once per outage; paho retries every 1 to 30 s."""
+        addr = self._config.mqtt
+        log = logger.debug if self._unreachable else logger.warning
+        log("cannot reach the broker at %s:%d; retrying", addr.host, addr.port)
+        self._unreachable = True
 
     def _on_subscribe(
         self, client: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any

@@ -147,6 +147,11 @@ class IngestWorker:
         if self._failed:
             raise RuntimeError(f"ingest worker stopped: {', '.join(self._failed)} failed")
 
+    @property
+    def found_session(self) -> bool | None:
+        """Whether the broker held this worker's session (see ``BrokerSession``)."""
+        return self._session.found_session
+
     def _stop_when_drained(self, stop: threading.Event) -> None:
         """Retiring: stop once out of the share group, everything received is stored, and
         nothing has arrived for ``DRAINED_AFTER_S``, counted from leaving at the earliest."""

@@ -51,7 +51,11 @@ def ingest(
     }
     config = IngestConfig(**{k: v for k, v in options.items() if v is not None})
     if config.metrics_port is not None:
-        start_http_server(config.metrics_port, registry=REGISTRY)
+        try:
+            start_http_server(config.metrics_port, registry=REGISTRY)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot serve metrics on :{config.metrics_port}:"
+                                     f" {exc.strerror or exc}") from None
         logger.info("metrics on :%d/metrics", config.metrics_port)
     stop = threading.Event()
 
@@ -64,3 +68,8 @@ def ingest(
     worker = IngestWorker(config, registry=REGISTRY, retire=retire)
     tune_process()
     worker.run(stop)
+    if retire and worker.found_session is False:
+        typer.echo(f"instrushare ingest --retire: the broker held no session for worker"
+                   f" {config.worker_id!r}, so nothing was queued for it: is --worker-id the"
+                   " retired worker's?", err=True)
+        raise typer.Exit(1)

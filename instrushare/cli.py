@@ -42,7 +42,7 @@ class _Services(TyperGroup):
         if cmd_name not in _SERVICES:
             return super().get_command(ctx, cmd_name)
         module, function = _SERVICES[cmd_name]
-        service = typer.Typer()
+        service = typer.Typer(add_completion=False)  # the top level offers completion
         service.command(cmd_name)(getattr(importlib.import_module(module), function))
         return typer.main.get_command(service)
 
@@ -60,6 +60,9 @@ dead_letters_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(protocol_app, name="protocol")
+
+_CENTURY = 36_500
+"""Days: more is no retention at all, and past what dates can count back to."""
 
 _Reason = Annotated[
     str | None, typer.Option(help="Only this reason (e.g. unknown_instrument); default all.")
@@ -99,12 +102,15 @@ def db_migrate(
 @db_app.command("prune")
 def db_prune(
     samples_days: Annotated[
-        int, typer.Option(help="Keep raw samples this long (at least 31 days).")
+        int, typer.Option(max=_CENTURY, help="Keep raw samples this long (at least 31 days).")
     ] = 400,
     messages_days: Annotated[
-        int, typer.Option(help="Keep the dedup log of messages this long (at least 31 days).")
+        int, typer.Option(max=_CENTURY,
+                          help="Keep the dedup log of messages this long (at least 31 days).")
     ] = 60,
-    dead_letters_days: Annotated[int, typer.Option(help="Keep dead letters this long.")] = 90,
+    dead_letters_days: Annotated[
+        int, typer.Option(max=_CENTURY, help="Keep dead letters this long (at least 1 day).")
+    ] = 90,
     dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
 ) -> None:
     """Delete raw telemetry past its retention on plain PostgreSQL (TimescaleDB's policies do
@@ -112,6 +118,7 @@ def db_prune(
     import asyncio
     from datetime import UTC, datetime
 
+    import psycopg
     from rich.progress import Progress
 
     from monitor_api import ApiSettings
@@ -123,6 +130,7 @@ def db_prune(
         retention = Retention(samples_days, messages_days, dead_letters_days)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    psycopg.connect(settings.database_url, connect_timeout=10).close()  # fails at once, if so
 
     async def run() -> None:
         pool = make_pool(settings)
@@ -159,15 +167,25 @@ def _selection(reason: str | None, topic: str) -> Selection:
 
 @contextmanager
 def _database_failure_ends(command: str, consequence: str = "") -> Iterator[None]:
-    """A database that fails ends ``command`` with a message, not a traceback."""
+    """A database that fails ends ``command`` with a message, not a traceback, saying what
+    became of the work; a schema missing is told as ``main`` tells it."""
+    from psycopg.errors import UndefinedTable
+
     from ingest.errors import IngestError
 
     try:
         yield
     except IngestError as exc:
-        typer.echo(f"instrushare dead-letters {command}: database failed ({exc}){consequence}",
-                   err=True)
+        if isinstance(exc.__cause__, UndefinedTable):
+            raise exc.__cause__ from None
+        typer.echo(f"instrushare dead-letters {command}: database failed"
+                   f" ({_first_line(exc)}){consequence}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    """psycopg's messages go on with hints on further lines: the first says what failed."""
+    return str(exc).strip().splitlines()[0]
 
 
 @dead_letters_app.command("list")
@@ -237,7 +255,9 @@ def protocol_schema(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Dashboard and API port.")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Dashboard and API port.")
+    ] = 8000,
     instruments: Annotated[int, typer.Option(min=1, help="Simulated instruments.")] = 30,
     history_days: Annotated[
         int, typer.Option(min=0, help="Days simulated at once on the first run.")
@@ -277,12 +297,33 @@ def demo(
 
 
 
-def main(prog_name: str | None = None) -> None:
-    """The console script. Settings from the environment that do not validate end the
-    command with a line per field to fix, not a traceback."""
+def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
+    """The console script. Settings (options or environment) that do not validate end the
+    command with a line per field to fix (exit 2); a database or file that fails it, with
+    one line saying so (exit 1), not a traceback. ``-v`` shows the traceback as well."""
+    from psycopg import Error as DatabaseError
+    from psycopg.errors import UndefinedTable
+    from psycopg_pool import PoolTimeout
+    from pydantic_settings import SettingsError
+
     try:
-        app(prog_name=prog_name)
+        app(prog_name=prog_name, args=args)
     except ValidationError as exc:
-        typer.echo(f"instrushare: invalid settings in the environment ({exc.title}):\n"
-                   f"{describe(exc)}", err=True)
-        raise SystemExit(2) from None
+        _fail(2, f"invalid settings ({exc.title}):\n{describe(exc)}")
+    except SettingsError as exc:
+        _fail(2, f"invalid settings in the environment: {exc}")
+    except UndefinedTable as exc:
+        _fail(1, f"the database has no instrushare schema ({exc.diag.message_primary}):"
+                 " run `instrushare db migrate` first")
+    except (DatabaseError, PoolTimeout) as exc:
+        _fail(1, f"database failed: {_first_line(exc)}")
+    except OSError as exc:
+        _fail(1, f"{exc.strerror or exc}: {exc.filename}" if exc.filename
+              else exc.strerror or str(exc))
+
+
+def _fail(code: int, message: str) -> None:
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("instrushare").exception("traceback")
+    typer.echo(f"instrushare: {message}", err=True)
+    raise SystemExit(code) from None

@@ -41,6 +41,8 @@ MAX_PAST_AGE = timedelta(days=30)
 """Older timestamps are rejected: the gateway outbox never holds data this old."""
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"
+"""One topic level, no wildcards: the root every topic of a deployment hangs from."""
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 """Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
 INGEST_CLIENT_ID_PREFIX = "ingest-"

@@ -6,13 +6,13 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from instrushare.protocol import DEFAULT_TOPIC_PREFIX
+from instrushare.protocol import DEFAULT_TOPIC_PREFIX, TOPIC_PREFIX_PATTERN
 
 if TYPE_CHECKING:  # the API imports these settings too, and needs no MQTT client
     import paho.mqtt.client as mqtt
@@ -36,11 +36,17 @@ class MqttAddress:
 
     @classmethod
     def from_url(cls, url: str) -> MqttAddress:
+        """ValueError saying what is wrong, the URL quoted without its password."""
         parts = urlsplit(url)
+        shown = repr(url.replace(f":{parts.password}@", ":***@") if parts.password else url)
         if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts:// (got {url!r})")
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts:// (got {shown})")
         if not parts.hostname:
-            raise ValueError(f"MQTT URL has no host: {url!r}")
+            raise ValueError(f"MQTT URL has no host: {shown}")
+        try:
+            port = parts.port
+        except ValueError as exc:  # not a number, or out of range
+            raise ValueError(f"MQTT URL: {exc} in {shown}") from None
         tls = parts.scheme in ("mqtts", "ssl")
         query = parse_qs(parts.query)
         unknown = sorted(set(query) - {"ca"})
@@ -58,7 +64,7 @@ class MqttAddress:
                 raise ValueError(f"MQTT URL: {ca_file!r} holds no PEM certificate: {exc}") from None
         return cls(
             host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
+            port=port or (8883 if tls else 1883),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
@@ -73,6 +79,21 @@ class MqttAddress:
             client.tls_set(ca_certs=self.ca_file)
 
 
+def _database_url(value: object) -> object:
+    """Set but empty means the default; a URL must be PostgreSQL's (libpq's ``key=value``
+    strings pass as they are)."""
+    if value == "":
+        return DEFAULT_DATABASE_URL
+    if isinstance(value, str) and "://" in value and not value.startswith(
+            ("postgresql://", "postgres://")):
+        raise ValueError(f"must start with postgresql:// (got {value.split('://')[0]}://)")
+    return value
+
+
+DatabaseUrl = Annotated[str, BeforeValidator(_database_url)]
+"""DATABASE_URL, as every service reads it."""
+
+
 class ServiceSettings(BaseSettings):
     """What every service needs: the database, the broker and the topic prefix."""
 
@@ -80,9 +101,21 @@ class ServiceSettings(BaseSettings):
         env_prefix="INSTRUSHARE_", extra="ignore", populate_by_name=True
     )
 
-    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    database_url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL,
+                                      validation_alias="DATABASE_URL")
     mqtt_url: str = Field(default=DEFAULT_MQTT_URL, validation_alias="MQTT_URL")
-    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=TOPIC_PREFIX_PATTERN)
+
+    @field_validator("mqtt_url", mode="before")
+    @classmethod
+    def _mqtt_url(cls, value: object) -> object:
+        """Set but empty means the default; anything else must parse, so a bad URL is a
+        settings error when the command starts, not a failure later."""
+        if value == "":
+            return DEFAULT_MQTT_URL
+        if isinstance(value, str):
+            MqttAddress.from_url(value)
+        return value
 
     @property
     def mqtt(self) -> MqttAddress:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import Annotated
 
 import typer
@@ -10,10 +12,28 @@ import typer
 from monitor_api.auth import Role
 from monitor_api.settings import ApiSettings
 
+Port = Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The API's socket, bound before the app starts: an address in use or unknown fails at
+    once, OSError saying which (uvicorn, binding it after the app's startup, logs the error
+    and may go on to wait for the app's background work)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                      ) from None
+    return sock
+
 
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Port = 8000,
     create_admin_token: Annotated[
         bool, typer.Option(help="Print a new admin token and exit (shown once, stored hashed).")
     ] = False,
@@ -28,7 +48,12 @@ def api(
 
     from monitor_api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    listening = listen(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("monitor_api").info("listening on http://%s:%d/ (API docs at /docs)",
+                                          shown, port)
+    uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info")).run(
+        sockets=[listening])
 
 
 async def create_token(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from instrushare.settings import DEFAULT_DATABASE_URL
+from instrushare.settings import DEFAULT_DATABASE_URL, DatabaseUrl
 
 TIMEZONE = "Asia/Shanghai"
 """Day boundaries of every reporting period."""
@@ -74,7 +74,8 @@ class ApiSettings(BaseSettings):
         populate_by_name=True,
     )
 
-    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    database_url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL,
+                                      validation_alias="DATABASE_URL")
     heartbeat_timeout_s: float = Field(default=900.0, gt=0)
     compliance_threshold_rmb: float = Field(default=300_000.0, ge=0)
     compliance_working_days: int = Field(default=30, ge=1)
@@ -103,6 +104,13 @@ class ApiSettings(BaseSettings):
     rollup_months: int = Field(default=13, ge=1, le=120)
     """Whole months before the current one that the background filler covers."""
     evaluation: EvaluationRules = Field(default_factory=EvaluationRules)
+
+    @model_validator(mode="after")
+    def _pool_fits(self) -> ApiSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(f"pool_min_size ({self.pool_min_size}) must not exceed"
+                             f" pool_max_size ({self.pool_max_size})")
+        return self
 
     @property
     def heartbeat_timeout(self) -> timedelta:

@@ -76,16 +76,14 @@ def _exclusive(data_dir: Path) -> Iterator[None]:
 
 def _listen(options: DemoOptions) -> socket.socket:
     """The API's socket, bound before anything starts: a port in use stops the demo at once
-    with a clear message (uvicorn, binding it itself in its thread, logs the error and
-    leaves the demo announcing a dashboard that is not there)."""
-    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    with a clear message, not a demo announcing a dashboard that is not there."""
+    from monitor_api.cli import listen
+
     try:
-        return socket.create_server((options.host, options.port), family=family)
+        return listen(options.host, options.port)
     except OSError as exc:
-        raise DemoError(
-            f"cannot serve the dashboard on {options.host}:{options.port}: {exc.strerror};"
-            " another program may be using the port: choose another with --port"
-        ) from exc
+        raise DemoError(f"{exc.strerror}; another program may be using the port: choose"
+                        " another with --port") from exc
 
 
 @contextlib.contextmanager
@@ -245,6 +243,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 start=now - timedelta(days=options.history_days),
                 tick_s=options.tick_s,
                 publish_interval_s=900,
+                open_ends=True,  # the live run below takes over what is in progress
             ),
             mqtt_url=mqtt_url,
             topic_prefix="isv1",
@@ -281,6 +280,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 speed=1,
                 tick_s=options.tick_s,
                 publish_interval_s=60,  # the dashboard's tiles refresh at least every minute
+                open_ends=True,
             ),
             mqtt_url=mqtt_url,
             topic_prefix="isv1",

@@ -176,7 +176,7 @@ def test_a_port_in_use_stops_the_demo_at_once_with_a_clear_message(tmp_path: Pat
                 proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=60)
     text = log.read_text()
-    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in text
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in text
     assert "choose another with --port" in text
     assert "dashboard at" not in text  # nothing announced, nothing started
     assert not (tmp_path / "data" / "instrushare" / "demo" / "postgres").exists()

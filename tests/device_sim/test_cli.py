@@ -88,6 +88,9 @@ def test_sim_fails_when_nothing_takes_the_data(
         (["--days", "0"], "--days"),
         (["--tick", "0"], "--tick"),
         (["--start", "yesterday"], "--start"),
+        (["--days", "inf"], "--days"),
+        (["--days", "40"], "more than 30 days ago: the ingest refuses data that old"),
+        (["--start", "3000-01-01"], "ahead of the clock"),
     ],
 )
 def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], option: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,17 @@ def test_errors_name_the_key_and_the_instrument_by_its_id(tmp_path: Path) -> Non
     lines = str(info.value).splitlines()[1:]
     assert [line.split(":")[0].strip() for line in lines] == [
         "mqtt_url", "instruments.sem1.probe"]
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads_and_one_not_in_utf8_is_named(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_bytes(("# 网关\n" + MINIMAL).encode("utf-8-sig"))
+    assert load_config(path).gateway_id == "gw1"
+    path.write_bytes(("# 网关\n" + MINIMAL).encode("gbk"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 2\)"):
+        load_config(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
