@@ -56,6 +56,7 @@ class BrokerSession:
         """Whether the broker held a session for this worker when it first connected; None
         until then. Retiring a worker whose session is not there retires nothing."""
         self._unreachable = False
+        self._refused = False
         self._client = self._make_client()
 
     def _make_client(self) -> LeanClient:
@@ -102,8 +103,9 @@ class BrokerSession:
     ) -> None:
         if reason.is_failure:
             logger.warning("broker refused the connection: %s", reason)
+            self._refused = True  # the disconnect that follows says nothing more
             return
-        self._unreachable = False
+        self._unreachable = self._refused = False
         logger.info("connected to the broker (session present: %s)", flags.session_present)
         if self.found_session is None:
             self.found_session = bool(flags.session_present)
@@ -166,7 +168,7 @@ class BrokerSession:
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
     ) -> None:
         self.online.clear()
-        if reason.is_failure:
+        if reason.is_failure and not self._refused:
             logger.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:

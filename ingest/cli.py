@@ -20,19 +20,29 @@ logger = logging.getLogger("ingest")
 
 def ingest(
     worker_id: Annotated[
-        str | None, typer.Option(help="Stable worker name; names the persistent MQTT session.")
+        str | None, typer.Option(
+            help="Stable worker name; names the persistent MQTT session."
+                 " (INSTRUSHARE_WORKER_ID; default <hostname>-1)", show_default=False)
     ] = None,
     share_group: Annotated[
-        str | None, typer.Option(help="Shared-subscription group the workers split data in.")
+        str | None, typer.Option(
+            help="Shared-subscription group the workers split data in."
+                 " (INSTRUSHARE_SHARE_GROUP; default ingest)", show_default=False)
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+        int | None, typer.Option(
+            help="Serve Prometheus metrics on this port."
+                 " (INSTRUSHARE_METRICS_PORT; default off)", show_default=False)
     ] = None,
     batch_max_messages: Annotated[
-        int | None, typer.Option(help="Largest batch written in one transaction.")
+        int | None, typer.Option(
+            help="Largest batch written in one transaction."
+                 " (INSTRUSHARE_BATCH_MAX_MESSAGES; default 1000)", show_default=False)
     ] = None,
     batch_max_delay_s: Annotated[
-        float | None, typer.Option(help="Longest a message waits for its batch to fill.")
+        float | None, typer.Option(
+            help="Seconds a message waits at most for its batch to fill."
+                 " (INSTRUSHARE_BATCH_MAX_DELAY_S; default 0.2)", show_default=False)
     ] = None,
     retire: Annotated[
         bool, typer.Option(

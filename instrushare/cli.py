@@ -61,8 +61,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(protocol_app, name="protocol")
 
-_CENTURY = 36_500
-"""Days: more is no retention at all, and past what dates can count back to."""
+_MAX_DAYS = 100_000
+"""Days: more would count back past the first dates there are (and keeps nothing more)."""
 
 _Reason = Annotated[
     str | None, typer.Option(help="Only this reason (e.g. unknown_instrument); default all.")
@@ -90,8 +90,8 @@ def db_migrate(
     from instrushare.db import ensure_database, migrate
 
     settings = ServiceSettings()
-    if create and ensure_database(settings.database_url):
-        typer.echo("created database")
+    if create and (created := ensure_database(settings.database_url)):
+        typer.echo(f"created database {created}")
     report = migrate(settings.database_url)
     typer.echo(
         f"applied {len(report.applied)} migration(s): {', '.join(report.applied) or 'none'}; "
@@ -102,14 +102,14 @@ def db_migrate(
 @db_app.command("prune")
 def db_prune(
     samples_days: Annotated[
-        int, typer.Option(max=_CENTURY, help="Keep raw samples this long (at least 31 days).")
+        int, typer.Option(max=_MAX_DAYS, help="Keep raw samples this long (at least 31 days).")
     ] = 400,
     messages_days: Annotated[
-        int, typer.Option(max=_CENTURY,
+        int, typer.Option(max=_MAX_DAYS,
                           help="Keep the dedup log of messages this long (at least 31 days).")
     ] = 60,
     dead_letters_days: Annotated[
-        int, typer.Option(max=_CENTURY, help="Keep dead letters this long (at least 1 day).")
+        int, typer.Option(max=_MAX_DAYS, help="Keep dead letters this long (at least 1 day).")
     ] = 90,
     dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
 ) -> None:

@@ -94,13 +94,13 @@ def migrate(conninfo: str) -> MigrationReport:
     return MigrationReport(applied=applied, timescaledb=use_timescale)
 
 
-def ensure_database(conninfo: str) -> bool:
-    """Create the database named in ``conninfo`` if missing; True if it was made."""
+def ensure_database(conninfo: str) -> str | None:
+    """Create the database named in ``conninfo`` if missing; its name if it was made."""
     params = pg_conninfo.conninfo_to_dict(conninfo)
     name = str(params.get("dbname") or "postgres")
     admin = pg_conninfo.make_conninfo(conninfo, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            return False
+            return None
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return True
+    return name

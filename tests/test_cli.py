@@ -8,8 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ import pytest
 from psycopg import conninfo, sql
 
 from tests.conftest import PG_ADMIN_URL
+from tests.services import Mosquitto
 
 
 def test_invalid_settings_name_each_field_and_exit_2() -> None:
@@ -161,3 +163,18 @@ def test_an_unreachable_broker_is_reported_while_the_ingest_waits_for_it() -> No
         proc.terminate()
         proc.wait(30)
     assert "WARNING ingest: cannot reach the broker at 127.0.0.1:1; retrying" in lines[1]
+
+
+def test_a_broker_refusing_the_login_is_reported_as_such(
+    mosquitto_factory: Callable[..., Mosquitto]
+) -> None:
+    broker = mosquitto_factory(users={"ingest-w1": "right"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "instrushare", "ingest", "--worker-id", "w1"],
+        env={**os.environ, "MQTT_URL": f"mqtt://ingest-w1:wrong@127.0.0.1:{broker.port}"},
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # paho tries again after a second
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert err.count("WARNING ingest: broker refused the connection: Not authorized") >= 2
+    assert "lost the broker" not in err and "wrong" not in err
