@@ -73,13 +73,14 @@ export function hoursChart(canvas, items) {
     data: {
       labels: items.map((i) => inLanguage(i.name, i.name_en) || i.key),
       datasets: [
+        // order: bars first, the line over them (a lower order is drawn later)
         { label: t('util.effective'), data: items.map((i) => i.effective_hours),
-          backgroundColor: BLUE, yAxisID: 'y' },
+          backgroundColor: BLUE, yAxisID: 'y', order: 2 },
         { label: t('util.external'), data: items.map((i) => i.external_hours),
-          backgroundColor: ORANGE, yAxisID: 'y' },
+          backgroundColor: ORANGE, yAxisID: 'y', order: 2 },
         { type: 'line', label: t('util.openness'),
           data: items.map((i) => (i.openness_ratio === null ? null : i.openness_ratio)),
-          borderColor: TEAL, backgroundColor: TEAL, yAxisID: 'ratio' },
+          borderColor: TEAL, backgroundColor: TEAL, yAxisID: 'ratio', order: 1 },
       ],
     },
     options: {
