@@ -21,6 +21,8 @@ from typer.core import TyperGroup
 from instrushare.settings import ServiceSettings, describe
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from ingest.dead_letters import Selection
 
 _SERVICES = {
@@ -118,9 +120,6 @@ def db_prune(
     import asyncio
     from datetime import UTC, datetime
 
-    import psycopg
-    from rich.progress import Progress
-
     from monitor_api import ApiSettings
     from monitor_api.db import make_pool
     from monitor_api.retention import Retention, prune
@@ -130,13 +129,13 @@ def db_prune(
         retention = Retention(samples_days, messages_days, dead_letters_days)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    psycopg.connect(settings.database_url, connect_timeout=10).close()  # fails at once, if so
+    _check_reachable(settings.database_url)
 
     async def run() -> None:
         pool = make_pool(settings)
         await pool.open()
         try:
-            with Progress(transient=True) as bar:
+            with _progress() as bar:
                 task = bar.add_task("instruments", total=None)
                 pruned = await prune(
                     pool.connection, now=datetime.now(UTC), timeout=settings.heartbeat_timeout,
@@ -156,6 +155,22 @@ def db_prune(
     asyncio.run(run())
 
 
+def _check_reachable(database_url: str) -> None:
+    """Connect once before the work: a database that is not there fails the command at once,
+    before any progress is shown or a pool retries for half a minute."""
+    import psycopg
+
+    psycopg.connect(database_url, connect_timeout=10).close()
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr, gone when done: stdout keeps the result alone."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(console=Console(stderr=True), transient=True)
+
+
 def _selection(reason: str | None, topic: str) -> Selection:
     from ingest.dead_letters import Selection
 
@@ -166,9 +181,9 @@ def _selection(reason: str | None, topic: str) -> Selection:
 
 
 @contextmanager
-def _database_failure_ends(command: str, consequence: str = "") -> Iterator[None]:
-    """A database that fails ends ``command`` with a message, not a traceback, saying what
-    became of the work; a schema missing is told as ``main`` tells it."""
+def _database_failure_ends(consequence: str = "") -> Iterator[None]:
+    """A database that fails ends the command as ``main`` tells it, saying what became of
+    the work."""
     from psycopg.errors import UndefinedTable
 
     from ingest.errors import IngestError
@@ -178,9 +193,7 @@ def _database_failure_ends(command: str, consequence: str = "") -> Iterator[None
     except IngestError as exc:
         if isinstance(exc.__cause__, UndefinedTable):
             raise exc.__cause__ from None
-        typer.echo(f"instrushare dead-letters {command}: database failed"
-                   f" ({_first_line(exc)}){consequence}", err=True)
-        raise typer.Exit(1) from exc
+        _fail(1, f"database failed: {_first_line(exc)}{consequence}")
 
 
 def _first_line(exc: Exception) -> str:
@@ -196,7 +209,7 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
 
     from ingest.dead_letters import summarize
 
-    with _database_failure_ends("list"):
+    with _database_failure_ends():
         groups = summarize(ServiceSettings().database_url, _selection(reason, topic))
     if not groups:
         typer.echo("no dead letters")
@@ -217,15 +230,14 @@ def dead_letters_replay(reason: _Reason = None, topic: _Topic = "%") -> None:
     as it is now. Use it once the cause is fixed: an instrument registered, a gateway binding
     corrected.
     """
-    from rich.progress import Progress
-
     from ingest import IngestConfig
     from ingest.dead_letters import replay
 
     config = IngestConfig()
     selection = _selection(reason, topic)
-    with _database_failure_ends("replay", "; what was replayed so far is stored, the rest is"
-                                " still in dead_letter"), Progress(transient=True) as bar:
+    _check_reachable(config.database_url)
+    with _database_failure_ends("; what was replayed so far is stored, the rest is"
+                                " still in dead_letter"), _progress() as bar:
         task = bar.add_task("replaying", total=None)
         result = replay(
             config.database_url, selection, prefix=config.topic_prefix,

@@ -158,5 +158,5 @@ def test_a_mistyped_reason_or_an_unreachable_database_is_a_clear_error(
     for command in ("list", "replay"):
         done = _run(nowhere, "isv1", command)
         assert done.returncode == 1
-        assert done.stderr.startswith(f"instrushare dead-letters {command}: database failed (")
+        assert done.stderr.startswith("instrushare: database failed: connection failed: ")
         assert "Traceback" not in done.stderr
