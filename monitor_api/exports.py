@@ -6,11 +6,16 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import Response
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from starlette.concurrency import run_in_threadpool
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -29,6 +34,9 @@ class Lang(StrEnum):
     EN = "en"
     BOTH = "both"
 
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet program read a CSV cell as a formula (OWASP: CSV injection)."""
 
 Labels = Mapping[str, Mapping[str, tuple[str, str]]]
 """Per column, the (Chinese, English) words for the codes it holds: files read as words."""
@@ -58,13 +66,23 @@ def _values(row: dict[str, Any], columns: Sequence[tuple[str, str, str]], lang: 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]],
            lang: Lang, labels: Labels | None = None) -> bytes:
-    """UTF-8 with a byte-order mark, so spreadsheet programs read the Chinese headers."""
+    """UTF-8 with a byte-order mark, so spreadsheet programs read the Chinese headers. Text
+    that a spreadsheet would take for a formula (a name typed as ``=HYPERLINK(...)``) gets a
+    leading apostrophe, which they show as text."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(headers(columns, lang))
     for row in rows:
-        writer.writerow(["" if v is None else v for v in _values(row, columns, lang, labels or {})])
+        writer.writerow([_csv_cell(v) for v in _values(row, columns, lang, labels or {})])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]],
@@ -73,18 +91,24 @@ def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, st
     sheet = book.create_sheet(title=title[:31])
     sheet.append(headers(columns, lang))
     for row in rows:
-        sheet.append([_cell(v) for v in _values(row, columns, lang, labels or {})])
+        sheet.append([_cell(sheet, v) for v in _values(row, columns, lang, labels or {})])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
 
 
-def _cell(value: Any) -> Any:
+def _cell(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+    """Text is always a text cell, never a formula, with the control characters XML cannot
+    hold shown as U+FFFD: what users type (names, comments) is data, whatever it looks like."""
     if isinstance(value, list | tuple | set):
-        return ", ".join(str(v) for v in value)
-    if hasattr(value, "tzinfo") and getattr(value, "tzinfo", None) is not None:
+        value = ", ".join(str(v) for v in value)
+    elif hasattr(value, "tzinfo") and getattr(value, "tzinfo", None) is not None:
         return value.isoformat()
-    return value
+    if not isinstance(value, str):
+        return value
+    cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
+    cell.data_type = "s"
+    return cell
 
 
 async def render(

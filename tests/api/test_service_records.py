@@ -106,6 +106,26 @@ def test_files_write_codes_as_words(seeded: Api) -> None:
     assert rows[1][16] == 2.0  # service hours stay numbers
 
 
+def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
+    """A comment that looks like a formula stays text in both files, and control characters,
+    which XLSX cannot hold, do not stop the workbook."""
+    seeded.sql("UPDATE service_record SET comment = %s WHERE booking_id = 1",
+               ('=HYPERLINK("http://x","click")',))
+    seeded.sql("INSERT INTO service_record (booking_id, comment) VALUES (6, %s)",
+               ("bad\x1bservice\x01",))
+    with seeded.as_("evaluator") as c:
+        csv_text = _get(c, format="csv", lang="en").content.decode("utf-8-sig")
+        xlsx = _get(c, format="xlsx")
+    assert xlsx.status_code == 200
+    comments = [r[20] for r in load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(
+        min_row=2, values_only=True)]
+    assert '=HYPERLINK("http://x","click")' in comments and "bad\ufffdservice\ufffd" in comments
+    cells = load_workbook(io.BytesIO(xlsx.content)).active
+    assert all(cell.data_type != "f" for row in cells.iter_rows() for cell in row)
+    assert """'=HYPERLINK(""http://x"",""click"")""" in csv_text
+    assert "bad\x1bservice\x01" in csv_text  # CSV holds any text
+
+
 def test_migration_keeps_free_text_purposes_in_the_note(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         # The schema as it was before purposes were classes.
