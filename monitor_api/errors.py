@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import psycopg.errors as pg_errors
@@ -99,6 +100,37 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_TABLE_WORDS = {"platform_user": "user", "api_token": "token"}
+_KEY = re.compile(r"Key \((?P<columns>.+?)\)=\((?P<values>.*)\) "
+                  r"(?:(?P<exists>already exists)|is not present in table \"(?P<table>[^\"]+)\""
+                  r"|is still referenced from table \"(?P<referrer>[^\"]+)\")")
+
+
+def constraint_message(exc: Exception) -> str:
+    """What a refused write means in the API's words, not the schema's: "no institution
+    'x'", "instrument 'y' already exists", "name may not be null"; else PostgreSQL's own."""
+    if not isinstance(exc, pg_errors.Error):
+        return str(exc).strip()
+    diag = exc.diag
+    text = (diag.message_primary or str(exc)).strip()
+    if isinstance(exc, pg_errors.NotNullViolation) and diag.column_name:
+        return f"{diag.column_name} may not be null"
+    key = _KEY.search(diag.message_detail or "")
+    if key is None:
+        return text
+    columns, values = key["columns"], key["values"]
+    shown = f"({columns}) = ({values})" if "," in columns else repr(values)
+    if key["exists"]:
+        return f"{_word(diag.table_name)} {shown} already exists"
+    if key["table"]:
+        return f"{columns}: no {_word(key['table'])} {shown}"
+    return f"{_word(diag.table_name)} {shown} is still referred to by a {_word(key['referrer'])}"
+
+
+def _word(table: str | None) -> str:
+    return _TABLE_WORDS.get(table or "", table or "row")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, including FastAPI's own, as the same JSON shape."""
 
@@ -127,8 +159,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:
         """Constraint and data errors are the caller's fault; anything else is ours."""
-        diag = getattr(exc, "diag", None)
-        text = (getattr(diag, "message_primary", None) or str(exc)).strip()
+        text = constraint_message(exc)
         if isinstance(exc, pg_errors.ExclusionViolation | pg_errors.UniqueViolation):
             return JSONResponse(_body("conflict", text), status_code=409)
         if isinstance(exc, pg_errors.IntegrityError | pg_errors.DataError):

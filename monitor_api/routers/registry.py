@@ -82,9 +82,7 @@ async def create_institution(conn: DbConn, _: Admin, body: InstitutionIn) -> dic
 async def update_institution(
     conn: DbConn, _: Admin, institution_id: str, body: InstitutionPatch
 ) -> dict[str, Any]:
-    values = body.model_dump(exclude_unset=True)
-    if values.get("parent_id") == institution_id:
-        raise BadRequest("an institution cannot be its own parent")
+    values = body.model_dump(exclude_unset=True)  # the database keeps the tree a tree
     row = await update_columns(
         conn, table="institution", key=institution_id, values=values,
         allowed=("name", "parent_id", "tier", "region", "kind"),

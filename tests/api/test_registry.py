@@ -115,9 +115,15 @@ def test_crud_and_pagination(api: Api) -> None:
         r = c.post("/institutions", json={"id": "dlut-ac", "name": "分析测试中心",
                                           "parent_id": "other", "tier": "voucher"})
         assert r.status_code == 201
-        assert c.post("/institutions", json={"id": "dlut-ac", "name": "x"}).status_code == 409
+        again = c.post("/institutions", json={"id": "dlut-ac", "name": "x"})
+        assert (again.status_code, again.json()["message"]) == (
+            409, "institution 'dlut-ac' already exists")
         bad_parent = c.post("/institutions", json={"id": "y", "name": "y", "parent_id": "zz"})
-        assert bad_parent.status_code == 422
+        assert (bad_parent.status_code, bad_parent.json()["message"]) == (
+            422, "parent_id: no institution 'zz'")
+        nameless = c.patch("/instruments/nmr", json={"name": None})
+        assert (nameless.status_code, nameless.json()["message"]) == (
+            422, "name may not be null")
         page1 = c.get("/instruments", params={"limit": 2}).json()
         page2 = c.get("/instruments", params={"limit": 2, "offset": 2}).json()
         assert page1["total"] == page2["total"] == 4
@@ -130,6 +136,21 @@ def test_crud_and_pagination(api: Api) -> None:
                                              "colour": "red"})
         assert extra.status_code == 422 and extra.json()["error"] == "invalid"
         assert c.patch("/users/new1", json={"approved": True}).json()["approved"] is True
+
+
+def test_institutions_stay_a_tree(api: Api) -> None:
+    """uni-ac is under uni: neither may come under itself, directly or through the other."""
+    with api.as_("admin") as c:
+        own = c.post("/institutions", json={"id": "loop", "name": "x", "parent_id": "loop"})
+        under_child = c.patch("/institutions/uni", json={"parent_id": "uni-ac"})
+        itself = c.patch("/institutions/uni", json={"parent_id": "uni"})
+        assert c.patch("/institutions/uni-ac", json={"parent_id": "other"}).status_code == 200
+    assert (own.status_code, own.json()["message"]) == (
+        422, "institution loop cannot be under loop: that would put it under itself")
+    assert (under_child.status_code, under_child.json()["message"]) == (
+        422, "institution uni cannot be under uni-ac: that would put it under itself")
+    assert (itself.status_code, itself.json()["message"]) == (
+        422, "institution uni cannot be under uni: that would put it under itself")
 
 
 def test_catalogue_review(api: Api) -> None:
