@@ -290,7 +290,11 @@ async def reject_booking(
 
 @router.post("/bookings/{booking_id}/complete", response_model=Booking)
 async def complete_booking(conn: DbConn, caller: Manager, booking_id: int) -> dict[str, Any]:
-    await _managed(conn, caller, booking_id)
+    """Once the booked window has begun: the service is then rated, which it cannot be yet."""
+    booking = await _managed(conn, caller, booking_id)
+    if booking["start"] > datetime.now(UTC):
+        raise Conflict(f"booking {booking_id} begins at {booking['start'].isoformat()}: it can"
+                       " be completed once it has begun")
     return await _transition(conn, booking_id, caller, to=BookingStatus.COMPLETED,
                              allowed_from=(BookingStatus.APPROVED,))
 

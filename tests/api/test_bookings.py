@@ -166,6 +166,10 @@ def test_workflow_service_record_and_rating(api: Api) -> None:
         rec = mgr.put(f"/bookings/{bid}/service-record",
                       json={"contract_no": "SY-1", "fee_rmb": "1800", "voucher_rmb": "900"})
         assert rec.status_code == 200, rec.text
+        early = mgr.post(f"/bookings/{bid}/complete")
+        assert early.status_code == 409 and "once it has begun" in early.json()["message"]
+        api.sql("UPDATE booking SET start_ts = now() - interval '3 hours',"
+                " end_ts = now() - interval '1 hour' WHERE id = %s", (bid,))
         assert mgr.post(f"/bookings/{bid}/complete").json()["status"] == "completed"
         rated = user.post(f"/bookings/{bid}/rating", json={"rating": 4, "comment": "好"})
         assert rated.status_code == 200

@@ -23,7 +23,10 @@ const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60e3
 function actions(me, booking) {
   if (MANAGERS.includes(me.role)) {
     if (booking.status === 'requested') return [['approve', 'book.approve'], ['reject', 'book.reject']];
-    if (booking.status === 'approved') return [['complete', 'book.complete'], ['cancel', 'book.cancel']];
+    if (booking.status === 'approved') {
+      const begun = Date.parse(booking.start) <= Date.now();
+      return [...(begun ? [['complete', 'book.complete']] : []), ['cancel', 'book.cancel']];
+    }
     if (booking.status === 'void') return [['cancel', 'book.cancel']]; // excuses the no-show
     return [];
   }
