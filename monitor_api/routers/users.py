@@ -40,10 +40,15 @@ class TokenIn(BaseModel):
 
     @model_validator(mode="after")
     def _scope(self) -> TokenIn:
-        if self.role is Role.LAB_MANAGER and self.institution_id is None:
-            raise ValueError("a lab manager token needs institution_id")
-        if self.role is Role.USER and self.user_id is None:
-            raise ValueError("a user token needs user_id")
+        """A lab manager's token is scoped by its institution, a user's by who they are
+        (their institution is the user's own); no other field applies to a role."""
+        needs = {Role.LAB_MANAGER: "institution_id", Role.USER: "user_id"}.get(self.role)
+        for name in ("institution_id", "user_id"):
+            given = getattr(self, name) is not None
+            if name == needs and not given:
+                raise ValueError(f"a token of role {self.role.value} needs {name}")
+            if name != needs and given:
+                raise ValueError(f"{name} does not apply to role {self.role.value}")
         return self
 
 

@@ -184,6 +184,23 @@ def test_revoked_token_is_refused(api: Api) -> None:
     assert made["token"].encode() not in bytes(stored)  # only the hash is kept
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ({"role": "lab_manager"}, "a token of role lab_manager needs institution_id"),
+    ({"role": "user"}, "a token of role user needs user_id"),
+    ({"role": "user", "user_id": "in1", "institution_id": "other"},
+     "institution_id does not apply to role user"),
+    ({"role": "admin", "user_id": "in1"}, "user_id does not apply to role admin"),
+    ({"role": "evaluator", "institution_id": "uni"},
+     "institution_id does not apply to role evaluator"),
+])
+def test_a_token_carries_only_the_scope_its_role_has(
+    api: Api, body: dict[str, str], message: str
+) -> None:
+    with api.as_("admin") as admin:
+        r = admin.post("/tokens", json=body)
+    assert r.status_code == 422 and message in r.json()["message"]
+
+
 def test_lab_manager_scope(api: Api) -> None:
     with api.as_("other_manager") as other:
         assert other.patch("/instruments/nmr", json={"location": "x"}).status_code == 403
