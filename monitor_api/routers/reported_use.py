@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from monitor_api.auth import Manager, ReportReader
 from monitor_api.csv_import import RowError, parse_rows
 from monitor_api.db import DbConn, DbPool, Settings, fetch_all
-from monitor_api.errors import BadRequest
+from monitor_api.errors import BadRequest, Conflict
 from monitor_api.evaluation import evaluated_year
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.report import GroupBy, summarise
@@ -45,7 +45,13 @@ async def report_use(
 ) -> dict[str, int]:
     """Report the year's hours of your instruments (UTF-8 CSV: ``instrument_id``,
     ``effective_hours``, optional ``external_hours``); a later report of an instrument
-    replaces the earlier. Every bad line is reported; nothing is stored unless all pass."""
+    replaces the earlier. Every bad line is reported; nothing is stored unless all pass.
+    A year not begun takes no report (409), and a year under way no more hours than it has
+    had so far."""
+    evaluated = evaluated_year(year)
+    if evaluated.now < evaluated.lo:
+        raise Conflict(f"{year} has not begun: report its hours once they are used")
+    so_far = (min(evaluated.now, evaluated.hi) - evaluated.lo).total_seconds() / 3600
     try:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -58,6 +64,9 @@ async def report_use(
         conn, "SELECT id, institution_id FROM instrument WHERE id = ANY(%s)",
         ([item.instrument_id for _, item in parsed.rows],))}
     for line, item in parsed.rows:
+        if item.effective_hours > so_far:
+            errors.append(RowError(line, f"effective_hours {item.effective_hours} exceed the"
+                                         f" {so_far:.0f} hours {year} has had so far"))
         if item.instrument_id not in owners:
             errors.append(RowError(line, f"unknown instrument {item.instrument_id!r}"))
         elif not caller.may_manage(owners[item.instrument_id]):

@@ -3,7 +3,9 @@ external), sem, xrd and inc1 nothing. Tolerance: the larger of 10 % and 20 h."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -85,3 +87,25 @@ def test_a_bad_report_names_every_bad_line_and_stores_nothing(year: Api) -> None
         assert _send(manager, "instrument_id,effective_hours\n").status_code == 422  # no rows
     with year.as_("evaluator") as evaluator:  # evaluators write nothing
         assert _send(evaluator, "instrument_id,effective_hours\nnmr,1\n").status_code == 403
+
+
+def test_a_year_not_begun_takes_no_report_and_one_under_way_no_more_hours_than_it_had(
+    year: Api
+) -> None:
+    now = datetime.now(UTC)
+    this_year = now.astimezone(ZoneInfo("Asia/Shanghai")).year
+    start = datetime(this_year, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+    elapsed = int((now - start).total_seconds() // 3600)
+
+    def send(y: int, hours: int) -> httpx.Response:
+        with year.as_("manager") as manager:
+            return manager.post(f"/evaluation/{y}/reported-use",
+                                content=f"instrument_id,effective_hours\nnmr,{hours}\n".encode(),
+                                headers={"Content-Type": "text/csv"})
+
+    ahead = send(this_year + 1, 1)
+    assert ahead.status_code == 409 and "has not begun" in ahead.json()["message"]
+    too_many = send(this_year, elapsed + 2)
+    assert too_many.status_code == 422
+    assert f"hours {this_year} has had so far" in too_many.json()["details"][0]["reason"]
+    assert send(this_year, max(elapsed - 2, 0)).status_code == 200
