@@ -103,10 +103,14 @@ def _key(row: dict[str, Any], group_by: GroupBy,
     if group_by is GroupBy.INSTITUTION:
         return row["root_id"], row["root_id"], None
     if group_by is GroupBy.CATEGORY:
-        code = (row["category_code"] or "")[:category_digits] or "unknown"
+        code = (row["category_code"] or "")[:category_digits]
+        if not code:
+            return "unknown", "未分类", "uncategorised"
         name = category_name(code)
         return (code, name.zh, name.en) if name else (code, code, None)
-    return row["region"] or "unknown", row["region"] or "unknown", None
+    if not row["region"]:
+        return "unknown", "未填地区", "region not given"
+    return row["region"], row["region"], None
 
 
 def _ratio(num: float, den: float, digits: int = 4) -> float | None:

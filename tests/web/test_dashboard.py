@@ -12,13 +12,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import FilePayload, Page, ViewportSize, expect
+from playwright.sync_api import Dialog, FilePayload, Page, ViewportSize, expect
 
 from gateway import (
     GatewayAgent,
@@ -47,6 +48,25 @@ ROOTS = {"neu": "neu", "neu-ac": "neu", "dut": "dut"}
 OWNER = {i[0]: i[2] for i in INSTRUMENTS}
 USER_ROOT = {u[0]: ROOTS[u[2]] for u in USERS}
 NewPage = Callable[..., Page]
+
+
+@contextmanager
+def answering(page: Page, question: str, *, accept: bool = True) -> Iterator[None]:
+    """Answer the confirmation the block's click asks, checking that it asks ``question``
+    (an i18n key, in either language)."""
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", answer)
+    yield
+    expect(page.locator("body")).to_be_visible()  # the click and its dialog are done
+    assert asked and asked[0] in (STRINGS["zh"][question], STRINGS["en"][question]), asked
 
 
 def login(page: Page, stack: Stack, who: str) -> None:
@@ -352,7 +372,8 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
         assert fits_width(page)
         shot(page, screenshot_dir, "evaluation-lab-manager", PHONE)
     finally:
-        card.locator("button.withdraw").click()
+        with answering(admin, "pub.confirm_withdraw"):
+            card.locator("button.withdraw").click()
         expect(card.locator("[data-published]")).to_have_attribute("data-published", "false")
 
 
@@ -368,7 +389,11 @@ def test_admin_reviews_the_catalogue_entry_on_the_detail_page(
     expect(line.locator('[data-action="list"]')).to_have_count(0)  # nothing to review
     user = new_page()
     try:
-        line.locator('[data-action="unlist"]').click()
+        with answering(admin, "catalogue.confirm_unlist", accept=False):
+            line.locator('[data-action="unlist"]').click()
+        expect(line).to_have_attribute("data-listed", "true")  # not confirmed: still listed
+        with answering(admin, "catalogue.confirm_unlist"):
+            line.locator('[data-action="unlist"]').click()
         expect(line).to_have_attribute("data-listed", "false")
         expect(line).to_contain_text(STRINGS["en"]["catalogue.unlisted"])
         login(user, stack, "outside_user")
@@ -711,6 +736,11 @@ def test_bookings_requested_approved_refused_and_cancelled(
     row.locator('button[data-action="approve"]').click()
     expect(row.locator('td[data-key="status"]')).to_have_text(
         STRINGS["en"]["book.status.approved"])
+    expect(manager.locator(".notice-ok")).to_have_text(
+        f"{STRINGS['en']['book.booking']} #{booking}: {STRINGS['en']['book.status.approved']}")
+    # not begun: it can be cancelled, not completed
+    expect(row.locator("button[data-action]")).to_have_count(1)
+    expect(row.locator('button[data-action="cancel"]')).to_have_count(1)
     assert stack.sql("SELECT status FROM booking WHERE id = %s", (booking,)) == [("approved",)]
     shot(manager, screenshot_dir, "bookings", DESKTOP)
 
@@ -728,7 +758,8 @@ def test_bookings_requested_approved_refused_and_cancelled(
     user.reload()
     expect(mine.locator('td[data-key="status"]')).to_have_text(
         STRINGS["en"]["book.status.approved"])
-    mine.locator('button[data-action="cancel"]').click()
+    with answering(user, "book.confirm_cancel"):
+        mine.locator('button[data-action="cancel"]').click()
     expect(mine.locator('td[data-key="status"]')).to_have_text(
         STRINGS["en"]["book.status.cancelled"])
     reader = new_page()

@@ -5,9 +5,9 @@ import { el } from './dom.js';
 import { fmtNumber, fmtPercent, fmtTick, fmtTime, inLanguage, t } from './i18n.js';
 
 export const STATES = ['running', 'idle', 'off', 'fault', 'maintenance', 'offline'];
-export const STATE_COLOURS = {
-  running: '#1f9d55', idle: '#d69e2e', off: '#718096', fault: '#e53e3e',
-  maintenance: '#805ad5', offline: '#2d3748',
+export const STATE_COLOURS = { // as app.css's tiles
+  running: '#2f855a', idle: '#a16207', off: '#64748b', fault: '#c53030',
+  maintenance: '#6b46c1', offline: '#2d3748',
 };
 const BLUE = '#2b6cb0';
 const ORANGE = '#dd6b20';

@@ -64,12 +64,13 @@ export function fmtPercent(value) {
     .format(value);
 }
 
-/** Axis labels: the time for a short span, the day (and hour unless midnight) for a long one. */
+/** Axis labels: the time for a short span, the day and time for a long one; the day alone
+ * at midnight. */
 export function fmtTick(value, long) {
   const d = new Date(value);
   const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  if (!long) return time;
   const day = current === 'zh' ? `${d.getMonth() + 1}/${d.getDate()}`
     : `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-  return d.getHours() === 0 && d.getMinutes() === 0 ? day : `${day} ${time}`;
+  if (d.getHours() === 0 && d.getMinutes() === 0) return day; // midnight says which day
+  return long ? `${day} ${time}` : time;
 }

@@ -4,6 +4,10 @@ import { ApiError } from './api.js';
 import { el } from './dom.js';
 import { t } from './i18n.js';
 
+/** Whether the person confirms an action that cannot be undone from the dashboard: the
+ * question under ``key``. */
+export const confirmed = (key) => window.confirm(t(key));
+
 /** Show ``text`` as done in ``box``. */
 export function showDone(box, text) {
   box.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));

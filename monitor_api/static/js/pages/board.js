@@ -28,6 +28,8 @@ export function render(root, ctx) {
   const summary = el('div', { class: 'summary' });
   const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
     el('p', { class: 'muted', text: t('common.loading') }));
+  const noneShown = el('p', { class: 'muted', id: 'none-shown', hidden: true,
+    text: t('board.none_match') });
   const scopeText = scope.institution_id ? ctx.me.institution_name ?? scope.institution_id
     : t('board.scope_all');
 
@@ -39,7 +41,7 @@ export function render(root, ctx) {
         el('strong', { dataset: { scope: scope.institution_id ?? 'all' }, text: scopeText })),
       el('label', {}, `${t('board.filter_state')} `, stateFilter),
       categoryFilter, categoryList('category-list')),
-    summary, grid);
+    summary, noneShown, grid);
 
   function visible(item) {
     const state = stateFilter.value;
@@ -82,6 +84,7 @@ export function render(root, ctx) {
   }
 
   function refreshSummary() {
+    noneShown.hidden = !tiles.size || [...tiles.values()].some(({ node }) => !node.hidden);
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const { item } of tiles.values()) counts[item.state] = (counts[item.state] ?? 0) + 1;
     summary.replaceChildren(

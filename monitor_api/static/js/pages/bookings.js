@@ -5,7 +5,7 @@
 import { getJson, postJson } from '../api.js';
 import { el, named } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
-import { showDone, showRefusal } from '../notice.js';
+import { confirmed, showDone, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -18,6 +18,9 @@ const MANAGERS = ['admin', 'lab_manager'];
 
 /** A local time as a datetime-local input wants it. */
 const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
+
+/** Actions the dashboard cannot undo: asked to be confirmed first. */
+const UNDOABLE = new Set(['reject', 'cancel']);
 
 /** What ``me`` may do with ``booking`` now, as [action, label] pairs (the API's rules). */
 function actions(me, booking) {
@@ -68,10 +71,12 @@ export function render(root, ctx) {
     return el('div', { class: 'row-actions' }, allowed.map(([action, label]) => el('button', {
       type: 'button', dataset: { action }, text: t(label),
       onclick: async (event) => {
+        if (UNDOABLE.has(action) && !confirmed(`book.confirm_${action}`)) return;
         event.currentTarget.disabled = true;
         try {
-          await postJson(`bookings/${booking.id}/${action}`, undefined, { signal: stop.signal });
-          done(`${t('book.done')}: #${booking.id} ${t(label)}`);
+          const now = await postJson(`bookings/${booking.id}/${action}`, undefined,
+            { signal: stop.signal });
+          done(`${t('book.booking')} #${booking.id}: ${t(`book.status.${now.status}`)}`);
           await load();
         } catch (err) {
           if (!stop.signal.aborted) refused(err);
@@ -125,6 +130,8 @@ export function render(root, ctx) {
       el('button', { type: 'submit', class: 'primary', text: t('book.request') }));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      const submit = form.querySelector('button[type="submit"]');
+      submit.disabled = true; // one request per click, however fast the clicks
       try {
         const made = await postJson('bookings', {
           instrument_id: instrument.value, kind: form.querySelector('#book-kind').value,
@@ -135,6 +142,8 @@ export function render(root, ctx) {
         await load();
       } catch (err) {
         if (!stop.signal.aborted) refused(err);
+      } finally {
+        submit.disabled = false;
       }
     });
     return section('book.new', 'request', form);

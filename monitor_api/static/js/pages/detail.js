@@ -5,7 +5,7 @@ import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t } from '../i18n.js';
-import { attempt } from '../notice.js';
+import { attempt, confirmed } from '../notice.js';
 
 const HOUR = 3600e3;
 const PRESETS = [['detail.last24h', 24 * HOUR], ['detail.last7d', 7 * 24 * HOUR],
@@ -61,17 +61,19 @@ export function render(root, ctx) {
     i.review_pending && i.listed_at ? `${state} · ${t('catalogue.pending')}` : state);
     if (ctx.me.role !== 'admin') return line;
     const path = `instruments/${encodeURIComponent(i.id)}/listing`;
-    const act = (change) => () => attempt(async () => {
-      await change();
-      await loadInfo();
-    }, message, ctx, stop.signal);
+    /** ``question``: an i18n key the person must confirm first. */
+    const act = (change, question) => () => (question && !confirmed(question) ? undefined
+      : attempt(async () => {
+        await change();
+        await loadInfo();
+      }, message, ctx, stop.signal));
     if (i.review_pending) {
       line.append(' ', el('button', { type: 'button', class: 'primary', dataset: { action: 'list' },
         text: t('catalogue.approve'), onclick: act(() => postJson(path, undefined, { signal: stop.signal })) }));
     }
     if (i.listed_at) {
       line.append(' ', el('button', { type: 'button', dataset: { action: 'unlist' }, text: t('catalogue.unlist'),
-        onclick: act(() => deleteResource(path, { signal: stop.signal })) }));
+        onclick: act(() => deleteResource(path, { signal: stop.signal }), 'catalogue.confirm_unlist') }));
     }
     return line;
   }
@@ -114,7 +116,11 @@ export function render(root, ctx) {
   async function load() {
     const lo = new Date(start.value).getTime();
     const hi = new Date(end.value).getTime();
-    if (!(hi > lo)) return;
+    if (!(hi > lo)) {
+      message.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
+        dataset: { error: 'range' }, text: t('detail.bad_range') }));
+      return;
+    }
     charts.dataset.loaded = 'false';
     const range = { start: new Date(lo).toISOString(), end: new Date(hi).toISOString() };
     const base = `instruments/${encodeURIComponent(id)}`;
@@ -127,7 +133,8 @@ export function render(root, ctx) {
       timelineChart(timeline.canvas, intervals.items, lo, hi);
       powerChart(power.canvas, points.items, lo, hi);
       charts.dataset.loaded = 'true';
-      message.replaceChildren();
+      message.replaceChildren(...(intervals.items.length || points.items.length ? []
+        : [el('p', { class: 'muted', dataset: { empty: 'range' }, text: t('detail.no_data') })]));
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, message);
     }

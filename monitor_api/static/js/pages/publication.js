@@ -4,7 +4,7 @@
 import { ApiError, deleteResource, getJson, putJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
-import { attempt } from '../notice.js';
+import { attempt, confirmed } from '../notice.js';
 import { section } from '../table.js';
 
 /** The year's publication, or null when it has none. */
@@ -43,7 +43,8 @@ export function publicationCard(y, found, ctx, signal, reload) {
   });
   if (found) {
     form.append(el('button', { type: 'button', class: 'withdraw', text: t('pub.withdraw'),
-      onclick: () => act(() => deleteResource(`evaluation/${y}/publication`, { signal })) }));
+      onclick: () => confirmed('pub.confirm_withdraw')
+        && act(() => deleteResource(`evaluation/${y}/publication`, { signal })) }));
   }
   card.append(el('p', { class: 'muted', text: t('pub.hint') }), form, message);
   return card;
