@@ -271,6 +271,9 @@ def test_pages_show_the_seeded_data(
     assert sum(chart(page, "grades")["datasets"][0]["data"]) == len(INSTRUMENTS)
     expect(page.locator('table[data-table="silent"] td[data-key="instrument_id"]')).to_have_text(
         ["tem-1"])
+    silent_owner = page.locator('table[data-table="silent"] td[data-key="institution_id"] span')
+    expect(silent_owner).to_have_text(INSTITUTION_NAMES["neu"])  # named, the id on hover
+    expect(silent_owner).to_have_attribute("title", "neu")
     grades = page.locator('table[data-table="instruments"] td[data-key="grade"]')
     expect(grades).to_have_count(len(INSTRUMENTS))
     box = grades.first.bounding_box()  # next to the name, in sight even on a phone

@@ -7,6 +7,7 @@ import { categoryList } from '../categories.js';
 import { STATES } from '../charts.js';
 import { clear, el, named, sleep } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
+import { institutionName, loadInstitutionNames } from '../institutions.js';
 
 const POWER_REFRESH_MS = 60_000;
 
@@ -14,7 +15,6 @@ export function render(root, ctx) {
   const stop = new AbortController();
   const scope = ctx.me.role === 'lab_manager' ? { institution_id: ctx.me.institution_id } : {};
   const tiles = new Map(); // instrument id -> { item, node }
-  const names = new Map(); // institution id -> name
   let loaded = false;
 
   const live = el('span', { class: 'live', dataset: { live: 'off' },
@@ -53,7 +53,7 @@ export function render(root, ctx) {
   function fillTile(node, item) {
     node.dataset.state = item.state;
     node.hidden = !visible(item);
-    const institution = names.get(item.institution_id) ?? item.institution_id;
+    const institution = institutionName(item.institution_id);
     node.replaceChildren(...[
       el('span', { class: 'tile-state', text: t(`state.${item.state}`) }),
       el('span', { class: 'tile-name', text: item.name }),
@@ -104,11 +104,10 @@ export function render(root, ctx) {
   categoryFilter.addEventListener('input', refilter);
 
   async function loadBoard() {
-    const [board, institutions] = await Promise.all([
+    const [board] = await Promise.all([
       getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal }),
-      names.size ? null : getJson('institutions', { limit: 1000 }, { signal: stop.signal }),
+      loadInstitutionNames(stop.signal),
     ]);
-    for (const i of institutions?.items ?? []) names.set(i.id, i.name);
     if (!loaded) clear(grid);
     for (const item of board.items) apply(item);
     loaded = true;

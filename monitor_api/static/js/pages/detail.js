@@ -5,6 +5,7 @@ import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t } from '../i18n.js';
+import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { attempt, confirmed } from '../notice.js';
 
 const HOUR = 3600e3;
@@ -79,11 +80,13 @@ export function render(root, ctx) {
   }
 
   async function loadInfo() {
-    const { instrument: i, status: s, gateway: g } = await getJson(
-      `instruments/${encodeURIComponent(id)}/detail`, {}, { signal: stop.signal });
+    const [{ instrument: i, status: s, gateway: g }] = await Promise.all([
+      getJson(`instruments/${encodeURIComponent(id)}/detail`, {}, { signal: stop.signal }),
+      loadInstitutionNames(stop.signal)]);
     const yes = (v) => (v ? t('field.yes') : t('field.no'));
     const rows = [
-      ['field.id', i.id], ['field.institution', i.institution_id], ['field.model', i.model],
+      ['field.id', i.id], ['field.institution', named(institutionName(i.institution_id), i.institution_id)],
+      ['field.model', i.model],
       ['field.maker', i.maker],
       ['field.category', i.category_name
         ? `${i.category_code} ${inLanguage(i.category_name, i.category_name_en)}` : i.category_code],

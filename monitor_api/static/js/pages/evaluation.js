@@ -7,6 +7,7 @@ import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
+import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
 import { attempt, showDone } from '../notice.js';
 import { publicationCard, publicationOf } from './publication.js';
 import { reportedCard } from './reported.js';
@@ -41,7 +42,7 @@ const LISTS = [
   { name: 'instruments', title: 'eval.instruments', path: (y) => `evaluation/${y}/instruments`,
     published: (y) => `evaluation/${y}/published/instruments`,
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      ...RESULT, { key: 'institution_id', label: 'field.institution' },
+      ...RESULT, INSTITUTION_COLUMN,
       { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num },
       { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) },
@@ -54,12 +55,12 @@ const LISTS = [
       { key: 'threshold_hours', label: 'eval.threshold_hours', format: num }] },
   { name: 'silent', title: 'eval.silent', path: () => 'evaluation/silent',
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      { key: 'institution_id', label: 'field.institution' },
+      INSTITUTION_COLUMN,
       { key: 'last_data', label: 'eval.last_data', format: (v) => (v ? fmtTime(v) : null) },
       { key: 'silent_days', label: 'eval.silent_days' }] },
   { name: 'overdue', title: 'eval.overdue', path: () => 'evaluation/overdue-registrations',
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      { key: 'institution_id', label: 'field.institution' },
+      INSTITUTION_COLUMN,
       { key: 'accepted_on', label: 'field.accepted' }, { key: 'deadline', label: 'eval.deadline' },
       { key: 'networked_on', label: 'field.networked' },
       { key: 'working_days_late', label: 'eval.days_late' }] },
@@ -159,6 +160,7 @@ export function render(root, ctx) {
     const y = Number(year.value);
     showCovers(null, y);
     try {
+      await loadInstitutionNames(stop.signal);
       if (readsPublished) {
         body.replaceChildren(...await loadPublished(y));
         body.dataset.loaded = 'true';

@@ -5,6 +5,7 @@ import { getJson } from '../api.js';
 import { categoryList } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
+import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
 import { attempt } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
@@ -15,7 +16,7 @@ const COLUMNS = [
   { key: 'spare_hours', label: 'review.spare_hours', format: num },
   { key: 'effective_hours', label: 'util.effective', format: num },
   { key: 'target_hours', label: 'review.target_hours', format: num },
-  { key: 'institution_id', label: 'field.institution' }, { key: 'region', label: 'review.region' },
+  INSTITUTION_COLUMN, { key: 'region', label: 'review.region' },
   { key: 'category_code', label: 'field.category' },
   { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) },
 ];
@@ -37,7 +38,8 @@ export function reviewCard(y, ctx, signal) {
     const params = { category: category.value.trim(), region: region.value.trim() };
     const path = `evaluation/${y}/duplicate-review`;
     attempt(async () => {
-      const found = await getJson(path, { ...params, limit: 1000 }, { signal });
+      const [found] = await Promise.all([getJson(path, { ...params, limit: 1000 }, { signal }),
+        loadInstitutionNames(signal)]);
       const verdict = `${t(`review.verdict.${found.verdict}`)} · ${t('review.shareable')}: ${fmtNumber(found.shareable)}`
         + ` · ${t('review.shareable_hours')}: ${fmtNumber(found.shareable_hours)}`
         + ` · ${t('review.fully_used')}: ${fmtNumber(found.fully_used)}`;
