@@ -66,8 +66,13 @@ function make(canvas, config) {
   return new Chart(canvas, config);
 }
 
+/** ``text`` cut to ``most`` characters with an ellipsis: axis labels that fit, the tooltip
+ * telling the whole name. */
+const shortened = (text, most) => (text.length > most ? `${text.slice(0, most - 1)}…` : text);
+
 /** Hours per group as bars, openness ratio as a line on its own axis. */
 export function hoursChart(canvas, items) {
+  const most = window.matchMedia('(max-width: 600px)').matches ? 10 : 24;
   return make(canvas, {
     type: 'bar',
     data: {
@@ -86,8 +91,10 @@ export function hoursChart(canvas, items) {
     options: {
       ...BASE_OPTIONS,
       scales: {
+        x: { ticks: { callback(value) { return shortened(this.getLabelForValue(value), most); } } },
         y: { beginAtZero: true, title: { display: true, text: t('common.hours') } },
         ratio: { position: 'right', beginAtZero: true, suggestedMax: 0.5,
+          title: { display: true, text: t('util.openness') },
           grid: { drawOnChartArea: false }, ticks: { callback: (v) => fmtPercent(v) } },
       },
       plugins: {

@@ -85,15 +85,16 @@ export function render(root, ctx) {
       },
     })));
   };
+  // status and actions next to the instrument: in sight on a phone without scrolling
   const columns = [
     { key: 'id', label: 'book.id' },
     { key: 'instrument_id', label: 'book.instrument', format: (v, row) => named(row.instrument_name, v) },
-    { key: 'user_id', label: 'book.user', format: (v, row) => named(row.user_name, v) },
-    { key: 'kind', label: 'book.kind', format: (v) => t(`book.kind.${v}`) },
-    { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
-    { key: 'end', label: 'common.end', format: (v) => fmtTime(v) },
     { key: 'status', label: 'book.status', format: (v) => t(`book.status.${v}`) },
     { key: 'actions', label: 'book.actions', format: (_, row) => buttons(row) },
+    { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
+    { key: 'end', label: 'common.end', format: (v) => fmtTime(v) },
+    { key: 'user_id', label: 'book.user', format: (v, row) => named(row.user_name, v) },
+    { key: 'kind', label: 'book.kind', format: (v) => t(`book.kind.${v}`) },
   ];
 
   async function load() {
