@@ -683,6 +683,15 @@ def test_lab_manager_sees_only_their_institution(
         ["ms-1", "xrd-1"])
     assert chart(page, "institution")["labels"] == [INSTITUTION_NAMES["dut"]]
 
+    # Another institution's instrument is refused as such, a page the role lacks as a page.
+    page.goto(f"{stack.url}/ui/#/instrument/nmr-600")
+    expect(page.locator(".notice strong")).to_have_text(STRINGS["en"]["error.forbidden_item"])
+    expect(page.locator(".notice .detail")).to_contain_text("another institution")
+    user = new_page()
+    login(user, stack, "outside_user")
+    user.goto(f"{stack.url}/ui/#/utilisation")
+    expect(user.locator(".notice strong")).to_have_text(STRINGS["en"]["error.forbidden"])
+
     # A manager of the university sees its analysis centre's instruments too.
     other = new_page()
     login(other, stack, "neu_manager")
@@ -721,6 +730,9 @@ def test_bookings_requested_approved_refused_and_cancelled(
     user.select_option("#book-instrument", "nmr-600")
     user.select_option("#book-purpose", "teaching")
     user.fill("#book-start", f"{day}T14:00")
+    user.fill("#book-end", f"{day}T13:00")
+    user.click("form.booking-form button[type=submit]")  # said at once, in the page's words
+    expect(user.locator('[data-error="range"]')).to_have_text(STRINGS["en"]["detail.bad_range"])
     user.fill("#book-end", f"{day}T16:00")
     user.click("form.booking-form button[type=submit]")
     expect(user.locator(".notice-ok")).to_contain_text(STRINGS["en"]["book.requested_ok"])

@@ -52,9 +52,11 @@ function fail(err, box) {
     return;
   }
   const forbidden = err instanceof ApiError && err.status === 403;
-  const text = forbidden ? t('error.forbidden')
-    : err instanceof ApiError && err.status === 0 ? t('error.network')
-      : `${t('error.generic')} (${err.status ?? '?'})`;
+  // a page the role may not open says so; an API refusal names what was refused below
+  const text = forbidden ? t(err.message ? 'error.forbidden_item' : 'error.forbidden')
+    : err instanceof ApiError && err.status === 404 ? t('error.not_found')
+      : err instanceof ApiError && err.status === 0 ? t('error.network')
+        : `${t('error.generic')} (${err.status ?? '?'})`;
   box.replaceChildren(el('div', {
     class: forbidden ? 'notice notice-forbidden' : 'notice notice-error',
     role: 'alert',

@@ -131,6 +131,14 @@ export function render(root, ctx) {
       el('button', { type: 'submit', class: 'primary', text: t('book.request') }));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      const lo = new Date(start.value).getTime();
+      const hi = new Date(end.value).getTime();
+      const wrong = !(hi > lo) ? 'detail.bad_range' : lo <= Date.now() ? 'book.in_past' : null;
+      if (wrong) { // said here, in the page's language, before the API would refuse it
+        message.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
+          dataset: { error: 'range' }, text: t(wrong) }));
+        return;
+      }
       const submit = form.querySelector('button[type="submit"]');
       submit.disabled = true; // one request per click, however fast the clicks
       try {
