@@ -88,11 +88,13 @@ async def _overlap(conn: Conn, instrument_id: str, start: datetime, end: datetim
 
 
 async def _check_eligible(
-    conn: Conn, *, user_id: str, instrument_id: str, kind: str, start: datetime, end: datetime
+    conn: Conn, *, user_id: str, instrument_id: str, kind: str, start: datetime, end: datetime,
+    approving: bool = False,
 ) -> None:
     """Listed instrument; approved user; outside users only where the instrument is open and
     its institution may serve; self-operation only with a self-level certification valid for
-    the whole window."""
+    the whole window. The user requesting is refused (403, told what to do); a manager
+    ``approving`` a request that no longer qualifies gets 409, told why."""
     row = await fetch_one(
         conn,
         """
@@ -114,17 +116,29 @@ async def _check_eligible(
     if not row["listed"]:
         raise Conflict(f"instrument {instrument_id!r} is not in the catalogue: it is booked once"
                        " an admin has reviewed and listed it")
+    refusal = _refusal(row, user_id, kind)
+    if refusal is not None and approving:
+        raise Conflict(f"the request can no longer be approved: {refusal[1]}")
+    if refusal is not None:
+        raise Forbidden(refusal[0])
+
+
+def _refusal(row: dict[str, Any], user_id: str, kind: str) -> tuple[str, str] | None:
+    """Why the user may not have the booking: (what they are told, what a manager approving
+    the request is told); None if nothing stands in the way."""
     if not row["approved"]:
-        raise Forbidden("your registration has not been approved yet")
+        return ("your registration has not been approved yet",
+                f"user {user_id!r} is not an approved user")
     if row["outside"] and not row["open_to_outside"]:
-        raise Forbidden("this instrument is not open to outside users")
+        return ("this instrument is not open to outside users",) * 2
     if row["outside"] and row["tier"] == "incubation":
-        raise Forbidden("institutions in the incubation pool may not serve outside users")
+        return ("institutions in the incubation pool may not serve outside users",) * 2
     if kind == BookingKind.SELF and not row["certified"]:
-        raise Forbidden(
-            "self-operated bookings need a self-operation certification valid for the whole"
-            " window; book an operator-assisted session instead"
-        )
+        return ("self-operated bookings need a self-operation certification valid for the whole"
+                " window; book an operator-assisted session instead",
+                f"user {user_id!r} holds no self-operation certification valid for the whole"
+                " window")
+    return None
 
 
 _NO_SHOWS = """
@@ -270,7 +284,7 @@ async def approve_booking(
     if booking["status"] == BookingStatus.REQUESTED:
         await _check_eligible(
             conn, user_id=booking["user_id"], instrument_id=booking["instrument_id"],
-            kind=booking["kind"], start=booking["start"], end=booking["end"],
+            kind=booking["kind"], start=booking["start"], end=booking["end"], approving=True,
         )
         await void_lapsed(conn, settings, instrument_id=booking["instrument_id"])
     return await _transition(conn, booking_id, caller, to=BookingStatus.APPROVED,

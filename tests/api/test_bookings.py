@@ -140,6 +140,22 @@ def test_revoked_certification_no_longer_counts(api: Api) -> None:
         assert _book(user, "nmr", "self", 9, 10).status_code == 403
 
 
+def test_a_request_that_no_longer_qualifies_is_refused_to_the_approving_manager(
+    api: Api
+) -> None:
+    """out1 asks for a self-operated slot while certified; the certification is revoked
+    before a manager decides: the approval is a conflict, told in the manager's terms."""
+    _certify(api, "out1", "nmr")
+    with api.as_("user") as user, api.as_("admin") as admin:
+        booking = _book(user, "nmr", "self", 9, 10).json()["id"]
+        cert = admin.get("/certifications", params={"user_id": "out1"}).json()["items"][0]
+        admin.post(f"/certifications/{cert['id']}/revoke")
+        r = admin.post(f"/bookings/{booking}/approve")
+    assert r.status_code == 409
+    assert r.json()["message"] == ("the request can no longer be approved: user 'out1' holds no"
+                                   " self-operation certification valid for the whole window")
+
+
 def test_closed_instrument_refuses_outside_users_only(api: Api) -> None:
     with api.as_("user") as outside, api.as_("inside_user") as inside:
         r = _book(outside, "sem", "assisted", 9, 10)
