@@ -10,13 +10,16 @@ from fastapi.responses import JSONResponse
 router = APIRouter(tags=["health"])
 
 
+# HEAD too, as load balancers probe with either (kept out of the schema: the same operation)
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     """The process is up (no dependencies checked)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "The database is unreachable"}})
+@router.head("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> Any:
     """Ready when the database answers within two seconds."""
     pool = request.app.state.pool

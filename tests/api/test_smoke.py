@@ -12,6 +12,9 @@ def test_health(api: Api) -> None:
     with api.client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         assert c.get("/readyz").json() == {"status": "ready"}
+        for probe in ("/healthz", "/readyz"):  # as load balancers probe
+            head = c.head(probe)
+            assert (head.status_code, head.content) == (200, b"")
 
 
 def test_metrics_endpoint_counts_requests(api: Api) -> None:
