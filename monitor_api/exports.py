@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from fastapi.responses import Response
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from starlette.concurrency import run_in_threadpool
+
+from monitor_api.settings import TIMEZONE
 
 if TYPE_CHECKING:
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -35,6 +39,8 @@ class Lang(StrEnum):
     BOTH = "both"
 
 
+FILE_ZONE = ZoneInfo(TIMEZONE)
+"""Times in files are in the zone whose days the periods are counted in."""
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """What makes a spreadsheet program read a CSV cell as a formula (OWASP: CSV injection)."""
 
@@ -77,9 +83,16 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+def _moment(value: datetime) -> str:
+    """2026-11-29T06:00:00+08:00: the day the period counts it in, at a glance."""
+    return value.astimezone(FILE_ZONE).isoformat()
+
+
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return _moment(value)
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
@@ -102,8 +115,8 @@ def _cell(sheet: WriteOnlyWorksheet, value: Any) -> Any:
     hold shown as U+FFFD: what users type (names, comments) is data, whatever it looks like."""
     if isinstance(value, list | tuple | set):
         value = ", ".join(str(v) for v in value)
-    elif hasattr(value, "tzinfo") and getattr(value, "tzinfo", None) is not None:
-        return value.isoformat()
+    elif isinstance(value, datetime) and value.tzinfo is not None:
+        return _moment(value)
     if not isinstance(value, str):
         return value
     cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))

@@ -104,6 +104,9 @@ def test_files_write_codes_as_words(seeded: Api) -> None:
     assert rows[0][9] == "用户类型 User type"
     assert rows[1][9:12] == ("外部 external", "委托测试 commissioned test", "科研 research")
     assert rows[1][16] == 2.0  # service hours stay numbers
+    starts = [line.split(",")[13] for line in en[1:]]
+    assert starts[0] == "2026-03-10T09:00:00+08:00"  # in Asia/Shanghai, as the period's days
+    assert rows[1][13] == "2026-03-10T09:00:00+08:00"
 
 
 def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
