@@ -346,8 +346,13 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
     expect(admin.locator(".report")).to_have_attribute("data-loaded", "true")
     card = admin.locator('[data-section="publication"]')
     expect(card.locator("[data-published]")).to_have_attribute("data-published", "false")
-    card.locator('button[type="submit"]').click()  # this year is not over
-    expect(card.locator('[data-error="conflict"]')).to_contain_text("is not over")
+    # this year is not over: no form, but when it can be published
+    expect(card.locator('button[type="submit"]')).to_have_count(0)
+    expect(card.locator('[data-publishable="later"]')).to_have_text(
+        STRINGS["en"]["pub.after_year"].replace("{date}", f"{last_year + 2}-01-01"))
+    admin.fill("#eval-year", str(last_year + 2))  # not begun: nothing to judge
+    admin.click('form.filters button[type="submit"] >> nth=0')
+    expect(admin.locator('[data-empty="year"]')).to_have_text(STRINGS["en"]["eval.not_begun"])
 
     admin.fill("#eval-year", str(last_year))
     admin.click('form.filters button[type="submit"] >> nth=0')

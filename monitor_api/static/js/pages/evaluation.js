@@ -159,6 +159,12 @@ export function render(root, ctx) {
     body.dataset.loaded = 'false';
     const y = Number(year.value);
     showCovers(null, y);
+    if (y > new Date().getFullYear()) { // nothing to judge yet
+      body.replaceChildren(el('p', { class: 'muted', dataset: { empty: 'year' },
+        text: t('eval.not_begun') }));
+      body.dataset.loaded = 'true';
+      return;
+    }
     try {
       await loadInstitutionNames(stop.signal);
       if (readsPublished) {

@@ -27,6 +27,11 @@ export function publicationCard(y, found, ctx, signal, reload) {
   const card = section('pub.title', 'publication',
     el('p', { class: 'muted', dataset: { published: found ? 'true' : 'false', year: y }, text: line }));
   if (ctx.me.role !== 'admin') return card;
+  if (!found && y >= new Date().getFullYear()) { // results still move until the year is over
+    card.append(el('p', { class: 'muted', dataset: { publishable: 'later' },
+      text: t('pub.after_year').replace('{date}', `${y + 1}-01-01`) }));
+    return card;
+  }
 
   const message = el('div', { class: 'message', 'aria-live': 'polite' });
   const act = (change) => attempt(async () => {
