@@ -60,8 +60,8 @@ export function fmtNumber(value, digits = 1) {
 
 export function fmtPercent(value) {
   if (value === null || value === undefined) return '—';
-  return new Intl.NumberFormat(locale(), { style: 'percent', maximumFractionDigits: 1 })
-    .format(value);
+  return new Intl.NumberFormat(locale(), { style: 'percent', minimumFractionDigits: 1,
+    maximumFractionDigits: 1 }).format(value); // 16.0% beside 32.7%: one decimal throughout
 }
 
 /** Axis labels: the time for a short span, the day and time for a long one; the day alone
