@@ -146,12 +146,17 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         details = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        sent = request.headers.get("content-type", "")
+        if first["loc"] == ["body"] and sent and "json" not in sent:
+            return JSONResponse(_body("unsupported_media_type", "the body must be JSON"
+                                      f" (Content-Type: application/json), not {sent}"),
+                                status_code=415)
         where = ".".join(str(p) for p in first["loc"])
         return JSONResponse(
             _body("invalid", f"{where}: {first['msg']}", details), status_code=422

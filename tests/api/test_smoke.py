@@ -86,3 +86,13 @@ def test_evaluation_bodies_match_their_openapi_schema(api: Api) -> None:
             assert {"text/csv", XLSX_TYPE} <= content.keys()
             drifted = {**body, "items": [{**body["items"][0], "new_key": 1}]}
             assert not Draft202012Validator(schema).is_valid(drifted), path
+
+
+def test_a_json_endpoint_sent_another_content_type_says_so(api: Api) -> None:
+    with api.as_("admin") as c:
+        r = c.post("/institutions", content=b"id=x&name=y",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        missing = c.post("/institutions", json=None)
+    assert (r.status_code, r.json()["error"]) == (415, "unsupported_media_type")
+    assert "the body must be JSON" in r.json()["message"]
+    assert missing.status_code == 422  # no body at all: a request to complete, not a type
