@@ -31,10 +31,13 @@ class ApiError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, reason: str | None = None) -> None:
+        """``reason``: a stable code for what stands in the way (``slot_taken``), so that a
+        client can say it in its own language; ``message`` says it in English, in detail."""
         super().__init__(message)
         self.message = message
         self.details = details
+        self.reason = reason
 
 
 class BadRequest(ApiError):
@@ -79,8 +82,11 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
-def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+def _body(code: str, message: str, details: Any = None,
+          reason: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
+    if reason is not None:
+        body["reason"] = reason
     if details is not None:
         body["details"] = details
     return body
@@ -89,7 +95,7 @@ def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def error_response(exc: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return JSONResponse(
-        _body(exc.code, exc.message, exc.details), exc.status_code, headers=headers
+        _body(exc.code, exc.message, exc.details, exc.reason), exc.status_code, headers=headers
     )
 
 

@@ -83,7 +83,7 @@ async def _overlap(conn: Conn, instrument_id: str, start: datetime, end: datetim
     if row is not None:
         raise Conflict(
             f"the instrument is already booked in that window (booking {row['id']})",
-            details={"booking_id": row["id"]},
+            details={"booking_id": row["id"]}, reason="slot_taken",
         )
 
 
@@ -115,26 +115,29 @@ async def _check_eligible(
         raise NotFound(f"no instrument {instrument_id!r} (or no user {user_id!r})")
     if not row["listed"]:
         raise Conflict(f"instrument {instrument_id!r} is not in the catalogue: it is booked once"
-                       " an admin has reviewed and listed it")
+                       " an admin has reviewed and listed it", reason="not_listed")
     refusal = _refusal(row, user_id, kind)
     if refusal is not None and approving:
-        raise Conflict(f"the request can no longer be approved: {refusal[1]}")
+        raise Conflict(f"the request can no longer be approved: {refusal[2]}")
     if refusal is not None:
-        raise Forbidden(refusal[0])
+        raise Forbidden(refusal[1], reason=refusal[0])
 
 
-def _refusal(row: dict[str, Any], user_id: str, kind: str) -> tuple[str, str] | None:
-    """Why the user may not have the booking: (what they are told, what a manager approving
-    the request is told); None if nothing stands in the way."""
+def _refusal(row: dict[str, Any], user_id: str, kind: str) -> tuple[str, str, str] | None:
+    """Why the user may not have the booking: (reason code, what they are told, what a
+    manager approving the request is told); None if nothing stands in the way."""
     if not row["approved"]:
-        return ("your registration has not been approved yet",
+        return ("registration_pending", "your registration has not been approved yet",
                 f"user {user_id!r} is not an approved user")
     if row["outside"] and not row["open_to_outside"]:
-        return ("this instrument is not open to outside users",) * 2
+        closed = "this instrument is not open to outside users"
+        return ("closed_to_outside", closed, closed)
     if row["outside"] and row["tier"] == "incubation":
-        return ("institutions in the incubation pool may not serve outside users",) * 2
+        incubated = "institutions in the incubation pool may not serve outside users"
+        return ("incubation_pool", incubated, incubated)
     if kind == BookingKind.SELF and not row["certified"]:
-        return ("self-operated bookings need a self-operation certification valid for the whole"
+        return ("needs_certification",
+                "self-operated bookings need a self-operation certification valid for the whole"
                 " window; book an operator-assisted session instead",
                 f"user {user_id!r} holds no self-operation certification valid for the whole"
                 " window")
@@ -168,7 +171,7 @@ async def _check_not_suspended(conn: Conn, settings: ApiSettings, user_id: str) 
         f" {settings.no_show_window_days} days (bookings {', '.join(map(str, ids))});"
         f" it resumes at {resumes.isoformat(timespec='minutes')}, or sooner if the"
         " instruments' managers cancel a no-show",
-        details={"no_shows": ids, "resumes_at": resumes.isoformat()},
+        details={"no_shows": ids, "resumes_at": resumes.isoformat()}, reason="suspended",
     )
 
 
@@ -179,7 +182,8 @@ async def request_booking(
     """Request a slot (approved at once on instruments with ``auto_approve``)."""
     assert caller.user_id is not None
     if body.start <= datetime.now(UTC):
-        raise BadRequest("the window has already begun: book a slot that starts in the future")
+        raise BadRequest("the window has already begun: book a slot that starts in the future",
+                         reason="window_begun")
     await _check_not_suspended(conn, settings, caller.user_id)
     await _check_eligible(
         conn, user_id=caller.user_id, instrument_id=body.instrument_id, kind=body.kind,
@@ -202,7 +206,8 @@ async def request_booking(
                  body.purpose, status is BookingStatus.APPROVED),
             )
     except pg_errors.ExclusionViolation as exc:
-        raise Conflict("the instrument was just booked in that window by someone else") from exc
+        raise Conflict("the instrument was just booked in that window by someone else",
+                       reason="slot_taken") from exc
     assert row is not None
     return _named_for(caller, row)
 

@@ -44,7 +44,7 @@ def test_overlap_with_an_approved_booking_is_409(api: Api) -> None:
         clash = _book(firm, "nmr", "assisted", 11, 13)
         assert clash.status_code == 409
         assert "already booked" in clash.json()["message"]
-        assert clash.json()["error"] == "conflict"
+        assert (clash.json()["error"], clash.json()["reason"]) == ("conflict", "slot_taken")
         # Touching windows do not overlap.
         assert _book(firm, "nmr", "assisted", 12, 13).status_code == 201
 
@@ -137,7 +137,8 @@ def test_revoked_certification_no_longer_counts(api: Api) -> None:
         assert admin.post(f"/certifications/{cert['id']}/revoke").status_code == 200
         assert admin.post(f"/certifications/{cert['id']}/revoke").status_code == 409
     with api.as_("user") as user:
-        assert _book(user, "nmr", "self", 9, 10).status_code == 403
+        refused = _book(user, "nmr", "self", 9, 10)
+    assert (refused.status_code, refused.json()["reason"]) == (403, "needs_certification")
 
 
 def test_a_request_that_no_longer_qualifies_is_refused_to_the_approving_manager(
@@ -161,6 +162,7 @@ def test_closed_instrument_refuses_outside_users_only(api: Api) -> None:
         r = _book(outside, "sem", "assisted", 9, 10)
         assert r.status_code == 403
         assert "not open to outside users" in r.json()["message"]
+        assert r.json()["reason"] == "closed_to_outside"
         assert _book(inside, "sem", "assisted", 9, 10).status_code == 201
         assert _book(outside, "inc1", "assisted", 9, 10).status_code == 403
 
@@ -170,6 +172,7 @@ def test_unapproved_user_cannot_book(api: Api) -> None:
         r = _book(c, "nmr", "assisted", 9, 10)
     assert r.status_code == 403
     assert "approved" in r.json()["message"]
+    assert r.json()["reason"] == "registration_pending"
 
 
 def test_workflow_service_record_and_rating(api: Api) -> None:

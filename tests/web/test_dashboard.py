@@ -771,7 +771,9 @@ def test_bookings_requested_approved_refused_and_cancelled(
     other.fill("#book-start", f"{day}T15:00")
     other.fill("#book-end", f"{day}T17:00")
     other.click("form.booking-form button[type=submit]")
-    expect(other.locator('[data-error="conflict"]')).to_contain_text("already booked")
+    refusal = other.locator('[data-reason="slot_taken"] .detail')  # worded by the dashboard,
+    expect(refusal.first).to_have_text(STRINGS["en"]["reason.slot_taken"])
+    expect(refusal.nth(1)).to_contain_text("already booked in that window (booking")  # particulars
     shot(other, screenshot_dir, "bookings-user", PHONE)
 
     # The booking's user may still cancel it before it begins; evaluators only read.

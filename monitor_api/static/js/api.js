@@ -6,12 +6,14 @@ const TOKEN = 'instrushare.token';
 const BASE = new URL('../', document.baseURI.split('#')[0]);
 
 export class ApiError extends Error {
-  /** ``details``: what the API listed with its refusal, e.g. a file's bad lines. */
-  constructor(status, code, message, details = []) {
+  /** ``details``: what the API listed with its refusal, e.g. a file's bad lines;
+   * ``reason``: the API's code for what stood in the way, which the dashboard words itself. */
+  constructor(status, code, message, details = [], reason = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.reason = reason;
   }
 }
 
@@ -49,7 +51,8 @@ async function request(path, params, {
     let body = {};
     try { body = await resp.json(); } catch { /* not JSON */ }
     throw new ApiError(resp.status, body.error ?? `http_${resp.status}`,
-      body.message ?? resp.statusText, Array.isArray(body.details) ? body.details : []);
+      body.message ?? resp.statusText, Array.isArray(body.details) ? body.details : [],
+      body.reason ?? null);
   }
   return resp;
 }

@@ -29,9 +29,16 @@ export function showRefusal(box, err, ctx) {
   if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) {
     // a refused file names each bad line: {line, reason}
     const items = err.details.filter((d) => d.line).map((d) => `${t('common.line')} ${d.line}: ${d.reason}`);
-    box.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert', dataset: { error: err.code } },
-      el('strong', { text: t('common.refused') }), el('span', { class: 'detail', text: err.message }),
-      items.length ? el('ul', { class: 'details' }, items.map((text) => el('li', { text }))) : null));
+    // a refusal the API gives a reason code for is said in the page's language, what to do
+    // included; the API's own message follows, for its particulars (dates, booking numbers)
+    const worded = err.reason && t(`reason.${err.reason}`) !== `reason.${err.reason}`
+      ? t(`reason.${err.reason}`) : null;
+    box.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
+      dataset: { error: err.code, reason: err.reason ?? '' } },
+    el('strong', { text: t('common.refused') }),
+    el('span', { class: 'detail', text: worded ?? err.message }),
+    worded ? el('span', { class: 'detail muted', text: err.message }) : null,
+    items.length ? el('ul', { class: 'details' }, items.map((text) => el('li', { text }))) : null));
   } else {
     ctx.fail(err, box);
   }
