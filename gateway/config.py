@@ -34,7 +34,8 @@ from instrushare.settings import MqttAddress, describe
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf or nan in a file is a slip (a gateway that never polls), not a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DetectorConfig(_Config):
@@ -222,8 +223,8 @@ class GatewayConfig(_Config):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=TOPIC_PREFIX_PATTERN)
     outbox_path: LocalPath
-    sample_interval_s: float = Field(default=60, gt=0)
-    publish_interval_s: float = Field(default=300, gt=0)
+    sample_interval_s: float = Field(default=60, ge=0.05, le=3600)
+    publish_interval_s: float = Field(default=300, gt=0, le=86400)
     max_samples_per_message: int = Field(default=500, ge=1, le=MAX_SAMPLES_PER_MESSAGE)
     outbox_max_messages: int = Field(default=100_000, ge=1)
     outbox_max_age_s: float = Field(
