@@ -98,7 +98,7 @@ class ServiceSettings(BaseSettings):
     """What every service needs: the database, the broker and the topic prefix."""
 
     model_config = SettingsConfigDict(
-        env_prefix="INSTRUSHARE_", extra="ignore", populate_by_name=True
+        env_prefix="INSTRUSHARE_", extra="ignore", populate_by_name=True, allow_inf_nan=False
     )
 
     database_url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL,

@@ -71,7 +71,7 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="INSTRUSHARE_API_", env_nested_delimiter="__", extra="ignore",
-        populate_by_name=True,
+        populate_by_name=True, allow_inf_nan=False,
     )
 
     database_url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL,

@@ -123,6 +123,14 @@ def test_settings_errors_the_environment_cannot_parse_or_that_disagree_exit_2() 
     assert "pool_min_size (20) must not exceed pool_max_size (5)" in pool.stderr
 
 
+def test_infinite_or_not_a_number_settings_are_refused() -> None:
+    ingest = run("instrushare", "ingest", "--batch-max-delay-s", "inf")
+    api = run("instrushare", "api", INSTRUSHARE_API_HEARTBEAT_TIMEOUT_S="nan")
+    assert (ingest.returncode, api.returncode) == (2, 2)
+    assert "batch_max_delay_s: Input should be a finite number" in ingest.stderr
+    assert "heartbeat_timeout_s: Input should be a finite number" in api.stderr
+
+
 def test_python_m_ingest_is_the_same_command() -> None:
     done = run("ingest", "--batch-max-messages", "0")
     assert done.returncode == 2
