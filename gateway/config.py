@@ -15,7 +15,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -30,7 +29,7 @@ from instrushare.protocol import (
     Identifier,
     State,
 )
-from instrushare.settings import MqttAddress, describe
+from instrushare.settings import DEFAULT_MQTT_URL, MqttAddress, MqttUrl, describe
 
 
 class _Config(BaseModel):
@@ -220,7 +219,7 @@ class GatewayConfig(_Config):
     """One gateway: its identity, broker, outbox and the instruments it watches."""
 
     gateway_id: Identifier
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: MqttUrl = DEFAULT_MQTT_URL
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=TOPIC_PREFIX_PATTERN)
     outbox_path: LocalPath
     sample_interval_s: float = Field(default=60, ge=0.05, le=3600)
@@ -234,12 +233,6 @@ class GatewayConfig(_Config):
     confirm_timeout_s: float = Field(default=300.0, gt=0)
     require_ingest_online: bool = True
     instruments: list[InstrumentConfig] = Field(min_length=1, max_length=1000)
-
-    @field_validator("mqtt_url")
-    @classmethod
-    def _parsable(cls, url: str) -> str:
-        MqttAddress.from_url(url)
-        return url
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from instrushare.protocol import DEFAULT_TOPIC_PREFIX, TOPIC_PREFIX_PATTERN
@@ -94,6 +94,16 @@ DatabaseUrl = Annotated[str, BeforeValidator(_database_url)]
 """DATABASE_URL, as every service reads it."""
 
 
+def _parsable_mqtt_url(url: str) -> str:
+    MqttAddress.from_url(url)  # raises ValueError saying what is wrong
+    return url
+
+
+MqttUrl = Annotated[str, AfterValidator(_parsable_mqtt_url)]
+"""A broker's URL, checked when read (services' MQTT_URL, a gateway's mqtt_url): a bad one is
+a settings error when the command starts, not a failure later."""
+
+
 class ServiceSettings(BaseSettings):
     """What every service needs: the database, the broker and the topic prefix."""
 
@@ -103,19 +113,14 @@ class ServiceSettings(BaseSettings):
 
     database_url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL,
                                       validation_alias="DATABASE_URL")
-    mqtt_url: str = Field(default=DEFAULT_MQTT_URL, validation_alias="MQTT_URL")
+    mqtt_url: MqttUrl = Field(default=DEFAULT_MQTT_URL, validation_alias="MQTT_URL")
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=TOPIC_PREFIX_PATTERN)
 
     @field_validator("mqtt_url", mode="before")
     @classmethod
     def _mqtt_url(cls, value: object) -> object:
-        """Set but empty means the default; anything else must parse, so a bad URL is a
-        settings error when the command starts, not a failure later."""
-        if value == "":
-            return DEFAULT_MQTT_URL
-        if isinstance(value, str):
-            MqttAddress.from_url(value)
-        return value
+        """Set but empty means the default."""
+        return DEFAULT_MQTT_URL if value == "" else value
 
     @property
     def mqtt(self) -> MqttAddress:
