@@ -737,7 +737,7 @@ def test_bookings_requested_approved_refused_and_cancelled(
     user.fill("#book-start", f"{day}T14:00")
     user.fill("#book-end", f"{day}T13:00")
     user.click("form.booking-form button[type=submit]")  # said at once, in the page's words
-    expect(user.locator('[data-error="range"]')).to_have_text(STRINGS["en"]["detail.bad_range"])
+    expect(user.locator('[data-error="range"]')).to_have_text(STRINGS["en"]["common.bad_range"])
     user.fill("#book-end", f"{day}T16:00")
     user.click("form.booking-form button[type=submit]")
     expect(user.locator(".notice-ok")).to_contain_text(STRINGS["en"]["book.requested_ok"])

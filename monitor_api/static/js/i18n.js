@@ -37,6 +37,7 @@ export function inLanguage(zh, en) {
 const locale = () => (current === 'zh' ? 'zh-CN' : 'en-GB');
 
 const pad = (n) => String(n).padStart(2, '0');
+const clock = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 
 /** A local time; in English in ISO order (2026-11-28 14:30), which no reader can take for
  * another day whichever order their browser's date pickers use. */
@@ -49,8 +50,8 @@ export function fmtTime(value, withDate = true) {
       : { hour: '2-digit', minute: '2-digit' };
     return new Intl.DateTimeFormat('zh-CN', options).format(d);
   }
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  return withDate ? `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}` : time;
+  return withDate ? `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(d)}`
+    : clock(d);
 }
 
 export function fmtNumber(value, digits = 1) {
@@ -68,9 +69,8 @@ export function fmtPercent(value) {
  * at midnight. */
 export function fmtTick(value, long) {
   const d = new Date(value);
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
   const day = current === 'zh' ? `${d.getMonth() + 1}/${d.getDate()}`
     : `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   if (d.getHours() === 0 && d.getMinutes() === 0) return day; // midnight says which day
-  return long ? `${day} ${time}` : time;
+  return long ? `${day} ${clock(d)}` : clock(d);
 }

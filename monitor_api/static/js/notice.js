@@ -13,6 +13,13 @@ export function showDone(box, text) {
   box.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));
 }
 
+/** Show the problem under i18n ``key`` in ``box``, found before any request was made;
+ * ``code`` marks it (data-error) as the API's codes mark refusals. */
+export function showProblem(box, key, code) {
+  box.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
+    dataset: { error: code }, text: t(key) }));
+}
+
 /** Run ``action`` (a request and what follows it); a refusal shows in ``box`` as
  * ``showRefusal`` shows it, unless the page was left meanwhile (``signal`` aborted). */
 export async function attempt(action, box, ctx, signal) {

@@ -103,11 +103,10 @@ export function render(root, ctx) {
   stateFilter.addEventListener('change', refilter);
   categoryFilter.addEventListener('input', refilter);
 
+  const fetchBoard = () => getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal });
+
   async function loadBoard() {
-    const [board] = await Promise.all([
-      getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal }),
-      loadInstitutionNames(stop.signal),
-    ]);
+    const [board] = await Promise.all([fetchBoard(), loadInstitutionNames(stop.signal)]);
     if (!loaded) clear(grid);
     for (const item of board.items) apply(item);
     loaded = true;
@@ -153,7 +152,7 @@ export function render(root, ctx) {
       if (stop.signal.aborted || !loaded) continue;
       let board;
       try {
-        board = await getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal });
+        board = await fetchBoard();
       } catch {
         continue; // the stream reports a lost connection; the next round tries again
       }

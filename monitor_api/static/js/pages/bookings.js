@@ -5,7 +5,7 @@
 import { getJson, postJson } from '../api.js';
 import { el, named } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
-import { confirmed, showDone, showRefusal } from '../notice.js';
+import { confirmed, showDone, showProblem, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -133,10 +133,9 @@ export function render(root, ctx) {
       event.preventDefault();
       const lo = new Date(start.value).getTime();
       const hi = new Date(end.value).getTime();
-      const wrong = !(hi > lo) ? 'detail.bad_range' : lo <= Date.now() ? 'book.in_past' : null;
+      const wrong = !(hi > lo) ? 'common.bad_range' : lo <= Date.now() ? 'book.in_past' : null;
       if (wrong) { // said here, in the page's language, before the API would refuse it
-        message.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
-          dataset: { error: 'range' }, text: t(wrong) }));
+        showProblem(message, wrong, 'range');
         return;
       }
       const submit = form.querySelector('button[type="submit"]');

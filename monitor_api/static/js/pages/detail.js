@@ -6,7 +6,7 @@ import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { el, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t } from '../i18n.js';
 import { institutionName, loadInstitutionNames } from '../institutions.js';
-import { attempt, confirmed } from '../notice.js';
+import { attempt, confirmed, showProblem } from '../notice.js';
 
 const HOUR = 3600e3;
 const PRESETS = [['detail.last24h', 24 * HOUR], ['detail.last7d', 7 * 24 * HOUR],
@@ -120,8 +120,7 @@ export function render(root, ctx) {
     const lo = new Date(start.value).getTime();
     const hi = new Date(end.value).getTime();
     if (!(hi > lo)) {
-      message.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
-        dataset: { error: 'range' }, text: t('detail.bad_range') }));
+      showProblem(message, 'common.bad_range', 'range');
       return;
     }
     charts.dataset.loaded = 'false';
