@@ -33,7 +33,8 @@ def test_gateway_and_ingest_over_tls(
     try:
         assert worker.online.wait(10), "the worker came online over TLS"
         clock = FastClock()
-        agent = GatewayAgent(make_config(tmp_path, broker.url, topic_prefix), clock=clock)
+        agent = GatewayAgent(make_config(tmp_path, broker.url, topic_prefix, gateway_id="gw1"),
+                             clock=clock)
         agent.start()
         try:
             drive(agent, clock, 30)

@@ -176,8 +176,15 @@ def set_ingest(url: str, prefix: str, status: str, worker: str = "w1", *,
         IngestStandIn(url, prefix, worker, interval, **login).stop(status)
 
 
-def make_config(tmp_path: Path, url: str, prefix: str, *, gateway_id: str = "gw1",
+def gateway_id_for(prefix: str) -> str:
+    """The gateway id of a test using `prefix`: MQTT client ids are broker-wide, so a fixed one
+    would be taken over by any other run sharing the broker, each connect dropping the other."""
+    return f"gw1-{prefix}"
+
+
+def make_config(tmp_path: Path, url: str, prefix: str, *, gateway_id: str | None = None,
                 instruments: tuple[str, ...] = ("xrd1",), **overrides: Any) -> GatewayConfig:
+    gateway_id = gateway_id or gateway_id_for(prefix)
     data: dict[str, Any] = {
         "gateway_id": gateway_id,
         "mqtt_url": url,

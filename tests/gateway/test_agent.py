@@ -41,8 +41,7 @@ def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 0.3)
 
 
-def assert_delivered(rec: Recorder, sent: Sent, *, first_seq: int = 0,
-                     gateway: str = "gw1") -> None:
+def assert_delivered(rec: Recorder, sent: Sent, gateway: str, *, first_seq: int = 0) -> None:
     """Every message arrived, first copies in seq order, samples exactly as the probe said."""
     firsts = rec.first_arrivals()
     assert [m.seq for m in firsts] == list(range(first_seq, first_seq + len(firsts)))
@@ -95,8 +94,9 @@ def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
         platform = mqtt.Client(CallbackAPIVersion.VERSION2)
         platform.connect(address.host, address.port)
         platform.loop_start()
-        platform.publish(Topics(topic_prefix).stored("gw1"), dumps(StoredMessages(
-            v=1, gateway="gw1", seqs=seqs)), qos=1).wait_for_publish(5)
+        gateway = agent.config.gateway_id
+        platform.publish(Topics(topic_prefix).stored(gateway), dumps(StoredMessages(
+            v=1, gateway=gateway, seqs=seqs)), qos=1).wait_for_publish(5)
         platform.disconnect()
         platform.loop_stop()
         assert agent.wait_drained(10), agent.stats
@@ -197,7 +197,7 @@ def test_data_is_held_while_no_ingest_is_online(
     agent.stop()
     firsts = rec.first_arrivals()
     assert [m.historical for m in firsts] == [True] * held + [False] * (len(firsts) - held)
-    assert_delivered(rec, sent)
+    assert_delivered(rec, sent, agent.config.gateway_id)
     rec.close()
 
 
@@ -255,7 +255,7 @@ def test_link_outage_buffers_publishes_will_and_replays(
     assert agent.wait_drained(15), agent.stats
     agent.stop()
     rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
-    assert_delivered(rec, sent)
+    assert_delivered(rec, sent, agent.config.gateway_id)
     assert any(m.historical for m in rec.first_arrivals())
     assert agent.stats.reconnects == 1
     # the new connection has a newer session number than the will it replaced
@@ -285,7 +285,7 @@ def test_broker_restart_loses_nothing(
     stats = agent.stats
     agent.stop()
     rec.wait_for(lambda r: len(r.first_arrivals()) == stats.enqueued, timeout=20)
-    assert_delivered(rec, sent)
+    assert_delivered(rec, sent, agent.config.gateway_id)
     assert stats.reconnects >= 1 and stats.outbox_depth == 0
     rec.close()
 
@@ -316,7 +316,7 @@ def test_restart_replays_the_outbox_and_continues_seq(
     second.stop()
     assert second.stats.seq == left.seq + second.stats.enqueued
     rec.wait_for(lambda r: len(r.first_arrivals()) == left.enqueued + second.stats.enqueued)
-    assert_delivered(rec, sent)
+    assert_delivered(rec, sent, config.gateway_id)
     bd = [s["bd_seq"] for s in rec.states() if s["status"] == "online"]
     assert bd == sorted(bd) and len(set(bd)) == len(bd) == 2
     rec.close()
@@ -337,7 +337,7 @@ def test_last_will_marks_the_gateway_offline_when_the_connection_dies(
         proxy.down()
         rec.wait_for(lambda r: r.states()[-1]["status"] == "offline")
         will = rec.states()[-1]
-        assert will["bd_seq"] == birth["bd_seq"] and will["gateway"] == "gw1"
+        assert will["bd_seq"] == birth["bd_seq"] and will["gateway"] == agent.config.gateway_id
         assert will["ts"] is None and birth["ts"] is not None
         proxy.up()
         rec.wait_for(lambda r: r.states()[-1]["status"] == "online")
@@ -375,7 +375,7 @@ def test_large_backlog_drains_through_a_small_window(
     agent.stop()
     assert peak <= 8
     rec.wait_for(lambda r: len(r.first_arrivals()) == backlog)
-    assert_delivered(rec, sent)
+    assert_delivered(rec, sent, agent.config.gateway_id)
     print(f"drained {backlog} messages through a window of 8 in {elapsed:.2f}s")
     rec.close()
 

@@ -50,7 +50,7 @@ from gateway.agent import build_probe
 from gateway.config import InstrumentConfig, ProbeConfig, SecurityPolicyName
 from gateway.opcua_probe import SECURITY_POLICIES
 from instrushare.protocol import EventType, State
-from tests.gateway.helpers import FastClock, Recorder, set_ingest
+from tests.gateway.helpers import FastClock, Recorder, gateway_id_for, set_ingest
 from tests.services import free_port
 
 VARIABLES: dict[str, tuple[Any, ua.VariantType]] = {
@@ -737,8 +737,8 @@ def test_agent_samples_what_the_server_says_and_closes_the_probe(
     rec = Recorder(mqtt_url, f"{topic_prefix}/gw/#")
     set_ingest(mqtt_url, topic_prefix, "online")
     config = GatewayConfig.model_validate({
-        "gateway_id": "gw1", "mqtt_url": mqtt_url, "topic_prefix": topic_prefix,
-        "outbox_path": tmp_path / "gw1.sqlite",
+        "gateway_id": gateway_id_for(topic_prefix), "mqtt_url": mqtt_url,
+        "topic_prefix": topic_prefix, "outbox_path": tmp_path / "outbox.sqlite",
         "instruments": [{
             "id": "hplc1",
             "probe": {"kind": "opcua", "endpoint": server.endpoint, "timeout_s": 0.5,
