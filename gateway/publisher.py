@@ -49,6 +49,10 @@ class MqttLink:
     STOP_TIMEOUT_S = 5.0
     RETRY_REPORT_S = 300.0
     """Failed connection attempts are logged as warnings: the first, then one per this long."""
+    STABLE_CONNECTION_S = 20.0
+    """A connection that lasted this long resets the backoff. One the broker closes sooner
+    (typically another client connecting with the same client id, each taking the session
+    over from the other) does not, so two such clients do not reconnect in a tight loop."""
 
     def __init__(
         self,
@@ -88,6 +92,7 @@ class MqttLink:
         self._stopping = False
         self._failures = 0
         self._warned_at = 0.0
+        self._connected_at = 0.0
         self._state_lock = threading.Lock()
         self._network = network
         self._client = self._make_client()
@@ -256,7 +261,7 @@ class MqttLink:
         if not self._link_up or self._stopping:
             self._cut()
             return
-        self._failures = 0
+        self._connected_at = time.monotonic()
         self.connects += 1
         with self._state_lock:
             self._connected = True
@@ -326,14 +331,23 @@ class MqttLink:
         with self._state_lock:
             self._connected = self._subscribed = False
             self._ingest_online.clear()
-        if was_connected:
-            log = logger.debug if self._stopping else (
-                logger.info if not self._link_up else logger.warning)
-            log("gateway %s disconnected: %s", self.gateway_id, reason)
         self._on_lost()
         self._on_change()
-        if self._link_up and not self._stopping:
-            self._retry_later(f"disconnected ({reason})")
+        if not self._link_up or self._stopping:
+            if was_connected:
+                log = logger.debug if self._stopping else logger.info
+                log("gateway %s disconnected: %s", self.gateway_id, reason)
+            return
+        why = f"disconnected ({reason})"
+        if was_connected:
+            lasted = time.monotonic() - self._connected_at
+            if lasted >= self.STABLE_CONNECTION_S:
+                self._failures = 0
+            else:
+                why += (f" {lasted:.1f} s after the broker accepted the connection; if this"
+                        f" repeats, another client may be connected with client id"
+                        f" {self.gateway_id!r}")
+        self._retry_later(why)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any

@@ -456,6 +456,29 @@ def test_only_a_live_ingest_announcement_opens_publishing(
         rec.close()
 
 
+def test_two_gateways_with_one_id_back_off_and_the_log_says_why(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each connection takes the other's session over; without backoff they would reconnect
+    in a tight loop forever."""
+    monkeypatch.setattr(MqttLink, "RECONNECT_MIN_DELAY", 0.05)
+    monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 2.0)
+    caplog.set_level("WARNING", logger="gateway")
+    twins = [GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix,
+                                      outbox_path=tmp_path / f"{name}.sqlite"))
+             for name in ("a", "b")]
+    for twin in twins:
+        twin.start()
+    time.sleep(4)
+    connects = sum(twin.link.connects for twin in twins)
+    for twin in twins:
+        twin.stop()
+    assert 2 < connects < 25  # at 0.05 s without backoff: well over a hundred
+    gateway = twins[0].config.gateway_id
+    assert f"another client may be connected with client id '{gateway}'" in caplog.text
+
+
 def test_readings_the_protocol_refuses_are_dropped_and_the_rest_delivered(
     tmp_path: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
