@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from typing import Any
 
 import psycopg.errors as pg_errors
@@ -25,13 +26,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 logger = logging.getLogger("monitor_api")
 
 
+class Refusal(StrEnum):
+    """What stands in the way of a registered user's booking: stable codes a client words in
+    its own language (the dashboard has a sentence for each)."""
+
+    SLOT_TAKEN = "slot_taken"
+    ALREADY_REQUESTED = "already_requested"
+    NOT_LISTED = "not_listed"
+    REGISTRATION_PENDING = "registration_pending"
+    CLOSED_TO_OUTSIDE = "closed_to_outside"
+    INCUBATION_POOL = "incubation_pool"
+    NEEDS_CERTIFICATION = "needs_certification"
+    SUSPENDED = "suspended"
+    WINDOW_BEGUN = "window_begun"
+
+
 class ApiError(Exception):
     """Base of every error the API reports to its caller."""
 
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, details: Any = None, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, details: Any = None,
+                 reason: Refusal | None = None) -> None:
         """``reason``: a stable code for what stands in the way (``slot_taken``), so that a
         client can say it in its own language; ``message`` says it in English, in detail."""
         super().__init__(message)
@@ -83,7 +100,7 @@ class TooLarge(ApiError):
 
 
 def _body(code: str, message: str, details: Any = None,
-          reason: str | None = None) -> dict[str, Any]:
+          reason: Refusal | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
     if reason is not None:
         body["reason"] = reason

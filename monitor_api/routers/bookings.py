@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 
 from monitor_api.auth import Booker, Caller, Manager, Principal, Role
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
-from monitor_api.errors import BadRequest, Conflict, Forbidden, NotFound
+from monitor_api.errors import BadRequest, Conflict, Forbidden, NotFound, Refusal
 from monitor_api.queries.common import Where, page
 from monitor_api.routers.registry import check_manages
 from monitor_api.schemas import Limit, Moment, Offset, Page
@@ -73,18 +73,31 @@ def _visible(caller: Principal, booking: dict[str, Any]) -> bool:
     return caller.reads_all or booking["institution_id"] in caller.institutions
 
 
-async def _overlap(conn: Conn, instrument_id: str, start: datetime, end: datetime) -> None:
+async def _overlap(
+    conn: Conn, instrument_id: str, start: datetime, end: datetime, user_id: str
+) -> None:
+    """A booking in the way: someone's approved one, or the user's own pending request (sent
+    twice, from two tabs or by a retry, it would only burden the managers)."""
     row = await fetch_one(
         conn,
-        "SELECT id FROM booking WHERE instrument_id = %s AND status IN ('approved', 'completed')"
-        " AND tstzrange(start_ts, end_ts) && tstzrange(%s, %s) LIMIT 1",
-        (instrument_id, start, end),
+        "SELECT id, status FROM booking WHERE instrument_id = %s"
+        " AND tstzrange(start_ts, end_ts) && tstzrange(%s, %s)"
+        " AND (status IN ('approved', 'completed') OR status = 'requested' AND user_id = %s)"
+        " ORDER BY status = 'requested', start_ts LIMIT 1",
+        (instrument_id, start, end, user_id),
     )
-    if row is not None:
+    if row is None:
+        return
+    if row["status"] == BookingStatus.REQUESTED:
         raise Conflict(
-            f"the instrument is already booked in that window (booking {row['id']})",
-            details={"booking_id": row["id"]}, reason="slot_taken",
+            f"you have already requested this instrument in that window (booking {row['id']});"
+            " wait for the managers' decision, or cancel that request first",
+            details={"booking_id": row["id"]}, reason=Refusal.ALREADY_REQUESTED,
         )
+    raise Conflict(
+        f"the instrument is already booked in that window (booking {row['id']})",
+        details={"booking_id": row["id"]}, reason=Refusal.SLOT_TAKEN,
+    )
 
 
 async def _check_eligible(
@@ -115,7 +128,7 @@ async def _check_eligible(
         raise NotFound(f"no instrument {instrument_id!r} (or no user {user_id!r})")
     if not row["listed"]:
         raise Conflict(f"instrument {instrument_id!r} is not in the catalogue: it is booked once"
-                       " an admin has reviewed and listed it", reason="not_listed")
+                       " an admin has reviewed and listed it", reason=Refusal.NOT_LISTED)
     refusal = _refusal(row, user_id, kind)
     if refusal is not None and approving:
         raise Conflict(f"the request can no longer be approved: {refusal[2]}")
@@ -123,20 +136,20 @@ async def _check_eligible(
         raise Forbidden(refusal[1], reason=refusal[0])
 
 
-def _refusal(row: dict[str, Any], user_id: str, kind: str) -> tuple[str, str, str] | None:
+def _refusal(row: dict[str, Any], user_id: str, kind: str) -> tuple[Refusal, str, str] | None:
     """Why the user may not have the booking: (reason code, what they are told, what a
     manager approving the request is told); None if nothing stands in the way."""
     if not row["approved"]:
-        return ("registration_pending", "your registration has not been approved yet",
+        return (Refusal.REGISTRATION_PENDING, "your registration has not been approved yet",
                 f"user {user_id!r} is not an approved user")
     if row["outside"] and not row["open_to_outside"]:
         closed = "this instrument is not open to outside users"
-        return ("closed_to_outside", closed, closed)
+        return (Refusal.CLOSED_TO_OUTSIDE, closed, closed)
     if row["outside"] and row["tier"] == "incubation":
         incubated = "institutions in the incubation pool may not serve outside users"
-        return ("incubation_pool", incubated, incubated)
+        return (Refusal.INCUBATION_POOL, incubated, incubated)
     if kind == BookingKind.SELF and not row["certified"]:
-        return ("needs_certification",
+        return (Refusal.NEEDS_CERTIFICATION,
                 "self-operated bookings need a self-operation certification valid for the whole"
                 " window; book an operator-assisted session instead",
                 f"user {user_id!r} holds no self-operation certification valid for the whole"
@@ -171,7 +184,7 @@ async def _check_not_suspended(conn: Conn, settings: ApiSettings, user_id: str) 
         f" {settings.no_show_window_days} days (bookings {', '.join(map(str, ids))});"
         f" it resumes at {resumes.isoformat(timespec='minutes')}, or sooner if the"
         " instruments' managers cancel a no-show",
-        details={"no_shows": ids, "resumes_at": resumes.isoformat()}, reason="suspended",
+        details={"no_shows": ids, "resumes_at": resumes.isoformat()}, reason=Refusal.SUSPENDED,
     )
 
 
@@ -183,14 +196,14 @@ async def request_booking(
     assert caller.user_id is not None
     if body.start <= datetime.now(UTC):
         raise BadRequest("the window has already begun: book a slot that starts in the future",
-                         reason="window_begun")
+                         reason=Refusal.WINDOW_BEGUN)
     await _check_not_suspended(conn, settings, caller.user_id)
     await _check_eligible(
         conn, user_id=caller.user_id, instrument_id=body.instrument_id, kind=body.kind,
         start=body.start, end=body.end,
     )
     await void_lapsed(conn, settings, instrument_id=body.instrument_id)
-    await _overlap(conn, body.instrument_id, body.start, body.end)
+    await _overlap(conn, body.instrument_id, body.start, body.end, caller.user_id)
     auto = await fetch_one(
         conn, "SELECT auto_approve FROM instrument WHERE id = %s", (body.instrument_id,)
     )
@@ -207,7 +220,7 @@ async def request_booking(
             )
     except pg_errors.ExclusionViolation as exc:
         raise Conflict("the instrument was just booked in that window by someone else",
-                       reason="slot_taken") from exc
+                       reason=Refusal.SLOT_TAKEN) from exc
     assert row is not None
     return _named_for(caller, row)
 

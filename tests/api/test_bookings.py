@@ -64,6 +64,24 @@ def test_users_see_the_instrument_by_its_listed_name(api: Api) -> None:
     assert "listed_name" not in got
 
 
+def test_a_user_cannot_request_one_slot_twice(api: Api) -> None:
+    """A second tab or a retried request must not queue a duplicate for the managers."""
+    with api.as_("user") as user, api.as_("firm") as firm:
+        first = _book(user, "nmr", "assisted", 9, 12).json()["id"]
+        again = _book(user, "nmr", "sample", 11, 14)
+        assert again.status_code == 409, again.text
+        assert (again.json()["reason"], again.json()["details"]) == (
+            "already_requested", {"booking_id": first})
+        assert f"booking {first}" in again.json()["message"]
+        # others may still ask for it, and so may the user elsewhere or after cancelling
+        assert _book(firm, "nmr", "assisted", 9, 12).status_code == 201
+        assert _book(user, "nmr", "assisted", 12, 13).status_code == 201
+        assert user.post(f"/bookings/{first}/cancel").status_code == 200
+        assert _book(user, "nmr", "assisted", 9, 12).status_code == 201
+        listed = user.get("/bookings", params={"status": "requested"}).json()["items"]
+    assert len(listed) == 2
+
+
 def test_overlapping_requests_then_only_one_approval(api: Api) -> None:
     with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr:
         a = _book(user, "nmr", "assisted", 9, 12).json()["id"]

@@ -8,6 +8,7 @@ import re
 import httpx
 import pytest
 
+from monitor_api.errors import Refusal
 from monitor_api.web import STATIC_DIR
 from tests.web.stack import Stack
 
@@ -29,7 +30,8 @@ def test_dictionary_has_every_label_in_both_languages() -> None:
         used |= set(re.findall(r"""nav:\s*'([\w.]+)'""", text))
     assert len(used) > 60
     assert used - set(strings["en"]) == set()
-    # keys built at run time: states, roles, grades, codes of service records, bookings
+    # keys built at run time: states, roles, grades, codes of service records, bookings,
+    # refusals
     for prefix, names in (("state", "offline off idle running fault maintenance"),
                           ("role", "admin lab_manager evaluator user"),
                           ("grade", "优秀 良好 合格 不合格"),
@@ -37,7 +39,8 @@ def test_dictionary_has_every_label_in_both_languages() -> None:
                                    " commissioned_test"),
                           ("book.status", "requested approved completed rejected cancelled"),
                           ("book.kind", "self assisted sample"),
-                          ("book.purpose", "research development teaching other")):
+                          ("book.purpose", "research development teaching other"),
+                          ("reason", " ".join(Refusal))):
         assert {f"{prefix}.{n}" for n in names.split()} <= set(strings["en"])
 
 
