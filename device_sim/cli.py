@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
-from instrushare.protocol import MAX_FUTURE_SKEW, MAX_PAST_AGE
+from instrushare.protocol import MAX_FUTURE_SKEW, MAX_PAST_AGE, MAX_SAMPLE_INTERVAL_S
 from instrushare.settings import ServiceSettings
 
 
@@ -29,7 +29,8 @@ def sim(
     ] = 0,
     seed: Annotated[int, typer.Option(help="Same seed, same fleet and same days.")] = 1,
     tick: Annotated[
-        int, typer.Option(min=1, max=3600, help="Sample interval in simulated seconds.")
+        int, typer.Option(min=1, max=MAX_SAMPLE_INTERVAL_S,
+                          help="Sample interval in simulated seconds.")
     ] = 60,
     start: Annotated[
         datetime | None,

@@ -29,7 +29,7 @@ from gateway import (
     Reading,
     SimulatedProbe,
 )
-from instrushare.protocol import State
+from instrushare.protocol import MAX_SAMPLE_INTERVAL_S, State
 
 logger = logging.getLogger("device_sim")
 
@@ -60,8 +60,8 @@ class SimulationSpec:
             raise ValueError("instruments must be at least 1")
         if self.days <= 0:
             raise ValueError("days must be positive")
-        if self.tick_s < 1:
-            raise ValueError("tick_s must be at least 1 second")
+        if not 1 <= self.tick_s <= MAX_SAMPLE_INTERVAL_S:
+            raise ValueError(f"tick_s must be between 1 and {MAX_SAMPLE_INTERVAL_S} seconds")
         if self.speed is not None and self.speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as possible)")
         for name in ("no_show_rate", "fault_rate"):

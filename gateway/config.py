@@ -24,6 +24,7 @@ from instrushare.protocol import (
     INGEST_CLIENT_ID_PREFIX,
     MAX_METRICS_PER_SAMPLE,
     MAX_PAST_AGE,
+    MAX_SAMPLE_INTERVAL_S,
     MAX_SAMPLES_PER_MESSAGE,
     TOPIC_PREFIX_PATTERN,
     Identifier,
@@ -222,7 +223,7 @@ class GatewayConfig(_Config):
     mqtt_url: MqttUrl = DEFAULT_MQTT_URL
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, pattern=TOPIC_PREFIX_PATTERN)
     outbox_path: LocalPath
-    sample_interval_s: float = Field(default=60, ge=0.05, le=3600)
+    sample_interval_s: float = Field(default=60, ge=0.05, le=MAX_SAMPLE_INTERVAL_S)
     publish_interval_s: float = Field(default=300, gt=0, le=86400)
     max_samples_per_message: int = Field(default=500, ge=1, le=MAX_SAMPLES_PER_MESSAGE)
     outbox_max_messages: int = Field(default=100_000, ge=1)

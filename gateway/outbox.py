@@ -3,8 +3,8 @@
 One SQLite file per gateway (WAL, ``synchronous=NORMAL``: one transaction per batch of messages,
 no fsync per sample). Sequence numbers, the birth/death session number and drop counters live
 in the same file, so they survive restarts and a seq is never reused, even after drops.
-A message leaves the outbox only when the broker acknowledged it, or when a bound drops it
-(oldest first, counted and logged).
+A message leaves the outbox only when the platform confirms it stored it (not on the broker's
+PUBACK), or when a bound drops it (oldest first, counted and logged).
 """
 
 from __future__ import annotations

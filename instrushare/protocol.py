@@ -39,6 +39,9 @@ MAX_FUTURE_SKEW = timedelta(seconds=300)
 a sample's or event's ``ts``, a data message's ``created_at``, a gateway state's ``ts``."""
 MAX_PAST_AGE = timedelta(days=30)
 """Older timestamps are rejected: the gateway outbox never holds data this old."""
+MAX_SAMPLE_INTERVAL_S = 600
+"""Longest time a gateway may leave between two samples of an instrument: the platform ends a
+usage session at a running sample followed by none for longer (``session_max_gap_s``)."""
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -62,10 +65,12 @@ Number = Annotated[float, Strict()]
 
 
 RFC3339_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"(Z|[+-][0-9]{2}:[0-5][0-9])$"
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-"""The timestamp text the protocol takes: RFC 3339 with a zone, at most microseconds."""
+"""The timestamp text the protocol takes: RFC 3339 with a zone, at most microseconds, each
+field in its range (whether the day exists in its month, the models check)."""
 _RFC3339 = re.compile(RFC3339_PATTERN)
 
 

@@ -74,6 +74,8 @@ def test_defaults(tmp_path: Path) -> None:
          "sample_interval_s: Input should be a finite number"),
         (MINIMAL.replace('outbox_path', 'sample_interval_s = 0.001\noutbox_path'),
          "sample_interval_s: Input should be greater than or equal to 0.05"),
+        (MINIMAL.replace('outbox_path', 'sample_interval_s = 601\noutbox_path'),
+         "sample_interval_s: Input should be less than or equal to 600"),
         (MINIMAL.replace('outbox_path', 'mqtt_url = "mqtt://other:pw@h:1883"\noutbox_path'),
          "must equal gateway_id"),
         (MINIMAL + '[[instruments]]\nid = "xrd1"\nprobe = { kind = "simulated" }\n',
