@@ -102,7 +102,7 @@ async def _principal(
     conn: Conn, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token")
+        raise Unauthorized("no API token: send the header `Authorization: Bearer <token>`")
     row = await fetch_one(conn, _LOOKUP, (hash_token(credentials.credentials),))
     if row is None:
         raise Unauthorized("unknown or revoked token")

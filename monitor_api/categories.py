@@ -117,8 +117,6 @@ CATEGORY_NAMES: dict[str, CategoryName] = {
     code: CategoryName(zh, en) for code, zh, en in _CLASSES}
 """Two- and four-digit category codes -> names."""
 
-CATEGORY_WORDS: dict[str, tuple[str, str]] = {zh: (zh, en) for _, zh, en in _CLASSES}
-"""Chinese name -> (Chinese, English): exports in English write a category name in English."""
 
 
 def category_name(code: str | None) -> CategoryName | None:

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from monitor_api.errors import problem_text
 from monitor_api.schemas import InstrumentIn
 
 REQUIRED = ("id", "name", "institution_id")
@@ -129,7 +130,5 @@ def _convert(raw: dict[str, str], model: type[BaseModel]) -> dict[str, object]:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        return "; ".join(problem_text(e["loc"], e["msg"]) for e in exc.errors())
     return str(exc)

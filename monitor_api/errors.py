@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -120,6 +121,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown token"},
     403: {"description": "Role not allowed"},
     422: {"description": "Invalid request"},
+    "4XX": {"description": "Refused: not found (404), conflict (409), too large (413), not JSON"
+            " (415); the JSON body's `error` and `message` say why"},
 }
 
 
@@ -154,6 +157,14 @@ def _word(table: str | None) -> str:
     return _TABLE_WORDS.get(table or "", table or "row")
 
 
+def problem_text(loc: Sequence[Any], msg: str) -> str:
+    """One validation problem in words: where (dotted path, when there is one), then what,
+    without pydantic's "Value error, " in front of a validator's own sentence."""
+    where = ".".join(str(p) for p in loc)
+    what = msg.removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, including FastAPI's own, as the same JSON shape."""
 
@@ -171,18 +182,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details = [
+        details: list[dict[str, Any]] = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
         ]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        first: dict[str, Any] = details[0] if details else {"loc": [], "msg": "invalid request"}
         sent = request.headers.get("content-type", "")
         if first["loc"] == ["body"] and sent and "json" not in sent:
             return JSONResponse(_body("unsupported_media_type", "the body must be JSON"
                                       f" (Content-Type: application/json), not {sent}"),
                                 status_code=415)
-        where = ".".join(str(p) for p in first["loc"])
         return JSONResponse(
-            _body("invalid", f"{where}: {first['msg']}", details), status_code=422
+            _body("invalid", problem_text(first["loc"], first["msg"]), details), status_code=422
         )
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
@@ -48,7 +48,9 @@ def _check_day(value: date) -> date:
 
 
 def _check_moment(value: datetime) -> datetime:
+    """On an allowed day where it was written and in UTC, where it is stored and computed."""
     _check_day(value.date())
+    _check_day(value.astimezone(UTC).date())
     return value
 
 

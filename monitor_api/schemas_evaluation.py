@@ -271,7 +271,7 @@ class Assessments(Page[Assessment]):
 
 _REVIEWED: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
-    "region": "大连", "category_code": "010401", "value_rmb": 5200000.0,
+    "region": "大连", "category_code": "010401", "value_rmb": "5200000.00",
     "sharing_mode": "external", "running_state": "normal", "effective_hours": 600.0,
     "external_hours": 60.0, "target_hours": 1200.0, "spare_hours": 600.0,
     "capacity": "spare"}
@@ -282,7 +282,7 @@ class ReviewedInstrument(InstrumentYear):
 
     region: str = Field(description="Region of its institution.")
     category_code: str = Field(description="Its six-digit category code.")
-    value_rmb: float | None = Field(description="Original value in RMB.")
+    value_rmb: Money | None = Field(description="Original value in RMB.")
     spare_hours: float = Field(description="Target minus effective hours, at least 0.")
     capacity: Literal["spare", "fully_used", "not_open", "out_of_service"] = Field(
         description="fully_used: at or above its target; else spare (outside users may book"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -187,19 +188,21 @@ async def timeline(
         {"id": instrument_id, "lo": lo, "hi": hi, "timeout": timeout,
          "limit": limit, "offset": offset},
     )
-    total = int(rows[0]["n"]) if rows else 0
-    if not rows and offset:
-        total = await _count_intervals(conn, instrument_id, lo, hi, timeout)
+    total = await _total(rows, offset, lambda: timeline(
+        conn, instrument_id=instrument_id, lo=lo, hi=hi, timeout=timeout, limit=1, offset=0))
     items = [{"state": r["state"], "start": r["start"], "end": r["end"]} for r in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-async def _count_intervals(
-    conn: Conn, instrument_id: str, lo: datetime, hi: datetime, timeout: timedelta
+async def _total(
+    rows: list[dict[str, Any]], offset: int,
+    first_page: Callable[[], Awaitable[dict[str, Any]]],
 ) -> int:
-    page = await timeline(conn, instrument_id=instrument_id, lo=lo, hi=hi, timeout=timeout,
-                          limit=1, offset=0)
-    return int(page["total"])
+    """The list's length, from the page's ``count(*) OVER ()`` column ``n``; a page past the
+    end has no rows to carry it, so the first page is asked."""
+    if rows:
+        return int(rows[0]["n"])
+    return int((await first_page())["total"]) if offset else 0
 
 
 async def power_series(
@@ -220,6 +223,7 @@ async def power_series(
         {"id": instrument_id, "lo": lo, "hi": hi, "step": step, "limit": limit,
          "offset": offset},
     )
-    total = int(rows[0]["n"]) if rows else 0
+    total = await _total(rows, offset, lambda: power_series(
+        conn, instrument_id=instrument_id, lo=lo, hi=hi, step=step, limit=1, offset=0))
     items = [{k: r[k] for k in ("ts", "avg_w", "min_w", "max_w", "samples")} for r in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -125,7 +125,8 @@ async def _check_eligible(
         {"user": user_id, "instrument": instrument_id, "start": start, "end": end},
     )
     if row is None:
-        raise NotFound(f"no instrument {instrument_id!r} (or no user {user_id!r})")
+        # users exist: the caller, or a booking's
+        raise NotFound(f"no instrument {instrument_id!r}")
     if not row["listed"]:
         raise Conflict(f"instrument {instrument_id!r} is not in the catalogue: it is booked once"
                        " an admin has reviewed and listed it", reason=Refusal.NOT_LISTED)

@@ -277,7 +277,7 @@ async def duplicate_review(
     async with request.app.state.pool.connection() as conn:
         registry = {r["id"]: r for r in await fetch_all(
             conn,
-            ROOTS_CTE + "SELECT i.id, r.region, i.category_code, i.value_rmb::float8 AS value_rmb"
+            ROOTS_CTE + "SELECT i.id, r.region, i.category_code, i.value_rmb"
             " FROM instrument i JOIN roots r ON r.id = i.institution_id"
             " WHERE i.category_code LIKE %(category)s"
             "   AND (%(region)s::text IS NULL OR r.region = %(region)s)",

@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from pydantic import TypeAdapter
 
 from monitor_api.auth import Admin, Reader, ReportAdmin
 from monitor_api.db import Conn, DbConn, Settings, fetch_one
@@ -27,6 +28,8 @@ from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.routers.evaluation import ranked, scored_year
 from monitor_api.schemas import Limit, Offset, Year, page_of
 from monitor_api.schemas_evaluation import (
+    EvaluatedInstitution,
+    EvaluatedInstrument,
     Publication,
     PublicationIn,
     PublishedInstitutions,
@@ -96,13 +99,22 @@ async def withdraw_publication(conn: DbConn, _: Admin, year: Year) -> Response:
     return Response(status_code=204)
 
 
+_PUBLISHED_ITEMS: dict[str, TypeAdapter[Any]] = {
+    "institutions": TypeAdapter(list[EvaluatedInstitution]),
+    "instruments": TypeAdapter(list[EvaluatedInstrument]),
+}
+
+
 async def _published(conn: Conn, year: int, part: str) -> dict[str, Any]:
+    """The frozen results, read back into the types they were published with (times as
+    datetimes, so files write them in Asia/Shanghai like the live results)."""
     row = await fetch_one(conn, sql.SQL(
         "SELECT published_at, rules, {} AS items FROM evaluation_publication WHERE year = %s"
     ).format(sql.Identifier(part)), (year,))
     if row is None:
         raise _unpublished(year)
-    return row
+    items = _PUBLISHED_ITEMS[part].validate_python(row["items"])
+    return {**row, "items": [item.model_dump() for item in items]}
 
 
 def _published_page(found: dict[str, Any], items: list[dict[str, Any]], *, year: int,
@@ -126,7 +138,7 @@ async def published_institutions(
     items = found["items"]
     body = _published_page(found, items, year=year, limit=limit, offset=offset)
     return await render(body, items, INSTITUTION_COLUMNS, format, lang,
-                        f"evaluation-{year}-institutions-published")
+                        f"evaluation-{year}-institutions-published", labels=LABELS)
 
 
 @router.get("/evaluation/{year}/published/instruments", response_model=PublishedInstruments,

@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from instrushare.protocol import Identifier
 from monitor_api.auth import Principal, ReportReader
-from monitor_api.categories import CATEGORY_WORDS
 from monitor_api.db import Conn, DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
@@ -54,8 +53,9 @@ async def scope(conn: Conn, caller: Principal, institution_id: str | None) -> li
 def _period(start: date, end: date) -> tuple[datetime, datetime]:
     if end < start:
         raise BadRequest("end must not be before start")
-    if (end - start).days > MAX_DAYS:
-        raise BadRequest(f"a report covers at most {MAX_DAYS} days")
+    if (end - start).days + 1 > MAX_DAYS:  # both dates included
+        raise BadRequest(f"a report covers at most {MAX_DAYS} days;"
+                         f" {start} to {end} is {(end - start).days + 1}")
     return period_bounds(start, end)
 
 
@@ -114,8 +114,9 @@ async def utilisation(
                       category_digits=category_digits)
     body = page_of(items, limit=limit, offset=offset, start=start, end=end,
                    group_by=group_by)
+    english = {i["name"]: (i["name"], i["name_en"]) for i in items if i.get("name_en")}
     return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}",
-                        labels={"name": CATEGORY_WORDS} if group_by is GroupBy.CATEGORY else None)
+                        labels={"name": english})  # a group the platform names in English
 
 
 @router.get(

@@ -380,9 +380,10 @@ def test_duplicate_purchase_review(year: Api) -> None:
                         params={"category": "01", "format": "csv", "lang": "en"})
         refused = [c.get("/evaluation/2025/duplicate-review", params=p).status_code
                    for p in ({"category": "010"}, {}, {"category": "01%"})]
-    assert [(i["instrument_id"], i["capacity"], i["spare_hours"])
+    assert [(i["instrument_id"], i["capacity"], i["spare_hours"], i["value_rmb"])
             for i in analytical["items"]] == [
-        ("xrd", "spare", 1029.04), ("nmr", "spare", 600), ("sem", "not_open", 1200)]
+        ("xrd", "spare", 1029.04, "800000.00"), ("nmr", "spare", 600, "5200000.00"),
+        ("sem", "not_open", 1200, "2100000.00")]
     assert (analytical["verdict"], analytical["shareable"], analytical["shareable_hours"],
             analytical["fully_used"], analytical["total"]) == (
         "spare_capacity", 2, 1629.04, 0, 3)
@@ -399,6 +400,7 @@ def test_duplicate_purchase_review(year: Api) -> None:
 def test_published_results_are_frozen_and_read_by_every_unit(year: Api) -> None:
     """An admin publishes 2025; later changes move the live results, not the published ones;
     lab managers read the whole ranking and their own instruments only."""
+    year.sql("UPDATE instrument SET monitored_since = '2024-06-01T02:00:00Z' WHERE id = 'nmr'")
     with year.as_("admin") as admin:
         published = admin.put("/evaluation/2025/publication", json={"note": "评审委员会审定"})
         assert published.status_code == 200, published.text
@@ -409,6 +411,12 @@ def test_published_results_are_frozen_and_read_by_every_unit(year: Api) -> None:
     assert summary["published_by"].startswith("admin:")
     assert summary["rules"]["full_use_hours"] == 1200
     assert early.status_code == 409 and "2100 is not over" in early.json()["message"]
+    with year.as_("evaluator") as evaluator:  # the files say what the live ones said
+        for part in ("institutions", "instruments"):
+            files = [evaluator.get(f"/evaluation/2025/{path}", params={
+                "format": "csv", "lang": "en"}).text for path in (part, f"published/{part}")]
+            assert files[0] == files[1] and "fail" in files[0] and "不合格" not in files[0]
+        assert "2024-06-01T10:00:00+08:00" in files[1]  # monitored_since, in Asia/Shanghai
 
     year.sql("DELETE FROM usage_session WHERE instrument_id = 'nmr'")  # e.g. data corrected
     with year.as_("manager") as manager:

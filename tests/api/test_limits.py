@@ -35,6 +35,9 @@ CASES: list[tuple[str, str, dict[str, Any], Any, str]] = [
                                      "level": "self", "valid_from": EARLY}, "admin"),
     ("POST", "/bookings", {}, {"instrument_id": "nmr", "kind": "assisted",
                                "start": "9999-12-31T22:00:00-14:00", "end": LATE}, "user"),
+    ("POST", "/bookings", {}, {"instrument_id": "nmr", "kind": "assisted",  # 2200 in UTC
+                               "start": "2199-12-31T20:00:00-08:00",
+                               "end": "2199-12-31T23:00:00-08:00"}, "user"),
 ]
 
 
@@ -64,6 +67,16 @@ def test_csv_import_reports_far_dates_per_line(api: Api) -> None:
     assert r.status_code == 422
     assert r.json()["details"][0]["line"] == 2
     assert RANGE in r.json()["details"][0]["reason"]
+
+
+def test_a_report_covers_at_most_1830_days(api: Api) -> None:
+    with api.as_("admin") as c:
+        longest, longer = (c.get("/reports/utilisation", params={
+            "start": "2021-01-01", "end": end}) for end in ("2026-01-04", "2026-01-05"))
+    assert longest.status_code == 200, longest.text
+    assert longer.status_code == 422
+    assert longer.json()["message"] == (
+        "a report covers at most 1830 days; 2021-01-01 to 2026-01-05 is 1831")
 
 
 def test_the_ends_of_the_range_work(api: Api) -> None:

@@ -225,6 +225,19 @@ def test_groups(seeded: Api) -> None:
         "Analytical instruments", "分析仪器", "分析仪器 Analytical instruments"]
 
 
+def test_english_files_name_the_groups_the_registry_leaves_unnamed(seeded: Api) -> None:
+    seeded.sql("UPDATE instrument SET category_code = NULL WHERE id = 'xrd'")
+    seeded.sql("UPDATE institution SET region = '' WHERE id = 'other'")
+    with seeded.as_("admin") as c:
+        files = {group: c.get("/reports/utilisation", params={
+            "start": "2026-03-10", "end": "2026-03-10", "group_by": group, "format": "csv",
+            "lang": "en"}).content.decode("utf-8-sig") for group in ("category", "region")}
+    assert "\nunknown,uncategorised," in files["category"]
+    assert "\nunknown,region not given," in files["region"]
+    cells = set(files["category"].split(",") + files["region"].split(","))
+    assert not {"未分类", "未填地区"} & cells
+
+
 def test_lab_manager_sees_only_their_institution(seeded: Api) -> None:
     with seeded.as_("manager") as c:
         r = c.get("/reports/utilisation", params={"start": "2026-03-10", "end": "2026-03-10"})

@@ -80,7 +80,7 @@ def test_a_bad_report_names_every_bad_line_and_stores_nothing(year: Api) -> None
     lines = [(d["line"], d["reason"]) for d in refused.json()["details"]]
     assert [line for line, _ in lines] == [3, 4, 5, 6, 7]
     assert "another institution" in lines[0][1] and "unknown instrument" in lines[1][1]
-    assert "external_hours cannot exceed" in lines[2][1] and "line 2" in lines[3][1]
+    assert lines[2][1] == "external_hours cannot exceed effective_hours" and "line 2" in lines[3][1]
     assert year.sql("SELECT count(*) FROM reported_use")[0][0] == 0
     with year.as_("manager") as manager:
         assert _send(manager, "effective_hours\n5\n").status_code == 422  # no instrument_id

@@ -113,10 +113,14 @@ def test_detail_timeline_and_power(api: Api) -> None:
         power = c.get("/instruments/nmr/power", params={**window, "step_s": 600}).json()
         detail = c.get("/instruments/nmr/detail").json()
         second = c.get("/instruments/nmr/timeline", params={**window, "limit": 1, "offset": 1})
+        past = [c.get(f"/instruments/nmr/{path}", params={**window, "step_s": 600,
+                                                          "offset": 9}).json()
+                for path in ("timeline", "power")]  # a page after the last
     assert [(i["state"], i["start"][11:16], i["end"][11:16]) for i in tl["items"]] == [
         ("idle", "10:00", "10:10"), ("running", "10:10", "10:30"),
         ("offline", "10:30", "11:00"), ("idle", "11:00", "11:15")]
     assert second.json()["total"] == 4 and second.json()["items"][0]["state"] == "running"
+    assert [(p["items"], p["total"]) for p in past] == [([], 4), ([], 3)]
     assert [(p["ts"][11:16], p["avg_w"], p["min_w"], p["max_w"]) for p in power["items"]] == [
         ("10:00", 150, 100, 200), ("10:10", 300, 300, 300), ("10:20", 500, 500, 500)]
     assert detail["instrument"]["id"] == "nmr" and detail["status"]["state"] == "offline"
