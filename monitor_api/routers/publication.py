@@ -5,9 +5,9 @@ instruments' results."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from psycopg import sql
@@ -25,8 +25,9 @@ from monitor_api.evaluation import (
     first_year,
 )
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.queries.common import Where, page
 from monitor_api.routers.evaluation import ranked, scored_year
-from monitor_api.schemas import Limit, Offset, Year, page_of
+from monitor_api.schemas import Limit, Offset, Page, Year, page_of
 from monitor_api.schemas_evaluation import (
     EvaluatedInstitution,
     EvaluatedInstrument,
@@ -39,11 +40,11 @@ from monitor_api.settings import EvaluationRules
 
 router = APIRouter(tags=["evaluation"])
 
-_SUMMARY = """
+_SUMMARIES = """
 SELECT year, note, published_by, published_at, rules,
        jsonb_array_length(institutions) AS institutions,
        jsonb_array_length(instruments) AS instruments
-FROM evaluation_publication WHERE year = %s
+FROM evaluation_publication WHERE {where}
 """
 
 
@@ -52,10 +53,18 @@ def _unpublished(year: int) -> NotFound:
 
 
 async def _summary(conn: Conn, year: int) -> dict[str, Any]:
-    row = await fetch_one(conn, _SUMMARY, (year,))
-    if row is None:
+    found = await _summaries(conn, year=year, limit=1, offset=0)
+    if not found["items"]:
         raise _unpublished(year)
-    return row
+    return dict(found["items"][0])
+
+
+async def _summaries(conn: Conn, *, year: int | None, limit: int, offset: int) -> dict[str, Any]:
+    where = Where()
+    if year is not None:
+        where.add("year = %(year)s", year=year)
+    return await page(conn, select=_SUMMARIES, where=where, order="year DESC", limit=limit,
+                      offset=offset)
 
 
 @router.put("/evaluation/{year}/publication", response_model=Publication)
@@ -82,6 +91,17 @@ async def publish(
              Jsonb(settings.evaluation.model_dump()), Jsonb(jsonable_encoder(institutions)),
              Jsonb(jsonable_encoder(instruments))))
         return await _summary(conn, year)
+
+
+@router.get("/evaluation/publications", response_model=Page[Publication])
+async def publications(
+    conn: DbConn, _: Reader,
+    year: Annotated[int | None, Query(ge=2000, le=2100, description="Only this year.")] = None,
+    limit: Limit = 100, offset: Offset = 0,
+) -> dict[str, Any]:
+    """The years published, latest first: asking for a year here answers an empty list where
+    ``/evaluation/{year}/publication`` answers 404."""
+    return await _summaries(conn, year=year, limit=limit, offset=offset)
 
 
 @router.get("/evaluation/{year}/publication", response_model=Publication)

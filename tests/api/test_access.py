@@ -77,6 +77,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("DELETE", "/evaluation/2026/assessments/uni", None, ADMIN),
     ("PUT", "/evaluation/2025/publication", {"note": "审定"}, ADMIN),
     ("GET", "/evaluation/2025/publication", None, READ),
+    ("GET", "/evaluation/publications", None, READ),
     ("GET", "/evaluation/2025/published/institutions", None, READ),
     ("GET", "/evaluation/2025/published/instruments", None, READ),
     ("DELETE", "/evaluation/2025/publication", None, ADMIN),

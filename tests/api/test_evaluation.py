@@ -408,6 +408,12 @@ def test_published_results_are_frozen_and_read_by_every_unit(year: Api) -> None:
     summary = published.json()
     assert (summary["institutions"], summary["instruments"], summary["note"]) == \
         (3, 4, "评审委员会审定")
+    with year.as_("manager") as manager:  # the list answers for a year not published too
+        listed = [manager.get("/evaluation/publications", params=p).json() for p in (
+            {}, {"year": 2025}, {"year": 2024})]
+    assert [(page["total"], [p["year"] for p in page["items"]]) for page in listed] == [
+        (1, [2025]), (1, [2025]), (0, [])]
+    assert listed[0]["items"][0] == summary
     assert summary["published_by"].startswith("admin:")
     assert summary["rules"]["full_use_hours"] == 1200
     assert early.status_code == 409 and "2100 is not over" in early.json()["message"]

@@ -204,6 +204,10 @@ def test_pages_show_the_seeded_data(
     assert tiles(page) == want
     expect(page.locator(".live")).to_have_attribute("data-live", "on")
     expect(page.locator('.chip[data-state="running"]')).to_have_attribute("data-count", "1")
+    for instrument, _, institution, *_ in INSTRUMENTS:  # named, the id on hover
+        tile = page.locator(f'.tile[data-instrument="{instrument}"]')
+        expect(tile.locator(".tile-id")).to_have_attribute("title", institution)
+        expect(tile.locator(".tile-meta")).not_to_have_text(re.compile(r"^\s*·"))
     assert fits_width(page)
     shot(page, screenshot_dir, "board", viewport)
 
@@ -284,6 +288,43 @@ def test_pages_show_the_seeded_data(
     shot(page, screenshot_dir, "evaluation", viewport)
 
 
+def test_a_period_ending_before_it_starts_is_said_at_once(
+    stack: Stack, new_page: NewPage
+) -> None:
+    page = new_page()
+    login(page, stack, "evaluator")
+    page.click('.nav a[href="#/utilisation"]')
+    report = page.locator(".report")
+    expect(report).to_have_attribute("data-loaded", "true")
+    page.fill("#period-start", "2026-03-10")
+    page.fill("#period-end", "2026-03-09")
+    page.click(".filters button[type=submit]")
+    expect(page.locator('[data-error="period"]')).to_have_text(STRINGS["en"]["util.bad_period"])
+    expect(report).to_have_attribute("data-loaded", "true")  # the last report stays
+    page.fill("#period-end", "2026-03-10")  # one day is a period
+    page.click(".filters button[type=submit]")
+    expect(page.locator('[data-error="period"]')).to_have_count(0)
+    expect(report).to_have_attribute("data-loaded", "true")
+
+
+def test_a_range_without_data_says_so_instead_of_empty_charts(
+    stack: Stack, new_page: NewPage
+) -> None:
+    page = new_page()
+    login(page, stack, "evaluator")
+    page.click('.tile[data-instrument="nmr-600"]')
+    charts = page.locator(".charts")
+    expect(charts).to_have_attribute("data-loaded", "true")
+    page.fill("#range-start", "2020-01-01T00:00")
+    page.fill("#range-end", "2020-01-02T00:00")
+    page.click("form.range button[type=submit]")
+    expect(page.locator('[data-empty="range"]')).to_have_text(STRINGS["en"]["detail.no_data"])
+    expect(charts).to_be_hidden()
+    page.click("form.range button[data-span]")  # a range with data again
+    expect(charts).to_be_visible()
+    expect(page.locator('[data-empty="range"]')).to_have_count(0)
+
+
 def test_admin_enters_an_assessment_and_evaluators_read_it(
     stack: Stack, new_page: NewPage
 ) -> None:
@@ -341,6 +382,8 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
 ) -> None:
     last_year = date.today().year - 1
     admin = new_page()
+    refused: list[str] = []  # an unpublished year is normal, not a failed request
+    admin.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
     login(admin, stack, "admin")
     admin.click('.nav a[href="#/evaluation"]')
     expect(admin.locator(".report")).to_have_attribute("data-loaded", "true")
@@ -353,11 +396,13 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
     admin.fill("#eval-year", str(last_year + 2))  # not begun: nothing to judge
     admin.click('form.filters button[type="submit"] >> nth=0')
     expect(admin.locator('[data-empty="year"]')).to_have_text(STRINGS["en"]["eval.not_begun"])
+    expect(admin.locator("#eval-covers")).to_have_text("")  # not provisional: not begun
 
     admin.fill("#eval-year", str(last_year))
     admin.click('form.filters button[type="submit"] >> nth=0')
     expect(card.locator("[data-published]")).to_have_attribute("data-year", str(last_year))
     expect(admin.locator("#eval-covers")).to_have_text("")  # a year over: final
+    assert refused == []
     admin.fill("#publication-note", "评审委员会审定")
     card.locator('button[type="submit"]').click()
     expect(card.locator("[data-published]")).to_have_attribute("data-published", "true")

@@ -5,11 +5,14 @@ import { el } from './dom.js';
 import { lang, t } from './i18n.js';
 
 /** ``columns``: [{ key, label (dictionary key), format?(value, row) -> text or a node }]. */
+/** A column header; a short one (排名, 总分) never wraps, where a character a line would do. */
+const headerCell = (text) => el('th', { scope: 'col', class: text.length <= 4 ? 'short' : null, text });
+
 export function table(columns, rows, name) {
   if (!rows.length) return el('p', { class: 'muted', dataset: { table: name }, text: t('common.empty') });
   return el('div', { class: 'table-wrap' },
     el('table', { dataset: { table: name } },
-      el('thead', {}, el('tr', {}, columns.map((c) => el('th', { scope: 'col', text: t(c.label) })))),
+      el('thead', {}, el('tr', {}, columns.map((c) => headerCell(t(c.label))))),
       el('tbody', {}, rows.map((row) => el('tr', { dataset: row.id === undefined ? null : { id: row.id } }, columns.map((c) => {
         const value = c.format ? c.format(row[c.key], row) : row[c.key];
         return el('td', { dataset: { key: c.key } },

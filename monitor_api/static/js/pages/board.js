@@ -57,11 +57,13 @@ export function render(root, ctx) {
     node.replaceChildren(...[
       el('span', { class: 'tile-state', text: t(`state.${item.state}`) }),
       el('span', { class: 'tile-name', text: item.name }),
-      el('span', { class: 'tile-id', text: `${item.instrument_id} · ${institution}` }),
-      el('span', { class: 'tile-meta' },
+      el('span', { class: 'tile-id', title: item.institution_id,
+        text: `${item.instrument_id} · ${institution}` }),
+      el('span', { class: 'tile-meta', text: [
         item.power_w !== null && item.power_w !== undefined
           ? `${t('board.power')} ${fmtNumber(item.power_w, 0)} W` : '',
-        item.since ? ` · ${t('board.since')} ${fmtTime(item.since)}` : ''),
+        item.since ? `${t('board.since')} ${fmtTime(item.since)}` : '',
+      ].filter(Boolean).join(' · ') }),
       item.user_id
         ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${named(item.user_name, item.user_id)}` })
         : null,

@@ -132,11 +132,15 @@ export function render(root, ctx) {
         getJson(`${base}/power`, { ...range, step_s: powerStep(hi - lo), limit: 10000 },
           { signal: stop.signal }),
       ]);
-      timelineChart(timeline.canvas, intervals.items, lo, hi);
-      powerChart(power.canvas, points.items, lo, hi);
+      const empty = !intervals.items.length && !points.items.length;
+      charts.hidden = empty; // a note says so rather than empty grids
+      if (!empty) {
+        timelineChart(timeline.canvas, intervals.items, lo, hi);
+        powerChart(power.canvas, points.items, lo, hi);
+      }
       charts.dataset.loaded = 'true';
-      message.replaceChildren(...(intervals.items.length || points.items.length ? []
-        : [el('p', { class: 'muted', dataset: { empty: 'range' }, text: t('detail.no_data') })]));
+      message.replaceChildren(...(empty
+        ? [el('p', { class: 'muted', dataset: { empty: 'range' }, text: t('detail.no_data') })] : []));
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, message);
     }

@@ -97,7 +97,7 @@ export function render(root, ctx) {
   const showCovers = (page, y) => {
     covers.textContent = [
       page && page.first_year !== y ? `${t('eval.covers')}: ${page.first_year}–${y}` : '',
-      y >= new Date().getFullYear() ? t('eval.provisional') : '',
+      y === new Date().getFullYear() ? t('eval.provisional') : '', // a later year: not begun
     ].filter(Boolean).join(' · ');
   };
   root.append(el('div', { class: 'page-head' },

@@ -1,7 +1,7 @@
 // Publication of a year's evaluation: whether and when it was published and, for admins, the
 // form that publishes (freezes) the reviewed results for every unit to read, or withdraws them.
 
-import { ApiError, deleteResource, getJson, putJson } from '../api.js';
+import { deleteResource, getJson, putJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
 import { attempt, confirmed } from '../notice.js';
@@ -9,12 +9,8 @@ import { section } from '../table.js';
 
 /** The year's publication, or null when it has none. */
 export async function publicationOf(y, signal) {
-  try {
-    return await getJson(`evaluation/${y}/publication`, {}, { signal });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return null;
-    throw err;
-  }
+  const found = await getJson('evaluation/publications', { year: y }, { signal });
+  return found.items[0] ?? null; // the list, not the year's 404: no error in the console
 }
 
 /** The card saying whether and when year ``y`` was published; admins also get the form.

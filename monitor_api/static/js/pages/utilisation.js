@@ -7,6 +7,7 @@ import { getJson } from '../api.js';
 import { chartBox, hoursChart, teardown } from '../charts.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, inLanguage, t } from '../i18n.js';
+import { showProblem } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -59,11 +60,17 @@ export function render(root, ctx) {
     el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
     el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
+  const message = el('div', { class: 'message' });
   const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
   root.append(el('div', { class: 'page-head' },
-    el('h1', { 'data-i18n': 'util.title', text: t('util.title') })), form, body);
+    el('h1', { 'data-i18n': 'util.title', text: t('util.title') })), form, message, body);
 
   async function load() {
+    if (!start.value || !end.value || end.value < start.value) { // ISO dates sort as text
+      showProblem(message, 'util.bad_period', 'period'); // the report shown stays
+      return;
+    }
+    message.replaceChildren();
     body.dataset.loaded = 'false';
     const period = { start: start.value, end: end.value };
     try {
