@@ -150,6 +150,9 @@ class GatewayAgent:
         self._waiting_since: float | None = None
         """Monotonic time of the last confirmation while some are awaited (None: none are)."""
         self._last_fed = -1
+        self._sent_upto = -1
+        """Highest seq published since start: a confirmation of a later one is not for this
+        outbox's message (another gateway under this id, or one this outbox replaced)."""
         self._rewind = False  # set by the network thread when the connection ends
         self._failing: set[str] = set()
         self._started = False
@@ -188,7 +191,7 @@ class GatewayAgent:
         self._outbox.open()
         self._inflight.clear()
         self._acks.clear()
-        self._last_fed = -1
+        self._last_fed = self._sent_upto = -1
         self._outbox.expire(now=self.clock().timestamp())
         if self._outbox.depth:
             logger.info("gateway %s: %d message(s) in the outbox will be replayed",
@@ -382,6 +385,11 @@ class GatewayAgent:
             seqs = set()
             while self._stored:
                 seqs.add(self._stored.popleft())
+            unsent = {seq for seq in seqs if seq > self._sent_upto}
+            if unsent:  # its resend, once sent, is confirmed again
+                logger.debug("gateway %s: ignoring the confirmation of %d message(s) not sent"
+                             " since start", self.config.gateway_id, len(unsent))
+                seqs -= unsent
             self._confirmed += self._outbox.delete(seqs)
             self._unconfirmed -= seqs
             self._waiting_since = time.monotonic() if self._unconfirmed else None
@@ -422,6 +430,7 @@ class GatewayAgent:
                 return
             self._inflight[mid] = stored.seq
             self._last_fed = stored.seq
+            self._sent_upto = max(self._sent_upto, stored.seq)
             self._published += 1
 
 

@@ -57,6 +57,19 @@ def wait_ready(agent: GatewayAgent, timeout: float = 10, *, ready: bool = True) 
         time.sleep(0.01)
 
 
+def confirm(agent: GatewayAgent, seqs: list[int]) -> None:
+    """Confirm ``seqs`` to the agent as the platform would."""
+    address = MqttAddress.from_url(agent.config.mqtt_url)
+    platform = mqtt.Client(CallbackAPIVersion.VERSION2)
+    platform.connect(address.host, address.port)
+    platform.loop_start()
+    gateway = agent.config.gateway_id
+    platform.publish(Topics(agent.config.topic_prefix).stored(gateway), dumps(StoredMessages(
+        v=1, gateway=gateway, seqs=seqs)), qos=1).wait_for_publish(5)
+    platform.disconnect()
+    platform.loop_stop()
+
+
 def wait_for_birth(rec: Recorder, timeout: float = 15) -> dict[str, object]:
     rec.wait_for(lambda r: any(s["status"] == "online" for s in r.states()), timeout)
     return next(s for s in rec.states() if s["status"] == "online")
@@ -90,17 +103,33 @@ def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
         assert [m.seq for m in rec.data()[sent:2 * sent]] == list(range(sent))
         # the platform confirms everything: the outbox empties
         seqs = sorted({m.seq for m in rec.data()})
-        address = MqttAddress.from_url(mqtt_url)
-        platform = mqtt.Client(CallbackAPIVersion.VERSION2)
-        platform.connect(address.host, address.port)
-        platform.loop_start()
-        gateway = agent.config.gateway_id
-        platform.publish(Topics(topic_prefix).stored(gateway), dumps(StoredMessages(
-            v=1, gateway=gateway, seqs=seqs)), qos=1).wait_for_publish(5)
-        platform.disconnect()
-        platform.loop_stop()
+        confirm(agent, seqs)
         assert agent.wait_drained(10), agent.stats
         assert agent.stats.confirmed == len(seqs)
+    finally:
+        agent.stop()
+        rec.close()
+
+
+def test_a_confirmation_of_a_message_not_sent_deletes_nothing(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Another gateway under this id, or an outbox replaced, numbers other messages alike."""
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix), clock=clock)
+    agent.start()
+    try:
+        wait_ready(agent, ready=False)  # no ingest online: everything is held
+        drive(agent, clock, 20)
+        agent.flush()
+        held = agent.stats.outbox_depth
+        confirm(agent, list(range(held)))
+        time.sleep(0.5)  # applied as it arrives
+        assert (agent.stats.confirmed, agent.stats.outbox_depth) == (0, held)
+        set_ingest(mqtt_url, topic_prefix, "online")
+        assert agent.wait_drained(10), agent.stats
+        rec.wait_for(lambda r: len(r.first_arrivals()) == held)
     finally:
         agent.stop()
         rec.close()
