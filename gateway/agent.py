@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections import deque
@@ -34,11 +33,10 @@ from gateway.probes import (
     SimulatedProbe,
 )
 from gateway.publisher import MqttLink
-from instrushare.protocol import IDENTIFIER_PATTERN, MAX_METRICS_PER_SAMPLE, Topics
+from instrushare.protocol import IDENTIFIER_RE, MAX_METRICS_PER_SAMPLE, Topics
 
 logger = logging.getLogger("gateway")
 
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 def utc_now() -> datetime:
@@ -437,10 +435,10 @@ class GatewayAgent:
 def _checked(reading: Reading, instrument_id: str) -> Reading | None:
     """Readings the protocol would refuse are dropped here, not in the middle of a message."""
     problem = None
-    if reading.user is not None and not _IDENTIFIER.match(reading.user):
+    if reading.user is not None and not IDENTIFIER_RE.match(reading.user):
         problem = f"user id {reading.user!r} is not a valid identifier"
     elif len(reading.metrics) > MAX_METRICS_PER_SAMPLE or not all(
-        _IDENTIFIER.match(k) for k in reading.metrics
+        IDENTIFIER_RE.match(k) for k in reading.metrics
     ):
         problem = "too many metrics or an invalid metric name"
     elif not all(math.isfinite(v) for v in reading.metrics.values()):

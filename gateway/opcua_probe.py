@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from cryptography import x509
 from gateway.errors import ProbeError
 from gateway.opcua_credentials import read_security
 from gateway.probes import Reading
-from instrushare.protocol import IDENTIFIER_PATTERN, State
+from instrushare.protocol import IDENTIFIER_RE, State
 
 MACHINERY_ITEM_STATES: Mapping[str, State] = {
     "0": State.OFF, "NotAvailable": State.OFF,
@@ -58,7 +57,6 @@ SECURITY_MODES: Mapping[str, ua.MessageSecurityMode] = {
     mode.name: mode for mode in (ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt)
 }
 
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _T = TypeVar("_T")
 _ASYNCUA_LOG = logging.getLogger("asyncua")
 
@@ -196,7 +194,7 @@ class OpcUaProbe:
         return Reading(
             state=None if self.state_node is None else self._state(values),
             power_w=None if power is None else max(0.0, power * self.scale),
-            user=user if isinstance(user, str) and _IDENTIFIER.fullmatch(user) else None,
+            user=user if isinstance(user, str) and IDENTIFIER_RE.fullmatch(user) else None,
             metrics={name: self._number(node, values) for name, node in self.metrics.items()},
         )
 

@@ -277,8 +277,12 @@ class IngestWorker:
                         if result is None:
                             self._gave_up = True
                         elif not self._gave_up:
-                            self._acknowledge(items)
-                            self._account(items, result)
+                            try:
+                                self._acknowledge(items)
+                                self._account(items, result)
+                            except BaseException:  # no later batch may be acked before it
+                                self._gave_up = True
+                                raise
             batches.put(None)  # the decoder's last word, passed on to the next writer
         except Exception:
             self._fail("writing", stop)

@@ -47,6 +47,7 @@ IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"
 """One topic level, no wildcards: the root every topic of a deployment hangs from."""
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
 """Gateway, instrument and user ids: also MQTT topic levels, so no '/', '+', '#'."""
 INGEST_CLIENT_ID_PREFIX = "ingest-"
 """Ingest workers' MQTT client ids start with this; gateways (client id = gateway id) must not:
@@ -258,15 +259,17 @@ class Topics:
         """Split a gateway topic into (kind, gateway, instrument); ValueError if foreign.
 
         ``("data", gateway, instrument)`` or ``("state", gateway, None)``; the ingest routes
-        every delivery with it.
+        every delivery with it. Ids that are not identifiers make the topic foreign: nothing
+        can be confirmed to such a gateway.
         """
         head = self.prefix + "/gw/"
         if topic.startswith(head):
             parts = topic[len(head):].split("/")
             n = len(parts)
-            if n == 3 and parts[1] == "data":
+            ids_valid = all(IDENTIFIER_RE.match(part) for part in parts[::2])
+            if n == 3 and parts[1] == "data" and ids_valid:
                 return "data", parts[0], parts[2]
-            if n == 2 and parts[1] == "state":
+            if n == 2 and parts[1] == "state" and ids_valid:
                 return "state", parts[0], None
         raise ValueError(f"topic {topic!r} is not a gateway topic under {self.prefix!r}")
 

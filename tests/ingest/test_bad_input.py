@@ -145,6 +145,9 @@ def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, 
     if kind == "wrong_gateway":
         return topics.data("gw2", "i1"), data_message(
             "gw2", "i1", next(_seq), [(BASE, "idle", None)]), kind
+    if kind == "unknown_topic":  # a gateway id no confirmation could be addressed to
+        return f"{topics.prefix}/gw/gw@lab/data/i1", data_message(
+            "gw1", "i1", next(_seq), [(BASE, "idle", None)]), kind
     if kind == "db_rejected":  # valid JSON and protocol, but the database refuses it
         doc = json.loads(data_message("gw1", "i2", next(_seq), events=[(BASE, "fault")]))
         doc["events"][0]["detail"] = REFUSED_BY_THE_DATABASE
@@ -157,7 +160,7 @@ _workers: dict[str, RunningWorker] = {}
 KINDS = ["valid", "malformed_json", "invalid_payload", "unsupported_version", "oversized",
          "too_many_samples", "future_timestamp", "future_created_at", "future_state", "too_old",
          "unknown_instrument", "topic_mismatch", "wrong_gateway", "nul_text", "db_rejected",
-         *COERCED]
+         "unknown_topic", *COERCED]
 
 
 @settings(max_examples=12, deadline=None,
@@ -217,6 +220,9 @@ def test_decoder_reasons_without_a_broker() -> None:
     assert reasons(topics.data("gw1", "i1"), ok) == []
     assert reasons("p/gw/gw1/other/i1", ok) == [Reason.UNKNOWN_TOPIC]
     assert reasons("p/elsewhere", ok) == [Reason.UNKNOWN_TOPIC]
+    for foreign in ("p/gw/gw@lab/data/i1", "p/gw/gw1/data/i 1", "p/gw/.x/state"):
+        decoded = decoder.decode((foreign, ok, 1, 1, now))
+        assert ([d[2] for d in decoded.dead], decoded.stored) == ([Reason.UNKNOWN_TOPIC], None)
     assert reasons(topics.gateway_state("gw9"), b'{"v":1,"gateway":"gw1","status":"online",'
                    b'"bd_seq":1}') == [Reason.TOPIC_MISMATCH]
     assert reasons(topics.data("gw1", "i1"), b"[1, 2]") == [Reason.INVALID_PAYLOAD]
