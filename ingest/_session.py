@@ -204,17 +204,22 @@ class BrokerSession:
                 acked += 1
         return acked
 
-    def close(self) -> None:
-        """Publish the offline state and disconnect; a retired worker's state is cleared
-        instead (an empty retained message) and its session ends (MQTT 5; under 3.1.1 it
-        stays, subscribed to nothing, until the broker expires it)."""
-        state = b"" if self._retire else self._state_payload("offline")
+    def close(self, *, retired: bool = False) -> None:
+        """Publish the offline state and disconnect; a worker ``retired`` (its queue stored)
+        has its state cleared instead (an empty retained message) and its session ended
+        (MQTT 5; under 3.1.1 it stays, subscribed to nothing, until the broker expires it).
+        A retire stopped early keeps the session and what is queued in it."""
+        if self._retire and not retired:
+            logger.warning("retiring stopped before everything queued for this worker was"
+                           " stored: its session stays; run the retire again to finish")
+        retiring = self._retire and retired
+        state = b"" if retiring else self._state_payload("offline")
         info = self._client.publish(self._state_topic, state, qos=1, retain=True)
         try:
             info.wait_for_publish(timeout=5)
         except (RuntimeError, ValueError) as exc:
             logger.warning("could not publish the worker's state: %s", exc)
-        if self._retire and self._config.mqtt_protocol == "5":
+        if retiring and self._config.mqtt_protocol == "5":
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0
             self._client.disconnect(properties=props)

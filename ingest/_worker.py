@@ -76,6 +76,8 @@ class IngestWorker:
         self._acks = Turns()
         self._locks = Turns()
         self._gave_up = False
+        self.retired = False
+        """Retiring, the queue was stored to its end: only then does the session end."""
         """Set once a batch is left unacked at stop: every later one stays unacked too."""
         self._retries_lock = threading.Lock()
         self._failed: list[str] = []
@@ -165,6 +167,7 @@ class IngestWorker:
                     and time.time() - quiet_since >= self.DRAINED_AFTER_S):
                 logger.info("retired: the %d messages queued for this worker are stored",
                             self._settled)
+                self.retired = True
                 stop.set()
                 return
             stop.wait(self.IDLE_POLL_S * 4)
@@ -358,7 +361,7 @@ class IngestWorker:
                 observe(it.lag_s)
 
     def _shutdown(self) -> None:
-        self._session.close()
+        self._session.close(retired=self.retired and not self._gave_up and not self._failed)
         for store in self._stores:
             store.close()
         stats = self.stats

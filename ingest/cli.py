@@ -83,3 +83,8 @@ def ingest(
                    f" {config.worker_id!r}, so nothing was queued for it: is --worker-id the"
                    " retired worker's?", err=True)
         raise typer.Exit(1)
+    if retire and not worker.retired:
+        typer.echo(f"instrushare ingest --retire: stopped before worker {config.worker_id!r}"
+                   " stored everything queued for it; its session stays: run the retire"
+                   " again to finish", err=True)
+        raise typer.Exit(1)

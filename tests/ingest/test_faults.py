@@ -155,6 +155,26 @@ def test_a_retired_worker_stores_its_queued_share_and_leaves_the_group(
     assert retained == [], "its retained state is cleared"
 
 
+def test_a_retire_stopped_early_keeps_what_is_queued(
+    database_url: str, publisher: Publisher, topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    """Only a retire that stored the whole queue ends the session; one stopped before (a
+    SIGTERM, say) leaves it for the next run, which finishes the job."""
+    _register_all(database_url)
+    retiree = f"a-{topics.prefix}"
+    start_worker(database_url, worker_id=retiree).halt()
+    start_worker(database_url)  # the group goes on
+    publisher.publish_all(_load(topics, range(100)))
+    early = start_worker(database_url, retire=True, worker_id=retiree)
+    early.halt()  # long before its queue has been quiet for DRAINED_AFTER_S
+    assert not early.worker.retired
+    again = start_worker(database_url, retire=True, worker_id=retiree)
+    again.thread.join(30)
+    assert again.worker.retired and again.worker.found_session
+    wait_until(lambda: count(database_url, "ingested_message") == 100, what="nothing lost")
+
+
 # -- the worker as a process ----------------------------------------------------------------
 
 
