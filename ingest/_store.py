@@ -139,8 +139,9 @@ class BatchStore:
     ) -> WriteResult:
         """Store ``items`` in one transaction; raises RetryableStoreError or RejectedBatchError.
 
-        ``before_lock`` runs once the rows are copied, before the instruments are locked: the
-        worker waits there for the previous batch's turn."""
+        ``before_lock`` runs once the rows are copied, before the instruments are locked and
+        before gateway states apply: the worker waits there for the previous batch's turn, so
+        a will does not overtake the birth of its session in the batch before."""
         batch = _Batch(items)
         try:
             if self._safe_left > 0:
@@ -179,6 +180,8 @@ class BatchStore:
             if batch.dead:
                 cur.execute(q.INSERT_DEAD, [list(col) for col in zip(*batch.dead, strict=True)])
                 result.dead.update(row[0] for row in cur.fetchall())
+            if batch.states:  # after the batch before: a gateway's birth, then its will
+                before_lock()
             for it in batch.states:
                 state = it.state
                 assert state is not None
