@@ -246,6 +246,8 @@ class IngestWorker:
                     if time.monotonic() >= give_up_at:
                         return None
                 pause = self._jittered(delay)
+                if give_up_at is not None:  # stopping: the grace ends the wait
+                    pause = max(0.0, min(pause, give_up_at - time.monotonic()))
                 logger.warning("cannot read the instrument registry, retry in %.2fs: %s",
                                pause, exc)
                 time.sleep(pause)
@@ -325,6 +327,8 @@ class IngestWorker:
                         )
                         return None
                 pause = self._jittered(delay)
+                if gave_up_at is not None:  # stopping: the grace ends the wait
+                    pause = min(pause, gave_up_at - now)
                 logger.warning(
                     "database write failed, keeping %d messages unacked, retry in %.2fs: %s",
                     len(items), pause, exc,
