@@ -33,6 +33,9 @@ from ._mqtt import LeanClient
 logger = logging.getLogger("ingest")
 
 Deliver = Callable[[str, bytes | bytearray, int, int], None]
+PACKET_ID_BITS = 16
+"""A delivery's mid is its MQTT packet id, with the number of its connection above these
+bits: an acknowledgement goes out only while the broker's session still knows that id."""
 """Called on paho's network thread with (topic, payload, mid, qos) of each delivery."""
 
 
@@ -57,6 +60,14 @@ class BrokerSession:
         until then. Retiring a worker whose session is not there retires nothing."""
         self._unreachable = False
         self._refused = False
+        self._ack_lock = threading.Lock()
+        self._connection = 0
+        self._session_connections: set[int] = set()
+        """The connections whose packet ids the broker's session knows: the current one, and
+        those before it as long as the session was found present on reconnecting. A new
+        session numbers its messages from 1 again and would take an older connection's
+        acknowledgement for one of its own, not stored yet."""
+        self._connected = False  # acknowledgements wait for the CONNACK's word on the session
         self._client = self._make_client()
 
     def _make_client(self) -> LeanClient:
@@ -107,6 +118,12 @@ class BrokerSession:
             return
         self._unreachable = self._refused = False
         logger.info("connected to the broker (session present: %s)", flags.session_present)
+        with self._ack_lock:
+            if not flags.session_present:
+                self._session_connections.clear()
+            self._connection += 1
+            self._session_connections.add(self._connection)
+            self._connected = True
         if self.found_session is None:
             self.found_session = bool(flags.session_present)
         cfg, topics = self._config, self._topics
@@ -168,6 +185,8 @@ class BrokerSession:
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
     ) -> None:
         self.online.clear()
+        with self._ack_lock:
+            self._connected = False
         if reason.is_failure and not self._refused:
             logger.warning("lost the broker (%s); reconnecting", reason)
 
@@ -178,7 +197,7 @@ class BrokerSession:
     def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         if topic.endswith("/state"):  # a gateway birth or will: cheap to answer every time
             self._birth_seen.set()
-        self._deliver_on(topic, payload, mid, qos)
+        self._deliver_on(topic, payload, mid | self._connection << PACKET_ID_BITS, qos)
 
     def confirm_stored(self, messages: Iterable[tuple[str, int]]) -> None:
         """Tell each gateway which of its data messages (gateway, seq) are committed for good,
@@ -195,14 +214,25 @@ class BrokerSession:
                 self._client.publish(self._topics.stored(gateway), payload, qos=1)
 
     def acknowledge(self, deliveries: Iterable[tuple[int, int]]) -> int:
-        """Acknowledge (mid, qos) deliveries, now committed; return how many."""
-        pending = list(deliveries)
-        acked = self._client.ack_all([mid for mid, qos in pending if qos == 1])
-        for mid, qos in pending:
-            if qos > 1:  # never subscribed for, but acked correctly all the same
-                self._client.ack(mid, qos)
-                acked += 1
-        return acked
+        """Acknowledge (mid, qos) deliveries, now committed; return how many were settled.
+
+        Those whose session is gone, or that come while disconnected, are not sent: the broker
+        either has forgotten them or, its session kept, redelivers them (stored already: acked
+        then as duplicates)."""
+        pending = [(mid, qos) for mid, qos in deliveries if qos]
+        packet_id = (1 << PACKET_ID_BITS) - 1
+        with self._ack_lock:
+            known = self._session_connections if self._connected else set()
+            live = [(mid & packet_id, qos) for mid, qos in pending
+                    if mid >> PACKET_ID_BITS in known]
+            self._client.ack_all([mid for mid, qos in live if qos == 1])
+            for mid, qos in live:
+                if qos > 1:  # never subscribed for, but acked correctly all the same
+                    self._client.ack(mid, qos)
+        if len(live) < len(pending):
+            logger.info("%d acknowledgement(s) not sent: the connection they came on has gone"
+                        " (their messages are stored)", len(pending) - len(live))
+        return len(pending)
 
     def close(self, *, retired: bool = False) -> None:
         """Publish the offline state and disconnect; a worker ``retired`` (its queue stored)
