@@ -63,9 +63,10 @@ def status_row(instrument: str, live: list[SampleRow], before: Before) -> Status
 
 def since_from_samples(new: list[SampleRow], live: list[SampleRow], before: Before) -> bool:
     """True when samples other than the live ones (historical data from an outage) came
-    after the stored status: in them the state may have changed and come back, so a ``since``
-    ``status_row`` carried over from the stored status is read from the stored samples
-    (``STATUS_SINCE_FROM_SAMPLES``). ``new``: all the batch's samples, ``live`` among them."""
+    after the stored status: in them the state may have changed (and come back, or begun
+    before the live samples), so the ``since`` of ``status_row``, which sees the live ones
+    only, is read from the stored samples (``STATUS_SINCE_FROM_SAMPLES``). ``new``: all the
+    batch's samples, ``live`` among them."""
     stored = before.status_last_ts
     if stored is None:
         return False

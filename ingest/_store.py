@@ -236,7 +236,7 @@ class BatchStore:
             cur.execute(q.BEFORE, (ids, [samples[i][0][1] for i in ids]))
             before = {row[0]: (Before(*row[1:8]), row[8]) for row in cur.fetchall()}
             status: list[StatusRow] = []
-            carried_over: list[str] = []
+            from_samples: list[str] = []
             sessions: list[SessionRow] = []
             late: list[tuple[str, datetime]] = []
             for i in ids:
@@ -244,8 +244,8 @@ class BatchStore:
                 new = samples[i]
                 if i in live and (row := status_row(i, live[i], b)) is not None:
                     status.append(row)
-                    if row[3] == b.status_since and since_from_samples(new, live[i], b):
-                        carried_over.append(i)
+                    if since_from_samples(new, live[i], b):
+                        from_samples.append(i)
                 if all_stored and stored_from_first == len(new) and in_order(new, b):
                     sessions += appended_sessions(i, new, b, self._gap)
                 else:
@@ -255,8 +255,8 @@ class BatchStore:
                 cur.execute(q.MONITORED_SINCE, _columns(firsts, 2))
             if status:
                 cur.execute(q.UPSERT_STATUS, _columns(status, 7))
-            if carried_over:
-                cur.execute(q.STATUS_SINCE_FROM_SAMPLES, (carried_over,))
+            if from_samples:
+                cur.execute(q.STATUS_SINCE_FROM_SAMPLES, (from_samples,))
             if sessions:
                 cur.execute(q.UPSERT_SESSIONS, _columns(sessions, 5))
                 first_start: dict[str, datetime] = {}

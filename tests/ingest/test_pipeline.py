@@ -224,21 +224,22 @@ def test_historical_samples_never_overwrite_live_status(
     ]
 
 
-@pytest.mark.parametrize("one_batch", [False, True])
-def test_live_status_since_follows_the_data_of_an_outage(
-    database_url: str, one_batch: bool
-) -> None:
-    """Running before an outage, idle and running again in the data held during it, running
-    live after it: running since it started again, not since before the outage."""
+Phases = tuple[list[str], list[str], list[str]]
+
+
+def _through_an_outage(database_url: str, one_batch: bool, states: Phases) -> list[datetime]:
+    """Live samples of ``states[0]``, those held during an outage (historical) of
+    ``states[1]``, then live ones of ``states[2]``, a minute apart; their times."""
     register(database_url, {"i1": "gw1"})
     store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
     decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
     topic = Topics("p").data("gw1", "i1")
-    t = [BASE + timedelta(minutes=k) for k in range(6)]
-    before = data_message("gw1", "i1", 1, [(t[0], "running", "u"), (t[1], "running", "u")])
-    held = data_message("gw1", "i1", 2, [(t[2], "idle", None), (t[3], "running", "u")],
-                        historical=True)
-    after = data_message("gw1", "i1", 3, [(t[4], "running", "u"), (t[5], "running", "u")])
+    t = [BASE + timedelta(minutes=k) for k in range(sum(map(len, states)))]
+    times = iter(t)
+    before, held, after = (
+        data_message("gw1", "i1", seq, [(next(times), state, "u" if state == "running" else None)
+                                        for state in phase], historical=seq == 2)
+        for seq, phase in enumerate(states, start=1))
     batches = [[before], [held, after]] if one_batch else [[before], [held], [after]]
     try:
         for mid, batch in enumerate(batches):
@@ -246,10 +247,35 @@ def test_live_status_since_follows_the_data_of_an_outage(
                          for payload in batch])
     finally:
         store.close()
+    return t
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_live_status_since_follows_the_data_of_an_outage(
+    database_url: str, one_batch: bool
+) -> None:
+    """Running before an outage, idle and running again in the data held during it, running
+    live after it: running since it started again, not since before the outage."""
+    t = _through_an_outage(database_url, one_batch, (
+        ["running", "running"], ["idle", "running"], ["running", "running"]))
     assert query(database_url, "SELECT state, since, last_ts FROM instrument_status") == [
         ("running", t[3], t[5])]
     assert query(database_url, "SELECT start_ts FROM usage_session ORDER BY start_ts") == [
         (t[0],), (t[3],)]
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+def test_a_state_begun_during_an_outage_is_dated_by_its_held_samples(
+    database_url: str, one_batch: bool
+) -> None:
+    """Idle before an outage, running in the held data and live after it: running since the
+    held samples say, as its usage session does."""
+    t = _through_an_outage(database_url, one_batch, (
+        ["idle", "idle"], ["running", "running"], ["running", "running"]))
+    assert query(database_url, "SELECT state, since, last_ts FROM instrument_status") == [
+        ("running", t[2], t[5])]
+    assert query(database_url, "SELECT start_ts FROM usage_session ORDER BY start_ts") == [
+        (t[2],)]
 
 
 def test_graceful_stop_commits_and_acks_everything_received(
