@@ -76,6 +76,7 @@ class IngestWorker:
         self._acks = Turns()
         self._locks = Turns()
         self._gave_up = False
+        self._grace_ends_at: float | None = None
         self.retired = False
         """Retiring, the queue was stored to its end: only then does the session end."""
         """Set once a batch is left unacked at stop: every later one stays unacked too."""
@@ -242,7 +243,7 @@ class IngestWorker:
             except RetryableStoreError as exc:
                 self._count_retry()
                 if stop.is_set():
-                    give_up_at = give_up_at or time.monotonic() + self.STOP_GRACE_S
+                    give_up_at = self._grace_end()
                     if time.monotonic() >= give_up_at:
                         return None
                 pause = self._jittered(delay)
@@ -252,6 +253,15 @@ class IngestWorker:
                                pause, exc)
                 time.sleep(pause)
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
+
+    def _grace_end(self) -> float:
+        """When a stopping worker gives up on the database: ``STOP_GRACE_S`` after the first
+        failure at stop, for every delivery and batch alike (a grace each would add up over a
+        queue)."""
+        with self._retries_lock:
+            if self._grace_ends_at is None:
+                self._grace_ends_at = time.monotonic() + self.STOP_GRACE_S
+            return self._grace_ends_at
 
     def _count_retry(self) -> None:
         with self._retries_lock:  # the decoding and every writing thread retry
@@ -319,7 +329,7 @@ class IngestWorker:
                 self._count_retry()
                 now = time.monotonic()
                 if stop.is_set():
-                    gave_up_at = gave_up_at or now + self.STOP_GRACE_S
+                    gave_up_at = self._grace_end()
                     if now >= gave_up_at:
                         logger.warning(
                             "stopping with %d messages unwritten (database: %s); the broker"

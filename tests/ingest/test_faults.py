@@ -252,6 +252,30 @@ def test_kill_9_mid_load_then_restart_loses_and_duplicates_nothing(
     assert proc.wait(20) == 0
 
 
+def test_a_stop_with_the_database_away_takes_one_grace_not_one_per_message(
+    make_database: Callable[[], str],
+    mosquitto_factory: Callable[..., Mosquitto],
+    topic_prefix: str,
+    spawn: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    missing = conninfo.make_conninfo(make_database(), dbname=f"gone_{uuid.uuid4().hex[:8]}")
+    broker = mosquitto_factory()
+    topics = Topics(topic_prefix)
+    worker = f"d{uuid.uuid4().hex[:8]}"
+    proc = spawn(missing, broker.url, topic_prefix, "--worker-id", worker)
+    _wait_online(broker.url, topics, worker)
+    pub = Publisher(broker.url)
+    try:
+        pub.publish_all(_load(topics, range(40)))
+    finally:
+        pub.close()
+    time.sleep(1.0)  # each waits for the instrument registry the database would give
+    asked = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(120)
+    assert time.monotonic() - asked < IngestWorker.STOP_GRACE_S + 10
+
+
 def test_sigterm_flushes_commits_acks_and_goes_offline(
     make_database: Callable[[], str],
     mosquitto_factory: Callable[..., Mosquitto],
