@@ -272,7 +272,8 @@ def demo(
     ] = 8000,
     instruments: Annotated[int, typer.Option(min=1, help="Simulated instruments.")] = 30,
     history_days: Annotated[
-        int, typer.Option(min=0, help="Days simulated at once on the first run.")
+        int, typer.Option(min=1, max=29, help="Days simulated at once on the first run (the"
+                                              " ingest takes data up to 30 days old).")
     ] = 3,
     data_dir: Annotated[
         Path | None,

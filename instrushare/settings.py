@@ -80,13 +80,25 @@ class MqttAddress:
 
 
 def _database_url(value: object) -> object:
-    """Set but empty means the default; a URL must be PostgreSQL's (libpq's ``key=value``
-    strings pass as they are)."""
+    """Set but empty means the default; a URL must be PostgreSQL's, or libpq's ``key=value``
+    pairs, with a port in range: a mistake is a settings error when the command starts."""
     if value == "":
         return DEFAULT_DATABASE_URL
-    if isinstance(value, str) and "://" in value and not value.startswith(
-            ("postgresql://", "postgres://")):
+    if not isinstance(value, str):
+        return value
+    if "://" in value and not value.startswith(("postgresql://", "postgres://")):
         raise ValueError(f"must start with postgresql:// (got {value.split('://')[0]}://)")
+    from psycopg import ProgrammingError  # only the services with a database need psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        port = conninfo_to_dict(value).get("port")
+    except ProgrammingError as exc:
+        raise ValueError("is neither a postgresql:// URL nor libpq key=value pairs"
+                         f" ({str(exc).split(' after ')[0]})") from None
+    if port is not None and not all(p.isdigit() and 0 < int(p) < 65536
+                                    for p in str(port).split(",")):
+        raise ValueError(f"port {port} is not a port (1-65535)")
     return value
 
 

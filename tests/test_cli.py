@@ -102,6 +102,9 @@ def test_a_database_that_fails_ends_a_command_with_one_line(
     ({"MQTT_URL": "mqtt://gw:secret@127.0.0.1:99999"},
      "Port out of range 0-65535 in 'mqtt://gw:***@127.0.0.1:99999'"),
     ({"DATABASE_URL": "mysql://root@127.0.0.1/x"}, "DATABASE_URL: Value error, must start"),
+    ({"DATABASE_URL": "127.0.0.1:5432/x"}, "DATABASE_URL: Value error, is neither a"),
+    ({"DATABASE_URL": "postgresql://u:secret@127.0.0.1:99999/x"},
+     "DATABASE_URL: Value error, port 99999 is not a port (1-65535)"),
     ({"INSTRUSHARE_TOPIC_PREFIX": "a/b#"}, "topic_prefix: String should match pattern"),
 ])
 def test_bad_addresses_in_the_environment_are_settings_errors(
