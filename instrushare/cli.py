@@ -214,11 +214,18 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
     if not groups:
         typer.echo("no dead letters")
         return
-    table = Table("reason", "topic", "count", "first received", "last received")
-    for g in groups:
-        table.add_row(g.reason, g.topic, str(g.count), f"{g.first:%Y-%m-%d %H:%M:%S%z}",
-                      f"{g.last:%Y-%m-%d %H:%M:%S%z}")
-    Console().print(table)
+    header = ("reason", "topic", "count", "first received", "last received")
+    rows = [(g.reason, g.topic, str(g.count), f"{g.first:%Y-%m-%d %H:%M:%S%z}",
+             f"{g.last:%Y-%m-%d %H:%M:%S%z}") for g in groups]
+    console = Console()
+    if console.is_terminal:
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:  # piped or logged: whole values, tab-separated, a topic ready for --topic
+        for row in (header, *rows):
+            typer.echo("\t".join(row))
     typer.echo(f"{sum(g.count for g in groups)} dead letter(s)")
 
 

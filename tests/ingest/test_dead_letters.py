@@ -70,7 +70,7 @@ def test_replay_stores_what_the_registry_now_knows(
     prefix = topics.prefix
 
     listed = _cli(database_url, prefix, "list")
-    assert f"{prefix}/gw/gw1/data/late" in listed and "unknown_instrument" in listed
+    assert f"unknown_instrument\t{prefix}/gw/gw1/data/late\t2\t" in listed  # whole, piped
     assert listed.rstrip().endswith("4 dead letter(s)")
     assert "2 dead letter(s)" in _cli(database_url, prefix, "list", "--reason",
                                       "unknown_instrument")
