@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from prometheus_client import REGISTRY, start_http_server
 
+from instrushare.db import check_schema
+
 from ._config import IngestConfig
 from ._tuning import tune_process
 from ._worker import IngestWorker
@@ -60,6 +62,7 @@ def ingest(
         "batch_max_delay_s": batch_max_delay_s,
     }
     config = IngestConfig(**{k: v for k, v in options.items() if v is not None})
+    check_schema(config.database_url)  # not there, or not migrated: one line, at once
     if config.metrics_port is not None:
         try:
             start_http_server(config.metrics_port, registry=REGISTRY)

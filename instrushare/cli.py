@@ -156,11 +156,11 @@ def db_prune(
 
 
 def _check_reachable(database_url: str) -> None:
-    """Connect once before the work: a database that is not there fails the command at once,
-    before any progress is shown or a pool retries for half a minute."""
-    import psycopg
+    """Check the database before the work: one not there or not migrated fails the command at
+    once, before any progress is shown or a pool retries for half a minute."""
+    from instrushare.db import check_schema
 
-    psycopg.connect(database_url, connect_timeout=10).close()
+    check_schema(database_url)
 
 
 def _progress() -> Progress:
@@ -326,6 +326,8 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
     from psycopg_pool import PoolTimeout
     from pydantic_settings import SettingsError
 
+    from instrushare.db import SchemaBehind
+
     try:
         app(prog_name=prog_name, args=args)
     except ValidationError as exc:
@@ -334,6 +336,9 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
         _fail(2, f"invalid settings in the environment: {exc}")
     except UndefinedTable as exc:
         _fail(1, f"the database has no instrushare schema ({exc.diag.message_primary}):"
+                 " run `instrushare db migrate` first")
+    except SchemaBehind as exc:
+        _fail(1, f"the database schema is behind this version ({exc}):"
                  " run `instrushare db migrate` first")
     except (DatabaseError, PoolTimeout) as exc:
         _fail(1, f"database failed: {_first_line(exc)}")

@@ -51,6 +51,21 @@ def _migration_files() -> list[tuple[str, str]]:
     return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
 
 
+class SchemaBehind(Exception):
+    """The database lacks migrations this version of the code needs."""
+
+
+def check_schema(conninfo: str) -> None:
+    """Connect once and check every migration is applied, so that a command started on a
+    database that is not there, or not migrated, fails at once rather than later, request by
+    request. Raises psycopg's errors (``UndefinedTable``: never migrated) or SchemaBehind."""
+    with psycopg.connect(conninfo, connect_timeout=10) as conn:
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migration")}
+    pending = [name for name, _ in _migration_files() if name not in done]
+    if pending:
+        raise SchemaBehind(f"{len(pending)} migration(s) not applied, from {pending[0]}")
+
+
 def timescaledb_usable(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     """True when CREATE EXTENSION timescaledb would succeed (installed and preloaded).
 

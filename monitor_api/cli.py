@@ -46,7 +46,10 @@ def api(
         return
     import uvicorn
 
+    from instrushare.db import check_schema
     from monitor_api.app import create_app
+
+    check_schema(settings.database_url)  # not there, or not migrated: one line, at once
 
     listening = listen(host, port)
     shown = f"[{host}]" if ":" in host else host

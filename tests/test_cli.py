@@ -84,7 +84,7 @@ def unmigrated_database() -> Iterator[str]:
 
 @pytest.mark.parametrize("command", [
     ["db", "migrate"], ["db", "prune", "--dry-run"], ["api", "--create-admin-token"],
-    ["dead-letters", "list"]])
+    ["dead-letters", "list"], ["ingest"], ["api"]])
 def test_a_database_that_fails_ends_a_command_with_one_line(
     command: list[str], unmigrated_database: str
 ) -> None:
@@ -95,6 +95,17 @@ def test_a_database_that_fails_ends_a_command_with_one_line(
         empty = run("instrushare", *command, DATABASE_URL=unmigrated_database)
         assert empty.returncode == 1
         assert empty.stderr.splitlines()[-1].endswith("run `instrushare db migrate` first")
+
+
+def test_a_schema_behind_the_code_asks_for_a_migration(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        [(last,)] = conn.execute("DELETE FROM schema_migration WHERE name ="
+                                 " (SELECT max(name) FROM schema_migration) RETURNING name")
+    for command in (["api"], ["ingest"]):
+        done = run("instrushare", *command, DATABASE_URL=database_url)
+        assert (done.returncode, done.stderr) == (1, (
+            "instrushare: the database schema is behind this version (1 migration(s) not"
+            f" applied, from {last}): run `instrushare db migrate` first\n"))
 
 
 @pytest.mark.parametrize(("env", "says"), [
@@ -140,13 +151,16 @@ def test_python_m_ingest_is_the_same_command() -> None:
     assert "batch_max_messages: Input should be greater than or equal to 1" in done.stderr
 
 
-def test_ports_out_of_range_or_in_use_and_unwritable_files_are_named(tmp_path: Path) -> None:
+def test_ports_out_of_range_or_in_use_and_unwritable_files_are_named(
+    tmp_path: Path, database_url: str
+) -> None:
     for command in (["api", "--port", "70000"], ["ingest", "--metrics-port", "0"]):
         assert run("instrushare", *command).returncode == 2
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        api = run("instrushare", "api", "--port", str(port))
-        metrics = run("instrushare", "ingest", "--metrics-port", str(port))
+        api = run("instrushare", "api", "--port", str(port), DATABASE_URL=database_url)
+        metrics = run("instrushare", "ingest", "--metrics-port", str(port),
+                      DATABASE_URL=database_url)
     assert (api.returncode, api.stderr.splitlines()[-1]) == (
         1, f"instrushare: cannot listen on 127.0.0.1:{port}: Address already in use")
     assert (metrics.returncode, metrics.stderr.splitlines()[-1]) == (
@@ -156,16 +170,22 @@ def test_ports_out_of_range_or_in_use_and_unwritable_files_are_named(tmp_path: P
         1, f"instrushare: No such file or directory: {tmp_path / 'no' / 's.json'}\n")
 
 
-def test_retiring_a_worker_the_broker_does_not_know_fails(mqtt_url: str) -> None:
+def test_retiring_a_worker_the_broker_does_not_know_fails(
+    mqtt_url: str, database_url: str
+) -> None:
     worker = f"never-{uuid.uuid4().hex[:8]}"
-    done = run("instrushare", "ingest", "--worker-id", worker, "--retire", MQTT_URL=mqtt_url)
+    done = run("instrushare", "ingest", "--worker-id", worker, "--retire", MQTT_URL=mqtt_url,
+               DATABASE_URL=database_url)
     assert done.returncode == 1
     assert f"the broker held no session for worker {worker!r}" in done.stderr
 
 
-def test_an_unreachable_broker_is_reported_while_the_ingest_waits_for_it() -> None:
+def test_an_unreachable_broker_is_reported_while_the_ingest_waits_for_it(
+    database_url: str
+) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "instrushare", "ingest"],
-                            env={**os.environ, "MQTT_URL": "mqtt://127.0.0.1:1"},
+                            env={**os.environ, "MQTT_URL": "mqtt://127.0.0.1:1",
+                                 "DATABASE_URL": database_url},
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -177,12 +197,13 @@ def test_an_unreachable_broker_is_reported_while_the_ingest_waits_for_it() -> No
 
 
 def test_a_broker_refusing_the_login_is_reported_as_such(
-    mosquitto_factory: Callable[..., Mosquitto]
+    mosquitto_factory: Callable[..., Mosquitto], database_url: str
 ) -> None:
     broker = mosquitto_factory(users={"ingest-w1": "right"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "instrushare", "ingest", "--worker-id", "w1"],
-        env={**os.environ, "MQTT_URL": f"mqtt://ingest-w1:wrong@127.0.0.1:{broker.port}"},
+        env={**os.environ, "MQTT_URL": f"mqtt://ingest-w1:wrong@127.0.0.1:{broker.port}",
+             "DATABASE_URL": database_url},
         stderr=subprocess.PIPE, text=True)
     time.sleep(3)  # paho tries again after a second
     proc.terminate()

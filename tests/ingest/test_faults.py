@@ -26,7 +26,7 @@ from ingest import IngestConfig, IngestWorker
 from ingest._store import BatchStore
 from instrushare.protocol import Topics
 from instrushare.settings import MqttAddress
-from tests.services import Mosquitto, TcpProxy
+from tests.services import Mosquitto, TcpProxy, running
 
 from .conftest import (
     BASE,
@@ -258,21 +258,25 @@ def test_a_stop_with_the_database_away_takes_one_grace_not_one_per_message(
     topic_prefix: str,
     spawn: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    missing = conninfo.make_conninfo(make_database(), dbname=f"gone_{uuid.uuid4().hex[:8]}")
+    database_url = make_database()
+    port = int(conninfo.conninfo_to_dict(database_url).get("port") or 5432)
     broker = mosquitto_factory()
     topics = Topics(topic_prefix)
     worker = f"d{uuid.uuid4().hex[:8]}"
-    proc = spawn(missing, broker.url, topic_prefix, "--worker-id", worker)
-    _wait_online(broker.url, topics, worker)
-    pub = Publisher(broker.url)
-    try:
-        pub.publish_all(_load(topics, range(40)))
-    finally:
-        pub.close()
-    time.sleep(1.0)  # each waits for the instrument registry the database would give
-    asked = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(120)
+    with running(TcpProxy(port)) as proxy:
+        via_proxy = conninfo.make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
+        proc = spawn(via_proxy, broker.url, topic_prefix, "--worker-id", worker)
+        _wait_online(broker.url, topics, worker)
+        proxy.down()
+        pub = Publisher(broker.url)
+        try:
+            pub.publish_all(_load(topics, range(40)))
+        finally:
+            pub.close()
+        time.sleep(1.0)  # each waits for the instrument registry the database would give
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
     assert time.monotonic() - asked < IngestWorker.STOP_GRACE_S + 10
 
 
