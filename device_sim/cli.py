@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -83,6 +85,9 @@ def sim(
         f"{instruments} instruments, {simulation.start:%Y-%m-%d %H:%M} to "
         f"{simulation.end:%Y-%m-%d %H:%M} UTC; ground truth in {truth}"
     )
+    stop = threading.Event()  # SIGTERM or SIGINT (also when started in the background)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _s, _f: stop.set())
     with Progress(
         TextColumn("[bold]simulating"),
         BarColumn(),
@@ -94,7 +99,11 @@ def sim(
         result = simulation.run(
             on_tick=lambda done, _total: progress.update(task, completed=done),
             drain_timeout=drain_timeout,
+            should_stop=stop.is_set,
         )
+    if stop.is_set():
+        typer.echo(f"stopped after {result.ticks} of {simulation.ticks} ticks; the ground truth"
+                   " covers the whole run planned")
     typer.echo(
         f"{result.messages} messages in {result.wall_s:.1f} s, {result.dropped} dropped, "
         f"{'all delivered' if result.drained else 'NOT all delivered (outboxes keep the rest)'}"
