@@ -18,7 +18,7 @@ import typer.main
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from instrushare.settings import ServiceSettings, describe
+from instrushare.settings import ServiceSettings, describe, settings_class
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -331,7 +331,8 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
     try:
         app(prog_name=prog_name, args=args)
     except ValidationError as exc:
-        _fail(2, f"invalid settings ({exc.title}):\n{describe(exc)}")
+        _fail(2, f"invalid settings ({exc.title}):\n"
+                 f"{describe(exc, settings=settings_class(exc.title))}")
     except SettingsError as exc:
         _fail(2, f"invalid settings in the environment: {exc}")
     except UndefinedTable as exc:

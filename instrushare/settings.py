@@ -144,10 +144,12 @@ def _index(loc: tuple[int | str, ...]) -> str:
 
 
 def describe(
-    exc: ValidationError, *, name: Callable[[tuple[int | str, ...]], str] = _index
+    exc: ValidationError, *, name: Callable[[tuple[int | str, ...]], str] = _index,
+    settings: type[BaseSettings] | None = None,
 ) -> str:
     """One indented line per invalid field, ``where: what``, for a person to fix; ``name``
-    names an item of a list by its location (say, by the id in it instead of its index)."""
+    names an item of a list by its location (say, by the id in it instead of its index).
+    With the ``settings`` class that failed, a field also names its environment variable."""
     lines = []
     for error in exc.errors(include_url=False):
         loc = error["loc"]
@@ -155,5 +157,27 @@ def describe(
             name(loc[:k + 1]) if isinstance(part, int) else str(part)
             for k, part in enumerate(loc)
         ) or "(all)"
-        lines.append(f"  {where}: {error['msg']}")
+        env = settings and _env_name(settings, loc)
+        lines.append(f"  {where}{f' ({env})' if env else ''}: {error['msg']}")
     return "\n".join(lines)
+
+
+def _env_name(settings: type[BaseSettings], loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable of the field at ``loc`` (None for an alias, which is one)."""
+    config = settings.model_config
+    parts = [str(part) for part in loc if not isinstance(part, int)]
+    delimiter = config.get("env_nested_delimiter") or ""
+    if not parts or parts[0] not in settings.model_fields or (len(parts) > 1 and not delimiter):
+        return None
+    return (config.get("env_prefix", "") + delimiter.join(parts)).upper()
+
+
+def settings_class(title: str) -> type[BaseSettings] | None:
+    """The settings class named ``title`` (a ValidationError's), among those loaded."""
+    pending: list[type[BaseSettings]] = [BaseSettings]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == title:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None

@@ -30,8 +30,9 @@ def test_invalid_settings_name_each_field_and_exit_2() -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
         "instrushare: invalid settings (ApiSettings):",
-        "  pool_min_size: Input should be greater than or equal to 1",
-        "  evaluation: Value error, operation, sharing, management and assessed points add up"
+        "  pool_min_size (INSTRUSHARE_API_POOL_MIN_SIZE): Input should be greater than or"
+        " equal to 1",
+        "  evaluation (INSTRUSHARE_API_EVALUATION): Value error, operation, sharing, management and assessed points add up"
         " to 120, not 100",
     ]
 
@@ -116,7 +117,8 @@ def test_a_schema_behind_the_code_asks_for_a_migration(database_url: str) -> Non
     ({"DATABASE_URL": "127.0.0.1:5432/x"}, "DATABASE_URL: Value error, is neither a"),
     ({"DATABASE_URL": "postgresql://u:secret@127.0.0.1:99999/x"},
      "DATABASE_URL: Value error, port 99999 is not a port (1-65535)"),
-    ({"INSTRUSHARE_TOPIC_PREFIX": "a/b#"}, "topic_prefix: String should match pattern"),
+    ({"INSTRUSHARE_TOPIC_PREFIX": "a/b#"},
+     "topic_prefix (INSTRUSHARE_TOPIC_PREFIX): String should match pattern"),
 ])
 def test_bad_addresses_in_the_environment_are_settings_errors(
     env: dict[str, str], says: str
@@ -141,14 +143,17 @@ def test_infinite_or_not_a_number_settings_are_refused() -> None:
     ingest = run("instrushare", "ingest", "--batch-max-delay-s", "inf")
     api = run("instrushare", "api", INSTRUSHARE_API_HEARTBEAT_TIMEOUT_S="nan")
     assert (ingest.returncode, api.returncode) == (2, 2)
-    assert "batch_max_delay_s: Input should be a finite number" in ingest.stderr
-    assert "heartbeat_timeout_s: Input should be a finite number" in api.stderr
+    assert "batch_max_delay_s (INSTRUSHARE_BATCH_MAX_DELAY_S): Input should be a finite" \
+        in ingest.stderr
+    assert "heartbeat_timeout_s (INSTRUSHARE_API_HEARTBEAT_TIMEOUT_S): Input should be a" \
+        in api.stderr
 
 
 def test_python_m_ingest_is_the_same_command() -> None:
     done = run("ingest", "--batch-max-messages", "0")
     assert done.returncode == 2
-    assert "batch_max_messages: Input should be greater than or equal to 1" in done.stderr
+    assert "batch_max_messages (INSTRUSHARE_BATCH_MAX_MESSAGES): Input should be greater" \
+        in done.stderr
 
 
 def test_ports_out_of_range_or_in_use_and_unwritable_files_are_named(
