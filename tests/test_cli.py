@@ -32,8 +32,8 @@ def test_invalid_settings_name_each_field_and_exit_2() -> None:
         "instrushare: invalid settings (ApiSettings):",
         "  pool_min_size (INSTRUSHARE_API_POOL_MIN_SIZE): Input should be greater than or"
         " equal to 1",
-        "  evaluation (INSTRUSHARE_API_EVALUATION): Value error, operation, sharing, management and assessed points add up"
-        " to 120, not 100",
+        "  evaluation (INSTRUSHARE_API_EVALUATION): Value error, operation, sharing,"
+        " management and assessed points add up to 120, not 100",
     ]
 
 
