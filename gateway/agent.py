@@ -38,7 +38,6 @@ from instrushare.protocol import IDENTIFIER_RE, MAX_METRICS_PER_SAMPLE, Topics
 logger = logging.getLogger("gateway")
 
 
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

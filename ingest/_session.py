@@ -33,10 +33,10 @@ from ._mqtt import LeanClient
 logger = logging.getLogger("ingest")
 
 Deliver = Callable[[str, bytes | bytearray, int, int], None]
+"""Called on paho's network thread with (topic, payload, mid, qos) of each delivery."""
 PACKET_ID_BITS = 16
 """A delivery's mid is its MQTT packet id, with the number of its connection above these
 bits: an acknowledgement goes out only while the broker's session still knows that id."""
-"""Called on paho's network thread with (topic, payload, mid, qos) of each delivery."""
 
 
 class BrokerSession:

@@ -76,10 +76,10 @@ class IngestWorker:
         self._acks = Turns()
         self._locks = Turns()
         self._gave_up = False
+        """Set once a batch is left unacked at stop: every later one stays unacked too."""
         self._grace_ends_at: float | None = None
         self.retired = False
         """Retiring, the queue was stored to its end: only then does the session end."""
-        """Set once a batch is left unacked at stop: every later one stays unacked too."""
         self._retries_lock = threading.Lock()
         self._failed: list[str] = []
         """Threads that died of an unexpected error: ``run`` raises once it has shut down."""
@@ -236,32 +236,31 @@ class IngestWorker:
     def _decode(self, raw: Raw, stop: threading.Event) -> Decoded | None:
         """Decode one delivery; retry while the registry cannot be read (None: give up, unacked)."""
         delay = self.INITIAL_BACKOFF_S
-        give_up_at: float | None = None
         while True:
             try:
                 return self._decoder.decode(raw)
             except RetryableStoreError as exc:
                 self._count_retry()
-                if stop.is_set():
-                    give_up_at = self._grace_end()
-                    if time.monotonic() >= give_up_at:
-                        return None
-                pause = self._jittered(delay)
-                if give_up_at is not None:  # stopping: the grace ends the wait
-                    pause = max(0.0, min(pause, give_up_at - time.monotonic()))
+                pause = self._retry_pause(delay, stop)
+                if pause is None:
+                    return None
                 logger.warning("cannot read the instrument registry, retry in %.2fs: %s",
                                pause, exc)
                 time.sleep(pause)
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
 
-    def _grace_end(self) -> float:
-        """When a stopping worker gives up on the database: ``STOP_GRACE_S`` after the first
-        failure at stop, for every delivery and batch alike (a grace each would add up over a
-        queue)."""
+    def _retry_pause(self, delay: float, stop: threading.Event) -> float | None:
+        """The wait before the next database attempt, or None once a stopping worker gives up:
+        ``STOP_GRACE_S`` after the first failure at stop, for every delivery and batch alike
+        (a grace each would add up over a queue), no wait reaching past it."""
+        pause = self._jittered(delay)
+        if not stop.is_set():
+            return pause
         with self._retries_lock:
             if self._grace_ends_at is None:
                 self._grace_ends_at = time.monotonic() + self.STOP_GRACE_S
-            return self._grace_ends_at
+            left = self._grace_ends_at - time.monotonic()
+        return min(pause, left) if left > 0 else None
 
     def _count_retry(self) -> None:
         with self._retries_lock:  # the decoding and every writing thread retry
@@ -320,25 +319,19 @@ class IngestWorker:
             self._locks.wait(number, self.LOCK_TURN_WAIT_S)
 
         delay = self.INITIAL_BACKOFF_S
-        gave_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
                 result = write_isolating(store, items, before_lock=my_turn)
             except RetryableStoreError as exc:
                 self._count_retry()
-                now = time.monotonic()
-                if stop.is_set():
-                    gave_up_at = self._grace_end()
-                    if now >= gave_up_at:
-                        logger.warning(
-                            "stopping with %d messages unwritten (database: %s); the broker"
-                            " redelivers them to this session", len(items), exc,
-                        )
-                        return None
-                pause = self._jittered(delay)
-                if gave_up_at is not None:  # stopping: the grace ends the wait
-                    pause = min(pause, gave_up_at - now)
+                pause = self._retry_pause(delay, stop)
+                if pause is None:
+                    logger.warning(
+                        "stopping with %d messages unwritten (database: %s); the broker"
+                        " redelivers them to this session", len(items), exc,
+                    )
+                    return None
                 logger.warning(
                     "database write failed, keeping %d messages unacked, retry in %.2fs: %s",
                     len(items), pause, exc,

@@ -41,14 +41,18 @@ class MigrationReport:
     timescaledb: bool
 
 
-def _migration_files() -> list[tuple[str, str]]:
+def _migration_names() -> list[str]:
     folder = resources.files("instrushare") / "migrations"
-    names = sorted(
+    return sorted(
         entry.name
         for entry in folder.iterdir()
         if entry.name.endswith(".sql") and entry.name[:4].isdigit()
     )
-    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("instrushare") / "migrations"
+    return [(name, (folder / name).read_text(encoding="utf-8")) for name in _migration_names()]
 
 
 class SchemaBehind(Exception):
@@ -61,7 +65,7 @@ def check_schema(conninfo: str) -> None:
     request. Raises psycopg's errors (``UndefinedTable``: never migrated) or SchemaBehind."""
     with psycopg.connect(conninfo, connect_timeout=10) as conn:
         done = {row[0] for row in conn.execute("SELECT name FROM schema_migration")}
-    pending = [name for name, _ in _migration_files() if name not in done]
+    pending = [name for name in _migration_names() if name not in done]
     if pending:
         raise SchemaBehind(f"{len(pending)} migration(s) not applied, from {pending[0]}")
 
