@@ -95,9 +95,15 @@ class Registration:
     fee_schedule: str
 
     @classmethod
-    def draw(cls, rng: random.Random, n: int, profile: Profile) -> Registration:
+    def draw(
+        cls, rng: random.Random, n: int, profile: Profile, networked_on: date | None
+    ) -> Registration:
+        """Accepted over 2015-2023 and networked after; or, given ``networked_on``, networked
+        that day and accepted before it by as many days as the delay."""
         accepted = date(2015, 1, 1) + timedelta(days=rng.randrange(9 * 365))
         delay = rng.randrange(60, 240) if rng.random() < 0.1 else rng.randrange(3, 35)
+        if networked_on is not None:
+            accepted = networked_on - timedelta(days=delay)
         schedule = (f"{profile.fee_per_hour(outside=False)} RMB/h internal,"
                     f" {profile.fee_per_hour(outside=True)} RMB/h external"
                     if rng.random() < 0.85 else "")
@@ -142,8 +148,12 @@ def _person(k: int) -> str:
     return SURNAMES[k % len(SURNAMES)] + GIVEN_NAMES[k % len(GIVEN_NAMES)]
 
 
-def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
-    """``size`` instruments spread over the institutions, each behind its own gateway."""
+def build_fleet(
+    size: int, *, seed: int, id_prefix: str = "", networked_on: date | None = None
+) -> Fleet:
+    """``size`` instruments spread over the institutions, each behind its own gateway;
+    ``networked_on``: the day the whole fleet went on the platform (else drawn per instrument,
+    years ago)."""
     if size < 1:
         raise ValueError("a fleet needs at least one instrument")
     rng = random.Random(seed)
@@ -171,7 +181,7 @@ def build_fleet(size: int, *, seed: int, id_prefix: str = "") -> Fleet:
                 name=f"{profile.category} #{n + 1}",
                 institution_id=owner.id,
                 profile=profile,
-                registry=Registration.draw(registry_rng, n, profile),
+                registry=Registration.draw(registry_rng, n, profile, networked_on),
             )
         )
     return Fleet(institutions=institutions, users=users, instruments=instruments)

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,9 @@ class SimulationSpec:
     """Keep what is in progress at the start and the end instead of beginning and ending at
     rest: runs of one seed back to back (simulated past days, then live) read as one. The
     ground truth's sessions at either end are then cut by the run's bounds."""
+    networked_on: date | None = None
+    """The day the whole fleet went on the platform (its registry's acceptance dates lie the
+    drawn delay before it); None draws each instrument's dates years back."""
 
     def __post_init__(self) -> None:
         if self.instruments < 1:
@@ -114,7 +117,8 @@ class Simulation:
         self, spec: SimulationSpec, *, mqtt_url: str, topic_prefix: str, state_dir: Path
     ) -> None:
         self.spec = spec
-        self.fleet: Fleet = build_fleet(spec.instruments, seed=spec.seed, id_prefix=spec.id_prefix)
+        self.fleet: Fleet = build_fleet(spec.instruments, seed=spec.seed, id_prefix=spec.id_prefix,
+                                       networked_on=spec.networked_on)
         self.start = spec.resolved_start(datetime.now(UTC))
         self.ticks = round(spec.days * 86400 / spec.tick_s)
         self.timelines: list[Timeline] = plan_timelines(

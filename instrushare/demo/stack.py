@@ -187,6 +187,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
 
     from device_sim.registry import register_bookings, register_certifications, register_fleet
     from device_sim.runner import Simulation, SimulationSpec
+    from device_sim.schedule import LOCAL_TZ
     from ingest import IngestConfig, IngestWorker
     from monitor_api.app import create_app
     from monitor_api.settings import ApiSettings
@@ -236,14 +237,19 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
 
         outbox = options.data_dir / "outbox"
         now = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = now - timedelta(days=options.history_days)
+        # networked when its history starts (a tenth long overdue), so the evaluation of the
+        # year judges the days it has data for, not the months before
+        networked_on = start.astimezone(LOCAL_TZ).date()
         history = Simulation(
             SimulationSpec(
                 instruments=options.instruments,
                 days=options.history_days,
-                start=now - timedelta(days=options.history_days),
+                start=start,
                 tick_s=options.tick_s,
                 publish_interval_s=900,
                 open_ends=True,  # the live run below takes over what is in progress
+                networked_on=networked_on,
             ),
             mqtt_url=mqtt_url,
             topic_prefix="isv1",
@@ -281,6 +287,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 tick_s=options.tick_s,
                 publish_interval_s=60,  # the dashboard's tiles refresh at least every minute
                 open_ends=True,
+                networked_on=networked_on,
             ),
             mqtt_url=mqtt_url,
             topic_prefix="isv1",

@@ -42,6 +42,23 @@ def test_registration_is_complete_and_keeps_edits(database_url: str) -> None:
     assert late <= {o["instrument_id"] for o in asyncio.run(_overdue(database_url))}
 
 
-async def _overdue(database_url: str) -> list[dict[str, object]]:
+def test_fleet_networked_on_one_day_is_overdue_only_where_the_delay_is(
+        database_url: str) -> None:
+    networked = date(2026, 2, 20)  # the Spring Festival's holidays lie within the delays
+    drawn, fleet = build_fleet(60, seed=3), build_fleet(60, seed=3, networked_on=networked)
+    assert [i.profile for i in fleet.instruments] == [i.profile for i in drawn.instruments]
+    for new, old in zip(fleet.instruments, drawn.instruments, strict=True):
+        assert new.registry.networked_on == networked
+        assert (networked - new.registry.accepted_on
+                == old.registry.networked_on - old.registry.accepted_on)
+    register_fleet(database_url, fleet)
+    late = {i.id for i in fleet.instruments
+            if (i.registry.networked_on - i.registry.accepted_on).days >= 60}
+    assert late
+    overdue = asyncio.run(_overdue(database_url, as_of=networked))
+    assert {o["instrument_id"] for o in overdue} == late
+
+
+async def _overdue(database_url: str, as_of: date = date(2026, 1, 1)) -> list[dict[str, object]]:
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
-        return await overdue_list(conn, None, 300_000, 30, as_of=date(2026, 1, 1))
+        return await overdue_list(conn, None, 300_000, 30, as_of=as_of)
