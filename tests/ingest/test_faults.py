@@ -334,7 +334,9 @@ def test_sigterm_flushes_commits_acks_and_goes_offline(
     assert b'"offline"' in states[-1]
 
 
+@pytest.mark.parametrize("breaks", ["writing", "acknowledging"])
 def test_a_writer_that_breaks_stops_the_worker_loudly_and_acks_nothing(
+    breaks: str,
     database_url: str,
     mqtt_url: str,
     topic_prefix: str,
@@ -344,18 +346,30 @@ def test_a_writer_that_breaks_stops_the_worker_loudly_and_acks_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An unexpected error in a writing thread (a bug, not a database failure) stops the
-    worker with an error; the batch it held is redelivered to the next run."""
+    worker with an error; the batches it held are redelivered to the next run. Broken in the
+    acknowledgement of the first batch, no later batch is acked either (the other writer's
+    included), though they were committed."""
     _register_all(database_url)
     worker_id = f"broken-{topic_prefix}"
     worker = IngestWorker(IngestConfig(  # type: ignore[call-arg]
         DATABASE_URL=database_url, MQTT_URL=mqtt_url, topic_prefix=topic_prefix,
         worker_id=worker_id, share_group=f"g{topic_prefix}", batch_max_delay_s=0.05,
+        batch_max_messages=5,
     ))
 
     def broken(*_a: object, **_k: object) -> None:
-        raise ZeroDivisionError("a bug in the store")
+        raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(BatchStore, "write", broken)
+    if breaks == "writing":
+        monkeypatch.setattr(BatchStore, "write", broken)
+    else:
+        acknowledge = worker._acknowledge
+
+        def broken_once(_items: object) -> None:  # later batches' acknowledgements would work
+            monkeypatch.setattr(worker, "_acknowledge", acknowledge)
+            broken()
+
+        monkeypatch.setattr(worker, "_acknowledge", broken_once)
     raised: list[BaseException] = []
 
     def run() -> None:
@@ -373,8 +387,10 @@ def test_a_writer_that_breaks_stops_the_worker_loudly_and_acks_nothing(
     monkeypatch.undo()
     assert [str(e) for e in raised] == ["ingest worker stopped: writing failed"]
     assert worker.stats.acked == 0
-    assert count(database_url, "ingested_message") == 0
-    second = start_worker(database_url, worker_id=worker_id)
-    wait_until(lambda: count(database_url, "ingested_message") == 20, what="redelivery")
-    second.halt()
+    committed = count(database_url, "ingested_message")
+    assert committed == 0 if breaks == "writing" else committed >= 1
+    second = start_worker(database_url, worker_id=worker_id).worker
+    wait_until(lambda: second.stats.written + second.stats.duplicates == 20,
+               what="every message redelivered")
+    assert second.stats.duplicates == committed
     assert count(database_url, "state_sample") == 20
