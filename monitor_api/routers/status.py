@@ -227,14 +227,23 @@ async def status_stream(
     category: Category = None,
 ) -> StreamingResponse:
     """Server-sent events: one ``status`` event each time an instrument's state, user or
-    online flag changes. Power readings alone do not produce events."""
+    online flag changes. Power readings alone do not produce events. The stream ends once
+    its token is revoked (checked every keep-alive interval)."""
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
                 _scope(caller, institution_id), category,
-                listed_for=caller.user_id if caller.role is Role.USER else None),
+                listed_for=caller.user_id if caller.role is Role.USER else None,
+                token_id=caller.token_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _token_live(pool: Pool, token_id: int) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM api_token WHERE id = %s AND revoked_at IS NULL", (token_id,))
+        return await cur.fetchone() is not None
 
 
 def _key(item: dict[str, Any]) -> tuple[Any, ...]:
@@ -243,7 +252,7 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 async def _events(
     feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
-    category: str | None, *, listed_for: str | None,
+    category: str | None, *, listed_for: str | None, token_id: int,
 ) -> AsyncIterator[str]:
     """``listed_for``: the registered user watching, who sees the catalogue's board."""
     as_listed = listed_for is not None
@@ -261,8 +270,12 @@ async def _events(
         # the feed's items carry the registry's live name and category
         listed = {item["instrument_id"]: item for item in board["items"]} if as_listed else {}
         yield f"retry: 3000\n: watching {len(seen)} instruments\n\n"
-        last_beat = time.monotonic()
+        last_beat = checked = time.monotonic()
         while True:
+            if time.monotonic() - checked >= settings.sse_keepalive_s:
+                if not await _token_live(pool, token_id):
+                    return  # the browser's reconnection then gets the 401
+                checked = time.monotonic()
             wait = max(settings.sse_keepalive_s - (time.monotonic() - last_beat), 0.0)
             try:
                 changes = await asyncio.wait_for(subscription.queue.get(), wait)

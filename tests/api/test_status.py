@@ -317,3 +317,20 @@ def test_a_stream_too_far_behind_is_ended(database_url: str) -> None:
     queued, at_drop, polls = asyncio.run(scenario())
     assert queued == [None]
     assert at_drop == BACKLOG + 1 and polls == at_drop  # idle once nobody listens
+
+
+def test_a_stream_ends_once_its_token_is_revoked(live: Api) -> None:
+    settings = make_settings(live.database_url, sse_keepalive_s=0.3)
+    with serve(settings) as url, httpx.Client(base_url=url, timeout=10) as c:
+        admin = {"Authorization": f"Bearer {live.tokens['admin']}"}
+        made = c.post("/tokens", json={"role": "evaluator"}, headers=admin).json()
+        watcher = {"Authorization": f"Bearer {made['token']}"}
+        with c.stream("GET", "/status/stream", headers=watcher) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            assert c.delete(f"/tokens/{made['id']}", headers=admin).status_code == 204
+            deadline = time.monotonic() + 5
+            for line in lines:  # ends when the server ends the stream
+                assert not line.startswith("data:")
+                assert time.monotonic() < deadline, "the stream outlived its token"
+        assert c.get("/status/stream", headers=watcher).status_code == 401
