@@ -70,3 +70,30 @@ def test_results_published_before_gain_open_share(database_url: str) -> None:
     assert row is not None
     assert [(i["institution_id"], float(i["open_share"])) for i in row[0]] == [
         ("u", 0.6667), ("v", 0.25)]
+
+
+def test_requests_queued_twice_before_the_rule_are_cancelled_once(database_url: str) -> None:
+    """Each pending request overlapping an earlier one of its user on its instrument is
+    cancelled, naming it; others' requests, other instruments and touching windows stay."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE booking DROP CONSTRAINT booking_request_once")
+        conn.execute("DELETE FROM schema_migration WHERE name = '0025_booking_request_once.sql'")
+        conn.execute("INSERT INTO institution (id, name) VALUES ('u', 'U')")
+        conn.execute("INSERT INTO instrument (id, name, institution_id) VALUES"
+                     " ('a', 'A', 'u'), ('b', 'B', 'u')")
+        conn.execute("INSERT INTO platform_user (id, name, organisation) VALUES"
+                     " ('p', 'P', 'x'), ('q', 'Q', 'x')")
+        rows = [("a", "p", 9, 12), ("a", "p", 10, 11), ("a", "p", 11, 13), ("a", "q", 9, 12),
+                ("b", "p", 9, 12), ("a", "p", 13, 14)]
+        for instrument, user, a, b in rows:
+            conn.execute("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts)"
+                         " VALUES (%s, %s, 'assisted', %s, %s)",
+                         (instrument, user, f"2026-12-01 {a}:00+08", f"2026-12-01 {b}:00+08"))
+    assert migrate(database_url).applied == ["0025_booking_request_once.sql"]
+    with psycopg.connect(database_url) as conn:
+        got = conn.execute("SELECT id, status, note FROM booking ORDER BY id").fetchall()
+    first = got[0][0]
+    assert [(status, note) for _, status, note in got] == [
+        ("requested", ""), ("cancelled", f"duplicate of request {first}"),
+        ("cancelled", f"duplicate of request {first}"), ("requested", ""), ("requested", ""),
+        ("requested", "")]

@@ -123,6 +123,19 @@ def test_two_clients_racing_for_a_slot_exactly_one_wins(api: Api) -> None:
     assert rows[0][0] == 4
 
 
+def test_one_user_racing_with_itself_queues_one_request(api: Api) -> None:
+    """Two tabs (or a retry) sending the same request at once: the database lets one in."""
+    with api.as_("user") as user:
+        for hour in (8, 11, 14):
+            results = _race([lambda h=hour: _book(user, "nmr", "assisted", h, h + 2)] * 6)
+            assert sorted(r.status_code for r in results) == [201] + [409] * 5
+            assert {r.json()["reason"] for r in results if r.status_code == 409} == {
+                "already_requested"}
+    rows = api.sql("SELECT count(*) FROM booking WHERE user_id = 'out1'"
+                   " AND status = 'requested'")
+    assert rows[0][0] == 3
+
+
 def test_racing_approvals_exactly_one_wins(api: Api) -> None:
     with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr, \
             api.as_("admin") as admin:
