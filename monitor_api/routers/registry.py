@@ -115,8 +115,9 @@ async def list_instruments(
     if open_to_outside is not None:
         where.add(f"{_catalogue(caller, 'open_to_outside')}::boolean = %(open)s",
                   open=open_to_outside)
-    if review_pending is not None:
-        where.add(f"({_PENDING}) = %(pending)s", pending=review_pending)
+    if review_pending is not None:  # users see listed entries, none of them pending
+        pending = "false" if caller.role is Role.USER else _PENDING
+        where.add(f"({pending}) = %(pending)s", pending=review_pending)
     found = await page(conn, select=_SELECT + " WHERE {where}", where=where, order="id",
                        limit=limit, offset=offset)
     return {**found, "items": [as_seen_by(caller, row) for row in found["items"]]}

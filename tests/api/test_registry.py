@@ -198,6 +198,9 @@ def test_catalogue_review(api: Api) -> None:
         tile = next(i for i in user.get("/status").json()["items"] if i["instrument_id"] == "icp")
         by_live_category = user.get("/status", params={"category": "14"}).json()["items"]
         detail = user.get("/instruments/icp/detail").json()
+        by_review = {pending: {i["id"] for i in user.get("/instruments", params={
+            "review_pending": pending, "limit": 1000}).json()["items"]} for pending in (1, 0)}
+    assert by_review[1] == set() and "icp" in by_review[0]  # users never see a pending review
     assert [(i["instrument_id"], i["name"]) for i in managers_tile] == [("icp", "ICP-MS")]
     assert (tile["name"], tile["category_code"], by_live_category) == \
         ("电感耦合等离子体质谱仪", None, [])  # as listed, not as renamed and refiled
