@@ -19,7 +19,6 @@ from monitor_api.auth import Booker, Caller, Manager, Principal, Role
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Conflict, Forbidden, NotFound, Refusal
 from monitor_api.queries.common import Where, page
-from monitor_api.routers.registry import check_manages
 from monitor_api.schemas import Limit, Moment, Offset, Page
 from monitor_api.schemas_bookings import (
     Booking,
@@ -293,8 +292,11 @@ async def _transition(
 
 
 async def _managed(conn: Conn, caller: Principal, booking_id: int) -> dict[str, Any]:
+    """The booking, for its managers (the role was checked); 404 for another institution's
+    managers, as when they read it."""
     booking = await _booking(conn, booking_id)
-    check_manages(caller, booking["institution_id"])
+    if not _visible(caller, booking):
+        raise NotFound(f"no booking {booking_id}")
     return booking
 
 
@@ -350,6 +352,8 @@ async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[
         cancellable: tuple[BookingStatus, ...] = (BookingStatus.REQUESTED, BookingStatus.APPROVED)
     elif caller.may_manage(booking["institution_id"]):
         cancellable = (BookingStatus.REQUESTED, BookingStatus.APPROVED, BookingStatus.VOID)
+    elif not _visible(caller, booking):
+        raise NotFound(f"no booking {booking_id}")
     else:
         raise Forbidden("only the booking's user or the instrument's managers may cancel it")
     return await _transition(conn, booking_id, caller, to=BookingStatus.CANCELLED,

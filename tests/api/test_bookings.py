@@ -249,7 +249,14 @@ def test_cancel_reject_and_visibility(api: Api) -> None:
         theirs = _book(firm, "nmr", "assisted", 10, 11).json()["id"]
         assert firm.post(f"/bookings/{mine}/cancel").status_code == 404
         assert user.post(f"/bookings/{mine}/cancel").json()["status"] == "cancelled"
-        assert other.post(f"/bookings/{theirs}/reject").status_code == 403
+        for write in ("reject", "approve", "cancel"):  # not theirs to see: as when read
+            refused = other.post(f"/bookings/{theirs}/{write}")
+            assert (refused.status_code, refused.json()["message"]) == (
+                404, f"no booking {theirs}"), write
+        assert other.put(f"/bookings/{theirs}/service-record",
+                         json={"fee_rmb": 1}).status_code == 404
+        with api.as_("evaluator") as evaluator:  # reads it, may not change it
+            assert evaluator.post(f"/bookings/{theirs}/cancel").status_code == 403
         assert mgr.post(f"/bookings/{theirs}/reject").json()["status"] == "rejected"
         assert mgr.post(f"/bookings/{theirs}/approve").status_code == 409
         assert [b["id"] for b in user.get("/bookings").json()["items"]] == [mine]
@@ -400,7 +407,7 @@ def test_a_booking_nobody_turns_up_to_is_void_and_its_window_free(api: Api) -> N
         held = _past_booking(api, "firm1", 1.5, length_h=4, instrument="xrd")
         waiting = _past_booking(api, "out1", -0.5, length_h=1, status="requested",
                                 instrument="xrd")
-        assert mgr.post(f"/bookings/{waiting}/approve").status_code == 403  # not theirs
+        assert mgr.post(f"/bookings/{waiting}/approve").status_code == 404  # not theirs
     with api.as_("other_manager") as other:
         assert other.post(f"/bookings/{waiting}/approve").json()["status"] == "approved"
     assert _status(api, held) == "void"
