@@ -322,8 +322,12 @@ class GatewayAgent:
         self._enqueued += len(builders)
 
     def _next_bd_seq(self) -> int:
+        """At least the wall clock in milliseconds (not ``self.clock``, which a simulation
+        runs at its own pace): an outbox replaced, counting from 0 again, still numbers its
+        sessions above the old one's, so the platform takes its birth at once
+        (docs/protocol.md, "Session", rule 1)."""
         with self._lock:
-            return self._outbox.next_bd_seq()
+            return self._outbox.next_bd_seq(at_least=time.time_ns() // 1_000_000)
 
     def _on_link_lost(self) -> None:
         """Nothing handed to paho is in flight any more: republish from the outbox head."""

@@ -71,8 +71,7 @@ class Outbox:
     def open(self) -> None:
         db: sqlite3.Connection | None = None
         if not self.path.parent.is_dir():
-            # a new outbox numbers seq and bd_seq from 0 again: a mistyped path must not
-            # quietly make one
+            # a new outbox numbers seq from 0 again: a mistyped path must not quietly make one
             raise OutboxError(f"cannot open outbox {self.path}: its directory does not exist"
                               " (create it first)", path=self.path)
         try:
@@ -121,10 +120,12 @@ class Outbox:
         """The last seq handed out (-1 when none yet)."""
         return self._next_seq - 1
 
-    def next_bd_seq(self) -> int:
-        """Advance and return the birth/death session number (0 at the first start)."""
+    def next_bd_seq(self, *, at_least: int) -> int:
+        """Advance and return the birth/death session number: one more than the last, or
+        ``at_least`` if that is more."""
         with self._lock, self._transaction() as db:
-            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'bd_seq'")
+            db.execute("UPDATE meta SET value = max(value + 1, ?) WHERE key = 'bd_seq'",
+                       (at_least,))
             (value,) = db.execute("SELECT value FROM meta WHERE key = 'bd_seq'").fetchone()
             return int(value)
 

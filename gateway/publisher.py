@@ -359,9 +359,10 @@ def _drop_unacknowledged(client: mqtt.Client) -> None:
     """Forget the messages paho would resend by itself right after the next CONNACK.
 
     That resend comes before we know an ingest worker listens again (after a broker restart its
-    shared subscription may be gone), and its PUBACK would delete the message from the outbox
-    unread. The outbox still holds every unacknowledged message; the agent republishes them,
-    in seq order, once publishing is allowed. paho offers no public call for this.
+    shared subscription may be gone), so it may reach no one, and it would run ahead of the
+    agent's window, out of seq order. It would lose nothing (only the platform's confirmations
+    delete from the outbox), but it is wasted: the agent republishes every message still in
+    the outbox, in seq order, once publishing is allowed. paho offers no public call for this.
     """
     with client._out_message_mutex:
         client._out_messages.clear()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from operator import itemgetter, lt
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from instrushare.protocol import (
     MAX_FUTURE_SKEW,
@@ -47,6 +50,11 @@ MessageKey = tuple[str, int, datetime]
 
 _DETAIL_MAX = 4000
 _SEQ = TypeAdapter(Count)
+_TOO_OLD = f"older than {MAX_PAST_AGE.days} days"
+_FUTURE = f"more than {MAX_FUTURE_SKEW.total_seconds():.0f} s ahead"
+_Row = TypeVar("_Row", SampleRow, EventRow)
+_sample_key = itemgetter(1)
+_event_key = itemgetter(1, 2)
 
 logger = logging.getLogger("ingest")
 
@@ -128,8 +136,8 @@ class Decoder:
             return out.reject(Reason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
         try:
             _, gateway, instrument = self._parse(topic)
-        except ValueError:
-            return out.reject(Reason.UNKNOWN_TOPIC)
+        except ValueError as exc:
+            return out.reject(Reason.UNKNOWN_TOPIC, str(exc))
         if instrument is None:
             return self._state(out, gateway)
         return self._data(out, gateway, instrument, received)
@@ -178,12 +186,15 @@ class Decoder:
                 else:
                     kept.append(s)
             raw_samples = kept
-        samples = out.samples = [
+        samples = [
             (instrument, s["ts"], s["state"], s.get("power_w"), s.get("user"),
              s.get("metrics") or None, gateway, seq, s.get("ts_text") or s["ts"].isoformat())
             for s in raw_samples
         ]
-        events = out.events
+        if not all(map(lt, times, times[1:])):  # not strictly in time order: a ts repeated?
+            samples = _first_each(samples, _sample_key)
+        out.samples = samples
+        events: list[EventRow] = []
         for e in msg.get("events", ()):
             ts = e["ts"]
             if ts > newest:
@@ -193,13 +204,12 @@ class Decoder:
             else:
                 events.append((instrument, ts, e["type"], e.get("user"), e.get("detail"),
                                gateway, seq, e.get("ts_text") or ts.isoformat()))
+        events = out.events = _first_each(events, _event_key) if len(events) > 1 else events
         if future:
             _future(out, ", ".join(future))
         if old:
-            out.reject(
-                Reason.TOO_OLD,
-                f"received {recv.isoformat()}; older than {MAX_PAST_AGE}: " + ", ".join(old),
-            )
+            out.reject(Reason.TOO_OLD, f"received {recv.isoformat()}; {_TOO_OLD}"
+                                       f" (before {oldest.isoformat()}): " + ", ".join(old))
         out.key = (gateway, seq, created)
         out.historical = hist
         out.message = (
@@ -225,10 +235,22 @@ class Decoder:
 
 
 def _future(out: Decoded, what: str) -> Decoded:
+    recv = out.received_at
     return out.reject(
         Reason.FUTURE_TIMESTAMP,
-        f"received {out.received_at.isoformat()}; later than +{MAX_FUTURE_SKEW}: {what}",
+        f"received {recv.isoformat()}; {_FUTURE} (after {(recv + MAX_FUTURE_SKEW).isoformat()}):"
+        f" {what}",
     )
+
+
+def _first_each(rows: list[_Row], key: Callable[[_Row], object]) -> list[_Row]:
+    """The first row of the message for each key: the database stores one sample per
+    instrument and ts, one event per instrument, ts and type, and the message's row counts
+    what it kept (``n_samples``, ``n_events``)."""
+    first: dict[object, _Row] = {}
+    for row in rows:
+        first.setdefault(key(row), row)
+    return rows if len(first) == len(rows) else list(first.values())
 
 
 def _as_dict(msg: DataMessage) -> dict[str, Any]:
@@ -252,9 +274,11 @@ def _invalid(out: Decoded, exc: ValidationError) -> Decoded:
 
 def _named(gateway: str, payload: bytes | bytearray) -> tuple[str, int] | None:
     """(gateway, seq) of an invalid data message that still names its seq: handled for good
-    like any dead letter, so its gateway may stop resending it."""
+    like any dead letter, so its gateway may stop resending it. Parsed by pydantic-core, as
+    the validation was: what it finds malformed (a BOM, UTF-16, a lone surrogate, which
+    ``json.loads`` takes) names nothing."""
     try:
-        doc = json.loads(payload)
+        doc = from_json(payload)
         return (gateway, _SEQ.validate_python(doc["seq"])) if isinstance(doc, dict) else None
     except (ValueError, KeyError):  # ValidationError is a ValueError
         return None
@@ -262,7 +286,7 @@ def _named(gateway: str, payload: bytes | bytearray) -> tuple[str, int] | None:
 
 def _version_of(payload: bytes | bytearray) -> str:
     try:
-        doc = json.loads(payload)
+        doc = from_json(payload)
         return f"v={json.dumps(doc['v'])}" if "v" in doc else "v missing"
     except ValueError:
         return "v unreadable"

@@ -2,7 +2,8 @@
 
 It subscribes to the data and gateway-state topics (through the share group when shared),
 publishes the worker's retained ``online`` state once subscribed and again periodically and
-soon after a gateway's birth, and leaves its ``offline`` state (also its will) when closed.
+soon after any gateway state (a birth, for which the gateway waits), and leaves its ``offline``
+state (also its will) when closed.
 
 A retiring session (a worker taken out of service) instead unsubscribes: Mosquitto goes on
 handing a share of the group's messages to a persistent session while its client is away, and
@@ -52,7 +53,7 @@ class BrokerSession:
         self._topics = Topics(config.topic_prefix)
         self._state_topic = self._topics.ingest_state(config.worker_id)
         self._deliver_on = deliver
-        self._birth_seen = threading.Event()
+        self._state_seen = threading.Event()
         self.online = threading.Event()
         """Set once subscribed and announced online."""
         self.found_session: bool | None = None
@@ -164,22 +165,22 @@ class BrokerSession:
         self._client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
 
     def announce_loop(self, stop: threading.Event) -> None:
-        """Re-announce every interval, and soon after a gateway's birth, until ``stop`` is set
+        """Re-announce every interval, and soon after any gateway state, until ``stop`` is set
         (``wake`` makes it see that at once): a gateway trusts only announcements made while
-        it is connected, so it need not wait a whole interval."""
+        it is connected, so after its birth it need not wait a whole interval."""
         while True:
-            woken = self._birth_seen.wait(self._config.announce_interval_s)
+            woken = self._state_seen.wait(self._config.announce_interval_s)
             if stop.is_set():
                 return
             if woken:
-                stop.wait(self.ANNOUNCE_COALESCE_S)  # one announcement for a burst of births
-                self._birth_seen.clear()
+                stop.wait(self.ANNOUNCE_COALESCE_S)  # one announcement for a burst of states
+                self._state_seen.clear()
             if self.online.is_set() and not stop.is_set() and not self._retire:
                 self._announce()
 
     def wake(self) -> None:
         """Wake ``announce_loop`` at once (to see that it must stop)."""
-        self._birth_seen.set()
+        self._state_seen.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any
@@ -195,8 +196,11 @@ class BrokerSession:
         self._deliver(msg.topic, msg.payload, msg.mid, msg.qos)
 
     def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
-        if topic.endswith("/state"):  # a gateway birth or will: cheap to answer every time
-            self._birth_seen.set()
+        if topic.endswith("/state"):
+            # Births need the answer; wills and offline states get it too: telling them apart
+            # would parse payloads on the network thread, and a birth the ingest refuses
+            # (its gateway waits all the same) would go unanswered.
+            self._state_seen.set()
         self._deliver_on(topic, payload, mid | self._connection << PACKET_ID_BITS, qos)
 
     def confirm_stored(self, messages: Iterable[tuple[str, int]]) -> None:

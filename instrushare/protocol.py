@@ -271,7 +271,9 @@ class Topics:
                 return "data", parts[0], parts[2]
             if n == 2 and parts[1] == "state" and ids_valid:
                 return "state", parts[0], None
-        raise ValueError(f"topic {topic!r} is not a gateway topic under {self.prefix!r}")
+        raise ValueError(
+            f"topic {topic!r} is not a gateway topic: expected {head}<gateway>/state or"
+            f" {head}<gateway>/data/<instrument>, ids matching {IDENTIFIER_PATTERN}")
 
 
 def dumps(model: BaseModel) -> bytes:

@@ -20,12 +20,12 @@ def builder(label: str, oldest: float = NOW) -> Builder:
 def test_survives_reopen_with_seq_and_order(tmp_path: Path) -> None:
     path = tmp_path / "ob.sqlite"
     with Outbox(path, max_messages=100, max_age_s=3600) as box:
-        assert box.next_bd_seq() == 0
+        assert box.next_bd_seq(at_least=0) == 0
         assert box.append([builder("a"), builder("b")], now=NOW) == [0, 1]
         assert box.append([builder("c")], now=NOW) == [2]
         box.delete([0])
     with Outbox(path, max_messages=100, max_age_s=3600) as box:
-        assert box.next_bd_seq() == 1
+        assert box.next_bd_seq(at_least=0) == 1
         assert box.depth == 2
         assert [(m.seq, m.payload) for m in box.after(-1, 10)] == [(1, b"b:1"), (2, b"c:2")]
         # seq continues after the last one handed out, even though 0 is gone
@@ -36,6 +36,18 @@ def test_survives_reopen_with_seq_and_order(tmp_path: Path) -> None:
         assert box.append([builder("e")], now=NOW) == [4]
         assert box.after(3, 10)[0].payload == b"e:4"
         assert box.after(4, 10) == []
+
+
+def test_bd_seq_rises_by_one_or_to_the_floor_given_and_survives_reopen(tmp_path: Path) -> None:
+    """The agent gives the wall clock in milliseconds as the floor: a clock set back still
+    gets a higher number, and a new outbox starts above the old one's."""
+    path = tmp_path / "ob.sqlite"
+    with Outbox(path, max_messages=100, max_age_s=3600) as box:
+        assert box.next_bd_seq(at_least=1_000) == 1_000
+        assert box.next_bd_seq(at_least=500) == 1_001
+    with Outbox(path, max_messages=100, max_age_s=3600) as box:
+        assert box.next_bd_seq(at_least=0) == 1_002
+        assert box.next_bd_seq(at_least=5_000) == 5_000
 
 
 def test_bounded_by_count_oldest_dropped_first(tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,6 +95,14 @@ def gateway_state(
         ts = datetime.now(UTC)
     return dumps(GatewayState(v=1, gateway=gateway, status=status, bd_seq=bd_seq,  # type: ignore[arg-type]
                               ts=ts, instruments=["i1"], dropped=dropped))
+
+
+def unparsable(payload: bytes) -> list[bytes]:
+    """A JSON object made unreadable to pydantic-core three ways Python's ``json.loads`` reads
+    all the same, its ``seq`` included: a UTF-8 BOM, UTF-16, a lone surrogate escape."""
+    doc = json.loads(payload)
+    return [b"\xef\xbb\xbf" + payload, payload.decode().encode("utf-16"),
+            json.dumps(doc | {"gateway": "\ud800"}).encode()]
 
 
 class Publisher:

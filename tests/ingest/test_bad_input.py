@@ -18,6 +18,7 @@ from ingest._decode import Decoded, Decoder, Reason
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
 from instrushare.protocol import (
+    IDENTIFIER_PATTERN,
     MAX_METRICS_PER_SAMPLE,
     MAX_PAYLOAD_BYTES,
     MAX_SAMPLES_PER_MESSAGE,
@@ -33,6 +34,7 @@ from .conftest import (
     gateway_state,
     query,
     register,
+    unparsable,
     wait_until,
 )
 
@@ -235,6 +237,9 @@ def test_decoder_reasons_without_a_broker() -> None:
         assert reasons(topics.gateway_state("gw1"), json.dumps(state).encode()) == [
             Reason.UNSUPPORTED_VERSION], version
     assert reasons(topics.data("gw1", "i1"), b"\xff\xfe") == [Reason.MALFORMED_JSON]
+    for payload in unparsable(ok):  # the seq is not read from them either: never confirmed
+        decoded = decoder.decode((topics.data("gw1", "i1"), payload, 1, 1, now))
+        assert ([d[2] for d in decoded.dead], decoded.stored) == ([Reason.MALFORMED_JSON], None)
     # an empty retained message (which clears a retained state) is no JSON
     assert reasons(topics.gateway_state("gw1"), b"") == [Reason.MALFORMED_JSON]
 
@@ -308,6 +313,26 @@ def test_nul_in_text_and_times_out_of_range_are_invalid_payloads() -> None:
     state = json.loads(gateway_state("gw1", "online", 1)) | {"software": "bad \u0000 byte"}
     out = _decode(json.dumps(state).encode(), topic="p/gw/gw1/state")
     assert [d[2] for d in out.dead] == [Reason.INVALID_PAYLOAD] and out.state is None
+
+
+def test_dead_letter_details_say_what_was_expected() -> None:
+    now = time.time()
+    at = datetime.fromtimestamp(now, UTC)
+    out = _decode(data_message("gw1", "i1", next(_seq), [
+        (at - timedelta(days=31), "idle", None), (at + timedelta(seconds=301), "idle", None),
+        (at, "idle", None)]), received=now)
+    details = {d[2]: d[3] for d in out.dead}
+    assert details == {
+        Reason.TOO_OLD: f"received {at.isoformat()}; older than 30 days (before"
+                        f" {(at - timedelta(days=30)).isoformat()}): sample"
+                        f" {(at - timedelta(days=31)).isoformat()}",
+        Reason.FUTURE_TIMESTAMP: f"received {at.isoformat()}; more than 300 s ahead (after"
+                                 f" {(at + timedelta(seconds=300)).isoformat()}): sample"
+                                 f" {(at + timedelta(seconds=301)).isoformat()}"}
+    [(_, _, reason, detail, _)] = _decode(b"{}", topic="p/gw/gw1/other").dead
+    assert reason == Reason.UNKNOWN_TOPIC
+    assert detail.endswith("expected p/gw/<gateway>/state or p/gw/<gateway>/data/<instrument>,"
+                           f" ids matching {IDENTIFIER_PATTERN}")
 
 
 def test_future_created_at_and_state_ts_are_dead_lettered() -> None:

@@ -6,13 +6,16 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from gateway import GatewayAgent
 from ingest._decode import Decoder
 from ingest._registry import InstrumentRegistry
 from ingest._store import BatchStore
 from instrushare.protocol import StoredMessages, Topics
+from tests.gateway.helpers import FastClock, drive, make_config
 
 from .conftest import (
     BASE,
@@ -25,6 +28,7 @@ from .conftest import (
     query,
     reference_sessions,
     register,
+    unparsable,
     wait_until,
 )
 
@@ -114,9 +118,10 @@ def test_a_gateway_with_replaced_storage_comes_online_again_stale_births_do_not(
     topics: Topics,
     start_worker: Callable[..., RunningWorker],
 ) -> None:
-    """A new outbox counts bd_seq from 0 again. Its birth applies once the gateway has been
-    offline for longer than the clock skew tolerated; a stale birth of an older session, and
-    a lower bd_seq within that window, leave the offline gateway as it is."""
+    """A gateway whose storage was replaced may count bd_seq from 0 again (ours does not, see
+    the next test). Its birth applies once the gateway has been offline for longer than the
+    clock skew tolerated; a stale birth of an older session, and a lower bd_seq within that
+    window, leave the offline gateway as it is."""
     went_offline = datetime.now(UTC) - timedelta(hours=1)
     query(database_url, "INSERT INTO gateway (id, bd_seq, online, changed_at)"
           " VALUES ('gw1', 57, false, %s) RETURNING id", (went_offline,))
@@ -140,6 +145,45 @@ def test_a_gateway_with_replaced_storage_comes_online_again_stale_births_do_not(
                what="the new will applied")
 
 
+def test_our_gateway_restarted_at_once_with_a_new_outbox_is_online_again(
+    database_url: str,
+    mqtt_url: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    """Its outbox deleted, the gateway counts seq from 0 again but not bd_seq, which is at
+    least the wall clock in milliseconds: its birth is above the old session's, so the platform
+    takes it at once, within the 300 s after the offline in which rule 4 ignores a lower one."""
+    config = make_config(tmp_path, mqtt_url, topic_prefix)
+    register(database_url, {"xrd1": config.gateway_id})
+    start_worker(database_url)
+
+    def gateway() -> list[tuple[int, bool]]:
+        return query(database_url, "SELECT bd_seq, online FROM gateway")
+
+    clock = FastClock()
+    old = GatewayAgent(config, clock=clock)
+    old.start()
+    wait_until(lambda: gateway() == [(old.link.bd_seq, True)], what="the gateway online")
+    old.stop()
+    wait_until(lambda: gateway() == [(old.link.bd_seq, False)], what="the gateway offline")
+    for file in tmp_path.glob(f"{config.outbox_path.name}*"):
+        file.unlink()
+
+    new = GatewayAgent(config, clock=clock)
+    new.start()
+    try:
+        wait_until(lambda: gateway() == [(new.link.bd_seq, True)], what="the new birth applied")
+        assert new.link.bd_seq > old.link.bd_seq
+        drive(new, clock, 3)
+        new.flush()
+        assert new.wait_drained(10), new.stats
+    finally:
+        new.stop()
+    assert count(database_url, "state_sample") == 3
+
+
 def test_a_replaced_outbox_reusing_a_seq_in_one_batch_loses_nothing(database_url: str) -> None:
     """Messages are keyed by (gateway, seq, created_at): an old message and a new one from an
     outbox that counts seq from 0 again are two messages, also within one batch; a resend of
@@ -161,6 +205,29 @@ def test_a_replaced_outbox_reusing_a_seq_in_one_batch_loses_nothing(database_url
         ("idle",), ("running",)]
 
 
+def test_a_message_repeating_a_timestamp_keeps_and_counts_the_first(database_url: str) -> None:
+    """Within one message the first sample at a ts, and the first event of a ts and type, are
+    stored; the others are dropped without a dead letter, and the message's row counts what
+    was kept."""
+    register(database_url, {"i1": "gw1"})
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    t = [BASE, BASE + timedelta(minutes=1)]
+    payload = data_message(
+        "gw1", "i1", 1, [(t[0], "idle", None), (t[1], "idle", None), (t[0], "running", "u")],
+        events=[(t[0], "fault"), (t[0], "fault"), (t[0], "fault_cleared")])
+    try:
+        store.write([decoder.decode((Topics("p").data("gw1", "i1"), payload, 1, 1,
+                                     time.time()))])
+    finally:
+        store.close()
+    assert query(database_url, "SELECT ts, state FROM state_sample ORDER BY ts") == [
+        (t[0], "idle"), (t[1], "idle")]
+    assert query(database_url, "SELECT n_samples, n_events FROM ingested_message") == [(2, 2)]
+    assert count(database_url, "instrument_event") == 2
+    assert count(database_url, "dead_letter") == 0
+
+
 def test_every_committed_message_is_confirmed_to_its_gateway(
     database_url: str,
     mqtt_url: str,
@@ -169,7 +236,8 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
     start_worker: Callable[..., RunningWorker],
 ) -> None:
     """Stored, duplicate and dead-lettered data messages are all confirmed, invalid ones too
-    when they name a seq; one without a readable seq is not (there is nothing to name)."""
+    when they name a seq; one without a readable seq is not (there is nothing to name), nor
+    one the validation cannot parse though a laxer JSON parser would find its seq."""
     register(database_url, {"i1": "gw1"})
     with listening(mqtt_url, topics.stored("gw1")) as payloads:
         handle = start_worker(database_url)
@@ -183,9 +251,11 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
                    for change in ({"seq": 6, "v": 2}, {"seq": 7, "extra": 1},
                                   {"seq": 8, "samples": []},
                                   {"seq": 9.0}, {"seq": -1}, {"seq": True}, {"seq": "10"})]
-        unreadable = [(topics.data("gw1", "i1"), p) for p in (b"{not json", b"[11]")]
+        unreadable = [(topics.data("gw1", "i1"), p) for p in (
+            b"{not json", b"[11]",
+            *unparsable(data_message("gw1", "i1", 12, [(BASE, "idle", None)])))]
         publisher.publish_all([*good, unknown, *invalid, *unreadable, good[0]])
-        wait_until(lambda: handle.worker.stats.acked == 16, what="all handled")
+        wait_until(lambda: handle.worker.stats.acked == 19, what="all handled")
 
         def confirmed() -> set[int]:
             return {seq for p in payloads for seq in StoredMessages.model_validate_json(p).seqs}
@@ -195,7 +265,7 @@ def test_every_committed_message_is_confirmed_to_its_gateway(
     assert confirmed() == set(range(9))  # the duplicate of 0 at least once
     assert handle.worker.stats.dead_lettered == {
         "unknown_instrument": 1, "unsupported_version": 1, "invalid_payload": 7,
-        "malformed_json": 1}
+        "malformed_json": 4}
 
 
 def test_historical_samples_never_overwrite_live_status(
