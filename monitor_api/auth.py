@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from monitor_api.db import Conn, DbConn, DbPool, fetch_one
 from monitor_api.errors import Forbidden, Unauthorized
@@ -83,7 +84,20 @@ async def create_token(
     return int(row["id"]), token
 
 
-_bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer isk_...`")
+class _Bearer(HTTPBearer):
+    """HTTPBearer that refuses another scheme by name: read as no header at all, ``Basic``
+    credentials would be answered "no API token", which sends a client looking elsewhere."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        scheme, _, _ = request.headers.get("Authorization", "").partition(" ")
+        if scheme and scheme.lower() != "bearer":
+            raise Unauthorized("the Authorization header must use the Bearer scheme:"
+                               " `Authorization: Bearer <token>`")
+        return await super().__call__(request)
+
+
+_bearer = _Bearer(auto_error=False, scheme_name="HTTPBearer",
+                  description="API token: `Authorization: Bearer isk_...`")
 
 _LOOKUP = """
 WITH RECURSIVE t AS (
@@ -101,7 +115,7 @@ SELECT t.*, ARRAY(SELECT id FROM tree) AS institutions FROM t
 async def _principal(
     conn: Conn, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is None:
         raise Unauthorized("no API token: send the header `Authorization: Bearer <token>`")
     row = await fetch_one(conn, _LOOKUP, (hash_token(credentials.credentials),))
     if row is None:

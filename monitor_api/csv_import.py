@@ -69,7 +69,8 @@ def parse_rows(text: str, model: type[M], *, required: Sequence[str], key: str) 
         return Parsed([], [RowError(1, reason)])
     rows: list[tuple[int, M]] = []
     errors: list[RowError] = []
-    seen: dict[str, int] = {}
+    first: dict[str, int] = {}  # each key's first line, good or bad
+    at = header.index(key)
     line = 1
     while True:
         start = line + 1
@@ -83,21 +84,24 @@ def parse_rows(text: str, model: type[M], *, required: Sequence[str], key: str) 
         line = reader.line_num
         if not any(cell.strip() for cell in record):
             continue
+        problems = []
+        named = record[at].strip() if at < len(record) else ""
+        if named in first:
+            problems.append(f"{key} {named!r} already appears on line {first[named]}")
+        elif named:
+            first[named] = start
         if len(record) != len(header):
-            errors.append(RowError(start, f"expected {len(header)} fields, found {len(record)}"))
-            continue
-        try:
-            values = _convert(dict(zip(header, record, strict=True)), model)
-            item = model.model_validate(values)
-        except (ValueError, ValidationError) as exc:
-            errors.append(RowError(start, _reason(exc)))
-            continue
-        value = getattr(item, key)
-        if value in seen:
-            errors.append(RowError(start, f"{key} {value!r} already appears on line {seen[value]}"))
-            continue
-        seen[value] = start
-        rows.append((start, item))
+            problems.append(f"expected {len(header)} fields, found {len(record)}")
+        else:
+            try:
+                values = _convert(dict(zip(header, record, strict=True)), model)
+                item = model.model_validate(values)
+            except (ValueError, ValidationError) as exc:
+                problems.append(_reason(exc))
+        if problems:
+            errors.append(RowError(start, "; ".join(problems)))
+        else:
+            rows.append((start, item))
     return Parsed(rows, errors, frozenset(header))
 
 

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -157,6 +158,32 @@ def _word(table: str | None) -> str:
     return _TABLE_WORDS.get(table or "", table or "row")
 
 
+_PLUS_AS_SPACE = re.compile(r"\d \d{2}(:?\d{2})?$")
+"""A time, a space, then an offset's digits: a '+' sent unencoded in a query string, which
+arrives as a space."""
+_UNREADABLE = ((UnicodeDecodeError, "not valid JSON: not UTF-8 text"),
+               (RecursionError, "nested too deeply to read"))
+"""Why FastAPI could not parse a JSON body, which it answers with a bare 400 ("There was an
+error parsing the body"), by what it raised."""
+
+
+def _problem(error: Mapping[str, Any], body: Any) -> dict[str, Any]:
+    """One of FastAPI's validation errors as ``loc`` and ``msg``, said more plainly where its
+    words mislead: a JSON syntax error says where it is; a query time whose offset's '+'
+    arrived as a space says to send it as %2B."""
+    loc, msg = list(error.get("loc", ())), str(error.get("msg", ""))
+    if error.get("type") == "json_invalid":
+        at = json.JSONDecodeError(error["ctx"]["error"], body, loc[-1])
+        return {"loc": ["body"], "msg": f"not valid JSON: {at.msg} at line {at.lineno},"
+                                        f" column {at.colno}"}
+    value = error.get("input")
+    if (loc[:1] == ["query"] and error.get("type") == "datetime_from_date_parsing"
+            and isinstance(value, str) and _PLUS_AS_SPACE.search(value)):
+        msg += ("; a '+' in a URL's query string stands for a space: send the offset's '+'"
+                " as %2B")
+    return {"loc": loc, "msg": msg}
+
+
 def problem_text(loc: Sequence[Any], msg: str) -> str:
     """One validation problem in words: where (dotted path, when there is one), then what,
     without pydantic's "Value error, " in front of a validator's own sentence."""
@@ -172,8 +199,18 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return error_response(exc)
 
+    def invalid(details: list[dict[str, Any]]) -> JSONResponse:
+        first = details[0]
+        return JSONResponse(
+            _body("invalid", problem_text(first["loc"], first["msg"]), details), status_code=422
+        )
+
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            for cause, words in _UNREADABLE:
+                if isinstance(exc.__cause__, cause):
+                    return invalid([{"loc": ["body"], "msg": words}])
         return JSONResponse(
             _body(f"http_{exc.status_code}", str(exc.detail)),
             exc.status_code,
@@ -182,18 +219,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details: list[dict[str, Any]] = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
-        ]
-        first: dict[str, Any] = details[0] if details else {"loc": [], "msg": "invalid request"}
+        details = [_problem(e, exc.body) for e in exc.errors()] or [
+            {"loc": [], "msg": "invalid request"}]
         sent = request.headers.get("content-type", "")
-        if first["loc"] == ["body"] and sent and "json" not in sent:
+        if details[0]["loc"] == ["body"] and sent and "json" not in sent:
             return JSONResponse(_body("unsupported_media_type", "the body must be JSON"
                                       f" (Content-Type: application/json), not {sent}"),
                                 status_code=415)
-        return JSONResponse(
-            _body("invalid", problem_text(first["loc"], first["msg"]), details), status_code=422
-        )
+        return invalid(details)
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:
         """Constraint and data errors are the caller's fault; anything else is ours."""

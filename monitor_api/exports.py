@@ -46,6 +46,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Labels = Mapping[str, Mapping[str, tuple[str, str]]]
 """Per column, the (Chinese, English) words for the codes it holds: files read as words."""
+YES_NO = {True: ("是", "yes"), False: ("否", "no")}
+"""Every yes/no column's words, rather than Python's True and False."""
 
 
 def _in(lang: Lang, zh: str, en: str) -> str:
@@ -65,7 +67,11 @@ def _values(row: dict[str, Any], columns: Sequence[tuple[str, str, str]], lang: 
     values = []
     for key, _, _ in columns:
         value = row.get(key)
-        words = labels.get(key, {}).get(value) if isinstance(value, str) else None
+        words: tuple[str, str] | None = None
+        if isinstance(value, bool):
+            words = YES_NO[value]
+        elif isinstance(value, str):
+            words = labels.get(key, {}).get(value)
         values.append(_in(lang, *words) if words else value)
     return values
 

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     StringConstraints,
     computed_field,
+    model_validator,
 )
 
 from instrushare.protocol import Identifier
@@ -23,8 +24,17 @@ from monitor_api.categories import category_name
 
 T = TypeVar("T")
 
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("may not be blank")
+    return value
+
+
 Text = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
+                 AfterValidator(_not_blank)]
+"""What an institution or an instrument is called: some text, not only spaces."""
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 CATEGORY_PREFIX = r"^[0-9]{2}(?:[0-9]{2}){0,2}$"
 """A category code or its first 2 or 4 digits: the class at level 3, 1 or 2."""
@@ -63,10 +73,10 @@ Year = Annotated[int, Path(ge=2000, le=2100)]
 """A calendar year to evaluate, in a route's path."""
 
 
-def example_config(example: dict[str, Any]) -> ConfigDict:
+def example_config(*examples: dict[str, Any]) -> ConfigDict:
     """A model that refuses unknown fields (a typo is an error, not a silent default) and
-    shows ``example`` in the OpenAPI schema."""
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+    shows ``examples`` in the OpenAPI schema."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
 
 class Page(BaseModel, Generic[T]):
@@ -94,9 +104,11 @@ class Tier(StrEnum):
 
 
 class InstitutionIn(BaseModel):
-    model_config = example_config(
+    model_config = example_config(  # the university, then its unit the other examples use
+        {"id": "dlut", "name": "大连理工大学", "tier": "voucher", "region": "大连",
+         "kind": "university"},
         {"id": "dlut-ac", "name": "大连理工大学分析测试中心", "parent_id": "dlut",
-         "tier": "voucher", "region": "大连", "kind": "analysis centre"}
+         "tier": "voucher", "kind": "analysis centre"},
     )
 
     id: Identifier
@@ -132,7 +144,17 @@ class InstrumentSettingsFields(BaseModel):
     auto_approve: bool = Field(default=False, description="Eligible requests are approved at once.")
 
 
-class InstrumentIn(InstrumentSettingsFields):
+def misdated(accepted_on: date | None, networked_on: date | None) -> str | None:
+    """What is wrong with an instrument's dates, if anything: it goes on the platform
+    (networked) once accepted, not before."""
+    if accepted_on is not None and networked_on is not None and networked_on < accepted_on:
+        return f"networked_on {networked_on} is before accepted_on {accepted_on}"
+    return None
+
+
+class InstrumentFields(InstrumentSettingsFields):
+    """An instrument's registry entry, as written and as read."""
+
     model_config = example_config(
         {"id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
          "model": "AVANCE NEO 600", "maker": "Bruker", "category_code": "010401",
@@ -160,7 +182,18 @@ class InstrumentIn(InstrumentSettingsFields):
     )
 
 
-class Instrument(InstrumentIn):
+class InstrumentIn(InstrumentFields):
+    """An instrument to register (POST /instruments, a line of the CSV import)."""
+
+    # not Instrument's: a row stored before the check existed still reads
+    @model_validator(mode="after")
+    def _dates(self) -> InstrumentIn:
+        if problem := misdated(self.accepted_on, self.networked_on):
+            raise ValueError(problem)
+        return self
+
+
+class Instrument(InstrumentFields):
     model_config = ConfigDict(extra="ignore")
 
     created_at: datetime
@@ -218,10 +251,20 @@ class InstrumentPatch(BaseModel):
     auto_approve: bool | None = None
 
 
-class UserIn(BaseModel):
+def unaffiliated(institution_id: str | None, organisation: str | None) -> str | None:
+    """What is wrong with a user's affiliation, if anything: platform users belong to an
+    institution or name an organisation, by which reports count outside organisations."""
+    if institution_id is None and not (organisation or "").strip():
+        return "a user belongs to an institution (institution_id) or names an organisation"
+    return None
+
+
+class UserFields(BaseModel):
+    """A platform user, as written and as read."""
+
     model_config = example_config(
-        {"id": "u-li", "name": "李明", "institution_id": "neu",
-         "organisation": "东北大学", "email": "li@example.org", "approved": True}
+        {"id": "u-li", "name": "李明", "institution_id": "dlut",
+         "organisation": "大连理工大学", "email": "li@example.org", "approved": True}
     )
 
     id: Identifier
@@ -232,7 +275,18 @@ class UserIn(BaseModel):
     approved: bool = False
 
 
-class User(UserIn):
+class UserIn(UserFields):
+    """A platform user to register."""
+
+    # not User's: a row stored before the check existed still reads
+    @model_validator(mode="after")
+    def _affiliation(self) -> UserIn:
+        if problem := unaffiliated(self.institution_id, self.organisation):
+            raise ValueError(problem)
+        return self
+
+
+class User(UserFields):
     model_config = ConfigDict(extra="ignore")
 
     created_at: datetime

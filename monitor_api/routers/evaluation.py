@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
-from monitor_api.categories import category_name
+from monitor_api.categories import CATEGORY_NAMES, category_name
 from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.duplicate_review import COLUMNS as REVIEW_COLUMNS
 from monitor_api.duplicate_review import LABELS as REVIEW_LABELS
 from monitor_api.duplicate_review import review
+from monitor_api.errors import BadRequest
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
@@ -189,7 +190,7 @@ async def evaluate_institutions(
             responses=FILE_RESPONSES)
 async def low_utilisation(
     pool: DbPool, _: ReportEvaluator, settings: Settings, year: Year,
-    below_hours: Annotated[float | None, Query(ge=0, le=8784)] = None,
+    below_hours: Annotated[float | None, Query(ge=0, le=8784, allow_inf_nan=False)] = None,
     format: Format = Format.JSON, lang: Lang = Lang.BOTH,
     limit: Limit = 1000, offset: Offset = 0,
 ) -> Response | dict[str, Any]:
@@ -273,6 +274,9 @@ async def duplicate_review(
 ) -> Response | dict[str, Any]:
     """Duplicate-purchase review (查重评议): the instruments of a class, how much each was
     used in the year, and whether any that outside users may book had hours to spare."""
+    if len(category) < 6 and category not in CATEGORY_NAMES:  # else named as its parent
+        raise BadRequest(f"category: the national classification has no class {category!r}"
+                         " (GET /categories lists them)")
     scored, _institutions = await scored_year(request, year)
     async with request.app.state.pool.connection() as conn:
         registry = {r["id"]: r for r in await fetch_all(

@@ -28,6 +28,7 @@ from monitor_api.schemas import (
     Limit,
     Offset,
     Page,
+    misdated,
     page_of,
 )
 from monitor_api.schemas_evaluation import OverdueRegistrations
@@ -209,6 +210,9 @@ async def update_instrument(
     values = body.model_dump(exclude_unset=True)
     if "institution_id" in values:
         check_manages(caller, values["institution_id"])
+    merged = {**current, **values}
+    if problem := misdated(merged["accepted_on"], merged["networked_on"]):
+        raise BadRequest(problem)
     await update_columns(
         conn, table="instrument", key=instrument_id, values=values, allowed=_INSTRUMENT_COLUMNS
     )

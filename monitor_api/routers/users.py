@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from instrushare.protocol import Identifier
 from monitor_api.auth import Admin, Caller, Manager, Reader, Role, create_token
 from monitor_api.db import DbConn, fetch_one
-from monitor_api.errors import Forbidden, NotFound
+from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
-from monitor_api.schemas import Limit, Offset, Page, Text, User, UserIn
+from monitor_api.schemas import Limit, Offset, Page, Text, User, UserIn, unaffiliated
 
 router = APIRouter(tags=["users"])
 
@@ -120,14 +120,14 @@ async def update_user(
 ) -> dict[str, Any]:
     """Approve or edit a user (lab managers: users of their own institution)."""
     row = await fetch_one(conn, "SELECT * FROM platform_user WHERE id = %s", (user_id,))
-    if row is None:
+    if row is None or not caller.may_manage(row["institution_id"]):  # as when read: 404
         raise NotFound(f"no user {user_id!r}")
     values = body.model_dump(exclude_unset=True)
-    if caller.role is not Role.ADMIN and (
-        row["institution_id"] not in caller.institutions
-        or values.get("institution_id", row["institution_id"]) not in caller.institutions
-    ):
+    if not caller.may_manage(values.get("institution_id", row["institution_id"])):
         raise Forbidden("lab managers manage users of their own institution only")
+    merged = {**row, **values}
+    if problem := unaffiliated(merged["institution_id"], merged["organisation"]):
+        raise BadRequest(problem)
     new = await update_columns(
         conn, table="platform_user", key=user_id, values=values,
         allowed=("name", "institution_id", "organisation", "email", "approved"),

@@ -207,7 +207,8 @@ def test_lab_manager_scope(api: Api) -> None:
         assert other.patch("/instruments/nmr", json={"location": "x"}).status_code == 403
         assert other.post("/instruments", json={"id": "zz", "name": "z",
                                                 "institution_id": "uni"}).status_code == 403
-        assert other.patch("/users/in1", json={"approved": False}).status_code == 403
+        assert other.patch("/users/in1", json={"approved": False}).status_code == 404
+        assert other.patch("/users/out1", json={"institution_id": "uni"}).status_code == 403
         assert other.post("/users", json={"id": "zz", "institution_id": "uni"}).status_code \
             == 403
         assert other.get("/users/in1").status_code == 404

@@ -84,13 +84,17 @@ def test_lists(year: Api) -> None:
     with year.as_("evaluator") as c:
         low = c.get("/evaluation/2025/low-utilisation").json()
         silent = c.get("/evaluation/silent", params={"days": 30}).json()
-        overdue = c.get("/evaluation/overdue-registrations",
-                        params={"as_of": "2025-12-31", "format": "csv", "lang": "en"})
+        overdue, overdue_zh = (c.get("/evaluation/overdue-registrations", params={
+            "as_of": "2025-12-31", "format": "csv", "lang": lang}) for lang in ("en", "zh"))
     assert [i["key"] for i in low["items"]] == ["inc1", "sem", "xrd"]
     assert {i["instrument_id"] for i in silent["items"]} == {"inc1", "sem", "xrd"}
     lines = overdue.content.decode("utf-8-sig").splitlines()
     assert lines[0].startswith("Instrument,Name,Institution")
     assert [line.split(",")[0] for line in lines[1:]] == ["xrd"]
+    for response, column, word in ((overdue, "Deadline estimated", "no"),
+                                   (overdue_zh, "期限为估算", "否")):  # words, not False
+        header, first = response.content.decode("utf-8-sig").splitlines()
+        assert first.split(",")[header.split(",").index(column)] == word
 
 
 def test_rules_are_configuration(year: Api, database_url: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from monitor_api.csv_import import parse_instruments
 from tests.api.conftest import Api
 
 GOOD = (
@@ -221,3 +222,74 @@ def test_catalogue_review(api: Api) -> None:
             assert admin.delete("/instruments/icp/listing").json()["listed_at"] is None
             assert seen(user) == (404, set(), set())
         assert admin.post("/instruments/nope/listing").status_code == 404
+
+
+def test_names_may_not_be_blank(api: Api) -> None:
+    with api.as_("admin") as c:
+        refused = [
+            c.post("/institutions", json={"id": "blank", "name": " \t"}),
+            c.patch("/institutions/uni", json={"name": "  "}),
+            c.post("/instruments", json={"id": "blank", "name": " ", "institution_id": "uni"}),
+            c.patch("/instruments/nmr", json={"name": "\u3000"}),  # an ideographic space
+        ]
+    assert [(r.status_code, r.json()["message"]) for r in refused] == [
+        (422, "body.name: may not be blank")] * 4
+
+
+def test_users_belong_to_an_institution_or_name_an_organisation(api: Api) -> None:
+    """firm1 names an organisation and no institution; in1 has both."""
+    message = "a user belongs to an institution (institution_id) or names an organisation"
+    with api.as_("admin") as c:
+        nobody = c.post("/users", json={"id": "nobody"})
+        blank = c.post("/users", json={"id": "nobody", "organisation": "  "})
+        firm = c.post("/users", json={"id": "firm2", "organisation": "沈阳某公司"})
+        cleared = c.patch("/users/firm1", json={"organisation": ""})
+        both_cleared = c.patch("/users/in1", json={"institution_id": None, "organisation": " "})
+        left = c.patch("/users/in1", json={"institution_id": None})  # keeps its organisation
+    assert (nobody.status_code, nobody.json()["message"]) == (422, f"body: {message}")
+    assert blank.status_code == 422
+    assert firm.status_code == 201, firm.text
+    assert [(r.status_code, r.json()["message"]) for r in (cleared, both_cleared)] == [
+        (422, message)] * 2
+    assert (left.status_code, left.json()["organisation"]) == (200, "东北大学")
+    assert api.sql("SELECT organisation FROM platform_user WHERE id = 'firm1'") == [
+        ("沈阳某科技公司",)]
+
+
+def test_an_instrument_is_networked_on_or_after_its_acceptance(api: Api) -> None:
+    new = {"id": "icp", "name": "ICP-MS", "institution_id": "uni-ac"}
+    with api.as_("manager") as c:
+        early = c.post("/instruments", json={**new, "accepted_on": "2025-03-10",
+                                             "networked_on": "2025-03-09"})
+        same_day = c.post("/instruments", json={**new, "accepted_on": "2025-03-10",
+                                                "networked_on": "2025-03-10"})
+        before_stored = c.patch("/instruments/icp", json={"networked_on": "2025-03-01"})
+        stored_before = c.patch("/instruments/icp", json={"accepted_on": "2025-04-01"})
+        both_moved = c.patch("/instruments/icp", json={"accepted_on": "2025-04-01",
+                                                       "networked_on": "2025-04-02"})
+        unaccepted = c.patch("/instruments/icp", json={"accepted_on": None,
+                                                       "networked_on": "2025-01-01"})
+    assert (early.status_code, early.json()["message"]) == (
+        422, "body: networked_on 2025-03-09 is before accepted_on 2025-03-10")
+    assert same_day.status_code == 201, same_day.text
+    assert [(r.status_code, r.json()["message"]) for r in (before_stored, stored_before)] == [
+        (422, "networked_on 2025-03-01 is before accepted_on 2025-03-10"),
+        (422, "networked_on 2025-03-10 is before accepted_on 2025-04-01")]
+    assert both_moved.status_code == unaccepted.status_code == 200
+    code, body = _import(api, "manager", "id,name,institution_id,accepted_on,networked_on\n"
+                                         "late,迟,uni-ac,2025-05-02,2025-05-01\n")
+    assert (code, body["details"]) == (422, [
+        {"line": 2, "reason": "networked_on 2025-05-01 is before accepted_on 2025-05-02"}])
+
+
+def test_every_line_naming_an_id_seen_before_is_a_duplicate() -> None:
+    parsed = parse_instruments("id,name,institution_id,value_rmb\n"
+                               "a,甲,uni,-1\n"     # a bad value
+                               "a,甲,uni,1\n"      # its id again
+                               "a,甲,uni,x,y\n"    # again, and a bad line itself
+                               "b,乙,uni,1\n")
+    assert [(e.line, e.reason) for e in parsed.errors] == [
+        (2, "value_rmb: Input should be greater than or equal to 0"),
+        (3, "id 'a' already appears on line 2"),
+        (4, "id 'a' already appears on line 2; expected 4 fields, found 5")]
+    assert [(line, item.id) for line, item in parsed.rows] == [(5, "b")]

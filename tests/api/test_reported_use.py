@@ -109,3 +109,14 @@ def test_a_year_not_begun_takes_no_report_and_one_under_way_no_more_hours_than_i
     assert too_many.status_code == 422
     assert f"hours {this_year} has had so far" in too_many.json()["details"][0]["reason"]
     assert send(this_year, max(elapsed - 2, 0)).status_code == 200
+
+
+def test_an_instrument_named_again_after_a_bad_line_is_a_duplicate(year: Api) -> None:
+    with year.as_("manager") as manager:
+        refused = _send(manager, "instrument_id,effective_hours,external_hours\n"
+                                 "nmr,10,20\n"      # more external than effective
+                                 "nmr,10,1\n")      # nmr again
+    assert refused.status_code == 422
+    assert refused.json()["details"] == [
+        {"line": 2, "reason": "external_hours cannot exceed effective_hours"},
+        {"line": 3, "reason": "instrument_id 'nmr' already appears on line 2"}]

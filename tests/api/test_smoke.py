@@ -96,3 +96,15 @@ def test_a_json_endpoint_sent_another_content_type_says_so(api: Api) -> None:
     assert (r.status_code, r.json()["error"]) == (415, "unsupported_media_type")
     assert "the body must be JSON" in r.json()["message"]
     assert missing.status_code == 422  # no body at all: a request to complete, not a type
+
+
+def test_the_request_examples_run_in_order(api: Api) -> None:
+    """Each OpenAPI example names only what an example before it creates."""
+    schemas = httpx.get(f"{api.url}/openapi.json").json()["components"]["schemas"]
+    with api.as_("admin") as c:
+        for path, schema in (("/institutions", "InstitutionIn"), ("/instruments", "InstrumentIn"),
+                             ("/users", "UserIn"), ("/certifications", "CertificationIn"),
+                             ("/tokens", "TokenIn")):
+            for example in schemas[schema]["examples"]:
+                r = c.post(path, json=example)
+                assert r.status_code == 201, f"{path}: {r.text}"

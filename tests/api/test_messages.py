@@ -1,0 +1,70 @@
+"""Refusals say what is wrong in words a caller can act on, with the documented codes."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.api.conftest import Api
+
+
+def _refusal(r: httpx.Response) -> tuple[int, str, str]:
+    body = r.json()
+    return r.status_code, body["error"], body["message"]
+
+
+def test_a_body_that_is_not_json_says_why_and_where(api: Api) -> None:
+    with api.as_("admin") as c:
+        def patch(content: bytes) -> httpx.Response:
+            return c.patch("/institutions/uni", content=content,
+                           headers={"Content-Type": "application/json"})
+
+        not_utf8 = patch(b"\xff\xfe{")
+        syntax = patch(b'{"name": "x",\n "region" "y"}')
+        deep = patch(b"[" * 100_000)
+    assert _refusal(not_utf8) == (422, "invalid", "body: not valid JSON: not UTF-8 text")
+    assert _refusal(syntax) == (
+        422, "invalid", "body: not valid JSON: Expecting ':' delimiter at line 2, column 11")
+    assert _refusal(deep) == (422, "invalid", "body: nested too deeply to read")
+
+
+def test_hours_must_be_a_finite_number(api: Api) -> None:
+    with api.as_("evaluator") as c:
+        for value in ("NaN", "inf"):
+            r = c.get("/evaluation/2026/low-utilisation", params={"below_hours": value})
+            assert _refusal(r) == (422, "invalid", "query.below_hours: Input should be a"
+                                   " finite number")
+
+
+def test_a_class_the_classification_does_not_name_is_refused(api: Api) -> None:
+    with api.as_("evaluator") as c:
+        r = c.get("/evaluation/2026/duplicate-review", params={"category": "0199"})
+    assert _refusal(r) == (422, "invalid", "category: the national classification has no"
+                           " class '0199' (GET /categories lists them)")
+
+
+def test_an_offset_whose_plus_arrived_as_a_space_gets_a_hint(api: Api) -> None:
+    with api.as_("admin") as c:
+        unencoded = c.get("/instruments/nmr/timeline?start=2026-11-27T00:00:00+08:00"
+                          "&end=2026-11-28T00:00:00%2B08:00")
+        naive = c.get("/instruments/nmr/timeline?start=2026-11-27T00:00:00"
+                      "&end=2026-11-28T00:00:00%2B08:00")
+        encoded = c.get("/instruments/nmr/timeline?start=2026-11-27T00:00:00%2B08:00"
+                        "&end=2026-11-28T00:00:00%2B08:00")
+    code, error, message = _refusal(unencoded)
+    assert (code, error) == (422, "invalid")
+    assert message.startswith("query.start: Input should be a valid datetime")
+    assert message.endswith("send the offset's '+' as %2B")
+    assert "%2B" not in naive.json()["message"]  # no offset at all: nothing to encode
+    assert encoded.status_code == 200, encoded.text
+
+
+def test_another_authorization_scheme_is_named(api: Api) -> None:
+    basic = httpx.get(f"{api.url}/instruments", headers={"Authorization": "Basic dXNlcjpwdw=="})
+    bare = httpx.get(f"{api.url}/instruments", headers={"Authorization": api.tokens["admin"]})
+    none = httpx.get(f"{api.url}/instruments")
+    scheme = (401, "unauthorized", "the Authorization header must use the Bearer scheme:"
+              " `Authorization: Bearer <token>`")
+    assert _refusal(basic) == _refusal(bare) == scheme
+    assert basic.headers["WWW-Authenticate"] == "Bearer"
+    assert _refusal(none) == (401, "unauthorized", "no API token: send the header"
+                              " `Authorization: Bearer <token>`")
