@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Generic, TypeVar
 
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from monitor_api.errors import problem_text
+from monitor_api.errors import BadRequest, UnsupportedMedia, problem_text
 from monitor_api.schemas import InstrumentIn
 
 REQUIRED = ("id", "name", "institution_id")
@@ -21,6 +22,24 @@ _TRUE = {"1", "true", "yes", "y", "是", "开放"}
 _FALSE = {"0", "false", "no", "n", "否", "不开放"}
 
 M = TypeVar("M", bound=BaseModel)
+
+
+async def csv_text(request: Request) -> str:
+    """The body of a CSV upload as text: sent as ``text/csv`` (a form or JSON body sent here by
+    mistake would otherwise be read as a file full of bad lines), UTF-8, NULs made visible."""
+    media, _, params = request.headers.get("content-type", "").partition(";")
+    if media.strip().lower() != "text/csv":
+        raise UnsupportedMedia(f"the body must be CSV (Content-Type: text/csv), not"
+                               f" {media.strip() or 'untyped'}")
+    charset = next((v.strip().strip('"').lower() for k, _, v in
+                    (p.partition("=") for p in params.split(";")) if k.strip() == "charset"),
+                   "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMedia(f"the file must be UTF-8 text, not {charset}")
+    try:
+        return (await request.body()).decode("utf-8").replace("\x00", "\ufffd")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the file is not UTF-8 text") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,13 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class UnsupportedMedia(ApiError):
+    """The request body is of a type the endpoint does not take."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 def _body(code: str, message: str, details: Any = None,
           reason: Refusal | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
@@ -122,8 +129,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown token"},
     403: {"description": "Role not allowed"},
     422: {"description": "Invalid request"},
-    "4XX": {"description": "Refused: not found (404), conflict (409), too large (413), not JSON"
-            " (415); the JSON body's `error` and `message` say why"},
+    "4XX": {"description": "Refused: not found (404), conflict (409), too large (413), a body"
+            " of another type than JSON or, for uploads, CSV (415); the JSON body's `error` and"
+            " `message` say why"},
 }
 
 

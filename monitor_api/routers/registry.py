@@ -11,7 +11,7 @@ from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 
 from monitor_api.auth import Admin, Caller, Manager, Principal, Reader, Role
-from monitor_api.csv_import import COLUMNS, RowError, parse_instruments
+from monitor_api.csv_import import COLUMNS, RowError, csv_text, parse_instruments
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
@@ -272,13 +272,9 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
     them: only the file's columns are updated. Every bad row is reported with its line
     number; nothing is written unless all rows pass.
     """
-    raw = await request.body()  # at most MAX_IMPORT_BYTES (app.py)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("the file is not UTF-8 text") from exc
+    text = await csv_text(request)  # at most MAX_IMPORT_BYTES (app.py)
     # tens of thousands of rows take a while to check: off the event loop
-    parsed = await run_in_threadpool(parse_instruments, text.replace("\x00", "\ufffd"))
+    parsed = await run_in_threadpool(parse_instruments, text)
     rows, errors = parsed.rows, parsed.errors
     if rows:
         ids = [item.id for _, item in rows]

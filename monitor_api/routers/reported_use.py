@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from monitor_api.auth import Manager, ReportReader
-from monitor_api.csv_import import RowError, parse_rows
+from monitor_api.csv_import import RowError, csv_text, parse_rows
 from monitor_api.db import DbConn, DbPool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Conflict
 from monitor_api.evaluation import evaluated_year
@@ -52,12 +52,8 @@ async def report_use(
     if evaluated.now < evaluated.lo:
         raise Conflict(f"{year} has not begun: report its hours once they are used")
     so_far = (min(evaluated.now, evaluated.hi) - evaluated.lo).total_seconds() / 3600
-    try:
-        text = (await request.body()).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("the file is not UTF-8 text") from exc
     parsed = await run_in_threadpool(
-        parse_rows, text.replace("\x00", "\ufffd"), ReportedUseIn,
+        parse_rows, await csv_text(request), ReportedUseIn,
         required=("instrument_id", "effective_hours"), key="instrument_id")
     errors = list(parsed.errors)
     owners = {r["id"]: r["institution_id"] for r in await fetch_all(

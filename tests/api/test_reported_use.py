@@ -120,3 +120,24 @@ def test_an_instrument_named_again_after_a_bad_line_is_a_duplicate(year: Api) ->
     assert refused.json()["details"] == [
         {"line": 2, "reason": "external_hours cannot exceed effective_hours"},
         {"line": 3, "reason": "instrument_id 'nmr' already appears on line 2"}]
+
+
+@pytest.mark.parametrize("path", [PATH, "/instruments/import"])
+def test_an_upload_must_be_sent_as_utf8_csv(year: Api, path: str) -> None:
+    """A form or JSON body posted here by mistake, or a file in another charset, is refused
+    as such (415), not read as a file of bad lines; nothing is stored."""
+    text = ("instrument_id,effective_hours\nnmr,10\n" if path == PATH
+            else "id,name,institution_id\nnmr-2,NMR,uni\n")
+    with year.as_("admin") as admin:
+        for sent in ("application/x-www-form-urlencoded", "application/json", None,
+                     "text/csv; charset=latin-1"):
+            headers = {"Content-Type": sent} if sent else {}
+            refused = admin.post(path, content=text.encode(), headers=headers)
+            assert (refused.status_code, refused.json()["error"]) == (
+                415, "unsupported_media_type"), sent
+            assert ("text/csv" if "charset" not in (sent or "") else "UTF-8") in \
+                refused.json()["message"]
+        assert year.sql("SELECT count(*) FROM reported_use")[0][0] == 0
+        accepted = admin.post(path, content=text.encode(),
+                              headers={"Content-Type": 'text/csv; charset="UTF-8"'})
+    assert accepted.status_code == 200, accepted.text
