@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -12,6 +13,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -64,9 +66,30 @@ def _check_moment(value: datetime) -> datetime:
     return value
 
 
-Day = Annotated[date, AfterValidator(_check_day)]
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _written_out(value: object) -> object:
+    """Dates and times as ISO 8601 text only: pydantic would take a number (in JSON or a query
+    string) for Unix seconds, a reading the API never promises and a typo would slip by."""
+    if (isinstance(value, int | float | Decimal) and not isinstance(value, bool)) or (
+            isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("write dates as YYYY-MM-DD and times in ISO 8601 with an offset"
+                         " (2026-03-10T09:00:00+08:00), not as a number")
+    return value
+
+
+def _date_only(value: object) -> object:
+    """A day as ``YYYY-MM-DD``: pydantic would also take a time at midnight in any zone for
+    its date, which is not the day in Asia/Shanghai the API means."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError("write a day as YYYY-MM-DD")
+    return _written_out(value)
+
+
+Day = Annotated[date, BeforeValidator(_date_only), AfterValidator(_check_day)]
 """A date between 1900-01-01 and 2199-12-31."""
-Moment = Annotated[AwareDatetime, AfterValidator(_check_moment)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_written_out), AfterValidator(_check_moment)]
 """A date and time with an offset, on a day between 1900-01-01 and 2199-12-31."""
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
 Year = Annotated[int, Path(ge=2000, le=2100)]

@@ -68,3 +68,21 @@ def test_another_authorization_scheme_is_named(api: Api) -> None:
     assert basic.headers["WWW-Authenticate"] == "Bearer"
     assert _refusal(none) == (401, "unauthorized", "no API token: send the header"
                               " `Authorization: Bearer <token>`")
+
+
+def test_days_and_times_are_written_out_not_numbers(api: Api) -> None:
+    """A number would otherwise be read as Unix seconds, and a time at midnight in any zone
+    as a day: both are refused, saying how to write them."""
+    period = {"start": "2026-01-01", "end": "2026-01-31"}
+    with api.as_("evaluator") as c:
+        for start in ("20260101", "2026-01-01T00:00:00Z", "1767196800"):
+            r = c.get("/reports/utilisation", params={**period, "start": start})
+            assert _refusal(r) == (422, "invalid", "query.start: write a day as YYYY-MM-DD")
+        assert c.get("/reports/utilisation", params=period).status_code == 200
+        r = c.get("/instruments/nmr/timeline", params={"start": "1767196800",
+                                                        "end": "2026-01-02T00:00:00+08:00"})
+        assert r.status_code == 422 and "not as a number" in r.json()["message"]
+    with api.as_("user") as c:
+        r = c.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                      "start": 1893456000, "end": "2030-01-01T12:00:00+08:00"})
+        assert r.status_code == 422 and "not as a number" in r.json()["message"]
