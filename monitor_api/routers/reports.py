@@ -115,7 +115,10 @@ async def utilisation(
     body = page_of(items, limit=limit, offset=offset, start=start, end=end,
                    group_by=group_by)
     english = {i["name"]: (i["name"], i["name_en"]) for i in items if i.get("name_en")}
-    return await render(body, items, COLUMNS, format, lang, f"utilisation-{start}-{end}",
+    # the grouping in the file name: the reports of one period by institution, category and
+    # instrument are three files, not one name thrice
+    return await render(body, items, COLUMNS, format, lang,
+                        f"utilisation-{group_by}-{start}-{end}",
                         labels={"name": english})  # a group the platform names in English
 
 

@@ -265,6 +265,18 @@ def test_csv_and_xlsx_exports(seeded: Api) -> None:
     assert nmr_row[5] == pytest.approx(5.5)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_file_names_say_the_grouping(seeded: Api, fmt: str) -> None:
+    """A period's reports by institution, category and instrument download as three files."""
+    params = {"start": "2026-03-10", "end": "2026-03-11", "format": fmt}
+    with seeded.as_("admin") as c:
+        names = {group: c.get("/reports/utilisation", params={**params, "group_by": group})
+                 .headers["content-disposition"] for group in ("institution", "category",
+                                                               "instrument")}
+    assert names == {group: f'attachment; filename="utilisation-{group}-2026-03-10-2026-03-11'
+                            f'.{fmt}"' for group in names}
+
+
 def test_a_workbook_being_written_holds_up_no_other_request(
     seeded: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

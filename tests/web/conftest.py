@@ -59,9 +59,11 @@ def new_page(browser: Browser, stack: Stack) -> Iterator[Callable[..., Page]]:
     contexts: list[BrowserContext] = []
     foreign: list[str] = []
 
-    def make(*, viewport: ViewportSize = DESKTOP, locale: str = "en-US") -> Page:
+    def make(*, viewport: ViewportSize = DESKTOP, locale: str = "en-US",
+             timezone_id: str | None = None) -> Page:
+        """``timezone_id`` (an IANA name) sets the browser's zone; by default the host's."""
         context = browser.new_context(
-            viewport=viewport, locale=locale, accept_downloads=True,
+            viewport=viewport, locale=locale, timezone_id=timezone_id, accept_downloads=True,
             device_scale_factor=1, is_mobile=viewport is PHONE, has_touch=viewport is PHONE,
         )
         contexts.append(context)

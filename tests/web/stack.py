@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from monitor_api import ApiSettings
 from monitor_api.auth import Role, hash_token, new_token
+from monitor_api.settings import TIMEZONE
 from tests.api_server import serve
 
 INSTITUTIONS = [
@@ -42,6 +44,8 @@ LIVE_STATES = {
 }
 USERS = [("u-in", "校内用户", "neu"), ("u-out", "外单位用户", "dut")]
 POWER_STEP = timedelta(minutes=5)
+SHANGHAI = ZoneInfo(TIMEZONE)
+"""The zone of the platform's days, its exports and every time the dashboard shows."""
 
 
 @dataclass(frozen=True)

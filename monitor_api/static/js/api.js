@@ -6,7 +6,8 @@ const TOKEN = 'instrushare.token';
 const BASE = new URL('../', document.baseURI.split('#')[0]);
 
 export class ApiError extends Error {
-  /** ``details``: what the API listed with its refusal, e.g. a file's bad lines;
+  /** ``details``: what the API gave with its refusal, a list (a file's bad lines) or an
+   * object (the booking in the way);
    * ``reason``: the API's code for what stood in the way, which the dashboard words itself. */
   constructor(status, code, message, details = [], reason = null) {
     super(message);
@@ -51,7 +52,7 @@ async function request(path, params, {
     let body = {};
     try { body = await resp.json(); } catch { /* not JSON */ }
     throw new ApiError(resp.status, body.error ?? `http_${resp.status}`,
-      body.message ?? resp.statusText, Array.isArray(body.details) ? body.details : [],
+      body.message ?? resp.statusText, body.details ?? [],
       body.reason ?? null);
   }
   return resp;

@@ -4,6 +4,7 @@
 import { ApiError, getJson, session } from './api.js';
 import { clear, el } from './dom.js';
 import { LANGS, lang, loadStrings, setLang, t } from './i18n.js';
+import { explained } from './notice.js';
 import * as board from './pages/board.js';
 import * as bookings from './pages/bookings.js';
 import * as catalogue from './pages/catalogue.js';
@@ -59,9 +60,9 @@ function fail(err, box) {
         : `${t('error.generic')} (${err.status ?? '?'})`;
   box.replaceChildren(el('div', {
     class: forbidden ? 'notice notice-forbidden' : 'notice notice-error',
-    role: 'alert',
+    role: 'alert', title: err.message || null,
     dataset: { error: forbidden ? 'forbidden' : 'error' },
-  }, el('strong', { text }), err.message ? el('span', { class: 'detail', text: err.message }) : null));
+  }, el('strong', { text }), explained(err)));
 }
 
 function renderHeader(current) {

@@ -8,13 +8,19 @@ import { inLanguage } from './i18n.js';
 
 let classes = null;
 
+/** The classes, [{code, name, name_en}] (fetched once; again after a failure). */
+export function loadCategories() {
+  classes ??= getJson('categories').then((body) => body.items)
+    .catch((err) => { classes = null; throw err; });
+  return classes;
+}
+
 /** A datalist of the classes, for inputs whose ``list`` attribute is ``id``. */
 export function categoryList(id) {
   const list = el('datalist', { id });
-  classes ??= getJson('categories').then((body) => body.items);
-  classes.then((items) => list.replaceChildren(...items.map((c) => {
+  loadCategories().then((items) => list.replaceChildren(...items.map((c) => {
     const name = inLanguage(c.name, c.name_en);
     return el('option', { value: c.code, label: `${c.code} ${name}`, text: name });
-  }))).catch(() => { classes = null; }); // without the names the input still takes any code
+  }))).catch(() => {}); // without the names the input still takes any code
   return list;
 }

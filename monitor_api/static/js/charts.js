@@ -1,6 +1,7 @@
 // Chart.js (vendored UMD build, window.Chart) wrappers: bar/line comparisons, a state
 // timeline of floating bars, and a power series on a numeric time axis (no date adapter).
 
+import { startOfDay } from './clock.js';
 import { el } from './dom.js';
 import { fmtNumber, fmtPercent, fmtTick, fmtTime, inLanguage, t } from './i18n.js';
 
@@ -20,18 +21,20 @@ const BASE_OPTIONS = {
   plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } },
 };
 
+const MINUTE = 60e3;
 const HOUR = 3600e3;
-const STEPS = [HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 48 * HOUR, 168 * HOUR];
+// minutes for a short range (half an hour gets a tick every 5 minutes), hours, then days
+const STEPS = [MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
+  HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 48 * HOUR, 168 * HOUR];
 
-/** Tick positions on whole local hours or days, at most ``count`` of them. */
+/** Tick positions on whole steps (minutes, hours, days) of Shanghai's clock counted from
+ * midnight, at most ``count`` of them. */
 export function timeTicks(lo, hi, count = 7) {
   const step = STEPS.find((s) => (hi - lo) / s <= count) ?? Math.ceil((hi - lo) / count / HOUR) * HOUR;
-  const first = new Date(lo);
-  first.setMinutes(0, 0, 0);
-  if (step >= 24 * HOUR) first.setHours(0);
-  else first.setHours(Math.floor(first.getHours() / (step / HOUR)) * (step / HOUR));
+  const midnight = startOfDay(lo);
+  const first = step >= 24 * HOUR ? midnight : midnight + Math.floor((lo - midnight) / step) * step;
   const ticks = [];
-  for (let v = first.getTime(); v <= hi; v += step) if (v >= lo) ticks.push({ value: v });
+  for (let v = first; v <= hi; v += step) if (v >= lo) ticks.push({ value: v });
   return ticks;
 }
 
@@ -70,9 +73,14 @@ function make(canvas, config) {
  * telling the whole name. */
 const shortened = (text, most) => (text.length > most ? `${text.slice(0, most - 1)}…` : text);
 
+/** How many characters a category axis ``scale`` has room for under each of its labels
+ * (about 7 px a character beside the y axes' 100 px), and never fewer than 10, which a
+ * label turned aslant takes on a phone. */
+const labelRoom = (scale) => Math.max(10,
+  Math.floor((scale.chart.width - 100) / Math.max(scale.chart.data.labels.length, 1) / 7));
+
 /** Hours per group as bars, openness ratio as a line on its own axis. */
 export function hoursChart(canvas, items) {
-  const most = window.matchMedia('(max-width: 600px)').matches ? 10 : 24;
   return make(canvas, {
     type: 'bar',
     data: {
@@ -91,7 +99,7 @@ export function hoursChart(canvas, items) {
     options: {
       ...BASE_OPTIONS,
       scales: {
-        x: { ticks: { callback(value) { return shortened(this.getLabelForValue(value), most); } } },
+        x: { ticks: { callback(value) { return shortened(this.getLabelForValue(value), labelRoom(this)); } } },
         y: { beginAtZero: true, title: { display: true, text: t('common.hours') } },
         ratio: { position: 'right', beginAtZero: true, suggestedMax: 0.5,
           title: { display: true, text: t('util.openness') },

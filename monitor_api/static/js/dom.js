@@ -22,6 +22,17 @@ export function el(tag, attrs = {}, ...children) {
 /** "name (id)", or the id alone when the registry holds no name other than the id. */
 export const named = (name, id) => (name && name !== id ? `${name} (${id})` : id);
 
+/** Mark which of ``buttons`` (a range's presets) gave the range shown, ``first`` at the
+ * start: pressed (aria-pressed, styled so) once clicked, and none once ``inputs`` are edited. */
+export function markPresets(buttons, inputs, first = null) {
+  const press = (pressed) => {
+    for (const b of buttons) b.setAttribute('aria-pressed', String(b === pressed));
+  };
+  for (const b of buttons) b.addEventListener('click', () => press(b));
+  for (const input of inputs) input.addEventListener('input', () => press(null));
+  press(first);
+}
+
 export function clear(node) {
   while (node.firstChild) node.firstChild.remove();
   return node;

@@ -1,5 +1,8 @@
 // Every label comes from i18n.json (one dictionary, zh and en). The choice is remembered.
 
+import { OFFSET, wallClock } from './clock.js';
+import { el } from './dom.js';
+
 const STORE = 'instrushare.lang';
 export const LANGS = ['zh', 'en'];
 let strings = { zh: {}, en: {} };
@@ -37,21 +40,17 @@ export function inLanguage(zh, en) {
 const locale = () => (current === 'zh' ? 'zh-CN' : 'en-GB');
 
 const pad = (n) => String(n).padStart(2, '0');
-const clock = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const clock = (c) => `${pad(c.hours)}:${pad(c.minutes)}`;
 
-/** A local time; in English in ISO order (2026-11-28 14:30), which no reader can take for
+/** A time on Shanghai's clock (clock.js), whatever the browser's zone: in Chinese
+ * 2026/11/28 14:30, in English in ISO order (2026-11-28 14:30), which no reader can take for
  * another day whichever order their browser's date pickers use. */
 export function fmtTime(value, withDate = true) {
   if (!value) return '—';
-  const d = new Date(value);
-  if (current === 'zh') {
-    const options = withDate
-      ? { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }
-      : { hour: '2-digit', minute: '2-digit' };
-    return new Intl.DateTimeFormat('zh-CN', options).format(d);
-  }
-  return withDate ? `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(d)}`
-    : clock(d);
+  const c = wallClock(value);
+  if (!withDate) return clock(c);
+  const sep = current === 'zh' ? '/' : '-';
+  return `${c.year}${sep}${pad(c.month)}${sep}${pad(c.day)} ${clock(c)}`;
 }
 
 export function fmtNumber(value, digits = 1) {
@@ -65,12 +64,16 @@ export function fmtPercent(value) {
     maximumFractionDigits: 1 }).format(value); // 16.0% beside 32.7%: one decimal throughout
 }
 
-/** Axis labels: the time for a short span, the day and time for a long one; the day alone
- * at midnight. */
+/** The note beside the inputs of a form taking dates or times: they are China Standard
+ * Time, as every time the dashboard shows. */
+export const zoneNote = () => el('span', { class: 'muted', dataset: { zone: OFFSET },
+  text: t('common.zone') });
+
+/** Axis labels (Shanghai's clock): the time for a short span, the day and time for a long
+ * one; the day alone at midnight. */
 export function fmtTick(value, long) {
-  const d = new Date(value);
-  const day = current === 'zh' ? `${d.getMonth() + 1}/${d.getDate()}`
-    : `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-  if (d.getHours() === 0 && d.getMinutes() === 0) return day; // midnight says which day
-  return long ? `${day} ${clock(d)}` : clock(d);
+  const c = wallClock(value);
+  const day = current === 'zh' ? `${c.month}/${c.day}` : `${pad(c.month)}-${pad(c.day)}`;
+  if (c.hours === 0 && c.minutes === 0) return day; // midnight says which day
+  return long ? `${day} ${clock(c)}` : clock(c);
 }

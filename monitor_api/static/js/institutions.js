@@ -1,19 +1,28 @@
-// Institution names by id, read once and shared by the pages: tiles and tables name an
-// institution, not just its code.
+// Institution names by id (and the regions they are in), read once and shared by the pages:
+// tiles and tables name an institution, not just its code.
 
 import { getJson } from './api.js';
 import { el } from './dom.js';
 
 const names = new Map();
+const regions = new Set();
 let loading = null;
 
 /** Load the names (once; again after a failure). */
 export function loadInstitutionNames(signal) {
   loading ??= getJson('institutions', { limit: 1000 }, { signal })
-    .then((page) => { for (const i of page.items) names.set(i.id, i.name); })
+    .then((page) => {
+      for (const i of page.items) {
+        names.set(i.id, i.name);
+        if (i.region) regions.add(i.region);
+      }
+    })
     .catch((err) => { loading = null; throw err; });
   return loading;
 }
+
+/** The regions institutions are registered in, sorted (none while the names are unknown). */
+export const knownRegions = () => [...regions].sort((a, b) => a.localeCompare(b));
 
 /** Its name, or the id while the names are unknown. */
 export const institutionName = (id) => names.get(id) ?? id;

@@ -2,7 +2,7 @@
 
 import { ApiError } from './api.js';
 import { el } from './dom.js';
-import { t } from './i18n.js';
+import { fmtTime, lang, t } from './i18n.js';
 
 /** Whether the person confirms an action that cannot be undone from the dashboard: the
  * question under ``key``. */
@@ -30,22 +30,57 @@ export async function attempt(action, box, ctx, signal) {
   }
 }
 
+/** An English sentence's words, numbers left out (they are particulars) and a plural's s. */
+const words = (text) => (text.toLowerCase().match(/[a-z]{2,}/g) ?? []).map((w) => w.replace(/s$/, ''));
+
+/** Whether the API's English ``message`` says more than the page's English ``worded``: more
+ * than a third of its words are not in it. */
+function addsTo(message, worded) {
+  const said = new Set(words(worded));
+  const all = words(message);
+  return all.filter((w) => !said.has(w)).length * 3 > all.length;
+}
+
+/** The particulars a refusal's ``details`` name (bookings, a date), in the page's language. */
+function particulars(details) {
+  if (!details || Array.isArray(details)) return [];
+  return [
+    details.booking_id == null ? null : `${t('book.booking')} #${details.booking_id}`,
+    details.no_shows?.length
+      ? `${t('notice.no_shows')}: ${details.no_shows.map((id) => `#${id}`).join(', ')}` : null,
+    details.resumes_at ? `${t('notice.resumes_at')}: ${fmtTime(details.resumes_at)}` : null,
+  ].filter(Boolean);
+}
+
+/**
+ * Why the API refused ``err``, as lines (spans) of a notice: the page's own words (``worded``,
+ * else the sentence for its reason code) with the particulars its details name, in the page's
+ * language; the API's English message only where the page has no words for it, or in English
+ * where it says more. The notice keeps that message as its title, for support.
+ */
+export function explained(err, worded = null) {
+  const key = `reason.${err.reason}`;
+  const own = worded ?? (err.reason && t(key) !== key ? t(key) : null);
+  const found = particulars(err.details);
+  const message = err.message && (!own || (lang() === 'en' && addsTo(err.message, own)))
+    ? err.message : null;
+  return [own, found.length ? found.join(' · ') : null, message].filter(Boolean)
+    .map((text, n) => el('span', { class: n ? 'detail muted' : 'detail', text }));
+}
+
 /** A refused request (4xx, not 401) shows the API's reason in ``box``; anything else goes to
  * the shell, which handles lost sessions and outages. */
 export function showRefusal(box, err, ctx) {
   if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) {
-    // a refused file names each bad line: {line, reason}
-    const items = err.details.filter((d) => d.line).map((d) => `${t('common.line')} ${d.line}: ${d.reason}`);
-    // a refusal the API gives a reason code for is said in the page's language, what to do
-    // included; the API's own message follows, for its particulars (dates, booking numbers)
-    const worded = err.reason && t(`reason.${err.reason}`) !== `reason.${err.reason}`
-      ? t(`reason.${err.reason}`) : null;
+    // a refused file names each bad line, {line, reason}, in the API's English, under a
+    // heading in the page's language
+    const lines = Array.isArray(err.details) ? err.details.filter((d) => d.line) : [];
     box.replaceChildren(el('div', { class: 'notice notice-error', role: 'alert',
-      dataset: { error: err.code, reason: err.reason ?? '' } },
+      title: err.message || null, dataset: { error: err.code, reason: err.reason ?? '' } },
     el('strong', { text: t('common.refused') }),
-    el('span', { class: 'detail', text: worded ?? err.message }),
-    worded ? el('span', { class: 'detail muted', text: err.message }) : null,
-    items.length ? el('ul', { class: 'details' }, items.map((text) => el('li', { text }))) : null));
+    explained(err, lines.length ? t('notice.bad_lines') : null),
+    lines.length ? el('ul', { class: 'details' },
+      lines.map((d) => el('li', { text: `${t('common.line')} ${d.line}: ${d.reason}` }))) : null));
   } else {
     ctx.fail(err, box);
   }

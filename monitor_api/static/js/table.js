@@ -15,7 +15,8 @@ export function table(columns, rows, name) {
       el('thead', {}, el('tr', {}, columns.map((c) => headerCell(t(c.label))))),
       el('tbody', {}, rows.map((row) => el('tr', { dataset: row.id === undefined ? null : { id: row.id } }, columns.map((c) => {
         const value = c.format ? c.format(row[c.key], row) : row[c.key];
-        return el('td', { dataset: { key: c.key } },
+        // data-label: its header, which a table stacked into cards on a phone shows above it
+        return el('td', { dataset: { key: c.key, label: t(c.label) } },
           value === null || value === undefined || value === '' ? '—' : value);
       }))))));
 }

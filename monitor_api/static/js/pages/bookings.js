@@ -3,8 +3,9 @@
 // for registered users the request form. The API decides; a refusal shows its message.
 
 import { getJson, postJson } from '../api.js';
+import { dateTimeInput, instant, isoTime, readDateTimeInput, wallClock } from '../clock.js';
 import { el, named } from '../dom.js';
-import { fmtTime, t } from '../i18n.js';
+import { fmtTime, t, zoneNote } from '../i18n.js';
 import { confirmed, showDone, showProblem, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
 
@@ -15,9 +16,6 @@ const STATUSES = ['requested', 'approved', 'completed', 'rejected', 'cancelled',
 const KINDS = ['assisted', 'sample', 'self'];
 const PURPOSES = ['research', 'development', 'teaching', 'other'];
 const MANAGERS = ['admin', 'lab_manager'];
-
-/** A local time as a datetime-local input wants it. */
-const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
 
 /** Actions the dashboard cannot undo: asked to be confirmed first. */
 const UNDOABLE = new Set(['reject', 'cancel']);
@@ -119,20 +117,21 @@ export function render(root, ctx) {
     allInstruments(stop.signal)
       .then((items) => instrument.append(...items.map((i) => el('option', { value: i.id, text: named(i.name, i.id) }))))
       .catch((err) => { if (!stop.signal.aborted) ctx.fail(err, message); });
-    const nine = new Date(Date.now() + DAY);
-    nine.setHours(9, 0, 0, 0);
-    const start = el('input', { type: 'datetime-local', id: 'book-start', required: true, value: localInput(nine.getTime()) });
-    const end = el('input', { type: 'datetime-local', id: 'book-end', required: true, value: localInput(nine.getTime() + 2 * HOUR) });
+    const tomorrow = wallClock(Date.now() + DAY); // the inputs hold Shanghai's clock (clock.js)
+    const nine = instant(tomorrow.year, tomorrow.month, tomorrow.day, 9);
+    const start = el('input', { type: 'datetime-local', id: 'book-start', required: true, value: dateTimeInput(nine) });
+    const end = el('input', { type: 'datetime-local', id: 'book-end', required: true, value: dateTimeInput(nine + 2 * HOUR) });
     const form = el('form', { class: 'filters booking-form' },
       el('label', {}, `${t('book.instrument')} `, instrument),
       choice('book-kind', 'book.kind', KINDS, 'book.kind', 'assisted'),
       choice('book-purpose', 'book.purpose', PURPOSES, 'book.purpose', 'research'),
       el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
+      zoneNote(),
       el('button', { type: 'submit', class: 'primary', text: t('book.request') }));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
-      const lo = new Date(start.value).getTime();
-      const hi = new Date(end.value).getTime();
+      const lo = readDateTimeInput(start.value);
+      const hi = readDateTimeInput(end.value);
       const wrong = !(hi > lo) ? 'common.bad_range' : lo <= Date.now() ? 'book.in_past' : null;
       if (wrong) { // said here, in the page's language, before the API would refuse it
         showProblem(message, wrong, 'range');
@@ -144,7 +143,7 @@ export function render(root, ctx) {
         const made = await postJson('bookings', {
           instrument_id: instrument.value, kind: form.querySelector('#book-kind').value,
           purpose: form.querySelector('#book-purpose').value,
-          start: new Date(start.value).toISOString(), end: new Date(end.value).toISOString(),
+          start: isoTime(lo), end: isoTime(hi),
         }, { signal: stop.signal });
         done(`${t('book.requested_ok')}: #${made.id} (${t(`book.status.${made.status}`)})`);
         await load();

@@ -3,8 +3,9 @@
 
 import { deleteResource, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
-import { el, named } from '../dom.js';
-import { fmtNumber, fmtTime, inLanguage, t } from '../i18n.js';
+import { dateTimeInput, readDateTimeInput } from '../clock.js';
+import { el, markPresets, named } from '../dom.js';
+import { fmtNumber, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
 import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { attempt, confirmed, showProblem } from '../notice.js';
 
@@ -18,12 +19,6 @@ export function powerStep(spanMs) {
   const wanted = spanMs / 1000 / 400;
   return STEPS.find((s) => s >= wanted) ?? STEPS[STEPS.length - 1];
 }
-
-// datetime-local inputs speak local time without an offset.
-const toLocalInput = (ms) => {
-  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
-  return d.toISOString().slice(0, 16);
-};
 
 export function render(root, ctx) {
   const id = ctx.args[0];
@@ -43,14 +38,16 @@ export function render(root, ctx) {
   const form = el('form', { class: 'filters range' },
     el('span', { text: `${t('detail.range')}:` }), presets,
     el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
+    zoneNote(),
     el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
+  markPresets(presets, [start, end], presets[0]); // the last 24 h are shown first
   const message = el('div', { class: 'message' });
   root.append(head, info, form, message, charts);
 
-  function setRange(lo, hi) {
-    start.value = toLocalInput(lo);
-    end.value = toLocalInput(hi);
+  function setRange(lo, hi) { // the inputs hold Shanghai's clock (clock.js), no offset
+    start.value = dateTimeInput(lo);
+    end.value = dateTimeInput(hi);
   }
 
   /** Whether registered users see it and whether a change awaits review; admins review it
@@ -117,8 +114,8 @@ export function render(root, ctx) {
   }
 
   async function load() {
-    const lo = new Date(start.value).getTime();
-    const hi = new Date(end.value).getTime();
+    const lo = readDateTimeInput(start.value);
+    const hi = readDateTimeInput(end.value);
     if (!(hi > lo)) {
       showProblem(message, 'common.bad_range', 'range');
       return;

@@ -5,11 +5,12 @@
 
 import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
+import { thisYear } from '../clock.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
 import { attempt, showDone } from '../notice.js';
-import { publicationCard, publicationOf } from './publication.js';
+import { publicationCard, publicationOf, tokenHolder } from './publication.js';
 import { reportedCard } from './reported.js';
 import { reviewCard } from './review.js';
 import { exportButtons, section, table } from '../table.js';
@@ -69,7 +70,7 @@ const LISTS = [
 const ASSESSMENT_COLUMNS = [
   { key: 'institution_id', label: 'field.institution' }, { key: 'name', label: 'field.name' },
   { key: 'mark', label: 'eval.mark', format: (v) => fmtNumber(Number(v)) },
-  { key: 'note', label: 'eval.note' }, { key: 'assessed_by', label: 'eval.assessed_by' },
+  { key: 'note', label: 'eval.note' }, { key: 'assessed_by', label: 'eval.assessed_by', format: tokenHolder },
   { key: 'assessed_at', label: 'eval.assessed_at', format: (v) => fmtTime(v) },
 ];
 
@@ -84,7 +85,7 @@ export function render(root, ctx) {
   // Lab managers read published results: the latest year that can have them is the last one.
   const readsPublished = ctx.me.role === 'lab_manager';
   const year = el('input', { type: 'number', id: 'eval-year', min: 2000, max: 2100,
-    value: new Date().getFullYear() - (readsPublished ? 1 : 0), 'aria-label': t('eval.year') });
+    value: thisYear() - (readsPublished ? 1 : 0), 'aria-label': t('eval.year') });
   const form = el('form', { class: 'filters' },
     el('label', {}, `${t('eval.year')} `, year),
     el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
@@ -97,7 +98,7 @@ export function render(root, ctx) {
   const showCovers = (page, y) => {
     covers.textContent = [
       page && page.first_year !== y ? `${t('eval.covers')}: ${page.first_year}–${y}` : '',
-      y === new Date().getFullYear() ? t('eval.provisional') : '', // a later year: not begun
+      y === thisYear() ? t('eval.provisional') : '', // a later year: not begun
     ].filter(Boolean).join(' · ');
   };
   root.append(el('div', { class: 'page-head' },
@@ -118,16 +119,18 @@ export function render(root, ctx) {
       attempt(async () => {
         const saved = await putJson(`evaluation/${y}/assessments/${encodeURIComponent(who.value)}`,
           { mark: Number(mark.value), note: note.value }, { signal: stop.signal });
+        await load(); // which clears the message: said after it
         showDone(message, `${t('eval.saved')}: ${saved.name} ${fmtNumber(Number(saved.mark))}`);
-        await load();
       }, message, ctx, stop.signal);
     });
     return entry;
   }
 
   function assessments(y, rules, page, institutions, fail) {
+    // rules giving the assessed part 0 points (the default) record a mark that counts for nothing
+    const hint = Number(rules.assessed_points) ? t('eval.assess_hint') : t('eval.assess_unweighted');
     const card = section('eval.assessments', 'assessments', el('p', { class: 'muted', dataset: { points: 'rules' },
-      text: `${t('eval.assess_hint')} ${pointsLine(rules)}` }));
+      text: `${hint} ${pointsLine(rules)}` }));
     card.querySelector('.card-head').append(exportButtons(`evaluation/${y}/assessments`, {}, fail, 'assessments'));
     card.append(table(ASSESSMENT_COLUMNS, page.items, 'assessments'));
     if (ctx.me.role === 'admin') card.append(assessForm(y, institutions));
@@ -157,9 +160,10 @@ export function render(root, ctx) {
 
   async function load() {
     body.dataset.loaded = 'false';
+    message.replaceChildren(); // what was said of another year's form
     const y = Number(year.value);
     showCovers(null, y);
-    if (y > new Date().getFullYear()) { // nothing to judge yet
+    if (y > thisYear()) { // nothing to judge yet
       body.replaceChildren(el('p', { class: 'muted', dataset: { empty: 'year' },
         text: t('eval.not_begun') }));
       body.dataset.loaded = 'true';

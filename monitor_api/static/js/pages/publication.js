@@ -2,10 +2,18 @@
 // form that publishes (freezes) the reviewed results for every unit to read, or withdraws them.
 
 import { deleteResource, getJson, putJson } from '../api.js';
+import { thisYear } from '../clock.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
 import { attempt, confirmed } from '../notice.js';
 import { section } from '../table.js';
+
+/** Who published results or entered a mark: the API's "admin:1" (role and token id) as
+ * "Administrator #1" in the page's language. */
+export function tokenHolder(v) {
+  const [role, id] = v.split(':');
+  return t(`role.${role}`) === `role.${role}` ? v : `${t(`role.${role}`)} #${id}`;
+}
 
 /** The year's publication, or null when it has none. */
 export async function publicationOf(y, signal) {
@@ -17,13 +25,13 @@ export async function publicationOf(y, signal) {
  * ``reload`` renders the page again after a change. */
 export function publicationCard(y, found, ctx, signal, reload) {
   const line = found
-    ? [`${t('pub.published')} ${fmtTime(found.published_at)}`, found.published_by, found.note]
+    ? [`${t('pub.published')} ${fmtTime(found.published_at)}`, tokenHolder(found.published_by), found.note]
       .filter(Boolean).join(' · ')
     : t('pub.not_published');
   const card = section('pub.title', 'publication',
     el('p', { class: 'muted', dataset: { published: found ? 'true' : 'false', year: y }, text: line }));
   if (ctx.me.role !== 'admin') return card;
-  if (!found && y >= new Date().getFullYear()) { // results still move until the year is over
+  if (!found && y >= thisYear()) { // results still move until the year is over (Shanghai)
     card.append(el('p', { class: 'muted', dataset: { publishable: 'later' },
       text: t('pub.after_year').replace('{date}', `${y + 1}-01-01`) }));
     return card;

@@ -2,11 +2,11 @@
 // the instruments of its class, their use in the year and the hours outside users could book.
 
 import { getJson } from '../api.js';
-import { categoryList } from '../categories.js';
+import { categoryList, loadCategories } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
-import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
-import { attempt } from '../notice.js';
+import { INSTITUTION_COLUMN, knownRegions, loadInstitutionNames } from '../institutions.js';
+import { attempt, showProblem } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
 const num = (v) => fmtNumber(v);
@@ -21,12 +21,32 @@ const COLUMNS = [
   { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) },
 ];
 
+const CODE = /^[0-9]{2}([0-9]{2}){0,2}$/;
+
+/** The class code ``text`` names: a code (2, 4 or 6 digits) as it is, the list's
+ * "0102 质谱仪器" its code, a class's name in either language its class's; null for none.
+ * The API takes codes only. */
+async function classCode(text) {
+  const typed = text.trim();
+  const first = typed.split(/\s+/)[0];
+  if (CODE.test(first)) return first;
+  const name = typed.toLowerCase();
+  const found = (await loadCategories())
+    .find((c) => [c.name, c.name_en].some((n) => n?.toLowerCase() === name));
+  return found?.code ?? null;
+}
+
 /** The review card for year ``y``: a class (and region) in, the verdict and the list out. */
 export function reviewCard(y, ctx, signal) {
-  const category = el('input', { type: 'text', id: 'review-category', inputmode: 'numeric', required: true,
-    pattern: '[0-9]{2}([0-9]{2}){0,2}', maxlength: 6, placeholder: '0104', 'aria-label': t('review.category'),
+  const category = el('input', { type: 'text', id: 'review-category', required: true,
+    maxlength: 100, placeholder: '0104', 'aria-label': t('review.category'),
     list: 'review-category-list' });
-  const region = el('input', { type: 'text', id: 'review-region', maxlength: 100, 'aria-label': t('review.region') });
+  // the regions institutions are registered in: another would find nothing
+  const region = el('select', { id: 'review-region', 'aria-label': t('review.region') },
+    el('option', { value: '', text: t('review.whole_province') }));
+  loadInstitutionNames(signal)
+    .then(() => region.append(...knownRegions().map((r) => el('option', { value: r, text: r }))))
+    .catch(() => {}); // the province as a whole can still be reviewed
   const form = el('form', { class: 'filters' },
     el('label', {}, `${t('review.category')} `, category, categoryList('review-category-list')),
     el('label', {}, `${t('review.region')} `, region),
@@ -35,12 +55,23 @@ export function reviewCard(y, ctx, signal) {
   const card = section('review.title', 'review', el('p', { class: 'muted', text: t('review.hint') }), form, result);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    const params = { category: category.value.trim(), region: region.value.trim() };
+    result.replaceChildren(); // the last review goes at once: another is asked
+    result.dataset.review = 'busy';
     const path = `evaluation/${y}/duplicate-review`;
     attempt(async () => {
+      const code = await classCode(category.value);
+      if (!code) {
+        showProblem(result, 'review.unknown_class', 'category');
+        result.dataset.review = 'done';
+        return;
+      }
+      const params = { category: code, region: region.value };
       const [found] = await Promise.all([getJson(path, { ...params, limit: 1000 }, { signal }),
         loadInstitutionNames(signal)]);
-      const verdict = `${t(`review.verdict.${found.verdict}`)} · ${t('review.shareable')}: ${fmtNumber(found.shareable)}`
+      const said = found.verdict === 'none_registered' && params.region
+        ? t('review.verdict.none_in_region').replace('{region}', params.region)
+        : t(`review.verdict.${found.verdict}`);
+      const verdict = `${said} · ${t('review.shareable')}: ${fmtNumber(found.shareable)}`
         + ` · ${t('review.shareable_hours')}: ${fmtNumber(found.shareable_hours)}`
         + ` · ${t('review.fully_used')}: ${fmtNumber(found.fully_used)}`;
       result.replaceChildren(

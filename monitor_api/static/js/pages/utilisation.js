@@ -5,22 +5,23 @@
 
 import { getJson } from '../api.js';
 import { chartBox, hoursChart, teardown } from '../charts.js';
-import { el } from '../dom.js';
-import { fmtNumber, fmtPercent, fmtTime, inLanguage, t } from '../i18n.js';
+import { dateInput, wallClock } from '../clock.js';
+import { el, markPresets } from '../dom.js';
+import { fmtNumber, fmtPercent, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
 import { showProblem } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
 const DAY = 86400e3;
-const isoDate = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60e3).toISOString().slice(0, 10);
 
 const COLUMNS = [
   { key: 'key', label: 'util.group' },
   { key: 'name', label: 'util.name', format: (v, row) => inLanguage(v, row.name_en) },
-  { key: 'instruments', label: 'util.instruments' },
-  { key: 'sessions', label: 'util.sessions' },
+  // the figures first, so that a phone shows them before the table scrolls sideways
   { key: 'effective_hours', label: 'util.effective', format: (v) => fmtNumber(v) },
   { key: 'external_hours', label: 'util.external', format: (v) => fmtNumber(v) },
   { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) },
+  { key: 'instruments', label: 'util.instruments' },
+  { key: 'sessions', label: 'util.sessions' },
   { key: 'availability', label: 'util.availability', format: (v) => fmtPercent(v) },
   { key: 'outside_users', label: 'util.outside_users' },
 ];
@@ -46,20 +47,23 @@ const GROUPS = [
 
 export function render(root, ctx) {
   const stop = new AbortController();
-  const today = new Date();
-  const start = el('input', { type: 'date', id: 'period-start', value: isoDate(new Date(today - 29 * DAY)),
+  const now = Date.now(); // periods are days in Shanghai (metrics.md), as clock.js counts them
+  const start = el('input', { type: 'date', id: 'period-start', value: dateInput(now - 29 * DAY),
     'aria-label': t('common.start') });
-  const end = el('input', { type: 'date', id: 'period-end', value: isoDate(today),
+  const end = el('input', { type: 'date', id: 'period-end', value: dateInput(now),
     'aria-label': t('common.end') });
   const preset = (key, lo) => el('button', { type: 'button', text: t(key),
-    onclick: () => { start.value = lo; end.value = isoDate(new Date()); load(); } });
+    onclick: () => { start.value = lo; end.value = dateInput(); load(); } });
   const form = el('form', { class: 'filters' },
     el('span', { text: `${t('util.period')}:` }),
-    preset('util.last30d', isoDate(new Date(today - 29 * DAY))),
-    preset('util.this_year', `${today.getFullYear()}-01-01`),
+    preset('util.last30d', dateInput(now - 29 * DAY)),
+    preset('util.this_year', `${wallClock(now).year}-01-01`),
     el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
+    zoneNote(),
     el('button', { type: 'submit', class: 'primary', text: t('common.apply') }));
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
+  const presets = [...form.querySelectorAll('button[type="button"]')];
+  markPresets(presets, [start, end], presets[0]); // the last 30 days are shown first
   const message = el('div', { class: 'message' });
   const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
   root.append(el('div', { class: 'page-head' },
