@@ -363,6 +363,11 @@ def test_a_period_ending_before_it_starts_is_said_at_once(
     page.click(".filters button[type=submit]")
     expect(page.locator('[data-error="period"]')).to_have_count(0)
     expect(report).to_have_attribute("data-loaded", "true")
+    silent = page.locator('[data-empty="period"]')  # before the seeded data: said so
+    expect(silent).to_have_text(STRINGS["en"]["util.no_data"])
+    presets.nth(0).click()
+    expect(report).to_have_attribute("data-loaded", "true")
+    expect(silent).to_have_count(0)
 
 
 def test_a_range_without_data_says_so_instead_of_empty_charts(
