@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -44,9 +45,15 @@ def sim(
     truth: Annotated[Path, typer.Option(help="Where to write the ground truth JSON.")] = Path(
         "var/sim/truth.json"
     ),
-    state_dir: Annotated[Path, typer.Option(help="Gateway outboxes live here.")] = Path(
-        "var/sim/outbox"
-    ),
+    state_dir: Annotated[
+        Path, typer.Option(help="Gateway outboxes live here; a later run on it sends what they"
+                                " kept.")
+    ] = Path("var/sim/outbox"),
+    id_prefix: Annotated[
+        str, typer.Option(help="Put before every id: sims run at once on one broker need"
+                               " different gateway ids (MQTT client ids), whatever the topic"
+                               " prefix.")
+    ] = "",
     register: Annotated[
         bool, typer.Option(
             help="Upsert the fleet into the registry at DATABASE_URL and record its"
@@ -55,7 +62,8 @@ def sim(
     ] = True,
     drain_timeout: Annotated[
         float, typer.Option(min=0, max=86_400,
-                            help="Seconds to wait at the end for every outbox to empty.")
+                            help="Seconds to wait at the end for every outbox to empty"
+                                 " (a stop signal ends the wait).")
     ] = 300,
 ) -> None:
     """Simulate instruments and their users; gateways publish to MQTT_URL."""
@@ -69,6 +77,7 @@ def sim(
             tick_s=tick,
             start=start.astimezone() if start else None,
             speed=speed or None,
+            id_prefix=id_prefix,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -89,27 +98,50 @@ def sim(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _s, _f: stop.set())
     with Progress(
-        TextColumn("[bold]simulating"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} ticks"),
+        TextColumn("{task.fields[count]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ) as progress:
-        task = progress.add_task("ticks", total=simulation.ticks)
         result = simulation.run(
-            on_tick=lambda done, _total: progress.update(task, completed=done),
+            on_tick=_show_ticks(progress, simulation.ticks),
+            on_drain=_show_delivery(progress),
             drain_timeout=drain_timeout,
             should_stop=stop.is_set,
         )
-    if stop.is_set():
+    if result.ticks < simulation.ticks:
         typer.echo(f"stopped after {result.ticks} of {simulation.ticks} ticks; the ground truth"
                    " covers the whole run planned")
     typer.echo(
         f"{result.messages} messages in {result.wall_s:.1f} s, {result.dropped} dropped, "
-        f"{'all delivered' if result.drained else 'NOT all delivered (outboxes keep the rest)'}"
+        + ("all delivered" if result.drained else
+           f"NOT all delivered: {result.unsent} kept in the outboxes in {simulation.state_dir}"
+           " for a later run with that --state-dir")
     )
     if not result.drained:
         raise typer.Exit(1)
+
+
+def _show_ticks(progress: Progress, total: int) -> Callable[[int, int], None]:
+    task = progress.add_task("simulating", total=total, count=f"0/{total} ticks")
+    return lambda done, _total: progress.update(task, completed=done,
+                                                count=f"{done}/{total} ticks")
+
+
+def _show_delivery(progress: Progress) -> Callable[[int], None]:
+    """The messages left in the outboxes, falling as the platform takes them: without it, a
+    long wait at the end (no ingest online) looks like a hang."""
+    task = progress.add_task("delivering", total=None, count="", visible=False)
+    first: int | None = None
+
+    def show(left: int) -> None:
+        nonlocal first
+        first = left if first is None else first
+        progress.update(task, completed=first - left, total=first, visible=True,
+                        count=f"{left} messages left in the outboxes")
+
+    return show
 
 
 def _check_the_ingest_takes_it(simulation: Simulation, *, now: datetime) -> None:

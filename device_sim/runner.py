@@ -29,7 +29,7 @@ from gateway import (
     Reading,
     SimulatedProbe,
 )
-from instrushare.protocol import MAX_SAMPLE_INTERVAL_S, State
+from instrushare.protocol import IDENTIFIER_RE, MAX_SAMPLE_INTERVAL_S, State
 
 logger = logging.getLogger("device_sim")
 
@@ -46,6 +46,9 @@ class SimulationSpec:
     start: datetime | None = None
     speed: float | None = None
     id_prefix: str = ""
+    """Put before every id (gateways, instruments, institutions, users): a gateway's id is its
+    MQTT client id, unique on the whole broker whatever the topic prefix, so sims run at once
+    on one broker need different ones."""
     no_show_rate: float = NO_SHOW_PER_DAY
     """Chance that an instrument has a booking nobody turns up to on a simulated day."""
     fault_rate: float = FAULT_PER_DAY
@@ -67,6 +70,9 @@ class SimulationSpec:
             raise ValueError(f"tick_s must be between 1 and {MAX_SAMPLE_INTERVAL_S} seconds")
         if self.speed is not None and self.speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as possible)")
+        if self.id_prefix and not IDENTIFIER_RE.match(f"{self.id_prefix}ins-00001"):
+            raise ValueError("id_prefix must start with a letter or digit and hold only"
+                             " letters, digits and _ . - (ids are at most 64 characters)")
         for name in ("no_show_rate", "fault_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
@@ -84,12 +90,19 @@ class SimulationSpec:
 
 @dataclass(slots=True)
 class SimulationResult:
+    """``ticks``: the last tick played (all of them when it equals the simulation's);
+    ``unsent``: messages left in the outboxes at the end, kept there for a later run."""
+
     ticks: int
     messages: int
     dropped: int
-    drained: bool
+    unsent: int
     wall_s: float
     per_gateway: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def drained(self) -> bool:
+        return self.unsent == 0
 
 
 def reading_for(segment: Segment, profile: Profile, rng: random.Random) -> Reading:
@@ -112,6 +125,10 @@ class Simulation:
     """A fleet, its planned timelines and the gateway agents that report them."""
 
     STOP_CHECK_S = 0.2
+    DRAIN_POLL_S = 0.05
+    STOP_GRACE_S = 1.0
+    """Told to stop, the drain waits this much longer at most: the outboxes are files, so
+    what is left waits there for a later run on the same ``state_dir``."""
 
     def __init__(
         self, spec: SimulationSpec, *, mqtt_url: str, topic_prefix: str, state_dir: Path
@@ -134,10 +151,11 @@ class Simulation:
         )
         self.now = self.start
         self._probes = [SimulatedProbe() for _ in self.timelines]
-        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir.resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.agents = [
             GatewayAgent(
-                self._gateway_config(tl, mqtt_url, topic_prefix, state_dir),
+                self._gateway_config(tl, mqtt_url, topic_prefix, self.state_dir),
                 probes={tl.instrument.id: probe},
                 clock=lambda: self.now,
             )
@@ -185,10 +203,13 @@ class Simulation:
         self,
         *,
         on_tick: Callable[[int, int], None] | None = None,
+        on_drain: Callable[[int], None] | None = None,
         drain_timeout: float = 300.0,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> SimulationResult:
-        """Play every tick, then wait until each outbox is empty (or ``drain_timeout``)."""
+        """Play every tick until ``should_stop()``, then wait until each outbox is empty: at
+        most ``drain_timeout``, or ``STOP_GRACE_S`` once ``should_stop()``. ``on_drain`` gets
+        the messages still in the outboxes while it waits, so a caller can show them fall."""
         began = time.monotonic()
         for agent in self.agents:
             agent.start()
@@ -198,7 +219,7 @@ class Simulation:
         hints = [0] * len(self.timelines)
         outage_hints = [0] * len(self.timelines)
         link_up = [True] * len(self.timelines)
-        tick = 0
+        played = 0
         try:
             for tick in range(self.ticks + 1):
                 if not self._pace(began, tick, should_stop):
@@ -212,16 +233,17 @@ class Simulation:
                         link_up[n] = not down
                         agent.set_link(not down)
                     agent.poll(self.now)
+                played = tick
                 if on_tick:
                     on_tick(tick, self.ticks)
         finally:
-            drained = self._drain(drain_timeout)
+            self._drain(drain_timeout, should_stop, on_drain or (lambda _left: None))
         stats = {agent.config.gateway_id: agent.stats for agent in self.agents}
         return SimulationResult(
-            ticks=tick,
+            ticks=played,
             messages=sum(s.enqueued for s in stats.values()),
             dropped=sum(s.dropped_full + s.dropped_age for s in stats.values()),
-            drained=drained,
+            unsent=sum(s.outbox_depth for s in stats.values()),
             wall_s=time.monotonic() - began,
             per_gateway={
                 gw: {"enqueued": s.enqueued, "acked": s.acked, "confirmed": s.confirmed,
@@ -240,19 +262,38 @@ class Simulation:
             time.sleep(min(delay, self.STOP_CHECK_S))
         return False
 
-    def _drain(self, timeout: float) -> bool:
+    def _drain(
+        self, timeout: float, should_stop: Callable[[], bool], on_drain: Callable[[int], None]
+    ) -> None:
+        """Publish what the outboxes hold until the platform has confirmed it all, the time is
+        up or, told to stop, the grace is over; then stop the agents."""
         for agent in self.agents:
             agent.flush()
             agent.set_link(True)
         deadline = time.monotonic() + timeout
-        drained = all(
-            agent.wait_drained(max(0.0, deadline - time.monotonic())) for agent in self.agents
-        )
-        if not drained:
-            logger.warning("outboxes not empty after %.0f s (is an ingest worker online?)", timeout)
+        pending = self.agents
+        if (left := _unsent(pending)) and not should_stop():
+            logger.info("waiting up to %.0f s for the platform to take %d message(s) from the"
+                        " outboxes (stopping ends the wait and keeps them)", timeout, left)
+        while pending and time.monotonic() < deadline:
+            if should_stop():
+                deadline = min(deadline, time.monotonic() + self.STOP_GRACE_S)
+            time.sleep(self.DRAIN_POLL_S)
+            pending = [agent for agent in pending if not agent.wait_drained(0)]
+            on_drain(_unsent(pending))
         for agent in self.agents:
             agent.stop()
-        return drained
+        if left := _unsent(self.agents):
+            logger.warning(
+                "%d message(s) not delivered %s: they stay in the outboxes in %s, and a later"
+                " run on that directory sends them", left,
+                "(stopped)" if should_stop() else
+                f"within {timeout:.0f} s (is an ingest worker online?)", self.state_dir)
+
+
+def _unsent(agents: list[GatewayAgent]) -> int:
+    """Messages in these agents' outboxes, not yet confirmed stored by the platform."""
+    return sum(agent.stats.outbox_depth for agent in agents)
 
 
 def _in_outage(tl: Timeline, tick: int, hint: int) -> tuple[int, bool]:

@@ -23,7 +23,8 @@ _PYMODBUS_LOG = logging.getLogger("pymodbus")
 
 MODBUS_EXCEPTIONS = {
     1: "illegal function (the device does not support reading this register type)",
-    2: "illegal data address (check address and register_type)",
+    2: "illegal data address (check register, and address: counted from 0, a manual's"
+       " register 40001 is holding address 0)",
     3: "illegal data value",
     4: "device failure",
     5: "acknowledge (busy with a long request)",
@@ -79,7 +80,8 @@ class SimulatedProbe:
 class ModbusPowerProbe:
     """A Modbus TCP power meter holding power as a float32 in two registers.
 
-    Words are big-endian inside; ``word_order`` says which word comes first. The value read is
+    Words are big-endian inside; ``word_order`` says which word comes first. ``address`` is the
+    protocol address, counted from 0 (a manual's holding register 40001 is 0). The value read is
     multiplied by ``scale`` (e.g. 1000 for a meter reporting kW). The connection is reopened on
     the next read after any failure, so a meter that comes back is used again without a restart.
     """

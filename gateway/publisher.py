@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from gateway.netloop import NetworkLoop
 from instrushare.protocol import GatewayState, IngestState, StoredMessages, Topics, dumps
-from instrushare.settings import MqttAddress
+from instrushare.settings import MqttAddress, connect_refusal
 
 logger = logging.getLogger("gateway")
 
@@ -92,6 +92,8 @@ class MqttLink:
         self._stopping = False
         self._failures = 0
         self._warned_at = 0.0
+        self._refused: str | None = None
+        """Why the broker refused the latest attempt, for the disconnect that follows."""
         self._connected_at = 0.0
         self._state_lock = threading.Lock()
         self._network = network
@@ -255,8 +257,9 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            logger.warning("gateway %s: broker refused the connection: %s", self.gateway_id,
-                           reason)
+            # reported, rate-limited, by the disconnect that follows
+            self._refused = connect_refusal(reason.value, str(reason), broker="the broker",
+                                            setting="mqtt_url")
             return
         if not self._link_up or self._stopping:
             self._cut()
@@ -328,6 +331,7 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         was_connected = self._connected
+        refused, self._refused = self._refused, None
         with self._state_lock:
             self._connected = self._subscribed = False
             self._ingest_online.clear()
@@ -338,7 +342,7 @@ class MqttLink:
                 log = logger.debug if self._stopping else logger.info
                 log("gateway %s disconnected: %s", self.gateway_id, reason)
             return
-        why = f"disconnected ({reason})"
+        why = refused or f"disconnected ({reason})"
         if was_connected:
             lasted = time.monotonic() - self._connected_at
             if lasted >= self.STABLE_CONNECTION_S:

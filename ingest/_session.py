@@ -15,6 +15,7 @@ worker's retained state and ends.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -24,9 +25,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from instrushare.protocol import MAX_STORED_SEQS, IngestState, StoredMessages, Topics, dumps
+from instrushare.settings import LOGIN_REFUSED, connect_refusal
 
 from ._config import IngestConfig
 from ._mqtt import LeanClient
@@ -44,6 +47,8 @@ class BrokerSession:
     """One worker's connection to the broker."""
 
     ANNOUNCE_COALESCE_S = 0.2
+    _stop: threading.Event
+    """The worker's, given to ``start``: set when the first connection's log-in is refused."""
 
     def __init__(self, config: IngestConfig, *, deliver: Deliver, retire: bool = False) -> None:
         self._config = config
@@ -59,8 +64,11 @@ class BrokerSession:
         self.found_session: bool | None = None
         """Whether the broker held a session for this worker when it first connected; None
         until then. Retiring a worker whose session is not there retires nothing."""
-        self._unreachable = False
-        self._refused = False
+        self.refusal: str | None = None
+        """Why the broker refused the log-in of the first connection, after which the session
+        gave up (``start``); None otherwise."""
+        self._reported: str | None = None
+        """The connection problem last logged as a WARNING; None once connected."""
         self._ack_lock = threading.Lock()
         self._connection = 0
         self._session_connections: set[int] = set()
@@ -93,8 +101,12 @@ class BrokerSession:
         client.on_disconnect = self._on_disconnect
         return client
 
-    def start(self) -> None:
-        """Connect in the background (a persistent session) and keep reconnecting."""
+    def start(self, stop: threading.Event) -> None:
+        """Connect in the background (a persistent session) and keep reconnecting; but a
+        log-in the broker refuses at the first connection sets ``refusal`` and ``stop``: only
+        a setting, not a retry, mends that (a later refusal, the broker's accounts changed
+        meanwhile, is retried)."""
+        self._stop = stop
         cfg = self._config
         addr = cfg.mqtt
         if cfg.mqtt_protocol == "5":
@@ -114,10 +126,15 @@ class BrokerSession:
         self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any
     ) -> None:
         if reason.is_failure:
-            logger.warning("broker refused the connection: %s", reason)
-            self._refused = True  # the disconnect that follows says nothing more
+            refusal = self._refusal(reason)
+            if reason.value in LOGIN_REFUSED and self.found_session is None:
+                self.refusal = refusal
+                client.disconnect()  # no further attempt
+                self._stop.set()
+            else:
+                self._report(refusal)
             return
-        self._unreachable = self._refused = False
+        self._reported = None
         logger.info("connected to the broker (session present: %s)", flags.session_present)
         with self._ack_lock:
             if not flags.session_present:
@@ -137,12 +154,25 @@ class BrokerSession:
         else:
             client.subscribe([(t, 1) for t in wanted])
 
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        """Reported once per outage; paho retries every 1 to 30 s."""
+    def _refusal(self, reason: ReasonCode) -> str:
         addr = self._config.mqtt
-        log = logger.debug if self._unreachable else logger.warning
-        log("cannot reach the broker at %s:%d; retrying", addr.host, addr.port)
-        self._unreachable = True
+        return connect_refusal(reason.value, str(reason),
+                               broker=f"the broker at {addr.host}:{addr.port}", setting="MQTT_URL")
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        """paho calls it while handling the OSError that failed the attempt: its cause (a host
+        name not found, a connection refused, ...) is ``sys.exception()``."""
+        addr = self._config.mqtt
+        exc = sys.exception()
+        cause = f" ({exc.strerror or exc})" if isinstance(exc, OSError) else ""
+        self._report(f"cannot reach the broker at {addr.host}:{addr.port}{cause}")
+
+    def _report(self, problem: str) -> None:
+        """Log a connection problem as a WARNING when it starts or changes, as DEBUG while it
+        lasts: paho retries every 1 to 30 s."""
+        log = logger.debug if problem == self._reported else logger.warning
+        log("%s; retrying", problem)
+        self._reported = problem
 
     def _on_subscribe(
         self, client: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any
@@ -187,8 +217,8 @@ class BrokerSession:
     ) -> None:
         self.online.clear()
         with self._ack_lock:
-            self._connected = False
-        if reason.is_failure and not self._refused:
+            was_connected, self._connected = self._connected, False
+        if reason.is_failure and was_connected:
             logger.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -242,17 +272,19 @@ class BrokerSession:
         """Publish the offline state and disconnect; a worker ``retired`` (its queue stored)
         has its state cleared instead (an empty retained message) and its session ended
         (MQTT 5; under 3.1.1 it stays, subscribed to nothing, until the broker expires it).
-        A retire stopped early keeps the session and what is queued in it."""
-        if self._retire and not retired:
-            logger.warning("retiring stopped before everything queued for this worker was"
-                           " stored: its session stays; run the retire again to finish")
+        A retire stopped early keeps the session and what is queued in it. A session that
+        never connected has nothing to say."""
         retiring = self._retire and retired
-        state = b"" if retiring else self._state_payload("offline")
-        info = self._client.publish(self._state_topic, state, qos=1, retain=True)
-        try:
-            info.wait_for_publish(timeout=5)
-        except (RuntimeError, ValueError) as exc:
-            logger.warning("could not publish the worker's state: %s", exc)
+        if self.found_session is not None:
+            if self._retire and not retired:
+                logger.warning("retiring stopped before everything queued for this worker was"
+                               " stored: its session stays; run the retire again to finish")
+            state = b"" if retiring else self._state_payload("offline")
+            info = self._client.publish(self._state_topic, state, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=5)
+            except (RuntimeError, ValueError) as exc:
+                logger.warning("could not publish the worker's state: %s", exc)
         if retiring and self._config.mqtt_protocol == "5":
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0

@@ -27,7 +27,7 @@ from ._session import BrokerSession
 from ._stats import IngestStats, Metrics
 from ._store import BatchStore, WriteResult, write_isolating
 from ._turns import Turns
-from .errors import RetryableStoreError
+from .errors import BrokerRefusedError, RetryableStoreError
 
 logger = logging.getLogger("ingest")
 
@@ -111,8 +111,9 @@ class IngestWorker:
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then flush, commit, ack, go offline and disconnect.
 
-        Raises RuntimeError, once shut down, if the decoding or a writing thread died of an
-        unexpected error (what it held stays unacknowledged, for redelivery)."""
+        Raises, once shut down, BrokerRefusedError if the broker refused the first log-in, and
+        RuntimeError if the decoding or a writing thread died of an unexpected error (what it
+        held stays unacknowledged, for redelivery)."""
         cfg = self._config
         addr = cfg.mqtt
         logger.info(
@@ -120,7 +121,7 @@ class IngestWorker:
             cfg.worker_id, addr.host, addr.port, cfg.mqtt_protocol,
             cfg.share_group if cfg.shared_subscription else "(none)", cfg.topic_prefix,
         )
-        self._session.start()
+        self._session.start(stop)
         batches: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
         decoder = threading.Thread(target=self._decode_loop, args=(stop, batches),
                                    name=f"ingest-decode-{cfg.worker_id}", daemon=True)
@@ -147,6 +148,8 @@ class IngestWorker:
             self._session.wake()  # the announcer sees ``stop``
             announcer.join(self.STOP_GRACE_S)  # its last "online" must precede our "offline"
             self._shutdown()
+        if self._session.refusal is not None:
+            raise BrokerRefusedError(self._session.refusal)
         if self._failed:
             raise RuntimeError(f"ingest worker stopped: {', '.join(self._failed)} failed")
 
@@ -161,6 +164,10 @@ class IngestWorker:
         while not self._session.left.wait(self.IDLE_POLL_S * 4):
             if stop.is_set():
                 return
+        if self._session.found_session is False:
+            self.retired = True  # nothing was queued; the session this connection made ends
+            stop.set()
+            return
         left_at = time.time()
         while not stop.is_set():
             quiet_since = max(self._last_delivery, left_at)

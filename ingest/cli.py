@@ -16,6 +16,7 @@ from instrushare.db import check_schema
 from ._config import IngestConfig
 from ._tuning import tune_process
 from ._worker import IngestWorker
+from .errors import BrokerRefusedError
 
 logger = logging.getLogger("ingest")
 
@@ -80,7 +81,11 @@ def ingest(
     signal.signal(signal.SIGINT, _stop)
     worker = IngestWorker(config, registry=REGISTRY, retire=retire)
     tune_process()
-    worker.run(stop)
+    try:
+        worker.run(stop)
+    except BrokerRefusedError as exc:
+        typer.echo(f"instrushare ingest: {exc}", err=True)
+        raise typer.Exit(1) from None
     if retire and worker.found_session is False:
         typer.echo(f"instrushare ingest --retire: the broker held no session for worker"
                    f" {config.worker_id!r}, so nothing was queued for it: is --worker-id the"

@@ -1,6 +1,7 @@
 """Errors raised by the ingest service.
 
     IngestError
+    ├── BrokerRefusedError the broker refused the worker's log-in when it first connected
     └── StoreError         a batch could not be written
         ├── RetryableStoreError   the database is unreachable or busy: keep the batch, retry
         └── RejectedBatchError    the database refuses the data itself: split to isolate it
@@ -11,6 +12,11 @@ from __future__ import annotations
 
 class IngestError(Exception):
     """Base of every error the ingest service raises."""
+
+
+class BrokerRefusedError(IngestError):
+    """The broker refused the log-in of the worker's first connection: a setting to fix, which
+    no retry mends."""
 
 
 class StoreError(IngestError):

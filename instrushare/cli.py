@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import typer.main
 from pydantic import ValidationError
-from typer.core import TyperGroup
+from typer.core import MarkupMode, TyperGroup
 
+from instrushare.protocol import MAX_PAST_AGE
 from instrushare.settings import ServiceSettings, describe, settings_class
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ _SERVICES = {
 }
 """Each service owns its command (module, function), imported only when that command runs or
 help lists it: an ingest worker need not load the API, nor a gateway the simulator."""
+_MARKUP: MarkupMode = None
+"""Help as click writes it, rewrapped to the terminal: typer's rich panels cut long option names
+short at 80 columns and print a docstring's line breaks as they are."""
 
 
 class _Services(TyperGroup):
@@ -44,13 +48,14 @@ class _Services(TyperGroup):
         if cmd_name not in _SERVICES:
             return super().get_command(ctx, cmd_name)
         module, function = _SERVICES[cmd_name]
-        service = typer.Typer(add_completion=False)  # the top level offers completion
+        # the top level offers completion
+        service = typer.Typer(add_completion=False, rich_markup_mode=_MARKUP)
         service.command(cmd_name)(getattr(importlib.import_module(module), function))
         return typer.main.get_command(service)
 
 
 app = typer.Typer(
-    cls=_Services, no_args_is_help=True,
+    cls=_Services, no_args_is_help=True, rich_markup_mode=_MARKUP,
     help="Monitor how large research instruments run and are shared.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -65,6 +70,10 @@ app.add_typer(protocol_app, name="protocol")
 
 _MAX_DAYS = 100_000
 """Days: more would count back past the first dates there are (and keeps nothing more)."""
+_MIN_DAYS = MAX_PAST_AGE.days + 1
+"""The shortest retention of raw samples and the dedup log, as monitor_api.retention.MIN_DAYS
+(not imported: that would load the API): the ingest takes data up to MAX_PAST_AGE old. An
+option's range, a shorter one is refused naming its option."""
 
 _Reason = Annotated[
     str | None, typer.Option(help="Only this reason (e.g. unknown_instrument); default all.")
@@ -104,14 +113,16 @@ def db_migrate(
 @db_app.command("prune")
 def db_prune(
     samples_days: Annotated[
-        int, typer.Option(max=_MAX_DAYS, help="Keep raw samples this long (at least 31 days).")
+        int, typer.Option(min=_MIN_DAYS, max=_MAX_DAYS,
+                          help="Keep raw samples this long (the ingest takes data up to"
+                               f" {MAX_PAST_AGE.days} days old).")
     ] = 400,
     messages_days: Annotated[
-        int, typer.Option(max=_MAX_DAYS,
-                          help="Keep the dedup log of messages this long (at least 31 days).")
+        int, typer.Option(min=_MIN_DAYS, max=_MAX_DAYS,
+                          help="Keep the dedup log of messages this long (as for samples).")
     ] = 60,
     dead_letters_days: Annotated[
-        int, typer.Option(max=_MAX_DAYS, help="Keep dead letters this long (at least 1 day).")
+        int, typer.Option(min=1, max=_MAX_DAYS, help="Keep dead letters this long.")
     ] = 90,
     dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
 ) -> None:
@@ -125,10 +136,7 @@ def db_prune(
     from monitor_api.retention import Retention, prune
 
     settings = ApiSettings()
-    try:
-        retention = Retention(samples_days, messages_days, dead_letters_days)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    retention = Retention(samples_days, messages_days, dead_letters_days)
     _check_reachable(settings.database_url)
 
     async def run() -> None:
@@ -205,7 +213,7 @@ def _first_line(exc: Exception) -> str:
 def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
     """Count the dead letters in DATABASE_URL per reason and topic."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from ingest.dead_letters import summarize
 
@@ -219,7 +227,9 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
              f"{g.last:%Y-%m-%d %H:%M:%S%z}") for g in groups]
     console = Console()
     if console.is_terminal:
-        table = Table(*header)
+        # values folded when the terminal is too narrow, never cut short: a reason and a
+        # topic are what --reason and --topic take
+        table = Table(*(Column(name, overflow="fold") for name in header))
         for row in rows:
             table.add_row(*row)
         console.print(table)
@@ -331,8 +341,7 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
     try:
         app(prog_name=prog_name, args=args)
     except ValidationError as exc:
-        _fail(2, f"invalid settings ({exc.title}):\n"
-                 f"{describe(exc, settings=settings_class(exc.title))}")
+        _fail(2, f"invalid settings:\n{describe(exc, settings=settings_class(exc.title))}")
     except SettingsError as exc:
         _fail(2, f"invalid settings in the environment: {exc}")
     except UndefinedTable as exc:

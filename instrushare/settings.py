@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,20 @@ if TYPE_CHECKING:  # the API imports these settings too, and needs no MQTT clien
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/instrushare"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+
+LOGIN_REFUSED = frozenset({0x86, 0x87})
+"""CONNACK reason codes refusing the log-in: bad user name or password, not authorized (paho
+gives MQTT 3.1.1's return codes 4 and 5 these MQTT 5 values)."""
+
+
+def connect_refusal(code: int, reason: str, *, broker: str, setting: str) -> str:
+    """What a refused CONNACK means, in words: a refused log-in says what to check, in the
+    ``setting`` that holds the credentials."""
+    if code in LOGIN_REFUSED:
+        return (f"{broker} refused the log-in ({reason}): check the user name and password in"
+                f" {setting}, and the broker's password file and ACL")
+    return f"{broker} refused the connection ({reason})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,27 +164,42 @@ def describe(
 ) -> str:
     """One indented line per invalid field, ``where: what``, for a person to fix; ``name``
     names an item of a list by its location (say, by the id in it instead of its index).
-    With the ``settings`` class that failed, a field also names its environment variable."""
+    With the ``settings`` class that failed, a field also names its environment variable, and
+    a check across fields names those its message does."""
     lines = []
     for error in exc.errors(include_url=False):
         loc = error["loc"]
+        what = error["msg"]
+        if error["type"] == "value_error":  # a validator's own sentence, without pydantic's
+            what = what.removeprefix("Value error, ")  # "Value error, " in front
         where = ".".join(
             name(loc[:k + 1]) if isinstance(part, int) else str(part)
             for k, part in enumerate(loc)
-        ) or "(all)"
+        ) or (settings and _fields_named(what, settings)) or "(all)"
         env = settings and _env_name(settings, loc)
-        lines.append(f"  {where}{f' ({env})' if env else ''}: {error['msg']}")
+        lines.append(f"  {where}{f' ({env})' if env else ''}: {what}")
     return "\n".join(lines)
 
 
+def _fields_named(message: str, settings: type[BaseSettings]) -> str:
+    """The fields of ``settings`` that ``message`` names, in its order, each with its
+    environment variable: ``a (PREFIX_A), b (PREFIX_B)``."""
+    named = sorted((found.start(), field) for field in settings.model_fields
+                   if (found := re.search(rf"\b{field}\b", message)))
+    return ", ".join(f"{field} ({_env_name(settings, (field,))})" for _, field in named)
+
+
 def _env_name(settings: type[BaseSettings], loc: tuple[int | str, ...]) -> str | None:
-    """The environment variable of the field at ``loc`` (None for an alias, which is one)."""
+    """The environment variable of the field at ``loc``: its alias when it has one (such as
+    DATABASE_URL, found there when given by field name); None when ``loc`` is the alias."""
     config = settings.model_config
     parts = [str(part) for part in loc if not isinstance(part, int)]
     delimiter = config.get("env_nested_delimiter") or ""
     if not parts or parts[0] not in settings.model_fields or (len(parts) > 1 and not delimiter):
         return None
-    return (config.get("env_prefix", "") + delimiter.join(parts)).upper()
+    alias = settings.model_fields[parts[0]].validation_alias
+    head = alias if isinstance(alias, str) else config.get("env_prefix", "") + parts[0]
+    return delimiter.join([head, *parts[1:]]).upper()
 
 
 def settings_class(title: str) -> type[BaseSettings] | None:

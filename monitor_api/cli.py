@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from typing import Annotated
 
@@ -51,12 +52,18 @@ def api(
 
     check_schema(settings.database_url)  # not there, or not migrated: one line, at once
 
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info"))
+    # uvicorn stops on SIGINT and SIGTERM, then raises them again for the handlers it found
+    # (for a program embedding it): the default one would end the process with 143 after the
+    # clean shutdown. Its own handler only asks it to stop, harmless then, and it also stops
+    # a server signalled before it serves.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, server.handle_exit)
     listening = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("monitor_api").info("listening on http://%s:%d/ (API docs at /docs)",
                                           shown, port)
-    uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info")).run(
-        sockets=[listening])
+    server.run(sockets=[listening])
 
 
 async def create_token(

@@ -5,20 +5,26 @@ never a traceback; each service loads only its own code."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import typer.main
 from psycopg import conninfo, sql
+from pydantic import ValidationError
 
+from instrushare.cli import app, main
+from instrushare.settings import ServiceSettings, describe
 from tests.conftest import PG_ADMIN_URL
-from tests.services import Mosquitto
+from tests.services import Mosquitto, free_port
 
 
 def test_invalid_settings_name_each_field_and_exit_2() -> None:
@@ -29,11 +35,11 @@ def test_invalid_settings_name_each_field_and_exit_2() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        "instrushare: invalid settings (ApiSettings):",
+        "instrushare: invalid settings:",
         "  pool_min_size (INSTRUSHARE_API_POOL_MIN_SIZE): Input should be greater than or"
         " equal to 1",
-        "  evaluation (INSTRUSHARE_API_EVALUATION): Value error, operation, sharing,"
-        " management and assessed points add up to 120, not 100",
+        "  evaluation (INSTRUSHARE_API_EVALUATION): operation, sharing, management and"
+        " assessed points add up to 120, not 100",
     ]
 
 
@@ -64,6 +70,40 @@ def test_a_command_loads_only_its_service(command: list[str], needs: set[str]) -
     assert "Usage: " in done.stdout
     loaded = set(done.stderr.split())
     assert loaded & HEAVY == needs
+
+
+def _every_command() -> list[tuple[list[str], list[str]]]:
+    """The path of every command and subcommand, with the names of its options."""
+    found: list[tuple[list[str], list[str]]] = []
+
+    def walk(command: Any, ctx: Any, path: list[str]) -> None:
+        found.append((path, [name for param in command.params if not param.hidden
+                             for name in param.opts + param.secondary_opts]))
+        for name in command.list_commands(ctx) if hasattr(command, "list_commands") else []:
+            sub = command.get_command(ctx, name)
+            walk(sub, sub.make_context(name, [], parent=ctx, resilient_parsing=True),
+                 [*path, name])
+
+    root = typer.main.get_command(app)
+    walk(root, root.make_context("instrushare", [], resilient_parsing=True), [])
+    return found
+
+
+def test_help_at_80_columns_shows_every_option_name_whole_and_rewraps_paragraphs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    commands = _every_command()
+    assert {"db prune", "dead-letters replay", "api", "sim"} <= {" ".join(p) for p, _ in commands}
+    for path, options in commands:
+        with pytest.raises(SystemExit):
+            main(prog_name="instrushare", args=[*path, "--help"])
+        shown = capsys.readouterr().out
+        assert "…" not in shown and max(map(len, shown.splitlines())) <= 80, shown
+        for name in options:
+            assert re.search(rf"(^|[\s,/]){re.escape(name)}([\s,]|$)", shown, re.M), (path, name)
+        if path == ["dead-letters", "replay"]:  # the docstring's lines run on
+            assert "instrument registry as it is now" in shown
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -110,13 +150,13 @@ def test_a_schema_behind_the_code_asks_for_a_migration(database_url: str) -> Non
 
 
 @pytest.mark.parametrize(("env", "says"), [
-    ({"MQTT_URL": "http://127.0.0.1:1883"}, "MQTT_URL: Value error, MQTT URL must start with"),
+    ({"MQTT_URL": "http://127.0.0.1:1883"}, "MQTT_URL: MQTT URL must start with"),
     ({"MQTT_URL": "mqtt://gw:secret@127.0.0.1:99999"},
      "Port out of range 0-65535 in 'mqtt://gw:***@127.0.0.1:99999'"),
-    ({"DATABASE_URL": "mysql://root@127.0.0.1/x"}, "DATABASE_URL: Value error, must start"),
-    ({"DATABASE_URL": "127.0.0.1:5432/x"}, "DATABASE_URL: Value error, is neither a"),
+    ({"DATABASE_URL": "mysql://root@127.0.0.1/x"}, "DATABASE_URL: must start"),
+    ({"DATABASE_URL": "127.0.0.1:5432/x"}, "DATABASE_URL: is neither a"),
     ({"DATABASE_URL": "postgresql://u:secret@127.0.0.1:99999/x"},
-     "DATABASE_URL: Value error, port 99999 is not a port (1-65535)"),
+     "DATABASE_URL: port 99999 is not a port (1-65535)"),
     ({"INSTRUSHARE_TOPIC_PREFIX": "a/b#"},
      "topic_prefix (INSTRUSHARE_TOPIC_PREFIX): String should match pattern"),
 ])
@@ -128,6 +168,28 @@ def test_bad_addresses_in_the_environment_are_settings_errors(
     assert says in done.stderr and "secret" not in done.stderr
 
 
+def test_the_demo_refuses_bad_settings_before_it_starts_anything(tmp_path: Path) -> None:
+    done = run("instrushare", "demo", "--data-dir", str(tmp_path / "demo"), "--port",
+               str(free_port()), DATABASE_URL="notaurl", MQTT_URL="http://127.0.0.1:1883")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "instrushare: invalid settings:",
+        '  DATABASE_URL: is neither a postgresql:// URL nor libpq key=value pairs'
+        ' (missing "=")',
+        "  MQTT_URL: MQTT URL must start with mqtt:// or mqtts:// (got"
+        " 'http://127.0.0.1:1883')",
+    ]
+    assert not (tmp_path / "demo").exists()  # no embedded database started
+
+
+def test_a_setting_given_by_name_is_named_by_its_environment_variable() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ServiceSettings(mqtt_url="http://127.0.0.1:1883", topic_prefix="a/b")
+    assert [line.split(":")[0] for line in describe(
+        caught.value, settings=ServiceSettings).splitlines()] == [
+        "  mqtt_url (MQTT_URL)", "  topic_prefix (INSTRUSHARE_TOPIC_PREFIX)"]
+
+
 def test_settings_errors_the_environment_cannot_parse_or_that_disagree_exit_2() -> None:
     unparsable = run("instrushare", "api", INSTRUSHARE_API_EVALUATION__STAR_SCORES="abc")
     assert (unparsable.returncode, unparsable.stderr.splitlines()[0]) == (
@@ -135,8 +197,17 @@ def test_settings_errors_the_environment_cannot_parse_or_that_disagree_exit_2() 
            ' "evaluation" from source "EnvSettingsSource"')
     pool = run("instrushare", "api", INSTRUSHARE_API_POOL_MIN_SIZE="20",
                INSTRUSHARE_API_POOL_MAX_SIZE="5")
-    assert pool.returncode == 2
-    assert "pool_min_size (20) must not exceed pool_max_size (5)" in pool.stderr
+    assert (pool.returncode, pool.stderr.splitlines()) == (2, [
+        "instrushare: invalid settings:",
+        "  pool_min_size (INSTRUSHARE_API_POOL_MIN_SIZE), pool_max_size"
+        " (INSTRUSHARE_API_POOL_MAX_SIZE): pool_min_size (20) must not exceed pool_max_size"
+        " (5)"])
+    window = run("instrushare", "ingest", INSTRUSHARE_RECEIVE_MAXIMUM="100")
+    assert window.returncode == 2
+    assert window.stderr.splitlines()[1].startswith(
+        "  receive_maximum (INSTRUSHARE_RECEIVE_MAXIMUM), batch_max_messages"
+        " (INSTRUSHARE_BATCH_MAX_MESSAGES): receive_maximum (100) must be >= batch_max_messages"
+        " (1000): ")
 
 
 def test_infinite_or_not_a_number_settings_are_refused() -> None:
@@ -154,6 +225,36 @@ def test_python_m_ingest_is_the_same_command() -> None:
     assert done.returncode == 2
     assert "batch_max_messages (INSTRUSHARE_BATCH_MAX_MESSAGES): Input should be greater" \
         in done.stderr
+
+
+@pytest.mark.parametrize(("option", "days"), [
+    ("--samples-days", 30), ("--messages-days", 30), ("--dead-letters-days", 0)])
+def test_a_retention_too_short_names_its_option(option: str, days: int) -> None:
+    done = run("instrushare", "db", "prune", option, str(days))
+    assert done.returncode == 2
+    assert f"Invalid value for '{option}'" in done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_api_stopped_by_a_signal_shuts_down_and_exits_0(
+    signum: signal.Signals, database_url: str
+) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "instrushare", "api", "--port", str(port)],
+                            env={**os.environ, "DATABASE_URL": database_url},
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        while "Application startup complete" not in proc.stderr.readline():
+            assert proc.poll() is None
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert "Application shutdown complete" in err and "Traceback" not in err
 
 
 def test_ports_out_of_range_or_in_use_and_unwritable_files_are_named(
@@ -183,13 +284,18 @@ def test_retiring_a_worker_the_broker_does_not_know_fails(
                DATABASE_URL=database_url)
     assert done.returncode == 1
     assert f"the broker held no session for worker {worker!r}" in done.stderr
+    assert "retired:" not in done.stderr  # it retired nothing
 
 
-def test_an_unreachable_broker_is_reported_while_the_ingest_waits_for_it(
-    database_url: str
+@pytest.mark.parametrize(("address", "cause"), [
+    ("127.0.0.1:1", "(Connection refused)"),
+    ("nohost.invalid:1883", "("),  # the resolver's words: no such name, or no DNS at all
+])
+def test_an_unreachable_broker_is_reported_with_its_cause_while_the_ingest_waits_for_it(
+    address: str, cause: str, database_url: str
 ) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "instrushare", "ingest"],
-                            env={**os.environ, "MQTT_URL": "mqtt://127.0.0.1:1",
+                            env={**os.environ, "MQTT_URL": f"mqtt://{address}",
                                  "DATABASE_URL": database_url},
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -197,21 +303,24 @@ def test_an_unreachable_broker_is_reported_while_the_ingest_waits_for_it(
         lines = [proc.stderr.readline() for _ in range(2)]
     finally:
         proc.terminate()
-        proc.wait(30)
-    assert "WARNING ingest: cannot reach the broker at 127.0.0.1:1; retrying" in lines[1]
+        _, rest = proc.communicate(timeout=30)
+    assert f"WARNING ingest: cannot reach the broker at {address} {cause}" in lines[1]
+    assert lines[1].endswith("; retrying\n")
+    assert proc.returncode == 0
+    assert "WARNING" not in rest  # it never connected: no state to publish, no failure to say
 
 
-def test_a_broker_refusing_the_login_is_reported_as_such(
-    mosquitto_factory: Callable[..., Mosquitto], database_url: str
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_broker_refusing_the_log_in_at_start_ends_the_ingest_with_what_to_check(
+    protocol: str, mosquitto_factory: Callable[..., Mosquitto], database_url: str
 ) -> None:
     broker = mosquitto_factory(users={"ingest-w1": "right"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "instrushare", "ingest", "--worker-id", "w1"],
-        env={**os.environ, "MQTT_URL": f"mqtt://ingest-w1:wrong@127.0.0.1:{broker.port}",
-             "DATABASE_URL": database_url},
-        stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # paho tries again after a second
-    proc.terminate()
-    _, err = proc.communicate(timeout=30)
-    assert err.count("WARNING ingest: broker refused the connection: Not authorized") >= 2
-    assert "lost the broker" not in err and "wrong" not in err
+    for retire in ([], ["--retire"]):
+        done = run("instrushare", "ingest", "--worker-id", "w1", *retire,
+                   MQTT_URL=f"mqtt://ingest-w1:wrong@127.0.0.1:{broker.port}",
+                   INSTRUSHARE_MQTT_PROTOCOL=protocol, DATABASE_URL=database_url)
+        assert (done.returncode, done.stderr.splitlines()[-1]) == (1, (
+            f"instrushare ingest: the broker at 127.0.0.1:{broker.port} refused the log-in"
+            " (Not authorized): check the user name and password in MQTT_URL, and the"
+            " broker's password file and ACL"))
+        assert "WARNING" not in done.stderr and "wrong" not in done.stderr

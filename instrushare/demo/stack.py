@@ -9,15 +9,23 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
+from pydantic_settings import SettingsConfigDict
 
 from instrushare.db import ensure_database, migrate
 from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from instrushare.protocol import DEFAULT_TOPIC_PREFIX
+from instrushare.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from device_sim.runner import SimulationResult
 
 logger = logging.getLogger("instrushare.demo")
 
@@ -37,15 +45,29 @@ class DemoOptions:
     tick_s: int = 30
     database_url: str | None = None
     mqtt_url: str | None = None
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    """Of the ingest's subscription and the gateways' topics alike."""
 
     @classmethod
     def from_environment(cls, **kwargs: object) -> DemoOptions:
-        """DATABASE_URL / MQTT_URL, when set, replace the embedded services."""
+        """DATABASE_URL / MQTT_URL, when set, replace the embedded services. Read as every
+        service reads them, before anything starts: a bad value is a settings error naming
+        its variable (exit 2), not a failure once the embedded database runs."""
+        settings = DemoSettings()
+        given = settings.model_fields_set
         return cls(
-            database_url=os.environ.get("DATABASE_URL") or None,
-            mqtt_url=os.environ.get("MQTT_URL") or None,
+            database_url=settings.database_url if "database_url" in given else None,
+            mqtt_url=settings.mqtt_url if "mqtt_url" in given else None,
+            topic_prefix=settings.topic_prefix,
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+class DemoSettings(ServiceSettings):
+    """The services' settings, where an unset or empty DATABASE_URL / MQTT_URL means the
+    embedded service, not the services' default address."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True)
 
 
 class DemoError(RuntimeError):
@@ -208,6 +230,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             IngestConfig(
                 database_url=database_url,
                 mqtt_url=mqtt_url,
+                topic_prefix=options.topic_prefix,
                 worker_id="demo",
                 share_group="demo",
                 # the embedded broker speaks MQTT 3.1.1 without shared subscriptions
@@ -252,7 +275,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 networked_on=networked_on,
             ),
             mqtt_url=mqtt_url,
-            topic_prefix="isv1",
+            topic_prefix=options.topic_prefix,
             state_dir=outbox,
         )
         register_fleet(database_url, history.fleet)
@@ -268,16 +291,15 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             interrupted.touch()
             register_certifications(database_url, history.certifications)
             register_bookings(database_url, history.bookings)
-            simulated = history.run(should_stop=stop.is_set, drain_timeout=600)
-            if not stop.is_set():
-                interrupted.unlink()
-                logger.info("simulated the last %d days: %d messages in %.0f s",
-                            options.history_days, simulated.messages, simulated.wall_s)
+            progress = _HistoryProgress()
+            simulated = history.run(should_stop=stop.is_set, drain_timeout=600,
+                                    on_tick=progress.tick, on_drain=progress.drain)
+            _history_done(options, simulated, complete=simulated.ticks == history.ticks)
         elif interrupted.exists():
             logger.warning(
-                "the first run was stopped while it simulated the days before it, so they have"
-                " gaps: remove %s (or choose another --data-dir) to simulate them afresh",
-                options.data_dir)
+                "the first run was stopped while it simulated the days before it, or did not"
+                " deliver them all, so they may have gaps: remove %s (or choose another"
+                " --data-dir) to simulate them afresh", options.data_dir)
         live = Simulation(
             SimulationSpec(
                 instruments=options.instruments,
@@ -290,7 +312,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 networked_on=networked_on,
             ),
             mqtt_url=mqtt_url,
-            topic_prefix="isv1",
+            topic_prefix=options.topic_prefix,
             state_dir=outbox,
         )
         register_certifications(database_url, live.certifications)
@@ -298,6 +320,46 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             logger.info("live simulation running; Ctrl-C stops the demo")
             live.run(should_stop=stop.is_set, drain_timeout=10)
     logger.info("demo stopped")
+
+
+class _HistoryProgress:
+    """A log line every ``INTERVAL_S`` while the past days are simulated and delivered: that
+    takes minutes, or, with no ingest taking the data, until the drain's timeout."""
+
+    INTERVAL_S = 10.0
+
+    def __init__(self) -> None:
+        self._next = time.monotonic() + self.INTERVAL_S
+
+    def _due(self) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.INTERVAL_S
+        return True
+
+    def tick(self, done: int, total: int) -> None:
+        if self._due():
+            logger.info("simulated %d of %d ticks of the past days", done, total)
+
+    def drain(self, left: int) -> None:
+        if self._due():
+            logger.info("waiting for the ingest to store the past days: %d message(s) left in"
+                        " the outboxes; Ctrl-C stops waiting, and the next run sends them", left)
+
+
+def _history_done(options: DemoOptions, simulated: SimulationResult, *, complete: bool) -> None:
+    """Say how the past days went; only when all were played and delivered, forget that they
+    were being simulated (INTERRUPTED), so that the next run does not warn of gaps."""
+    if not complete:
+        return
+    if not simulated.drained:
+        logger.warning("the last %d days are simulated but not all delivered: %d message(s)"
+                       " kept in the outboxes for a later run", options.history_days,
+                       simulated.unsent)
+        return
+    (options.data_dir / INTERRUPTED).unlink()
+    logger.info("simulated the last %d days: %d messages in %.0f s",
+                options.history_days, simulated.messages, simulated.wall_s)
 
 
 def _announce(options: DemoOptions, tokens: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import psycopg
 
-from instrushare.demo.stack import LOCK_FILE
+from instrushare.demo.stack import INTERRUPTED, LOCK_FILE
 from tests.services import free_port
 
 LIVE_AGE = timedelta(seconds=60)
@@ -28,19 +28,20 @@ minute; the newest of 30 instruments is fresher)."""
 
 
 def _start_demo(
-    workdir: Path, port: int, data_home: Path, log: Path
+    workdir: Path, port: int, data_home: Path, log: Path, *args: str, **settings: str
 ) -> subprocess.Popen[bytes]:
-    """The demo as a user starts it: no DATABASE_URL / MQTT_URL, default data directory."""
+    """The demo as a user starts it: default data directory, and no DATABASE_URL / MQTT_URL
+    nor any other setting but those given."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "MQTT_URL") and not k.startswith("INSTRUSHARE_")
-    }
+    } | settings
     env["XDG_DATA_HOME"] = str(data_home)  # the per-user data directory, kept inside tmp_path
     workdir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "instrushare", "demo", "--port", str(port)],
+            [sys.executable, "-m", "instrushare", "demo", "--port", str(port), *args],
             cwd=workdir,
             env=env,
             stdout=out,
@@ -105,9 +106,21 @@ def _wait_live(base: str, token: str, after: datetime, timeout: float) -> dateti
         time.sleep(1)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(90) == 0
+    try:
+        assert proc.wait(timeout) == 0
+    finally:
+        if proc.poll() is None:  # it did not stop: do not leave it running past the test
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for(proc: subprocess.Popen[bytes], log: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
 
 
 def _leftovers(workdir: Path) -> list[str]:
@@ -236,4 +249,51 @@ def test_a_demo_stopped_while_simulating_the_past_says_so_when_started_again(
     finally:
         _stop(proc)
     assert "stopped while it simulated the days before it" in again.read_text()
+    assert _leftovers(tmp_path) == []
+
+
+SMALL = ("--instruments", "2", "--history-days", "1")
+"""A fleet whose past day is simulated in seconds."""
+
+
+def test_the_configured_topic_prefix_carries_the_past_days_to_the_ingest(
+    tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    """INSTRUSHARE_TOPIC_PREFIX is the ingest's and the gateways' alike: the past day arrives,
+    and only then does the demo count it as done."""
+    log = tmp_path / "demo.log"
+    proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "data", log, *SMALL,
+                       DATABASE_URL=database_url, MQTT_URL=mqtt_url,
+                       INSTRUSHARE_TOPIC_PREFIX=topic_prefix)
+    try:
+        _wait_for(proc, log, "live simulation running", timeout=120)
+    finally:
+        _stop(proc, timeout=30)
+    assert "simulated the last 1 days: " in log.read_text()
+    assert not (tmp_path / "data" / "instrushare" / "demo" / INTERRUPTED).exists()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(DISTINCT instrument_id) FROM state_sample"
+                            " WHERE ts < now() - interval '1 hour'").fetchone() == (2,)
+
+
+def test_ctrl_c_ends_the_wait_for_the_past_days_to_be_delivered(
+    tmp_path: Path, database_url: str
+) -> None:
+    """No broker: the past day stays in the outboxes. The demo says every so often that it
+    waits; Ctrl-C ends the wait at once, says what is kept, and the day is not counted done."""
+    data_dir = tmp_path / "data" / "instrushare" / "demo"
+    log = tmp_path / "demo.log"
+    proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "data", log, *SMALL,
+                       DATABASE_URL=database_url, MQTT_URL="mqtt://127.0.0.1:1")
+    try:
+        _wait_for(proc, log, "left in the outboxes; Ctrl-C stops waiting", timeout=120)
+        signalled = time.monotonic()
+    finally:
+        _stop(proc, timeout=30)
+    assert time.monotonic() - signalled < 15
+    text = log.read_text()
+    assert f"not delivered (stopped): they stay in the outboxes in {data_dir / 'outbox'}" in text
+    assert "the last 1 days are simulated but not all delivered" in text
+    assert "simulated the last 1 days: " not in text and "live simulation running" not in text
+    assert (data_dir / INTERRUPTED).exists()
     assert _leftovers(tmp_path) == []

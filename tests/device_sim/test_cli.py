@@ -103,6 +103,34 @@ def test_sim_stops_on_a_signal_and_says_how_far_it_came(
     assert "stopped after " in out and " of 1440 ticks" in out and "NOT all delivered" in out
 
 
+def test_a_signal_while_waiting_for_delivery_stops_the_sim_at_once(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Every tick played, nothing takes the data: a signal ends the wait for the outboxes,
+    which keep what they hold, long before --drain-timeout."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "instrushare", "sim", "--instruments", "2", "--days", "0.01",
+         "--no-register", "--drain-timeout", "120", "--truth", str(tmp_path / "truth.json"),
+         "--state-dir", str(tmp_path / "outbox")],
+        env=os.environ | {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix,
+                          "COLUMNS": "120"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # ends when the process does, if the wait is never announced
+        if "waiting up to 120 s for the platform to take" in line:
+            break
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - signalled < 10, out + err
+    assert proc.returncode == 1, out + err  # something was not delivered
+    assert "stopped after" not in out  # all ticks were played
+    assert "delivering" in out and "messages left in the outboxes" in out, out
+    sent = int(out.split(" messages in ")[0].split()[-1])  # none delivered: all are kept
+    assert f"NOT all delivered: {sent} kept in the outboxes in {tmp_path / 'outbox'}" in out, out
+    assert f"{sent} message(s) not delivered (stopped)" in err, err
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [

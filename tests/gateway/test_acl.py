@@ -1,15 +1,19 @@
-"""Broker ACLs confine each gateway to its own topics; the agent works within them."""
+"""Broker ACLs confine each gateway to its own topics; the agent works within them, and says
+what to check when the broker refuses its log-in."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import GatewayAgent
+from gateway.publisher import MqttLink
 from tests.gateway.helpers import FastClock, Recorder, drive, make_config, set_ingest
 from tests.services import Mosquitto
 
@@ -69,3 +73,23 @@ def test_gateway_cannot_publish_into_another_gateways_topics(
     assert b"own" in payloads and b"forged" not in payloads
     assert {s["gateway"] for s in rec.states()} == {"gwA"}
     rec.close()
+
+
+def test_a_refused_log_in_is_a_warning_saying_what_to_check_then_rate_limited(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(MqttLink, "RECONNECT_MIN_DELAY", 0.05)
+    monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 0.2)
+    caplog.set_level("DEBUG", logger="gateway")
+    broker = mosquitto_factory(users={"gwA": "pa"})
+    url = broker.url.replace("mqtt://", "mqtt://gwA:wrong@")
+    agent = GatewayAgent(make_config(tmp_path, url, topic_prefix, gateway_id="gwA"))
+    agent.start()
+    time.sleep(2)
+    agent.stop()
+    refusals = [r for r in caplog.records if "refused the log-in (Not authorized)" in r.message]
+    assert len(refusals) > 3  # retried all along
+    assert [r.levelname for r in refusals].count("WARNING") == 1
+    assert "check the user name and password in mqtt_url" in refusals[0].message
+    assert "Unspecified error" not in caplog.text and "wrong" not in caplog.text

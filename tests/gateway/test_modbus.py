@@ -124,7 +124,8 @@ def test_unknown_unit_is_an_error(meter: MeterServer) -> None:
 def test_an_exception_reply_says_what_to_check(meter: MeterServer) -> None:
     probe = ModbusPowerProbe(host="127.0.0.1", port=meter.port, unit=UNIT, address=500,
                              timeout_s=0.5)
-    with pytest.raises(ProbeError, match=r"exception 2: illegal data address \(check address"):
+    with pytest.raises(ProbeError, match=r"exception 2: illegal data address \(check register,"
+                                         r" and address: counted from 0"):
         probe.read()
     probe.close()
 

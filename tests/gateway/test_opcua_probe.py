@@ -695,7 +695,7 @@ def test_security_files_are_taken_from_the_configuration_folder(
         pki.server.certificate)
     missing = write_config(tmp_path, secure_probe_toml("certs/gw.crt", "pki/gateway.key"))
     with pytest.raises(ConfigError, match=re.escape(
-            f"instruments.hplc1.probe.certificate: Value error, {tmp_path}/certs/gw.crt: "
+            f"instruments.hplc1.probe.certificate: {tmp_path}/certs/gw.crt: "
             "no such file")):
         load_config(missing)
 
@@ -711,19 +711,19 @@ def test_unusable_security_files_are_refused_on_loading(tmp_path: Path, pki: Pki
     locked.write_bytes(cert_gen.generate_private_key().private_bytes(
         Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(b"pw")))
     for (certificate, key), message in [
-        ((junk, pki.gateway.private_key), f"certificate: Value error, {junk} is not an X.509 "
+        ((junk, pki.gateway.private_key), f"certificate: {junk} is not an X.509 "
                                           "certificate (PEM or DER)"),
-        (no_uri, f"certificate: Value error, {no_uri.certificate} has no application URI"),
-        ((pki.gateway.certificate, locked), f"private_key: Value error, {locked}: the key is "
+        (no_uri, f"certificate: {no_uri.certificate} has no application URI"),
+        ((pki.gateway.certificate, locked), f"private_key: {locked}: the key is "
                                             "encrypted"),
         ((pki.gateway.certificate, pki.stranger.certificate),
-         f"private_key: Value error, {pki.stranger.certificate} is not a private key"),
+         f"private_key: {pki.stranger.certificate} is not a private key"),
         ((pki.gateway.certificate, pki.stranger.private_key),
-         f"probe: Value error, private_key {pki.stranger.private_key} is not the key of "
+         f"probe: private_key {pki.stranger.private_key} is not the key of "
          f"certificate {pki.gateway.certificate}"),
-        (expired, f"certificate: Value error, {expired.certificate} expired on "
+        (expired, f"certificate: {expired.certificate} expired on "
                   f"{now - DAY:%Y-%m-%d %H:%M} UTC: issue a new one"),
-        (early, f"certificate: Value error, {early.certificate} is not valid before "
+        (early, f"certificate: {early.certificate} is not valid before "
                 f"{now + DAY:%Y-%m-%d %H:%M} UTC: check the gateway's clock"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):

@@ -147,6 +147,25 @@ def _future_message(seq: int, *, created: datetime) -> bytes:
     ))
 
 
+def test_a_narrow_terminal_folds_reason_and_topic_but_shows_them_whole(
+    database_url: str, topic_prefix: str,
+) -> None:
+    topic = f"{topic_prefix}/gw/gw-dlut-analysis-01/data/xrd-d8-advance-{'x' * 30}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dead_letter (topic, payload, reason, received_at)"
+                     " VALUES (%s, 'x', 'unknown_instrument', now())", (topic,))
+    shown = subprocess.run(
+        [sys.executable, "-m", "instrushare", "dead-letters", "list"],
+        env=os.environ | {"DATABASE_URL": database_url, "TTY_COMPATIBLE": "1", "NO_COLOR": "1",
+                          "COLUMNS": "80"},  # rich takes it for a terminal
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    row = [line.split("│") for line in shown.splitlines() if line.startswith("│")]
+    assert ["".join(cells[k].strip() for cells in row) for k in (1, 2)] == [
+        "unknown_instrument", topic]
+    assert "…" not in shown
+
+
 def test_a_mistyped_reason_or_an_unreachable_database_is_a_clear_error(
     database_url: str,
 ) -> None:

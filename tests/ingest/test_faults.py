@@ -1,5 +1,5 @@
 """Faults: database outage, two workers sharing the load, kill -9 and SIGTERM of the process,
-a writing thread that breaks."""
+a writing thread that breaks, a broker that stops taking the worker's password."""
 
 from __future__ import annotations
 
@@ -332,6 +332,32 @@ def test_sigterm_flushes_commits_acks_and_goes_offline(
         client.loop_stop()
     assert redelivered == []
     assert b'"offline"' in states[-1]
+
+
+def test_a_log_in_refused_once_running_is_retried_and_said_once(
+    database_url: str,
+    mosquitto_factory: Callable[..., Mosquitto],
+    start_worker: Callable[..., RunningWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Refused at the first connection the worker ends (tests/test_cli.py); later, the broker's
+    accounts changed while it ran, it keeps trying, for the accounts may be mended."""
+    broker = mosquitto_factory(users={"ingest": "right"})
+    handle = start_worker(database_url, broker.url.replace("mqtt://", "mqtt://ingest:right@"))
+    caplog.set_level(logging.DEBUG, logger="ingest")
+    broker.stop()
+    subprocess.run(["mosquitto_passwd", "-b", str(broker.workdir / "passwd"), "ingest",
+                    "changed"], check=True)
+    broker.start()
+
+    def refusals() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "refused the log-in (Not authorized)" in r.message]
+
+    wait_until(lambda: len(refusals()) >= 2, what="two refused attempts")  # 1 s, then 2 s
+    assert handle.thread.is_alive()
+    assert [r.levelname for r in refusals()].count("WARNING") == 1
+    assert "check the user name and password in MQTT_URL" in refusals()[0].message
+    assert "right" not in caplog.text
 
 
 @pytest.mark.parametrize("breaks", ["writing", "acknowledging"])
