@@ -8,14 +8,18 @@ from datetime import datetime, timedelta
 from monitor_api.db import Conn, fetch_all
 
 # The latest sample before the moment, if it is a fault within the heartbeat timeout (a longer
-# silence is offline), and the first sample after the latest one in another state: the start
-# of the run. Both are short index scans backwards from the moment.
+# silence is offline), and the start of its run: among the fault samples after the latest
+# sample in another state, the first, or the latest one after a silence longer than the
+# timeout (offline in between ends a fault: fault_onsets, migration 0015, counts it so too).
 _IN_FAULT = """
-SELECT i.id, (SELECT min(s.ts) FROM state_sample s
-              WHERE s.instrument_id = i.id AND s.ts < %(at)s
-                AND s.ts > coalesce((SELECT max(o.ts) FROM state_sample o
-                                     WHERE o.instrument_id = i.id AND o.ts < %(at)s
-                                       AND o.state <> 'fault'), '-infinity')) AS since
+SELECT i.id, (SELECT max(f.ts) FROM (
+                  SELECT s.ts, s.ts - lag(s.ts) OVER (ORDER BY s.ts) AS gap
+                  FROM state_sample s
+                  WHERE s.instrument_id = i.id AND s.ts < %(at)s
+                    AND s.ts > coalesce((SELECT max(o.ts) FROM state_sample o
+                                         WHERE o.instrument_id = i.id AND o.ts < %(at)s
+                                           AND o.state <> 'fault'), '-infinity')) f
+              WHERE f.gap IS NULL OR f.gap > %(timeout)s) AS since
 FROM instrument i
 CROSS JOIN LATERAL (SELECT s.state, s.ts FROM state_sample s
                     WHERE s.instrument_id = i.id AND s.ts < %(at)s

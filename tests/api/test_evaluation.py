@@ -263,13 +263,22 @@ def test_a_late_registration_counts_against_the_years_it_was_late_in(year: Api) 
 
 
 def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> None:
-    """sem: two faults in 2025 -> occasional, not open -> internal. xrd: six (the default
+    """sem: four faults in 2025 -> occasional, not open -> internal; the last two 16 days
+    apart with nothing in between (offline), so its fault at the year's end is 4 days old, not
+    awaiting repair. xrd: six (the default
     threshold) -> frequent, open at a service institution -> external. inc1: in fault from
     20 Dec to the year's end, 12 days (>= 7) -> awaiting repair; at an incubation-pool
     institution -> internal. nmr marked for disposal -> awaiting disposal, not shared."""
     _samples(year, "sem", [("2025-03-01 10:00", "idle"), ("2025-03-01 10:10", "fault"),
                            ("2025-03-01 10:20", "idle"), ("2025-03-01 10:30", "fault"),
                            ("2025-03-01 10:40", "idle")])
+    for lo, hi in (("2025-12-10 00:00", "2025-12-12 00:00"), ("2025-12-28 00:00",
+                                                              "2025-12-31 23:55")):
+        year.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
+                 " SELECT 'sem', t, 'fault', 'gw', 0 FROM generate_series("
+                 " (%s::timestamp AT TIME ZONE 'Asia/Shanghai'),"
+                 " (%s::timestamp AT TIME ZONE 'Asia/Shanghai'), interval '10 minutes') t",
+                 (lo, hi))
     _samples(year, "xrd", [(f"2025-0{m}-01 10:{k}0", state) for m in range(1, 7)
                            for k, state in ((0, "idle"), (1, "fault"), (2, "idle"))])
     year.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
@@ -283,7 +292,7 @@ def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> No
         csv = c.get("/evaluation/2025/instruments", params={"format": "csv", "lang": "zh"})
     assert {i: (items[i]["faults"], items[i]["running_state"], items[i]["sharing_mode"])
             for i in items} == {
-        "sem": (2, "occasional_faults", "internal"),
+        "sem": (4, "occasional_faults", "internal"),
         "xrd": (6, "frequent_faults", "external"),
         "inc1": (1, "awaiting_repair", "internal"),
         "nmr": (0, "awaiting_disposal", "not_shared"),
