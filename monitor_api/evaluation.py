@@ -179,8 +179,15 @@ def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bo
 
 
 def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Scores to two decimals for publication (computed and ranked unrounded)."""
-    return [{**i, **{k: round(i[k], 2) for k in SCORES}} for i in items]
+    """Scores to two decimals for publication: computed unrounded, then graded, rated and
+    ranked by what is published (:func:`published`)."""
+    return [{**i, **{k: published(i[k]) for k in SCORES}} for i in items]
+
+
+def published(score: float) -> float:
+    """A score as published, two decimals: what grades, stars and ranks go by, so that a
+    reader never finds 90.00 graded 良好."""
+    return round(score, 2)
 
 
 def grade(score: float, rules: EvaluationRules) -> str:
@@ -229,18 +236,20 @@ def sharing_mode(registry: dict[str, Any]) -> str:
 
 
 def score_instrument(
-    figures: dict[str, Any], registry: dict[str, Any], *, up_s: float | None, span: Span,
+    figures: dict[str, Any], registry: dict[str, Any], *, seconds: tuple[float, float],
+    up_s: float | None, span: Span,
     fault_since: datetime | None, overdue: bool, mark: float | None, rules: EvaluationRules,
 ) -> dict[str, Any]:
     """Operation (hours against full use), sharing (openness against the target) and
     management (registry complete, fees published, registered on time, data flowing), over
     the instrument's ``span`` of the year, with its national running state and sharing mode;
-    ``up_s``: its seconds up in the year; ``fault_since``: the start of the fault it is in at
-    the span's end, if any; ``mark``: its institution's assessment, if any."""
+    ``seconds``: its effective and external seconds, unrounded (``figures`` has hours to 4
+    places); ``up_s``: its seconds up in the year; ``fault_since``: the start of the fault it
+    is in at the span's end, if any; ``mark``: its institution's assessment, if any."""
     target_hours = rules.full_use_hours * max(span.fraction, 1e-9)
-    operation = rules.operation_points * min(1.0, figures["effective_hours"] / target_hours)
-    hours = figures["effective_hours"]  # the ratio from the hours: it is rounded to 4 places
-    openness = figures["external_hours"] / hours if hours > 0 else 0.0
+    effective_s, external_s = seconds
+    operation = rules.operation_points * min(1.0, effective_s / 3600 / target_hours)
+    openness = external_s / effective_s if effective_s > 0 else 0.0
     sharing = rules.sharing_points * min(1.0, openness / rules.sharing_target)
     filled = sum(1 for f in REGISTRY_FIELDS if registry.get(f) not in (None, ""))
     availability = (None if up_s is None or span.seconds <= 0
@@ -275,7 +284,7 @@ def score_instrument(
         "management": management,
         "assessed": assessed,
         "score": score,
-        "grade": grade(score, rules),
+        "grade": grade(published(score), rules),
     }
 
 
@@ -310,11 +319,12 @@ def score_institutions(
             "management": mean("management"),
             "assessed": mean("assessed"),
             "score": mean("score"),
-            "grade": grade(mean("score"), rules),
+            "grade": grade(published(mean("score")), rules),
             "tier": institution.get("tier"),
-            "stars": stars(mean("score"), institution.get("tier"), rules),
+            "stars": stars(published(mean("score")), institution.get("tier"), rules),
         })
-    out.sort(key=lambda r: (-r["score"], -r["sharing"], r["institution_id"]))
+    out.sort(key=lambda r: (-published(r["score"]), -published(r["sharing"]),
+                            r["institution_id"]))
     for rank, row in enumerate(out, start=1):
         row["rank"] = rank
     return out

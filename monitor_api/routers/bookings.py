@@ -118,7 +118,8 @@ async def _check_eligible(
                          AND c.valid_from <= %(start)s
                          AND (c.valid_until IS NULL OR c.valid_until >= %(end)s)
                          AND c.revoked_at IS NULL) AS certified
-        FROM platform_user u, instrument i JOIN institution ii ON ii.id = i.institution_id
+        FROM platform_user u, instrument i
+        JOIN institution ii ON ii.id = institution_root(i.institution_id)  -- it serves as one
         WHERE u.id = %(user)s AND i.id = %(instrument)s
         """,
         {"user": user_id, "instrument": instrument_id, "start": start, "end": end},
@@ -370,7 +371,8 @@ async def file_service_record(
         raise Conflict(f"booking {booking_id} is {booking['status']}; nothing to record")
     if body.voucher_rmb > 0:
         tier = await fetch_one(
-            conn, "SELECT tier FROM institution WHERE id = %s", (booking["institution_id"],)
+            conn, "SELECT tier FROM institution WHERE id = institution_root(%s)",
+            (booking["institution_id"],)
         )
         if tier is None or tier["tier"] != "voucher":
             raise Conflict("only voucher institutions may accept innovation vouchers")

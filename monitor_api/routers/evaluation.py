@@ -105,6 +105,8 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
                                             end=evaluated.end, institutions=None)
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     up = {r["instrument_id"]: r["up_s"] for r in rows}
+    seconds = {r["instrument_id"]: (float(r["effective_s"] or 0), float(r["external_s"] or 0))
+               for r in rows}
     figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
                                               period_s=period_s)}
     async with pool.connection() as conn:
@@ -113,9 +115,10 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
         registry = {
             r["id"]: r for r in await fetch_all(
                 conn,
+                # the top-level institution's tier: a sub-unit serves as its institution does
                 ROOTS_CTE + "SELECT i.*, r.root AS root_id, ii.tier FROM instrument i"
                 " JOIN roots r ON r.id = i.institution_id"
-                " JOIN institution ii ON ii.id = i.institution_id",
+                " JOIN institution ii ON ii.id = r.root",
             )
         }
         # late in the evaluated years: still not networked, or networked late during them
@@ -128,7 +131,8 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
             conn, "SELECT id, name, tier FROM institution")}
         assessed = await marks(conn, year)
     scored = [
-        score_instrument(figures[i], registry[i], up_s=up[i], span=spans[i],
+        score_instrument(figures[i], registry[i], seconds=seconds[i], up_s=up[i],
+                         span=spans[i],
                          fault_since=faulty.get(i), overdue=i in overdue,
                          mark=assessed.get(registry[i]["root_id"]), rules=settings.evaluation)
         for i in sorted(figures) if i in spans
@@ -205,10 +209,11 @@ async def low_utilisation(
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     async with pool.connection() as conn:
         spans = await _spans(conn, evaluated, settings.compliance_working_days)
+    effective = {r["instrument_id"]: float(r["effective_s"] or 0) / 3600 for r in rows}
     low = [{**f, "threshold_hours": round(yearly * spans[f["key"]].fraction, 2)}
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
-           if f["key"] in spans]
-    low = [f for f in low if f["effective_hours"] < f["threshold_hours"]]
+           if f["key"] in spans  # compared unrounded: 33.332 h is below 33.3333 h
+           and effective[f["key"]] < yearly * spans[f["key"]].fraction]
     body = page_of(low, limit=limit, offset=offset, year=year,
                    first_year=evaluated.start.year, below_hours=round(threshold, 2))
     return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")

@@ -196,6 +196,13 @@ def test_closed_instrument_refuses_outside_users_only(api: Api) -> None:
         assert r.json()["reason"] == "closed_to_outside"
         assert _book(inside, "sem", "assisted", 9, 10).status_code == 201
         assert _book(outside, "inc1", "assisted", 9, 10).status_code == 403
+    # a sub-unit serves as its top-level institution does, whatever its own tier says
+    api.sql("INSERT INTO institution (id, name, parent_id, tier) VALUES"
+            " ('incub-lab', '孵化分室', 'incub', 'voucher')")
+    api.sql("UPDATE instrument SET institution_id = 'incub-lab' WHERE id = 'inc1'")
+    with api.as_("user") as outside:
+        refused = _book(outside, "inc1", "assisted", 9, 10)
+    assert (refused.status_code, refused.json()["reason"]) == (403, "incubation_pool")
 
 
 def test_unapproved_user_cannot_book(api: Api) -> None:

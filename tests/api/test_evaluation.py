@@ -267,8 +267,9 @@ def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> No
     apart with nothing in between (offline), so its fault at the year's end is 4 days old, not
     awaiting repair. xrd: six (the default
     threshold) -> frequent, open at a service institution -> external. inc1: in fault from
-    20 Dec to the year's end, 12 days (>= 7) -> awaiting repair; at an incubation-pool
-    institution -> internal. nmr marked for disposal -> awaiting disposal, not shared."""
+    20 Dec to the year's end, 12 days (>= 7) -> awaiting repair; in a sub-unit of an
+    incubation-pool institution (the sub-unit's own tier does not count) -> internal. nmr
+    marked for disposal -> awaiting disposal, not shared."""
     _samples(year, "sem", [("2025-03-01 10:00", "idle"), ("2025-03-01 10:10", "fault"),
                            ("2025-03-01 10:20", "idle"), ("2025-03-01 10:30", "fault"),
                            ("2025-03-01 10:40", "idle")])
@@ -285,6 +286,10 @@ def test_running_state_and_sharing_mode_in_the_national_classes(year: Api) -> No
              " SELECT 'inc1', t, CASE WHEN t = '2025-12-20 00:00+08' THEN 'idle'"
              " ELSE 'fault' END, 'gw', 0 FROM generate_series('2025-12-20 00:00+08'::timestamptz,"
              " '2025-12-31 23:55+08', interval '10 minutes') t")
+    # in a sub-unit of the incubation-pool institution, whatever tier the sub-unit was given
+    year.sql("INSERT INTO institution (id, name, parent_id, tier) VALUES"
+             " ('incub-lab', '孵化分室', 'incub', 'voucher')")
+    year.sql("UPDATE instrument SET institution_id = 'incub-lab' WHERE id = 'inc1'")
     with year.as_("admin") as c:
         assert c.patch("/instruments/nmr", json={"awaiting_disposal": True}).status_code == 200
         items = {i["instrument_id"]: i for i in
