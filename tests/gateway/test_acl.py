@@ -20,7 +20,8 @@ from tests.services import Mosquitto
 
 def acl(prefix: str) -> str:
     return (
-        f"pattern write {prefix}/gw/%u/#\n"
+        f"pattern write {prefix}/gw/%u/state\n"
+        f"pattern write {prefix}/gw/%u/data/+\n"
         f"pattern read {prefix}/ingest/+/state\n"
         f"pattern read {prefix}/gw/%u/stored\n"
         "user reader\n"
@@ -50,10 +51,11 @@ def test_gateway_cannot_publish_into_another_gateways_topics(
     rec = Recorder(broker.url, f"{topic_prefix}/gw/#", username="reader", password="pr")
     set_ingest(broker.url, topic_prefix, "online", username="ingest", password="pi")
 
-    # a forged message into gwB's tree, and one into gwA's own tree, both sent as gwA
+    # forged messages into gwB's tree, and one into gwA's own tree outside its state and
+    # data topics, all sent as gwA
     publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwB/data/xrd1", b"forged")
     publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwB/note", b"forged")
-    publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwA/note", b"own")
+    publish_as(broker.url, "gwA", "pa", f"{topic_prefix}/gw/gwA/note", b"stray")
 
     # the real agent, logged in as its gateway id, delivers its data and its states
     url = broker.url.replace("mqtt://", "mqtt://gwA:pa@")
@@ -70,7 +72,7 @@ def test_gateway_cannot_publish_into_another_gateways_topics(
     topics = [m.topic for m in rec.snapshot()]
     assert not [t for t in topics if "/gwB/" in t]
     payloads = [m.payload for m in rec.snapshot()]
-    assert b"own" in payloads and b"forged" not in payloads
+    assert b"forged" not in payloads and b"stray" not in payloads
     assert {s["gateway"] for s in rec.states()} == {"gwA"}
     rec.close()
 

@@ -86,6 +86,24 @@ def test_compose_structure() -> None:
         url = worker["environment"]["MQTT_URL"]
         assert re.fullmatch(r"mqtt://ingest:\$\{INGEST_MQTT_PASSWORD[^}]*\}@mosquitto:1883", url)
         assert worker["environment"]["DATABASE_URL"].split("@")[1] == "timescale:5432/instrushare"
+        # The share group is a required secret from .env, never the guessable default.
+        assert worker["environment"]["INSTRUSHARE_SHARE_GROUP"].startswith(
+            "${INSTRUSHARE_SHARE_GROUP:?")
+
+
+def test_start_order_and_health_checks() -> None:
+    services = _compose()["services"]
+    # Over TCP: the init-time server listens on its socket only.
+    check = services["timescale"]["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "pg_isready"] and _option(check, "-h") == "127.0.0.1"
+    assert _option(check, "-d") == "instrushare" and _option(check, "-U") == "postgres"
+    assert services["migrate"]["restart"].startswith("on-failure")
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert services["timescale"]["environment"]["TIMESCALEDB_TELEMETRY"] == "off"
+    grafana_env = services["grafana"]["environment"]
+    for name in ("GF_ANALYTICS_REPORTING_ENABLED", "GF_ANALYTICS_CHECK_FOR_UPDATES",
+                 "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES"):
+        assert grafana_env[name] == "false", name
 
 
 def test_prometheus_targets_are_compose_services() -> None:
@@ -99,6 +117,8 @@ def test_prometheus_targets_are_compose_services() -> None:
     assert jobs["api"] == [f"api:{_option(services['api']['command'], '--port')}"]
     mounts = services["prometheus"]["volumes"]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    assert prom["rule_files"] == ["alerts.yml"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounts
 
 
 def _option(command: list[str], name: str) -> str:

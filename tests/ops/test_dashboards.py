@@ -106,6 +106,17 @@ def test_dashboards_are_valid_grafana_json() -> None:
         _check_no_overlap(name, panels)
 
 
+def test_message_queries_bound_the_partition_column() -> None:
+    """ingested_message is a hypertable partitioned by created_at: a query that filters only on
+    received_at (not indexed) would read every chunk of the 60 days kept."""
+    queries = [t for t in grafana.targets(PG_TYPE) if "ingested_message" in t.target["rawSql"]]
+    assert len(queries) >= 3
+    for target in queries:
+        sql = " ".join(target.target["rawSql"].split())
+        assert ("created_at BETWEEN $__timeFrom()::timestamptz - INTERVAL '31 days'"
+                " AND $__timeTo()::timestamptz + INTERVAL '5 minutes'") in sql, target.panel_title
+
+
 def _check_variables(sql: str, variables: dict[str, Any], where: str) -> None:
     """Every $name is a Grafana macro, a global variable, or one of the dashboard's variables."""
     for name in re.findall(r"\$(\w+)", sql):

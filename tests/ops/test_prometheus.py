@@ -34,6 +34,7 @@ from tests.ops import grafana
 from tests.services import free_port, wait_for_port
 
 DEPLOY_CONFIG = grafana.ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERT_RULES = DEPLOY_CONFIG.parent / "alerts.yml"
 CLI = [sys.executable, "-c", "from instrushare.cli import app; app()"]
 
 
@@ -90,6 +91,16 @@ def test_deploy_config_passes_promtool() -> None:
     result = subprocess.run(["promtool", "check", "config", str(DEPLOY_CONFIG)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert str(ALERT_RULES) in result.stdout, "prometheus.yml does not load alerts.yml"
+
+
+def test_alert_rules_pass_promtool() -> None:
+    result = subprocess.run(["promtool", "check", "rules", str(ALERT_RULES)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} >= {"IngestWorkerDown", "ApiDown", "NoMessagesStored",
+                                            "DeadLettersIncreasing", "IngestLagHigh"}
 
 
 def _scrape_config(targets: dict[str, list[str]], path: Path) -> None:
@@ -103,6 +114,7 @@ def _scrape_config(targets: dict[str, list[str]], path: Path) -> None:
         assert len(static["targets"]) == len(local), job["job_name"]
         static["targets"] = local
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    shutil.copy(ALERT_RULES, path.parent / "alerts.yml")  # rule_files are relative
 
 
 def _metric_value(text: str, name: str) -> float:
@@ -176,6 +188,16 @@ def test_prometheus_scrapes_ingest_and_api(
         for name in set(re.findall(r"\b(instrushare_\w+)", expr)):
             family = re.sub(r"_(total|bucket|sum|count|created)$", "", name)
             assert name in metadata or family in metadata, (target.panel_title, name)
+
+    # The alert rules are loaded, evaluate without error, and use only metrics the code exports.
+    groups = _get(f"{base}/api/v1/rules")["data"]["groups"]
+    alerts = [r for g in groups for r in g["rules"] if r["type"] == "alerting"]
+    assert alerts and all(r["health"] != "err" for r in alerts), alerts
+    for rule in alerts:
+        query(rule["query"])
+        for name in set(re.findall(r"\b(instrushare_\w+)", rule["query"])):
+            family = re.sub(r"_(total|bucket|sum|count|created)$", "", name)
+            assert name in metadata or family in metadata, (rule["name"], name)
 
 
 def _ingest_online(addr: MqttAddress, prefix: str) -> bool:
