@@ -18,7 +18,7 @@ import typer.main
 from pydantic import ValidationError
 from typer.core import MarkupMode, TyperGroup
 
-from instrushare.protocol import MAX_PAST_AGE
+from instrushare.protocol import MAX_PAST_AGE, MIN_RETENTION_DAYS
 from instrushare.settings import ServiceSettings, describe, settings_class
 
 if TYPE_CHECKING:
@@ -70,10 +70,6 @@ app.add_typer(protocol_app, name="protocol")
 
 _MAX_DAYS = 100_000
 """Days: more would count back past the first dates there are (and keeps nothing more)."""
-_MIN_DAYS = MAX_PAST_AGE.days + 1
-"""The shortest retention of raw samples and the dedup log, as monitor_api.retention.MIN_DAYS
-(not imported: that would load the API): the ingest takes data up to MAX_PAST_AGE old. An
-option's range, a shorter one is refused naming its option."""
 
 _Reason = Annotated[
     str | None, typer.Option(help="Only this reason (e.g. unknown_instrument); default all.")
@@ -113,12 +109,12 @@ def db_migrate(
 @db_app.command("prune")
 def db_prune(
     samples_days: Annotated[
-        int, typer.Option(min=_MIN_DAYS, max=_MAX_DAYS,
+        int, typer.Option(min=MIN_RETENTION_DAYS, max=_MAX_DAYS,
                           help="Keep raw samples this long (the ingest takes data up to"
                                f" {MAX_PAST_AGE.days} days old).")
     ] = 400,
     messages_days: Annotated[
-        int, typer.Option(min=_MIN_DAYS, max=_MAX_DAYS,
+        int, typer.Option(min=MIN_RETENTION_DAYS, max=_MAX_DAYS,
                           help="Keep the dedup log of messages this long (as for samples).")
     ] = 60,
     dead_letters_days: Annotated[

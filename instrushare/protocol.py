@@ -39,6 +39,9 @@ MAX_FUTURE_SKEW = timedelta(seconds=300)
 a sample's or event's ``ts``, a data message's ``created_at``, a gateway state's ``ts``."""
 MAX_PAST_AGE = timedelta(days=30)
 """Older timestamps are rejected: the gateway outbox never holds data this old."""
+MIN_RETENTION_DAYS = MAX_PAST_AGE.days + 1
+"""The shortest time raw samples and the dedup log may be kept: the ingest still takes data up
+to MAX_PAST_AGE old, and must find the samples around it and the keys it would duplicate."""
 MAX_SAMPLE_INTERVAL_S = 600
 """Longest time a gateway may leave between two samples of an instrument: the platform ends a
 usage session at a running sample followed by none for longer (``session_max_gap_s``)."""

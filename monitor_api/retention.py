@@ -18,13 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from instrushare.db import LOCK_INSTRUMENTS
-from instrushare.protocol import MAX_PAST_AGE
+from instrushare.protocol import MAX_PAST_AGE, MIN_RETENTION_DAYS
 from monitor_api.db import Conn, Connect, fetch_all, fetch_one
 from monitor_api.queries.availability import state_figures
 from monitor_api.report import day_start
-
-MIN_DAYS = MAX_PAST_AGE.days + 1
-"""Late data, accepted up to 30 days old, may need the samples and the dedup log of then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +34,9 @@ class Retention:
 
     def __post_init__(self) -> None:
         for name in ("samples_days", "messages_days"):
-            if getattr(self, name) < MIN_DAYS:
-                raise ValueError(f"{name} must be at least {MIN_DAYS}: the ingest accepts"
-                                 f" data up to {MAX_PAST_AGE.days} days old")
+            if getattr(self, name) < MIN_RETENTION_DAYS:
+                raise ValueError(f"{name} must be at least {MIN_RETENTION_DAYS}: the ingest"
+                                 f" accepts data up to {MAX_PAST_AGE.days} days old")
         if self.dead_letters_days < 1:
             raise ValueError("dead_letters_days must be at least 1")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from instrushare.db import migrate, timescaledb_usable
 
@@ -73,8 +74,9 @@ def test_results_published_before_gain_open_share(database_url: str) -> None:
 
 
 def test_requests_queued_twice_before_the_rule_are_cancelled_once(database_url: str) -> None:
-    """Each pending request overlapping an earlier one of its user on its instrument is
-    cancelled, naming it; others' requests, other instruments and touching windows stay."""
+    """In the order they were made, each pending request overlapping one kept so far of its
+    user on its instrument is cancelled, naming it; others' requests, other instruments,
+    touching windows and a request overlapping only a cancelled one stay."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE booking DROP CONSTRAINT booking_request_once")
         conn.execute("DELETE FROM schema_migration WHERE name = '0025_booking_request_once.sql'")
@@ -84,7 +86,7 @@ def test_requests_queued_twice_before_the_rule_are_cancelled_once(database_url: 
         conn.execute("INSERT INTO platform_user (id, name, organisation) VALUES"
                      " ('p', 'P', 'x'), ('q', 'Q', 'x')")
         rows = [("a", "p", 9, 12), ("a", "p", 10, 11), ("a", "p", 11, 13), ("a", "q", 9, 12),
-                ("b", "p", 9, 12), ("a", "p", 13, 14)]
+                ("b", "p", 9, 12), ("a", "p", 13, 14), ("a", "p", 12, 13)]
         for instrument, user, a, b in rows:
             conn.execute("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts)"
                          " VALUES (%s, %s, 'assisted', %s, %s)",
@@ -96,4 +98,21 @@ def test_requests_queued_twice_before_the_rule_are_cancelled_once(database_url: 
     assert [(status, note) for _, status, note in got] == [
         ("requested", ""), ("cancelled", f"duplicate of request {first}"),
         ("cancelled", f"duplicate of request {first}"), ("requested", ""), ("requested", ""),
-        ("requested", "")]
+        ("requested", ""),
+        ("requested", "")]  # 12-13 overlapped only 11-13, itself cancelled: kept
+
+
+def test_blank_names_stored_before_the_rule_become_the_ids(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for table in ("institution", "instrument"):
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_name_not_blank")
+        conn.execute("DELETE FROM schema_migration WHERE name = '0026_names_not_blank.sql'")
+        conn.execute("INSERT INTO institution (id, name) VALUES ('u', '  '), ('v', 'V')")
+        conn.execute("INSERT INTO instrument (id, name, institution_id) VALUES ('a', ' ', 'u')")
+    assert migrate(database_url).applied == ["0026_names_not_blank.sql"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT id, name FROM institution ORDER BY id").fetchall() == [
+            ("u", "u"), ("v", "V")]
+        assert conn.execute("SELECT name FROM instrument").fetchall() == [("a",)]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE instrument SET name = '\t' WHERE id = 'a'")

@@ -214,6 +214,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     from monitor_api.app import create_app
     from monitor_api.settings import ApiSettings
 
+    ingest_failed: list[Exception] = []
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     with (
@@ -239,7 +240,15 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
             )
         )
         ingest_stop = threading.Event()
-        ingest_thread = threading.Thread(target=ingest.run, args=(ingest_stop,), name="ingest")
+
+        def run_ingest() -> None:
+            try:
+                ingest.run(ingest_stop)
+            except Exception as exc:  # nothing reaches the dashboard without it: stop, say why
+                ingest_failed.append(exc)
+                stop.set()
+
+        ingest_thread = threading.Thread(target=run_ingest, name="ingest")
         ingest_thread.start()
         stack.callback(ingest_thread.join, 30)
         stack.callback(ingest_stop.set)
@@ -319,6 +328,8 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         if not stop.is_set():
             logger.info("live simulation running; Ctrl-C stops the demo")
             live.run(should_stop=stop.is_set, drain_timeout=10)
+    if ingest_failed:
+        raise DemoError(f"the ingest stopped, so the demo did: {ingest_failed[0]}")
     logger.info("demo stopped")
 
 

@@ -220,12 +220,11 @@ async def request_booking(
                  body.purpose, status is BookingStatus.APPROVED),
             )
     except pg_errors.ExclusionViolation as exc:
-        if exc.diag.constraint_name == "booking_request_once":
-            raise Conflict("you have just requested this instrument in that window (from"
-                           " another tab or a retry); wait for the managers' decision",
-                           reason=Refusal.ALREADY_REQUESTED) from exc
-        raise Conflict("the instrument was just booked in that window by someone else",
-                       reason=Refusal.SLOT_TAKEN) from exc
+        if exc.diag.constraint_name != "booking_request_once":
+            raise Conflict("the instrument was just booked in that window by someone else",
+                           reason=Refusal.SLOT_TAKEN) from exc
+        await _overlap(conn, body.instrument_id, body.start, body.end, caller.user_id)
+        raise  # the winner was cancelled meanwhile: answered as the constraint's conflict
     assert row is not None
     return _named_for(caller, row)
 

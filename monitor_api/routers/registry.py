@@ -281,13 +281,18 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
         known = {
             r["id"] for r in await fetch_all(conn, "SELECT id FROM institution")
         }
-        owners = {
-            r["id"]: r["institution_id"]
-            for r in await fetch_all(
-                conn, "SELECT id, institution_id FROM instrument WHERE id = ANY(%s)", (ids,)
-            )
+        stored = {
+            r["id"]: r for r in await fetch_all(
+                conn, "SELECT id, institution_id, accepted_on, networked_on FROM instrument"
+                " WHERE id = ANY(%s)", (ids,))
         }
+        owners = {i: r["institution_id"] for i, r in stored.items()}
         for line, item in rows:
+            # an existing instrument keeps the dates the file leaves out: check them together
+            dates = {k: getattr(item, k) if k in parsed.columns or item.id not in stored
+                     else stored[item.id][k] for k in ("accepted_on", "networked_on")}
+            if problem := misdated(**dates):
+                errors.append(RowError(line, problem))
             if item.institution_id not in known:
                 errors.append(RowError(line, f"unknown institution {item.institution_id!r}"))
             elif not caller.may_manage(item.institution_id):

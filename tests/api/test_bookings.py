@@ -129,8 +129,9 @@ def test_one_user_racing_with_itself_queues_one_request(api: Api) -> None:
         for hour in (8, 11, 14):
             results = _race([lambda h=hour: _book(user, "nmr", "assisted", h, h + 2)] * 6)
             assert sorted(r.status_code for r in results) == [201] + [409] * 5
-            assert {r.json()["reason"] for r in results if r.status_code == 409} == {
-                "already_requested"}
+            won = next(r.json()["id"] for r in results if r.status_code == 201)
+            assert {(r.json()["reason"], r.json()["details"]["booking_id"])
+                    for r in results if r.status_code == 409} == {("already_requested", won)}
     rows = api.sql("SELECT count(*) FROM booking WHERE user_id = 'out1'"
                    " AND status = 'requested'")
     assert rows[0][0] == 3

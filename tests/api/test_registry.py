@@ -280,6 +280,12 @@ def test_an_instrument_is_networked_on_or_after_its_acceptance(api: Api) -> None
                                          "late,迟,uni-ac,2025-05-02,2025-05-01\n")
     assert (code, body["details"]) == (422, [
         {"line": 2, "reason": "networked_on 2025-05-01 is before accepted_on 2025-05-02"}])
+    # a file naming only networked_on is checked against the acceptance stored
+    api.sql("UPDATE instrument SET accepted_on = '2025-04-01' WHERE id = 'icp'")
+    code, body = _import(api, "manager", "id,name,institution_id,networked_on\n"
+                                         "icp,ICP-MS,uni-ac,2025-03-31\n")
+    assert (code, body["details"]) == (422, [
+        {"line": 2, "reason": "networked_on 2025-03-31 is before accepted_on 2025-04-01"}])
 
 
 def test_every_line_naming_an_id_seen_before_is_a_duplicate() -> None:

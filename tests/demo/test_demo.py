@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import psutil
 import psycopg
 
 from instrushare.demo.stack import INTERRUPTED, LOCK_FILE
-from tests.services import free_port
+from tests.services import Mosquitto, free_port
 
 LIVE_AGE = timedelta(seconds=60)
 """How old the newest sample may be for the board to count as live (gateways publish every
@@ -296,4 +297,26 @@ def test_ctrl_c_ends_the_wait_for_the_past_days_to_be_delivered(
     assert "the last 1 days are simulated but not all delivered" in text
     assert "simulated the last 1 days: " not in text and "live simulation running" not in text
     assert (data_dir / INTERRUPTED).exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_broker_refusing_the_log_in_stops_the_demo_saying_why(
+    tmp_path: Path, database_url: str, mosquitto_factory: Callable[..., Mosquitto]
+) -> None:
+    """A broker that lets no one in without a password (the demo's gateways take none): the
+    ingest cannot log in and nothing would reach the dashboard, so the demo stops at once with
+    the broker's answer and what to check, exit 1, nothing left running."""
+    broker = mosquitto_factory(users={"ingest": "right-password-123"}, acl="topic readwrite #\n")
+    log = tmp_path / "demo.log"
+    proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "data", log, *SMALL,
+                       DATABASE_URL=database_url, MQTT_URL=broker.url)
+    try:
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            _stop(proc, timeout=30)
+    text = log.read_text()
+    assert code == 1, text
+    assert "instrushare demo: the ingest stopped, so the demo did:" in text
+    assert "refused the log-in" in text and "MQTT_URL" in text
     assert _leftovers(tmp_path) == []

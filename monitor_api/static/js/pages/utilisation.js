@@ -97,8 +97,9 @@ export function render(root, ctx) {
         card.append(table(COLUMNS, reports[n].items, group));
         return card;
       }), servicesCard(services, period, fail));
-      // zeros and an availability of 0% would read as instruments standing idle and down
-      const silent = reports[GROUPS.length - 1].items.every((r) => !r.effective_hours && !r.availability);
+      // zeros and an availability of 0% would read as instruments standing idle and down; the
+      // institutions' rows sum every instrument (the instruments' list is one page of them)
+      const silent = reports[0].items.every((r) => !r.effective_hours && !r.availability);
       if (silent) body.prepend(el('p', { class: 'muted', dataset: { empty: 'period' }, text: t('util.no_data') }));
       for (const draw of charts) draw();
       body.dataset.loaded = 'true';
