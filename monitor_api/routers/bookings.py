@@ -72,6 +72,10 @@ def _visible(caller: Principal, booking: dict[str, Any]) -> bool:
     return caller.reads_all or booking["institution_id"] in caller.institutions
 
 
+INSERT_ATTEMPTS = 3
+"""Tries of a booking's insert that PostgreSQL aborted as a deadlock (see request_booking)."""
+
+
 async def _overlap(
     conn: Conn, instrument_id: str, start: datetime, end: datetime, user_id: str
 ) -> None:
@@ -209,22 +213,29 @@ async def request_booking(
         conn, "SELECT auto_approve FROM instrument WHERE id = %s", (body.instrument_id,)
     )
     status = BookingStatus.APPROVED if auto and auto["auto_approve"] else BookingStatus.REQUESTED
-    try:
-        async with conn.transaction():
-            row = await fetch_one(
-                conn,
-                "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status,"
-                " purpose, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-                " CASE WHEN %s THEN now() END) RETURNING " + _RETURNING,
-                (body.instrument_id, caller.user_id, body.kind, body.start, body.end, status,
-                 body.purpose, status is BookingStatus.APPROVED),
-            )
-    except pg_errors.ExclusionViolation as exc:
-        if exc.diag.constraint_name != "booking_request_once":
-            raise Conflict("the instrument was just booked in that window by someone else",
-                           reason=Refusal.SLOT_TAKEN) from exc
-        await _overlap(conn, body.instrument_id, body.start, body.end, caller.user_id)
-        raise  # the winner was cancelled meanwhile: answered as the constraint's conflict
+    for attempt in range(1, INSERT_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                row = await fetch_one(
+                    conn,
+                    "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts,"
+                    " status, purpose, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                    " CASE WHEN %s THEN now() END) RETURNING " + _RETURNING,
+                    (body.instrument_id, caller.user_id, body.kind, body.start, body.end,
+                     status, body.purpose, status is BookingStatus.APPROVED),
+                )
+            break
+        except pg_errors.DeadlockDetected:
+            # overlapping rows inserted at once can each wait for the other's exclusion check,
+            # and PostgreSQL aborts one of them: inserted again, it meets the winner
+            if attempt == INSERT_ATTEMPTS:
+                raise
+        except pg_errors.ExclusionViolation as exc:
+            if exc.diag.constraint_name != "booking_request_once":
+                raise Conflict("the instrument was just booked in that window by someone else",
+                               reason=Refusal.SLOT_TAKEN) from exc
+            await _overlap(conn, body.instrument_id, body.start, body.end, caller.user_id)
+            raise  # the winner was cancelled meanwhile: answered as the constraint's conflict
     assert row is not None
     return _named_for(caller, row)
 
