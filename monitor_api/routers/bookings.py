@@ -72,8 +72,23 @@ def _visible(caller: Principal, booking: dict[str, Any]) -> bool:
     return caller.reads_all or booking["institution_id"] in caller.institutions
 
 
-INSERT_ATTEMPTS = 3
-"""Tries of a booking's insert that PostgreSQL aborted as a deadlock (see request_booking)."""
+WRITE_ATTEMPTS = 3
+"""Tries of a booking's write that PostgreSQL aborted as a deadlock (``_written``)."""
+
+
+async def _written(conn: Conn, statement: tuple[str, tuple[Any, ...]]) -> dict[str, Any] | None:
+    """The row a booking's write returns, in a transaction of its own, tried again when
+    PostgreSQL aborts it as a deadlock: rows of overlapping windows written at once can each
+    wait for the other's exclusion check, and written again, the aborted one meets the winner
+    (409) instead of answering 503."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                return await fetch_one(conn, *statement)
+        except pg_errors.DeadlockDetected:
+            if attempt == WRITE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _overlap(
@@ -213,29 +228,19 @@ async def request_booking(
         conn, "SELECT auto_approve FROM instrument WHERE id = %s", (body.instrument_id,)
     )
     status = BookingStatus.APPROVED if auto and auto["auto_approve"] else BookingStatus.REQUESTED
-    for attempt in range(1, INSERT_ATTEMPTS + 1):
-        try:
-            async with conn.transaction():
-                row = await fetch_one(
-                    conn,
-                    "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts,"
-                    " status, purpose, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-                    " CASE WHEN %s THEN now() END) RETURNING " + _RETURNING,
-                    (body.instrument_id, caller.user_id, body.kind, body.start, body.end,
-                     status, body.purpose, status is BookingStatus.APPROVED),
-                )
-            break
-        except pg_errors.DeadlockDetected:
-            # overlapping rows inserted at once can each wait for the other's exclusion check,
-            # and PostgreSQL aborts one of them: inserted again, it meets the winner
-            if attempt == INSERT_ATTEMPTS:
-                raise
-        except pg_errors.ExclusionViolation as exc:
-            if exc.diag.constraint_name != "booking_request_once":
-                raise Conflict("the instrument was just booked in that window by someone else",
-                               reason=Refusal.SLOT_TAKEN) from exc
-            await _overlap(conn, body.instrument_id, body.start, body.end, caller.user_id)
-            raise  # the winner was cancelled meanwhile: answered as the constraint's conflict
+    try:
+        row = await _written(conn, (
+            "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status,"
+            " purpose, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+            " CASE WHEN %s THEN now() END) RETURNING " + _RETURNING,
+            (body.instrument_id, caller.user_id, body.kind, body.start, body.end, status,
+             body.purpose, status is BookingStatus.APPROVED)))
+    except pg_errors.ExclusionViolation as exc:
+        if exc.diag.constraint_name != "booking_request_once":
+            raise Conflict("the instrument was just booked in that window by someone else",
+                           reason=Refusal.SLOT_TAKEN) from exc
+        await _overlap(conn, body.instrument_id, body.start, body.end, caller.user_id)
+        raise  # the winner was cancelled meanwhile: answered as the constraint's conflict
     assert row is not None
     return _named_for(caller, row)
 
@@ -283,15 +288,11 @@ async def _transition(
 ) -> dict[str, Any]:
     """Change status only from an allowed one, atomically (a concurrent change loses)."""
     try:
-        async with conn.transaction():
-            row = await fetch_one(
-                conn,
-                "UPDATE booking SET status = %s, decided_at = now(), decided_by = %s,"
-                " note = CASE WHEN %s = '' THEN note ELSE %s END"
-                " WHERE id = %s AND status = ANY(%s) RETURNING " + _RETURNING,
-                (to, caller.signature, note, note, booking_id,
-                 [s.value for s in allowed_from]),
-            )
+        row = await _written(conn, (
+            "UPDATE booking SET status = %s, decided_at = now(), decided_by = %s,"
+            " note = CASE WHEN %s = '' THEN note ELSE %s END"
+            " WHERE id = %s AND status = ANY(%s) RETURNING " + _RETURNING,
+            (to, caller.signature, note, note, booking_id, [s.value for s in allowed_from])))
     except pg_errors.ExclusionViolation as exc:
         raise Conflict(
             f"booking {booking_id} overlaps an approved booking of the same instrument"
