@@ -243,7 +243,7 @@ class Simulation:
             ticks=played,
             messages=sum(s.enqueued for s in stats.values()),
             dropped=sum(s.dropped_full + s.dropped_age for s in stats.values()),
-            unsent=sum(s.outbox_depth for s in stats.values()),
+            unsent=_unsent(self.agents),
             wall_s=time.monotonic() - began,
             per_gateway={
                 gw: {"enqueued": s.enqueued, "acked": s.acked, "confirmed": s.confirmed,

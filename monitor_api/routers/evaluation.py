@@ -209,11 +209,13 @@ async def low_utilisation(
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     async with pool.connection() as conn:
         spans = await _spans(conn, evaluated, settings.compliance_working_days)
-    effective = {r["instrument_id"]: float(r["effective_s"] or 0) / 3600 for r in rows}
-    low = [{**f, "threshold_hours": round(yearly * spans[f["key"]].fraction, 2)}
+    target = {i: yearly * span.fraction for i, span in spans.items()}
+    # compared unrounded (33.332 h is below 33.3333 h), shown to two decimals
+    below = {r["instrument_id"] for r in rows if r["instrument_id"] in target
+             and float(r["effective_s"] or 0) / 3600 < target[r["instrument_id"]]}
+    low = [{**f, "threshold_hours": round(target[f["key"]], 2)}
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
-           if f["key"] in spans  # compared unrounded: 33.332 h is below 33.3333 h
-           and effective[f["key"]] < yearly * spans[f["key"]].fraction]
+           if f["key"] in below]
     body = page_of(low, limit=limit, offset=offset, year=year,
                    first_year=evaluated.start.year, below_hours=round(threshold, 2))
     return await render(body, low, _LOW_COLUMNS, format, lang, f"low-utilisation-{year}")
