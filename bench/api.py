@@ -19,12 +19,15 @@ after one warm-up request, whose time is printed as ``cold_ms`` (for the yearly 
 availability: computing and storing the rollups). It times the
 yearly report with and without availability, the year less its last day without it (eleven
 months from the monthly usage rollup, the last 30 days from the sessions), a report over
-the sampled days with availability, and the year's evaluation of every instrument.
+the sampled days with availability, the year's evaluation of every instrument, and one
+instrument's power per day over a year of one-a-minute readings (the whole hours from
+``power_hours()``, and every bucket from the samples when the window starts off the hour).
 
 Targets (docs/api.md): board < 100 ms, yearly report < 1 s. Next to them, each measured in
 the same run as a baseline of what the machine does that day: the board's rows read straight
 from their two tables (``bare_fetch``), and the year's session hours of the report's
-instruments summed straight from the sessions (``bare_sum``), with the ratios.
+instruments summed straight from the sessions (``bare_sum``), the power readings averaged
+per day straight from the samples (``bare_avg``), with the ratios.
 """
 
 from __future__ import annotations
@@ -175,6 +178,20 @@ def add_state_samples(url: str, *, reported: int, days: int) -> int:
     return rows
 
 
+def add_power_year(url: str, instrument: str) -> int:
+    """A year (2025) of one-a-minute power readings for one instrument; return the rows."""
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(
+            "INSERT INTO state_sample (instrument_id, ts, state, power_w, gateway_id, seq)"
+            " SELECT i.id, t, 'idle', 20 + random() * 1000, i.gateway_id, 0"
+            " FROM instrument i CROSS JOIN generate_series(%(lo)s::timestamptz,"
+            " %(hi)s::timestamptz - interval '1 minute', interval '1 minute') t"
+            " WHERE i.id = %(id)s",
+            {"id": instrument, **YEAR_BOUNDS})
+        conn.execute("ANALYZE state_sample")
+        return cur.rowcount
+
+
 def _measure(
     client: httpx.Client, path: str, params: dict[str, str], runs: int
 ) -> tuple[float, list[float]]:
@@ -208,6 +225,17 @@ GROUP BY s.instrument_id
 """
 """The sessions' hours in the year per instrument of the report, summed straight from the
 sessions: the yearly report's baseline."""
+BARE_POWER = """
+SELECT date_bin(%(step)s, ts, %(lo)s), avg(power_w), min(power_w), max(power_w), count(*)
+FROM state_sample
+WHERE instrument_id = %(id)s AND ts >= %(lo)s AND ts < %(hi)s AND power_w IS NOT NULL
+GROUP BY 1 ORDER BY 1
+"""
+"""An instrument's power per bucket averaged straight from its samples: the power series'
+baseline."""
+YEAR_BOUNDS = {"lo": datetime(2024, 12, 31, 16, tzinfo=UTC),
+               "hi": datetime(2025, 12, 31, 16, tzinfo=UTC)}
+"""2025 in Asia/Shanghai."""
 
 
 def _measure_sql(url: str, query: str, params: Mapping[str, object], runs: int
@@ -279,6 +307,9 @@ def main() -> None:
         written = populate(url, instruments=args.instruments, reported=args.reported,
                            sessions=args.sessions, seed=args.seed)
         samples = add_state_samples(url, reported=args.reported, days=args.sample_days)
+        # an instrument outside the reports' region: its detail page over the year
+        power_instrument = f"ins{args.reported:05d}"
+        power_samples = add_power_year(url, power_instrument)
         load_s = time.perf_counter() - t0
         settings = ApiSettings(database_url=url, rollup_interval_s=0)  # cold_ms: reports fill it
         token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
@@ -317,13 +348,23 @@ def main() -> None:
                 # the province's evaluation: every instrument, most of them never heard from
                 evaluation = _measure(client, "/evaluation/2025/instruments", {"limit": "1000"},
                                       args.report_runs)
+                # the year's power per day: whole hours from power_hours(), or, a minute
+                # off the hour, every bucket from the samples
+                power_path = f"/instruments/{power_instrument}/power"
+                power_params = {"start": YEAR_BOUNDS["lo"].isoformat(),
+                                "end": YEAR_BOUNDS["hi"].isoformat(), "step_s": "86400"}
+                power = _measure(client, power_path, power_params, args.report_runs)
+                unaligned = {**power_params, "start": (YEAR_BOUNDS["lo"]
+                                                       + timedelta(minutes=1)).isoformat()}
+                power_raw = _measure(client, power_path, unaligned, args.report_runs)
         finally:
             server.terminate()
             server.wait(30)
         bare_board = _measure_sql(url, BARE_BOARD, {}, args.runs)
-        year_bounds = {"lo": datetime(2024, 12, 31, 16, tzinfo=UTC),
-                       "hi": datetime(2025, 12, 31, 16, tzinfo=UTC)}
-        bare_year = _measure_sql(url, BARE_YEAR, year_bounds, args.report_runs)
+        bare_year = _measure_sql(url, BARE_YEAR, YEAR_BOUNDS, args.report_runs)
+        bare_power = _measure_sql(url, BARE_POWER, {**YEAR_BOUNDS, "id": power_instrument,
+                                                    "step": timedelta(days=1)},
+                                  args.report_runs)
         print(json.dumps({
             "bench": "api",
             "status_board": {"instruments": count, **_stats(board), "target_ms": 100,
@@ -345,6 +386,10 @@ def main() -> None:
                                             / statistics.median(listed[1]), 2),
                 "csv_all": _stats(register_csv)},
             "evaluation_year": {"instruments": count, **_stats(evaluation)},
+            "power_year_daily": {"samples": power_samples, **_stats(power),
+                                 "from_samples_only": _stats(power_raw),
+                                 "bare_avg": _stats(bare_power),
+                                 "ratio_vs_bare_avg": _ratio(power, bare_power)},
             "load_s": round(load_s, 1),
         }, ensure_ascii=False))
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor_api.db import Conn, fetch_all, fetch_one
@@ -205,24 +205,48 @@ async def _total(
     return int((await first_page())["total"]) if offset else 0
 
 
+# Whole hours come from power_hours() (migration 0027: the raw samples, or TimescaleDB's
+# continuous aggregate), the rest from the raw samples; each part gives sums and counts (per
+# hour, or per bucket already), so a bucket's average is the same whichever part made it.
+_POWER = """
+WITH parts AS (
+    SELECT hour AS ts, sum_w, min_w, max_w, samples
+    FROM power_hours(%(id)s, %(hours_lo)s, %(hours_hi)s)
+    UNION ALL
+    SELECT date_bin(%(step)s, ts, %(lo)s), sum(power_w), min(power_w), max(power_w),
+           count(power_w)
+    FROM state_sample
+    WHERE instrument_id = %(id)s AND power_w IS NOT NULL
+      AND (ts >= %(lo)s AND ts < %(hours_lo)s OR ts >= %(hours_hi)s AND ts < %(hi)s)
+    GROUP BY 1
+)
+SELECT date_bin(%(step)s, ts, %(lo)s) AS ts,
+       sum(sum_w) / sum(samples)::double precision AS avg_w, min(min_w) AS min_w,
+       max(max_w) AS max_w, sum(samples)::bigint AS samples, count(*) OVER () AS n
+FROM parts GROUP BY 1 ORDER BY 1 LIMIT %(limit)s OFFSET %(offset)s
+"""
+_HOUR = timedelta(hours=1)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # on the hour, like the hourly sums
+
+
+def whole_hours(lo: datetime, hi: datetime, step: timedelta) -> tuple[datetime, datetime]:
+    """The part of ``[lo, hi)`` hourly sums can serve: none unless every bucket is made of
+    whole hours (``lo`` on the hour, ``step`` whole hours), else up to the last full hour."""
+    if step % _HOUR or (lo - _EPOCH) % _HOUR:
+        return hi, hi
+    return lo, max(lo, hi - (hi - _EPOCH) % _HOUR)
+
+
 async def power_series(
     conn: Conn, *, instrument_id: str, lo: datetime, hi: datetime, step: timedelta,
     limit: int, offset: int,
 ) -> dict[str, Any]:
     """Power averaged (with min and max) over buckets of ``step`` aligned on ``lo``."""
-    rows = await fetch_all(
-        conn,
-        """
-        SELECT date_bin(%(step)s, ts, %(lo)s) AS ts, avg(power_w) AS avg_w,
-               min(power_w) AS min_w, max(power_w) AS max_w, count(*) AS samples,
-               count(*) OVER () AS n
-        FROM state_sample
-        WHERE instrument_id = %(id)s AND ts >= %(lo)s AND ts < %(hi)s AND power_w IS NOT NULL
-        GROUP BY 1 ORDER BY 1 LIMIT %(limit)s OFFSET %(offset)s
-        """,
-        {"id": instrument_id, "lo": lo, "hi": hi, "step": step, "limit": limit,
-         "offset": offset},
-    )
+    hours_lo, hours_hi = whole_hours(lo, hi, step)
+    rows = await fetch_all(conn, _POWER, {
+        "id": instrument_id, "lo": lo, "hi": hi, "hours_lo": hours_lo, "hours_hi": hours_hi,
+        "step": step, "limit": limit, "offset": offset,
+    })
     total = await _total(rows, offset, lambda: power_series(
         conn, instrument_id=instrument_id, lo=lo, hi=hi, step=step, limit=1, offset=0))
     items = [{k: r[k] for k in ("ts", "avg_w", "min_w", "max_w", "samples")} for r in rows]

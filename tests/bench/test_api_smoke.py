@@ -34,11 +34,14 @@ def test_api_bench_prints_one_consistent_json_line() -> None:
                        "--sessions", SESSIONS, "--runs", RUNS, "--report-runs", RUNS,
                        timeout=300, env={"BENCH_PG_ADMIN_URL": PG_ADMIN_URL})
 
-    board, year = result["status_board"], result["utilisation_year"]
+    board, year, power = (result["status_board"], result["utilisation_year"],
+                          result["power_year_daily"])
     assert board["instruments"] == INSTRUMENTS and board["runs"] == RUNS
     assert year["instruments"] == REPORTED and year["sessions"] == REPORTED * SESSIONS
+    assert power["samples"] == 365 * 24 * 60
     for figures, baseline, ratio in ((board, "bare_fetch", "ratio_vs_bare_fetch"),
-                                     (year, "bare_sum", "ratio_vs_bare_sum")):
+                                     (year, "bare_sum", "ratio_vs_bare_sum"),
+                                     (power, "bare_avg", "ratio_vs_bare_avg")):
         assert 0 < figures["median_ms"] <= figures["p95_ms"]
         assert 0 < figures[baseline]["median_ms"] <= figures[baseline]["p95_ms"]
         # the ratio comes from the medians before they are printed to 0.1 ms, and is

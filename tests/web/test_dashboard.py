@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -393,6 +394,23 @@ def test_a_range_without_data_says_so_instead_of_empty_charts(
     expect(page.locator('[data-empty="range"]')).to_have_count(0)
     expect(page.locator('form.range button[aria-pressed="true"]')).to_have_text(
         STRINGS["en"]["detail.last7d"])
+
+
+def test_ranges_drawn_in_hour_steps_start_on_the_hour(stack: Stack, new_page: NewPage) -> None:
+    """So that the server can take whole hours from its hourly sums (docs/api.md)."""
+    page = new_page()
+    login(page, stack, "evaluator")
+    page.click('.tile[data-instrument="nmr-600"]')
+    expect(page.locator(".charts")).to_have_attribute("data-loaded", "true")
+    asked = {}
+    for preset in (1, 2):  # the last 7 days (30-minute steps), the last 30 days (2 hours)
+        with page.expect_request(lambda r: "/power?" in r.url) as request:
+            page.locator("form.range button[data-span]").nth(preset).click()
+        query = parse_qs(urlsplit(request.value.url).query)
+        asked[query["step_s"][0]] = datetime.fromisoformat(query["start"][0])
+    assert sorted(asked) == ["1800", "7200"]
+    assert asked["7200"].minute == asked["7200"].second == asked["7200"].microsecond == 0
+    assert asked["1800"] > datetime.now(UTC) - timedelta(days=7, minutes=1)  # as chosen
 
 
 def test_admin_enters_an_assessment_and_evaluators_read_it(

@@ -114,19 +114,22 @@ export function render(root, ctx) {
   }
 
   async function load() {
-    const lo = readDateTimeInput(start.value);
+    const from = readDateTimeInput(start.value);
     const hi = readDateTimeInput(end.value);
-    if (!(hi > lo)) {
+    if (!(hi > from)) {
       showProblem(message, 'common.bad_range', 'range');
       return;
     }
+    const step = powerStep(hi - from);
+    // Hour-wide steps start on the hour, where the server reads hourly sums (docs/api.md).
+    const lo = step % 3600 ? from : Math.floor(from / HOUR) * HOUR;
     charts.dataset.loaded = 'false';
     const range = { start: new Date(lo).toISOString(), end: new Date(hi).toISOString() };
     const base = `instruments/${encodeURIComponent(id)}`;
     try {
       const [intervals, points] = await Promise.all([
         getJson(`${base}/timeline`, { ...range, limit: 1000 }, { signal: stop.signal }),
-        getJson(`${base}/power`, { ...range, step_s: powerStep(hi - lo), limit: 10000 },
+        getJson(`${base}/power`, { ...range, step_s: step, limit: 10000 },
           { signal: stop.signal }),
       ]);
       const empty = !intervals.items.length && !points.items.length;
