@@ -39,7 +39,8 @@ def sim(
         datetime | None,
         typer.Option(
             help="Simulated start; without a zone, in this computer's (default: midnight in"
-            " Asia/Shanghai `days` ago; now when speed is 1)."
+            " Asia/Shanghai `days` days before today, rounded up to whole days, at least one;"
+            " now when speed is 1)."
         ),
     ] = None,
     truth: Annotated[Path, typer.Option(help="Where to write the ground truth JSON.")] = Path(
