@@ -4,13 +4,13 @@ Threads: the caller polls (``poll``/``run_forever``); the network thread (one Ne
 shared by every agent in the process unless one is passed in) reports PUBACKs and connection
 changes. Work triggered by paho (deleting acknowledged messages, feeding the
 publish window) runs in whichever thread gets the agent lock without waiting: paho holds its
-own message lock while calling back, so the network thread must never block on ours.
+own message lock while calling back, so the network thread must never block on ours. Probes
+that talk to an instrument are read in threads of their own (see gateway.reader).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from gateway.batch import MessageBatch
 from gateway.config import GatewayConfig, InstrumentConfig
 from gateway.detector import StateDetector
-from gateway.errors import ProbeError
+from gateway.errors import OutboxError, ProbeError
 from gateway.netloop import NetworkLoop
 from gateway.outbox import Builder, Outbox
 from gateway.probes import (
@@ -33,7 +33,8 @@ from gateway.probes import (
     SimulatedProbe,
 )
 from gateway.publisher import MqttLink
-from instrushare.protocol import IDENTIFIER_RE, MAX_METRICS_PER_SAMPLE, Topics
+from gateway.reader import ProbeReader
+from instrushare.protocol import Topics
 
 logger = logging.getLogger("gateway")
 
@@ -95,6 +96,9 @@ class GatewayAgent:
     HOLD_QUIET_S = 60.0
     HOLD_REPORT_S = 300.0
     START_WAIT_S = 10.0
+    UNSTORED_MAX = 1000
+    """Most messages kept in memory while the outbox cannot be written (a full disk): some
+    days of one instrument's messages at the default intervals."""
 
     def __init__(
         self,
@@ -114,6 +118,7 @@ class GatewayAgent:
             if probes is not None
             else {i.id: build_probe(i) for i in config.instruments}
         )
+        self._readers = [ProbeReader(self._probes[i], i) for i in ids]
         self._detectors = {i.id: StateDetector(i.detector) for i in config.instruments}
         topics = Topics(config.topic_prefix)
         self._batches = {
@@ -152,6 +157,14 @@ class GatewayAgent:
         outbox's message (another gateway under this id, or one this outbox replaced)."""
         self._rewind = False  # set by the network thread when the connection ends
         self._failing: set[str] = set()
+        self._unstored: list[Builder] = []
+        """Messages closed while the outbox could not be written, oldest first: stored, in
+        order and before newer ones, once it can be."""
+        self._undeleted: set[int] = set()
+        """Confirmed seqs whose delete failed (the outbox could not be written)."""
+        self._unwritable_since: float | None = None
+        """Monotonic time since when the outbox cannot be written (None: it can)."""
+        self._unwritable_report_at = 0.0
         self._started = False
         self._enqueued = self._published = self._acked = self._confirmed = 0
         self._held_since: float | None = None
@@ -189,7 +202,10 @@ class GatewayAgent:
         self._inflight.clear()
         self._acks.clear()
         self._last_fed = self._sent_upto = -1
-        self._outbox.expire(now=self.clock().timestamp())
+        try:
+            self._outbox.expire(now=self.clock().timestamp())
+        except OutboxError as exc:  # the file cannot be written (a full disk): run all the same
+            self._outbox_failed(exc)
         if self._outbox.depth:
             logger.info("gateway %s: %d message(s) in the outbox will be replayed",
                         self.config.gateway_id, self._outbox.depth)
@@ -197,26 +213,40 @@ class GatewayAgent:
         self._link.start()
 
     def poll(self, now: datetime | None = None) -> None:
-        """Read every probe once at ``now``; store due messages; feed the publish window."""
-        now = self.clock() if now is None else now
+        """Read every probe once at ``now``; store due messages; feed the publish window.
+
+        A probe that talks to an instrument has until ``sample_interval_s`` to answer (see
+        gateway.reader); one that has not is skipped, the others are not held up."""
+        self._poll(self.clock() if now is None else now, None)
+
+    def _poll(self, now: datetime, stop: threading.Event | None) -> None:
+        """``poll``; ``stop`` set ends the wait for slow probes early."""
         if now.tzinfo is None:
             raise ValueError("poll() needs a timezone-aware datetime")
         cfg = self.config
+        for reader in self._readers:
+            reader.begin()
+        deadline = time.monotonic() + cfg.sample_interval_s
+        for reader in self._readers:
+            while not reader.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                    break
         builders: list[Builder] = []
         live = self._link.can_publish
-        for instrument_id, detector in self._detectors.items():
-            reading = self._read(instrument_id)
+        for reader in self._readers:
+            reading = self._read(reader)
             if reading is None:
                 continue
-            detected = detector.feed(now, reading)
+            instrument_id = reader.instrument
+            detected = self._detectors[instrument_id].feed(now, reading)
             batch = self._batches[instrument_id]
             batch.add(now, detected.samples, detected.events)
             if detected.changed or batch.due(
-                now, interval_s=cfg.publish_interval_s, poll_s=cfg.sample_interval_s,
+                interval_s=cfg.publish_interval_s, poll_s=cfg.sample_interval_s,
                 max_samples=cfg.max_samples_per_message,
             ):
                 builders += self._close(batch, now, live)
-        if builders:
+        if builders or self._unstored:
             with self._lock:
                 self._store(builders, now)
         self._service()
@@ -232,7 +262,7 @@ class GatewayAgent:
         for instrument_id, batch in self._batches.items():
             batch.add(now, self._detectors[instrument_id].release().samples, [])
             builders += self._close(batch, now, live)
-        if builders:
+        if builders or self._unstored:
             with self._lock:
                 self._store(builders, now)
         self._service()
@@ -246,14 +276,15 @@ class GatewayAgent:
         deadline = time.monotonic() + timeout
         while True:
             self._service()
-            if self._outbox.depth == 0:
+            if self._outbox.depth == 0 and not self._unstored:
                 return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
 
     def stop(self) -> None:
-        """Flush, publish the offline state, disconnect and close the outbox."""
+        """Flush, publish the offline state, disconnect and close the outbox and the probes
+        (but one still reading: it may hang in its close too)."""
         if not self._started:
             return
         self.flush()
@@ -262,11 +293,18 @@ class GatewayAgent:
             self._apply_acks()
             self._outbox.close()
             self._started = False
-        for probe in self._probes.values():
-            if isinstance(probe, Closeable):
-                probe.close()
+        gateway = self.config.gateway_id
+        for reader in self._readers:
+            if reader.busy:
+                logger.warning("gateway %s: instrument %s still reading: its probe is left open",
+                               gateway, reader.instrument)
+            elif isinstance(reader.probe, Closeable):
+                reader.probe.close()
+        if self._unstored:
+            logger.error("gateway %s: %d message(s) lost: the outbox could not be written",
+                         gateway, len(self._unstored))
         logger.info("gateway %s stopped (%d message(s) left in the outbox)",
-                    self.config.gateway_id, self._outbox.depth)
+                    gateway, self._outbox.depth)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Poll every ``sample_interval_s`` (on the wall clock) until ``stop`` is set.
@@ -282,7 +320,7 @@ class GatewayAgent:
         next_at = time.monotonic()
         while not stop.is_set():
             try:
-                self.poll()
+                self._poll(self.clock(), stop)
             except Exception:
                 logger.exception("gateway %s: poll failed", self.config.gateway_id)
             next_at += interval
@@ -293,20 +331,25 @@ class GatewayAgent:
             stop.wait(delay)
 
     # -- internals -----------------------------------------------------------------------
-    def _read(self, instrument_id: str) -> Reading | None:
+    def _read(self, reader: ProbeReader) -> Reading | None:
+        """The reading of this poll, None if there is none: a failure is logged as a WARNING
+        when it begins, and then at DEBUG until the instrument reads again."""
+        gateway, instrument_id = self.config.gateway_id, reader.instrument
         try:
-            reading = self._probes[instrument_id].read()
+            reading = reader.result()
         except ProbeError as exc:
-            if instrument_id not in self._failing:
+            if instrument_id in self._failing:
+                logger.debug("gateway %s: instrument %s still cannot be read: %s",
+                             gateway, instrument_id, exc)
+            else:
                 self._failing.add(instrument_id)
                 logger.warning("gateway %s: instrument %s cannot be read: %s",
-                               self.config.gateway_id, instrument_id, exc)
+                               gateway, instrument_id, exc)
             return None
         if instrument_id in self._failing:
             self._failing.discard(instrument_id)
-            logger.info("gateway %s: instrument %s readable again",
-                        self.config.gateway_id, instrument_id)
-        return _checked(reading, instrument_id)
+            logger.info("gateway %s: instrument %s readable again", gateway, instrument_id)
+        return reading
 
     def _close(self, batch: MessageBatch, now: datetime, live: bool) -> list[Builder]:
         return batch.close(
@@ -318,16 +361,57 @@ class GatewayAgent:
         )
 
     def _store(self, builders: list[Builder], now: datetime) -> None:
-        self._outbox.append(builders, now=now.timestamp())
-        self._enqueued += len(builders)
+        """Append to the outbox, after the messages an earlier failure kept in memory; if it
+        cannot be written, keep them all there (at most UNSTORED_MAX, the oldest dropped and
+        counted)."""
+        pending = self._unstored + builders
+        try:
+            self._outbox.append(pending, now=now.timestamp())
+        except OutboxError as exc:
+            excess = len(pending) - self.UNSTORED_MAX
+            if excess > 0:
+                self._outbox.count_unwritten(excess)
+                pending = pending[excess:]
+            self._unstored = pending
+            self._outbox_failed(exc)
+            return
+        self._unstored = []
+        self._enqueued += len(pending)
+        self._outbox_written()
+
+    def _outbox_failed(self, exc: OutboxError) -> None:
+        """Say that the outbox cannot be written: at once, then every HOLD_REPORT_S."""
+        now = time.monotonic()
+        if self._unwritable_since is None:
+            self._unwritable_since, self._unwritable_report_at = now, now
+        if now < self._unwritable_report_at:
+            return
+        self._unwritable_report_at = now + self.HOLD_REPORT_S
+        logger.warning(
+            "gateway %s: cannot write the outbox for %.0f s (%s); %d new message(s) kept in"
+            " memory until it can (at most %d, then the oldest are dropped; %d dropped when"
+            " full so far)", self.config.gateway_id, now - self._unwritable_since, exc,
+            len(self._unstored), self.UNSTORED_MAX, self._outbox.dropped_full)
+
+    def _outbox_written(self) -> None:
+        """Say when the outbox can be written again."""
+        if self._unwritable_since is not None:
+            logger.info("gateway %s: the outbox can be written again after %.0f s",
+                        self.config.gateway_id, time.monotonic() - self._unwritable_since)
+            self._unwritable_since = None
 
     def _next_bd_seq(self) -> int:
         """At least the wall clock in milliseconds (not ``self.clock``, which a simulation
         runs at its own pace): an outbox replaced, counting from 0 again, still numbers its
         sessions above the old one's, so the platform takes its birth at once
         (docs/protocol.md, "Session", rule 1)."""
+        floor = time.time_ns() // 1_000_000
         with self._lock:
-            return self._outbox.next_bd_seq(at_least=time.time_ns() // 1_000_000)
+            try:
+                return self._outbox.next_bd_seq(at_least=floor)
+            except OutboxError as exc:  # not saved: the next start's floor is still above it
+                self._outbox_failed(exc)
+                return max(self._link.bd_seq + 1, floor)
 
     def _on_link_lost(self) -> None:
         """Nothing handed to paho is in flight any more: republish from the outbox head."""
@@ -382,8 +466,8 @@ class GatewayAgent:
                 self._unconfirmed.add(seq)
                 if self._waiting_since is None:
                     self._waiting_since = time.monotonic()
-        if self._stored:
-            seqs = set()
+        if self._stored or self._undeleted:
+            seqs, self._undeleted = self._undeleted, set()
             while self._stored:
                 seqs.add(self._stored.popleft())
             unsent = {seq for seq in seqs if seq > self._sent_upto}
@@ -391,7 +475,14 @@ class GatewayAgent:
                 logger.debug("gateway %s: ignoring the confirmation of %d message(s) not sent"
                              " since start", self.config.gateway_id, len(unsent))
                 seqs -= unsent
-            self._confirmed += self._outbox.delete(seqs)
+            try:
+                self._confirmed += self._outbox.delete(seqs)
+            except OutboxError as exc:  # tried again at the next event
+                self._undeleted = seqs
+                self._outbox_failed(exc)
+            else:
+                if seqs:
+                    self._outbox_written()
             self._unconfirmed -= seqs
             self._waiting_since = time.monotonic() if self._unconfirmed else None
 
@@ -425,7 +516,12 @@ class GatewayAgent:
         room = self.config.inflight_window - len(self._inflight)
         if room <= 0 or self._outbox.last_seq <= self._last_fed or not self._link.can_publish:
             return
-        for stored in self._outbox.after(self._last_fed, room):
+        try:
+            messages = self._outbox.after(self._last_fed, room)
+        except OutboxError as exc:
+            self._outbox_failed(exc)
+            return
+        for stored in messages:
             mid = self._link.publish(stored.topic, stored.payload)
             if mid is None:
                 return
@@ -433,22 +529,3 @@ class GatewayAgent:
             self._last_fed = stored.seq
             self._sent_upto = max(self._sent_upto, stored.seq)
             self._published += 1
-
-
-def _checked(reading: Reading, instrument_id: str) -> Reading | None:
-    """Readings the protocol would refuse are dropped here, not in the middle of a message."""
-    problem = None
-    if reading.user is not None and not IDENTIFIER_RE.match(reading.user):
-        problem = f"user id {reading.user!r} is not a valid identifier"
-    elif len(reading.metrics) > MAX_METRICS_PER_SAMPLE or not all(
-        IDENTIFIER_RE.match(k) for k in reading.metrics
-    ):
-        problem = "too many metrics or an invalid metric name"
-    elif not all(math.isfinite(v) for v in reading.metrics.values()):
-        problem = f"a metric is not a finite number: {reading.metrics}"
-    elif reading.power_w is not None and not 0 <= reading.power_w <= 10_000_000:
-        problem = f"power {reading.power_w} W out of range"
-    if problem:
-        logger.warning("instrument %s: reading ignored: %s", instrument_id, problem)
-        return None
-    return reading

@@ -21,33 +21,40 @@ from instrushare.protocol import (
 class MessageBatch:
     """The open message of one instrument; ``close`` turns it into outbox builders."""
 
-    __slots__ = ("events", "instrument", "opened_at", "samples", "topic")
+    __slots__ = ("age_s", "events", "instrument", "last_at", "samples", "topic")
 
     def __init__(self, *, instrument: str, topic: str) -> None:
         self.instrument = instrument
         self.topic = topic
         self.samples: list[Sample] = []
         self.events: list[Event] = []
-        self.opened_at: datetime | None = None
+        self.age_s: float | None = None
+        """Agent-clock time since the poll that opened the message (None: nothing pending),
+        summed poll to poll without the steps back: a clock set back (an NTP correction)
+        neither holds the message back nor makes it younger."""
+        self.last_at: datetime | None = None
 
     def add(self, now: datetime, samples: list[Sample], events: list[Event]) -> None:
-        if (samples or events) and self.opened_at is None:
-            self.opened_at = now
+        """What one poll at ``now`` decided."""
+        if self.age_s is not None and self.last_at is not None:
+            self.age_s += max(0.0, (now - self.last_at).total_seconds())
+        elif samples or events:
+            self.age_s = 0.0
+        self.last_at = now
         self.samples += samples
         self.events += events
 
-    def due(self, now: datetime, *, interval_s: float, poll_s: float, max_samples: int) -> bool:
+    def due(self, *, interval_s: float, poll_s: float, max_samples: int) -> bool:
         """Closed by size, when events near the protocol limit, or by age: at the poll
         nearest to ``interval_s`` after the poll before its first sample (agent clock).
 
         While samples flow, that is one message every ``interval_s`` (every fifth poll of
         60 s for 300 s), and a wall clock that jitters against the poll schedule does not
         push a close to the next poll."""
-        if self.opened_at is None:
+        if self.age_s is None:
             return False
-        span = (now - self.opened_at).total_seconds() + poll_s
         return (
-            span >= interval_s - poll_s / 2
+            self.age_s + poll_s >= interval_s - poll_s / 2
             or len(self.samples) >= max_samples
             or len(self.events) >= MAX_EVENTS_PER_MESSAGE // 2
         )
@@ -56,10 +63,10 @@ class MessageBatch:
         self, *, gateway: str, bd_seq: int, created_at: datetime, historical: bool, max_samples: int
     ) -> list[Builder]:
         """Builders for the pending content (several if it exceeds a limit); empties the batch."""
-        if self.opened_at is None:
+        if self.age_s is None:
             return []
         samples, events = self.samples, self.events
-        self.samples, self.events, self.opened_at = [], [], None
+        self.samples, self.events, self.age_s = [], [], None
         base = {
             "gateway": gateway,
             "instrument": self.instrument,

@@ -15,6 +15,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -235,17 +236,27 @@ class GatewayConfig(_Config):
     require_ingest_online: bool = True
     instruments: list[InstrumentConfig] = Field(min_length=1, max_length=1000)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        ids = [instrument.id for instrument in self.instruments]
+    @field_validator("instruments")
+    @classmethod
+    def _unique(cls, instruments: list[InstrumentConfig]) -> list[InstrumentConfig]:
+        ids = [instrument.id for instrument in instruments]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate instrument ids: {', '.join(duplicates)}")
-        if self.gateway_id.startswith(INGEST_CLIENT_ID_PREFIX):
+        return instruments
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _not_ingest(cls, gateway_id: str) -> str:
+        if gateway_id.startswith(INGEST_CLIENT_ID_PREFIX):
             raise ValueError(
-                f"gateway_id must not start with {INGEST_CLIENT_ID_PREFIX!r}: it is the MQTT"
-                " client id, and those are the ingest workers'"
+                f"must not start with {INGEST_CLIENT_ID_PREFIX!r}: it is the MQTT client id,"
+                " and those are the ingest workers'"
             )
+        return gateway_id
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
         address = MqttAddress.from_url(self.mqtt_url)
         if address.username is not None and address.username != self.gateway_id:
             raise ValueError(

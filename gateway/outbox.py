@@ -9,7 +9,9 @@ PUBACK), or when a bound drops it (oldest first, counted and logged).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -69,11 +71,21 @@ class Outbox:
         self.dropped_age = 0
 
     def open(self) -> None:
+        """Open (or, in an existing directory, create) the file; OutboxError says why not.
+
+        A file that is damaged or another program's database is refused, never replaced: it
+        may hold messages not delivered yet."""
         db: sqlite3.Connection | None = None
         if not self.path.parent.is_dir():
             # a new outbox numbers seq from 0 again: a mistyped path must not quietly make one
             raise OutboxError(f"cannot open outbox {self.path}: its directory does not exist"
                               " (create it first)", path=self.path)
+        if self.path.is_dir():
+            raise OutboxError(f"cannot open outbox {self.path}: it is a directory",
+                              path=self.path)
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            logger.warning("outbox %s is an empty file: starting a new outbox in it, seq from 0",
+                           self.path)
         try:
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=1.0
@@ -81,6 +93,14 @@ class Outbox:
             # exclusive: one agent per file (a second one fails at once), and no -shm file,
             # which saves a descriptor per gateway when thousands run in one process
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            tables = {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table'")}
+            if tables and not {"message", "meta"} <= tables:  # checked before changing it
+                db.close()
+                raise OutboxError(
+                    f"cannot open outbox {self.path}: it is another program's SQLite database"
+                    f" (tables {', '.join(sorted(tables))}), left as it is: outbox_path must"
+                    " name a file of its own", path=self.path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
@@ -89,8 +109,8 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()
-            why = ("another gateway agent has it open" if "locked" in str(exc) else str(exc))
-            raise OutboxError(f"cannot open outbox {self.path}: {why}", path=self.path) from exc
+            raise OutboxError(f"cannot open outbox {self.path}: {_why(exc, self.path)}",
+                              path=self.path) from exc
         self._db = db
         self._depth = int(depth)
         self._next_seq = int(meta["next_seq"])
@@ -141,11 +161,18 @@ class Outbox:
                 rows.append((first + offset, entry.topic, entry.payload, entry.oldest))
             db.executemany("INSERT INTO message VALUES (?, ?, ?, ?)", rows)
             next_seq = first + len(rows)
-            db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (next_seq,))
+            db.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                           [(next_seq, "next_seq"), (self.dropped_full, "dropped_full")])
             self._next_seq = next_seq
             self._depth += len(rows)
             self._enforce_bounds(db, now)
         return [row[0] for row in rows]
+
+    def count_unwritten(self, count: int) -> None:
+        """Count messages dropped because the file could not be written (a full disk) with
+        those dropped when full; the next append saves the counter."""
+        with self._lock:
+            self.dropped_full += count
 
     def expire(self, *, now: float) -> None:
         """Apply the age bound without adding anything."""
@@ -155,10 +182,13 @@ class Outbox:
     def after(self, seq: int, limit: int) -> list[Stored]:
         """Up to ``limit`` stored messages with a seq above ``seq``, in seq order."""
         with self._lock:
-            rows = self._conn().execute(
-                "SELECT seq, topic, payload FROM message WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit),
-            ).fetchall()
+            try:
+                rows = self._conn().execute(
+                    "SELECT seq, topic, payload FROM message WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:  # a disk failing, a file damaged while open
+                raise OutboxError(f"outbox {self.path}: {exc}", path=self.path) from exc
         return [Stored(int(s), str(t), bytes(p)) for s, t, p in rows]
 
     def delete(self, seqs: Iterable[int]) -> int:
@@ -209,6 +239,23 @@ class Outbox:
         return _Transaction(self._conn(), self)
 
 
+def _why(exc: sqlite3.Error | OSError, path: Path) -> str:
+    """What went wrong opening the file, and what to do about it."""
+    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_BUSY:
+        return "another gateway agent has it open"
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) and (
+        not os.access(path if path.exists() else path.parent, os.W_OK)
+    ):
+        return (f"{exc}: {'it' if path.exists() else 'its directory'} cannot be written (a"
+                " read-only file system, or permissions): the gateway must write it")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (f"{exc}: it is damaged or not an outbox. It is left as it is: move it (and"
+                " its -wal file) aside to start a new outbox; messages not yet delivered may"
+                " be saved from it with sqlite3's .recover")
+    return str(exc)
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolling back (and restoring counters) on error."""
 
@@ -234,7 +281,10 @@ class _Transaction:
                 return
             except sqlite3.Error as commit_exc:
                 exc = commit_exc
-        self._db.execute("ROLLBACK")
         o._depth, o._next_seq, o.dropped_full, o.dropped_age = self._saved
+        # a full disk (or I/O error) may have rolled the transaction back already, and then
+        # ROLLBACK fails harmlessly (SQLite's documentation of sqlite3_step's errors)
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise OutboxError(f"outbox {o.path}: {exc}", path=o.path) from exc

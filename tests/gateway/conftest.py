@@ -1,8 +1,11 @@
-"""Every stand-in ingest worker a test started stops announcing when the test ends."""
+"""Every stand-in ingest worker a test started stops announcing when the test ends; a small
+disk of its own for the tests that fill one."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,3 +16,19 @@ from tests.gateway.helpers import IngestStandIn
 def _stop_stand_in_ingest() -> Iterator[None]:
     yield
     IngestStandIn.stop_all()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """The folder of a 1 MiB file system (tmpfs), unmounted after the test. Mounting needs
+    root, as .ci/run has: elsewhere the test fails and says so, it is never skipped."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.fail(f"cannot mount a tmpfs (run the tests as root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -230,3 +230,12 @@ def drive(agent: GatewayAgent, clock: FastClock, n: int, *, user: str | None = "
         agent.poll(now)
         if sent is not None:
             sent.append((now, power))
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` up with one file, which the caller deletes to free it."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):  # ENOSPC
+        while True:
+            out.write(b"\0" * 4096)
+    return filler

@@ -511,11 +511,13 @@ def test_two_gateways_with_one_id_back_off_and_the_log_says_why(
 def test_readings_the_protocol_refuses_are_dropped_and_the_rest_delivered(
     tmp_path: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Logged once when they begin, not at every poll, and once when valid ones come back."""
     rec = Recorder(mqtt_url, f"{topic_prefix}/#")
     set_ingest(mqtt_url, topic_prefix, "online")
     clock = FastClock()
     agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1",)),
                          clock=clock)
+    caplog.set_level("INFO", logger="gateway")
     agent.start()
     wait_ready(agent)
     probe = agent.probes["xrd1"]
@@ -525,6 +527,8 @@ def test_readings_the_protocol_refuses_are_dropped_and_the_rest_delivered(
         Reading(power_w=100.0, metrics={"temp_c": float("nan")}),
         Reading(power_w=100.0, metrics={"temp_c": float("inf")}),
         Reading(power_w=float("nan")),
+        Reading(power_w=float("-inf")),
+        Reading(power_w=-3.0),
         Reading(power_w=100.0, user="not an id"),
         Reading(power_w=100.0, metrics={"temp_c": 22.0}),
     ]
@@ -539,7 +543,11 @@ def test_readings_the_protocol_refuses_are_dropped_and_the_rest_delivered(
     rec.wait_for(lambda r: sum(len(m.samples) for m in r.first_arrivals()) >= 2)
     samples = [s for m in rec.first_arrivals() for s in m.samples]
     assert [(s.ts, s.metrics) for s in samples] == [
-        (times[0], {"temp_c": 21.5}), (times[5], {"temp_c": 22.0})
+        (times[0], {"temp_c": 21.5}), (times[-1], {"temp_c": 22.0})
     ]
-    assert caplog.text.count("reading ignored") == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if "xrd1" in w] == [
+        f"gateway {agent.config.gateway_id}: instrument xrd1 cannot be read: reading ignored:"
+        " metrics.temp_c nan: Input should be a finite number"]
+    assert caplog.text.count("instrument xrd1 readable again") == 1
     rec.close()

@@ -62,7 +62,7 @@ def test_defaults(tmp_path: Path) -> None:
     [
         ("gateway_id = ", "not valid TOML"),
         (MINIMAL.replace('"gw1"', '"gw/1"'), "gateway_id"),
-        (MINIMAL.replace('"gw1"', '"ingest-1"'), "must not start with 'ingest-'"),
+        (MINIMAL.replace('"gw1"', '"ingest-1"'), "gateway_id: must not start with 'ingest-'"),
         (MINIMAL + "bogus = 1\n", "bogus"),
         (MINIMAL.replace('kind = "simulated"', 'kind = "modbus"'), "needs host and address"),
         (MINIMAL.replace('kind = "simulated"', 'kind = "simulated", host = "x"'),
@@ -79,7 +79,15 @@ def test_defaults(tmp_path: Path) -> None:
         (MINIMAL.replace('outbox_path', 'mqtt_url = "mqtt://other:pw@h:1883"\noutbox_path'),
          "must equal gateway_id"),
         (MINIMAL + '[[instruments]]\nid = "xrd1"\nprobe = { kind = "simulated" }\n',
-         "duplicate instrument ids: xrd1"),
+         "\n  instruments: duplicate instrument ids: xrd1$"),
+        (MINIMAL.replace('outbox_path', 'sample_interval_s = "1 min"\noutbox_path'),
+         "sample_interval_s: Input should be a valid number"),
+        (MINIMAL.replace('outbox_path', 'require_ingest_online = "maybe"\noutbox_path'),
+         "require_ingest_online: Input should be a valid boolean"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "simulated", port = "502"x'),
+         "not valid TOML"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "modbus", host = "m1", address = -1'),
+         "instruments.xrd1.probe.address: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:

@@ -1,14 +1,19 @@
-"""The outbox keeps messages and counters across reopen, and is bounded by count and age."""
+"""The outbox keeps messages and counters across reopen, and is bounded by count and age; a
+full disk costs no count, and a damaged file or another program's is refused untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import OutboxError
 from gateway.outbox import Builder, Entry, Outbox
+from tests.gateway.helpers import fill
 
 NOW = 1_750_000_000.0
 
@@ -108,3 +113,99 @@ def test_one_outbox_file_serves_one_agent(tmp_path: Path) -> None:
         second = Outbox(path, max_messages=10, max_age_s=600)
         with pytest.raises(OutboxError, match="another gateway agent has it open"):
             second.open()
+
+
+def test_a_full_disk_fails_writes_and_costs_no_count(small_disk: Path) -> None:
+    """SQLite rolls the transaction back by itself when the disk is full (so ROLLBACK fails):
+    depth and seq stay as they were, and the outbox goes on when space returns."""
+    path = small_disk / "ob.sqlite"
+    with Outbox(path, max_messages=100, max_age_s=3600) as box:
+        box.append([builder("a")], now=NOW)
+        filler = fill(small_disk)
+        for _ in range(3):
+            with pytest.raises(OutboxError, match=f"outbox {path}: database or disk is full"):
+                box.append([builder("x")], now=NOW)
+            with pytest.raises(OutboxError, match="database or disk is full"):
+                box.delete([0])
+        assert (box.depth, box.last_seq, box.dropped_full) == (1, 0, 0)
+        box.count_unwritten(2)  # the agent's, kept in memory, dropped
+        filler.unlink()
+        assert box.append([builder("b")], now=NOW) == [1]
+        assert box.delete([0]) == 1
+    with Outbox(path, max_messages=100, max_age_s=3600) as box:
+        assert (box.depth, box.last_seq, box.dropped_full) == (1, 1, 2)
+        assert [m.payload for m in box.after(-1, 10)] == [b"b:1"]
+
+
+def test_an_outbox_on_a_read_only_file_system_is_named_as_such(small_disk: Path) -> None:
+    path = small_disk / "ob.sqlite"
+    with Outbox(path, max_messages=10, max_age_s=600):
+        pass
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        for name, what in (("ob.sqlite", "it"), ("new.sqlite", "its directory")):
+            with pytest.raises(OutboxError, match=(
+                rf"^cannot open outbox {small_disk / name}: .+: {what} cannot be written \(a"
+                r" read-only file system, or permissions\): the gateway must write it$")):
+                Outbox(small_disk / name, max_messages=10, max_age_s=600).open()
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+
+
+def _damaged(good: bytes, damage: str) -> bytes:
+    if damage == "not a database":
+        return b"instrument log\n" * 500
+    if damage == "truncated":
+        return good[:len(good) // 2]
+    return good[:8192] + bytes(4096) + good[12288:]  # a page zeroed
+
+
+@pytest.mark.parametrize("damage", ["not a database", "truncated", "page zeroed"])
+def test_a_damaged_outbox_is_refused_and_left_as_it_is(tmp_path: Path, damage: str) -> None:
+    """It may hold messages not delivered yet: the error says what to do, nothing deletes it."""
+    path = tmp_path / "ob.sqlite"
+    with Outbox(path, max_messages=1000, max_age_s=3600) as box:
+        for i in range(200):
+            box.append([lambda seq: Entry("t", bytes([seq % 256]) * 1500, NOW)], now=NOW + i)
+    damaged = _damaged(path.read_bytes(), damage)
+    path.write_bytes(damaged)
+    with pytest.raises(OutboxError, match=(
+        rf"^cannot open outbox {path}: .+: it is damaged or not an outbox\. It is left as it"
+        r" is: move it \(and its -wal file\) aside to start a new outbox; messages not yet"
+        r" delivered may be saved from it with sqlite3's \.recover$")):
+        Outbox(path, max_messages=1000, max_age_s=3600).open()
+    assert path.read_bytes() == damaged and list(tmp_path.iterdir()) == [path]
+
+
+def test_another_programs_database_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    """An outbox_path mistyped into, say, the instrument software's database must not get
+    the outbox's tables, nor be switched to WAL."""
+    path = tmp_path / "acquisition.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE run (id INTEGER)")
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(OutboxError, match=r"another program's SQLite database \(tables run\)"
+                                          r", left as it is: outbox_path must name a file"):
+        Outbox(path, max_messages=10, max_age_s=600).open()
+    assert path.read_bytes() == before
+
+
+def test_an_empty_file_becomes_a_new_outbox_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start that failed right after creating the file leaves it empty; so may a file system
+    that lost it, and then seq starts from 0 again: said in the log."""
+    path = tmp_path / "ob.sqlite"
+    path.touch()
+    with caplog.at_level(logging.WARNING, "gateway"), Outbox(
+        path, max_messages=10, max_age_s=600
+    ) as box:
+        assert box.append([builder("a")], now=NOW) == [0]
+    assert f"outbox {path} is an empty file: starting a new outbox in it, seq from 0" in (
+        caplog.text)
+
+
+def test_a_directory_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(OutboxError, match=f"cannot open outbox {tmp_path}: it is a directory"):
+        Outbox(tmp_path, max_messages=10, max_age_s=600).open()

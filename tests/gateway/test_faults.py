@@ -1,0 +1,354 @@
+"""The gateway under the failures a lab PC meets besides outages: a full disk, a damaged
+outbox, a second agent on one outbox, clock steps, probes that hang or break, signals."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway import GatewayAgent
+from gateway.outbox import Entry, Outbox
+from gateway.probes import Reading, SimulatedProbe
+from gateway.publisher import MqttLink
+from tests.gateway.helpers import T0, FastClock, Recorder, drive, fill, make_config, set_ingest
+from tests.gateway.test_agent import Sent, assert_delivered, wait_ready
+from tests.services import free_port
+
+
+@pytest.fixture(autouse=True)
+def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MqttLink, "RECONNECT_MIN_DELAY", 0.1)
+    monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 0.3)
+
+
+def test_a_full_disk_keeps_new_messages_in_memory_until_space_returns(
+    small_disk: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Polls go on, the outbox's messages are still delivered (their deletes wait), the log
+    says it once; with space back, everything arrives once, in seq order, none dropped."""
+    caplog.set_level("INFO", logger="gateway")
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(small_disk, mqtt_url, topic_prefix,
+                                     max_samples_per_message=1), clock=clock)
+    agent.start()
+    sent: Sent = []
+    drive(agent, clock, 10, sent=sent)  # no ingest online: stored, held
+    stored = agent.stats.outbox_depth
+    filler = fill(small_disk)
+    drive(agent, clock, 30, sent=sent)
+    assert agent.stats.enqueued == stored
+    set_ingest(mqtt_url, topic_prefix, "online")  # delivers and confirms what is stored
+    rec.wait_for(lambda r: len(r.first_arrivals()) == stored)
+    time.sleep(0.3)  # the confirmations arrive; their deletes fail
+    assert agent.stats.outbox_depth == stored and agent.stats.confirmed == 0
+    filler.unlink()
+    drive(agent, clock, 5, sent=sent)
+    agent.flush()
+    assert agent.wait_drained(15), agent.stats
+    agent.stop()
+    rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
+    assert_delivered(rec, sent, agent.config.gateway_id)
+    assert (agent.stats.dropped_full, agent.stats.outbox_depth) == (0, 0)
+    assert caplog.text.count("cannot write the outbox") == 1
+    assert "the outbox can be written again" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    rec.close()
+
+
+def test_messages_beyond_what_memory_keeps_are_dropped_and_counted(
+    small_disk: Path, mqtt_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GatewayAgent, "UNSTORED_MAX", 5)
+    clock = FastClock()
+    config = make_config(small_disk, mqtt_url, topic_prefix, max_samples_per_message=1)
+    agent = GatewayAgent(config, clock=clock)
+    agent.start()
+    filler = fill(small_disk)
+    drive(agent, clock, 12)
+    filler.unlink()
+    drive(agent, clock, 1)
+    agent.stop()
+    stats = agent.stats  # 13 messages: the 5 kept in memory and the new one stored
+    assert stats.enqueued + stats.dropped_full == 13 and stats.dropped_full >= 6
+    assert stats.seq == stats.enqueued - 1  # no gap in seq
+    again = GatewayAgent(config, clock=clock)
+    again.start()
+    assert again.stats.dropped_full == stats.dropped_full  # saved, for the births
+    again.stop()
+
+
+class HangingProbe:
+    """A meter that stops answering in the middle of a read; ``close`` would wait for it too."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.reads = 0
+
+    def read(self) -> Reading:
+        self.reads += 1
+        self.release.wait()
+        return Reading(power_w=100.0)
+
+    def close(self) -> None:
+        self.release.wait()
+
+
+class BrokenProbe:
+    """A probe with a bug: raises something other than ProbeError at every read."""
+
+    def read(self) -> Reading:
+        raise KeyError("register map")
+
+
+@pytest.fixture
+def hanging() -> Iterator[HangingProbe]:
+    probe = HangingProbe()
+    yield probe
+    probe.release.set()
+
+
+def _in_thread(fn: Callable[[], object], timeout: float) -> None:
+    """Run ``fn`` and fail, rather than hang the tests, if it does not return in time."""
+    runner = threading.Thread(target=fn, daemon=True)
+    runner.start()
+    runner.join(timeout)
+    assert not runner.is_alive(), "still running: held up"
+
+
+def test_a_probe_that_hangs_or_breaks_holds_up_no_other_instrument(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, hanging: HangingProbe,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="gateway")
+    clock = FastClock()
+    config = make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1", "hung", "bug"),
+                         sample_interval_s=0.3, max_samples_per_message=1)
+    agent = GatewayAgent(config, clock=clock, probes={
+        "xrd1": SimulatedProbe(Reading(power_w=10.0)), "hung": hanging, "bug": BrokenProbe()})
+    agent.start()
+    began = time.monotonic()
+
+    def polls() -> None:
+        for _ in range(20):
+            agent.poll(clock.tick())
+
+    _in_thread(polls, timeout=10)
+    assert time.monotonic() - began < 2  # only the first poll waited for it, 0.3 s
+    assert hanging.reads == 1  # not read again while it hangs
+    assert agent.stats.enqueued == 20  # one message per poll, all of xrd1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    gateway = agent.config.gateway_id
+    assert len(warnings) == 2, warnings  # once each, not at every poll
+    assert re.fullmatch(rf"gateway {gateway}: instrument hung cannot be read: {hanging!r}: no"
+                        r" answer for \d+ s; not read again until it answers", warnings[0])
+    assert warnings[1].startswith(f"gateway {gateway}: instrument bug cannot be read: ")
+    assert warnings[1].endswith(" failed: KeyError: 'register map'")
+    hanging.release.set()  # it answers at last: that late reading is dropped, the next is used
+    time.sleep(0.05)
+    agent.poll(clock.tick())
+    assert hanging.reads == 2
+    assert f"gateway {gateway}: instrument hung readable again" in caplog.text
+    agent.stop()
+
+
+def test_stop_is_prompt_while_a_probe_hangs(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, hanging: HangingProbe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The poll's wait for it ends when told to stop, and its close, which would hang too, is
+    not called."""
+    monkeypatch.setattr(GatewayAgent, "START_WAIT_S", 0)  # no ingest online: poll at once
+    config = make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1", "hung"),
+                         sample_interval_s=60)
+    agent = GatewayAgent(config, probes={"xrd1": SimulatedProbe(), "hung": hanging})
+    agent.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
+    runner.start()
+    while hanging.reads == 0:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    stopping = time.monotonic()
+    stop.set()
+    runner.join(5)
+    assert not runner.is_alive()
+    _in_thread(agent.stop, timeout=10)
+    assert time.monotonic() - stopping < 3
+
+
+def test_a_clock_set_back_keeps_messages_flowing_in_seq_order(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """An NTP correction of an hour back: the open message still closes after
+    publish_interval_s of polls, seq keeps rising, and samples carry the corrected time."""
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
+    set_ingest(mqtt_url, topic_prefix, "online")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix), clock=clock)
+    agent.start()
+    wait_ready(agent)
+    probe = agent.probes["xrd1"]
+    assert isinstance(probe, SimulatedProbe)
+    probe.set(Reading(power_w=100.0, user="alice"))
+    agent.poll(clock.tick())  # the state at start: a message of its own
+    for _ in range(2):
+        agent.poll(clock.tick())
+    clock.now -= timedelta(hours=1)
+    for _ in range(4):
+        agent.poll(clock.tick())
+    assert agent.stats.enqueued == 2  # 300 s of polls: closed, as without the step
+    assert agent.wait_drained(10), agent.stats
+    rec.wait_for(lambda r: len(r.first_arrivals()) == 2)
+    messages = rec.first_arrivals()
+    assert [m.seq for m in messages] == [0, 1]
+    assert [s.ts - T0 for s in messages[1].samples] == [
+        timedelta(seconds=s) for s in (120, 180, 240 - 3600, 300 - 3600, 360 - 3600, 420 - 3600)]
+    agent.stop()
+    rec.close()
+
+
+CONFIG = """gateway_id = "{gateway}"
+mqtt_url = "{url}"
+topic_prefix = "{prefix}"
+outbox_path = "box.sqlite"
+sample_interval_s = 0.05
+publish_interval_s = 0.05
+{extra}
+[[instruments]]
+id = "xrd1"
+probe = {{ kind = "simulated" }}
+"""
+
+
+def _gateway(config: Path) -> subprocess.Popen[str]:
+    """The CLI, logging at INFO, its first poll not waiting for the broker (START_WAIT_S)."""
+    code = ("import logging, typer; from gateway.cli import gateway; from gateway import"
+            " GatewayAgent; logging.basicConfig(level=logging.INFO); GatewayAgent.START_WAIT_S"
+            " = 0; typer.run(gateway)")
+    return subprocess.Popen([sys.executable, "-c", code, "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _polling(proc: subprocess.Popen[str]) -> None:
+    """Once the gateway has started, and polled for a while (20 polls)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if " watching 1 instrument(s)" in line:
+            time.sleep(1)
+            return
+    raise AssertionError(f"the gateway ended (exit code {proc.wait()})")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _write_config(tmp_path: Path, url: str, prefix: str, extra: str = "") -> Path:
+    path = tmp_path / "gw.toml"
+    path.write_text(CONFIG.format(gateway=f"gw-{prefix}", url=url, prefix=prefix, extra=extra))
+    return path
+
+
+def _kept(outbox: Path) -> tuple[set[int], int]:
+    """The seqs in the outbox file, and the next seq it would hand out."""
+    with closing(sqlite3.connect(outbox)) as db:
+        kept = {seq for (seq,) in db.execute("SELECT seq FROM message")}
+        (next_seq,) = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+        return kept, int(next_seq)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_broker_is_unreachable_stops_at_once_keeping_the_outbox(
+    tmp_path: Path, topic_prefix: str, sig: signal.Signals,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    proc = _gateway(_write_config(tmp_path, f"mqtt://127.0.0.1:{free_port()}", topic_prefix))
+    processes.append(proc)
+    _polling(proc)
+    stopping = time.monotonic()
+    proc.send_signal(sig)
+    assert proc.wait(10) == 0, proc.communicate()[0]
+    assert time.monotonic() - stopping < 3
+    kept, next_seq = _kept(tmp_path / "box.sqlite")
+    assert kept == set(range(next_seq)) and next_seq > 0  # every message, pending ones too
+
+
+def test_a_signal_during_replay_stops_at_once_and_what_is_unconfirmed_stays(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, processes: list[subprocess.Popen[str]],
+) -> None:
+    """A backlog is replaying, one message at a time, when the signal comes: the gateway
+    stops within its offline-state wait, and no message the platform did not confirm (here:
+    none) has left the outbox."""
+    config = _write_config(tmp_path, mqtt_url, topic_prefix, extra="inflight_window = 1")
+    backlog = 20_000
+    gateway = f"gw-{topic_prefix}"
+    with Outbox(tmp_path / "box.sqlite", max_messages=backlog, max_age_s=3600) as box:
+        entry = Entry(f"{topic_prefix}/gw/{gateway}/data/xrd1", b"{}", time.time())
+        box.append([lambda seq: entry] * backlog, now=time.time())
+    set_ingest(mqtt_url, topic_prefix, "online", confirm=False)
+    rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
+    proc = _gateway(config)
+    processes.append(proc)
+    rec.wait_for(lambda r: len(r.snapshot()) > 100)
+    stopping = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0, proc.communicate()[0]
+    assert time.monotonic() - stopping < 6
+    assert len(rec.snapshot()) < backlog  # it was replaying
+    kept, next_seq = _kept(tmp_path / "box.sqlite")
+    assert kept == set(range(next_seq)) and next_seq > backlog
+    rec.close()
+
+
+def test_a_second_gateway_on_one_outbox_is_refused(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, processes: list[subprocess.Popen[str]],
+) -> None:
+    """Before it connects: its client id would take the first one's connection over."""
+    config = _write_config(tmp_path, mqtt_url, topic_prefix)
+    first = _gateway(config)
+    processes.append(first)
+    _polling(first)
+    second = _gateway(config)
+    processes.append(second)
+    assert second.wait(15) == 2
+    assert second.communicate()[0].endswith(
+        f"error: cannot open outbox {tmp_path / 'box.sqlite'}: another gateway agent has it"
+        f" open (outbox_path in {config})\n")
+    assert first.poll() is None
+
+
+def test_a_damaged_outbox_stops_the_gateway_at_start_naming_the_file(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, processes: list[subprocess.Popen[str]],
+) -> None:
+    config = _write_config(tmp_path, mqtt_url, topic_prefix)
+    outbox = tmp_path / "box.sqlite"
+    outbox.write_bytes(b"\x00garbage" * 1000)
+    proc = _gateway(config)
+    processes.append(proc)
+    assert proc.wait(15) == 2
+    output = proc.communicate()[0]
+    assert output.startswith(f"error: cannot open outbox {outbox}: file is not a database: it"
+                             " is damaged or not an outbox. It is left as it is: move it")
+    assert output.endswith(f"(outbox_path in {config})\n")
+    assert outbox.read_bytes() == b"\x00garbage" * 1000
