@@ -41,8 +41,9 @@ def test_a_long_almost_number_in_place_of_a_time_is_refused_at_once(api: Api) ->
             took = time.monotonic() - started
         watcher.join()
         assert r.status_code == 422, r.text
-        assert took < 2, f"{method} {path} took {took:.1f} s"
-        assert probe[-1] < 1, f"/healthz waited {probe[-1]:.1f} s behind {method} {path}"
+        # margins for a loaded machine: the quadratic check took ~10 s on this text
+        assert took < 5, f"{method} {path} took {took:.1f} s"
+        assert probe[-1] < 3, f"/healthz waited {probe[-1]:.1f} s behind {method} {path}"
 
 
 def test_an_import_of_more_rows_than_allowed_is_refused_before_it_is_checked(api: Api) -> None:
