@@ -71,15 +71,23 @@ def check_schema(conninfo: str) -> None:
 
 
 def timescaledb_usable(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
-    """True when CREATE EXTENSION timescaledb would succeed (installed and preloaded).
-
-    Creating it without ``shared_preload_libraries`` is FATAL for the connection, so look first.
-    """
+    """True when timescale.sql can be applied: the extension installed and preloaded (creating
+    it without ``shared_preload_libraries`` is FATAL for the connection, so look first), under
+    the Timescale License: the Apache-2 build refuses compression and policies, so with it the
+    plain tables serve, pruned by ``db prune``, as without the extension."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
-        " current_setting('shared_preload_libraries') LIKE '%timescaledb%'"
+        " current_setting('shared_preload_libraries') LIKE '%timescaledb%',"
+        " current_setting('timescaledb.license', true)"
     ).fetchone()
-    return bool(row and row[0] and row[1])
+    if not (row and row[0] and row[1]):
+        return False
+    if row[2] == "apache":
+        logger.warning("TimescaleDB runs under its Apache-2 license, without compression and"
+                       " policies: plain tables are used (a build under the Timescale License,"
+                       " timescaledb.license = 'timescale', has them)")
+        return False
+    return True
 
 
 def migrate(conninfo: str) -> MigrationReport:
