@@ -34,6 +34,7 @@ from gateway.probes import (
 )
 from gateway.publisher import MqttLink
 from gateway.reader import ProbeReader
+from gateway.writer import OutboxWriter
 from instrushare.protocol import Topics
 
 logger = logging.getLogger("gateway")
@@ -99,6 +100,9 @@ class GatewayAgent:
     UNSTORED_MAX = 1000
     """Most messages kept in memory while the outbox cannot be written (a full disk): some
     days of one instrument's messages at the default intervals."""
+    STORE_RETRY_S = 5.0
+    """Least time between two tries to store the messages kept in memory (``flush`` tries at
+    once): each try builds and encodes them all."""
 
     def __init__(
         self,
@@ -129,6 +133,9 @@ class GatewayAgent:
             max_messages=config.outbox_max_messages,
             max_age_s=config.outbox_max_age_s,
         )
+        self._writer = OutboxWriter(self._outbox, gateway_id=config.gateway_id,
+                                    held_max=self.UNSTORED_MAX, retry_s=self.STORE_RETRY_S,
+                                    report_s=self.HOLD_REPORT_S)
         self._link = MqttLink(
             gateway_id=config.gateway_id,
             address=config.mqtt,
@@ -157,14 +164,6 @@ class GatewayAgent:
         outbox's message (another gateway under this id, or one this outbox replaced)."""
         self._rewind = False  # set by the network thread when the connection ends
         self._failing: set[str] = set()
-        self._unstored: list[Builder] = []
-        """Messages closed while the outbox could not be written, oldest first: stored, in
-        order and before newer ones, once it can be."""
-        self._undeleted: set[int] = set()
-        """Confirmed seqs whose delete failed (the outbox could not be written)."""
-        self._unwritable_since: float | None = None
-        """Monotonic time since when the outbox cannot be written (None: it can)."""
-        self._unwritable_report_at = 0.0
         self._started = False
         self._enqueued = self._published = self._acked = self._confirmed = 0
         self._held_since: float | None = None
@@ -205,7 +204,7 @@ class GatewayAgent:
         try:
             self._outbox.expire(now=self.clock().timestamp())
         except OutboxError as exc:  # the file cannot be written (a full disk): run all the same
-            self._outbox_failed(exc)
+            self._writer.failed(exc)
         if self._outbox.depth:
             logger.info("gateway %s: %d message(s) in the outbox will be replayed",
                         self.config.gateway_id, self._outbox.depth)
@@ -226,11 +225,7 @@ class GatewayAgent:
         cfg = self.config
         for reader in self._readers:
             reader.begin()
-        deadline = time.monotonic() + cfg.sample_interval_s
-        for reader in self._readers:
-            while not reader.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
-                    break
+        self._await_reads(time.monotonic() + cfg.sample_interval_s, stop)
         builders: list[Builder] = []
         live = self._link.can_publish
         for reader in self._readers:
@@ -246,13 +241,21 @@ class GatewayAgent:
                 max_samples=cfg.max_samples_per_message,
             ):
                 builders += self._close(batch, now, live)
-        if builders or self._unstored:
-            with self._lock:
-                self._store(builders, now)
-        self._service()
+        self._store(builders, now, retry=False)
+
+    def _await_reads(self, deadline: float, stop: threading.Event | None) -> None:
+        """Wait for this poll's reads until ``deadline``, or until ``stop`` is set."""
+        for reader in self._readers:
+            while True:
+                if stop is not None and stop.is_set():
+                    return
+                left = deadline - time.monotonic()
+                if reader.wait(min(0.1, max(0.0, left))) or left <= 0:
+                    break
 
     def flush(self) -> None:
-        """Store every pending sample and event now, whatever the age of its message.
+        """Store every pending sample and event now, whatever the age of its message, and try
+        again at once to store what the outbox could not take before.
 
         Readings held back by debounce are decided as the current state first.
         """
@@ -262,21 +265,19 @@ class GatewayAgent:
         for instrument_id, batch in self._batches.items():
             batch.add(now, self._detectors[instrument_id].release().samples, [])
             builders += self._close(batch, now, live)
-        if builders or self._unstored:
-            with self._lock:
-                self._store(builders, now)
-        self._service()
+        self._store(builders, now, retry=True)
 
     def set_link(self, up: bool) -> None:
         """Simulate a network outage (down) and its end (up); data keeps going to the outbox."""
         self._link.set_link(up)
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until the platform has confirmed every stored message; False on timeout."""
+        """Wait until the platform has confirmed every message, those kept in memory while the
+        outbox could not be written included (stored meanwhile); False on timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            self._service()
-            if self._outbox.depth == 0 and not self._unstored:
+            self._store([], self.clock(), retry=False)
+            if self._outbox.depth == 0 and not self._writer.held:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -291,6 +292,7 @@ class GatewayAgent:
         self._link.stop()
         with self._lock:
             self._apply_acks()
+            self._writer.drop_held()
             self._outbox.close()
             self._started = False
         gateway = self.config.gateway_id
@@ -300,9 +302,6 @@ class GatewayAgent:
                                gateway, reader.instrument)
             elif isinstance(reader.probe, Closeable):
                 reader.probe.close()
-        if self._unstored:
-            logger.error("gateway %s: %d message(s) lost: the outbox could not be written",
-                         gateway, len(self._unstored))
         logger.info("gateway %s stopped (%d message(s) left in the outbox)",
                     gateway, self._outbox.depth)
 
@@ -360,45 +359,12 @@ class GatewayAgent:
             max_samples=self.config.max_samples_per_message,
         )
 
-    def _store(self, builders: list[Builder], now: datetime) -> None:
-        """Append to the outbox, after the messages an earlier failure kept in memory; if it
-        cannot be written, keep them all there (at most UNSTORED_MAX, the oldest dropped and
-        counted)."""
-        pending = self._unstored + builders
-        try:
-            self._outbox.append(pending, now=now.timestamp())
-        except OutboxError as exc:
-            excess = len(pending) - self.UNSTORED_MAX
-            if excess > 0:
-                self._outbox.count_unwritten(excess)
-                pending = pending[excess:]
-            self._unstored = pending
-            self._outbox_failed(exc)
-            return
-        self._unstored = []
-        self._enqueued += len(pending)
-        self._outbox_written()
-
-    def _outbox_failed(self, exc: OutboxError) -> None:
-        """Say that the outbox cannot be written: at once, then every HOLD_REPORT_S."""
-        now = time.monotonic()
-        if self._unwritable_since is None:
-            self._unwritable_since, self._unwritable_report_at = now, now
-        if now < self._unwritable_report_at:
-            return
-        self._unwritable_report_at = now + self.HOLD_REPORT_S
-        logger.warning(
-            "gateway %s: cannot write the outbox for %.0f s (%s); %d new message(s) kept in"
-            " memory until it can (at most %d, then the oldest are dropped; %d dropped when"
-            " full so far)", self.config.gateway_id, now - self._unwritable_since, exc,
-            len(self._unstored), self.UNSTORED_MAX, self._outbox.dropped_full)
-
-    def _outbox_written(self) -> None:
-        """Say when the outbox can be written again."""
-        if self._unwritable_since is not None:
-            logger.info("gateway %s: the outbox can be written again after %.0f s",
-                        self.config.gateway_id, time.monotonic() - self._unwritable_since)
-            self._unwritable_since = None
+    def _store(self, builders: list[Builder], now: datetime, *, retry: bool) -> None:
+        """Store new messages (see OutboxWriter.store), then feed the publish window."""
+        if builders or self._writer.held:
+            with self._lock:
+                self._enqueued += self._writer.store(builders, now=now.timestamp(), retry=retry)
+        self._service()
 
     def _next_bd_seq(self) -> int:
         """At least the wall clock in milliseconds (not ``self.clock``, which a simulation
@@ -410,7 +376,7 @@ class GatewayAgent:
             try:
                 return self._outbox.next_bd_seq(at_least=floor)
             except OutboxError as exc:  # not saved: the next start's floor is still above it
-                self._outbox_failed(exc)
+                self._writer.failed(exc)
                 return max(self._link.bd_seq + 1, floor)
 
     def _on_link_lost(self) -> None:
@@ -466,8 +432,8 @@ class GatewayAgent:
                 self._unconfirmed.add(seq)
                 if self._waiting_since is None:
                     self._waiting_since = time.monotonic()
-        if self._stored or self._undeleted:
-            seqs, self._undeleted = self._undeleted, set()
+        if self._stored or self._writer.undeleted:
+            seqs: set[int] = set()
             while self._stored:
                 seqs.add(self._stored.popleft())
             unsent = {seq for seq in seqs if seq > self._sent_upto}
@@ -475,14 +441,7 @@ class GatewayAgent:
                 logger.debug("gateway %s: ignoring the confirmation of %d message(s) not sent"
                              " since start", self.config.gateway_id, len(unsent))
                 seqs -= unsent
-            try:
-                self._confirmed += self._outbox.delete(seqs)
-            except OutboxError as exc:  # tried again at the next event
-                self._undeleted = seqs
-                self._outbox_failed(exc)
-            else:
-                if seqs:
-                    self._outbox_written()
+            self._confirmed += self._writer.delete(seqs)  # one that fails: at the next event
             self._unconfirmed -= seqs
             self._waiting_since = time.monotonic() if self._unconfirmed else None
 
@@ -519,7 +478,7 @@ class GatewayAgent:
         try:
             messages = self._outbox.after(self._last_fed, room)
         except OutboxError as exc:
-            self._outbox_failed(exc)
+            self._writer.failed(exc, reading=True)
             return
         for stored in messages:
             mid = self._link.publish(stored.topic, stored.payload)

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('next_seq', 0), ('bd_seq', -1),
     ('dropped_full', 0), ('dropped_age', 0);
 """
+_COLUMNS = {"message": ["seq", "topic", "payload", "oldest"], "meta": ["key", "value"]}
+"""The outbox's tables: a file holding others, or these with other columns, is not an outbox
+(a file holding only some of them is one whose first start failed)."""
 
 
 class Entry(NamedTuple):
@@ -93,17 +96,19 @@ class Outbox:
             # exclusive: one agent per file (a second one fails at once), and no -shm file,
             # which saves a descriptor per gateway when thousands run in one process
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            tables = {name for (name,) in db.execute(
-                "SELECT name FROM sqlite_schema WHERE type = 'table'")}
-            if tables and not {"message", "meta"} <= tables:  # checked before changing it
-                db.close()
+            names = db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall()
+            tables = {name: [column for (column,) in db.execute(
+                "SELECT name FROM pragma_table_info(?)", (name,))] for (name,) in names}
+            if any(_COLUMNS.get(name) != columns for name, columns in tables.items()):
+                db.close()  # checked before changing it
                 raise OutboxError(
                     f"cannot open outbox {self.path}: it is another program's SQLite database"
                     f" (tables {', '.join(sorted(tables))}), left as it is: outbox_path must"
                     " name a file of its own", path=self.path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            # one transaction: a start that fails midway leaves no part of the schema behind
+            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             (depth,) = db.execute("SELECT count(*) FROM message").fetchone()
         except (sqlite3.Error, OSError) as exc:
@@ -170,9 +175,21 @@ class Outbox:
 
     def count_unwritten(self, count: int) -> None:
         """Count messages dropped because the file could not be written (a full disk) with
-        those dropped when full; the next append saves the counter."""
+        those dropped when full; the next append (or ``save_dropped``) saves the counter."""
         with self._lock:
             self.dropped_full += count
+
+    def save_dropped(self) -> bool:
+        """Save ``dropped_full`` now (``count_unwritten`` does not); False if the file cannot
+        be written."""
+        with self._lock:
+            try:
+                with self._transaction() as db:
+                    db.execute("UPDATE meta SET value = ? WHERE key = 'dropped_full'",
+                               (self.dropped_full,))
+            except OutboxError:
+                return False
+            return True
 
     def expire(self, *, now: float) -> None:
         """Apply the age bound without adding anything."""

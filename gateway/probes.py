@@ -9,14 +9,16 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal, Protocol, runtime_checkable
 
 import psutil
+from pydantic import ValidationError
 from pymodbus import ModbusException
 from pymodbus.client import ModbusTcpClient
 
 from gateway.errors import ProbeError
-from instrushare.protocol import State
+from instrushare.protocol import Sample, State
 
 logger = logging.getLogger("gateway")
 _PYMODBUS_LOG = logging.getLogger("pymodbus")
@@ -47,6 +49,20 @@ class Reading:
     user: str | None = None
     """User id when known (card reader, login)."""
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+def check_reading(reading: Reading) -> Reading:
+    """The reading if the protocol takes it as a sample; a ProbeError naming what it refuses
+    otherwise (NaN, negative power, a user that is not an id, ...), so that it is dropped here
+    and not with the whole message at the ingest."""
+    try:
+        Sample(ts=datetime.now(UTC), state=State.OFF if reading.state is None else reading.state,
+               power_w=reading.power_w, user=reading.user, metrics=reading.metrics)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, error['loc']))} {error['input']!r}: "
+                             f"{error['msg']}" for error in exc.errors(include_url=False))
+        raise ProbeError(f"reading ignored: {problems}") from None
+    return reading
 
 
 class Probe(Protocol):

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
-
-from pydantic import ValidationError
 
 from gateway.errors import ProbeError
-from gateway.probes import Probe, Reading, SimulatedProbe
-from instrushare.protocol import Sample, State
+from gateway.probes import Probe, Reading, SimulatedProbe, check_reading
 
 
 class ProbeReader:
@@ -51,7 +47,13 @@ class ProbeReader:
             self._run()
             return
         self._done.clear()
-        threading.Thread(target=self._run, name=f"probe-{self.instrument}", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name=f"probe-{self.instrument}",
+                             daemon=True).start()
+        except RuntimeError as exc:  # out of threads or memory: tried again at the next poll
+            self._result = ProbeError(f"{self.probe!r}: cannot start a thread to read it: {exc}",
+                                      instrument=self.instrument)
+            self._done.set()
 
     def wait(self, timeout: float) -> bool:
         """Whether this poll's read has ended (or none was begun), waiting at most
@@ -69,7 +71,7 @@ class ProbeReader:
 
     def _run(self) -> None:
         try:
-            self._result = _valid(self.probe.read())
+            self._result = check_reading(self.probe.read())
         except ProbeError as exc:
             self._result = exc
         except Exception as exc:  # a bug in a probe must not stop the other instruments
@@ -78,16 +80,3 @@ class ProbeReader:
         finally:
             self._done.set()
 
-
-def _valid(reading: Reading) -> Reading:
-    """The reading if the protocol takes it as a sample; a ProbeError naming what it refuses
-    otherwise (NaN, negative power, a user that is not an id, ...), so that it is dropped here
-    and not with the whole message at the ingest."""
-    try:
-        Sample(ts=datetime.now(UTC), state=State.OFF if reading.state is None else reading.state,
-               power_w=reading.power_w, user=reading.user, metrics=reading.metrics)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, error['loc']))} {error['input']!r}: "
-                             f"{error['msg']}" for error in exc.errors(include_url=False))
-        raise ProbeError(f"reading ignored: {problems}") from None
-    return reading

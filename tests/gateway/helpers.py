@@ -239,3 +239,23 @@ def fill(folder: Path) -> Path:
         while True:
             out.write(b"\0" * 4096)
     return filler
+
+
+Sent = list[tuple[datetime, float]]
+"""What a test set its probe to: (time, power) per poll."""
+
+
+def assert_delivered(rec: Recorder, sent: Sent, gateway: str, *, first_seq: int = 0) -> None:
+    """Every message arrived, first copies in seq order, samples exactly as the probe said."""
+    firsts = rec.first_arrivals()
+    assert [m.seq for m in firsts] == list(range(first_seq, first_seq + len(firsts)))
+    assert all(m.gateway == gateway for m in firsts)
+    samples = [(s.ts, s.power_w) for m in firsts for s in m.samples]
+    assert samples == sent
+
+
+def wait_ready(agent: GatewayAgent, timeout: float = 10, *, ready: bool = True) -> None:
+    deadline = time.monotonic() + timeout
+    while agent.link.can_publish != ready:
+        assert time.monotonic() < deadline, f"agent's readiness to publish never became {ready}"
+        time.sleep(0.01)

@@ -26,35 +26,16 @@ from tests.gateway.helpers import (
     FastClock,
     IngestStandIn,
     Recorder,
+    Sent,
+    assert_delivered,
     drive,
     make_config,
     set_ingest,
+    wait_ready,
 )
 from tests.services import Mosquitto, TcpProxy, running
 
-Sent = list[tuple[datetime, float]]
-
-
-@pytest.fixture(autouse=True)
-def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(MqttLink, "RECONNECT_MIN_DELAY", 0.1)
-    monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 0.3)
-
-
-def assert_delivered(rec: Recorder, sent: Sent, gateway: str, *, first_seq: int = 0) -> None:
-    """Every message arrived, first copies in seq order, samples exactly as the probe said."""
-    firsts = rec.first_arrivals()
-    assert [m.seq for m in firsts] == list(range(first_seq, first_seq + len(firsts)))
-    assert all(m.gateway == gateway for m in firsts)
-    samples = [(s.ts, s.power_w) for m in firsts for s in m.samples]
-    assert samples == sent
-
-
-def wait_ready(agent: GatewayAgent, timeout: float = 10, *, ready: bool = True) -> None:
-    deadline = time.monotonic() + timeout
-    while agent.link.can_publish != ready:
-        assert time.monotonic() < deadline, f"agent's readiness to publish never became {ready}"
-        time.sleep(0.01)
+pytestmark = pytest.mark.usefixtures("fast_reconnect")
 
 
 def confirm(agent: GatewayAgent, seqs: list[int]) -> None:

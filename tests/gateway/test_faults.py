@@ -11,34 +11,49 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from gateway import GatewayAgent
-from gateway.outbox import Entry, Outbox
+from gateway.outbox import Builder, Entry, Outbox
 from gateway.probes import Reading, SimulatedProbe
-from gateway.publisher import MqttLink
-from tests.gateway.helpers import T0, FastClock, Recorder, drive, fill, make_config, set_ingest
-from tests.gateway.test_agent import Sent, assert_delivered, wait_ready
+from tests.gateway.helpers import (
+    T0,
+    FastClock,
+    Recorder,
+    Sent,
+    assert_delivered,
+    drive,
+    fill,
+    make_config,
+    set_ingest,
+    wait_ready,
+)
 from tests.services import free_port
 
+pytestmark = pytest.mark.usefixtures("fast_reconnect")
 
-@pytest.fixture(autouse=True)
-def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(MqttLink, "RECONNECT_MIN_DELAY", 0.1)
-    monkeypatch.setattr(MqttLink, "RECONNECT_MAX_DELAY", 0.3)
+
+def _until(condition: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the timeout"
+        time.sleep(0.02)
 
 
 def test_a_full_disk_keeps_new_messages_in_memory_until_space_returns(
-    small_disk: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+    small_disk: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Polls go on, the outbox's messages are still delivered (their deletes wait), the log
     says it once; with space back, everything arrives once, in seq order, none dropped."""
-    caplog.set_level("INFO", logger="gateway")
+    caplog.set_level("DEBUG", logger="gateway")
+    monkeypatch.setattr(GatewayAgent, "STORE_RETRY_S", 3600)  # only flush stores them
     rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
     clock = FastClock()
     agent = GatewayAgent(make_config(small_disk, mqtt_url, topic_prefix,
@@ -52,20 +67,85 @@ def test_a_full_disk_keeps_new_messages_in_memory_until_space_returns(
     assert agent.stats.enqueued == stored
     set_ingest(mqtt_url, topic_prefix, "online")  # delivers and confirms what is stored
     rec.wait_for(lambda r: len(r.first_arrivals()) == stored)
-    time.sleep(0.3)  # the confirmations arrive; their deletes fail
+    # every confirmation has arrived, and every delete failed
+    _until(lambda: any(f"{stored} confirmed one(s) not deleted yet" in r.getMessage()
+                       for r in list(caplog.records)))
+    assert agent.stats.acked == stored
     assert agent.stats.outbox_depth == stored and agent.stats.confirmed == 0
     filler.unlink()
-    drive(agent, clock, 5, sent=sent)
-    agent.flush()
+    drive(agent, clock, 5, sent=sent)  # deleted now, with no new confirmation
+    assert (agent.stats.confirmed, agent.stats.outbox_depth) == (stored, 0)
+    agent.flush()  # stores them at once
     assert agent.wait_drained(15), agent.stats
     agent.stop()
     rec.wait_for(lambda r: len(r.first_arrivals()) == agent.stats.enqueued)
     assert_delivered(rec, sent, agent.config.gateway_id)
     assert (agent.stats.dropped_full, agent.stats.outbox_depth) == (0, 0)
-    assert caplog.text.count("cannot write the outbox") == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "cannot write the outbox" in w]) == 1, warnings
     assert "the outbox can be written again" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     rec.close()
+
+
+def test_messages_in_memory_are_tried_again_every_few_seconds_and_while_waiting_to_drain(
+    small_disk: Path, mqtt_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at every poll (each try encodes them all); ``wait_drained`` tries too, so a caller
+    that only waits (the fleet simulator, after one flush) sees them delivered."""
+    monkeypatch.setattr(GatewayAgent, "STORE_RETRY_S", 0.2)
+    tries: list[float] = []
+    append = Outbox.append
+
+    def timed(self: Outbox, builders: Sequence[Builder], *, now: float) -> list[int]:
+        tries.append(time.monotonic())
+        return append(self, builders, now=now)
+
+    monkeypatch.setattr(Outbox, "append", timed)
+    set_ingest(mqtt_url, topic_prefix, "online")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(small_disk, mqtt_url, topic_prefix,
+                                     max_samples_per_message=1), clock=clock)
+    agent.start()
+    wait_ready(agent)
+    filler = fill(small_disk)
+    polls, began = 0, time.monotonic()
+    while time.monotonic() - began < 1:  # few messages: each delete grows the WAL file
+        agent.poll(clock.tick())
+        polls += 1
+        time.sleep(0.05)
+    gaps = [later - earlier for earlier, later in pairwise(tries)]
+    assert len(tries) >= 2 and min(gaps) >= 0.2, (polls, gaps)
+    assert agent.stats.enqueued == 0
+    filler.unlink()
+    assert agent.wait_drained(15), agent.stats  # no poll, no flush
+    assert (agent.stats.enqueued, agent.stats.confirmed, agent.stats.dropped_full) == (
+        polls, polls, 0)
+    agent.stop()
+
+
+def test_messages_still_in_memory_at_stop_are_counted_as_dropped(
+    small_disk: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In memory, and in the outbox if it can be written by then (a full disk: not)."""
+    clock = FastClock()
+    config = make_config(small_disk, mqtt_url, topic_prefix, max_samples_per_message=1)
+    agent = GatewayAgent(config, clock=clock)
+    agent.start()
+    for _ in range(2):
+        agent.poll(clock.tick())
+    filler = fill(small_disk)
+    for _ in range(7):
+        agent.poll(clock.tick())
+    agent.stop()
+    assert (agent.stats.enqueued, agent.stats.dropped_full) == (2, 7)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and re.fullmatch(
+        rf"gateway {config.gateway_id}: 7 message\(s\) lost: the outbox could not be written"
+        r" \(7 dropped when full in all; count (not )?saved\)", errors[0]), errors
+    filler.unlink()
+    with Outbox(config.outbox_path, max_messages=100, max_age_s=3600) as box:
+        assert box.dropped_full == (0 if "not saved" in errors[0] else 7)
 
 
 def test_messages_beyond_what_memory_keeps_are_dropped_and_counted(
@@ -73,6 +153,7 @@ def test_messages_beyond_what_memory_keeps_are_dropped_and_counted(
 ) -> None:
     monkeypatch.setattr(GatewayAgent, "UNSTORED_MAX", 5)
     clock = FastClock()
+    monkeypatch.setattr(GatewayAgent, "STORE_RETRY_S", 0)  # tried again at every poll
     config = make_config(small_disk, mqtt_url, topic_prefix, max_samples_per_message=1)
     agent = GatewayAgent(config, clock=clock)
     agent.start()
@@ -146,7 +227,7 @@ def test_a_probe_that_hangs_or_breaks_holds_up_no_other_instrument(
             agent.poll(clock.tick())
 
     _in_thread(polls, timeout=10)
-    assert time.monotonic() - began < 2  # only the first poll waited for it, 0.3 s
+    assert time.monotonic() - began < 4  # only the first poll waited for it, 0.3 s (not 6 s)
     assert hanging.reads == 1  # not read again while it hangs
     assert agent.stats.enqueued == 20  # one message per poll, all of xrd1
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -157,36 +238,84 @@ def test_a_probe_that_hangs_or_breaks_holds_up_no_other_instrument(
     assert warnings[1].startswith(f"gateway {gateway}: instrument bug cannot be read: ")
     assert warnings[1].endswith(" failed: KeyError: 'register map'")
     hanging.release.set()  # it answers at last: that late reading is dropped, the next is used
-    time.sleep(0.05)
-    agent.poll(clock.tick())
-    assert hanging.reads == 2
-    assert f"gateway {gateway}: instrument hung readable again" in caplog.text
+
+    def read_again() -> bool:
+        agent.poll(clock.tick())
+        return f"gateway {gateway}: instrument hung readable again" in caplog.text
+
+    _until(read_again)  # the late read ends in its own time, then a poll reads it again
+    assert hanging.reads >= 2
     agent.stop()
 
 
-def test_stop_is_prompt_while_a_probe_hangs(
-    tmp_path: Path, mqtt_url: str, topic_prefix: str, hanging: HangingProbe,
-    monkeypatch: pytest.MonkeyPatch,
+class AnsweringProbe:
+    """A probe read in a thread of its own (it is no SimulatedProbe) that always answers."""
+
+    def read(self) -> Reading:
+        return Reading(power_w=10.0)
+
+
+def test_a_read_whose_thread_cannot_start_fails_alone_and_is_tried_again(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The poll's wait for it ends when told to stop, and its close, which would hang too, is
-    not called."""
-    monkeypatch.setattr(GatewayAgent, "START_WAIT_S", 0)  # no ingest online: poll at once
-    config = make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1", "hung"),
-                         sample_interval_s=60)
-    agent = GatewayAgent(config, probes={"xrd1": SimulatedProbe(), "hung": hanging})
+    """Out of threads (or memory) at one poll: that instrument is skipped, the others are
+    read, and it is read again at the next poll."""
+    caplog.set_level("INFO", logger="gateway")
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def start_but_once(thread: threading.Thread) -> None:
+        if thread.name == "probe-xrd1" and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_but_once)
+    clock = FastClock()
+    probes = {"xrd1": AnsweringProbe(), "xrd2": AnsweringProbe()}
+    config = make_config(tmp_path, mqtt_url, topic_prefix, instruments=tuple(probes),
+                         max_samples_per_message=1)
+    agent = GatewayAgent(config, clock=clock, probes=probes)
     agent.start()
-    stop = threading.Event()
-    runner = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
-    runner.start()
-    while hanging.reads == 0:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    stopping = time.monotonic()
-    stop.set()
-    runner.join(5)
-    assert not runner.is_alive()
-    _in_thread(agent.stop, timeout=10)
-    assert time.monotonic() - stopping < 3
+    agent.poll(clock.tick())
+    assert (refused, agent.stats.enqueued) == (["probe-xrd1"], 1)  # xrd2's message
+    gateway = config.gateway_id
+    assert (f"gateway {gateway}: instrument xrd1 cannot be read: {probes['xrd1']!r}: cannot"
+            " start a thread to read it: can't start new thread") in caplog.text
+    agent.poll(clock.tick())
+    assert agent.stats.enqueued == 3
+    assert f"gateway {gateway}: instrument xrd1 readable again" in caplog.text
+    agent.stop()
+
+
+def test_stop_is_prompt_while_probes_hang(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The poll's wait for them ends when told to stop, however many hang, and their close,
+    which would hang too, is not called."""
+    monkeypatch.setattr(GatewayAgent, "START_WAIT_S", 0)  # no ingest online: poll at once
+    hung = {f"hung{i}": HangingProbe() for i in range(40)}
+    config = make_config(tmp_path, mqtt_url, topic_prefix, instruments=("xrd1", *hung),
+                         sample_interval_s=60)
+    agent = GatewayAgent(config, probes={"xrd1": SimulatedProbe(), **hung})
+    agent.start()
+    try:
+        stop = threading.Event()
+        runner = threading.Thread(target=agent.run_forever, args=(stop,), daemon=True)
+        runner.start()
+        _until(lambda: all(probe.reads for probe in hung.values()))
+        time.sleep(0.2)
+        stopping = time.monotonic()
+        stop.set()
+        runner.join(10)
+        assert not runner.is_alive()
+        assert time.monotonic() - stopping < 2  # not 0.1 s for each probe left (4 s)
+        _in_thread(agent.stop, timeout=10)
+        assert time.monotonic() - stopping < 10  # with the offline state's publish
+    finally:
+        for probe in hung.values():
+            probe.release.set()
 
 
 def test_a_clock_set_back_keeps_messages_flowing_in_seq_order(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import gateway.outbox
 from gateway.errors import OutboxError
 from gateway.outbox import Builder, Entry, Outbox
 from tests.gateway.helpers import fill
@@ -129,12 +130,23 @@ def test_a_full_disk_fails_writes_and_costs_no_count(small_disk: Path) -> None:
                 box.delete([0])
         assert (box.depth, box.last_seq, box.dropped_full) == (1, 0, 0)
         box.count_unwritten(2)  # the agent's, kept in memory, dropped
+        assert not box.save_dropped()
         filler.unlink()
         assert box.append([builder("b")], now=NOW) == [1]
         assert box.delete([0]) == 1
     with Outbox(path, max_messages=100, max_age_s=3600) as box:
         assert (box.depth, box.last_seq, box.dropped_full) == (1, 1, 2)
         assert [m.payload for m in box.after(-1, 10)] == [b"b:1"]
+
+
+def test_a_count_of_messages_never_written_is_saved_on_demand(tmp_path: Path) -> None:
+    """The agent's at stop: messages it still kept in memory."""
+    path = tmp_path / "ob.sqlite"
+    with Outbox(path, max_messages=100, max_age_s=3600) as box:
+        box.count_unwritten(3)
+        assert box.save_dropped()
+    with Outbox(path, max_messages=100, max_age_s=3600) as box:
+        assert box.dropped_full == 3
 
 
 def test_an_outbox_on_a_read_only_file_system_is_named_as_such(small_disk: Path) -> None:
@@ -187,6 +199,45 @@ def test_another_programs_database_is_refused_and_left_as_it_is(tmp_path: Path) 
     before = path.read_bytes()
     with pytest.raises(OutboxError, match=r"another program's SQLite database \(tables run\)"
                                           r", left as it is: outbox_path must name a file"):
+        Outbox(path, max_messages=10, max_age_s=600).open()
+    assert path.read_bytes() == before
+
+
+def test_a_first_start_that_fails_midway_leaves_no_part_of_the_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ob.sqlite"
+    monkeypatch.setattr(gateway.outbox, "_SCHEMA", gateway.outbox._SCHEMA + "INSERT INTO nowhere"
+                        " VALUES (1);")  # fails after creating every table
+    with pytest.raises(OutboxError, match="no such table: nowhere"):
+        Outbox(path, max_messages=10, max_age_s=600).open()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT name FROM sqlite_schema").fetchall() == []
+
+
+def test_an_outbox_whose_schema_was_left_incomplete_is_completed(tmp_path: Path) -> None:
+    """As a first start that failed midway did before the schema took one transaction."""
+    path = tmp_path / "ob.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE message (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+                   " payload BLOB NOT NULL, oldest REAL NOT NULL)")
+        db.commit()
+    with Outbox(path, max_messages=10, max_age_s=600) as box:
+        assert box.append([builder("a")], now=NOW) == [0]
+        assert box.next_bd_seq(at_least=0) == 0
+    with Outbox(path, max_messages=10, max_age_s=600) as box:
+        assert (box.depth, box.last_seq) == (1, 0)
+
+
+def test_a_table_of_the_outbox_s_name_with_other_columns_is_another_program_s(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "chat.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE message (id INTEGER, body TEXT)")
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(OutboxError, match=r"another program's SQLite database \(tables message\)"):
         Outbox(path, max_messages=10, max_age_s=600).open()
     assert path.read_bytes() == before
 
