@@ -16,6 +16,16 @@ from monitor_api.schemas_bookings import Certification, CertificationIn
 
 router = APIRouter(tags=["certifications"])
 
+_HELD = """
+SELECT id FROM certification
+WHERE user_id = %(user_id)s AND instrument_id = %(instrument_id)s AND level = %(level)s
+  AND revoked_at IS NULL
+  AND tstzrange(valid_from, valid_until) && tstzrange(%(valid_from)s, %(valid_until)s)
+ORDER BY id LIMIT 1
+"""
+"""A certification in force at the same level for part of the period asked: issuing another
+would only duplicate it (another level, an upgrade from assisted to self, is no duplicate)."""
+
 
 @router.post("/certifications", response_model=Certification, status_code=201)
 async def issue_certification(
@@ -23,6 +33,12 @@ async def issue_certification(
 ) -> dict[str, Any]:
     instrument = await instrument_row(conn, body.instrument_id)
     check_manages(caller, instrument["institution_id"])
+    held = await fetch_one(conn, _HELD, body.model_dump())
+    if held is not None:  # a second click, say: the first one already grants it
+        raise Conflict(
+            f"user {body.user_id} already holds a {body.level} certification for"
+            f" {body.instrument_id} over part of that period (certification {held['id']}):"
+            " revoke it first to issue it anew")
     row = await fetch_one(
         conn,
         "INSERT INTO certification (user_id, instrument_id, level, valid_from, valid_until,"

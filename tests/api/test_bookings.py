@@ -173,6 +173,26 @@ def test_revoked_certification_no_longer_counts(api: Api) -> None:
     assert (refused.status_code, refused.json()["reason"]) == (403, "needs_certification")
 
 
+def test_a_certification_already_in_force_is_not_issued_twice(api: Api) -> None:
+    _certify(api, "out1", "nmr", until="2027-01-01T00:00:00+08:00")
+    again = {"user_id": "out1", "instrument_id": "nmr", "level": "self",
+             "valid_from": "2026-06-01T00:00:00+08:00",
+             "valid_until": "2027-01-01T00:00:00+08:00"}
+    with api.as_("manager") as mgr:
+        twice = mgr.post("/certifications", json=again)
+        assert twice.status_code == 409, twice.text
+        assert "already holds a self certification for nmr" in twice.json()["message"]
+        # the year after, another level, or once the first is revoked: issued
+        for body in ({**again, "valid_from": "2027-01-01T00:00:00+08:00",
+                      "valid_until": "2028-01-01T00:00:00+08:00"},
+                     {**again, "level": "assisted"}):
+            assert mgr.post("/certifications", json=body).status_code == 201
+        first = min(c["id"] for c in mgr.get("/certifications",
+                                             params={"user_id": "out1"}).json()["items"])
+        assert mgr.post(f"/certifications/{first}/revoke").status_code == 200
+        assert mgr.post("/certifications", json=again).status_code == 201
+
+
 def test_a_request_that_no_longer_qualifies_is_refused_to_the_approving_manager(
     api: Api
 ) -> None:
