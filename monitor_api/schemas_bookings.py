@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -92,6 +92,8 @@ class BookingIn(BaseModel):
     def _window(self) -> BookingIn:
         if self.end <= self.start:
             raise ValueError("end must be after start")
+        if self.end - self.start < timedelta(minutes=1):
+            raise ValueError("a booking lasts at least a minute")
         if (self.end - self.start).days > 31:
             raise ValueError("a booking lasts at most 31 days")
         return self

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.conftest import NEXT_WEEK, Api, make_settings
 from tests.api_server import serve
@@ -171,6 +172,18 @@ def test_revoked_certification_no_longer_counts(api: Api) -> None:
     with api.as_("user") as user:
         refused = _book(user, "nmr", "self", 9, 10)
     assert (refused.status_code, refused.json()["reason"]) == (403, "needs_certification")
+
+
+@pytest.mark.parametrize(("end", "message"), [
+    (f"{NEXT_WEEK}T09:00:00.000001+08:00", "a booking lasts at least a minute"),
+    (f"{NEXT_WEEK}T08:59:00+08:00", "end must be after start"),
+])
+def test_a_booking_window_too_short_to_use_is_refused(api: Api, end: str, message: str) -> None:
+    with api.as_("user") as user:
+        r = user.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                         "start": f"{NEXT_WEEK}T09:00:00+08:00", "end": end})
+    assert r.status_code == 422, r.text
+    assert message in r.text
 
 
 def test_a_certification_already_in_force_is_not_issued_twice(api: Api) -> None:
