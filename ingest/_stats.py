@@ -60,7 +60,13 @@ class Metrics:
         self.dead_lettered = counter(
             "messages_dead_lettered", "Dead-letter rows committed.", ("reason",)
         )
-        self.db_retries = counter("db_retries", "Batch attempts that failed and were retried.")
+        self.db_retries = counter(
+            "db_retries",
+            "Database attempts (batch writes, registry reads) that failed and were retried, by"
+            " the database's SQLSTATE (none: the connection failed).",
+            ("sqlstate",),
+        )
+        self.db_retries.labels("none")  # exported as 0 from the start, as before any failure
         self.batch_size = Histogram(
             "instrushare_ingest_batch_size",
             "Messages per committed batch.",
@@ -69,7 +75,8 @@ class Metrics:
         )
         self.write_latency = Histogram(
             "instrushare_ingest_write_seconds",
-            "Time to write and commit one batch.",
+            "Time to write and commit one batch (or each part of one the database timed out"
+            " on).",
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )

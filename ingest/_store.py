@@ -69,17 +69,33 @@ class WriteResult:
         return self.in_batch_duplicates + self.messages - self.fresh
 
 
+_LIMITS = "54"
+"""SQLSTATE class program_limit_exceeded: a value past a limit (a B-tree's row size, say), or
+a batch past one (halves may pass)."""
+_LASTING = ("25006", "42", "53")
+"""Read-only transaction; undefined table or column, missing privilege; disk full, out of
+memory or connections: no retry mends these alone."""
+_CANCELLED = "57014"
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Map psycopg errors to: retry later (connection, deadlock, anything unknown) or split."""
+    """Map psycopg errors to: split the batch (the rows themselves cannot be stored), or retry
+    later (connection, deadlock, timeout, schema, disk, anything unknown), never dead-letter
+    what a mended database would take."""
     try:
         yield
-    except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
-        raise RejectedBatchError(
-            str(exc).strip() or type(exc).__name__, sqlstate=exc.sqlstate
-        ) from exc
     except psycopg.Error as exc:
-        raise RetryableStoreError(str(exc).strip() or type(exc).__name__) from exc
+        text = str(exc).strip() or type(exc).__name__
+        state = exc.sqlstate
+        if isinstance(exc, pg_errors.DataError | pg_errors.IntegrityError) or (
+            state is not None and state.startswith(_LIMITS)
+        ):
+            raise RejectedBatchError(text, sqlstate=state) from exc
+        raise RetryableStoreError(
+            text, sqlstate=state, lasting=state is not None and state.startswith(_LASTING),
+            timed_out=state == _CANCELLED,
+        ) from exc
 
 
 class BatchStore:

@@ -247,12 +247,12 @@ class IngestWorker:
             try:
                 return self._decoder.decode(raw)
             except RetryableStoreError as exc:
-                self._count_retry()
+                self._count_retry(exc)
                 pause = self._retry_pause(delay, stop)
                 if pause is None:
                     return None
-                logger.warning("cannot read the instrument registry, retry in %.2fs: %s",
-                               pause, exc)
+                logger.log(_level(exc), "cannot read the instrument registry%s, retry in %.2fs: %s",
+                           _code(exc), pause, exc)
                 time.sleep(pause)
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
 
@@ -269,10 +269,10 @@ class IngestWorker:
             left = self._grace_ends_at - time.monotonic()
         return min(pause, left) if left > 0 else None
 
-    def _count_retry(self) -> None:
+    def _count_retry(self, exc: RetryableStoreError) -> None:
         with self._retries_lock:  # the decoding and every writing thread retry
             self._stats.db_retries += 1
-        self._metrics.db_retries.inc()
+        self._metrics.db_retries.labels(exc.sqlstate or "none").inc()
 
     def _jittered(self, delay: float) -> float:
         return min(delay, self.MAX_BACKOFF_S) * random.uniform(
@@ -318,30 +318,46 @@ class IngestWorker:
     ) -> WriteResult | None:
         """Write batch ``number``, retrying while the database fails; None if given up at stop.
 
-        Its instruments are locked after the previous batch's write ended, or after
-        ``LOCK_TURN_WAIT_S``: the previous writer may be waiting, inside PostgreSQL, for a
-        key this batch copied, a wait PostgreSQL cannot see through."""
+        A part the database cancels (a statement timeout, most likely: batches grow while it
+        is slow) is split in halves, written one after the other at once: the same rows again
+        would take as long again. Its instruments are locked after the previous batch's write
+        ended, or after ``LOCK_TURN_WAIT_S``: the previous writer may be waiting, inside
+        PostgreSQL, for a key this batch copied, a wait PostgreSQL cannot see through."""
 
         def my_turn() -> None:
             self._locks.wait(number, self.LOCK_TURN_WAIT_S)
 
+        parts = [items]
+        """What is left to write, the next part last."""
+        result = WriteResult()
         delay = self.INITIAL_BACKOFF_S
-        while True:
+        while parts:
+            part = parts[-1]
             started = time.perf_counter()
             try:
-                result = write_isolating(store, items, before_lock=my_turn)
+                result += write_isolating(store, part, before_lock=my_turn)
             except RetryableStoreError as exc:
-                self._count_retry()
+                self._count_retry(exc)
                 pause = self._retry_pause(delay, stop)
                 if pause is None:
                     logger.warning(
-                        "stopping with %d messages unwritten (database: %s); the broker"
-                        " redelivers them to this session", len(items), exc,
+                        "stopping with %d messages unacked (database%s: %s); the broker"
+                        " redelivers them to this session", len(items), _code(exc), exc,
                     )
                     return None
-                logger.warning(
-                    "database write failed, keeping %d messages unacked, retry in %.2fs: %s",
-                    len(items), pause, exc,
+                if exc.timed_out and len(part) > 1:
+                    half = len(part) // 2
+                    parts[-1:] = [part[half:], part[:half]]
+                    logger.warning(
+                        "database cancelled the write of %d messages%s, writing them in halves"
+                        " (if it recurs, lower INSTRUSHARE_BATCH_MAX_SAMPLES): %s",
+                        len(part), _code(exc), exc,
+                    )
+                    continue
+                logger.log(
+                    _level(exc),
+                    "database write failed%s, keeping %d messages unacked, retry in %.2fs: %s",
+                    _code(exc), len(items), pause, exc,
                 )
                 if stop.is_set():
                     time.sleep(pause)
@@ -349,8 +365,9 @@ class IngestWorker:
                     stop.wait(pause)
                 delay = min(delay * 2, self.MAX_BACKOFF_S)
                 continue
+            parts.pop()
             self._metrics.write_latency.observe(time.perf_counter() - started)
-            return result
+        return result
 
     def _acknowledge(self, items: list[Decoded]) -> None:
         self._session.confirm_stored(it.stored for it in items if it.stored is not None)
@@ -389,3 +406,12 @@ class IngestWorker:
 
 _Job = tuple[int, list[Decoded]]
 """A batch and its number, which orders the acknowledgements."""
+
+
+def _level(exc: RetryableStoreError) -> int:
+    """ERROR for a fault someone must mend (it is retried all the same), else WARNING."""
+    return logging.ERROR if exc.lasting else logging.WARNING
+
+
+def _code(exc: RetryableStoreError) -> str:
+    return f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""

@@ -68,7 +68,8 @@ def _database_errors() -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        raise RetryableStoreError(str(exc).strip() or type(exc).__name__) from exc
+        raise RetryableStoreError(str(exc).strip() or type(exc).__name__,
+                                  sqlstate=exc.sqlstate) from exc
 
 
 def summarize(conninfo: str, selection: Selection) -> list[DeadLetterGroup]:

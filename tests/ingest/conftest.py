@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
 
 from ingest import IngestConfig, IngestWorker
 from instrushare.protocol import DataMessage, Event, GatewayState, Sample, Topics, dumps
@@ -174,11 +175,12 @@ class RunningWorker:
 def start_worker(
     topic_prefix: str, mqtt_url: str
 ) -> Iterator[Callable[..., RunningWorker]]:
-    """Start IngestWorkers in threads (stopped after the test); keyword args go to IngestConfig."""
+    """Start IngestWorkers in threads (stopped after the test); keyword args go to IngestConfig,
+    but ``registry``, which receives the worker's metrics."""
     running: list[RunningWorker] = []
 
     def start(database_url: str, mqtt: str | None = None, *, retire: bool = False,
-              **overrides: Any) -> RunningWorker:
+              registry: CollectorRegistry | None = None, **overrides: Any) -> RunningWorker:
         fields: dict[str, Any] = {
             "worker_id": f"w{len(running)}-{topic_prefix}",
             "share_group": f"g{topic_prefix}",
@@ -188,7 +190,7 @@ def start_worker(
         config = IngestConfig(  # type: ignore[call-arg]  # the aliases are the env names
             DATABASE_URL=database_url, MQTT_URL=mqtt or mqtt_url, **fields
         )
-        worker = IngestWorker(config, retire=retire)
+        worker = IngestWorker(config, retire=retire, registry=registry)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
