@@ -297,12 +297,20 @@ def write_isolating(
     store: BatchStore, items: Sequence[Decoded], *, before_lock: Callable[[], object]
 ) -> WriteResult:
     """Write; if the database rejects the data, split in halves down to the bad message,
-    which is dead-lettered as ``db_rejected``. Raises RetryableStoreError."""
+    which is dead-lettered as ``db_rejected``. Raises RetryableStoreError, also when the
+    database refuses that dead letter too: then nothing can be stored without someone mending
+    it, and the message waits unacknowledged rather than being lost or stopping the worker."""
     try:
         return store.write(items, before_lock=before_lock)
     except RejectedBatchError as exc:
         if len(items) == 1:
-            return store.write([_rejected(items[0], exc)], before_lock=before_lock)
+            try:
+                return store.write([_rejected(items[0], exc)], before_lock=before_lock)
+            except RejectedBatchError as again:  # a constraint or trigger on the dead letters
+                raise RetryableStoreError(
+                    f"the database refuses the dead letter of a message it rejected ({exc}):"
+                    f" {again}", sqlstate=again.sqlstate, lasting=True,
+                ) from again
         logger.warning(
             "database rejected a batch of %d (%s); splitting to isolate it", len(items), exc
         )

@@ -256,6 +256,39 @@ def test_a_value_past_a_database_limit_is_dead_lettered_alone(
     assert count(database_url, "ingested_message") == 9
 
 
+def test_a_rejected_message_whose_dead_letter_is_refused_too_waits_unacked(
+    database_url: str,
+    publisher: Publisher,
+    topics: Topics,
+    start_worker: Callable[..., RunningWorker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker neither stops nor drops the message: it retries, saying so as an ERROR,
+    until the dead letters can be written."""
+    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _exec(database_url, "CREATE INDEX long_detail_idx ON instrument_event (detail)")
+    mend = _on_insert(database_url, "dead_letter",
+                      "RAISE EXCEPTION 'no dead letters' USING ERRCODE = '23514'")
+    registry = CollectorRegistry()
+    running = start_worker(database_url, batch_max_delay_s=0.5, registry=registry)
+    w = running.worker
+    huge = "".join(chr(0x4E00 + k % 0x5000) for k in range(1000))
+    caplog.set_level(logging.WARNING, logger="ingest")
+    publisher.publish_all([*_messages(topics, range(5)),
+                           *_messages(topics, range(5, 6), detail=huge)])
+    try:
+        wait_until(lambda: _retries(registry, "23514") >= 2, what="retries counted")
+        assert running.thread.is_alive() and w.stats.acked < 6
+        assert any(r.levelname == "ERROR" and "refuses the dead letter" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        mend()
+    wait_until(lambda: w.stats.acked == 6, what="stored and dead-lettered once mended")
+    assert query(database_url, "SELECT reason, left(detail, 5) FROM dead_letter") \
+        == [("db_rejected", "54000")]
+    assert count(database_url, "ingested_message") == 5
+
+
 def test_a_slow_database_gets_full_batches_and_no_retries(
     database_url: str,
     publisher: Publisher,
