@@ -234,6 +234,15 @@ def test_a_batch_longer_than_the_statement_timeout_is_written_in_halves(
     assert any("in halves" in r.getMessage() for r in caplog.records)
 
 
+def _past_a_limit(db: str, topics: Topics, seq: int) -> list[tuple[str, bytes]]:
+    """An operator's index on the event details, and message ``seq`` whose 1,000-character
+    detail, which the protocol allows, is past a B-tree's row size (54000)."""
+    _exec(db, "CREATE INDEX long_detail_idx ON instrument_event (detail)")
+    rng = random.Random(7)
+    huge = "".join(chr(rng.randrange(0x4E00, 0xA000)) for _ in range(1000))
+    return _messages(topics, range(seq, seq + 1), detail=huge)
+
+
 def test_a_value_past_a_database_limit_is_dead_lettered_alone(
     database_url: str,
     publisher: Publisher,
@@ -244,11 +253,8 @@ def test_a_value_past_a_database_limit_is_dead_lettered_alone(
     allows, is past a B-tree's row size (54000 program_limit_exceeded). No retry can store that
     message, so it must not hold up the others."""
     register(database_url, {f"i{k}": "gw1" for k in range(4)})
-    _exec(database_url, "CREATE INDEX long_detail_idx ON instrument_event (detail)")
+    poison = _past_a_limit(database_url, topics, 5)
     w = start_worker(database_url, batch_max_delay_s=0.5).worker
-    rng = random.Random(7)
-    huge = "".join(chr(rng.randrange(0x4E00, 0xA000)) for _ in range(1000))
-    poison = _messages(topics, range(5, 6), detail=huge)
     publisher.publish_all([*_messages(topics, range(5)), *poison, *_messages(topics, range(6, 10))])
     wait_until(lambda: w.stats.acked == 10, what="the others stored, the poison dead-lettered")
     assert query(database_url, "SELECT reason, left(detail, 5), payload FROM dead_letter") \
@@ -266,16 +272,14 @@ def test_a_rejected_message_whose_dead_letter_is_refused_too_waits_unacked(
     """The worker neither stops nor drops the message: it retries, saying so as an ERROR,
     until the dead letters can be written."""
     register(database_url, {f"i{k}": "gw1" for k in range(4)})
-    _exec(database_url, "CREATE INDEX long_detail_idx ON instrument_event (detail)")
+    poison = _past_a_limit(database_url, topics, 5)
     mend = _on_insert(database_url, "dead_letter",
                       "RAISE EXCEPTION 'no dead letters' USING ERRCODE = '23514'")
     registry = CollectorRegistry()
     running = start_worker(database_url, batch_max_delay_s=0.5, registry=registry)
     w = running.worker
-    huge = "".join(chr(0x4E00 + k % 0x5000) for k in range(1000))
     caplog.set_level(logging.WARNING, logger="ingest")
-    publisher.publish_all([*_messages(topics, range(5)),
-                           *_messages(topics, range(5, 6), detail=huge)])
+    publisher.publish_all([*_messages(topics, range(5)), *poison])
     try:
         wait_until(lambda: _retries(registry, "23514") >= 2, what="retries counted")
         assert running.thread.is_alive() and w.stats.acked < 6
