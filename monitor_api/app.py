@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -122,9 +123,9 @@ def create_app(
             await pool.close()
             logger.info("monitor_api stopped")
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="instrushare monitor API", version="1", description=DESCRIPTION,
-        lifespan=lifespan, responses=ERROR_RESPONSES,
+        lifespan=lifespan, responses=ERROR_RESPONSES, static_url="/docs-assets",
     )
     app.state.settings = settings
     app.state.metrics = metrics

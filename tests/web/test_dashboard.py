@@ -1054,3 +1054,17 @@ def test_a_short_range_gets_minute_ticks(stack: Stack, new_page: NewPage) -> Non
             return timeTicks(lo, lo + 30 * 60e3).map((t) => (t.value - lo) / 60e3);
         }""")
     assert minutes == [0, 5, 10, 15, 20, 25, 30]
+
+
+@pytest.mark.parametrize(("path", "operation"), [
+    ("/docs", "#operations-status-status_board_status_get"),
+    ("/redoc", "[data-section-id='tag/status']"),
+])
+def test_api_reference_pages_work_without_internet(
+    stack: Stack, new_page: NewPage, path: str, operation: str
+) -> None:
+    """Swagger UI and ReDoc come from the server itself: ``new_page`` fails on any request
+    elsewhere, as an intranet without internet would."""
+    page = new_page()
+    page.goto(stack.url + path)
+    expect(page.locator(operation)).to_be_visible(timeout=15_000)
