@@ -360,13 +360,9 @@ class _HistoryProgress:
 
 def _history_done(options: DemoOptions, simulated: SimulationResult, *, complete: bool) -> None:
     """Say how the past days went; only when all were played and delivered, forget that they
-    were being simulated (INTERRUPTED), so that the next run does not warn of gaps."""
-    if not complete:
-        return
-    if not simulated.drained:
-        logger.warning("the last %d days are simulated but not all delivered: %d message(s)"
-                       " kept in the outboxes for a later run", options.history_days,
-                       simulated.unsent)
+    were being simulated (INTERRUPTED), so that the next run does not warn of gaps. What was
+    not delivered the simulation has already said."""
+    if not complete or not simulated.drained:
         return
     (options.data_dir / INTERRUPTED).unlink()
     logger.info("simulated the last %d days: %d messages in %.0f s",
