@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -35,8 +36,9 @@ from instrushare.settings import DEFAULT_MQTT_URL, MqttAddress, MqttUrl, describ
 
 
 class _Config(BaseModel):
-    # inf or nan in a file is a slip (a gateway that never polls), not a setting
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: TOML has numbers and booleans of its own, so a quoted one ("5") is a slip, not
+    # text to convert; inf or nan in a file is a slip too (a gateway that never polls)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DetectorConfig(_Config):
@@ -79,9 +81,10 @@ def _in_config_folder(path: Path, info: ValidationInfo) -> Path:
     return folder / path if isinstance(folder, Path) and not path.is_absolute() else path
 
 
-LocalPath = Annotated[Path, AfterValidator(_in_config_folder)]
+LocalPath = Annotated[Path, Strict(False), AfterValidator(_in_config_folder)]
 """A path on the gateway's computer: relative to the configuration file's folder when
-load_config reads one (it passes the folder as the validation context), else as given."""
+load_config reads one (it passes the folder as the validation context), else as given.
+Text in a file, so not strict."""
 
 
 def _check_certificate(path: Path) -> Path:
@@ -104,6 +107,9 @@ def _check_private_key(path: Path) -> Path:
     read_private_key(path)
     return path
 
+
+StateName = Annotated[State, Strict(False)]
+"""A state as a file writes it, its name (``running``); text, so not strict."""
 
 SecurityPolicyName = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep",
                              "Aes256_Sha256_RsaPss"]
@@ -151,7 +157,7 @@ class ProbeConfig(_Config):
     """Process owner's login -> platform user id."""
     endpoint: str | None = Field(default=None, pattern=r"^opc\.tcp://")
     state_node: NodeIdText | None = None
-    states: dict[str, State] | None = Field(default=None, min_length=1)
+    states: dict[str, StateName] | None = Field(default=None, min_length=1)
     """The state node's value as text -> state; MACHINERY_ITEM_STATES when not given."""
     power_node: NodeIdText | None = None
     user_node: NodeIdText | None = None
@@ -274,7 +280,8 @@ def load_config(path: Path) -> GatewayConfig:
     """Read and validate a TOML file; relative paths in it (``outbox_path``, certificates) are
     taken from the file's folder.
 
-    Raises ConfigError with one line per problem, naming the offending key.
+    Raises ConfigError with one line per problem, naming the offending key. Numbers and
+    booleans must be written as such: a quoted one (``"5"``) is refused, not converted.
     """
     try:
         # utf-8-sig: Windows editors save UTF-8 with a byte-order mark, which TOML forbids
@@ -291,8 +298,16 @@ def load_config(path: Path) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data, context={"folder": path.parent})
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid configuration\n{describe(exc, name=_named(data))}",
-                          path=path) from exc
+        raise ConfigError(f"{path}: invalid configuration\n{describe(exc, name=_named(data))}"
+                          + _quoting_hint(exc), path=path) from exc
+
+
+def _quoting_hint(exc: ValidationError) -> str:
+    """A last line when a number or boolean was refused for being text: ``"5"`` looks right
+    to a person, and pydantic's "should be a valid number" does not say what is wrong."""
+    quoted = any(error["type"] in ("int_type", "float_type", "bool_type")
+                 and isinstance(error["input"], str) for error in exc.errors())
+    return "\n  (numbers and true/false are written without quotes)" if quoted else ""
 
 
 def _named(data: dict[str, Any]) -> Callable[[tuple[int | str, ...]], str]:

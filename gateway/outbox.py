@@ -185,8 +185,7 @@ class Outbox:
         with self._lock:
             try:
                 with self._transaction() as db:
-                    db.execute("UPDATE meta SET value = ? WHERE key = 'dropped_full'",
-                               (self.dropped_full,))
+                    self._write_dropped_full(db)
             except OutboxError:
                 return False
             return True
@@ -239,13 +238,15 @@ class Outbox:
             )
             self._depth -= excess
             self.dropped_full += excess
-            db.execute(
-                "UPDATE meta SET value = ? WHERE key = 'dropped_full'", (self.dropped_full,)
-            )
+            self._write_dropped_full(db)
             logger.warning(
                 "outbox %s full (%d messages): dropped the %d oldest (%d dropped when full so far)",
                 self.path, self.max_messages, excess, self.dropped_full,
             )
+
+    def _write_dropped_full(self, db: sqlite3.Connection) -> None:
+        """Save ``dropped_full`` in the caller's transaction."""
+        db.execute("UPDATE meta SET value = ? WHERE key = 'dropped_full'", (self.dropped_full,))
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

@@ -96,6 +96,41 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
     assert str(tmp_path / "gw.toml") in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("outbox_path", 'sample_interval_s = "5"\noutbox_path',
+         "sample_interval_s: Input should be a valid number"),
+        ("outbox_path", 'inflight_window = "10"\noutbox_path',
+         "inflight_window: Input should be a valid integer"),
+        ("outbox_path", 'require_ingest_online = "false"\noutbox_path',
+         "require_ingest_online: Input should be a valid boolean"),
+        ('kind = "simulated"', 'kind = "modbus", host = "m1", address = "4096"',
+         "instruments.xrd1.probe.address: Input should be a valid integer"),
+        ('{ kind = "simulated" }', '{ kind = "simulated" }\ndetector = { run_on_w = "400" }',
+         "instruments.xrd1.detector.run_on_w: Input should be a valid number"),
+    ],
+)
+def test_a_quoted_number_or_boolean_is_refused_not_converted(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = write(tmp_path, MINIMAL.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: invalid configuration", f"  {message}",
+        "  (numbers and true/false are written without quotes)"]
+
+
+def test_a_boolean_is_no_number_and_an_integer_is_a_float(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"scale: Input should be a valid number$"):
+        load_config(write(tmp_path, MINIMAL.replace(
+            'kind = "simulated"', 'kind = "modbus", host = "m1", address = 0, scale = true')))
+    config = load_config(write(tmp_path, MINIMAL.replace(
+        "outbox_path", "sample_interval_s = 5\noutbox_path")))
+    assert config.sample_interval_s == 5.0 and isinstance(config.sample_interval_s, float)
+
+
 def test_errors_name_the_key_and_the_instrument_by_its_id(tmp_path: Path) -> None:
     text = MINIMAL.replace('gateway_id = "gw1"', 'gateway_id = "gw1"\nmqtt_url = "mqtt://h:x"')
     text += '[[instruments]]\nid = "sem1"\nprobe = { kind = "modbus" }\n'
