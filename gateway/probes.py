@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ class ModbusPowerProbe:
         self.register = register
         self.word_order: Literal["big", "little"] = word_order
         self.scale = scale
+        self.timeout_s = timeout_s
         self._client = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
         self._lock = threading.Lock()
         if _PYMODBUS_LOG.level == logging.NOTSET:  # unless configured: ProbeError says it all
@@ -143,8 +145,8 @@ class ModbusPowerProbe:
 
     def _read_power(self) -> float:
         try:
-            if not self._client.connected and not self._client.connect():  # type: ignore[no-untyped-call]
-                raise ProbeError(f"{self!r}: cannot connect")
+            if not self._client.connected:
+                self._connect()
             read = (
                 self._client.read_holding_registers
                 if self.register == "holding"
@@ -168,6 +170,29 @@ class ModbusPowerProbe:
         if not math.isfinite(value):
             raise ProbeError(f"{self!r}: meter returned {value}")
         return max(0.0, value * self.scale)
+
+    def _connect(self) -> None:
+        """Open the client's socket here: its own ``connect()`` returns False and logs why
+        on pymodbus's logger, silenced by ``__init__``, where no operator sees it."""
+        try:
+            self._client.socket = socket.create_connection((self.host, self.port),
+                                                           timeout=self.timeout_s)
+        except OSError as exc:
+            why = _connect_failure(exc, self.timeout_s)
+            raise ProbeError(f"{self!r}: cannot connect: {why}") from exc
+
+
+def _connect_failure(exc: OSError, timeout_s: float) -> str:
+    """Why a TCP connection failed, and what to check."""
+    if isinstance(exc, socket.gaierror):
+        return f"host name not resolved ({exc.strerror}): check host"
+    if isinstance(exc, ConnectionRefusedError):
+        return ("connection refused: nothing listens on that port (check port, and that the"
+                " meter's Modbus TCP server is enabled)")
+    if isinstance(exc, TimeoutError):
+        return (f"timed out after {timeout_s:g} s: no answer (check host, that the meter is on,"
+                " and that no firewall drops the traffic)")
+    return f"{(exc.strerror or str(exc)).lower()} (check host and the network)"
 
 
 class ProcessProbe:

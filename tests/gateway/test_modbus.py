@@ -130,13 +130,14 @@ def test_an_exception_reply_says_what_to_check(meter: MeterServer) -> None:
     probe.close()
 
 
-def test_an_unreachable_meter_is_one_probe_error_not_library_log_lines(
+def test_an_unreachable_meter_is_one_probe_error_naming_the_cause_not_library_log_lines(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     probe = ModbusPowerProbe(host="127.0.0.1", port=free_port(), unit=UNIT, address=ADDRESS,
                              timeout_s=0.5)
     caplog.set_level("DEBUG")
-    with pytest.raises(ProbeError, match="cannot connect"):
+    with pytest.raises(ProbeError, match="cannot connect: connection refused: nothing listens"
+                                         " on that port"):
         probe.read()
     probe.close()
     assert [r.getMessage() for r in caplog.records if r.name.startswith("pymodbus")] == []
