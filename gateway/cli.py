@@ -1,10 +1,16 @@
-"""``instrushare gateway --config gateway.toml``: run one gateway until SIGINT or SIGTERM."""
+"""``instrushare gateway --config gateway.toml``: run one gateway until SIGINT or SIGTERM.
+
+A second signal while it stops exits at once rather than wait for a broker that does not
+answer: the messages stored stay in the outbox, a SQLite file, and go out after the next start.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -31,13 +37,35 @@ def gateway(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     stop = threading.Event()
+    on_signal = _stopper(stop, settings.outbox_path)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:  # restored however the run ends: a failed start included
+        _run(GatewayAgent(settings), config, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopper(stop: threading.Event, outbox: Path) -> Callable[[int, FrameType | None], None]:
+    """The handler of SIGINT and SIGTERM: the first sets ``stop``, a second exits at once."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        logger.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            logger.info("received %s, stopping (a second signal exits at once)", name)
+            stop.set()
+            return
+        logger.warning("received %s again, exiting at once: messages not yet delivered stay in"
+                       " the outbox %s", name, outbox)
+        # no unwinding, which could wait again on what the stop waits for; the code is the
+        # shell's for a process ended by this signal
+        os._exit(128 + signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    agent = GatewayAgent(settings)
+    return on_signal
+
+
+def _run(agent: GatewayAgent, config: Path, stop: threading.Event) -> None:
+    """Start ``agent``, poll until ``stop`` is set, stop it; typer.Exit if it cannot start."""
     try:
         agent.start()
     except OutboxError as exc:
@@ -46,6 +74,7 @@ def gateway(
     except GatewayError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    settings = agent.config
     mqtt = settings.mqtt
     logger.info("gateway %s watching %d instrument(s), broker %s://%s:%d, topics %s/gw/%s/",
                 settings.gateway_id, len(settings.instruments),
@@ -55,5 +84,3 @@ def gateway(
         agent.run_forever(stop)
     finally:
         agent.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

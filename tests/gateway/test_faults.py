@@ -34,7 +34,7 @@ from tests.gateway.helpers import (
     set_ingest,
     wait_ready,
 )
-from tests.services import free_port
+from tests.services import Mosquitto, free_port
 
 pytestmark = pytest.mark.usefixtures("fast_reconnect")
 
@@ -371,14 +371,19 @@ def _gateway(config: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _polling(proc: subprocess.Popen[str]) -> None:
-    """Once the gateway has started, and polled for a while (20 polls)."""
+def _logged(proc: subprocess.Popen[str], text: str) -> None:
+    """Once the gateway has logged a line containing ``text``."""
     assert proc.stdout is not None
     for line in proc.stdout:
-        if " watching 1 instrument(s)" in line:
-            time.sleep(1)
+        if text in line:
             return
     raise AssertionError(f"the gateway ended (exit code {proc.wait()})")
+
+
+def _polling(proc: subprocess.Popen[str]) -> None:
+    """Once the gateway has started, and polled for a while (20 polls)."""
+    _logged(proc, " watching 1 instrument(s)")
+    time.sleep(1)
 
 
 @pytest.fixture
@@ -421,6 +426,36 @@ def test_a_signal_while_the_broker_is_unreachable_stops_at_once_keeping_the_outb
     assert time.monotonic() - stopping < 3
     kept, next_seq = _kept(tmp_path / "box.sqlite")
     assert kept == set(range(next_seq)) and next_seq > 0  # every message, pending ones too
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_exits_at_once_while_the_stop_waits_for_the_broker(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], topic_prefix: str,
+    sig: signal.Signals, processes: list[subprocess.Popen[str]],
+) -> None:
+    """The broker, connected, stops answering (a stopped process): the stop would wait
+    STOP_TIMEOUT_S (5 s) for it to take the offline state; a second signal ends that wait."""
+    broker = mosquitto_factory()
+    assert broker.proc is not None
+    proc = _gateway(_write_config(tmp_path, broker.url, topic_prefix))
+    processes.append(proc)
+    _logged(proc, f" connected to 127.0.0.1:{broker.port}")  # before or after it says watching
+    time.sleep(1)  # polling
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        stopping = time.monotonic()
+        proc.send_signal(sig)
+        _logged(proc, f"received {sig.name}, stopping")
+        time.sleep(0.5)  # into the wait for the broker
+        proc.send_signal(sig)
+        assert proc.wait(10) == 128 + sig
+        assert time.monotonic() - stopping < 3
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert (f"received {sig.name} again, exiting at once: messages not yet delivered stay in"
+            f" the outbox {tmp_path / 'box.sqlite'}") in proc.communicate()[0]
+    kept, next_seq = _kept(tmp_path / "box.sqlite")
+    assert kept == set(range(next_seq)) and next_seq > 0  # no ingest online: none was sent
 
 
 def test_a_signal_during_replay_stops_at_once_and_what_is_unconfirmed_stays(
