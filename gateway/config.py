@@ -138,8 +138,7 @@ class ProbeConfig(_Config):
     the acquisition software's ``process`` on the gateway's computer or the instrument's own
     ``opcua`` server."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True,
-                              validate_by_alias=True)
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     kind: Literal["simulated", "modbus", "process", "opcua"]
     host: str | None = None
