@@ -17,7 +17,7 @@ from device_sim.registry import register_bookings, register_certifications, regi
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
 from instrushare.protocol import MAX_FUTURE_SKEW, MAX_PAST_AGE, MAX_SAMPLE_INTERVAL_S
-from instrushare.settings import ServiceSettings
+from instrushare.settings import FleetSettings
 
 
 def sim(
@@ -69,7 +69,7 @@ def sim(
 ) -> None:
     """Simulate instruments and their users; gateways publish to MQTT_URL."""
     logging.getLogger("gateway").setLevel(logging.WARNING)  # a line per agent otherwise
-    settings = ServiceSettings()
+    settings = FleetSettings()
     try:
         spec = SimulationSpec(
             instruments=instruments,

@@ -154,6 +154,21 @@ class ServiceSettings(BaseSettings):
         return MqttAddress.from_url(self.mqtt_url)
 
 
+class FleetSettings(ServiceSettings):
+    """Settings of a command whose simulated gateways connect to MQTT_URL (sim, demo)."""
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        """Each gateway logs in as itself, its id as user name (broker ACLs confine it by
+        that), so a user name in the URL could only be refused later, gateway by gateway."""
+        if MqttAddress.from_url(value).username is not None:
+            raise ValueError("the simulated gateways log in as themselves (user name: their"
+                             " gateway id, no password), so the URL takes no user name or"
+                             " password: point it at a broker that lets them in")
+        return value
+
+
 def _index(loc: tuple[int | str, ...]) -> str:
     return str(loc[-1])
 

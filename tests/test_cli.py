@@ -182,6 +182,24 @@ def test_the_demo_refuses_bad_settings_before_it_starts_anything(tmp_path: Path)
     assert not (tmp_path / "demo").exists()  # no embedded database started
 
 
+@pytest.mark.parametrize("command", [["sim", "--no-register"], ["demo"]])
+def test_simulated_gateways_take_no_broker_credentials(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """They log in as their own ids: a user name in MQTT_URL is named as the setting to fix,
+    before anything starts, and its password is not shown."""
+    done = run("instrushare", *command, "--data-dir" if command == ["demo"] else "--state-dir",
+               str(tmp_path / "data"), MQTT_URL="mqtt://ingest:secret@127.0.0.1:1883")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "instrushare: invalid settings:",
+        "  MQTT_URL: the simulated gateways log in as themselves (user name: their gateway id,"
+        " no password), so the URL takes no user name or password: point it at a broker that"
+        " lets them in",
+    ]
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_setting_given_by_name_is_named_by_its_environment_variable() -> None:
     with pytest.raises(ValidationError) as caught:
         ServiceSettings(mqtt_url="http://127.0.0.1:1883", topic_prefix="a/b")

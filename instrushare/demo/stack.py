@@ -22,7 +22,7 @@ from pydantic_settings import SettingsConfigDict
 from instrushare.db import ensure_database, migrate
 from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from instrushare.protocol import DEFAULT_TOPIC_PREFIX
-from instrushare.settings import ServiceSettings
+from instrushare.settings import FleetSettings
 
 if TYPE_CHECKING:
     from device_sim.runner import SimulationResult
@@ -63,7 +63,7 @@ class DemoOptions:
         )
 
 
-class DemoSettings(ServiceSettings):
+class DemoSettings(FleetSettings):
     """The services' settings, where an unset or empty DATABASE_URL / MQTT_URL means the
     embedded service, not the services' default address."""
 
