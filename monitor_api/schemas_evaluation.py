@@ -170,8 +170,10 @@ class InstitutionEvaluation(Page[EvaluatedInstitution]):
 
 
 class LowUseFigures(Figures):
-    model_config = example_config({**FIGURES_EXAMPLE, "threshold_hours": 400.0})
+    model_config = example_config({**FIGURES_EXAMPLE, "institution_id": "dlut-ac",
+                                   "threshold_hours": 400.0})
 
+    institution_id: str = Field(description="The unit owning the instrument.")
     threshold_hours: float = Field(
         description="The instrument's threshold: the yearly hours pro rata for the part of"
         " the year it was on the platform (see evaluated_days), two decimals."
@@ -181,7 +183,8 @@ class LowUseFigures(Figures):
 class LowUtilisation(Page[LowUseFigures]):
     """Instruments whose effective hours stay below their threshold, by id."""
 
-    model_config = _page_config({**FIGURES_EXAMPLE, "threshold_hours": 400.0}, year=2025,
+    model_config = _page_config({**FIGURES_EXAMPLE, "institution_id": "dlut-ac",
+                                 "threshold_hours": 400.0}, year=2025,
                                 first_year=2025, below_hours=400.0)
 
     year: int = Field(description="Year evaluated (the last, for a cycle of several).")

@@ -59,6 +59,7 @@ _SILENT_COLUMNS = [
 ]
 _LOW_COLUMNS = [
     ("key", "仪器编号", "Instrument"), ("name", "名称", "Name"),
+    ("institution_id", "单位", "Institution"),
     ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("threshold_hours", "门槛机时(h)", "Threshold hours"),
@@ -213,7 +214,9 @@ async def low_utilisation(
     # compared unrounded (33.332 h is below 33.3333 h), shown to two decimals
     below = {r["instrument_id"] for r in rows if r["instrument_id"] in target
              and float(r["effective_s"] or 0) / 3600 < target[r["instrument_id"]]}
-    low = [{**f, "threshold_hours": round(target[f["key"]], 2)}
+    owner = {r["instrument_id"]: r["institution_id"] for r in rows}
+    low = [{**f, "institution_id": owner[f["key"]],
+            "threshold_hours": round(target[f["key"]], 2)}
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
            if f["key"] in below]
     body = page_of(low, limit=limit, offset=offset, year=year,

@@ -87,7 +87,8 @@ def test_lists(year: Api) -> None:
         overdue, overdue_zh = (c.get("/evaluation/overdue-registrations", params={
             "as_of": "2025-12-31", "format": "csv", "lang": lang}) for lang in ("en", "zh"))
     assert [i["key"] for i in low["items"]] == ["inc1", "sem", "xrd"]
-    assert {i["instrument_id"] for i in silent["items"]} == {"inc1", "sem", "xrd"}
+    owners = {i["instrument_id"]: i["institution_id"] for i in silent["items"]}
+    assert {i["key"]: i["institution_id"] for i in low["items"]} == owners
     lines = overdue.content.decode("utf-8-sig").splitlines()
     assert lines[0].startswith("Instrument,Name,Institution")
     assert [line.split(",")[0] for line in lines[1:]] == ["xrd"]
