@@ -298,8 +298,9 @@ async def _transition(
             f"booking {booking_id} overlaps an approved booking of the same instrument"
         ) from exc
     if row is None:
-        current = await _booking(conn, booking_id)
-        raise Conflict(f"booking {booking_id} is {current['status']}; cannot become {to}")
+        status = (await _booking(conn, booking_id))["status"]
+        raise Conflict(f"booking {booking_id} is already {to}" if status == to else
+                       f"booking {booking_id} is {status}: a {status} booking cannot be {to}")
     return _named_for(caller, row)
 
 

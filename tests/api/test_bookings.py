@@ -267,7 +267,12 @@ def test_workflow_service_record_and_rating(api: Api) -> None:
         body = user.get(f"/bookings/{bid}/service-record").json()
         assert (body["contract_no"], body["fee_rmb"], body["voucher_rmb"], body["rating"]) == \
             ("SY-1", "1800.00", "900.00", 4)
-        assert user.post(f"/bookings/{bid}/cancel").status_code == 409  # completed
+        late = user.post(f"/bookings/{bid}/cancel")
+        assert (late.status_code, late.json()["message"]) == (
+            409, f"booking {bid} is completed: a completed booking cannot be cancelled")
+        again = mgr.post(f"/bookings/{bid}/complete")
+        assert (again.status_code, again.json()["message"]) == (
+            409, f"booking {bid} is already completed")
         bad = mgr.put(f"/bookings/{bid}/service-record",
                       json={"fee_rmb": "100", "voucher_rmb": "200"})
         assert bad.status_code == 422
