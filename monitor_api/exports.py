@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -48,6 +49,11 @@ Labels = Mapping[str, Mapping[str, tuple[str, str]]]
 """Per column, the (Chinese, English) words for the codes it holds: files read as words."""
 YES_NO = {True: ("是", "yes"), False: ("否", "no")}
 """Every yes/no column's words, rather than Python's True and False."""
+SHARES = frozenset({"openness_ratio", "availability", "voucher_share", "open_share"})
+"""Columns holding a share of 1 (0.2396): a workbook shows them as percentages (23.96%), as
+the dashboard does, and keeps the exact value."""
+_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}")
+"""A period's dates in a file name, which a sheet name (31 characters at most) leaves out."""
 
 
 def _in(lang: Lang, zh: str, en: str) -> str:
@@ -107,18 +113,25 @@ def _csv_cell(value: Any) -> Any:
 def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]],
             lang: Lang, title: str, labels: Labels | None = None) -> bytes:
     book = Workbook(write_only=True)
-    sheet = book.create_sheet(title=title[:31])
+    sheet = book.create_sheet(title=_DATE.sub("", title)[:31])
     sheet.append(headers(columns, lang))
+    shares = [key in SHARES for key, _, _ in columns]
     for row in rows:
-        sheet.append([_cell(sheet, v) for v in _values(row, columns, lang, labels or {})])
+        sheet.append([_cell(sheet, v, share) for v, share
+                      in zip(_values(row, columns, lang, labels or {}), shares, strict=True)])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
 
 
-def _cell(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
     """Text is always a text cell, never a formula, with the control characters XML cannot
-    hold shown as U+FFFD: what users type (names, comments) is data, whatever it looks like."""
+    hold shown as U+FFFD: what users type (names, comments) is data, whatever it looks like.
+    A ``share`` is shown as a percentage."""
+    if share and isinstance(value, float):
+        cell = WriteOnlyCell(sheet, value)
+        cell.number_format = "0.00%"
+        return cell
     if isinstance(value, list | tuple | set):
         value = ", ".join(str(v) for v in value)
     elif isinstance(value, datetime) and value.tzinfo is not None:

@@ -259,10 +259,15 @@ def test_csv_and_xlsx_exports(seeded: Api) -> None:
     assert nmr_line.split(",")[4] == "9.5"
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
+    assert sheet.title == "utilisation-instrument"  # the dates are in the file's name
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][4] == "Effective machine hours"
     nmr_row = next(r for r in rows if r[0] == "nmr")
     assert nmr_row[5] == pytest.approx(5.5)
+    ratio = rows[0].index("Openness ratio")
+    nmr_cell = next(r for r in sheet.iter_rows() if r[0].value == "nmr")[ratio]
+    assert (nmr_cell.value, nmr_cell.number_format) == (pytest.approx(5.5 / 9.5, abs=1e-4),
+                                                        "0.00%")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
