@@ -152,10 +152,14 @@ def _catalogue(caller: Principal, column: str) -> str:
 
 def as_seen_by(caller: Principal, instrument: dict[str, Any]) -> dict[str, Any]:
     """Registered users get the listed catalogue entry in place of the registry's live
-    values, which may not have been reviewed yet; everyone else the registry as it is."""
-    if caller.role is not Role.USER or instrument["listing"] is None:
+    values, which may not have been reviewed yet, and no gateway (a broker account of the
+    unit's equipment); everyone else the registry as it is."""
+    if caller.role is not Role.USER:
         return instrument
-    return {**instrument, **instrument["listing"], "listing": None, "review_pending": False}
+    if instrument["listing"] is None:
+        return {**instrument, "gateway_id": None}
+    return {**instrument, **instrument["listing"], "listing": None, "review_pending": False,
+            "gateway_id": None}
 
 
 async def instrument_row(conn: Conn, instrument_id: str) -> dict[str, Any]:

@@ -172,7 +172,8 @@ async def instrument_detail(
     return {"instrument": instrument,
             "status": q.as_seen_by(status, caller.user_id) if caller.role is Role.USER
             else status,
-            "gateway": await q.instrument_gateway(conn, instrument_id)}
+            "gateway": None if caller.role is Role.USER
+            else await q.instrument_gateway(conn, instrument_id)}
 
 
 @router.get("/instruments/{instrument_id}/timeline", response_model=Page[Interval])

@@ -209,6 +209,13 @@ def test_detail_shows_the_gateway_and_whether_it_announces_the_instrument(api: A
     assert (sem["id"], sem["announces_instrument"]) == ("gw1", True)  # the registry's binding
     assert (xrd["id"], xrd["online"], xrd["announces_instrument"]) == ("gw2", True, True)
     assert inc1 is None  # unbound and never heard of
+    with api.as_("user") as c:  # an outside user: nothing of the unit's equipment
+        detail = c.get("/instruments/nmr/detail").json()
+        board = {i["instrument_id"]: i for i in c.get("/status").json()["items"]}
+        listed = c.get("/instruments/nmr").json()
+    assert (detail["gateway"], detail["instrument"]["gateway_id"],
+            detail["status"]["gateway_id"], listed["gateway_id"]) == (None, None, None, None)
+    assert {i["gateway_id"] for i in board.values()} == {None} and "sem" in board
 
 
 def test_gateway_list(api: Api) -> None:
