@@ -529,9 +529,9 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
         expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
         expect(page.locator('[data-section="publication"] [data-published]')).to_contain_text(
             "评审委员会审定")
-        ranking = page.locator('table[data-table="institutions"] td[data-key="institution_id"]')
-        expect(ranking).to_have_count(2)  # every unit's rank
-        assert sorted(ranking.all_inner_texts()) == ["dut", "neu"]
+        ranking = page.locator('table[data-table="institutions"] td[data-key="name"] span')
+        expect(ranking).to_have_count(2)  # every unit's rank, named (the id on hover)
+        assert sorted(r.get_attribute("title") or "" for r in ranking.all()) == ["dut", "neu"]
         own = page.locator('table[data-table="instruments"] td[data-key="instrument_id"]')
         expect(own).to_have_count(2)  # their own instruments only
         assert sorted(own.all_inner_texts()) == ["ms-1", "xrd-1"]
@@ -870,6 +870,21 @@ def test_lab_manager_sees_only_their_institution(
     assert set(tiles(other)) == {"nmr-600", "sem-1", "tem-1"}
 
 
+def test_a_refusal_the_dashboard_has_no_words_for_is_all_chinese_on_a_chinese_page(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """Another institution's instrument answers 403 without a reason code: a Chinese page says
+    what a 403 means, not the API's English (kept as the notice's title)."""
+    page = new_page(viewport=PHONE, locale="zh-CN")
+    login(page, stack, "dut_manager")
+    page.goto(f"{stack.url}/ui/#/instrument/nmr-600")
+    notice = page.locator(".notice")
+    expect(notice.locator("strong")).to_have_text(STRINGS["zh"]["error.forbidden_item"])
+    expect(notice.locator(".detail")).to_have_text([STRINGS["zh"]["error.status.403"]])
+    assert not re.search(r"[A-Za-z]{3}", notice.inner_text()), notice.inner_text()
+    expect(notice).to_have_attribute("title", re.compile("another institution"))
+
+
 def test_unknown_and_revoked_tokens_go_back_to_login(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     page.goto(f"{stack.url}/")
@@ -1040,6 +1055,33 @@ def test_tile_text_reads_at_aa_contrast_on_every_state(stack: Stack, new_page: N
     assert {c for _, c, _ in found} >= {"tile-state", "tile-name", "tile-id", "tile-meta",
                                         "tile-user"}
     assert [f for f in found if f[2] < 4.5] == []
+
+
+DATES_ON_LINES = """() => [...document.querySelectorAll('.tile-meta')].flatMap((meta) => {
+    const walker = document.createTreeWalker(meta, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const found = /\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d/.exec(n.textContent);
+        if (!found) continue;
+        const range = document.createRange();
+        range.setStart(n, found.index);
+        range.setEnd(n, found.index + found[0].length);
+        const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+        return [[found[0], lines.size]];
+    }
+    return [];
+})"""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_tile_never_breaks_a_date(
+    stack: Stack, new_page: NewPage, viewport: ViewportSize
+) -> None:
+    """Tiles wrap long ids anywhere, but "since 2026-11-30 19:40" keeps its time on one line."""
+    page = new_page(viewport=viewport)
+    login(page, stack, "evaluator")
+    lines: list[tuple[str, int]] = page.evaluate(DATES_ON_LINES)
+    assert len(lines) == len(INSTRUMENTS) - 1  # every tile but tem-1's, never heard from
+    assert [d for d in lines if d[1] != 1] == []
 
 
 def test_a_short_range_gets_minute_ticks(stack: Stack, new_page: NewPage) -> None:

@@ -52,19 +52,32 @@ function particulars(details) {
   ].filter(Boolean);
 }
 
+/** HTTP statuses the dictionary words (error.status.*); 400 means what 422 does. */
+const WORDED_STATUS = {
+  400: '422', 403: '403', 404: '404', 409: '409', 413: '413', 415: '415', 422: '422',
+};
+
+/** What an answer's HTTP ``status`` means, in the page's language; null for none (no answer). */
+function statusSentence(status) {
+  if (!(status >= 400)) return null;
+  return t(`error.status.${status >= 500 ? '5xx' : WORDED_STATUS[status] ?? 'other'}`);
+}
+
 /**
  * Why the API refused ``err``, as lines (spans) of a notice: the page's own words (``worded``,
  * else the sentence for its reason code) with the particulars its details name, in the page's
- * language; the API's English message only where the page has no words for it, or in English
- * where it says more. The notice keeps that message as its title, for support.
+ * language. The API's English message shows on English pages only, where the page has no words
+ * for it or it says more; a Chinese page says what the HTTP status means instead. The notice
+ * keeps that message as its title, for support.
  */
 export function explained(err, worded = null) {
   const key = `reason.${err.reason}`;
   const own = worded ?? (err.reason && t(key) !== key ? t(key) : null);
   const found = particulars(err.details);
-  const message = err.message && (!own || (lang() === 'en' && addsTo(err.message, own)))
+  const english = lang() === 'en' && err.message && (!own || addsTo(err.message, own))
     ? err.message : null;
-  return [own, found.length ? found.join(' · ') : null, message].filter(Boolean)
+  const meaning = err.message && !own && !english ? statusSentence(err.status) : null;
+  return [own ?? meaning, found.length ? found.join(' · ') : null, english].filter(Boolean)
     .map((text, n) => el('span', { class: n ? 'detail muted' : 'detail', text }));
 }
 

@@ -4,15 +4,18 @@ import { download } from './api.js';
 import { el } from './dom.js';
 import { lang, t } from './i18n.js';
 
-/** ``columns``: [{ key, label (dictionary key), format?(value, row) -> text or a node }]. */
-/** A column header; a short one (排名, 总分) never wraps, where a character a line would do. */
-const headerCell = (text) => el('th', { scope: 'col', class: text.length <= 4 ? 'short' : null, text });
+/** A column's header. A short column (a rank, a grade, a score: a word over a few
+ * characters) keeps it on one line in every language, so takes no more room than it needs;
+ * other headers wrap, but are given the room that keeps 有效工作机时 from a character a line. */
+const headerCell = (c) => el('th', { scope: 'col', class: c.short ? 'short' : null, text: t(c.label) });
 
+/** ``columns``: [{ key, label (dictionary key), format?(value, row) -> text or a node,
+ * short? }]. */
 export function table(columns, rows, name) {
   if (!rows.length) return el('p', { class: 'muted', dataset: { table: name }, text: t('common.empty') });
   return el('div', { class: 'table-wrap' },
     el('table', { dataset: { table: name } },
-      el('thead', {}, el('tr', {}, columns.map((c) => headerCell(t(c.label))))),
+      el('thead', {}, el('tr', {}, columns.map(headerCell))),
       el('tbody', {}, rows.map((row) => el('tr', { dataset: row.id === undefined ? null : { id: row.id } }, columns.map((c) => {
         const value = c.format ? c.format(row[c.key], row) : row[c.key];
         // data-label: its header, which a table stacked into cards on a phone shows above it

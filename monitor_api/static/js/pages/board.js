@@ -54,16 +54,17 @@ export function render(root, ctx) {
     node.dataset.state = item.state;
     node.hidden = !visible(item);
     const institution = institutionName(item.institution_id);
+    const power = item.power_w !== null && item.power_w !== undefined
+      ? `${t('board.power')} ${fmtNumber(item.power_w, 0)} W` : null;
+    // the time in one piece: a tile's text may wrap anywhere (long ids), a date never
+    const since = item.since
+      ? [`${t('board.since')} `, el('span', { class: 'when', text: fmtTime(item.since) })] : null;
     node.replaceChildren(...[
       el('span', { class: 'tile-state', text: t(`state.${item.state}`) }),
       el('span', { class: 'tile-name', text: item.name }),
       el('span', { class: 'tile-id', title: item.institution_id,
         text: `${item.instrument_id} · ${institution}` }),
-      el('span', { class: 'tile-meta', text: [
-        item.power_w !== null && item.power_w !== undefined
-          ? `${t('board.power')} ${fmtNumber(item.power_w, 0)} W` : '',
-        item.since ? `${t('board.since')} ${fmtTime(item.since)}` : '',
-      ].filter(Boolean).join(' · ') }),
+      el('span', { class: 'tile-meta' }, power, power && since ? ' · ' : null, since),
       item.user_id
         ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${named(item.user_name, item.user_id)}` })
         : null,

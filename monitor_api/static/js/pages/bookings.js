@@ -6,6 +6,7 @@ import { getJson, postJson } from '../api.js';
 import { dateTimeInput, instant, isoTime, readDateTimeInput, wallClock } from '../clock.js';
 import { el, named } from '../dom.js';
 import { fmtTime, t, zoneNote } from '../i18n.js';
+import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { confirmed, showDone, showProblem, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
 
@@ -63,6 +64,17 @@ export function render(root, ctx) {
   const refused = (err) => showRefusal(message, err, ctx);
   const done = (text) => showDone(message, text);
 
+  /** Show what ``say`` fills a box with right under booking ``id``, where its button was
+   * pressed, not in the message box far above on a phone; in that box, brought into sight,
+   * when the list (filtered by status) no longer holds it. */
+  function sayBeside(id, say) {
+    const row = list.querySelector(`tr[data-id="${id}"]`);
+    const box = row ? el('td', { colspan: row.cells.length }) : message;
+    row?.after(el('tr', { class: 'row-notice' }, box));
+    say(box);
+    box.scrollIntoView({ block: 'nearest' });
+  }
+
   const buttons = (booking) => {
     const allowed = actions(ctx.me, booking);
     if (!allowed.length) return null;
@@ -71,21 +83,25 @@ export function render(root, ctx) {
       onclick: async (event) => {
         if (UNDOABLE.has(action) && !confirmed(`book.confirm_${action}`)) return;
         event.currentTarget.disabled = true;
+        message.replaceChildren(); // what was said of another booking
+        let say;
         try {
           const now = await postJson(`bookings/${booking.id}/${action}`, undefined,
             { signal: stop.signal });
-          done(`${t('book.booking')} #${booking.id}: ${t(`book.status.${now.status}`)}`);
-          await load();
+          say = (box) => showDone(box,
+            `${t('book.booking')} #${booking.id}: ${t(`book.status.${now.status}`)}`);
         } catch (err) {
-          if (!stop.signal.aborted) refused(err);
-          await load();
+          if (stop.signal.aborted) return;
+          say = (box) => showRefusal(box, err, ctx);
         }
+        await load();
+        sayBeside(booking.id, say);
       },
     })));
   };
   // status and actions next to the instrument: in sight on a phone without scrolling
   const columns = [
-    { key: 'id', label: 'book.id' },
+    { key: 'id', label: 'book.id', short: true },
     { key: 'instrument_id', label: 'book.instrument', format: (v, row) => named(row.instrument_name, v) },
     { key: 'status', label: 'book.status', format: (v) => t(`book.status.${v}`) },
     { key: 'actions', label: 'book.actions', format: (_, row) => buttons(row) },
@@ -113,9 +129,12 @@ export function render(root, ctx) {
   }
 
   function requestForm() {
-    const instrument = el('select', { id: 'book-instrument', required: true });
-    allInstruments(stop.signal)
-      .then((items) => instrument.append(...items.map((i) => el('option', { value: i.id, text: named(i.name, i.id) }))))
+    // none chosen at first: a request sent without choosing books nothing, not the first one
+    const instrument = el('select', { id: 'book-instrument' },
+      el('option', { value: '', text: t('book.choose_instrument') }));
+    Promise.all([allInstruments(stop.signal), loadInstitutionNames(stop.signal).catch(() => {})])
+      .then(([items]) => instrument.append(...items.map((i) => el('option', { value: i.id,
+        text: `${named(i.name, i.id)} · ${institutionName(i.institution_id)}` }))))
       .catch((err) => { if (!stop.signal.aborted) ctx.fail(err, message); });
     const tomorrow = wallClock(Date.now() + DAY); // the inputs hold Shanghai's clock (clock.js)
     const nine = instant(tomorrow.year, tomorrow.month, tomorrow.day, 9);
@@ -132,9 +151,11 @@ export function render(root, ctx) {
       event.preventDefault();
       const lo = readDateTimeInput(start.value);
       const hi = readDateTimeInput(end.value);
-      const wrong = !(hi > lo) ? 'common.bad_range' : lo <= Date.now() ? 'book.in_past' : null;
+      const wrong = !instrument.value ? ['book.no_instrument', 'instrument']
+        : !(hi > lo) ? ['common.bad_range', 'range']
+          : lo <= Date.now() ? ['book.in_past', 'range'] : null;
       if (wrong) { // said here, in the page's language, before the API would refuse it
-        showProblem(message, wrong, 'range');
+        showProblem(message, ...wrong);
         return;
       }
       const submit = form.querySelector('button[type="submit"]');

@@ -5,7 +5,7 @@
 
 import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
-import { thisYear } from '../clock.js';
+import { dateInput, thisYear } from '../clock.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
 import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
@@ -22,20 +22,27 @@ const num = (v) => fmtNumber(v);
 const stars = (v) => (v == null ? null : '★'.repeat(v) || fmtNumber(0));
 // the result first, so that a phone shows it before the table scrolls sideways
 const RESULT = [
-  { key: 'grade', label: 'eval.grade', format: grade },
-  { key: 'score', label: 'eval.score', format: num },
+  { key: 'grade', label: 'eval.grade', format: grade, short: true },
+  { key: 'score', label: 'eval.score', format: num, short: true },
 ];
 const PARTS = [
   { key: 'operation', label: 'eval.operation', format: num },
   { key: 'sharing', label: 'eval.sharing', format: num },
   { key: 'management', label: 'eval.management', format: num },
 ];
+/** The day the overdue-registration list is drawn up on: a year's last day once it is
+ * over, today while it runs (Shanghai's days, as the API counts them). */
+const asOf = (y) => (y < thisYear() ? `${y}-12-31` : dateInput());
+// a list's ``params`` go with its request and its exports; its ``note`` says what it covers
 const LISTS = [
   { name: 'institutions', title: 'eval.institutions', path: (y) => `evaluation/${y}/institutions`,
     published: (y) => `evaluation/${y}/published/institutions`,
-    columns: [{ key: 'rank', label: 'eval.rank' }, { key: 'institution_id', label: 'field.institution' },
-      { key: 'name', label: 'field.name' }, ...RESULT, { key: 'stars', label: 'eval.stars', format: stars },
-      { key: 'instruments', label: 'util.instruments' },
+    // named (the id on hover), so that the result beside the name is in sight on a phone
+    columns: [{ key: 'rank', label: 'eval.rank', short: true },
+      { key: 'name', label: 'field.institution',
+        format: (v, row) => el('span', { title: row.institution_id, text: v }) },
+      ...RESULT, { key: 'stars', label: 'eval.stars', format: stars, short: true },
+      { key: 'instruments', label: 'util.instruments', short: true },
       { key: 'open_share', label: 'eval.open_share', format: (v) => fmtPercent(v) },
       { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num }, ...PARTS,
@@ -51,15 +58,18 @@ const LISTS = [
       { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) }, ...PARTS] },
   { name: 'low', title: 'eval.low', path: (y) => `evaluation/${y}/low-utilisation`,
     columns: [{ key: 'key', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      { key: 'effective_hours', label: 'util.effective', format: num },
+      INSTITUTION_COLUMN, { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num },
       { key: 'threshold_hours', label: 'eval.threshold_hours', format: num }] },
   { name: 'silent', title: 'eval.silent', path: () => 'evaluation/silent',
+    note: (_, page) => t('eval.silent_note').replace('{days}', page.days),
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
       INSTITUTION_COLUMN,
       { key: 'last_data', label: 'eval.last_data', format: (v) => (v ? fmtTime(v) : null) },
       { key: 'silent_days', label: 'eval.silent_days' }] },
   { name: 'overdue', title: 'eval.overdue', path: () => 'evaluation/overdue-registrations',
+    params: (y) => ({ as_of: asOf(y) }),
+    note: (y) => t('eval.overdue_note').replace('{date}', asOf(y)),
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
       INSTITUTION_COLUMN,
       { key: 'accepted_on', label: 'field.accepted' }, { key: 'deadline', label: 'eval.deadline' },
@@ -69,7 +79,7 @@ const LISTS = [
 
 const ASSESSMENT_COLUMNS = [
   { key: 'institution_id', label: 'field.institution' }, { key: 'name', label: 'field.name' },
-  { key: 'mark', label: 'eval.mark', format: (v) => fmtNumber(Number(v)) },
+  { key: 'mark', label: 'eval.mark', format: (v) => fmtNumber(Number(v)), short: true },
   { key: 'note', label: 'eval.note' }, { key: 'assessed_by', label: 'eval.assessed_by', format: tokenHolder },
   { key: 'assessed_at', label: 'eval.assessed_at', format: (v) => fmtTime(v) },
 ];
@@ -98,7 +108,8 @@ export function render(root, ctx) {
   const showCovers = (page, y) => {
     covers.textContent = [
       page && page.first_year !== y ? `${t('eval.covers')}: ${page.first_year}–${y}` : '',
-      y === thisYear() ? t('eval.provisional') : '', // a later year: not begun
+      // live scores only: lab managers read published results (a later year: not begun)
+      y === thisYear() && !readsPublished ? t('eval.provisional') : '',
     ].filter(Boolean).join(' · ');
   };
   root.append(el('div', { class: 'page-head' },
@@ -137,11 +148,16 @@ export function render(root, ctx) {
     return card;
   }
 
-  /** A list's card: its table and its export buttons. */
-  function listCard(list, path, items, fail) {
+  /** A list's card for year ``y``: what it covers, its table (``page``, from ``path``) and
+   * its export buttons. */
+  function listCard(list, y, path, page, fail) {
     const card = section(list.title, list.name);
-    card.querySelector('.card-head').append(exportButtons(path, {}, fail, list.name));
-    card.append(table(list.columns, items, list.name));
+    card.querySelector('.card-head')
+      .append(exportButtons(path, list.params?.(y) ?? {}, fail, list.name));
+    if (list.note) {
+      card.append(el('p', { class: 'muted', dataset: { note: list.name }, text: list.note(y, page) }));
+    }
+    card.append(table(list.columns, page.items, list.name));
     return card;
   }
 
@@ -154,7 +170,7 @@ export function render(root, ctx) {
     const pages = await Promise.all(lists.map((list) => getJson(list.published(y), { limit: 1000 }, { signal: stop.signal })));
     showCovers(pages[0], y);
     const fail = (err) => ctx.fail(err, body);
-    return [card, ...lists.map((list, n) => listCard(list, list.published(y), pages[n].items, fail)),
+    return [card, ...lists.map((list, n) => listCard(list, y, list.published(y), pages[n], fail)),
       reportedCard(y, ctx, stop.signal)];
   }
 
@@ -180,14 +196,15 @@ export function render(root, ctx) {
         getJson('evaluation/rules', {}, { signal: stop.signal }),
         getJson(`evaluation/${y}/assessments`, { limit: 1000 }, { signal: stop.signal }),
         publicationOf(y, stop.signal),
-        ...LISTS.map((list) => getJson(list.path(y), { limit: 1000 }, { signal: stop.signal }))]);
+        ...LISTS.map((list) => getJson(list.path(y), { ...list.params?.(y), limit: 1000 },
+          { signal: stop.signal }))]);
       showCovers(results[0], y);
       const fail = (err) => ctx.fail(err, body);
       const grades = chartBox('grades', t('eval.grades'));
       const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
       body.replaceChildren(
         section('eval.grades', 'grades', grades.box),
-        ...LISTS.map((list, n) => listCard(list, list.path(y), results[n].items, fail)),
+        ...LISTS.map((list, n) => listCard(list, y, list.path(y), results[n], fail)),
         assessments(y, rules, assessed, results[0].items, fail),
         publicationCard(y, published, ctx, stop.signal, load),
         reportedCard(y, ctx, stop.signal),

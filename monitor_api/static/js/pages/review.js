@@ -16,23 +16,25 @@ const COLUMNS = [
   { key: 'spare_hours', label: 'review.spare_hours', format: num },
   { key: 'effective_hours', label: 'util.effective', format: num },
   { key: 'target_hours', label: 'review.target_hours', format: num },
-  INSTITUTION_COLUMN, { key: 'region', label: 'review.region' },
+  INSTITUTION_COLUMN, { key: 'region', label: 'review.region', short: true },
   { key: 'category_code', label: 'field.category' },
   { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) },
 ];
 
 const CODE = /^[0-9]{2}([0-9]{2}){0,2}$/;
 
-/** The class code ``text`` names: a code (2, 4 or 6 digits) as it is, the list's
- * "0102 质谱仪器" its code, a class's name in either language its class's; null for none.
- * The API takes codes only. */
+/** The class code ``text`` names: a class's code (2 or 4 digits, as the list has them; 6 as
+ * they are), the list's "0102 质谱仪器" its code, a class's name in either language its
+ * class's; null for none. The API takes codes only. */
 async function classCode(text) {
   const typed = text.trim();
   const first = typed.split(/\s+/)[0];
-  if (CODE.test(first)) return first;
+  const classes = await loadCategories();
+  if (CODE.test(first)) {
+    return first.length === 6 || classes.some((c) => c.code === first) ? first : null;
+  }
   const name = typed.toLowerCase();
-  const found = (await loadCategories())
-    .find((c) => [c.name, c.name_en].some((n) => n?.toLowerCase() === name));
+  const found = classes.find((c) => [c.name, c.name_en].some((n) => n?.toLowerCase() === name));
   return found?.code ?? null;
 }
 
@@ -53,16 +55,15 @@ export function reviewCard(y, ctx, signal) {
     el('button', { type: 'submit', class: 'primary', text: t('review.run') }));
   const result = el('div', { dataset: { review: 'idle' } });
   const card = section('review.title', 'review', el('p', { class: 'muted', text: t('review.hint') }), form, result);
-  form.addEventListener('submit', (event) => {
+  form.addEventListener('submit', async (event) => {
     event.preventDefault();
     result.replaceChildren(); // the last review goes at once: another is asked
     result.dataset.review = 'busy';
     const path = `evaluation/${y}/duplicate-review`;
-    attempt(async () => {
+    await attempt(async () => {
       const code = await classCode(category.value);
       if (!code) {
         showProblem(result, 'review.unknown_class', 'category');
-        result.dataset.review = 'done';
         return;
       }
       const params = { category: code, region: region.value };
@@ -78,8 +79,8 @@ export function reviewCard(y, ctx, signal) {
         el('p', { class: 'verdict', dataset: { verdict: found.verdict }, text: verdict }),
         exportButtons(path, params, (err) => ctx.fail(err, result), 'review'),
         table(COLUMNS, found.items, 'review'));
-      result.dataset.review = 'done';
     }, result, ctx, signal);
+    result.dataset.review = 'done'; // answered, refused or failed
   });
   return card;
 }

@@ -14,13 +14,13 @@ import { exportButtons, section, table } from '../table.js';
 const DAY = 86400e3;
 
 const COLUMNS = [
-  { key: 'key', label: 'util.group' },
+  { key: 'key', label: 'util.group', short: true },
   { key: 'name', label: 'util.name', format: (v, row) => inLanguage(v, row.name_en) },
   // the figures first, so that a phone shows them before the table scrolls sideways
   { key: 'effective_hours', label: 'util.effective', format: (v) => fmtNumber(v) },
   { key: 'external_hours', label: 'util.external', format: (v) => fmtNumber(v) },
   { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) },
-  { key: 'instruments', label: 'util.instruments' },
+  { key: 'instruments', label: 'util.instruments', short: true },
   { key: 'sessions', label: 'util.sessions' },
   { key: 'availability', label: 'util.availability', format: (v) => fmtPercent(v) },
   { key: 'outside_users', label: 'util.outside_users' },
@@ -36,7 +36,7 @@ const SERVICE_COLUMNS = [
   { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
   { key: 'service_hours', label: 'svc.hours', format: (v) => fmtNumber(v, 2) },
   { key: 'fee_rmb', label: 'svc.fee', format: (v) => fmtNumber(Number(v), 2) },
-  { key: 'rating', label: 'svc.rating' },
+  { key: 'rating', label: 'svc.rating', short: true },
 ];
 const SERVICES_SHOWN = 25;
 const GROUPS = [

@@ -1,0 +1,138 @@
+"""The evaluation page in a real browser: what each table shows on a phone, which day each
+list is about, and what a lab manager is told."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.web.conftest import PHONE
+from tests.web.stack import INSTRUMENTS, SHANGHAI, Stack
+from tests.web.test_dashboard import INSTITUTION_NAMES, STRINGS, NewPage, login
+
+LONG_NAMES = {
+    "institution": "Dalian University of Technology Analysis and Testing Centre for Instruments",
+    "instrument": "X射线衍射仪 D8 ADVANCE with high-temperature chamber and sample changer",
+}
+
+
+def whole_in_sight(cell: Locator) -> None:
+    """``cell`` is in sight whole without scrolling sideways: on screen, and not cut by the
+    edge of the box its table scrolls in."""
+    box, frame = cell.evaluate("""c => [c.getBoundingClientRect().toJSON(),
+        c.closest('.table-wrap').getBoundingClientRect().toJSON()]""")
+    assert frame["left"] <= box["left"] and box["right"] <= min(frame["right"], PHONE["width"]), (
+        box, frame)
+
+
+def evaluation(page: Page, stack: Stack, who: str = "evaluator") -> None:
+    login(page, stack, who)
+    page.click('.nav a[href="#/evaluation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+
+
+def choose_year(page: Page, year: int) -> None:
+    page.fill("#eval-year", str(year))
+    page.click('form.filters button[type="submit"] >> nth=0')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_phone_shows_grade_and_score_beside_the_names(
+    stack: Stack, new_page: NewPage, lang: str
+) -> None:
+    """390 px wide, long names and ids as a province numbers them: each evaluation table shows
+    every row's grade and score without scrolling sideways, in either language ("Grade" is as
+    short a header as 等级)."""
+    stack.sql("UPDATE institution SET name = %s WHERE id = 'dut'", (LONG_NAMES["institution"],))
+    stack.sql("INSERT INTO instrument (id, name, institution_id, category_code, value_rmb)"
+              " VALUES ('ins-00042', %s, 'dut', '010501', 900000)", (LONG_NAMES["instrument"],))
+    page = new_page(viewport=PHONE, locale="zh-CN" if lang == "zh" else "en-US")
+    evaluation(page, stack)
+    for table in ("institutions", "instruments"):
+        for key in ("grade", "score"):
+            cells = page.locator(f'table[data-table="{table}"] td[data-key="{key}"]')
+            expect(cells.first).to_be_visible()
+            for cell in cells.all():
+                whole_in_sight(cell)
+
+
+def test_the_overdue_list_follows_the_year_and_the_silent_list_says_it_is_now(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """old-1, accepted last June and networked this New Year's Day: drawn up on last year's
+    last day it is not networked yet, today it is, late. The silent list is today's whatever
+    the year, and says so."""
+    now = datetime.now(SHANGHAI)
+    stack.sql("INSERT INTO instrument (id, name, institution_id, value_rmb, accepted_on,"
+              " networked_on) VALUES ('old-1', '旧仪器', 'dut', 5000000, %s, %s)",
+              (f"{now.year - 1}-06-01", f"{now.year}-01-01"))
+    page = new_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "overdue-registrations" in r.url else None)
+    evaluation(page, stack)
+    networked = page.locator('table[data-table="overdue"] tr:has(td:text-is("old-1"))'
+                             ' td[data-key="networked_on"]')
+    note = page.locator('[data-note="overdue"]')
+    for year, day, shown in ((now.year, now.date().isoformat(), f"{now.year}-01-01"),
+                             (now.year - 1, f"{now.year - 1}-12-31", "—")):
+        choose_year(page, year)
+        assert f"as_of={day}" in asked[-1], asked[-1]
+        expect(note).to_have_text(STRINGS["en"]["eval.overdue_note"].replace("{date}", day))
+        expect(networked).to_have_text(shown)
+        with page.expect_download(), page.expect_request(
+                lambda r: "overdue-registrations" in r.url and "format=csv" in r.url) as export:
+            page.click('[data-export="overdue-csv"]')
+        assert f"as_of={day}" in export.value.url  # the file is the list shown
+        expect(page.locator('[data-note="silent"]')).to_have_text(
+            STRINGS["en"]["eval.silent_note"].replace("{days}", "30"))
+    page.click('.lang button[data-lang="zh"]')
+    expect(page.locator('[data-note="silent"]')).to_have_text(
+        STRINGS["zh"]["eval.silent_note"].replace("{days}", "30"))
+
+
+def test_the_low_use_list_names_each_instruments_institution(
+    stack: Stack, new_page: NewPage
+) -> None:
+    page = new_page()
+    evaluation(page, stack)
+    owners = page.locator('table[data-table="low"] td[data-key="institution_id"] span')
+    expect(owners.first).to_be_visible()
+    owned = {i: o for i, _, o, *_ in INSTRUMENTS}
+    for row in page.locator('table[data-table="low"] tbody tr').all():
+        owner = owned[row.locator('td[data-key="key"]').inner_text()]
+        expect(row.locator('td[data-key="institution_id"] span')).to_have_text(
+            INSTITUTION_NAMES[owner])  # named, the id on hover
+        expect(row.locator('td[data-key="institution_id"] span')).to_have_attribute("title", owner)
+
+
+def test_lab_managers_are_not_told_of_provisional_scores_they_do_not_see(
+    stack: Stack, new_page: NewPage
+) -> None:
+    page = new_page(viewport=PHONE, locale="zh-CN")
+    evaluation(page, stack, "dut_manager")
+    choose_year(page, datetime.now(SHANGHAI).year)  # not over: nothing published
+    expect(page.locator('[data-section="publication"] [data-published]')).to_have_attribute(
+        "data-published", "false")
+    expect(page.locator("#eval-covers")).to_have_text("")
+
+
+def test_an_unknown_class_code_is_said_in_the_page_language(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """0199 looks like a code but names no class: said as an unknown name is, at once."""
+    page = new_page(locale="zh-CN")
+    evaluation(page, stack)
+    review = page.locator('[data-section="review"]')
+    for typed in ("0199", "15"):
+        page.fill("#review-category", typed)
+        review.locator('button[type="submit"]').click()
+        expect(review.locator('[data-review="done"]')).to_have_count(1)
+        expect(review.locator('[data-error="category"]')).to_have_text(
+            STRINGS["zh"]["review.unknown_class"])
+    page.fill("#review-category", "010201")  # a type's code: the API names it by its class
+    review.locator('button[type="submit"]').click()
+    expect(review.locator(".verdict")).to_be_visible()
+    expect(review.locator('[data-review="done"]')).to_have_count(1)
