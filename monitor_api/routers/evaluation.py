@@ -266,7 +266,8 @@ async def overdue_registrations(
     items = await overdue_list(conn, None, settings.compliance_threshold_rmb,
                                settings.compliance_working_days, as_of)
     body = page_of(items, limit=limit, offset=offset)
-    return await render(body, items, _OVERDUE_COLUMNS, format, lang, "overdue-registrations")
+    return await render(body, items, _OVERDUE_COLUMNS, format, lang,
+                        f"overdue-registrations-{as_of or today()}")
 
 
 @router.get("/evaluation/{year}/duplicate-review", response_model=DuplicateReview,

@@ -90,6 +90,8 @@ def test_lists(year: Api) -> None:
     owners = {i["instrument_id"]: i["institution_id"] for i in silent["items"]}
     assert {i["key"]: i["institution_id"] for i in low["items"]} == owners
     lines = overdue.content.decode("utf-8-sig").splitlines()
+    assert 'filename="overdue-registrations-2025-12-31.csv"' in overdue.headers[
+        "content-disposition"]
     assert lines[0].startswith("Instrument,Name,Institution")
     assert [line.split(",")[0] for line in lines[1:]] == ["xrd"]
     for response, column, word in ((overdue, "Deadline estimated", "no"),
