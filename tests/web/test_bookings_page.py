@@ -110,3 +110,33 @@ def test_the_question_before_withdrawing_says_what_each_button_does(
         cancel.click()
     expect(user.locator(f'tr[data-id="{booking}"] td[data-key="status"]')).to_have_text(
         STRINGS["zh"]["book.status.cancelled"])
+
+
+def test_a_rejection_gives_its_user_the_reason(stack: Stack, new_page: NewPage) -> None:
+    """The manager's phone asks for the reason in the question before rejecting (Cancel keeps
+    the request); the user reads it beside the status, and their status filter stays when they
+    switch language."""
+    kept, rejected = _requests(stack, 2)
+    reason = "该时段仪器校准，请改约下周"
+    manager = new_page(viewport=PHONE, locale="zh-CN")
+    _bookings_page(manager, stack, "neu_manager")
+    reject = manager.locator(f'tr[data-id="{rejected}"] button[data-action="reject"]')
+    with answering(manager, "book.confirm_reject", accept=False):
+        manager.locator(f'tr[data-id="{kept}"] button[data-action="reject"]').click()
+    with answering(manager, "book.confirm_reject", text=f"  {reason} "):
+        reject.click()
+    status = manager.locator(f'tr[data-id="{rejected}"] td[data-key="status"]')
+    expect(status).to_contain_text(STRINGS["zh"]["book.status.rejected"])
+    assert stack.sql("SELECT id, status, note FROM booking WHERE id IN (%s, %s) ORDER BY id",
+                     (kept, rejected)) == [(kept, "requested", ""), (rejected, "rejected", reason)]
+
+    user = new_page(locale="zh-CN")
+    _bookings_page(user, stack, "outside_user")
+    user.select_option("#booking-status", "rejected")
+    note = user.locator(f'tr[data-id="{rejected}"] td[data-key="status"] .booking-note')
+    expect(note).to_have_text(f"{STRINGS['zh']['book.note']}: {reason}")
+    expect(user.locator(f'tr[data-id="{kept}"]')).to_have_count(0)
+    user.click('.lang button[data-lang="en"]')
+    expect(user.locator("#booking-status")).to_have_value("rejected")
+    expect(note).to_have_text(f"{STRINGS['en']['book.note']}: {reason}")
+    expect(user.locator(f'tr[data-id="{kept}"]')).to_have_count(0)

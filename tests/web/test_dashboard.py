@@ -53,15 +53,17 @@ NewPage = Callable[..., Page]
 
 
 @contextmanager
-def answering(page: Page, question: str, *, accept: bool = True) -> Iterator[None]:
+def answering(page: Page, question: str, *, accept: bool = True,
+              text: str | None = None) -> Iterator[None]:
     """Answer the confirmation the block's click asks, checking that it asks ``question``
-    (an i18n key, in either language)."""
+    (an i18n key, in either language); ``text``: what is typed into a question asking for
+    one."""
     asked: list[str] = []
 
     def answer(dialog: Dialog) -> None:
         asked.append(dialog.message)
         if accept:
-            dialog.accept()
+            dialog.accept(text)
         else:
             dialog.dismiss()
 
@@ -111,6 +113,18 @@ def chart(page: Page, name: str) -> dict[str, Any]:
         name,
     )
     return data
+
+
+def time_xs(page: Page, name: str) -> list[float]:
+    """Where on the page the chart ``name`` draws the start, middle and end of its x range."""
+    xs: list[float] = page.evaluate(
+        """name => {
+            const canvas = document.querySelector(`canvas[data-chart="${name}"]`);
+            const x = Chart.getChart(canvas).scales.x;
+            return [x.min, (x.min + x.max) / 2, x.max]
+                .map(v => canvas.getBoundingClientRect().left + x.getPixelForValue(v));
+        }""", name)
+    return xs
 
 
 def ticks(page: Page, name: str) -> list[str]:
@@ -280,6 +294,9 @@ def test_pages_show_the_seeded_data(
     assert len(got_bars) == len(want_bars)
     for (ga, gb), (wa, wb) in zip(got_bars, want_bars, strict=True):
         assert abs(ga - wa) < timedelta(seconds=1) and abs(gb - wb) < timedelta(seconds=1)
+    # one time, one x: the timeline keeps the room of the power chart's y axis
+    assert timeline["min"] == power["min"] and timeline["max"] == power["max"]
+    assert time_xs(page, "timeline") == pytest.approx(time_xs(page, "power"), abs=1)
     assert fits_width(page)
     shot(page, screenshot_dir, "detail", viewport)
 
@@ -366,6 +383,12 @@ def test_a_period_ending_before_it_starts_is_said_at_once(
     expect(report).to_have_attribute("data-loaded", "true")
     silent = page.locator('[data-empty="period"]')  # before the seeded data: said so
     expect(silent).to_have_text(STRINGS["en"]["util.no_data"])
+    page.click('.lang button[data-lang="zh"]')  # the period chosen stays, in Chinese
+    expect(silent).to_have_text(STRINGS["zh"]["util.no_data"])
+    for field in ("#period-start", "#period-end"):
+        expect(page.locator(field)).to_have_value("2026-03-10")
+    for n in range(2):
+        expect(presets.nth(n)).to_have_attribute("aria-pressed", "false")
     presets.nth(0).click()
     expect(report).to_have_attribute("data-loaded", "true")
     expect(silent).to_have_count(0)
@@ -394,6 +417,13 @@ def test_a_range_without_data_says_so_instead_of_empty_charts(
     expect(page.locator('[data-empty="range"]')).to_have_count(0)
     expect(page.locator('form.range button[aria-pressed="true"]')).to_have_text(
         STRINGS["en"]["detail.last7d"])
+    shown = {field: page.input_value(field) for field in ("#range-start", "#range-end")}
+    page.click('.lang button[data-lang="zh"]')  # the range chosen stays, in Chinese
+    expect(charts).to_have_attribute("data-loaded", "true")
+    expect(page.locator('form.range button[aria-pressed="true"]')).to_have_text(
+        STRINGS["zh"]["detail.last7d"])
+    for field, value in shown.items():
+        expect(page.locator(field)).to_have_value(value)
 
 
 def test_ranges_drawn_in_hour_steps_start_on_the_hour(stack: Stack, new_page: NewPage) -> None:
@@ -1082,6 +1112,41 @@ def test_a_tile_never_breaks_a_date(
     lines: list[tuple[str, int]] = page.evaluate(DATES_ON_LINES)
     assert len(lines) == len(INSTRUMENTS) - 1  # every tile but tem-1's, never heard from
     assert [d for d in lines if d[1] != 1] == []
+
+
+def test_the_category_filter_takes_a_code_or_a_name(stack: Stack, new_page: NewPage) -> None:
+    """On a phone, under a label in sight: a code prefix, or a class's name or part of one in
+    either language (the seed's sem-1 and tem-1 are of 0102, 质谱仪器, and ms-1 of 0101,
+    Electron optical instruments); the filters stay when the language is switched."""
+    page = new_page(viewport=PHONE)
+    login(page, stack, "evaluator")
+    category = page.get_by_label(STRINGS["en"]["board.filter_category"])
+    expect(category).to_have_attribute("id", "category-filter")
+    label = page.locator("label:has(#category-filter)")
+    expect(label).to_be_in_viewport()
+    assert label.inner_text().strip() == STRINGS["en"]["board.filter_category"]
+    assert category.get_attribute("inputmode") in (None, "text")  # letters, not a number pad
+    shown = page.locator(".tile:visible")
+    for typed, instruments in (("01", sorted(i[0] for i in INSTRUMENTS)), ("0104", ["nmr-600"]),
+                               ("质谱仪器", ["sem-1", "tem-1"]), ("Electron", ["ms-1"]),
+                               ("mass spectrometers", ["sem-1", "tem-1"]),
+                               ("Electron optical instruments", ["ms-1"]),
+                               ("0102 Mass spectrometers", ["sem-1", "tem-1"])):
+        category.fill(typed)
+        expect(shown).to_have_count(len(instruments))
+        assert sorted(t.get_attribute("data-instrument") or "" for t in shown.all()) == instruments
+        expect(category).to_have_value(typed)  # nothing cut
+    category.fill("no such class")
+    expect(page.locator("#none-shown")).to_be_visible()
+    category.fill("质谱")
+    page.select_option("#state-filter", "idle")
+    expect(shown).to_have_count(1)
+    page.click('.lang button[data-lang="zh"]')
+    expect(page.locator(".tiles")).to_have_attribute("data-loaded", "true")
+    expect(page.get_by_label(STRINGS["zh"]["board.filter_category"])).to_have_value("质谱")
+    expect(page.locator("#state-filter")).to_have_value("idle")
+    expect(shown).to_have_count(1)
+    expect(shown).to_have_attribute("data-instrument", "sem-1")
 
 
 def test_a_short_range_gets_minute_ticks(stack: Stack, new_page: NewPage) -> None:

@@ -64,7 +64,8 @@ def test_the_overdue_list_follows_the_year_and_the_silent_list_says_it_is_now(
 ) -> None:
     """old-1, accepted last June and networked this New Year's Day: drawn up on last year's
     last day it is not networked yet, today it is, late. The silent list is today's whatever
-    the year, and says so."""
+    the year, and says so. A year without grades says so too, and the year chosen stays when
+    the language is switched."""
     now = datetime.now(SHANGHAI)
     stack.sql("INSERT INTO instrument (id, name, institution_id, value_rmb, accepted_on,"
               " networked_on) VALUES ('old-1', '旧仪器', 'dut', 5000000, %s, %s)",
@@ -88,9 +89,16 @@ def test_the_overdue_list_follows_the_year_and_the_silent_list_says_it_is_now(
         assert f"as_of={day}" in export.value.url  # the file is the list shown
         expect(page.locator('[data-note="silent"]')).to_have_text(
             STRINGS["en"]["eval.silent_note"].replace("{days}", "30"))
+    choose_year(page, 2020)  # before any instrument was accepted: a note, not an empty chart
+    grades = page.locator('[data-section="grades"]')
+    expect(grades.locator('[data-empty="grades"]')).to_have_text(STRINGS["en"]["common.empty"])
+    expect(grades.locator("canvas")).to_have_count(0)
     page.click('.lang button[data-lang="zh"]')
     expect(page.locator('[data-note="silent"]')).to_have_text(
         STRINGS["zh"]["eval.silent_note"].replace("{days}", "30"))
+    expect(page.locator("#eval-year")).to_have_value("2020")
+    expect(note).to_have_text(STRINGS["zh"]["eval.overdue_note"].replace("{date}", "2020-12-31"))
+    expect(grades.locator('[data-empty="grades"]')).to_have_text(STRINGS["zh"]["common.empty"])
 
 
 def test_the_low_use_list_names_each_instruments_institution(

@@ -1,5 +1,6 @@
 // Shell of the dashboard: header (navigation, language switch, role), hash routes, and the
-// handling every page shares: 401 -> back to login, 403 -> a clear message.
+// handling every page shares: 401 -> back to login, 403 -> a clear message; what a page keeps
+// across a language switch.
 
 import { ApiError, getJson, session } from './api.js';
 import { clear, el } from './dom.js';
@@ -28,6 +29,7 @@ const main = document.getElementById('main');
 let me = null; // the /whoami answer for the current token
 let cleanup = null;
 let notice = null; // message shown on the login page (e.g. "session ended")
+let kept = []; // the controls whose values the page shown keeps across a language switch
 
 function parseRoute() {
   const [name = '', ...rest] = location.hash.replace(/^#\/?/, '').split('/');
@@ -85,7 +87,11 @@ function renderHeader(current) {
     LANGS.map((code) => el('button', {
       type: 'button', dataset: { lang: code }, 'aria-pressed': String(code === lang()),
       text: code === 'zh' ? '中文' : 'EN',
-      onclick: () => { setLang(code); route(); },
+      onclick: () => {
+        const values = kept.map(valueOf);
+        setLang(code);
+        route(values);
+      },
     })));
   const who = me ? el('div', { class: 'who' },
     el('span', { class: 'role', dataset: { role: me.role }, text: t(`role.${me.role}`) }),
@@ -96,9 +102,26 @@ function renderHeader(current) {
   top.append(brand, nav, el('div', { class: 'tools' }, langs, who));
 }
 
-async function route() {
+/** A control's value, or whether a preset button is pressed (dom.js markPresets). */
+const valueOf = (c) => (c instanceof HTMLButtonElement ? c.getAttribute('aria-pressed') : c.value);
+
+/** ``ctx.keep(...controls)`` for a page drawn with ``values``: the controls get the values
+ * they had before a language switch (in the order given), and are read at the next one. */
+const keeper = (values) => (...controls) => {
+  controls.forEach((c, n) => {
+    const value = values?.[n];
+    if (value === undefined) return;
+    if (c instanceof HTMLButtonElement) c.setAttribute('aria-pressed', value);
+    else c.value = value;
+  });
+  kept = controls;
+};
+
+/** Draw the page of the address; ``values``: what its controls held in the other language. */
+async function route(values = null) {
   cleanup?.();
   cleanup = null;
+  kept = [];
   document.title = t('app.title');
   const { name, args } = parseRoute();
   if (!session.token || name === 'login') {
@@ -131,8 +154,9 @@ async function route() {
     fail(new ApiError(403, 'forbidden', ''), box);
     return;
   }
-  cleanup = entry.page.render(box, { me, args, fail: (err, where = box) => fail(err, where), go })
-    ?? null;
+  cleanup = entry.page.render(box, {
+    me, args, fail: (err, where = box) => fail(err, where), go, keep: keeper(values),
+  }) ?? null;
 }
 
 /** Check a pasted token with /whoami before keeping it. */
@@ -144,6 +168,6 @@ async function signIn(token) {
   go('#/board');
 }
 
-window.addEventListener('hashchange', route);
+window.addEventListener('hashchange', () => route());
 await loadStrings();
 route();

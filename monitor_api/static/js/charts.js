@@ -122,8 +122,10 @@ export function countChart(canvas, labels, counts, label) {
   });
 }
 
-/** Merged state intervals as floating bars on one row, one dataset (legend entry) per state. */
-export function timelineChart(canvas, intervals, lo, hi) {
+/** Merged state intervals as floating bars on one row, one dataset (legend entry) per state.
+ * ``beside``: the chart of the same times drawn before it (powerChart); the timeline keeps a
+ * margin as wide as its y axis, so that a time is at one x in both, whatever the screen. */
+export function timelineChart(canvas, intervals, lo, hi, beside) {
   const datasets = STATES.map((state) => ({
     label: t(`state.${state}`),
     data: intervals.filter((i) => i.state === state)
@@ -141,7 +143,8 @@ export function timelineChart(canvas, intervals, lo, hi) {
       indexAxis: 'y',
       scales: {
         x: timeAxis(lo, hi),
-        y: { display: false },
+        y: { ticks: { display: false }, grid: { display: false }, border: { display: false },
+          afterFit: (scale) => { scale.width = beside.scales.y.width; } },
       },
       plugins: {
         ...BASE_OPTIONS.plugins,

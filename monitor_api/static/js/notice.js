@@ -8,6 +8,10 @@ import { fmtTime, lang, t } from './i18n.js';
  * question under ``key``. */
 export const confirmed = (key) => window.confirm(t(key));
 
+/** As ``confirmed``, asking for a text to go with the action (a reason, which may be left
+ * empty): the text, or null when the person keeps things as they are. */
+export const answered = (key) => window.prompt(t(key), '');
+
 /** Show ``text`` as done in ``box``. */
 export function showDone(box, text) {
   box.replaceChildren(el('div', { class: 'notice notice-ok', role: 'status', text }));

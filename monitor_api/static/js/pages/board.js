@@ -3,7 +3,7 @@
 // Power readings alone send no events; the board takes them once a minute instead.
 
 import { getJson, streamEvents } from '../api.js';
-import { categoryList } from '../categories.js';
+import { categoryList, namedCodes } from '../categories.js';
 import { STATES } from '../charts.js';
 import { clear, el, named, sleep } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
@@ -22,9 +22,10 @@ export function render(root, ctx) {
   const stateFilter = el('select', { id: 'state-filter', 'aria-label': t('board.filter_state') },
     el('option', { value: '', text: t('common.all') }),
     STATES.map((s) => el('option', { value: s, text: t(`state.${s}`) })));
-  const categoryFilter = el('input', { id: 'category-filter', type: 'search',
-    inputmode: 'numeric', placeholder: t('board.filter_category'),
-    'aria-label': t('board.filter_category'), maxlength: 6, list: 'category-list' });
+  // a code or a class's name: letters and digits (a phone's keyboard, not a number pad)
+  const categoryFilter = el('input', { id: 'category-filter', type: 'search', maxlength: 100,
+    placeholder: '0102', list: 'category-list' });
+  let codes = []; // the category codes the filter names, each a prefix (categories.js)
   const summary = el('div', { class: 'summary' });
   const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
     el('p', { class: 'muted', text: t('common.loading') }));
@@ -40,14 +41,14 @@ export function render(root, ctx) {
       el('span', { class: 'scope-label' }, `${t('board.scope')}: `,
         el('strong', { dataset: { scope: scope.institution_id ?? 'all' }, text: scopeText })),
       el('label', {}, `${t('board.filter_state')} `, stateFilter),
-      categoryFilter, categoryList('category-list')),
+      el('label', {}, `${t('board.filter_category')} `, categoryFilter,
+        categoryList('category-list'))),
     summary, noneShown, grid);
 
   function visible(item) {
     const state = stateFilter.value;
-    const prefix = categoryFilter.value.trim();
-    return (!state || item.state === state)
-      && (!prefix || (item.category_code ?? '').startsWith(prefix));
+    return (!state || item.state === state) && (!categoryFilter.value.trim()
+      || codes.some((code) => (item.category_code ?? '').startsWith(code)));
   }
 
   function fillTile(node, item) {
@@ -103,8 +104,18 @@ export function render(root, ctx) {
     for (const { item, node } of tiles.values()) node.hidden = !visible(item);
     refreshSummary();
   }
+  /** Read the category filter's text: names are looked up (without them, codes only). */
+  async function filterCategory() {
+    const text = categoryFilter.value;
+    const found = await namedCodes(text, { part: true }).catch(() => []);
+    if (text !== categoryFilter.value) return; // typed on meanwhile: the later text decides
+    codes = found;
+    refilter();
+  }
   stateFilter.addEventListener('change', refilter);
-  categoryFilter.addEventListener('input', refilter);
+  categoryFilter.addEventListener('input', filterCategory);
+  ctx.keep(stateFilter, categoryFilter);
+  if (categoryFilter.value) filterCategory();
 
   const fetchBoard = () => getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal });
 

@@ -7,7 +7,7 @@ import { dateTimeInput, instant, isoTime, readDateTimeInput, wallClock } from '.
 import { el, named } from '../dom.js';
 import { fmtTime, t, zoneNote } from '../i18n.js';
 import { institutionName, loadInstitutionNames } from '../institutions.js';
-import { confirmed, showDone, showProblem, showRefusal } from '../notice.js';
+import { answered, confirmed, showDone, showProblem, showRefusal } from '../notice.js';
 import { section, table } from '../table.js';
 
 const DAY = 86400e3;
@@ -18,8 +18,17 @@ const KINDS = ['assisted', 'sample', 'self'];
 const PURPOSES = ['research', 'development', 'teaching', 'other'];
 const MANAGERS = ['admin', 'lab_manager'];
 
-/** Actions the dashboard cannot undo: asked to be confirmed first. */
-const UNDOABLE = new Set(['reject', 'cancel']);
+/** What is asked before ``action``, which the dashboard cannot undo: the body to send with it
+ * (undefined for none), or null when the person keeps the booking as it is. A rejection asks
+ * for the reason, which its user reads beside its status (the booking's note). */
+function asked(action) {
+  if (action === 'reject') {
+    const reason = answered('book.confirm_reject');
+    return reason === null ? null : { note: reason.trim() };
+  }
+  if (action === 'cancel') return confirmed('book.confirm_cancel') ? undefined : null;
+  return undefined;
+}
 
 /** What ``me`` may do with ``booking`` now, as [action, label] pairs (the API's rules). */
 function actions(me, booking) {
@@ -81,12 +90,13 @@ export function render(root, ctx) {
     return el('div', { class: 'row-actions' }, allowed.map(([action, label]) => el('button', {
       type: 'button', dataset: { action }, text: t(label),
       onclick: async (event) => {
-        if (UNDOABLE.has(action) && !confirmed(`book.confirm_${action}`)) return;
+        const body = asked(action);
+        if (body === null) return;
         event.currentTarget.disabled = true;
         message.replaceChildren(); // what was said of another booking
         let say;
         try {
-          const now = await postJson(`bookings/${booking.id}/${action}`, undefined,
+          const now = await postJson(`bookings/${booking.id}/${action}`, body,
             { signal: stop.signal });
           say = (box) => showDone(box,
             `${t('book.booking')} #${booking.id}: ${t(`book.status.${now.status}`)}`);
@@ -103,7 +113,8 @@ export function render(root, ctx) {
   const columns = [
     { key: 'id', label: 'book.id', short: true },
     { key: 'instrument_id', label: 'book.instrument', format: (v, row) => named(row.instrument_name, v) },
-    { key: 'status', label: 'book.status', format: (v) => t(`book.status.${v}`) },
+    { key: 'status', label: 'book.status', format: (v, row) => [t(`book.status.${v}`), row.note
+      ? el('span', { class: 'booking-note', text: `${t('book.note')}: ${row.note}` }) : null] },
     { key: 'actions', label: 'book.actions', format: (_, row) => buttons(row) },
     { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
     { key: 'end', label: 'common.end', format: (v) => fmtTime(v) },
@@ -181,6 +192,7 @@ export function render(root, ctx) {
   if (ctx.me.role === 'user') root.append(requestForm());
   root.append(message, el('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
     el('label', {}, `${t('book.status')} `, status), el('span', { class: 'muted', text: t('book.since') })), list);
+  ctx.keep(status);
   load();
   return () => stop.abort();
 }

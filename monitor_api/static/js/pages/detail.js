@@ -135,8 +135,8 @@ export function render(root, ctx) {
       const empty = !intervals.items.length && !points.items.length;
       charts.hidden = empty; // a note says so rather than empty grids
       if (!empty) {
-        timelineChart(timeline.canvas, intervals.items, lo, hi);
-        powerChart(power.canvas, points.items, lo, hi);
+        const watts = powerChart(power.canvas, points.items, lo, hi);
+        timelineChart(timeline.canvas, intervals.items, lo, hi, watts); // a time at one x in both
       }
       charts.dataset.loaded = 'true';
       message.replaceChildren(...(empty
@@ -147,6 +147,7 @@ export function render(root, ctx) {
   }
 
   setRange(Date.now() - 24 * HOUR, Date.now());
+  ctx.keep(start, end, ...presets);
   loadInfo().then(load).catch((err) => { if (!stop.signal.aborted) ctx.fail(err, root); });
   return teardown(root, stop);
 }

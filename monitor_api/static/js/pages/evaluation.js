@@ -202,19 +202,22 @@ export function render(root, ctx) {
       const fail = (err) => ctx.fail(err, body);
       const grades = chartBox('grades', t('eval.grades'));
       const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
+      const graded = counts.some(Boolean); // else a note, as an empty table has, not a bare grid
       body.replaceChildren(
-        section('eval.grades', 'grades', grades.box),
+        section('eval.grades', 'grades', graded ? grades.box
+          : el('p', { class: 'muted', dataset: { empty: 'grades' }, text: t('common.empty') })),
         ...LISTS.map((list, n) => listCard(list, y, list.path(y), results[n], fail)),
         assessments(y, rules, assessed, results[0].items, fail),
         publicationCard(y, published, ctx, stop.signal, load),
         reportedCard(y, ctx, stop.signal),
         reviewCard(y, ctx, stop.signal));
-      countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
+      if (graded) countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
       body.dataset.loaded = 'true';
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, body);
     }
   }
+  ctx.keep(year);
   load();
   return teardown(root, stop);
 }

@@ -2,7 +2,7 @@
 // the instruments of its class, their use in the year and the hours outside users could book.
 
 import { getJson } from '../api.js';
-import { categoryList, loadCategories } from '../categories.js';
+import { categoryList, loadCategories, namedCodes } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
 import { INSTITUTION_COLUMN, knownRegions, loadInstitutionNames } from '../institutions.js';
@@ -23,19 +23,13 @@ const COLUMNS = [
 
 const CODE = /^[0-9]{2}([0-9]{2}){0,2}$/;
 
-/** The class code ``text`` names: a class's code (2 or 4 digits, as the list has them; 6 as
- * they are), the list's "0102 质谱仪器" its code, a class's name in either language its
- * class's; null for none. The API takes codes only. */
+/** The class code ``text`` names (categories.js): a class's code (2 or 4 digits, as the list
+ * has them; 6 as they are), or the code of the class named in either language; null for none.
+ * The API takes codes only. */
 async function classCode(text) {
-  const typed = text.trim();
-  const first = typed.split(/\s+/)[0];
-  const classes = await loadCategories();
-  if (CODE.test(first)) {
-    return first.length === 6 || classes.some((c) => c.code === first) ? first : null;
-  }
-  const name = typed.toLowerCase();
-  const found = classes.find((c) => [c.name, c.name_en].some((n) => n?.toLowerCase() === name));
-  return found?.code ?? null;
+  const [code] = await namedCodes(text);
+  if (!code || !CODE.test(code)) return null;
+  return code.length === 6 || (await loadCategories()).some((c) => c.code === code) ? code : null;
 }
 
 /** The review card for year ``y``: a class (and region) in, the verdict and the list out. */

@@ -64,6 +64,7 @@ export function render(root, ctx) {
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
   const presets = [...form.querySelectorAll('button[type="button"]')];
   markPresets(presets, [start, end], presets[0]); // the last 30 days are shown first
+  ctx.keep(start, end, ...presets);
   const message = el('div', { class: 'message' });
   const body = el('div', { class: 'report', dataset: { loaded: 'false' } });
   root.append(el('div', { class: 'page-head' },
