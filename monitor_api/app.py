@@ -126,6 +126,9 @@ def create_app(
     app = FastAPIOffline(
         title="instrushare monitor API", version="1", description=DESCRIPTION,
         lifespan=lifespan, responses=ERROR_RESPONSES, static_url="/docs-assets",
+        # nothing fetched from the internet: no online validator, and no ReDoc, whose page
+        # loads its logo from its maker's site
+        redoc_url=None, swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.metrics = metrics
