@@ -70,11 +70,19 @@ def _on_insert(db: str, table: str, body: str) -> Mend:
     return lambda: _exec(db, f"DROP TRIGGER injected_fault ON {table}")
 
 
+INSTRUMENTS = [f"i{k}" for k in range(4)]
+"""gw1's instruments, which ``_messages`` takes in turn."""
+
+
+def _register(db: str) -> None:
+    register(db, dict.fromkeys(INSTRUMENTS, "gw1"))
+
+
 def _messages(topics: Topics, seqs: range, *, detail: str | None = None) -> list[tuple[str, bytes]]:
-    """One sample and one event per message, for instruments i0..i3 of gw1."""
+    """One sample and one event per message, for the INSTRUMENTS of gw1 in turn."""
     out = []
     for k in seqs:
-        inst = f"i{k % 4}"
+        inst = INSTRUMENTS[k % len(INSTRUMENTS)]
         ts = BASE + timedelta(seconds=k)
         doc = json.loads(data_message("gw1", inst, k, [(ts, "running" if k % 5 else "idle", None)],
                                       events=[(ts, "fault")]))
@@ -160,7 +168,7 @@ def test_a_database_fault_holds_messages_unacked_and_retries_until_it_passes(
 ) -> None:
     """Nothing is dead-lettered, nothing acknowledged; the retries back off, are logged with
     the SQLSTATE and counted by it; once the fault passes, everything is stored once."""
-    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _register(database_url)
     registry = CollectorRegistry()
     w = start_worker(database_url, registry=registry).worker
     publisher.publish_all(_messages(topics, range(10)))
@@ -192,7 +200,7 @@ def test_a_connection_terminated_mid_copy_retries_the_whole_batch_on_a_new_one(
     topics: Topics,
     start_worker: Callable[..., RunningWorker],
 ) -> None:
-    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _register(database_url)
     _on_insert(database_url, "state_sample", "PERFORM pg_sleep(0.02)")  # 2 s per 100 rows
     w = start_worker(database_url, batch_max_messages=100, batch_max_delay_s=1.0).worker
     publisher.publish_all(_messages(topics, range(100)))
@@ -220,7 +228,7 @@ def test_a_batch_longer_than_the_statement_timeout_is_written_in_halves(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Retried whole, it would time out again and again, each time it is retried."""
-    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _register(database_url)
     _alter_database(database_url, "SET statement_timeout = '1s'")
     _on_insert(database_url, "state_sample", "PERFORM pg_sleep(0.03)")  # 3 s per 100 rows
     registry = CollectorRegistry()
@@ -252,7 +260,7 @@ def test_a_value_past_a_database_limit_is_dead_lettered_alone(
     """An operator's index on the event details: a 1,000-character detail, which the protocol
     allows, is past a B-tree's row size (54000 program_limit_exceeded). No retry can store that
     message, so it must not hold up the others."""
-    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _register(database_url)
     poison = _past_a_limit(database_url, topics, 5)
     w = start_worker(database_url, batch_max_delay_s=0.5).worker
     publisher.publish_all([*_messages(topics, range(5)), *poison, *_messages(topics, range(6, 10))])
@@ -271,7 +279,7 @@ def test_a_rejected_message_whose_dead_letter_is_refused_too_waits_unacked(
 ) -> None:
     """The worker neither stops nor drops the message: it retries, saying so as an ERROR,
     until the dead letters can be written."""
-    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _register(database_url)
     poison = _past_a_limit(database_url, topics, 5)
     mend = _on_insert(database_url, "dead_letter",
                       "RAISE EXCEPTION 'no dead letters' USING ERRCODE = '23514'")
@@ -301,7 +309,7 @@ def test_a_slow_database_gets_full_batches_and_no_retries(
 ) -> None:
     """Half a second per batch: while the writers wait, deliveries gather into batches as
     large as allowed; nothing times out on the worker's side or is retried."""
-    register(database_url, {f"i{k}": "gw1" for k in range(4)})
+    _register(database_url)
     _on_insert(database_url, "ingested_message", "PERFORM pg_sleep(0.01)")
     w = start_worker(database_url, batch_max_messages=50, receive_maximum=150).worker
     publisher.publish_all(_messages(topics, range(600)))
