@@ -73,9 +73,9 @@ def as_seen_by(item: dict[str, Any], viewer: str | None) -> dict[str, Any]:
     """A board entry as a registered user sees it: who is at the instrument only when it is
     themselves, since other people's identities are not theirs to know, and no gateway (its
     id is a broker account of the unit's equipment)."""
-    if item["user_id"] is None or item["user_id"] == viewer:
-        return {**item, "gateway_id": None}
-    return {**item, "user_id": None, "user_name": None, "gateway_id": None}
+    someone_else = item["user_id"] is not None and item["user_id"] != viewer
+    return {**item, "gateway_id": None,
+            **({"user_id": None, "user_name": None} if someone_else else {})}
 
 
 def in_scope(

@@ -156,10 +156,9 @@ def as_seen_by(caller: Principal, instrument: dict[str, Any]) -> dict[str, Any]:
     unit's equipment); everyone else the registry as it is."""
     if caller.role is not Role.USER:
         return instrument
-    if instrument["listing"] is None:
-        return {**instrument, "gateway_id": None}
-    return {**instrument, **instrument["listing"], "listing": None, "review_pending": False,
-            "gateway_id": None}
+    listed = instrument["listing"]
+    reviewed = {} if listed is None else {**listed, "listing": None, "review_pending": False}
+    return {**instrument, **reviewed, "gateway_id": None}
 
 
 async def instrument_row(conn: Conn, instrument_id: str) -> dict[str, Any]:
