@@ -12,6 +12,10 @@ from instrushare.protocol import INGEST_CLIENT_ID_PREFIX, Identifier
 from instrushare.settings import ServiceSettings
 
 _MQTT_MAX_RECEIVE = 65_535
+# MQTT sends the keep-alive in two bytes and the session expiry in four: a larger value cannot
+# go out, and paho's network thread would die on the CONNECT it cannot build.
+_MQTT_MAX_KEEPALIVE_S = 2**16 - 1
+_MQTT_MAX_SESSION_EXPIRY_S = 2**32 - 1
 
 
 def _default_worker_id() -> str:
@@ -47,9 +51,9 @@ class IngestConfig(ServiceSettings):
     Under MQTT 3.1.1 the broker's own limit applies (Mosquitto ``max_inflight_messages``)."""
     session_max_gap_s: float = Field(default=600, gt=0)
     """Two running samples further apart than this belong to different usage sessions."""
-    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=60)
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, le=_MQTT_MAX_SESSION_EXPIRY_S)
     """How long the broker keeps our session (and queues for us) while we are away."""
-    keepalive_s: int = Field(default=30, ge=5)
+    keepalive_s: int = Field(default=30, ge=5, le=_MQTT_MAX_KEEPALIVE_S)
     announce_interval_s: float = Field(default=10.0, gt=0, le=300)
     """How often the worker re-announces itself online. Gateways trust only announcements made
     while they are connected, so a gateway that connects waits at most this long to publish."""

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import typer.main
@@ -94,12 +94,17 @@ def db_migrate(
     create: Annotated[bool, typer.Option(help="Create the database if it does not exist.")] = True,
 ) -> None:
     """Apply pending migrations to DATABASE_URL (and TimescaleDB policies when available)."""
-    from instrushare.db import ensure_database, migrate
+    from instrushare.db import MigrationFailed, ensure_database, migrate
 
     settings = ServiceSettings()
     if create and (created := ensure_database(settings.database_url)):
         typer.echo(f"created database {created}")
-    report = migrate(settings.database_url)
+    try:
+        report = migrate(settings.database_url)
+    except MigrationFailed as exc:
+        before = f"; applied before it: {', '.join(exc.applied)}" if exc.applied else ""
+        _fail(1, f"migration {exc.name} failed and was rolled back:"
+                 f" {_first_line(exc.__cause__ or exc)}{before}")
     typer.echo(
         f"applied {len(report.applied)} migration(s): {', '.join(report.applied) or 'none'}; "
         f"timescaledb {'on' if report.timescaledb else 'not available (plain PostgreSQL)'}"
@@ -200,7 +205,7 @@ def _database_failure_ends(consequence: str = "") -> Iterator[None]:
         _fail(1, f"database failed: {_first_line(exc)}{consequence}")
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: BaseException) -> str:
     """psycopg's messages go on with hints on further lines: the first says what failed."""
     return str(exc).strip().splitlines()[0]
 
@@ -353,7 +358,7 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
               else exc.strerror or str(exc))
 
 
-def _fail(code: int, message: str) -> None:
+def _fail(code: int, message: str) -> NoReturn:
     if logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("instrushare").exception("traceback")
     typer.echo(f"instrushare: {message}", err=True)

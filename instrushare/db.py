@@ -4,6 +4,8 @@ and the per-instrument locks the ingest and the API share."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
@@ -59,6 +61,16 @@ class SchemaBehind(Exception):
     """The database lacks migrations this version of the code needs."""
 
 
+class MigrationFailed(Exception):
+    """The database refused migration ``name`` (the cause says why): rolled back, while those
+    in ``applied`` before it in this run stay applied."""
+
+    def __init__(self, name: str, applied: list[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.applied = applied
+
+
 def check_schema(conninfo: str) -> None:
     """Connect once and check every migration is applied, so that a command started on a
     database that is not there, or not migrated, fails at once rather than later, request by
@@ -104,7 +116,7 @@ def migrate(conninfo: str) -> MigrationReport:
             for name, script in _migration_files():
                 if name in done:
                     continue
-                with conn.transaction():
+                with _naming_failure(name, applied), conn.transaction():
                     conn.execute(script.encode())
                     conn.execute("INSERT INTO schema_migration (name) VALUES (%s)", (name,))
                 logger.info("applied migration %s", name)
@@ -112,13 +124,22 @@ def migrate(conninfo: str) -> MigrationReport:
             use_timescale = timescaledb_usable(conn)
             if use_timescale:
                 folder = resources.files("instrushare") / "migrations"
-                with conn.transaction():
+                with _naming_failure(_TIMESCALE_FILE, applied), conn.transaction():
                     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                     conn.execute((folder / _TIMESCALE_FILE).read_text().encode())
                 logger.info("TimescaleDB hypertables and policies in place")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return MigrationReport(applied=applied, timescaledb=use_timescale)
+
+
+@contextmanager
+def _naming_failure(name: str, applied: list[str]) -> Iterator[None]:
+    """A database error in migration ``name`` says which one failed, for the person to mend."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise MigrationFailed(name, list(applied)) from exc
 
 
 def ensure_database(conninfo: str) -> str | None:

@@ -101,7 +101,8 @@ def _database_url(value: object) -> object:
         return DEFAULT_DATABASE_URL
     if not isinstance(value, str):
         return value
-    if "://" in value and not value.startswith(("postgresql://", "postgres://")):
+    is_url = value.startswith(("postgresql://", "postgres://"))
+    if "://" in value and not is_url:
         raise ValueError(f"must start with postgresql:// (got {value.split('://')[0]}://)")
     from psycopg import ProgrammingError  # only the services with a database need psycopg
     from psycopg.conninfo import conninfo_to_dict
@@ -109,12 +110,29 @@ def _database_url(value: object) -> object:
     try:
         port = conninfo_to_dict(value).get("port")
     except ProgrammingError as exc:
+        if is_url:  # libpq quotes the URL, or the part it cannot read
+            raise ValueError("is not a valid postgresql:// URL"
+                             f" ({_without_password(str(exc).strip(), value)})") from None
         raise ValueError("is neither a postgresql:// URL nor libpq key=value pairs"
                          f" ({str(exc).split(' after ')[0]})") from None
     if port is not None and not all(p.isdigit() and 0 < int(p) < 65536
                                     for p in str(port).split(",")):
         raise ValueError(f"port {port} is not a port (1-65535)")
     return value
+
+
+def _without_password(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` shown as ``***``. The user information ends at
+    the first ``@`` for libpq, at the last one for a person who did not percent-encode an
+    ``@`` in the password: both are hidden, the longer first."""
+    rest = url.partition("://")[2]
+    if "@" not in rest:
+        return text
+    for userinfo in sorted({rest.partition("@")[0], rest.rpartition("@")[0]}, key=len,
+                           reverse=True):
+        if password := userinfo.partition(":")[2]:
+            text = text.replace(password, "***")
+    return text
 
 
 DatabaseUrl = Annotated[str, BeforeValidator(_database_url)]

@@ -149,6 +149,21 @@ def test_a_schema_behind_the_code_asks_for_a_migration(database_url: str) -> Non
             f" applied, from {last}): run `instrushare db migrate` first\n"))
 
 
+def test_a_migration_the_database_refuses_is_named_with_what_stays_applied(
+    unmigrated_database: str,
+) -> None:
+    with psycopg.connect(unmigrated_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE api_token (id int)")  # in the way of 0003_registry.sql
+    done = run("instrushare", "db", "migrate", DATABASE_URL=unmigrated_database)
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (1, (
+        "instrushare: migration 0003_registry.sql failed and was rolled back: relation"
+        ' "api_token" already exists; applied before it: 0001_telemetry.sql, 0002_ingest.sql'))
+    with psycopg.connect(unmigrated_database) as conn:
+        assert [name for name, in conn.execute(
+            "SELECT name FROM schema_migration ORDER BY name")] == [
+            "0001_telemetry.sql", "0002_ingest.sql"]
+
+
 @pytest.mark.parametrize(("env", "says"), [
     ({"MQTT_URL": "http://127.0.0.1:1883"}, "MQTT_URL: MQTT URL must start with"),
     ({"MQTT_URL": "mqtt://gw:secret@127.0.0.1:99999"},
@@ -157,6 +172,11 @@ def test_a_schema_behind_the_code_asks_for_a_migration(database_url: str) -> Non
     ({"DATABASE_URL": "127.0.0.1:5432/x"}, "DATABASE_URL: is neither a"),
     ({"DATABASE_URL": "postgresql://u:secret@127.0.0.1:99999/x"},
      "DATABASE_URL: port 99999 is not a port (1-65535)"),
+    ({"DATABASE_URL": "postgresql://u:secret%@127.0.0.1/x"},  # % not percent-encoded
+     'DATABASE_URL: is not a valid postgresql:// URL (invalid percent-encoded token: "***")\n'),
+    ({"DATABASE_URL": "postgresql://u:secret@[::1/x"},
+     'DATABASE_URL: is not a valid postgresql:// URL (end of string reached when looking for'
+     ' matching "]" in IPv6 host address in URI: "postgresql://u:***@[::1/x")\n'),
     ({"INSTRUSHARE_TOPIC_PREFIX": "a/b#"},
      "topic_prefix (INSTRUSHARE_TOPIC_PREFIX): String should match pattern"),
 ])
@@ -226,6 +246,19 @@ def test_settings_errors_the_environment_cannot_parse_or_that_disagree_exit_2() 
         "  receive_maximum (INSTRUSHARE_RECEIVE_MAXIMUM), batch_max_messages"
         " (INSTRUSHARE_BATCH_MAX_MESSAGES): receive_maximum (100) must be >= batch_max_messages"
         " (1000): ")
+
+
+def test_mqtt_timings_beyond_what_mqtt_can_send_are_settings_errors() -> None:
+    """Not a worker whose network thread dies on its first CONNECT and which then waits,
+    connected to nothing, until it is stopped."""
+    done = run("instrushare", "ingest", INSTRUSHARE_KEEPALIVE_S="65536",
+               INSTRUSHARE_SESSION_EXPIRY_S=str(2**32),
+               DATABASE_URL="postgresql://postgres@127.0.0.1:1/x")
+    assert (done.returncode, done.stderr.splitlines()) == (2, [
+        "instrushare: invalid settings:",
+        "  session_expiry_s (INSTRUSHARE_SESSION_EXPIRY_S): Input should be less than or equal"
+        " to 4294967295",
+        "  keepalive_s (INSTRUSHARE_KEEPALIVE_S): Input should be less than or equal to 65535"])
 
 
 def test_infinite_or_not_a_number_settings_are_refused() -> None:
