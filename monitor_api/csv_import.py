@@ -42,10 +42,14 @@ async def csv_text(request: Request) -> str:
                    "utf-8")
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMedia(f"the file must be UTF-8 text, not {charset}")
+    body = await request.body()
     try:
-        return (await request.body()).decode("utf-8").replace("\x00", "\ufffd")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("the file is not UTF-8 text") from exc
+        return body.decode("utf-8").replace("\x00", "\ufffd")
+    except UnicodeDecodeError as exc:  # mostly a spreadsheet's plain CSV, which is GBK in China
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise BadRequest(f"the file is not UTF-8 text (line {line}): save it as CSV UTF-8"
+                         " (the spreadsheet's 'CSV UTF-8' type; its plain CSV is often GBK)"
+                         ) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from monitor_api.evaluation import HOURS
 from monitor_api.evaluation import LABELS as EVALUATION_LABELS
 from monitor_api.exports import Labels
 
@@ -66,7 +67,8 @@ def review(scored: list[dict[str, Any]], registry: dict[str, dict[str, Any]]) ->
             continue
         row = {key: item[key] for key in (
             "instrument_id", "name", "institution_id", "sharing_mode", "running_state",
-            "effective_hours", "external_hours", "target_hours")}
+            "target_hours")}
+        row.update((key, round(item[key], 4)) for key in HOURS)  # as the evaluation shows them
         row.update(region=found["region"], category_code=found["category_code"],
                    value_rmb=found["value_rmb"],
                    spare_hours=round(max(0.0, row["target_hours"] - row["effective_hours"]), 2),

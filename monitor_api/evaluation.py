@@ -59,6 +59,7 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
 
 
 SCORES = ("operation", "sharing", "management", "assessed", "score")
+HOURS = ("effective_hours", "external_hours")
 
 LABELS: Labels = {
     "grade": {zh: (zh, en) for zh, en in GRADES},
@@ -148,13 +149,14 @@ def evaluated_span(
     """The instrument's span of the year: from the earlier of when the platform first heard
     from it (``since``) and when the registry says it was on the platform or had to be
     (``due``, ``due_on_platform``), so switching a gateway on late earns no smaller target.
-    None when both lie after the year (it was not on the platform that year); with neither
-    known it is judged on the whole year gone: it should have been reporting."""
+    None when both lie after the year (it was not on the platform that year) or the year has
+    not begun (nothing of it is gone to judge); with neither known it is judged on the whole
+    year gone: it should have been reporting."""
     start = min((t for t in (since, due) if t is not None), default=None)
     lo = year.lo if start is None else max(year.lo, start)
-    if lo >= year.until and start is not None:
+    if lo >= year.until:
         return None
-    return Span(since=since, lo=lo, hi=max(lo, year.until), year_s=year.year_s)
+    return Span(since=since, lo=lo, hi=year.until, year_s=year.year_s)
 
 
 def due_on_platform(
@@ -179,9 +181,11 @@ def subject_to_evaluation(value_rmb: float | None, rules: EvaluationRules) -> bo
 
 
 def rounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Scores to two decimals for publication: computed unrounded, then graded, rated and
-    ranked by what is published (:func:`published`)."""
-    return [{**i, **{k: published(i[k]) for k in SCORES}} for i in items]
+    """Scores to two decimals and hours to four for publication: computed unrounded, then
+    graded, rated and ranked by what is published (:func:`published`), an institution's
+    hours summed before they are rounded, as the reports sum them."""
+    return [{**i, **{k: published(i[k]) for k in SCORES},
+             **{k: round(i[k], 4) for k in HOURS}} for i in items]
 
 
 def published(score: float) -> float:
@@ -244,8 +248,9 @@ def score_instrument(
     management (registry complete, fees published, registered on time, data flowing), over
     the instrument's ``span`` of the year, with its national running state and sharing mode;
     ``seconds``: its effective and external seconds, unrounded (``figures`` has hours to 4
-    places); ``up_s``: its seconds up in the year; ``fault_since``: the start of the fault it
-    is in at the span's end, if any; ``mark``: its institution's assessment, if any."""
+    places; the result keeps them unrounded until :func:`rounded`); ``up_s``: its seconds up
+    in the year; ``fault_since``: the start of the fault it is in at the span's end, if any;
+    ``mark``: its institution's assessment, if any."""
     target_hours = rules.full_use_hours * max(span.fraction, 1e-9)
     effective_s, external_s = seconds
     operation = rules.operation_points * min(1.0, effective_s / 3600 / target_hours)
@@ -268,8 +273,8 @@ def score_instrument(
         "name": registry["name"],
         "institution_id": registry["institution_id"],
         "root_id": registry["root_id"],
-        "effective_hours": figures["effective_hours"],
-        "external_hours": figures["external_hours"],
+        "effective_hours": effective_s / 3600,
+        "external_hours": external_s / 3600,
         "openness_ratio": figures["openness_ratio"],
         "availability": availability,
         "faults": figures["faults"],
@@ -312,8 +317,8 @@ def score_institutions(
             "name": institution.get("name") or root,
             "instruments": n,
             "open_share": round(sum(i["sharing_mode"] == "external" for i in items) / n, 4),
-            "effective_hours": round(sum(i["effective_hours"] for i in items), 4),
-            "external_hours": round(sum(i["external_hours"] for i in items), 4),
+            "effective_hours": sum(i["effective_hours"] for i in items),
+            "external_hours": sum(i["external_hours"] for i in items),
             "operation": mean("operation"),
             "sharing": mean("sharing"),
             "management": mean("management"),

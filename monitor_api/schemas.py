@@ -37,6 +37,9 @@ Text = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
                  AfterValidator(_not_blank)]
 """What an institution or an instrument is called: some text, not only spaces."""
+Reason = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$"),
+                   AfterValidator(_not_blank)]
+"""What a judgement rests on: required, so some text, not only spaces."""
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 CATEGORY_PREFIX = r"^[0-9]{2}(?:[0-9]{2}){0,2}$"
 """A category code or its first 2 or 4 digits: the class at level 3, 1 or 2."""

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Money, Page, Tier, example_config
+from monitor_api.schemas import Money, Page, Reason, Tier, example_config
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 from monitor_api.settings import EvaluationRules
 
@@ -248,8 +248,7 @@ class AssessmentIn(BaseModel):
 
     mark: Decimal = Field(ge=0, le=100, decimal_places=2,
                           description="Mark out of 100 for what the platform cannot measure.")
-    note: str = Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$",
-                      description="What the mark rests on (required).")
+    note: Reason = Field(description="What the mark rests on (required).")
 
 
 class Assessment(BaseModel):

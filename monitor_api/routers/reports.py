@@ -42,12 +42,16 @@ class ServiceRecordReport(Page[ServiceRecordRow]):
 
 async def scope(conn: Conn, caller: Principal, institution_id: str | None) -> list[str] | None:
     """Institutions a report covers: ``institution_id`` and its sub-units, None for all;
-    lab managers only their own tree."""
+    lab managers only their own tree. An id that names no institution (a typo) is refused
+    rather than answered with an empty report that reads as an institution without use."""
     if institution_id is None:
         return None if caller.reads_all else sorted(caller.institutions)
     if not caller.reads_all and institution_id not in caller.institutions:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
-    return sorted(await institution_tree(conn, institution_id))
+    tree = await institution_tree(conn, institution_id)
+    if not tree:
+        raise BadRequest(f"institution_id: no institution {institution_id!r}")
+    return sorted(tree)
 
 
 def _period(start: date, end: date) -> tuple[datetime, datetime]:

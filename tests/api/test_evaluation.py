@@ -246,6 +246,37 @@ def _samples(api: Api, instrument: str, rows: list[tuple[str, str]]) -> None:
             (instrument, [r[0] for r in rows], [r[1] for r in rows]))
 
 
+def test_an_institutions_hours_are_its_instruments_summed_unrounded(year: Api) -> None:
+    """20 more minutes on nmr and on sem (both of uni): 600 h 20 min and 20 min, shown as
+    600.3333 and 0.3333, but uni's 600 h 40 min are 600.6667, as the utilisation report says,
+    not 600.6666."""
+    year.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+             " SELECT i, '2025-12-30 09:00+08', '2025-12-30 09:20+08', '2025-12-30 09:20+08',"
+             " 'in1' FROM unnest(ARRAY['nmr', 'sem']) i")
+    with year.as_("evaluator") as c:
+        instruments = {i["instrument_id"]: i["effective_hours"] for i in
+                       c.get("/evaluation/2025/instruments").json()["items"]}
+        uni = next(i for i in c.get("/evaluation/2025/institutions").json()["items"]
+                   if i["institution_id"] == "uni")
+        report = c.get("/reports/utilisation", params={
+            "start": "2025-01-01", "end": "2025-12-31", "group_by": "institution",
+            "institution_id": "uni", "availability": "false"}).json()["items"]
+    assert (instruments["nmr"], instruments["sem"]) == (600.3333, 0.3333)
+    assert uni["effective_hours"] == report[0]["effective_hours"] == 600.6667
+    assert uni["external_hours"] == report[0]["external_hours"] == 60
+
+
+def test_a_year_not_begun_evaluates_nothing(year: Api) -> None:
+    """sem and inc1 have no acceptance, networking or monitoring date, so they are judged on
+    the year gone: for a year that has not begun, none; they are not listed with 0 days."""
+    with year.as_("evaluator") as c:
+        instruments = c.get("/evaluation/2100/instruments").json()
+        institutions = c.get("/evaluation/2100/institutions").json()
+        review = c.get("/evaluation/2100/duplicate-review", params={"category": "01"}).json()
+    assert (instruments["total"], institutions["total"], review["total"]) == (0, 0, 0)
+    assert review["verdict"] == "none_registered"
+
+
 def test_a_late_registration_counts_against_the_years_it_was_late_in(year: Api) -> None:
     """sem, accepted 2 Jan 2023, was networked on 1 Jun 2023, months after its deadline: the
     2023 evaluation holds it against sem (a quarter of the management points, 10), 2025's
@@ -327,8 +358,9 @@ def test_assessments_weigh_what_the_platform_cannot_measure(year: Api, database_
                          json={"mark": 80, "note": "x"}).status_code == 422  # a sub-unit
         assert admin.put("/evaluation/2025/assessments/nowhere",
                          json={"mark": 80, "note": "x"}).status_code == 404
-        assert admin.put("/evaluation/2025/assessments/other",
-                         json={"mark": 80, "note": " "}).status_code == 422  # no reason
+        blank = admin.put("/evaluation/2025/assessments/other", json={"mark": 80, "note": " "})
+        assert (blank.status_code, blank.json()["message"]) == (
+            422, "body.note: may not be blank")  # no reason, and said so, not as a pattern
         assert admin.put("/evaluation/2025/assessments/other",
                          json={"mark": 101, "note": "x"}).status_code == 422
         listed = evaluator.get("/evaluation/2025/assessments").json()

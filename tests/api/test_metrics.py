@@ -182,6 +182,17 @@ def test_an_institution_filter_covers_its_sub_units(seeded: Api) -> None:
     assert {item["key"] for item in r.json()["items"]} == {"nmr", "sem"}
 
 
+def test_an_institution_that_does_not_exist_is_refused(seeded: Api) -> None:
+    """A mistyped id gets 422 naming it, not an empty report (or file) that reads as an
+    institution whose instruments were never used."""
+    with seeded.as_("evaluator") as c:
+        for path in ("/reports/utilisation", "/reports/service-records"):
+            r = c.get(path, params={"start": "2026-03-10", "end": "2026-03-10",
+                                    "institution_id": "unii", "format": "xlsx"})
+            assert (r.status_code, r.json()["message"]) == (
+                422, "institution_id: no institution 'unii'")
+
+
 def test_groups(seeded: Api) -> None:
     by_inst = _report(seeded, group_by="institution")
     assert set(by_inst) == {"uni", "other", "incub"}

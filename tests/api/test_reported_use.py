@@ -141,3 +141,17 @@ def test_an_upload_must_be_sent_as_utf8_csv(year: Api, path: str) -> None:
         accepted = admin.post(path, content=text.encode(),
                               headers={"Content-Type": 'text/csv; charset="UTF-8"'})
     assert accepted.status_code == 200, accepted.text
+
+
+@pytest.mark.parametrize("path", [PATH, "/instruments/import"])
+def test_a_file_saved_in_gbk_is_refused_saying_how_to_save_it(year: Api, path: str) -> None:
+    """A spreadsheet's plain CSV is GBK on Chinese systems: the refusal names the first line
+    that is not UTF-8 and the type to save as."""
+    text = ("instrument_id,effective_hours\nnmr,10\n" if path == PATH
+            else "id,name,institution_id\nnmr-2,核磁共振波谱仪,uni\n")
+    with year.as_("admin") as admin:
+        refused = admin.post(path, content=text.encode("gbk") + "# 备注\n".encode("gbk"),
+                             headers={"Content-Type": "text/csv"})
+    assert refused.status_code == 422
+    assert refused.json()["message"].startswith(
+        f"the file is not UTF-8 text (line {2 if path != PATH else 3}): save it as CSV UTF-8")

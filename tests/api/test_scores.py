@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor_api import EvaluationRules
-from monitor_api.evaluation import Span, score_institutions, score_instrument
+from monitor_api.evaluation import Span, rounded, score_institutions, score_instrument
 
 YEAR_S = 365 * 86400.0
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -28,7 +28,8 @@ def test_sharing_comes_from_the_hours_unrounded() -> None:
     """0.15 s of 1 s served outside: 15% >= the 10% target, full sharing marks, though the
     hours shown to 4 places (0.0003 h, 0.0 h) would give none."""
     scored = _score(1.0, 0.15)
-    assert (scored["effective_hours"], scored["external_hours"]) == (0.0003, 0.0)
+    (shown,) = rounded([scored])
+    assert (shown["effective_hours"], shown["external_hours"]) == (0.0003, 0.0)
     assert scored["sharing"] == EvaluationRules().sharing_points
 
 
