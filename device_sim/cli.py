@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
+from gateway import OutboxError
 from instrushare.protocol import MAX_FUTURE_SKEW, MAX_PAST_AGE, MAX_SAMPLE_INTERVAL_S
 from instrushare.settings import FleetSettings
 
@@ -82,6 +84,7 @@ def sim(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    _allow_open_files(instruments)
     simulation = Simulation(
         spec, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, state_dir=state_dir
     )
@@ -98,19 +101,23 @@ def sim(
     stop = threading.Event()  # SIGTERM or SIGINT (also when started in the background)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _s, _f: stop.set())
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[count]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ) as progress:
-        result = simulation.run(
-            on_tick=_show_ticks(progress, simulation.ticks),
-            on_drain=_show_delivery(progress),
-            drain_timeout=drain_timeout,
-            should_stop=stop.is_set,
-        )
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ) as progress:
+            result = simulation.run(
+                on_tick=_show_ticks(progress, simulation.ticks),
+                on_drain=_show_delivery(progress),
+                drain_timeout=drain_timeout,
+                should_stop=stop.is_set,
+            )
+    except OutboxError as exc:  # such as one that a simulation running on --state-dir holds
+        typer.echo(f"error: {exc} (--state-dir {simulation.state_dir})", err=True)
+        raise typer.Exit(2) from exc
     if result.ticks < simulation.ticks:
         typer.echo(f"stopped after {result.ticks} of {simulation.ticks} ticks; the ground truth"
                    " covers the whole run planned")
@@ -122,6 +129,29 @@ def sim(
     )
     if not result.drained:
         raise typer.Exit(1)
+
+
+FILES_PER_GATEWAY = 3
+"""Files one simulated gateway keeps open: its outbox, the outbox's -wal file and its MQTT
+connection (docs/gateway.md, "Publishing")."""
+FILES_SPARE = 64
+"""Open files of the process itself: libraries, the database connection, the terminal."""
+
+
+def _allow_open_files(instruments: int) -> None:
+    """Raise the process's limit on open files (``ulimit -n``, often 1024) to what the fleet
+    needs, as far as the hard limit lets it; refuse a fleet beyond that, which would
+    otherwise fail midway through opening the outboxes."""
+    needed = instruments * FILES_PER_GATEWAY + FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise typer.BadParameter(
+            f"{instruments} instruments need about {needed} open files, and this process may"
+            f" open at most {hard} (ulimit -Hn): raise that limit, or simulate at most"
+            f" {max(0, hard - FILES_SPARE) // FILES_PER_GATEWAY}", param_hint="--instruments")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _show_ticks(progress: Progress, total: int) -> Callable[[int, int], None]:
@@ -146,15 +176,30 @@ def _show_delivery(progress: Progress) -> Callable[[int], None]:
 
 
 def _check_the_ingest_takes_it(simulation: Simulation, *, now: datetime) -> None:
-    """Refuse a run whose data the ingest would dead-letter: older than it accepts when sent,
-    or, run flat out, ahead of the clock."""
-    if simulation.start < now - MAX_PAST_AGE:
+    """Refuse a run whose data the ingest would dead-letter: older than it accepts, or ahead
+    of its clock, when sent. Data is sent as it is simulated, at ``--speed``'s pace (flat out:
+    at once), so the simulated clock drifts from the real one at a steady rate and is furthest
+    behind or ahead of it at the start or at the end."""
+    start, end, speed = simulation.start, simulation.end, simulation.spec.speed
+    finish = now + ((end - start) / speed if speed else timedelta(0))  # the last tick, real
+    if start < now - MAX_PAST_AGE:
         raise typer.BadParameter(
-            f"the run starts {simulation.start:%Y-%m-%d %H:%M} UTC, more than"
-            f" {MAX_PAST_AGE.days} days ago: the ingest refuses data that old",
-            param_hint="--start/--days")
-    if simulation.spec.speed is None and simulation.end > now + MAX_FUTURE_SKEW:
+            f"the run starts {start:%Y-%m-%d %H:%M} UTC, more than {MAX_PAST_AGE.days} days"
+            " ago: the ingest refuses data that old", param_hint="--start/--days")
+    if end < finish - MAX_PAST_AGE:
         raise typer.BadParameter(
-            f"run as fast as possible, it would report up to {simulation.end:%Y-%m-%d %H:%M}"
-            " UTC, ahead of the clock: the ingest refuses that; start earlier, or give --speed",
+            f"at --speed {speed:g}, the run would report its end, {end:%Y-%m-%d %H:%M} UTC,"
+            f" at {finish:%Y-%m-%d %H:%M} UTC, more than {MAX_PAST_AGE.days} days later: the"
+            " ingest refuses data that old; give a higher --speed, or fewer --days",
+            param_hint="--speed")
+    if start > now + MAX_FUTURE_SKEW:
+        raise typer.BadParameter(
+            f"the run starts {start:%Y-%m-%d %H:%M} UTC, ahead of the clock: the ingest"
+            " refuses that; start earlier", param_hint="--start")
+    if end > finish + MAX_FUTURE_SKEW:
+        pace = f"at --speed {speed:g}" if speed else "run as fast as possible"
+        raise typer.BadParameter(
+            f"{pace}, it would report up to {end:%Y-%m-%d %H:%M} UTC by"
+            f" {finish:%Y-%m-%d %H:%M} UTC, ahead of the clock: the ingest refuses that;"
+            f" start earlier, or give {'a lower --speed' if speed else '--speed'}",
             param_hint="--start/--days")

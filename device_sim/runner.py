@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +26,7 @@ from gateway import (
     GatewayAgent,
     GatewayConfig,
     InstrumentConfig,
+    OutboxError,
     ProbeConfig,
     Reading,
     SimulatedProbe,
@@ -209,10 +211,17 @@ class Simulation:
     ) -> SimulationResult:
         """Play every tick until ``should_stop()``, then wait until each outbox is empty: at
         most ``drain_timeout``, or ``STOP_GRACE_S`` once ``should_stop()``. ``on_drain`` gets
-        the messages still in the outboxes while it waits, so a caller can show them fall."""
+        the messages still in the outboxes while it waits, so a caller can show them fall.
+        OutboxError if an outbox cannot be opened (say, another simulation on ``state_dir``
+        holds it), before any tick."""
         began = time.monotonic()
-        for agent in self.agents:
-            agent.start()
+        try:
+            for agent in self.agents:
+                agent.start()
+        except OutboxError:  # those started let go of their outboxes and connections
+            for agent in self.agents:
+                agent.stop()
+            raise
         noise = [
             random.Random(f"{self.spec.seed}:noise:{tl.instrument.id}") for tl in self.timelines
         ]
@@ -281,19 +290,30 @@ class Simulation:
             time.sleep(self.DRAIN_POLL_S)
             pending = [agent for agent in pending if not agent.wait_drained(0)]
             on_drain(_unsent(pending))
+        why = _why_undelivered(self.agents)  # before the stop, which takes every link down
         for agent in self.agents:
             agent.stop()
         if left := _unsent(self.agents):
             logger.warning(
                 "%d message(s) not delivered %s: they stay in the outboxes in %s, and a later"
                 " run on that directory sends them", left,
-                "(stopped)" if should_stop() else
-                f"within {timeout:.0f} s (is an ingest worker online?)", self.state_dir)
+                "(stopped)" if should_stop() else f"within {timeout:.0f} s ({why})",
+                self.state_dir)
 
 
 def _unsent(agents: list[GatewayAgent]) -> int:
     """Messages in these agents' outboxes, not yet confirmed stored by the platform."""
     return sum(agent.stats.outbox_depth for agent in agents)
+
+
+def _why_undelivered(agents: list[GatewayAgent]) -> str:
+    """Why the gateways with messages left hold them, the commonest reason first: a broker
+    that cannot be reached or refuses them is not an ingest that is missing."""
+    reasons = Counter(
+        agent.link.held_by or "published, but not confirmed stored by the platform"
+        for agent in agents if agent.stats.outbox_depth
+    )
+    return "; ".join(f"{count} gateway(s): {why}" for why, count in reasons.most_common())
 
 
 def _in_outage(tl: Timeline, tick: int, hint: int) -> tuple[int, bool]:

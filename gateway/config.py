@@ -173,6 +173,13 @@ class ProbeConfig(_Config):
     server_certificate: Annotated[LocalPath, AfterValidator(_check_certificate)] | None = None
     """When given, the only certificate the server may have (else the one it sends)."""
 
+    @field_validator("scale")
+    @classmethod
+    def _scale_not_zero(cls, scale: float) -> float:
+        if scale == 0:
+            raise ValueError("must not be 0: every reading would be 0 W, the instrument off")
+        return scale
+
     @model_validator(mode="after")
     def _fields_of_the_kind(self) -> Self:
         problems = []
@@ -260,15 +267,18 @@ class GatewayConfig(_Config):
             )
         return gateway_id
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        address = MqttAddress.from_url(self.mqtt_url)
-        if address.username is not None and address.username != self.gateway_id:
+    @field_validator("mqtt_url")
+    @classmethod
+    def _user_is_gateway(cls, mqtt_url: str, info: ValidationInfo) -> str:
+        """A field's check, not the model's, so that the error names ``mqtt_url``."""
+        username = MqttAddress.from_url(mqtt_url).username
+        gateway_id = info.data.get("gateway_id")  # absent when it is itself invalid
+        if username is not None and gateway_id is not None and username != gateway_id:
             raise ValueError(
-                f"the MQTT user name ({address.username!r}) must equal gateway_id "
-                f"({self.gateway_id!r}): broker ACLs confine each gateway by user name"
+                f"the MQTT user name ({username!r}) must equal gateway_id ({gateway_id!r}):"
+                " broker ACLs confine each gateway by user name"
             )
-        return self
+        return mqtt_url
 
     @property
     def mqtt(self) -> MqttAddress:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -79,7 +82,83 @@ def test_sim_fails_when_nothing_takes_the_data(
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "NOT all delivered" in done.stdout
+    assert "within 1 s (2 gateway(s): no ingest worker online)" in done.stderr, done.stderr
     assert (tmp_path / "sim" / "truth.json").exists()
+
+
+def _open_files_limit(soft: int, hard: int) -> Callable[[], None]:
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_sim_raises_its_open_files_limit_for_a_large_fleet(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Three files per gateway: 100 instruments do not fit in a soft limit of 200, which the
+    sim raises (up to the hard limit) rather than fail midway through opening the outboxes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "instrushare", "sim", "--instruments", "100", "--days", "0.003",
+         "--no-register", "--drain-timeout", "0", "--truth", str(tmp_path / "truth.json"),
+         "--state-dir", str(tmp_path / "outbox")],
+        env=os.environ | {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix},
+        capture_output=True, text=True, timeout=120, preexec_fn=_open_files_limit(200, 4096))
+    # every gateway started and ran; nothing took the data, which the outboxes keep
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "4/4 ticks" in done.stdout, done.stdout + done.stderr
+    assert "(100 gateway(s): no ingest worker online)" in done.stderr, done.stderr
+
+
+def test_sim_refuses_a_fleet_beyond_the_hard_open_files_limit(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "instrushare", "sim", "--instruments", "100", "--days", "0.003",
+         "--no-register", "--truth", str(tmp_path / "truth.json"),
+         "--state-dir", str(tmp_path / "outbox")],
+        env=os.environ | {"MQTT_URL": "mqtt://127.0.0.1:1", "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, preexec_fn=_open_files_limit(200, 200))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert ("100 instruments need about 364 open files, and this process may open at most 200"
+            " (ulimit -Hn): raise that limit, or simulate at most 45") in done.stderr, done.stderr
+    assert not (tmp_path / "truth.json").exists()
+
+
+def test_a_sim_on_the_outboxes_of_one_running_says_so(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """A second sim on the same --state-dir and ids finds the outboxes taken: one line saying
+    so and exit code 2, not a traceback; the first one goes on."""
+    args = ["--instruments", "2", "--days", "1", "--no-register", "--drain-timeout", "1",
+            "--state-dir", str(tmp_path / "outbox")]
+    env = os.environ | {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "instrushare", "sim", *args, "--speed", "600",
+         "--truth", str(tmp_path / "first.json")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None
+        assert "ground truth in" in first.stdout.readline()  # running
+        second = subprocess.run(
+            [sys.executable, "-m", "instrushare", "sim", *args,
+             "--truth", str(tmp_path / "second.json")],
+            env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "another gateway agent has it open" in second.stderr, second.stderr
+        assert f"(--state-dir {tmp_path / 'outbox'})" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr, second.stderr
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+
+
+def test_sim_says_when_the_broker_was_not_reached(tmp_path: Path) -> None:
+    """Undelivered because nothing listens at MQTT_URL: said so, not blamed on the ingest."""
+    done = _sim(
+        tmp_path, {"MQTT_URL": "mqtt://127.0.0.1:1"},
+        "--instruments", "2", "--days", "0.01", "--no-register", "--drain-timeout", "1",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("within 1 s (2 gateway(s): not connected to the broker 127.0.0.1:1)"
+            in done.stderr), done.stderr
+    assert "ingest" not in done.stderr.split("not delivered")[-1], done.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -131,6 +210,10 @@ def test_a_signal_while_waiting_for_delivery_stops_the_sim_at_once(
     assert f"{sent} message(s) not delivered (stopped)" in err, err
 
 
+_IN_AN_HOUR = datetime.now(UTC) + timedelta(hours=1)
+_AN_HOUR_AGO = _IN_AN_HOUR - timedelta(hours=2)
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [
@@ -142,6 +225,13 @@ def test_a_signal_while_waiting_for_delivery_stops_the_sim_at_once(
         (["--days", "inf"], "--days"),
         (["--days", "40"], "more than 30 days ago: the ingest refuses data that old"),
         (["--start", "3000-01-01"], "ahead of the clock"),
+        # paced by --speed, data is sent as it is simulated: it must be neither ahead of the
+        # clock nor too old then either
+        (["--speed", "1", "--start", f"{_IN_AN_HOUR:%Y-%m-%dT%H:%M:%S%z}"],
+         "ahead of the clock"),
+        (["--speed", "100", "--start", f"{_AN_HOUR_AGO:%Y-%m-%dT%H:%M:%S%z}"],
+         "at --speed 100, it would report up to"),
+        (["--speed", "0.01", "--days", "1"], "more than 30 days later"),
     ],
 )
 def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], option: str) -> None:

@@ -76,8 +76,10 @@ def test_defaults(tmp_path: Path) -> None:
          "sample_interval_s: Input should be greater than or equal to 0.05"),
         (MINIMAL.replace('outbox_path', 'sample_interval_s = 601\noutbox_path'),
          "sample_interval_s: Input should be less than or equal to 600"),
-        (MINIMAL.replace('outbox_path', 'mqtt_url = "mqtt://other:pw@h:1883"\noutbox_path'),
-         "must equal gateway_id"),
+        # named by its key, and reported beside the other problems of the file
+        (MINIMAL.replace('outbox_path', 'mqtt_url = "mqtt://other:pw@h:1883"\noutbox_path')
+         + 'detector = { run_on_w = 20.0 }\n',
+         r"\n  mqtt_url: the MQTT user name \('other'\) must equal gateway_id \('gw1'\)"),
         (MINIMAL + '[[instruments]]\nid = "xrd1"\nprobe = { kind = "simulated" }\n',
          "\n  instruments: duplicate instrument ids: xrd1$"),
         (MINIMAL.replace('outbox_path', 'sample_interval_s = "1 min"\noutbox_path'),
@@ -88,6 +90,9 @@ def test_defaults(tmp_path: Path) -> None:
          "not valid TOML"),
         (MINIMAL.replace('kind = "simulated"', 'kind = "modbus", host = "m1", address = -1'),
          "instruments.xrd1.probe.address: Input should be greater than or equal to 0"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "modbus", host = "m1", address = 0,'
+                                               ' scale = 0'),
+         "instruments.xrd1.probe.scale: must not be 0"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
