@@ -62,6 +62,22 @@ export async function getJson(path, params = {}, options = {}) {
   return (await request(path, params, options)).json();
 }
 
+/** The most items the API gives in one page of a list. */
+export const PAGE = 1000;
+
+/** Every item of a paged list, not just a page of it: a state timeline of 30 busy days or a
+ * province's instruments run to thousands. ``first``: its first page, when already read;
+ * the pages after it are asked at once. */
+export async function getAll(path, params = {}, options = {}, first = null) {
+  const page = first ?? await getJson(path, { ...params, limit: PAGE }, options);
+  const size = page.items.length;
+  const offsets = [];
+  for (let at = page.offset + size; size && at < page.total; at += size) offsets.push(at);
+  const rest = await Promise.all(offsets.map((offset) => getJson(path,
+    { ...params, limit: size, offset }, options)));
+  return page.items.concat(...rest.map((p) => p.items));
+}
+
 /** POST ``body`` as JSON (none for actions that take no body); the answer's JSON. */
 export async function postJson(path, body, options = {}) {
   return (await request(path, {}, { ...options, method: 'POST', body })).json();

@@ -2,7 +2,7 @@
 
 import { download } from './api.js';
 import { el } from './dom.js';
-import { lang, t } from './i18n.js';
+import { fmtNumber, lang, t } from './i18n.js';
 
 /** A column's header. A short column (a rank, a grade, a score: a word over a few
  * characters) keeps it on one line in every language, so takes no more room than it needs;
@@ -22,6 +22,15 @@ export function table(columns, rows, name) {
         return el('td', { dataset: { key: c.key, label: t(c.label) } },
           value === null || value === undefined || value === '' ? '—' : value);
       }))))));
+}
+
+/** What goes under a table of one ``page`` of a longer list: a note of how many rows it shows
+ * of how many, ``key`` wording it (by default: the exports hold every row); nothing (an empty
+ * list) when it shows them all. */
+export function moreNote(page, key = 'table.more') {
+  if (page.total <= page.items.length) return [];
+  return [el('p', { class: 'muted', dataset: { more: page.total }, text: t(key)
+    .replace('{shown}', fmtNumber(page.items.length, 0)).replace('{total}', fmtNumber(page.total, 0)) })];
 }
 
 /** CSV and XLSX buttons for an export endpoint, headers in the dashboard's language. */

@@ -2,13 +2,13 @@
 // admins and evaluators all) from a week back on, the actions each role may take on each, and
 // for registered users the request form. The API decides; a refusal shows its message.
 
-import { getJson, postJson } from '../api.js';
+import { getAll, getJson, postJson } from '../api.js';
 import { dateTimeInput, instant, isoTime, readDateTimeInput, wallClock } from '../clock.js';
 import { el, named } from '../dom.js';
 import { fmtTime, t, zoneNote } from '../i18n.js';
 import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { answered, confirmed, showDone, showProblem, showRefusal } from '../notice.js';
-import { section, table } from '../table.js';
+import { moreNote, section, table } from '../table.js';
 
 const DAY = 86400e3;
 const HOUR = 3600e3;
@@ -44,16 +44,6 @@ function actions(me, booking) {
   const cancellable = booking.status === 'requested'
     || (booking.status === 'approved' && Date.parse(booking.start) > Date.now());
   return me.role === 'user' && cancellable ? [['cancel', 'book.cancel']] : [];
-}
-
-/** Every instrument, page after page (a province registers thousands). */
-async function allInstruments(signal) {
-  const items = [];
-  for (;;) {
-    const page = await getJson('instruments', { limit: SHOWN, offset: items.length }, { signal });
-    items.push(...page.items);
-    if (!page.items.length || items.length >= page.total) return items;
-  }
 }
 
 function choice(id, label, values, prefix, selected) {
@@ -129,10 +119,7 @@ export function render(root, ctx) {
         status: status.value, ends_after: new Date(Date.now() - 7 * DAY).toISOString(), limit: SHOWN,
       }, { signal: stop.signal });
       list.replaceChildren(table(columns, page.items, 'bookings'));
-      if (page.total > page.items.length) {
-        list.append(el('p', { class: 'muted', text: t('book.more')
-          .replace('{shown}', page.items.length).replace('{total}', page.total) }));
-      }
+      list.append(...moreNote(page, 'book.more'));
       list.dataset.loaded = 'true';
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, list);
@@ -143,7 +130,8 @@ export function render(root, ctx) {
     // none chosen at first: a request sent without choosing books nothing, not the first one
     const instrument = el('select', { id: 'book-instrument' },
       el('option', { value: '', text: t('book.choose_instrument') }));
-    Promise.all([allInstruments(stop.signal), loadInstitutionNames(stop.signal).catch(() => {})])
+    // every instrument (a province registers thousands)
+    Promise.all([getAll('instruments', {}, { signal: stop.signal }), loadInstitutionNames(stop.signal).catch(() => {})])
       .then(([items]) => instrument.append(...items.map((i) => el('option', { value: i.id,
         text: `${named(i.name, i.id)} · ${institutionName(i.institution_id)}` }))))
       .catch((err) => { if (!stop.signal.aborted) ctx.fail(err, message); });

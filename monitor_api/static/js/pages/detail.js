@@ -1,7 +1,7 @@
 // Instrument detail: registry entry, catalogue review, current state, state timeline and power
 // for a range.
 
-import { deleteResource, getJson, postJson } from '../api.js';
+import { deleteResource, getAll, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { dateTimeInput, readDateTimeInput } from '../clock.js';
 import { el, markPresets, named } from '../dom.js';
@@ -128,15 +128,16 @@ export function render(root, ctx) {
     const base = `instruments/${encodeURIComponent(id)}`;
     try {
       const [intervals, points] = await Promise.all([
-        getJson(`${base}/timeline`, { ...range, limit: 1000 }, { signal: stop.signal }),
+        // every interval: a page of them ends days before a busy instrument's range does
+        getAll(`${base}/timeline`, range, { signal: stop.signal }),
         getJson(`${base}/power`, { ...range, step_s: step, limit: 10000 },
           { signal: stop.signal }),
       ]);
-      const empty = !intervals.items.length && !points.items.length;
+      const empty = !intervals.length && !points.items.length;
       charts.hidden = empty; // a note says so rather than empty grids
       if (!empty) {
         const watts = powerChart(power.canvas, points.items, lo, hi);
-        timelineChart(timeline.canvas, intervals.items, lo, hi, watts); // a time at one x in both
+        timelineChart(timeline.canvas, intervals, lo, hi, watts); // a time at one x in both
       }
       charts.dataset.loaded = 'true';
       message.replaceChildren(...(empty

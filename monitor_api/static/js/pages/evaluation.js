@@ -3,7 +3,7 @@
 // reports against the measured hours; lab managers read a year's published results instead,
 // and report and check their own hours.
 
-import { getJson, putJson } from '../api.js';
+import { getAll, getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
 import { dateInput, thisYear } from '../clock.js';
 import { el } from '../dom.js';
@@ -13,7 +13,7 @@ import { attempt, showDone } from '../notice.js';
 import { publicationCard, publicationOf, tokenHolder } from './publication.js';
 import { reportedCard } from './reported.js';
 import { reviewCard } from './review.js';
-import { exportButtons, section, table } from '../table.js';
+import { exportButtons, moreNote, section, table } from '../table.js';
 
 const GRADES = ['优秀', '良好', '合格', '不合格'];
 const grade = (v) => (v ? t(`grade.${v}`) : null);
@@ -94,7 +94,8 @@ export function render(root, ctx) {
   const stop = new AbortController();
   // Lab managers read published results: the latest year that can have them is the last one.
   const readsPublished = ctx.me.role === 'lab_manager';
-  const year = el('input', { type: 'number', id: 'eval-year', min: 2000, max: 2100,
+  // required: an emptied year would ask the API for year 0 and read its refusal
+  const year = el('input', { type: 'number', id: 'eval-year', min: 2000, max: 2100, required: true,
     value: thisYear() - (readsPublished ? 1 : 0), 'aria-label': t('eval.year') });
   const form = el('form', { class: 'filters' },
     el('label', {}, `${t('eval.year')} `, year),
@@ -157,8 +158,29 @@ export function render(root, ctx) {
     if (list.note) {
       card.append(el('p', { class: 'muted', dataset: { note: list.name }, text: list.note(y, page) }));
     }
-    card.append(table(list.columns, page.items, list.name));
+    card.append(table(list.columns, page.items, list.name), ...moreNote(page));
     return card;
+  }
+
+  /** The grade distribution in ``box``, of every instrument of year ``y``: not only of those
+   * on the table's ``first`` page, the best of a province; the pages after it (asked only
+   * when there are more) are read while the tables are. */
+  async function drawGrades(box, y, first) {
+    try {
+      const instruments = await getAll(LISTS[1].path(y), {}, { signal: stop.signal }, first);
+      if (!box.isConnected) return; // another year was asked for meanwhile
+      const counts = GRADES.map((g) => instruments.filter((i) => i.grade === g).length);
+      if (counts.some(Boolean)) {
+        const chart = chartBox('grades', t('eval.grades'));
+        box.replaceChildren(chart.box);
+        countChart(chart.canvas, GRADES.map(grade), counts, t('eval.count'));
+      } else { // a note, as an empty table has, not a bare grid
+        box.replaceChildren(el('p', { class: 'muted', dataset: { empty: 'grades' }, text: t('common.empty') }));
+      }
+      box.dataset.loaded = 'true';
+    } catch (err) {
+      if (!stop.signal.aborted) ctx.fail(err, box);
+    }
   }
 
   /** What a lab manager sees: the published ranking and their own instruments' results. */
@@ -200,18 +222,16 @@ export function render(root, ctx) {
           { signal: stop.signal }))]);
       showCovers(results[0], y);
       const fail = (err) => ctx.fail(err, body);
-      const grades = chartBox('grades', t('eval.grades'));
-      const counts = GRADES.map((g) => results[1].items.filter((i) => i.grade === g).length);
-      const graded = counts.some(Boolean); // else a note, as an empty table has, not a bare grid
+      const grades = el('div', { class: 'grades', dataset: { loaded: 'false' } },
+        el('p', { class: 'muted', text: t('common.loading') }));
       body.replaceChildren(
-        section('eval.grades', 'grades', graded ? grades.box
-          : el('p', { class: 'muted', dataset: { empty: 'grades' }, text: t('common.empty') })),
+        section('eval.grades', 'grades', grades),
         ...LISTS.map((list, n) => listCard(list, y, list.path(y), results[n], fail)),
         assessments(y, rules, assessed, results[0].items, fail),
         publicationCard(y, published, ctx, stop.signal, load),
         reportedCard(y, ctx, stop.signal),
         reviewCard(y, ctx, stop.signal));
-      if (graded) countChart(grades.canvas, GRADES.map(grade), counts, t('eval.count'));
+      drawGrades(grades, y, results[1]);
       body.dataset.loaded = 'true';
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, body);

@@ -9,7 +9,7 @@ import { dateInput, wallClock } from '../clock.js';
 import { el, markPresets } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
 import { showProblem } from '../notice.js';
-import { exportButtons, section, table } from '../table.js';
+import { exportButtons, moreNote, section, table } from '../table.js';
 
 const DAY = 86400e3;
 
@@ -95,7 +95,7 @@ export function render(root, ctx) {
           card.append(chart.box);
           charts.push(() => hoursChart(chart.canvas, reports[n].items));
         }
-        card.append(table(COLUMNS, reports[n].items, group));
+        card.append(table(COLUMNS, reports[n].items, group), ...moreNote(reports[n]));
         return card;
       }), servicesCard(services, period, fail));
       // zeros and an availability of 0% would read as instruments standing idle and down; the
@@ -116,10 +116,6 @@ export function render(root, ctx) {
 function servicesCard(services, period, fail) {
   const card = section('svc.title', 'services');
   card.querySelector('.card-head').append(exportButtons('reports/service-records', period, fail, 'services'));
-  card.append(table(SERVICE_COLUMNS, services.items, 'services'));
-  if (services.total > services.items.length) {
-    card.append(el('p', { class: 'muted', text: t('svc.more')
-      .replace('{shown}', services.items.length).replace('{total}', services.total) }));
-  }
+  card.append(table(SERVICE_COLUMNS, services.items, 'services'), ...moreNote(services));
   return card;
 }
