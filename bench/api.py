@@ -28,6 +28,8 @@ the same run as a baseline of what the machine does that day: the board's rows r
 from their two tables (``bare_fetch``), and the year's session hours of the report's
 instruments summed straight from the sessions (``bare_sum``), the power readings averaged
 per day straight from the samples (``bare_avg``), with the ratios.
+
+Needs PostgreSQL at TEST_PG_ADMIN_URL (default 127.0.0.1:5432), as the other benchmarks.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
+from _args import positive
 from psycopg import conninfo, sql
 
 from instrushare.db import migrate
@@ -56,7 +59,7 @@ from monitor_api import ApiSettings
 from monitor_api.auth import Role
 from monitor_api.cli import create_token
 
-ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _free_port() -> int:
@@ -286,13 +289,14 @@ def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instruments", type=int, default=10_000)
-    parser.add_argument("--reported", type=int, default=3_000)
-    parser.add_argument("--sessions", type=int, default=250, help="per instrument and year")
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--report-runs", type=int, default=10)
-    parser.add_argument("--sample-days", type=int, default=1,
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instruments", type=positive(int), default=10_000)
+    parser.add_argument("--reported", type=positive(int), default=3_000)
+    parser.add_argument("--sessions", type=positive(int), default=250,
+                        help="per instrument and year")
+    parser.add_argument("--runs", type=positive(int), default=30)
+    parser.add_argument("--report-runs", type=positive(int), default=10)
+    parser.add_argument("--sample-days", type=positive(int), default=1,
                         help="days of one-a-minute state samples at the end of 2025")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()

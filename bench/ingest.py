@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
+from _args import positive
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -290,11 +292,11 @@ def _medians(rounds: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=30_000)
-    parser.add_argument("--batched-messages", type=int, default=10_000)
-    parser.add_argument("--samples-per-message", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=positive(int), default=30_000)
+    parser.add_argument("--batched-messages", type=positive(int), default=10_000)
+    parser.add_argument("--samples-per-message", type=positive(int), default=100)
+    parser.add_argument("--rounds", type=positive(int), default=3)
     args = parser.parse_args()
     tune_process()  # as ``instrushare ingest`` does; the baselines run in this process too
 
@@ -323,6 +325,7 @@ def main() -> None:
             base += spans[1]
     finally:
         broker.stop()
+        shutil.rmtree(broker.workdir, ignore_errors=True)  # its queues, saved when it stopped
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))

@@ -66,6 +66,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import psutil
 import psycopg
+from _args import positive
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import conninfo, sql
@@ -516,13 +517,13 @@ def run(args: argparse.Namespace, db: str, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instruments", type=int, default=3000)
-    parser.add_argument("--rate", type=float, default=3000, help="messages per second")
-    parser.add_argument("--duration", type=float, default=30, help="seconds of load")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instruments", type=positive(int), default=3000)
+    parser.add_argument("--rate", type=positive(float), default=3000, help="messages per second")
+    parser.add_argument("--duration", type=positive(float), default=30, help="seconds of load")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of load before probes")
-    parser.add_argument("--probe-interval", type=float, default=0.1)
-    parser.add_argument("--poll-interval", type=float, default=0.015)
+    parser.add_argument("--probe-interval", type=positive(float), default=0.1)
+    parser.add_argument("--poll-interval", type=positive(float), default=0.015)
     parser.add_argument("--idle", type=float, default=2,
                         help="seconds idle before the RSS baseline")
     args = parser.parse_args()

@@ -32,7 +32,7 @@ def test_api_bench_prints_one_consistent_json_line() -> None:
     before = _bench_databases(), _api_servers()
     result = run_bench("api.py", "--instruments", INSTRUMENTS, "--reported", REPORTED,
                        "--sessions", SESSIONS, "--runs", RUNS, "--report-runs", RUNS,
-                       timeout=300, env={"BENCH_PG_ADMIN_URL": PG_ADMIN_URL})
+                       timeout=300, env={"TEST_PG_ADMIN_URL": PG_ADMIN_URL})
 
     board, year, power = (result["status_board"], result["utilisation_year"],
                           result["power_year_daily"])

@@ -1,6 +1,9 @@
-"""bench/ingest.py end to end with tiny parameters: one JSON line whose figures add up."""
+"""bench/ingest.py end to end with tiny parameters: one JSON line whose figures add up, and
+nothing left behind."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -9,9 +12,10 @@ from tests.bench.helpers import run_bench
 MESSAGES, BATCHED, PER_MESSAGE = 2_000, 200, 10
 
 
-def test_ingest_bench_prints_one_consistent_json_line() -> None:
+def test_ingest_bench_prints_one_consistent_json_line(tmp_path: Path) -> None:
     result = run_bench("ingest.py", "--messages", MESSAGES, "--batched-messages", BATCHED,
-                       "--samples-per-message", PER_MESSAGE, "--rounds", 1, timeout=300)
+                       "--samples-per-message", PER_MESSAGE, "--rounds", 1, timeout=300,
+                       env={"TMPDIR": str(tmp_path)})
 
     for scenario, per_message in ((result["single_sample"], 1),
                                   (result["batched"], PER_MESSAGE)):
@@ -28,3 +32,4 @@ def test_ingest_bench_prints_one_consistent_json_line() -> None:
         assert scenario["rounds"] == [{k: v for k, v in scenario.items()
                                        if k.startswith("ratio")}]
     assert result["batched"]["samples_per_message"] == PER_MESSAGE
+    assert list(tmp_path.iterdir()) == []  # its private broker's directory and queues too

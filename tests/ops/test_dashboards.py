@@ -106,6 +106,29 @@ def test_dashboards_are_valid_grafana_json() -> None:
         _check_no_overlap(name, panels)
 
 
+def _series_unit(panel: dict[str, Any], series: str) -> str | None:
+    """The unit a series is shown in: an override by its name, else the panel's default."""
+    config = panel.get("fieldConfig", {})
+    unit: str | None = config.get("defaults", {}).get("unit")
+    for override in config.get("overrides", []):
+        if override["matcher"] == {"id": "byName", "options": series}:
+            unit = next((p["value"] for p in override["properties"] if p["id"] == "unit"), unit)
+    return unit
+
+
+def test_every_duration_from_prometheus_is_shown_in_seconds() -> None:
+    """A time drawn without a unit, beside a count, reads as a line stuck at zero: an operator
+    told to watch the batch write time would see nothing."""
+    unitless = []
+    for name, dash in grafana.load_dashboards().items():
+        for panel in grafana.all_panels(dash):
+            for target in panel.get("targets", []):
+                if "_seconds" in target.get("expr", "") and _series_unit(
+                        panel, target.get("legendFormat", "")) != "s":
+                    unitless.append(f"{name} {panel['title']!r}: {target['legendFormat']}")
+    assert unitless == []
+
+
 def test_message_queries_bound_the_partition_column() -> None:
     """ingested_message is a hypertable partitioned by created_at: a query that filters only on
     received_at (not indexed) would read every chunk of the 60 days kept."""
