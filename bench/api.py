@@ -19,7 +19,9 @@ after one warm-up request, whose time is printed as ``cold_ms`` (for the yearly 
 availability: computing and storing the rollups). It times the
 yearly report with and without availability, the year less its last day without it (eleven
 months from the monthly usage rollup, the last 30 days from the sessions), a report over
-the sampled days with availability, the year's evaluation of every instrument, and one
+the sampled days with availability, the year's evaluation of every instrument (each
+accepted on a day of the last seven years and networked up to 90 days later, or not yet), the
+list of overdue registrations, and one
 instrument's power per day over a year of one-a-minute readings (the whole hours from
 ``power_hours()``, and every bucket from the samples when the window starts off the hour).
 
@@ -47,7 +49,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import psycopg
@@ -86,13 +88,19 @@ def populate(url: str, *, instruments: int, reported: int, sessions: int, seed: 
                     cp.write_row((f"u{u}", f"用户{u}", inst, "企业" if inst is None else "",
                                   True))
             with cur.copy("COPY instrument (id, name, institution_id, category_code, value_rmb,"
-                          " gateway_id) FROM STDIN") as cp:
+                          " gateway_id, accepted_on, networked_on) FROM STDIN") as cp:
                 for n in range(instruments):
                     # the first `reported` instruments belong to the 30 institutions of 沈阳
                     owner = n % 30 if n < reported else 30 + n % 70
                     cat = f"{rng.choice(['01', '02', '03', '04'])}0101"
+                    # accepted over seven years, networked 2 to 90 days later, one in 20 not yet:
+                    # every evaluation and the overdue list count working days since then
+                    accepted = date(2019, 1, 1) + timedelta(days=rng.randrange(7 * 365))
+                    networked = (None if rng.random() < 0.05
+                                 else accepted + timedelta(days=rng.randint(2, 90)))
                     cp.write_row((f"ins{n:05d}", f"仪器{n}", f"inst{owner:03d}", cat,
-                                  rng.randint(300_000, 9_000_000), f"gw{n // 20}"))
+                                  rng.randint(300_000, 9_000_000), f"gw{n // 20}", accepted,
+                                  networked))
             with cur.copy("COPY gateway (id, bd_seq, online, changed_at) FROM STDIN") as cp:
                 for g in range(instruments // 20 + 1):
                     cp.write_row((f"gw{g}", 1, g % 17 != 0, now - timedelta(hours=2)))
@@ -352,6 +360,10 @@ def main() -> None:
                 # the province's evaluation: every instrument, most of them never heard from
                 evaluation = _measure(client, "/evaluation/2025/instruments", {"limit": "1000"},
                                       args.report_runs)
+                overdue = _measure(client, "/evaluation/overdue-registrations",
+                                   {"limit": "1000"}, args.report_runs)
+                late = client.get("/evaluation/overdue-registrations",
+                                  params={"limit": "1"}).json()["total"]
                 # the year's power per day: whole hours from power_hours(), or, a minute
                 # off the hour, every bucket from the samples
                 power_path = f"/instruments/{power_instrument}/power"
@@ -390,6 +402,7 @@ def main() -> None:
                                             / statistics.median(listed[1]), 2),
                 "csv_all": _stats(register_csv)},
             "evaluation_year": {"instruments": count, **_stats(evaluation)},
+            "overdue_registrations": {"overdue": late, **_stats(overdue)},
             "power_year_daily": {"samples": power_samples, **_stats(power),
                                  "from_samples_only": _stats(power_raw),
                                  "bare_avg": _stats(bare_power),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+import random
+from datetime import date, timedelta
+
+import chinese_calendar
 
 from monitor_api.workdays import (
     DayCount,
@@ -112,3 +115,28 @@ def test_unknown_calendar_years_are_estimated_per_instrument(api: Api) -> None:
         for path in ("/evaluation/2026/instruments", "/evaluation/2026/institutions",
                      "/evaluation/2027/instruments", "/evaluation/overdue-registrations"):
             assert c.get(path).status_code == 200, path
+
+
+def _official_or_weekday(day: date) -> bool:
+    """The calendar asked day by day, as the yearly tables must agree with."""
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError:
+        return day.weekday() < 5
+
+
+def test_yearly_tables_agree_with_the_calendar_day_by_day() -> None:
+    """Deadlines and spans across known and unknown years, year ends and leap days give what
+    counting each day on the official calendar gives."""
+    rng = random.Random(7)
+    for _ in range(120):
+        after = date(2002, 6, 1) + timedelta(days=rng.randrange(26 * 365))
+        until = after + timedelta(days=rng.randrange(500))
+        days = [after + timedelta(days=n) for n in range(1, (until - after).days + 1)]
+        assert working_days_between(after, until).days == sum(map(_official_or_weekday, days))
+        owed = rng.randrange(1, 90)
+        deadline, left = after, owed
+        while left:
+            deadline += timedelta(days=1)
+            left -= _official_or_weekday(deadline)
+        assert add_working_days(after, owed).day == deadline, (after, owed)
