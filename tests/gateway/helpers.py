@@ -121,11 +121,17 @@ class IngestStandIn:
         if login:
             self.client.username_pw_set(login["username"], login["password"])
         self.topics = Topics(prefix)
+        subscribed = threading.Event()
         if confirm:
             self.client.on_connect = lambda c, u, f, r, p: c.subscribe(self.topics.all_data, 1)
+            self.client.on_subscribe = lambda c, u, m, r, p: subscribed.set()
             self.client.on_message = self._confirm
+        else:
+            subscribed.set()
         self.client.connect(address.host, address.port)
         self.client.loop_start()  # reconnects by itself after a broker restart
+        # as a real worker: online only once subscribed, else the first messages go unconfirmed
+        assert subscribed.wait(10), "the stand-in ingest's subscription was never granted"
         self.topic = self.topics.ingest_state(worker)
         self.payload = json.dumps({"v": 1, "worker": worker, "status": "online"})
         self.stopped = threading.Event()

@@ -337,16 +337,22 @@ def _one_row(dashboard: str, title: str, db: str,
     return {c.split(" ")[0]: v for c, v in zip(columns, rows[0], strict=True)}
 
 
+def _heartbeat(seconds: float) -> dict[str, str]:
+    """The heartbeat variable as ``seconds`` were when the data was written, at NOW: the
+    query compares with the database's now(), which moves on while the suite runs."""
+    return {"heartbeat_s": str(seconds + (datetime.now(UTC) - NOW).total_seconds())}
+
+
 def test_fleet_state_counts(filled_db: str) -> None:
-    got = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db)
+    got = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db, _heartbeat(900))
     # offline: i-stale (silent 40 min > 900 s), i-gwdown (gateway offline), i-none (never heard)
     assert got == {"running": 1, "idle": 1, "off": 0, "fault": 1, "maintenance": 0,
                    "offline": 3, "total": 6}
     only_other = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db,
-                          {"institution": "'other'"})
+                          {"institution": "'other'", **_heartbeat(900)})
     assert (only_other["idle"], only_other["offline"], only_other["total"]) == (1, 2, 3)
     longer = _one_row("fleet.json", "Instruments by state 仪器状态", filled_db,
-                      {"heartbeat_s": "3600"})
+                      _heartbeat(3600))
     assert (longer["idle"], longer["offline"]) == (2, 2)
     gateways = _one_row("fleet.json", "Gateways online 网关在线", filled_db)
     assert gateways == {"online": 1, "offline": 1}
