@@ -168,3 +168,13 @@ def test_mosquitto_config_paths_are_mounted() -> None:
     writer = services["mosquitto-passwd"]
     assert os.path.dirname(settings["password_file"]) in {
         v.split(":")[1] for v in writer["volumes"]}
+
+
+def test_deployment_secrets_stay_out_of_the_image_build() -> None:
+    """What .gitignore keeps out of the repository as a deployment secret (docs/deploy.md) is
+    not sent to the Docker daemon with the build files either."""
+    gitignore = (ROOT / ".gitignore").read_text()
+    secrets = gitignore.split("# deployment secrets")[1].split("\n\n")[0].splitlines()[1:]
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text()
+               .splitlines()}
+    assert secrets and {s.rstrip("/") for s in secrets} <= ignored
