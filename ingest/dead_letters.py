@@ -30,10 +30,15 @@ SELECT reason, topic, count(*), min(received_at), max(received_at)
 FROM dead_letter WHERE""" + _CHOSEN + """
 GROUP BY reason, topic ORDER BY reason, topic
 """
-_EXTENT = "SELECT max(id), count(*) FROM dead_letter WHERE" + _CHOSEN
+_PREFIXES = """
+SELECT split_part(topic, '/', 1), count(*) FROM dead_letter WHERE""" + _CHOSEN + """
+GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+_REPLAYED = _CHOSEN + " AND split_part(topic, '/', 1) = %(prefix)s"
+_EXTENT = "SELECT max(id), count(*) FROM dead_letter WHERE" + _REPLAYED
 _NEXT = """
 SELECT id, topic, payload, received_at FROM dead_letter
-WHERE id > %(after)s AND id <= %(last)s AND""" + _CHOSEN + """
+WHERE id > %(after)s AND id <= %(last)s AND""" + _REPLAYED + """
 ORDER BY id LIMIT %(limit)s
 """
 
@@ -78,6 +83,13 @@ def summarize(conninfo: str, selection: Selection) -> list[DeadLetterGroup]:
         return [DeadLetterGroup(*row) for row in conn.execute(_SUMMARY, selection.params())]
 
 
+def topic_prefixes(conninfo: str, selection: Selection) -> dict[str, int]:
+    """The chosen dead letters counted per topic prefix (a topic's first level), most first:
+    a replay handles only those of the ingest's prefix. Raises RetryableStoreError."""
+    with _database_errors(), psycopg.connect(conninfo, autocommit=True) as conn:
+        return dict(conn.execute(_PREFIXES, selection.params()).fetchall())
+
+
 @dataclass(slots=True)
 class ReplayResult:
     replayed: int = 0
@@ -96,12 +108,14 @@ def replay(
     chunk: int = 500,
     on_progress: Callable[[int, int], object] = lambda done, total: None,
 ) -> ReplayResult:
-    """Replay the chosen dead letters present when called, ``chunk`` per transaction, in the
-    order they arrived; ``on_progress(done, total)`` after each transaction.
+    """Replay the chosen dead letters present when called whose topic lies under ``prefix``,
+    ``chunk`` per transaction, in the order they arrived; ``on_progress(done, total)`` after
+    each transaction. Those under another prefix are left as they are: the decoder would
+    dead-letter them anew as ``unknown_topic``, losing the reason they were refused for.
 
     Raises RetryableStoreError when the database fails: the transactions committed so far
     stand, the rest stays in the table for the next run."""
-    params = selection.params()
+    params = selection.params() | {"prefix": prefix}
     result = ReplayResult()
     store = BatchStore(conninfo=conninfo, session_max_gap=session_max_gap)
     decoder = Decoder(prefix=prefix, registry=InstrumentRegistry(loader=store.load_registry))

@@ -216,6 +216,7 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
     from rich.console import Console
     from rich.table import Column, Table
 
+    from ingest._text import escape
     from ingest.dead_letters import summarize
 
     with _database_failure_ends():
@@ -234,9 +235,10 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
         for row in rows:
             table.add_row(*row)
         console.print(table)
-    else:  # piped or logged: whole values, tab-separated, a topic ready for --topic
+    else:  # piped or logged: whole values, tab-separated, a topic ready for --topic; a tab
+        # or line break in a value escaped as COPY text writes it, so a line stays one row
         for row in (header, *rows):
-            typer.echo("\t".join(row))
+            typer.echo("\t".join(map(escape, row)))
     typer.echo(f"{sum(g.count for g in groups)} dead letter(s)")
 
 
@@ -246,14 +248,27 @@ def dead_letters_replay(reason: _Reason = None, topic: _Topic = "%") -> None:
 
     Each is handled as the ingest would have on its arrival, but with the instrument registry
     as it is now. Use it once the cause is fixed: an instrument registered, a gateway binding
-    corrected.
+    corrected. Only those whose topic lies under INSTRUSHARE_TOPIC_PREFIX are replayed: the
+    others are left, and if none does, nothing is.
     """
     from ingest import IngestConfig
-    from ingest.dead_letters import replay
+    from ingest.dead_letters import replay, topic_prefixes
 
     config = IngestConfig()
     selection = _selection(reason, topic)
     _check_reachable(config.database_url)
+    with _database_failure_ends():
+        carried = topic_prefixes(config.database_url, selection)
+    under = carried.pop(config.topic_prefix, 0)
+    if carried:
+        others = ", ".join(f"{prefix!r} ({n})" for prefix, n in carried.items())
+        if not under:
+            _fail(2, f"none of the {sum(carried.values())} chosen dead letter(s) has a topic"
+                     f" under INSTRUSHARE_TOPIC_PREFIX {config.topic_prefix!r}; their topics"
+                     f" start with {others}: set INSTRUSHARE_TOPIC_PREFIX to the prefix of the"
+                     " ingest that refused them (nothing was replayed)")
+        typer.echo(f"replaying the {under} chosen dead letter(s) under INSTRUSHARE_TOPIC_PREFIX"
+                   f" {config.topic_prefix!r}; leaving those under other prefixes: {others}")
     with _database_failure_ends("; what was replayed so far is stored, the rest is"
                                 " still in dead_letter"), _progress() as bar:
         task = bar.add_task("replaying", total=None)

@@ -86,15 +86,29 @@ def timescaledb_usable(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     """True when timescale.sql can be applied: the extension installed and preloaded (creating
     it without ``shared_preload_libraries`` is FATAL for the connection, so look first), under
     the Timescale License: the Apache-2 build refuses compression and policies, so with it the
-    plain tables serve, pruned by ``db prune``, as without the extension."""
+    plain tables serve, pruned by ``db prune``, as without the extension.
+
+    A role that is neither superuser nor in pg_read_all_settings (an owner role) may not read
+    ``shared_preload_libraries``: for it, the extension created in the database by an earlier
+    run as a superuser tells it is preloaded."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
-        " current_setting('shared_preload_libraries') LIKE '%timescaledb%',"
+        " (SELECT setting LIKE '%timescaledb%' FROM pg_settings"
+        "  WHERE name = 'shared_preload_libraries'),"
+        " EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
         " current_setting('timescaledb.license', true)"
     ).fetchone()
-    if not (row and row[0] and row[1]):
+    if not (row and row[0]):
         return False
-    if row[2] == "apache":
+    _, preloaded, created, license_ = row
+    if preloaded is None and not created:
+        logger.warning("TimescaleDB is installed but not created in this database, and this role"
+                       " may not read shared_preload_libraries: plain tables are used (run"
+                       " `instrushare db migrate` once as a superuser to create the extension)")
+        return False
+    if not (created if preloaded is None else preloaded):
+        return False
+    if license_ == "apache":
         logger.warning("TimescaleDB runs under its Apache-2 license, without compression and"
                        " policies: plain tables are used (a build under the Timescale License,"
                        " timescaledb.license = 'timescale', has them)")
@@ -143,12 +157,27 @@ def _naming_failure(name: str, applied: list[str]) -> Iterator[None]:
 
 
 def ensure_database(conninfo: str) -> str | None:
-    """Create the database named in ``conninfo`` if missing; its name if it was made."""
-    params = pg_conninfo.conninfo_to_dict(conninfo)
-    name = str(params.get("dbname") or "postgres")
+    """Create the database named in ``conninfo`` if missing; its name if it was made.
+
+    The database itself is tried first and the maintenance database ``postgres`` only when
+    that fails: a hardened server (pg_hba.conf, CONNECT revoked) may keep the owner role out
+    of it. libpq gives a refused connection no SQLSTATE, so whether the database is missing is
+    asked there, not read from the message; if it exists, or ``postgres`` is out of reach
+    too, the database's own refusal is raised."""
+    try:
+        psycopg.connect(conninfo).close()
+    except psycopg.OperationalError as exc:
+        refused = exc
+    else:
+        return None
+    name = str(pg_conninfo.conninfo_to_dict(conninfo).get("dbname") or "postgres")
     admin = pg_conninfo.make_conninfo(conninfo, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(admin, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise refused from exc
+    with conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            return None
+            raise refused
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return name

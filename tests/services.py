@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import ipaddress
 import os
 import select
@@ -227,3 +228,46 @@ def running(proxy: TcpProxy) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.down()
+
+
+class Postgres:
+    """A private PostgreSQL server on a free port, for what a test may not do to the shared
+    one (its ``postgres`` database, pg_hba.conf); trust authentication for every role.
+
+    Its data directory lies in ``workdir``: run as root, the server runs as the ``postgres``
+    user (initdb refuses root), so ``workdir`` must be one that user can enter."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.data = workdir / "data"
+        self.port = free_port()
+        self._user = "postgres" if os.geteuid() == 0 else None
+        workdir.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            shutil.chown(workdir, self._user, self._user)
+        self._run("initdb", "--no-sync", "--auth=trust", "--username=postgres", "-D",
+                  str(self.data))
+
+    def url(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def start(self) -> None:
+        self._run("pg_ctl", "start", "--wait", "-D", str(self.data), "-l",
+                  str(self.data / "server.log"), "-o",
+                  f"-p {self.port} -c listen_addresses=127.0.0.1"
+                  f" -c unix_socket_directories={self.data} -c fsync=off")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "stop", "--wait", "--mode=fast", "-D", str(self.data))
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run([_server_program(program), *args], check=True, capture_output=True,
+                       user=self._user)
+
+
+def _server_program(name: str) -> str:
+    """``initdb`` or ``pg_ctl``: on the PATH, else where Debian's postgresql package puts
+    them (the newest version's), which is not on the PATH."""
+    found = shutil.which(name) or max(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                                      key=lambda p: int(p.split("/")[4]), default=None)
+    assert found, f"{name} not found: install the Debian package postgresql"
+    return found

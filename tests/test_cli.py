@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from pydantic import ValidationError
 from instrushare.cli import app, main
 from instrushare.settings import ServiceSettings, describe
 from tests.conftest import PG_ADMIN_URL
-from tests.services import Mosquitto, free_port
+from tests.services import Mosquitto, Postgres, free_port
 
 
 def test_invalid_settings_name_each_field_and_exit_2() -> None:
@@ -162,6 +164,43 @@ def test_a_migration_the_database_refuses_is_named_with_what_stays_applied(
         assert [name for name, in conn.execute(
             "SELECT name FROM schema_migration ORDER BY name")] == [
             "0001_telemetry.sql", "0002_ingest.sql"]
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[Postgres]:
+    """A server of the test's own, whose ``postgres`` database it may close to roles."""
+    workdir = Path(tempfile.mkdtemp(prefix="instrushare-postgres-"))
+    try:
+        server = Postgres(workdir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(workdir)
+
+
+def test_migrate_goes_to_the_maintenance_database_only_to_create_a_missing_one(
+    private_postgres: Postgres,
+) -> None:
+    """An owner role kept out of ``postgres`` (CONNECT revoked, as on a hardened server)
+    migrates its own database; one missing is named, not the database it could not reach."""
+    with psycopg.connect(private_postgres.url(), autocommit=True) as conn:
+        conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        conn.execute("CREATE ROLE owner LOGIN CREATEDB")
+        conn.execute("CREATE DATABASE instrushare OWNER owner")
+    done = run("instrushare", "db", "migrate",
+               DATABASE_URL=private_postgres.url("instrushare", user="owner"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("applied ") and "0001_telemetry.sql" in done.stdout
+    missing = run("instrushare", "db", "migrate",
+                  DATABASE_URL=private_postgres.url("missing", user="owner"))
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines()[-1].endswith('database "missing" does not exist')
+    created = run("instrushare", "db", "migrate", DATABASE_URL=private_postgres.url("fresh"))
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.splitlines()[0] == "created database fresh"
 
 
 @pytest.mark.parametrize(("env", "says"), [

@@ -179,3 +179,53 @@ def test_a_mistyped_reason_or_an_unreachable_database_is_a_clear_error(
         assert done.returncode == 1
         assert done.stderr.startswith("instrushare: database failed: connection failed: ")
         assert "Traceback" not in done.stderr
+
+
+def _insert(database_url: str, *rows: tuple[str, bytes, str]) -> None:
+    """Dead letters (topic, payload, reason) received now."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.cursor().executemany("INSERT INTO dead_letter (topic, payload, reason, received_at)"
+                                  " VALUES (%s, %s, %s, now())", rows)
+
+
+def test_replay_takes_only_dead_letters_under_the_ingest_prefix(
+    database_url: str, topics: Topics,
+) -> None:
+    """Under another INSTRUSHARE_TOPIC_PREFIX every topic would be foreign: dead-lettered
+    anew as unknown_topic, the reason it was refused for lost. None under it: nothing is
+    replayed, exit 2; some: only those, the others named and left as they were."""
+    register(database_url, {"i1": "gw1"})
+    prefix, old = topics.prefix, f"{topics.prefix}-old"
+    _insert(database_url, *[
+        (topics.data("gw1", "i1"), data_message("gw1", "i1", seq, [(BASE, "idle", None)]),
+         "unknown_instrument") for seq in (1, 2)])
+    before = _dead(database_url)
+    wrong = _run(database_url, "isv1", "replay")
+    assert (wrong.returncode, wrong.stderr) == (2, (
+        "instrushare: none of the 2 chosen dead letter(s) has a topic under"
+        f" INSTRUSHARE_TOPIC_PREFIX 'isv1'; their topics start with '{prefix}' (2): set"
+        " INSTRUSHARE_TOPIC_PREFIX to the prefix of the ingest that refused them (nothing was"
+        " replayed)\n"))
+    assert _dead(database_url) == before
+
+    foreign = Topics(old).data("gw1", "i1")
+    _insert(database_url, (foreign, data_message("gw1", "i1", 3, [(BASE, "idle", None)]),
+                           "unknown_instrument"))
+    out = _cli(database_url, prefix, "replay")
+    assert out.splitlines() == [
+        f"replaying the 2 chosen dead letter(s) under INSTRUSHARE_TOPIC_PREFIX '{prefix}';"
+        f" leaving those under other prefixes: '{old}' (1)",
+        "replayed 2 dead letter(s): 2 message(s) stored, 0 already stored, dead-lettered"
+        " again: none"]
+    assert [row[:2] for row in _dead(database_url)] == [("unknown_instrument", foreign)]
+
+
+def test_a_tab_or_line_break_in_a_topic_keeps_a_piped_row_on_one_line(
+    database_url: str, topic_prefix: str,
+) -> None:
+    topic = f"{topic_prefix}/gw/gw1\tx/data/a\nb\\c"
+    _insert(database_url, (topic, b"x", "unknown_topic"))
+    lines = _cli(database_url, topic_prefix, "list").splitlines()
+    assert len(lines) == 3 and lines[2] == "1 dead letter(s)"
+    assert lines[1].split("\t")[:3] == [
+        "unknown_topic", f"{topic_prefix}/gw/gw1\\tx/data/a\\nb\\\\c", "1"]
