@@ -15,8 +15,10 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg.errors as pg_errors
 from fastapi import FastAPI, Request
@@ -24,6 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from monitor_api.settings import TIMEZONE
 
 logger = logging.getLogger("monitor_api")
 
@@ -106,6 +110,20 @@ class UnsupportedMedia(ApiError):
 
     status_code = 415
     code = "unsupported_media_type"
+
+
+MESSAGE_ZONE = ZoneInfo(TIMEZONE)
+"""Messages word instants in the zone whose days the platform counts, as users read them."""
+
+
+def local_time(moment: datetime) -> str:
+    """An instant as a message words it: ``2026-12-08 09:00 (UTC+8)``, seconds only when it
+    has some (the zone's offsets are whole hours)."""
+    local = moment.astimezone(MESSAGE_ZONE)
+    offset = local.utcoffset()
+    hours = int(offset.total_seconds() // 3600) if offset is not None else 0
+    shown = f"{local:%Y-%m-%d %H:%M:%S}" if local.second else f"{local:%Y-%m-%d %H:%M}"
+    return f"{shown} (UTC{hours:+d})"
 
 
 def _body(code: str, message: str, details: Any = None,

@@ -53,7 +53,9 @@ SHARES = frozenset({"openness_ratio", "availability", "voucher_share", "open_sha
 """Columns holding a share of 1 (0.2396): a workbook shows them as percentages (23.96%), as
 the dashboard does, and keeps the exact value."""
 _DATE = re.compile(r"-\d{4}-\d{2}-\d{2}")
-"""A period's dates in a file name, which a sheet name (31 characters at most) leaves out."""
+"""A period's dates in a file name, which a sheet name leaves out."""
+SHEET_NAME_MAX = 31
+"""Excel's limit on a sheet name: a longer one is refused, never cut mid-word."""
 
 
 def _in(lang: Lang, zh: str, en: str) -> str:
@@ -112,8 +114,10 @@ def _csv_cell(value: Any) -> Any:
 
 def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]],
             lang: Lang, title: str, labels: Labels | None = None) -> bytes:
+    if len(title) > SHEET_NAME_MAX:
+        raise ValueError(f"sheet name {title!r} is longer than {SHEET_NAME_MAX} characters")
     book = Workbook(write_only=True)
-    sheet = book.create_sheet(title=_DATE.sub("", title)[:31])
+    sheet = book.create_sheet(title=title)
     sheet.append(headers(columns, lang))
     shares = [key in SHARES for key, _, _ in columns]
     for row in rows:
@@ -146,18 +150,20 @@ def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
 async def render(
     body: dict[str, Any], rows: Sequence[dict[str, Any]],
     columns: Sequence[tuple[str, str, str]], fmt: Format, lang: Lang, name: str,
-    labels: Labels | None = None,
+    labels: Labels | None = None, *, sheet: str | None = None,
 ) -> Response | dict[str, Any]:
     """JSON returns ``body``, which the route's response model then checks and serialises
     (so the body is what the OpenAPI schema says); CSV and XLSX return ``rows`` as a file,
     written in a worker thread: a workbook of a few thousand instruments takes the better part
-    of a second, during which the event loop serves the live board and its streams."""
+    of a second, during which the event loop serves the live board and its streams. The file
+    is ``name``, its sheet ``sheet`` (by default ``name`` without the period's dates)."""
     if fmt is Format.JSON:
         return body
     if fmt is Format.CSV:
         text = await run_in_threadpool(to_csv, rows, columns, lang, labels)
         return Response(text, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    book = await run_in_threadpool(to_xlsx, rows, columns, lang, name, labels)
+    book = await run_in_threadpool(to_xlsx, rows, columns, lang,
+                                   sheet or _DATE.sub("", name), labels)
     return Response(book, media_type=XLSX_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})

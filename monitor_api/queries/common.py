@@ -1,5 +1,5 @@
 """Small SQL helpers: WHERE clauses from optional filters, paging, column updates, the
-institution tree."""
+institution tree, the checks of the institution and region a caller filters on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from psycopg import sql
 
 from monitor_api.auth import Principal, Role
 from monitor_api.db import Conn, fetch_all, fetch_one
+from monitor_api.errors import BadRequest
 
 ROOTS_CTE = """
 WITH RECURSIVE roots(id, root, region) AS (
@@ -39,6 +40,25 @@ async def institution_tree(conn: Conn, institution: str) -> frozenset[str]:
     """The institution and its sub-units, all levels down."""
     rows = await fetch_all(conn, TREE_CTE + "SELECT id FROM tree", {"institution": institution})
     return frozenset(r["id"] for r in rows)
+
+
+async def named_tree(conn: Conn, institution_id: str) -> frozenset[str]:
+    """``institution_tree`` of the ``institution_id`` a caller filters on. An id that names no
+    institution (a typo) is refused rather than answered with an empty list, which would read
+    as an institution without instruments or use."""
+    tree = await institution_tree(conn, institution_id)
+    if not tree:
+        raise BadRequest(f"institution_id: no institution {institution_id!r}")
+    return tree
+
+
+async def check_region(conn: Conn, region: str) -> None:
+    """Refuse a ``region`` filter in which no institution is registered (a typo, another
+    spelling): its empty answer would read as "nothing there"."""
+    if await fetch_one(conn, "SELECT 1 FROM institution WHERE region = %s AND region <> ''",
+                       (region,)) is None:
+        raise BadRequest(f"region: no institution is registered in {region!r}"
+                         " (each institution's region is in GET /institutions)")
 
 
 class Where:

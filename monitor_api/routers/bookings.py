@@ -17,7 +17,14 @@ from fastapi import APIRouter, Query
 
 from monitor_api.auth import Booker, Caller, Manager, Principal, Role
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
-from monitor_api.errors import BadRequest, Conflict, Forbidden, NotFound, Refusal
+from monitor_api.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Refusal,
+    local_time,
+)
 from monitor_api.queries.common import Where, page
 from monitor_api.schemas import Limit, Moment, Offset, Page
 from monitor_api.schemas_bookings import (
@@ -202,7 +209,7 @@ async def _check_not_suspended(conn: Conn, settings: ApiSettings, user_id: str) 
     raise Forbidden(
         f"booking is suspended after {len(rows)} no-shows in the last"
         f" {settings.no_show_window_days} days (bookings {', '.join(map(str, ids))});"
-        f" it resumes at {resumes.isoformat(timespec='minutes')}, or sooner if the"
+        f" it resumes at {local_time(resumes)}, or sooner if the"
         " instruments' managers cancel a no-show",
         details={"no_shows": ids, "resumes_at": resumes.isoformat()}, reason=Refusal.SUSPENDED,
     )
@@ -345,7 +352,7 @@ async def complete_booking(conn: DbConn, caller: Manager, booking_id: int) -> di
     """Once the booked window has begun: the service is then rated, which it cannot be yet."""
     booking = await _managed(conn, caller, booking_id)
     if booking["start"] > datetime.now(UTC):
-        raise Conflict(f"booking {booking_id} begins at {booking['start'].isoformat()}: it can"
+        raise Conflict(f"booking {booking_id} begins at {local_time(booking['start'])}: it can"
                        " be completed once it has begun")
     return await _transition(conn, booking_id, caller, to=BookingStatus.COMPLETED,
                              allowed_from=(BookingStatus.APPROVED,))

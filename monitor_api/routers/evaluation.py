@@ -31,7 +31,7 @@ from monitor_api.evaluation import (
     subject_to_evaluation,
 )
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
-from monitor_api.queries.common import ROOTS_CTE
+from monitor_api.queries.common import ROOTS_CTE, check_region
 from monitor_api.queries.faults import in_fault
 from monitor_api.report import GroupBy, summarise
 from monitor_api.routers.assessments import marks
@@ -288,6 +288,9 @@ async def duplicate_review(
     if len(category) < 6 and category not in CATEGORY_NAMES:  # else named as its parent
         raise BadRequest(f"category: the national classification has no class {category!r}"
                          " (GET /categories lists them)")
+    if region is not None:  # else its empty review would read as "buying is justified"
+        async with request.app.state.pool.connection() as conn:
+            await check_region(conn, region)
     scored, _institutions = await scored_year(request, year)
     async with request.app.state.pool.connection() as conn:
         registry = {r["id"]: r for r in await fetch_all(

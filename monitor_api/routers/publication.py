@@ -158,7 +158,8 @@ async def published_institutions(
     items = found["items"]
     body = _published_page(found, items, year=year, limit=limit, offset=offset)
     return await render(body, items, INSTITUTION_COLUMNS, format, lang,
-                        f"evaluation-{year}-institutions-published", labels=LABELS)
+                        f"evaluation-{year}-institutions-published", labels=LABELS,
+                        sheet=f"published-{year}-institutions")
 
 
 @router.get("/evaluation/{year}/published/instruments", response_model=PublishedInstruments,
@@ -173,4 +174,5 @@ async def published_instruments(
              if caller.reads_all or i["institution_id"] in caller.institutions]
     body = _published_page(found, items, year=year, limit=limit, offset=offset)
     return await render(body, items, INSTRUMENT_COLUMNS, format, lang,
-                        f"evaluation-{year}-instruments-published", labels=LABELS)
+                        f"evaluation-{year}-instruments-published", labels=LABELS,
+                        sheet=f"published-{year}-instruments")

@@ -14,7 +14,7 @@ from monitor_api.auth import Principal, ReportReader
 from monitor_api.db import Conn, DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
-from monitor_api.queries.common import institution_tree
+from monitor_api.queries.common import check_region, named_tree
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
 from monitor_api.schemas import Category, Day, Limit, Offset, Page, page_of
@@ -41,17 +41,13 @@ class ServiceRecordReport(Page[ServiceRecordRow]):
 
 
 async def scope(conn: Conn, caller: Principal, institution_id: str | None) -> list[str] | None:
-    """Institutions a report covers: ``institution_id`` and its sub-units, None for all;
-    lab managers only their own tree. An id that names no institution (a typo) is refused
-    rather than answered with an empty report that reads as an institution without use."""
+    """Institutions a report covers: ``institution_id`` and its sub-units (``named_tree``),
+    None for all; lab managers only their own tree."""
     if institution_id is None:
         return None if caller.reads_all else sorted(caller.institutions)
     if not caller.reads_all and institution_id not in caller.institutions:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
-    tree = await institution_tree(conn, institution_id)
-    if not tree:
-        raise BadRequest(f"institution_id: no institution {institution_id!r}")
-    return sorted(tree)
+    return sorted(await named_tree(conn, institution_id))
 
 
 def _period(start: date, end: date) -> tuple[datetime, datetime]:
@@ -105,6 +101,8 @@ async def utilisation(
     """
     async with pool.connection() as conn:
         institutions = await scope(conn, caller, institution_id)
+        if region is not None:
+            await check_region(conn, region)
     rows, period_s = await utilisation_rows(
         pool, settings, start=start, end=end, institutions=institutions,
         category=category, region=region, with_availability=availability,

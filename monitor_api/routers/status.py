@@ -16,10 +16,10 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
 from monitor_api.auth import Caller, Principal, Reader, Role
-from monitor_api.db import DbConn, Pool, Settings
+from monitor_api.db import Conn, DbConn, Pool, Settings
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.queries import status as q
-from monitor_api.queries.common import institution_tree
+from monitor_api.queries.common import institution_tree, named_tree
 from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import Category, Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
@@ -33,14 +33,15 @@ BoardState = Annotated[
 MAX_SPAN = timedelta(days=400)
 
 
-def _scope(caller: Principal, institution_id: str | None) -> str | None:
-    """Lab managers see only their institution tree: it is their default, others are refused."""
-    if caller.role is not Role.LAB_MANAGER:
-        return institution_id
+async def _scope(conn: Conn, caller: Principal, institution_id: str | None) -> str | None:
+    """Lab managers see only their institution tree: it is their default, others are refused.
+    An id naming no institution is refused too (``named_tree``), not answered with an empty
+    board."""
     if institution_id is None:
-        return caller.institution_id
-    if institution_id not in caller.institutions:
+        return caller.institution_id if caller.role is Role.LAB_MANAGER else None
+    if caller.role is Role.LAB_MANAGER and institution_id not in caller.institutions:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
+    await named_tree(conn, institution_id)
     return institution_id
 
 
@@ -129,7 +130,8 @@ async def status_board(
     A lab manager sees their own institution's instruments only, a registered user the
     listed ones, named and filed (category) as an admin reviewed them."""
     board = await q.status_board(
-        conn, timeout=settings.heartbeat_timeout, institution=_scope(caller, institution_id),
+        conn, timeout=settings.heartbeat_timeout,
+        institution=await _scope(conn, caller, institution_id),
         category=category, state=state, as_listed=caller.role is Role.USER, limit=limit,
         offset=offset,
     )
@@ -224,6 +226,7 @@ async def instrument_power(
 )
 async def status_stream(
     request: Request,
+    conn: DbConn,
     caller: Caller,
     settings: Settings,
     institution_id: str | None = None,
@@ -234,7 +237,7 @@ async def status_stream(
     its token is revoked (checked every keep-alive interval)."""
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
-                _scope(caller, institution_id), category,
+                await _scope(conn, caller, institution_id), category,
                 listed_for=caller.user_id if caller.role is Role.USER else None,
                 token_id=caller.token_id),
         media_type="text/event-stream",

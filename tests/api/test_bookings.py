@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from tests.api.conftest import NEXT_WEEK, Api, make_settings
 from tests.api_server import serve
 
 DAY = NEXT_WEEK + "T{:02d}:00:00+08:00"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _window(a: int, b: int) -> dict[str, str]:
@@ -258,7 +260,9 @@ def test_workflow_service_record_and_rating(api: Api) -> None:
                       json={"contract_no": "SY-1", "fee_rmb": "1800", "voucher_rmb": "900"})
         assert rec.status_code == 200, rec.text
         early = mgr.post(f"/bookings/{bid}/complete")
-        assert early.status_code == 409 and "once it has begun" in early.json()["message"]
+        assert (early.status_code, early.json()["message"]) == (  # local time, as booked
+            409, f"booking {bid} begins at {NEXT_WEEK} 09:00 (UTC+8): it can be completed"
+                 " once it has begun")
         api.sql("UPDATE booking SET start_ts = now() - interval '3 hours',"
                 " end_ts = now() - interval '1 hour' WHERE id = %s", (bid,))
         assert mgr.post(f"/bookings/{bid}/complete").json()["status"] == "completed"
@@ -385,6 +389,8 @@ def test_repeated_no_shows_suspend_requests(api: Api) -> None:
         started = api.sql("SELECT start_ts FROM booking WHERE id = %s", (oldest,))[0][0]
         resumes = datetime.fromisoformat(body["details"]["resumes_at"])
         assert resumes == started + timedelta(days=api.settings.no_show_window_days)
+        assert f" it resumes at {resumes.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" in body["message"]
+        assert "(UTC+8), or sooner" in body["message"]
         assert _book(firm, "nmr", "assisted", 9, 10).status_code == 201  # others still book
         # A session shorter than the instrument's minimum is noise: still a no-show.
         api.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts)"

@@ -450,6 +450,18 @@ def test_duplicate_purchase_review(year: Api) -> None:
     assert refused == [422, 422, 422]
 
 
+def test_a_review_in_a_region_without_institutions_is_refused(year: Api) -> None:
+    """A mistyped region gets 422, not the verdict ``none_registered``, which reads as
+    "nothing of the class there: buying is justified"."""
+    with year.as_("evaluator") as c:
+        for region in ("沈阳市", ""):
+            r = c.get("/evaluation/2025/duplicate-review",
+                      params={"category": "0104", "region": region})
+            assert (r.status_code, r.json()["message"]) == (
+                422, f"region: no institution is registered in {region!r}"
+                     " (each institution's region is in GET /institutions)")
+
+
 def test_published_results_are_frozen_and_read_by_every_unit(year: Api) -> None:
     """An admin publishes 2025; later changes move the live results, not the published ones;
     lab managers read the whole ranking and their own instruments only."""

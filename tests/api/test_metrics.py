@@ -193,6 +193,16 @@ def test_an_institution_that_does_not_exist_is_refused(seeded: Api) -> None:
                 422, "institution_id: no institution 'unii'")
 
 
+def test_a_region_without_institutions_is_refused(seeded: Api) -> None:
+    """A mistyped region gets 422 naming it, not an empty report."""
+    with seeded.as_("evaluator") as c:
+        r = c.get("/reports/utilisation", params={"start": "2026-03-10", "end": "2026-03-10",
+                                                  "region": "沈阳市"})
+    assert (r.status_code, r.json()["message"]) == (
+        422, "region: no institution is registered in '沈阳市'"
+             " (each institution's region is in GET /institutions)")
+
+
 def test_groups(seeded: Api) -> None:
     by_inst = _report(seeded, group_by="institution")
     assert set(by_inst) == {"uni", "other", "incub"}

@@ -335,6 +335,21 @@ def test_streams_share_one_poll_and_each_keeps_to_its_scope(live: Api) -> None:
                          for name, (token, _, expected) in STREAMS.items()}
 
 
+def test_an_institution_that_does_not_exist_is_refused(live: Api) -> None:
+    """A mistyped id gets 422 naming it, as a report does, not an empty board (or a stream
+    that never says anything) that reads as an institution without instruments; a lab
+    manager still gets 403 for any id outside their tree."""
+    refused = (422, "institution_id: no institution 'unii'")
+    for role in ("evaluator", "admin", "user"):
+        with live.as_(role) as c:
+            for path in ("/status", "/status/stream"):
+                r = c.get(path, params={"institution_id": "unii"})
+                assert (r.status_code, r.json()["message"]) == refused, (role, path)
+    with live.as_("manager") as c:
+        assert c.get("/status", params={"institution_id": "unii"}).status_code == 403
+        assert c.get("/status", params={"institution_id": "uni-ac"}).status_code == 200
+
+
 def test_lab_manager_sees_only_their_institution(live: Api) -> None:
     with live.as_("manager") as c:
         board = c.get("/status").json()["items"]
