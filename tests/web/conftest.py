@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
+from gateway import (
+    GatewayAgent,
+    GatewayConfig,
+    InstrumentConfig,
+    ProbeConfig,
+    Reading,
+    SimulatedProbe,
+)
+from tests.e2e.helpers import ingest_thread
 from tests.web.stack import Stack, running_stack
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -77,3 +87,37 @@ def new_page(browser: Browser, stack: Stack) -> Iterator[Callable[..., Page]]:
     for context in contexts:
         context.close()
     assert foreign == [], "requests outside the server, or script errors"
+
+
+@pytest.fixture
+def live_gateway(
+    stack: Stack, mqtt_url: str, topic_prefix: str, tmp_path: Path
+) -> Iterator[SimulatedProbe]:
+    """A real gateway agent with a simulated probe for icp-1 (neu-ac), reporting through a
+    real ingest worker: a test changes the instrument's state with ``set``."""
+    gateway_id = f"{topic_prefix}-gw"
+    stack.sql(
+        "INSERT INTO instrument (id, name, institution_id, gateway_id, category_code)"
+        " VALUES ('icp-1', '电感耦合等离子体质谱仪', 'neu-ac', %s, '010102')",
+        (gateway_id,),
+    )
+    probe = SimulatedProbe(Reading(power_w=20.0))
+    config = GatewayConfig(
+        gateway_id=gateway_id, mqtt_url=mqtt_url, topic_prefix=topic_prefix,
+        outbox_path=tmp_path / "outbox.sqlite", sample_interval_s=0.2,
+        publish_interval_s=1.0, require_ingest_online=True,
+        instruments=[InstrumentConfig(id="icp-1", probe=ProbeConfig(kind="simulated"))],
+    )
+    agent = GatewayAgent(config, probes={"icp-1": probe})
+    stop = threading.Event()
+    with ingest_thread(database_url=stack.database_url, mqtt_url=mqtt_url,
+                       topic_prefix=topic_prefix):
+        agent.start()
+        thread = threading.Thread(target=agent.run_forever, args=(stop,), name="web-gateway")
+        thread.start()
+        try:
+            yield probe
+        finally:
+            stop.set()
+            thread.join(10)
+            agent.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -22,17 +21,9 @@ import httpx
 import pytest
 from playwright.sync_api import Dialog, FilePayload, Locator, Page, ViewportSize, expect
 
-from gateway import (
-    GatewayAgent,
-    GatewayConfig,
-    InstrumentConfig,
-    ProbeConfig,
-    Reading,
-    SimulatedProbe,
-)
+from gateway import Reading, SimulatedProbe
 from monitor_api.categories import CATEGORY_NAMES
 from monitor_api.web import STATIC_DIR
-from tests.e2e.helpers import ingest_thread
 from tests.web.conftest import DESKTOP, PHONE
 from tests.web.stack import (
     INSTITUTIONS,
@@ -761,39 +752,6 @@ def test_exports_download_in_the_dashboard_language(stack: Stack, new_page: NewP
         page.click('[data-export="institutions-xlsx"]')
     assert info.value.suggested_filename.endswith(".xlsx")
     assert Path(info.value.path()).read_bytes()[:2] == b"PK"
-
-
-@pytest.fixture
-def live_gateway(
-    stack: Stack, mqtt_url: str, topic_prefix: str, tmp_path: Path
-) -> Iterator[SimulatedProbe]:
-    """A real gateway agent with a simulated probe, reporting through a real ingest worker."""
-    gateway_id = f"{topic_prefix}-gw"
-    stack.sql(
-        "INSERT INTO instrument (id, name, institution_id, gateway_id, category_code)"
-        " VALUES ('icp-1', '电感耦合等离子体质谱仪', 'neu-ac', %s, '010102')",
-        (gateway_id,),
-    )
-    probe = SimulatedProbe(Reading(power_w=20.0))
-    config = GatewayConfig(
-        gateway_id=gateway_id, mqtt_url=mqtt_url, topic_prefix=topic_prefix,
-        outbox_path=tmp_path / "outbox.sqlite", sample_interval_s=0.2,
-        publish_interval_s=1.0, require_ingest_online=True,
-        instruments=[InstrumentConfig(id="icp-1", probe=ProbeConfig(kind="simulated"))],
-    )
-    agent = GatewayAgent(config, probes={"icp-1": probe})
-    stop = threading.Event()
-    with ingest_thread(database_url=stack.database_url, mqtt_url=mqtt_url,
-                       topic_prefix=topic_prefix):
-        agent.start()
-        thread = threading.Thread(target=agent.run_forever, args=(stop,), name="web-gateway")
-        thread.start()
-        try:
-            yield probe
-        finally:
-            stop.set()
-            thread.join(10)
-            agent.stop()
 
 
 def test_tile_follows_the_instrument_live_without_reload(

@@ -144,3 +144,20 @@ def test_an_unknown_class_code_is_said_in_the_page_language(
     review.locator('button[type="submit"]').click()
     expect(review.locator(".verdict")).to_be_visible()
     expect(review.locator('[data-review="done"]')).to_have_count(1)
+
+
+def test_the_silent_list_says_which_instruments_never_reported(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """tem-1 never reported: its days silent say so, in either language, rather than a dash;
+    ms-1, last heard 40 days ago, counts its days."""
+    stack.sql("UPDATE instrument_status SET last_ts = now() - interval '40 days 1 hour'"
+              " WHERE instrument_id = 'ms-1'")
+    page = new_page()
+    evaluation(page, stack)
+    days = page.locator('table[data-table="silent"] td[data-key="silent_days"]')
+    silent = page.locator('table[data-table="silent"] tbody tr td[data-key="instrument_id"]')
+    expect(silent).to_have_text(["tem-1", "ms-1"])
+    expect(days).to_have_text([STRINGS["en"]["eval.never_reported"], "40"])
+    page.click('.lang button[data-lang="zh"]')
+    expect(days).to_have_text([STRINGS["zh"]["eval.never_reported"], "40"])

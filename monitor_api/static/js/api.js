@@ -118,10 +118,20 @@ export async function download(path, params) {
  * Read a server-sent-events stream until it ends. ``onFirst`` runs (and is awaited) when the
  * first bytes arrive, i.e. once the server has taken its snapshot: a board loaded then misses
  * no change. ``onEvent(type, data)`` runs per event; comments and keep-alives are skipped.
+ * The connection is closed whatever ends the reading: a failed ``onFirst`` too, or a page
+ * retrying would hold one open per attempt, and the browser gives a server only six.
  */
 export async function streamEvents(path, params, { signal, onFirst, onEvent }) {
   const resp = await request(path, params, { signal, accept: 'text/event-stream' });
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    await readEvents(reader, onFirst, onEvent);
+  } finally {
+    reader.cancel().catch(() => {}); // already ended or aborted: nothing left to close
+  }
+}
+
+async function readEvents(reader, onFirst, onEvent) {
   let buffer = '';
   let first = true;
   for (;;) {

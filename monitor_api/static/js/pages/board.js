@@ -2,14 +2,13 @@
 // /status/stream server-sent events (no reload). Lab managers see their institution only.
 // Power readings alone send no events; the board takes them once a minute instead.
 
-import { getJson, streamEvents } from '../api.js';
+import { getJson } from '../api.js';
 import { categoryList, namedCodes } from '../categories.js';
 import { STATES } from '../charts.js';
-import { clear, el, named, sleep } from '../dom.js';
+import { el, named } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
 import { institutionName, loadInstitutionNames } from '../institutions.js';
-
-const POWER_REFRESH_MS = 60_000;
+import { POWER_REFRESH_MS, every, followStatus, liveMark } from '../live.js';
 
 export function render(root, ctx) {
   const stop = new AbortController();
@@ -17,8 +16,7 @@ export function render(root, ctx) {
   const tiles = new Map(); // instrument id -> { item, node }
   let loaded = false;
 
-  const live = el('span', { class: 'live', dataset: { live: 'off' },
-    text: t('board.reconnecting') });
+  const live = liveMark();
   const stateFilter = el('select', { id: 'state-filter', 'aria-label': t('board.filter_state') },
     el('option', { value: '', text: t('common.all') }),
     STATES.map((s) => el('option', { value: s, text: t(`state.${s}`) })));
@@ -29,6 +27,7 @@ export function render(root, ctx) {
   const summary = el('div', { class: 'summary' });
   const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
     el('p', { class: 'muted', text: t('common.loading') }));
+  const empty = el('p', { class: 'muted', dataset: { empty: 'board' }, text: t('common.empty') });
   const noneShown = el('p', { class: 'muted', id: 'none-shown', hidden: true,
     text: t('board.none_match') });
   const scopeText = scope.institution_id ? ctx.me.institution_name ?? scope.institution_id
@@ -36,7 +35,7 @@ export function render(root, ctx) {
 
   root.append(
     el('div', { class: 'page-head' },
-      el('h1', { 'data-i18n': 'board.title', text: t('board.title') }), live),
+      el('h1', { 'data-i18n': 'board.title', text: t('board.title') }), live.node),
     el('div', { class: 'filters' },
       el('span', { class: 'scope-label' }, `${t('board.scope')}: `,
         el('strong', { dataset: { scope: scope.institution_id ?? 'all' }, text: scopeText })),
@@ -88,6 +87,7 @@ export function render(root, ctx) {
   }
 
   function refreshSummary() {
+    empty.hidden = tiles.size > 0; // an instrument the stream brought fills an empty board
     noneShown.hidden = !tiles.size || [...tiles.values()].some(({ node }) => !node.hidden);
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const { item } of tiles.values()) counts[item.state] = (counts[item.state] ?? 0) + 1;
@@ -119,66 +119,35 @@ export function render(root, ctx) {
 
   const fetchBoard = () => getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal });
 
+  /** The board as ``/status`` has it: drawn whole each time, so that after a reconnect it
+   * holds no tile of an instrument that left it meanwhile, as a first load would not. */
   async function loadBoard() {
     const [board] = await Promise.all([fetchBoard(), loadInstitutionNames(stop.signal)]);
-    if (!loaded) clear(grid);
+    tiles.clear();
+    grid.replaceChildren(empty);
     for (const item of board.items) apply(item);
     loaded = true;
     grid.dataset.loaded = 'true';
-    if (!board.items.length) grid.append(el('p', { class: 'muted', text: t('common.empty') }));
     refreshSummary();
   }
 
-  function setLive(on) {
-    live.dataset.live = on ? 'on' : 'off';
-    live.textContent = on ? t('board.live') : t('board.reconnecting');
-  }
-
-  // Open the stream first and load the board once the server has taken its snapshot, so no
-  // change falls between the two; after a broken stream, reload the board and reconnect.
-  async function follow() {
-    let delay = 1000;
-    while (!stop.signal.aborted) {
-      try {
-        await streamEvents('status/stream', scope, {
-          signal: stop.signal,
-          onFirst: async () => { await loadBoard(); setLive(true); delay = 1000; },
-          onEvent: (type, data) => {
-            if (type !== 'status') return;
-            apply(JSON.parse(data));
-            refreshSummary();
-          },
-        });
-      } catch (err) {
-        if (stop.signal.aborted) return;
-        if (err.status === 401 || err.status === 403) { ctx.fail(err, grid); return; }
-      }
-      setLive(false);
-      await sleep(delay, stop.signal);
-      delay = Math.min(delay * 2, 30000);
-    }
-  }
   // Only the power of a tile whose state the board agrees with: a state the stream brought
   // in the meantime is newer than the board's.
   async function refreshPower() {
-    while (!stop.signal.aborted) {
-      await sleep(POWER_REFRESH_MS, stop.signal);
-      if (stop.signal.aborted || !loaded) continue;
-      let board;
-      try {
-        board = await fetchBoard();
-      } catch {
-        continue; // the stream reports a lost connection; the next round tries again
-      }
-      for (const fresh of board.items) {
-        const entry = tiles.get(fresh.instrument_id);
-        if (entry && entry.item.state === fresh.state && entry.item.power_w !== fresh.power_w) {
-          apply({ ...entry.item, power_w: fresh.power_w });
-        }
+    if (!loaded) return;
+    const board = await fetchBoard();
+    for (const fresh of board.items) {
+      const entry = tiles.get(fresh.instrument_id);
+      if (entry && entry.item.state === fresh.state && entry.item.power_w !== fresh.power_w) {
+        apply({ ...entry.item, power_w: fresh.power_w });
       }
     }
   }
-  follow();
-  refreshPower();
+  followStatus(scope, {
+    signal: stop.signal, mark: live, onSnapshot: loadBoard,
+    onItem: (item) => { apply(item); refreshSummary(); },
+    onRefused: (err) => ctx.fail(err, grid),
+  });
+  every(POWER_REFRESH_MS, stop.signal, refreshPower);
   return () => stop.abort();
 }

@@ -1,5 +1,6 @@
 // Instrument detail: registry entry, catalogue review, current state, state timeline and power
-// for a range.
+// for a range. The current state follows the live status stream as the board's tile does
+// (its power, which sends no events, once a minute); the charts show the range asked for.
 
 import { deleteResource, getAll, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
@@ -7,6 +8,7 @@ import { dateTimeInput, readDateTimeInput } from '../clock.js';
 import { el, markPresets, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
 import { institutionName, loadInstitutionNames } from '../institutions.js';
+import { POWER_REFRESH_MS, every, followStatus, liveMark } from '../live.js';
 import { attempt, confirmed, showProblem } from '../notice.js';
 
 const HOUR = 3600e3;
@@ -23,8 +25,13 @@ export function powerStep(spanMs) {
 export function render(root, ctx) {
   const id = ctx.args[0];
   const stop = new AbortController();
+  const live = liveMark();
   const head = el('div', { class: 'page-head' },
-    el('a', { class: 'back', href: '#/board', text: `← ${t('detail.back')}` }));
+    el('a', { class: 'back', href: '#/board', text: `← ${t('detail.back')}` }), live.node);
+  const detailPath = `instruments/${encodeURIComponent(id)}/detail`;
+  const statusLine = el('div', { class: 'status-line' });
+  const gatewayLine = el('p', { class: 'gateway-line muted' });
+  let status = null; // the board item shown: the detail's, then the stream's latest
   const info = el('div', { class: 'detail-info' }, el('p', { class: 'muted', text: t('common.loading') }));
   const start = el('input', { type: 'datetime-local', id: 'range-start', 'aria-label': t('common.start') });
   const end = el('input', { type: 'datetime-local', id: 'range-end', 'aria-label': t('common.end') });
@@ -76,10 +83,47 @@ export function render(root, ctx) {
     return line;
   }
 
+  function showStatus(s) {
+    status = s;
+    statusLine.replaceChildren(
+      el('span', { class: 'badge', dataset: { state: s.state }, text: t(`state.${s.state}`) }),
+      s.since ? ` ${t('board.since')} ${fmtTime(s.since)}` : '',
+      s.power_w !== null ? ` · ${fmtNumber(s.power_w, 0)} W` : '',
+      s.user_id ? ` · ${t('board.user')}: ${named(s.user_name, s.user_id)}` : '');
+  }
+
+  function showGateway(g) {
+    gatewayLine.hidden = !g;
+    if (!g) return;
+    gatewayLine.dataset.online = String(g.online);
+    gatewayLine.textContent = `${t('field.gateway')} ${g.id}: `
+      + `${t(g.online ? 'detail.gateway_online' : 'detail.gateway_offline')}`
+      + ` ${t('board.since')} ${fmtTime(g.since)}`
+      + (g.software ? ` · ${g.software}` : '')
+      + (g.announces_instrument ? '' : ` · ${t('detail.gateway_unannounced')}`)
+      + (g.dropped ? ` · ${t('detail.gateway_dropped')}: ${g.dropped}` : '');
+  }
+
+  /** A change the stream brought; one of the gateway's connection also changed the gateway
+   * line, read anew. */
+  function follow(item) {
+    if (item.instrument_id !== id) return;
+    const connectionChanged = item.online !== status.online;
+    showStatus(item);
+    if (connectionChanged) refreshCurrent().catch(() => {}); // the minute's round tries again
+  }
+
+  /** The gateway line and the power, neither of which sends events: the power only while the
+   * state is the one shown (a state the stream brought meanwhile is newer than this read). */
+  async function refreshCurrent() {
+    const { status: s, gateway: g } = await getJson(detailPath, {}, { signal: stop.signal });
+    showGateway(g);
+    if (s.state === status.state) showStatus({ ...status, power_w: s.power_w });
+  }
+
   async function loadInfo() {
     const [{ instrument: i, status: s, gateway: g }] = await Promise.all([
-      getJson(`instruments/${encodeURIComponent(id)}/detail`, {}, { signal: stop.signal }),
-      loadInstitutionNames(stop.signal)]);
+      getJson(detailPath, {}, { signal: stop.signal }), loadInstitutionNames(stop.signal)]);
     const yes = (v) => (v ? t('field.yes') : t('field.no'));
     const rows = [
       ['field.id', i.id], ['field.institution', named(institutionName(i.institution_id), i.institution_id)],
@@ -92,22 +136,14 @@ export function render(root, ctx) {
       ['field.fee', i.fee_schedule], ['field.accepted', i.accepted_on],
       ['field.networked', i.networked_on], ['field.gateway', i.gateway_id],
     ];
+    showStatus(s);
+    showGateway(g);
+    // drawn anew after a reconnect too: the registry entry stays open if it was
+    const open = info.querySelector('details.registry')?.open;
     info.replaceChildren(
-      el('h1', { dataset: { instrument: i.id }, text: i.name }),
-      el('div', { class: 'status-line' },
-        el('span', { class: 'badge', dataset: { state: s.state }, text: t(`state.${s.state}`) }),
-        s.since ? ` ${t('board.since')} ${fmtTime(s.since)}` : '',
-        s.power_w !== null ? ` · ${fmtNumber(s.power_w, 0)} W` : '',
-        s.user_id ? ` · ${t('board.user')}: ${named(s.user_name, s.user_id)}` : ''),
-      g ? el('p', { class: 'gateway-line muted', dataset: { online: String(g.online) } },
-        `${t('field.gateway')} ${g.id}: `
-        + `${t(g.online ? 'detail.gateway_online' : 'detail.gateway_offline')}`
-        + ` ${t('board.since')} ${fmtTime(g.since)}`
-        + (g.software ? ` · ${g.software}` : '')
-        + (g.announces_instrument ? '' : ` · ${t('detail.gateway_unannounced')}`)
-        + (g.dropped ? ` · ${t('detail.gateway_dropped')}: ${g.dropped}` : '')) : '',
+      el('h1', { dataset: { instrument: i.id }, text: i.name }), statusLine, gatewayLine,
       ctx.me.role === 'user' ? '' : catalogue(i),
-      el('details', { class: 'card registry' },
+      el('details', { class: 'card registry', open },
         el('summary', { text: t('detail.registry') }),
         el('dl', {}, rows.map(([key, value]) => [el('dt', { text: t(key) }),
           el('dd', { text: value === null || value === undefined || value === '' ? '—' : value })]))));
@@ -149,6 +185,18 @@ export function render(root, ctx) {
 
   setRange(Date.now() - 24 * HOUR, Date.now());
   ctx.keep(start, end, ...presets);
-  loadInfo().then(load).catch((err) => { if (!stop.signal.aborted) ctx.fail(err, root); });
+  // the stream as the role's board has it (a lab manager's: their institution's), this
+  // instrument's changes taken; the charts are drawn once, after the first load
+  followStatus({}, {
+    signal: stop.signal, mark: live,
+    onSnapshot: async () => {
+      const first = !status;
+      await loadInfo();
+      if (first) load();
+    },
+    onItem: follow,
+    onRefused: (err) => ctx.fail(err, root),
+  });
+  every(POWER_REFRESH_MS, stop.signal, async () => { if (status) await refreshCurrent(); });
   return teardown(root, stop);
 }

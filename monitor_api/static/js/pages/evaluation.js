@@ -66,7 +66,8 @@ const LISTS = [
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
       INSTITUTION_COLUMN,
       { key: 'last_data', label: 'eval.last_data', format: (v) => (v ? fmtTime(v) : null) },
-      { key: 'silent_days', label: 'eval.silent_days' }] },
+      // null: no data ever came, which is worth saying rather than a dash
+      { key: 'silent_days', label: 'eval.silent_days', format: (v) => v ?? t('eval.never_reported') }] },
   { name: 'overdue', title: 'eval.overdue', path: () => 'evaluation/overdue-registrations',
     params: (y) => ({ as_of: asOf(y) }),
     note: (y) => t('eval.overdue_note').replace('{date}', asOf(y)),
