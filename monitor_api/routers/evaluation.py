@@ -57,6 +57,8 @@ _SILENT_COLUMNS = [
     ("institution_id", "单位", "Institution"), ("last_data", "最后数据时间", "Last data"),
     ("silent_days", "静默天数", "Days silent"),
 ]
+_NEVER = "never"
+"""The silent list's last data of an instrument never heard from, in a file."""
 _LOW_COLUMNS = [
     ("key", "仪器编号", "Instrument"), ("name", "名称", "Name"),
     ("institution_id", "单位", "Institution"),
@@ -252,7 +254,10 @@ async def silent_instruments(
     for r in rows:
         r["silent_days"] = (now - r["last_data"]).days if r["last_data"] else None
     body = page_of(rows, limit=limit, offset=offset, days=n)
-    return await render(body, rows, _SILENT_COLUMNS, format, lang, f"silent-{n}d")
+    # a file says in words what JSON's null last_data means, as the dashboard does
+    worded = [{**r, "last_data": r["last_data"] or _NEVER} for r in rows]
+    return await render(body, worded, _SILENT_COLUMNS, format, lang, f"silent-{n}d",
+                        labels={"last_data": {_NEVER: ("从未上报", "never reported")}})
 
 
 @router.get("/evaluation/overdue-registrations", response_model=OverdueRegistrations,

@@ -100,6 +100,21 @@ def test_lists(year: Api) -> None:
         assert first.split(",")[header.split(",").index(column)] == word
 
 
+def test_a_silent_file_says_which_instruments_never_reported(year: Api) -> None:
+    year.sql("INSERT INTO instrument (id, name, institution_id) VALUES ('mute', 'm', 'uni')")
+    with year.as_("evaluator") as c:
+        listed = c.get("/evaluation/silent", params={"days": 30}).json()["items"]
+        files = [c.get("/evaluation/silent", params={"days": 30, "format": "csv", "lang": lang})
+                 for lang in ("en", "zh")]
+    never = {i["instrument_id"] for i in listed if i["last_data"] is None}
+    assert "mute" in never
+    for response, word in zip(files, ("never reported", "从未上报"), strict=True):
+        header, *lines = response.content.decode("utf-8-sig").splitlines()
+        at = header.split(",").index("Last data" if word.isascii() else "最后数据时间")
+        worded = {line.split(",")[0] for line in lines if line.split(",")[at] == word}
+        assert worded == never
+
+
 def test_rules_are_configuration(year: Api, database_url: str) -> None:
     rules = EvaluationRules(full_use_hours=600, excellent=85, star_scores=[10, 40, 50, 60])
     auth = {"Authorization": f"Bearer {year.tokens['evaluator']}"}
