@@ -2,6 +2,8 @@
 
 A second signal while it stops exits at once rather than wait for a broker that does not
 answer: the messages stored stay in the outbox, a SQLite file, and go out after the next start.
+The same signal again within a second is not a second one: ``timeout`` and supervisors that
+signal the process and its group deliver one request twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import typer
 from gateway.agent import GatewayAgent
 from gateway.config import load_config
 from gateway.errors import GatewayError, OutboxError
+from instrushare.signals import ignoring_repeats
 
 logger = logging.getLogger("gateway")
 
@@ -37,7 +40,7 @@ def gateway(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     stop = threading.Event()
-    on_signal = _stopper(stop, settings.outbox_path)
+    on_signal = ignoring_repeats(_stopper(stop, settings.outbox_path))
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:  # restored however the run ends: a failed start included
         _run(GatewayAgent(settings), config, stop)

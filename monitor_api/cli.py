@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from instrushare.signals import ignoring_repeats
 from monitor_api.auth import Role
 from monitor_api.settings import ApiSettings
 
@@ -53,6 +54,11 @@ def api(
     check_schema(settings.database_url)  # not there, or not migrated: one line, at once
 
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info"))
+    # uvicorn takes a second SIGINT as "force quit", cancelling the app's shutdown: not the
+    # copy that ``timeout -s INT`` sends to the process group. It installs handle_exit while
+    # it serves, so the instance's is replaced.
+    server.handle_exit = ignoring_repeats(  # type: ignore[method-assign,assignment]
+        server.handle_exit)
     # uvicorn stops on SIGINT and SIGTERM, then raises them again for the handlers it found
     # (for a program embedding it): the default one would end the process with 143 after the
     # clean shutdown. Its own handler only asks it to stop, harmless then, and it also stops

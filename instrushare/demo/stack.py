@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -83,7 +84,11 @@ INTERRUPTED = "history-interrupted"
 def _exclusive(data_dir: Path) -> Iterator[None]:
     """Hold ``data_dir`` for this demo: a second one would share its database and find the
     gateways' outboxes taken, so it stops at once with a clear message instead. The lock goes
-    with the process, however it ends."""
+    with the process, however it ends. A directory made for this run and left holding only the
+    lock (the demo stopped before using it: its port taken, its database unreachable) is
+    removed, with the folders made for it."""
+    made = next((folder for folder in [*reversed(data_dir.parents), data_dir]
+                 if not folder.exists()), None)
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / LOCK_FILE).open("w") as held:
         try:
@@ -93,7 +98,31 @@ def _exclusive(data_dir: Path) -> Iterator[None]:
                 f"another instrushare demo is using {data_dir}: stop it first (Ctrl-C), or give"
                 " this one its own --data-dir"
             ) from exc
-        yield
+        try:
+            yield
+        finally:
+            if made is not None and [p.name for p in data_dir.iterdir()] == [LOCK_FILE]:
+                _remove_unused(data_dir, made)
+
+
+def _remove_unused(data_dir: Path, made: Path) -> None:
+    """Remove ``data_dir``'s lock and the folders from it up to ``made``, while still held (a
+    demo starting meanwhile finds it taken); a folder something else was put in stays."""
+    (data_dir / LOCK_FILE).unlink()
+    with contextlib.suppress(OSError):
+        for folder in [data_dir, *data_dir.parents]:
+            folder.rmdir()
+            if folder == made:
+                return
+
+
+BIND_ADVICE = {
+    errno.EADDRINUSE: "another program is using the port: choose another with --port",
+    errno.EACCES: "this user may not listen on it (ports below 1024 need root): choose another"
+                  " with --port",
+    errno.EADDRNOTAVAIL: "the address is not one of this machine's",
+}
+"""What to do about the API's port, by the errno of the bind that failed."""
 
 
 def _listen(options: DemoOptions) -> socket.socket:
@@ -104,8 +133,8 @@ def _listen(options: DemoOptions) -> socket.socket:
     try:
         return listen(options.host, options.port)
     except OSError as exc:
-        raise DemoError(f"{exc.strerror}; another program may be using the port: choose"
-                        " another with --port") from exc
+        advice = BIND_ADVICE.get(exc.errno or 0)
+        raise DemoError(f"{exc.strerror}; {advice}" if advice else str(exc.strerror)) from exc
 
 
 @contextlib.contextmanager

@@ -190,10 +190,33 @@ def test_a_port_in_use_stops_the_demo_at_once_with_a_clear_message(tmp_path: Pat
                 proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=60)
     text = log.read_text()
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in text
-    assert "choose another with --port" in text
+    assert (f"cannot listen on 127.0.0.1:{port}: Address already in use; another program is"
+            " using the port: choose another with --port") in text
     assert "dashboard at" not in text  # nothing announced, nothing started
-    assert not (tmp_path / "data" / "instrushare" / "demo" / "postgres").exists()
+    assert not (tmp_path / "data").exists()  # made for this run, unused: removed
+
+
+def test_a_demo_stopped_before_using_its_data_directory_removes_only_what_it_made(
+    tmp_path: Path,
+) -> None:
+    """An unreachable DATABASE_URL: a --data-dir made for the run goes with its new parent
+    folders, one that was there stays."""
+    made = tmp_path / "new" / "demo"
+    there = tmp_path / "there"
+    there.mkdir()
+    for data_dir, log in ((made, tmp_path / "made.log"), (there, tmp_path / "there.log")):
+        proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "home", log,
+                           "--data-dir", str(data_dir),
+                           DATABASE_URL="postgresql://postgres@127.0.0.1:1/demo")
+        try:
+            assert proc.wait(timeout=60) == 1, log.read_text()
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+        assert "Connection refused" in log.read_text()
+    assert not (tmp_path / "new").exists()
+    assert there.is_dir()
+    assert _leftovers(tmp_path) == []
 
 
 def test_a_data_directory_in_use_stops_the_demo_at_once_with_a_clear_message(
