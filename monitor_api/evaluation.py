@@ -204,6 +204,15 @@ def grade(score: float, rules: EvaluationRules) -> str:
     return GRADES[3][0]
 
 
+def grade_counts(items: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of ``items`` have each grade, every grade named (0 when none has it): what a
+    grade chart draws from a list's first page, not from every page of it."""
+    counts = dict.fromkeys((zh for zh, _ in GRADES), 0)
+    for item in items:
+        counts[item["grade"]] += 1
+    return counts
+
+
 def stars(score: float, tier: str | None, rules: EvaluationRules) -> int | None:
     """Star rating of a service or voucher institution: one per ``star_scores`` threshold
     reached; None for the incubation pool, which may not serve."""

@@ -33,6 +33,8 @@ _INSTRUMENT: dict[str, Any] = {
     "target_hours": 1200.0,
     "operation": 20.0, "sharing": 20.0, "management": 39.71, "assessed": 0.0,
     "score": 79.71, "grade": "合格"}
+_GRADES: dict[str, int] = {"优秀": 0, "良好": 0, "合格": 1, "不合格": 0}
+"""The grade counts of a list holding ``_INSTRUMENT`` alone."""
 
 _INSTITUTION: dict[str, Any] = {
     "institution_id": "dlut", "name": "大连理工大学", "instruments": 2, "open_share": 0.5,
@@ -124,12 +126,16 @@ class EvaluatedInstrument(InstrumentYear):
 class InstrumentEvaluation(Page[EvaluatedInstrument]):
     """Instruments by score, highest first (ties: sharing score, then id)."""
 
-    model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025)
+    model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025, grades=_GRADES)
 
     year: int = Field(description="Year evaluated (the last, for a cycle of several).")
     first_year: int = Field(description="First year evaluated: ``year`` itself, or the first"
                                         " of the cycle of years ending with it (rules:"
                                         " ``cycle_years``).")
+    grades: dict[Grade, int] = Field(
+        description="How many instruments of the whole list (every page, whatever"
+        " ``limit`` and ``offset``) have each grade; every grade is named, 0 when none has"
+        " it. A grade chart needs only the first page.", examples=[_GRADES])
 
 
 class EvaluatedInstitution(BaseModel):
@@ -354,7 +360,7 @@ class PublishedInstitutions(InstitutionEvaluation):
 class PublishedInstruments(InstrumentEvaluation):
     """The published instrument results (a lab manager's own only), as frozen."""
 
-    model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025,
+    model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025, grades=_GRADES,
                                 published_at="2026-02-10T09:00:00+08:00")
 
     published_at: datetime = Field(description="When the results were published.")

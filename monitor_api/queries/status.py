@@ -80,11 +80,12 @@ def as_seen_by(item: dict[str, Any], viewer: str | None) -> dict[str, Any]:
 
 def in_scope(
     item: dict[str, Any], *, institutions: frozenset[str] | None, category: str | None,
-    as_listed: bool,
+    instrument: str | None, as_listed: bool,
 ) -> bool:
     """Whether a board entry belongs on a board filtered as ``status_board`` filters it."""
     code = item["category_code"]
-    return ((institutions is None or item["institution_id"] in institutions)
+    return ((instrument is None or item["instrument_id"] == instrument)
+            and (institutions is None or item["institution_id"] in institutions)
             and (category is None or (code is not None and code.startswith(category)))
             and (item["listed"] or not as_listed))
 

@@ -25,6 +25,7 @@ from monitor_api.evaluation import (
     evaluated_span,
     evaluated_year,
     first_year,
+    grade_counts,
     rounded,
     score_institutions,
     score_instrument,
@@ -172,7 +173,8 @@ async def evaluate_instruments(
     rules = request.app.state.settings.evaluation
     instruments, _institutions = ranked(*await scored_year(request, year), rules)
     body = page_of(instruments, limit=limit, offset=offset, year=year,
-                   first_year=first_year(year, rules.cycle_years))
+                   first_year=first_year(year, rules.cycle_years),
+                   grades=grade_counts(instruments))
     return await render(body, instruments, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments", labels=LABELS)
 

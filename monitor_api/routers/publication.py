@@ -23,6 +23,7 @@ from monitor_api.evaluation import (
     LABELS,
     evaluated_year,
     first_year,
+    grade_counts,
 )
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.common import Where, page
@@ -138,13 +139,13 @@ async def _published(conn: Conn, year: int, part: str) -> dict[str, Any]:
 
 
 def _published_page(found: dict[str, Any], items: list[dict[str, Any]], *, year: int,
-                    limit: int, offset: int) -> dict[str, Any]:
+                    limit: int, offset: int, **fields: Any) -> dict[str, Any]:
     """A page of published results, with the years they cover by the rules they were scored
-    by."""
+    by, and the list's own ``fields``."""
     rules = EvaluationRules.model_validate(found["rules"])
     return page_of(items, limit=limit, offset=offset, year=year,
                    first_year=first_year(year, rules.cycle_years),
-                   published_at=found["published_at"])
+                   published_at=found["published_at"], **fields)
 
 
 @router.get("/evaluation/{year}/published/institutions", response_model=PublishedInstitutions,
@@ -172,7 +173,8 @@ async def published_instruments(
     found = await _published(conn, year, "instruments")
     items = [i for i in found["items"]
              if caller.reads_all or i["institution_id"] in caller.institutions]
-    body = _published_page(found, items, year=year, limit=limit, offset=offset)
+    body = _published_page(found, items, year=year, limit=limit, offset=offset,
+                           grades=grade_counts(items))
     return await render(body, items, INSTRUMENT_COLUMNS, format, lang,
                         f"evaluation-{year}-instruments-published", labels=LABELS,
                         sheet=f"published-{year}-instruments")

@@ -231,13 +231,19 @@ async def status_stream(
     settings: Settings,
     institution_id: str | None = None,
     category: Category = None,
+    instrument_id: Annotated[str | None, Query(
+        description="Only this instrument's changes, as its page follows them; refused as"
+        " its detail is: 404 for an unknown id (for a registered user, one not listed too),"
+        " 403 for a lab manager's instrument of another institution.")] = None,
 ) -> StreamingResponse:
     """Server-sent events: one ``status`` event each time an instrument's state, user or
     online flag changes. Power readings alone do not produce events. The stream ends once
     its token is revoked (checked every keep-alive interval)."""
+    if instrument_id is not None:
+        await visible_instrument(conn, caller, instrument_id)
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
-                await _scope(conn, caller, institution_id), category,
+                await _scope(conn, caller, institution_id), category, instrument_id,
                 listed_for=caller.user_id if caller.role is Role.USER else None,
                 token_id=caller.token_id),
         media_type="text/event-stream",
@@ -263,17 +269,19 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 async def _events(
     feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
-    category: str | None, *, listed_for: str | None, token_id: int,
+    category: str | None, instrument: str | None, *, listed_for: str | None, token_id: int,
 ) -> AsyncIterator[str]:
-    """``listed_for``: the registered user watching, who sees the catalogue's board."""
+    """``instrument``: that one only; ``listed_for``: the registered user watching, who sees
+    the catalogue's board."""
     as_listed = listed_for is not None
     async with feed.subscribe() as subscription:
         async with pool.connection() as conn:
             start = await db_now(conn)
             board = await q.status_board(
                 conn, timeout=settings.heartbeat_timeout, institution=institution,
-                category=category, state=None, as_listed=as_listed, limit=1_000_000,
-                offset=0,
+                category=category, state=None,
+                instrument_ids=None if instrument is None else [instrument],
+                as_listed=as_listed, limit=1_000_000, offset=0,
             )
             tree = None if institution is None else await institution_tree(conn, institution)
         seen = {item["instrument_id"]: _key(q.as_seen_by(item, listed_for) if as_listed else item)
@@ -305,7 +313,7 @@ async def _events(
                 key = _key(item)
                 if (seen.get(item["instrument_id"]) != key
                         and q.in_scope(item, institutions=tree, category=category,
-                                       as_listed=as_listed)):
+                                       instrument=instrument, as_listed=as_listed)):
                     seen[item["instrument_id"]] = key
                     payload = orjson.dumps(item).decode()
                     yield f"id: {changes.at.isoformat()}\nevent: status\ndata: {payload}\n\n"

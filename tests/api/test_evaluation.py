@@ -532,3 +532,28 @@ def test_published_results_are_frozen_and_read_by_every_unit(year: Api) -> None:
     assert again["note"] == "更正" and again["published_at"] >= summary["published_at"]
     assert {i["instrument_id"]: i["score"] for i in republished["items"]}["nmr"] == 30
     assert (withdrawn, gone, twice) == (204, [404, 404], 404)
+
+
+def _grades_of(items: list[dict[str, Any]]) -> dict[str, int]:
+    return {g: sum(i["grade"] == g for i in items) for g in ("优秀", "良好", "合格", "不合格")}
+
+
+def test_an_instrument_page_counts_the_grades_of_the_whole_list(year: Api) -> None:
+    """A page of one instrument (any offset) carries the grades of all four, live and
+    published: a grade chart reads the first page only, not every page, each of which scores
+    the year again; a lab manager's published counts are of their own instruments."""
+    paths = ("/evaluation/2025/instruments", "/evaluation/2025/published/instruments")
+    with year.as_("admin") as admin:
+        assert admin.put("/evaluation/2025/publication", json={}).status_code == 200
+        for path in paths:
+            whole = admin.get(path).json()
+            pages = [admin.get(path, params={"limit": 1, "offset": n}).json() for n in (0, 3)]
+            assert whole["grades"] == _grades_of(whole["items"]) == {
+                "优秀": 0, "良好": 0, "合格": 1, "不合格": 3}, path
+            assert [(len(p["items"]), p["grades"]) for p in pages] == [
+                (1, whole["grades"])] * 2, path
+            past = admin.get(path, params={"offset": 9}).json()  # a page after the last
+            assert (past["items"], past["grades"]) == ([], whole["grades"]), path
+    with year.as_("manager") as manager:  # nmr (合格) and sem
+        own = manager.get(paths[1], params={"limit": 1}).json()
+    assert own["grades"] == {"优秀": 0, "良好": 0, "合格": 1, "不合格": 1}

@@ -273,6 +273,10 @@ STREAMS = {
     "listed category": ("user", {"category": "0104"}, ["nmr"]),
     "unlisted category": ("user", {"category": "02"}, []),
     "none": ("admin", {"category": "03"}, []),
+    "instrument": ("admin", {"instrument_id": "xrd"}, ["xrd"]),
+    "own instrument": ("manager", {"instrument_id": "nmr"}, ["nmr"]),
+    "quiet instrument": ("manager", {"instrument_id": "sem"}, []),
+    "listed instrument": ("user", {"instrument_id": "nmr"}, ["nmr"]),
 }
 NMR_LISTED, NMR_LIVE = "核磁共振波谱仪", "600 MHz 核磁共振波谱仪"
 
@@ -348,6 +352,20 @@ def test_an_institution_that_does_not_exist_is_refused(live: Api) -> None:
     with live.as_("manager") as c:
         assert c.get("/status", params={"institution_id": "unii"}).status_code == 403
         assert c.get("/status", params={"institution_id": "uni-ac"}).status_code == 200
+
+
+def test_a_stream_of_one_instrument_is_refused_as_its_detail_is(live: Api) -> None:
+    """Another institution's instrument is 403 for a lab manager, one not listed 404 for a
+    registered user, an unknown id 404 for everyone: what its detail answers, with the same
+    message, rather than a stream that never says anything."""
+    live.sql("UPDATE instrument SET listing = NULL WHERE id = 'xrd'")
+    refused = {("manager", "xrd"): 403, ("user", "xrd"): 404,
+               **{(role, "nope"): 404 for role in ("admin", "manager", "evaluator", "user")}}
+    for (role, instrument), code in refused.items():
+        with live.as_(role) as c:
+            stream = c.get("/status/stream", params={"instrument_id": instrument})
+            detail = c.get(f"/instruments/{instrument}/detail")
+        assert (stream.status_code, stream.json()) == (code, detail.json()), (role, instrument)
 
 
 def test_lab_manager_sees_only_their_institution(live: Api) -> None:

@@ -4,7 +4,7 @@ after the stream reconnects, drawn as a fresh load draws it."""
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from playwright.sync_api import Page, Request, Route, expect
 
@@ -59,7 +59,8 @@ def test_the_instrument_page_follows_its_state_live(
     stack: Stack, new_page: NewPage, live_gateway: SimulatedProbe
 ) -> None:
     """A lab manager watching one instrument sees its state, user and power change within
-    seconds, as its tile does, without a reload; the page's stream ends when it is left."""
+    seconds, as its tile does, without a reload, through a stream of that instrument alone;
+    the page's stream ends when it is left."""
     page = new_page()
     streams = open_streams(page)
     login(page, stack, "neu_manager")
@@ -84,6 +85,8 @@ def test_the_instrument_page_follows_its_state_live(
     assert page.evaluate("window.__marker") == "still here", "the page was reloaded"
 
     assert len(streams) == 1
+    # its own changes only, not those of every instrument of the manager's board
+    assert parse_qsl(urlsplit(streams[0].url).query) == [("instrument_id", "icp-1")]
     page.click(".page-head a.back")  # the board opens its own stream; the page's has ended
     expect(page.locator(".tiles")).to_have_attribute("data-loaded", "true")
     expect(page.locator(".live")).to_have_attribute("data-live", "on")

@@ -8,9 +8,10 @@ the seeded instruments and intervals run over several pages.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, Response, Route, expect
 
 from tests.web.conftest import PHONE
 from tests.web.stack import INSTRUMENTS, Stack
@@ -48,15 +49,29 @@ def test_grades_count_every_instrument_and_tables_say_they_show_a_page(
     stack: Stack, new_page: NewPage
 ) -> None:
     """Given 2 instruments a page, the grade chart still counts all five (not the two best),
-    and the tables of a page of a list say how many they show of how many, in the page's
-    language, and that the exports hold every row."""
+    drawn from the counts of the whole list the first page carries, with no further page
+    asked (each would score the year again); and the tables of a page of a list say how many
+    they show of how many, in the page's language, and that the exports hold every row."""
     page = new_page(viewport=PHONE, locale="zh-CN")
     in_pages_of(page, 2, "evaluation")
+    graded: list[tuple[dict[str, str], Any]] = []  # each instrument page asked, and its body
+
+    def keep(response: Response) -> None:
+        url = urlsplit(response.url)
+        if url.path.startswith("/evaluation/") and url.path.endswith("/instruments"):
+            graded.append((dict(parse_qsl(url.query)), response.json()))
+
+    page.on("response", keep)
     login(page, stack, "evaluator")
     page.click('.nav a[href="#/evaluation"]')
     expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
-    expect(page.locator('canvas[data-chart="grades"]')).to_be_visible()  # drawn once all are in
-    assert sum(chart(page, "grades")["datasets"][0]["data"]) == len(INSTRUMENTS)
+    expect(page.locator('canvas[data-chart="grades"]')).to_be_visible()
+    page.wait_for_timeout(500)  # time for any further page the chart would ask
+    assert [(query.get("offset"), len(body["items"])) for query, body in graded] == [(None, 2)]
+    counts = graded[0][1]["grades"]
+    assert chart(page, "grades")["datasets"][0]["data"] == [
+        counts[g] for g in ("优秀", "良好", "合格", "不合格")]
+    assert sum(counts.values()) == len(INSTRUMENTS)
     expect(page.locator('table[data-table="instruments"] tbody tr')).to_have_count(2)
     expect(page.locator('[data-section="instruments"] [data-more]')).to_have_text(
         STRINGS["zh"]["table.more"].replace("{shown}", "2").replace(

@@ -66,10 +66,9 @@ export async function getJson(path, params = {}, options = {}) {
 export const PAGE = 1000;
 
 /** Every item of a paged list, not just a page of it: a state timeline of 30 busy days or a
- * province's instruments run to thousands. ``first``: its first page, when already read;
- * the pages after it are asked at once. */
-export async function getAll(path, params = {}, options = {}, first = null) {
-  const page = first ?? await getJson(path, { ...params, limit: PAGE }, options);
+ * province's instruments run to thousands. The pages after the first are asked at once. */
+export async function getAll(path, params = {}, options = {}) {
+  const page = await getJson(path, { ...params, limit: PAGE }, options);
   const size = page.items.length;
   const offsets = [];
   for (let at = page.offset + size; size && at < page.total; at += size) offsets.push(at);

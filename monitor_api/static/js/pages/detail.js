@@ -107,7 +107,6 @@ export function render(root, ctx) {
   /** A change the stream brought; one of the gateway's connection also changed the gateway
    * line, read anew. */
   function follow(item) {
-    if (item.instrument_id !== id) return;
     const connectionChanged = item.online !== status.online;
     showStatus(item);
     if (connectionChanged) refreshCurrent().catch(() => {}); // the minute's round tries again
@@ -185,9 +184,10 @@ export function render(root, ctx) {
 
   setRange(Date.now() - 24 * HOUR, Date.now());
   ctx.keep(start, end, ...presets);
-  // the stream as the role's board has it (a lab manager's: their institution's), this
-  // instrument's changes taken; the charts are drawn once, after the first load
-  followStatus({}, {
+  // this instrument's changes only, not every one of the role's board; the stream refuses an
+  // instrument the role may not see as its detail does; the charts are drawn once, after the
+  // first load
+  followStatus({ instrument_id: id }, {
     signal: stop.signal, mark: live,
     onSnapshot: async () => {
       const first = !status;

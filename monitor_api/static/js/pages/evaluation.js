@@ -3,7 +3,7 @@
 // reports against the measured hours; lab managers read a year's published results instead,
 // and report and check their own hours.
 
-import { getAll, getJson, putJson } from '../api.js';
+import { getJson, putJson } from '../api.js';
 import { chartBox, countChart, teardown } from '../charts.js';
 import { dateInput, thisYear } from '../clock.js';
 import { el } from '../dom.js';
@@ -163,24 +163,17 @@ export function render(root, ctx) {
     return card;
   }
 
-  /** The grade distribution in ``box``, of every instrument of year ``y``: not only of those
-   * on the table's ``first`` page, the best of a province; the pages after it (asked only
-   * when there are more) are read while the tables are. */
-  async function drawGrades(box, y, first) {
-    try {
-      const instruments = await getAll(LISTS[1].path(y), {}, { signal: stop.signal }, first);
-      if (!box.isConnected) return; // another year was asked for meanwhile
-      const counts = GRADES.map((g) => instruments.filter((i) => i.grade === g).length);
-      if (counts.some(Boolean)) {
-        const chart = chartBox('grades', t('eval.grades'));
-        box.replaceChildren(chart.box);
-        countChart(chart.canvas, GRADES.map(grade), counts, t('eval.count'));
-      } else { // a note, as an empty table has, not a bare grid
-        box.replaceChildren(el('p', { class: 'muted', dataset: { empty: 'grades' }, text: t('common.empty') }));
-      }
-      box.dataset.loaded = 'true';
-    } catch (err) {
-      if (!stop.signal.aborted) ctx.fail(err, box);
+  /** The grade distribution in ``box`` of every instrument of the year, from the counts the
+   * instruments' first ``page`` carries for the whole list: a province's thousands, not only
+   * the table's first thousand, without asking for the pages after it. */
+  function drawGrades(box, page) {
+    const counts = GRADES.map((g) => page.grades[g]);
+    if (counts.some(Boolean)) {
+      const chart = chartBox('grades', t('eval.grades'));
+      box.replaceChildren(chart.box);
+      countChart(chart.canvas, GRADES.map(grade), counts, t('eval.count'));
+    } else { // a note, as an empty table has, not a bare grid
+      box.replaceChildren(el('p', { class: 'muted', dataset: { empty: 'grades' }, text: t('common.empty') }));
     }
   }
 
@@ -223,8 +216,7 @@ export function render(root, ctx) {
           { signal: stop.signal }))]);
       showCovers(results[0], y);
       const fail = (err) => ctx.fail(err, body);
-      const grades = el('div', { class: 'grades', dataset: { loaded: 'false' } },
-        el('p', { class: 'muted', text: t('common.loading') }));
+      const grades = el('div', { class: 'grades' });
       body.replaceChildren(
         section('eval.grades', 'grades', grades),
         ...LISTS.map((list, n) => listCard(list, y, list.path(y), results[n], fail)),
@@ -232,7 +224,7 @@ export function render(root, ctx) {
         publicationCard(y, published, ctx, stop.signal, load),
         reportedCard(y, ctx, stop.signal),
         reviewCard(y, ctx, stop.signal));
-      drawGrades(grades, y, results[1]);
+      drawGrades(grades, results[1]);
       body.dataset.loaded = 'true';
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, body);
