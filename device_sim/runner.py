@@ -219,8 +219,7 @@ class Simulation:
             for agent in self.agents:
                 agent.start()
         except OutboxError:  # those started let go of their outboxes and connections
-            for agent in self.agents:
-                agent.stop()
+            _stop_all(self.agents)
             raise
         noise = [
             random.Random(f"{self.spec.seed}:noise:{tl.instrument.id}") for tl in self.timelines
@@ -291,14 +290,22 @@ class Simulation:
             pending = [agent for agent in pending if not agent.wait_drained(0)]
             on_drain(_unsent(pending))
         why = _why_undelivered(self.agents)  # before the stop, which takes every link down
-        for agent in self.agents:
-            agent.stop()
+        _stop_all(self.agents)
         if left := _unsent(self.agents):
             logger.warning(
                 "%d message(s) not delivered %s: they stay in the outboxes in %s, and a later"
                 " run on that directory sends them", left,
                 "(stopped)" if should_stop() else f"within {timeout:.0f} s ({why})",
                 self.state_dir)
+
+
+def _stop_all(agents: list[GatewayAgent]) -> None:
+    """Stop every agent, in about the time the slowest takes: each waits for the broker to
+    take its offline state (seconds, from a broker that stopped answering), all at once."""
+    for agent in agents:
+        agent.begin_stop()
+    for agent in agents:
+        agent.stop()
 
 
 def _unsent(agents: list[GatewayAgent]) -> int:

@@ -95,6 +95,9 @@ class MqttLink:
         self._refused: str | None = None
         """Why the broker refused the latest attempt, for the disconnect that follows."""
         self._connected_at = 0.0
+        self._stop_began = 0.0
+        self._offline: mqtt.MQTTMessageInfo | None = None
+        """The offline state published by ``begin_stop``, until ``stop`` has waited for it."""
         self._state_lock = threading.Lock()
         self._network = network
         self._client = self._make_client()
@@ -152,22 +155,36 @@ class MqttLink:
         self._network.attach(self._client)
         self._network.call_soon(self._connect)
 
-    def stop(self) -> None:
-        """Publish the retained offline state (when connected), disconnect, detach."""
+    def begin_stop(self) -> None:
+        """Stop reconnecting and publish the retained offline state (when connected), without
+        waiting for the broker: ``stop`` does, from then on. Links begun first and then
+        stopped wait for their brokers at once, not one after another."""
+        if self._stopping:
+            return
         self._stopping = True
+        self._stop_began = time.monotonic()
         if self._connected and self._link_up:
-            info = self._client.publish(
+            self._offline = self._client.publish(
                 self.topics.gateway_state(self.gateway_id),
                 self._state_payload("offline", datetime.now(UTC)),
                 qos=1,
                 retain=True,
             )
+
+    def stop(self) -> None:
+        """``begin_stop`` (if not done yet); wait until ``STOP_TIMEOUT_S`` after it for the
+        broker to take the offline state, disconnect, and wait until twice that at most for
+        the connection to close; detach."""
+        self.begin_stop()
+        if self._offline is not None:
             with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(self.STOP_TIMEOUT_S)
+                self._offline.wait_for_publish(
+                    max(0.0, self._stop_began + self.STOP_TIMEOUT_S - time.monotonic()))
             self._client.disconnect()
-            deadline = time.monotonic() + self.STOP_TIMEOUT_S
+            deadline = self._stop_began + 2 * self.STOP_TIMEOUT_S
             while self._client.socket() is not None and time.monotonic() < deadline:
                 time.sleep(0.002)
+            self._offline = None
         self._link_up = False
         self._network.call_soon(self._cut)
         self._network.detach(self._client)

@@ -4,13 +4,19 @@ and what is left stays for a later run on the same state directory, which sends 
 from __future__ import annotations
 
 import logging
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from device_sim.runner import Simulation, SimulationSpec
-from tests.gateway.helpers import IngestStandIn
+from gateway.outbox import Outbox
+from gateway.publisher import MqttLink
+from instrushare.protocol import Topics
+from tests.gateway.helpers import IngestStandIn, Recorder
+from tests.services import Mosquitto
 
 SPEC = SimulationSpec(instruments=2, days=0.01, seed=3)
 
@@ -60,3 +66,55 @@ def test_a_run_not_delivered_in_time_says_so_and_why(
     assert result.unsent == result.messages > 0
     assert (f"{result.unsent} message(s) not delivered within 1 s ("
             f"{SPEC.instruments} gateway(s): no ingest worker online)" in caplog.text)
+
+
+def test_a_fleet_stops_in_about_the_time_of_one_gateway_when_the_broker_stops_answering(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker that still holds the connections but answers nothing (a stopped process): each
+    gateway waits STOP_TIMEOUT_S for it to take its offline state. The fleet's gateways wait
+    at once, not one after another (20 x 2 s here), and nothing they hold is lost."""
+    monkeypatch.setattr(MqttLink, "STOP_TIMEOUT_S", 2.0)
+    broker = mosquitto_factory()
+    assert broker.proc is not None
+    state_dir = tmp_path / "outbox"
+    spec = SimulationSpec(instruments=20, days=0.01, seed=3, id_prefix=topic_prefix)
+    simulation = Simulation(spec, mqtt_url=broker.url, topic_prefix=topic_prefix,
+                            state_dir=state_dir)
+    paused_at: list[float] = []
+
+    def pause_the_broker_once_connected(tick: int, _ticks: int) -> None:
+        if tick < 1 or paused_at:  # the first tick's messages are in the outboxes by now
+            return
+        deadline = time.monotonic() + 30
+        while not all(agent.link.connected for agent in simulation.agents):
+            assert time.monotonic() < deadline, "the gateways did not connect"
+            time.sleep(0.05)
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        paused_at.append(time.monotonic())
+
+    try:
+        result = simulation.run(on_tick=pause_the_broker_once_connected, drain_timeout=60,
+                                should_stop=lambda: bool(paused_at))
+        took = time.monotonic() - paused_at[0]
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert took < Simulation.STOP_GRACE_S + 3 * MqttLink.STOP_TIMEOUT_S
+    assert result.unsent == result.messages > 0  # no ingest online: every message kept
+    kept = 0
+    for agent in simulation.agents:  # each outbox let go of: another can open it
+        with Outbox(agent.config.outbox_path, max_messages=agent.config.outbox_max_messages,
+                    max_age_s=agent.config.outbox_max_age_s) as outbox:
+            kept += outbox.depth
+    assert kept == result.unsent
+
+    # resumed, the broker takes each gateway's offline state, sent before it disconnected
+    recorder = Recorder(broker.url, Topics(topic_prefix).all_gateway_states)
+    stopped_cleanly = {agent.config.gateway_id: ("offline", True) for agent in simulation.agents}
+    try:
+        recorder.wait_for(lambda r: {s["gateway"]: (s["status"], s["ts"] is not None)
+                                     for s in r.states()} == stopped_cleanly, timeout=10)
+    finally:
+        recorder.close()
