@@ -31,6 +31,7 @@ from tests.gateway.helpers import (
     drive,
     make_config,
     set_ingest,
+    wait_confirmed,
     wait_ready,
 )
 from tests.services import Mosquitto, TcpProxy, running
@@ -85,8 +86,7 @@ def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
         # the platform confirms everything: the outbox empties
         seqs = sorted({m.seq for m in rec.data()})
         confirm(agent, seqs)
-        assert agent.wait_drained(10), agent.stats
-        assert agent.stats.confirmed == len(seqs)
+        wait_confirmed(agent, len(seqs))
     finally:
         agent.stop()
         rec.close()
