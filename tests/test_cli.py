@@ -325,25 +325,52 @@ def test_a_retention_too_short_names_its_option(option: str, days: int) -> None:
     assert f"Invalid value for '{option}'" in done.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_the_api_stopped_by_a_signal_shuts_down_and_exits_0(
-    signum: signal.Signals, database_url: str
-) -> None:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "instrushare", "api", "--port", str(port)],
-                            env={**os.environ, "DATABASE_URL": database_url},
-                            stderr=subprocess.PIPE, text=True)
+def _api_stopped_by(
+    database_url: str, stop: Callable[[subprocess.Popen[str]], None], *, own_group: bool = False
+) -> tuple[int, str]:
+    """Run ``instrushare api`` until it has started, ``stop`` it, and return its exit code and
+    its log (stderr); ``own_group``: in a process group of its own, which ``stop`` may signal."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "instrushare", "api", "--port", str(free_port())],
+        env={**os.environ, "DATABASE_URL": database_url}, stderr=subprocess.PIPE, text=True,
+        start_new_session=own_group)
     try:
         assert proc.stderr is not None
         while "Application startup complete" not in proc.stderr.readline():
             assert proc.poll() is None
-        proc.send_signal(signum)
+        stop(proc)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_api_stopped_by_a_signal_shuts_down_and_exits_0(
+    signum: signal.Signals, database_url: str
+) -> None:
+    code, err = _api_stopped_by(database_url, lambda proc: proc.send_signal(signum))
+    assert code == 0
+    assert "Application shutdown complete" in err and "Traceback" not in err
+
+
+def test_the_api_signalled_and_then_its_group_still_shuts_the_app_down(
+    database_url: str,
+) -> None:
+    """uvicorn takes a second SIGINT as "force quit", skipping the app's shutdown (its pool
+    and background work); ``timeout -s INT`` sends one to the process and one to its group."""
+
+    def signal_it_and_its_group(proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        proc.send_signal(signal.SIGINT)
+        while "Shutting down" not in proc.stderr.readline():
+            assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGINT)
+
+    code, err = _api_stopped_by(database_url, signal_it_and_its_group, own_group=True)
+    assert code == 0
     assert "Application shutdown complete" in err and "Traceback" not in err
 
 
