@@ -101,12 +101,14 @@ def timescaledb_usable(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     if not (row and row[0]):
         return False
     _, preloaded, created, license_ = row
-    if preloaded is None and not created:
-        logger.warning("TimescaleDB is installed but not created in this database, and this role"
-                       " may not read shared_preload_libraries: plain tables are used (run"
-                       " `instrushare db migrate` once as a superuser to create the extension)")
-        return False
-    if not (created if preloaded is None else preloaded):
+    if preloaded is None:  # this role may not read it: the extension created earlier tells
+        if not created:
+            logger.warning("TimescaleDB is installed but not created in this database, and this"
+                           " role may not read shared_preload_libraries: plain tables are used"
+                           " (run `instrushare db migrate` once as a superuser to create the"
+                           " extension)")
+            return False
+    elif not preloaded:
         return False
     if license_ == "apache":
         logger.warning("TimescaleDB runs under its Apache-2 license, without compression and"
