@@ -149,6 +149,7 @@ class GatewayAgent:
             on_change=self._service,
             on_lost=self._on_link_lost,
             network=network if network is not None else NetworkLoop.default(),
+            protocol=config.mqtt_protocol,
         )
         self._lock = threading.Lock()
         self._acks: deque[int] = deque()
@@ -164,7 +165,7 @@ class GatewayAgent:
         outbox's message (another gateway under this id, or one this outbox replaced)."""
         self._rewind = False  # set by the network thread when the connection ends
         self._failing: set[str] = set()
-        self._started = self._stopping = False
+        self._started = False
         self._enqueued = self._published = self._acked = self._confirmed = 0
         self._held_since: float | None = None
         """Monotonic time since when data may not be published (None: it may)."""
@@ -182,21 +183,32 @@ class GatewayAgent:
 
     @property
     def stats(self) -> AgentStats:
+        """Read under the lock the counters' writers hold, so that the figures agree (an
+        empty outbox with the confirmations counted); then serve what arrived meanwhile."""
         outbox = self._outbox
-        return AgentStats(
-            outbox_depth=outbox.depth,
-            enqueued=self._enqueued,
-            published=self._published,
-            acked=self._acked,
-            confirmed=self._confirmed,
-            dropped_full=outbox.dropped_full,
-            dropped_age=outbox.dropped_age,
-            reconnects=max(0, self._link.connects - 1),
-            seq=outbox.last_seq,
-        )
+        with self._lock:
+            stats = AgentStats(
+                outbox_depth=outbox.depth,
+                enqueued=self._enqueued,
+                published=self._published,
+                acked=self._acked,
+                confirmed=self._confirmed,
+                dropped_full=outbox.dropped_full,
+                dropped_age=outbox.dropped_age,
+                reconnects=max(0, self._link.connects - 1),
+                seq=outbox.last_seq,
+            )
+        self._service()
+        return stats
 
     def start(self) -> None:
-        """Open the outbox and connect in the background (a broker that is down is fine)."""
+        """Open the outbox and connect in the background (a broker that is down is fine).
+
+        An agent runs once: a stopped one cannot reconnect, so it is refused here rather
+        than left silently offline (a new agent on the same outbox carries on)."""
+        if self._link.stopping:
+            raise RuntimeError(f"gateway {self.config.gateway_id}: a stopped agent cannot start"
+                               " again; make a new one (on the same outbox)")
         self._outbox.open()
         self._inflight.clear()
         self._acks.clear()
@@ -208,7 +220,7 @@ class GatewayAgent:
         if self._outbox.depth:
             logger.info("gateway %s: %d message(s) in the outbox will be replayed",
                         self.config.gateway_id, self._outbox.depth)
-        self._started, self._stopping = True, False
+        self._started = True
         self._link.start()
 
     def poll(self, now: datetime | None = None) -> None:
@@ -287,8 +299,7 @@ class GatewayAgent:
         """Flush and publish the offline state, without waiting for the broker to take it:
         ``stop`` waits. Many agents begun first and then stopped wait for their brokers at
         once, so they stop in about the time one takes, not in the sum of their times."""
-        if self._started and not self._stopping:
-            self._stopping = True
+        if self._started and not self._link.stopping:
             self.flush()
             self._link.begin_stop()
 

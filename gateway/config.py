@@ -246,6 +246,7 @@ class GatewayConfig(_Config):
     inflight_window: int = Field(default=100, ge=1, le=65000)
     confirm_timeout_s: float = Field(default=300.0, gt=0)
     require_ingest_online: bool = True
+    mqtt_protocol: Literal["5", "3.1.1"] = "3.1.1"
     instruments: list[InstrumentConfig] = Field(min_length=1, max_length=1000)
 
     @field_validator("instruments")

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,6 +30,8 @@ from instrushare.settings import MqttAddress, connect_refusal
 logger = logging.getLogger("gateway")
 
 SOFTWARE = "instrushare-gateway/0.1"
+NOT_AUTHORIZED = 0x87
+"""MQTT 5 reason code of a PUBACK refusing a message the ACL does not allow."""
 
 
 class MqttLink:
@@ -39,7 +41,8 @@ class MqttLink:
     ``require_ingest_online`` is False) while at least one ingest worker's retained state says
     online. ``next_bd_seq`` is called before every connection attempt: each connection gets a
     fresh session number in its will and birth, so a late will from an older connection is
-    recognisably stale.
+    recognisably stale. With ``protocol`` "5" the broker says which topic it refuses (PUBACK
+    reason codes); MQTT 3.1.1 cannot, and brokers such as Mosquitto just close the connection.
     """
 
     RECONNECT_MIN_DELAY = 1.0
@@ -69,9 +72,11 @@ class MqttLink:
         on_change: Callable[[], None],
         on_lost: Callable[[], None],
         network: NetworkLoop,
+        protocol: Literal["5", "3.1.1"],
     ) -> None:
         self.gateway_id = gateway_id
         self.address = address
+        self.protocol = protocol
         self.topics = topics
         self.instruments = instruments
         self.require_ingest_online = require_ingest_online
@@ -93,7 +98,9 @@ class MqttLink:
         self._failures = 0
         self._warned_at = 0.0
         self._refused: str | None = None
-        """Why the broker refused the latest attempt, for the disconnect that follows."""
+        """What the broker refused (the log-in, a message), for the disconnect that follows."""
+        self._reported: set[str] = set()
+        """Refusals logged as errors already: each cause once, not at every retry."""
         self._connected_at = 0.0
         self._stop_began = 0.0
         self._offline: mqtt.MQTTMessageInfo | None = None
@@ -103,11 +110,12 @@ class MqttLink:
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
+        v5 = self.protocol == "5"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.gateway_id,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if v5 else True,  # MQTT 5: clean_start in connect_async
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         self.address.configure(client)
         client.max_inflight_messages_set(0)  # the agent's window bounds what is in flight
@@ -125,6 +133,11 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def stopping(self) -> bool:
+        """True from ``begin_stop`` on: the link does not reconnect, nor start again."""
+        return self._stopping
 
     @property
     def link_up(self) -> bool:
@@ -151,7 +164,8 @@ class MqttLink:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; a broker that is down is retried with backoff."""
-        self._client.connect_async(self.address.host, self.address.port, self.KEEPALIVE_S)
+        self._client.connect_async(self.address.host, self.address.port, self.KEEPALIVE_S,
+                                   clean_start=True)
         self._network.attach(self._client)
         self._network.call_soon(self._connect)
 
@@ -218,20 +232,31 @@ class MqttLink:
         except Exception as exc:
             self._retry_later(f"cannot connect to {self.address.host}:{self.address.port}: {exc}")
 
-    def _retry_later(self, why: str) -> None:
+    def _retry_later(self, why: str, *, reported: bool = False) -> None:
+        """Schedule the next attempt; ``why`` is a WARNING at the first failure and then every
+        ``RETRY_REPORT_S``, DEBUG otherwise, and always DEBUG once ``reported`` as an ERROR."""
         if not self._link_up or self._stopping:
             return
         self._failures += 1
         delay = min(self.RECONNECT_MAX_DELAY, self.RECONNECT_MIN_DELAY * 2 ** (self._failures - 1))
         delay *= random.uniform(0.5, 1.5)
         now = time.monotonic()
-        if self._failures == 1 or now - self._warned_at >= self.RETRY_REPORT_S:
+        if not reported and (self._failures == 1 or now - self._warned_at >= self.RETRY_REPORT_S):
             self._warned_at = now
             log = logger.warning
         else:
             log = logger.debug
         log("gateway %s: %s; retry %d in %.1f s", self.gateway_id, why, self._failures, delay)
         self._network.call_later(delay, self._connect)
+
+    def _refuse(self, why: str) -> None:
+        """The broker refused the log-in or a message: an ERROR the first time for each cause
+        (retrying cannot cure it; mending the broker's accounts or ACL, or this gateway's
+        configuration, can), kept for the disconnect that follows."""
+        self._refused = why
+        if why not in self._reported:
+            self._reported.add(why)
+            logger.error("gateway %s: %s", self.gateway_id, why)
 
     def publish(self, topic: str, payload: bytes) -> int | None:
         """Hand one QoS 1 message to paho; its mid, or None if paho refused it."""
@@ -273,10 +298,9 @@ class MqttLink:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        if reason.is_failure:
-            # reported, rate-limited, by the disconnect that follows
-            self._refused = connect_refusal(reason.value, str(reason), broker="the broker",
-                                            setting="mqtt_url")
+        if reason.is_failure:  # the disconnect that follows retries
+            self._refuse(connect_refusal(reason.value, str(reason), broker="the broker",
+                                         setting="mqtt_url"))
             return
         if not self._link_up or self._stopping:
             self._cut()
@@ -364,16 +388,30 @@ class MqttLink:
             lasted = time.monotonic() - self._connected_at
             if lasted >= self.STABLE_CONNECTION_S:
                 self._failures = 0
-            else:
+            elif refused is None:
                 why += (f" {lasted:.1f} s after the broker accepted the connection; if this"
                         f" repeats, another client may be connected with client id"
-                        f" {self.gateway_id!r}")
-        self._retry_later(why)
+                        f" {self.gateway_id!r}, or the broker's ACL refuses one of its topics"
+                        " (with mqtt_protocol \"5\" the broker names it)")
+        self._retry_later(why, reported=refused is not None)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        self._on_ack(mid)
+        """A PUBACK; one refusing the message (MQTT 5 only) is no acknowledgement: the
+        message stays in the outbox, and the connection is closed (as Mosquitto does anyway)
+        so that publishing resumes from the outbox head after a backoff."""
+        if not reason.is_failure:
+            self._on_ack(mid)
+            return
+        topic = client._out_messages[mid].topic  # paho drops the message after this call
+        why = f"the broker refused a message on {topic} ({reason})"
+        if reason.value == NOT_AUTHORIZED:
+            user = self.address.username or "anonymous"
+            why += (f": check that the broker's ACL lets user {user!r} publish there"
+                    " (topic_prefix, gateway_id, instrument ids)")
+        self._refuse(why)
+        self._cut()
 
 
 def _drop_unacknowledged(client: mqtt.Client) -> None:

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import GatewayAgent
+from gateway import AgentStats, GatewayAgent
 from gateway.probes import Reading, SimulatedProbe
 from gateway.publisher import MqttLink
 from instrushare.protocol import StoredMessages, Topics, dumps
@@ -314,6 +314,8 @@ def test_restart_replays_the_outbox_and_continues_seq(
     first.stop()
     left = first.stats
     assert left.outbox_depth == left.enqueued > 0 and rec.data() == []
+    with pytest.raises(RuntimeError, match="a stopped agent cannot start again"):
+        first.start()  # it would never connect: its link has stopped for good
 
     second = GatewayAgent(config, clock=clock)
     second.start()
@@ -330,6 +332,38 @@ def test_restart_replays_the_outbox_and_continues_seq(
     bd = [s["bd_seq"] for s in rec.states() if s["status"] == "online"]
     assert bd == sorted(bd) and len(set(bd)) == len(bd) == 2
     rec.close()
+
+
+def test_stats_are_one_consistent_snapshot(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """The network thread acknowledges and deletes while another thread reads: every snapshot
+    adds up (nothing is dropped here, so what is not confirmed is in the outbox)."""
+    set_ingest(mqtt_url, topic_prefix, "online")
+    clock = FastClock()
+    agent = GatewayAgent(make_config(tmp_path, mqtt_url, topic_prefix,
+                                     max_samples_per_message=1), clock=clock)
+    snapshots: list[AgentStats] = []
+    reading = threading.Event()
+
+    def read() -> None:
+        while not reading.is_set():
+            snapshots.append(agent.stats)
+
+    reader = threading.Thread(target=read)
+    agent.start()
+    try:
+        wait_ready(agent)
+        reader.start()
+        drive(agent, clock, 300)
+        wait_confirmed(agent, agent.stats.enqueued)
+    finally:
+        reading.set()
+        agent.stop()
+    reader.join()
+    torn = [s for s in snapshots
+            if s.outbox_depth + s.confirmed != s.enqueued or s.acked > s.published]
+    assert len(snapshots) > 100 and torn == []
 
 
 def test_last_will_marks_the_gateway_offline_when_the_connection_dies(
