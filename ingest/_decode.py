@@ -162,6 +162,8 @@ class Decoder:
         created = msg["created_at"]
         if created > newest:  # the partition column and the lag's origin: the whole message
             return _future(out, f"created_at {timestamp(created)}")
+        if created < oldest:  # so are its samples and events, and its key outlives no prune
+            return _too_old(out, f"created_at {timestamp(created)}")
         registered, owner = self._registry.lookup(instrument, gateway, received)
         if not registered:
             return out.reject(Reason.UNKNOWN_INSTRUMENT, instrument)
@@ -208,8 +210,7 @@ class Decoder:
         if future:
             _future(out, ", ".join(future))
         if old:
-            out.reject(Reason.TOO_OLD, f"received {recv.isoformat()}; {_TOO_OLD}"
-                                       f" (before {oldest.isoformat()}): " + ", ".join(old))
+            _too_old(out, ", ".join(old))
         out.key = (gateway, seq, created)
         out.historical = hist
         out.message = (
@@ -239,6 +240,15 @@ def _future(out: Decoded, what: str) -> Decoded:
     return out.reject(
         Reason.FUTURE_TIMESTAMP,
         f"received {recv.isoformat()}; {_FUTURE} (after {(recv + MAX_FUTURE_SKEW).isoformat()}):"
+        f" {what}",
+    )
+
+
+def _too_old(out: Decoded, what: str) -> Decoded:
+    recv = out.received_at
+    return out.reject(
+        Reason.TOO_OLD,
+        f"received {recv.isoformat()}; {_TOO_OLD} (before {(recv - MAX_PAST_AGE).isoformat()}):"
         f" {what}",
     )
 

@@ -5,6 +5,12 @@ publishes the worker's retained ``online`` state once subscribed and again perio
 soon after any gateway state (a birth, for which the gateway waits), and leaves its ``offline``
 state (also its will) when closed.
 
+Under MQTT 5 its ``online`` announcements carry a hash of its share group as a user property
+(gateways read them too, and the group is a secret), and it listens to the other workers'
+(QoS 0, not its own): a worker that takes the prefix's data through another group, or through
+no group, receives every message as well, so each message is written twice (the second time
+as a duplicate). That is logged once per other group.
+
 A retiring session (a worker taken out of service) instead unsubscribes: Mosquitto goes on
 handing a share of the group's messages to a persistent session while its client is away, and
 drops them once its queue is full, so a worker that is simply not started again would lose
@@ -14,6 +20,7 @@ worker's retained state and ends.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import threading
@@ -27,6 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
 
 from instrushare.protocol import MAX_STORED_SEQS, IngestState, StoredMessages, Topics, dumps
 from instrushare.settings import LOGIN_REFUSED, connect_refusal
@@ -38,6 +46,10 @@ logger = logging.getLogger("ingest")
 
 Deliver = Callable[[str, bytes | bytearray, int, int], None]
 """Called on paho's network thread with (topic, payload, mid, qos) of each delivery."""
+SHARE_GROUP_PROPERTY = "share_group_hash"
+"""User property of a worker's ``online`` announcement: ``share_group_hash`` of its share group,
+empty when it takes a plain subscription (every message)."""
+_PLAIN = "a plain subscription"
 PACKET_ID_BITS = 16
 """A delivery's mid is its MQTT packet id, with the number of its connection above these
 bits: an acknowledgement goes out only while the broker's session still knows that id."""
@@ -57,6 +69,10 @@ class BrokerSession:
         """Set once a retiring session's subscriptions are gone: nothing new is routed to it."""
         self._topics = Topics(config.topic_prefix)
         self._state_topic = self._topics.ingest_state(config.worker_id)
+        self._group = (share_group_hash(config.topic_prefix, config.share_group)
+                       if config.shared_subscription else "")
+        self._groups_seen: set[str] = set()
+        """Other workers' share groups (hashed) already warned about."""
         self._deliver_on = deliver
         self._state_seen = threading.Event()
         self.online = threading.Event()
@@ -147,10 +163,11 @@ class BrokerSession:
         cfg, topics = self._config, self._topics
         share = f"$share/{cfg.share_group}/" if cfg.shared_subscription else ""
         wanted = [f"{share}{topics.all_data}", f"{share}{topics.all_gateway_states}"]
-        if self._retire:
-            client.unsubscribe(wanted)
+        if self._retire:  # the other workers' states too: nothing is left for this session
+            client.unsubscribe([*wanted, topics.all_ingest_states])
         elif cfg.mqtt_protocol == "5":
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted]
+                             + [(topics.all_ingest_states, SubscribeOptions(qos=0, noLocal=True))])
         else:
             client.subscribe([(t, 1) for t in wanted])
 
@@ -177,10 +194,13 @@ class BrokerSession:
     def _on_subscribe(
         self, client: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any
     ) -> None:
-        failed = [r for r in reasons if r.is_failure]
+        failed = [r for r in reasons[:2] if r.is_failure]  # the data and the gateway states
         if failed:
             logger.error("subscription refused: %s", failed)
             return
+        if any(r.is_failure for r in reasons[2:]):  # the other workers' states: only a warning
+            logger.warning("cannot read the other ingest workers' states (%s): a worker of"
+                           " another share group would go unnoticed", reasons[2])
         self._announce()
         self.online.set()
 
@@ -191,8 +211,14 @@ class BrokerSession:
         self.left.set()
 
     def _announce(self) -> None:
-        """Publish "online" (retained): now that we are subscribed, and then periodically."""
-        self._client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True)
+        """Publish "online" (retained): now that we are subscribed, and then periodically;
+        under MQTT 5 with our share group's hash for the other workers (``_peer_state``)."""
+        props = None
+        if self._config.mqtt_protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.UserProperty = (SHARE_GROUP_PROPERTY, self._group)
+        self._client.publish(self._state_topic, self._state_payload("online"), qos=1, retain=True,
+                             properties=props)
 
     def announce_loop(self, stop: threading.Event) -> None:
         """Re-announce every interval, and soon after any gateway state, until ``stop`` is set
@@ -222,11 +248,44 @@ class BrokerSession:
             logger.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        """Deliveries paho decodes itself (with MQTT 5 properties, say): same as the rest."""
-        self._deliver(msg.topic, msg.payload, msg.mid, msg.qos)
+        """Deliveries paho decodes itself (with MQTT 5 properties, say): same as the rest,
+        but for other workers' announcements, which carry their share group's hash."""
+        if mqtt.topic_matches_sub(self._topics.all_ingest_states, msg.topic):
+            self._peer_state(msg)
+        else:
+            self._deliver(msg.topic, msg.payload, msg.mid, msg.qos)
+
+    def _peer_state(self, msg: mqtt.MQTTMessage) -> None:
+        """Warn, once per group, of a worker that receives this prefix's data besides ours.
+
+        Only announcements made now count: a retained one may be a worker's that is gone."""
+        groups = [value for name, value in getattr(msg.properties, "UserProperty", ())
+                  if name == SHARE_GROUP_PROPERTY]
+        if msg.retain or not groups or groups[0] in self._groups_seen:
+            return
+        theirs = groups[0]
+        if theirs == self._group and theirs:
+            return
+        try:
+            state = IngestState.model_validate_json(msg.payload)
+        except ValidationError:
+            return
+        if state.status != "online":
+            return
+        self._groups_seen.add(theirs)
+        cfg = self._config
+        logger.warning(
+            "ingest worker %s takes the data under prefix %s through %s, this worker (%s)"
+            " through %s: each receives every message, so all data is written twice (the"
+            " copies are ignored as duplicates, the work is not); give every worker of one"
+            " prefix the same INSTRUSHARE_SHARE_GROUP", state.worker, cfg.topic_prefix,
+            f"another share group (hash {theirs})" if theirs else _PLAIN, cfg.worker_id,
+            f"share group {cfg.share_group!r} (hash {self._group})" if self._group else _PLAIN)
 
     def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         if topic.endswith("/state"):
+            if mqtt.topic_matches_sub(self._topics.all_ingest_states, topic):
+                return  # a worker's state without its share group (MQTT 3.1.1): nothing to say
             # Births need the answer; wills and offline states get it too: telling them apart
             # would parse payloads on the network thread, and a birth the ingest refuses
             # (its gateway waits all the same) would go unanswered.
@@ -293,3 +352,9 @@ class BrokerSession:
             self._client.disconnect()
         self._client.loop_stop()
         self.online.clear()
+
+
+def share_group_hash(prefix: str, group: str) -> str:
+    """Tells share groups apart without revealing them (gateways read the announcements, and a
+    gateway account that knows the group can take a share of all data, docs/deploy.md)."""
+    return hashlib.sha256(f"{prefix}/{group}".encode()).hexdigest()[:16]

@@ -215,6 +215,7 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
     """Count the dead letters in DATABASE_URL per reason and topic."""
     from rich.console import Console
     from rich.table import Column, Table
+    from rich.text import Text
 
     from ingest._text import escape
     from ingest.dead_letters import summarize
@@ -232,8 +233,8 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
         # values folded when the terminal is too narrow, never cut short: a reason and a
         # topic are what --reason and --topic take
         table = Table(*(Column(name, overflow="fold") for name in header))
-        for row in rows:
-            table.add_row(*row)
+        for row in rows:  # plain text (a topic's "[x]" is no style), escaped as piped
+            table.add_row(*(Text(escape(cell)) for cell in row))
         console.print(table)
     else:  # piped or logged: whole values, tab-separated, a topic ready for --topic; a tab
         # or line break in a value escaped as COPY text writes it, so a line stays one row

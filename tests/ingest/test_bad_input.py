@@ -131,6 +131,10 @@ def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, 
         doc = _doc()
         doc["created_at"] = (now + timedelta(hours=1)).isoformat()
         return topics.data("gw1", "i1"), json.dumps(doc).encode(), "future_timestamp"
+    if kind == "old_created_at":  # the whole message, as its samples would be
+        doc = _doc()
+        doc["created_at"] = (now - timedelta(days=40)).isoformat()
+        return topics.data("gw1", "i1"), json.dumps(doc).encode(), "too_old"
     if kind == "future_state":
         state = json.loads(gateway_state("gw1", "online", next(_seq)))
         state["ts"] = (now + timedelta(hours=1)).isoformat()
@@ -160,9 +164,9 @@ def _build(kind: str, topics: Topics, junk: str, cut: int) -> tuple[str, bytes, 
 _workers: dict[str, RunningWorker] = {}
 
 KINDS = ["valid", "malformed_json", "invalid_payload", "unsupported_version", "oversized",
-         "too_many_samples", "future_timestamp", "future_created_at", "future_state", "too_old",
-         "unknown_instrument", "topic_mismatch", "wrong_gateway", "nul_text", "db_rejected",
-         "unknown_topic", *COERCED]
+         "too_many_samples", "future_timestamp", "future_created_at", "old_created_at",
+         "future_state", "too_old", "unknown_instrument", "topic_mismatch", "wrong_gateway",
+         "nul_text", "db_rejected", "unknown_topic", *COERCED]
 
 
 @settings(max_examples=12, deadline=None,

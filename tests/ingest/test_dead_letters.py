@@ -229,3 +229,19 @@ def test_a_tab_or_line_break_in_a_topic_keeps_a_piped_row_on_one_line(
     assert len(lines) == 3 and lines[2] == "1 dead letter(s)"
     assert lines[1].split("\t")[:3] == [
         "unknown_topic", f"{topic_prefix}/gw/gw1\\tx/data/a\\nb\\\\c", "1"]
+
+
+def test_a_terminal_table_shows_tabs_line_breaks_and_brackets_of_a_topic_as_piped(
+    database_url: str, topic_prefix: str,
+) -> None:
+    topics = [f"{topic_prefix}/gw/gw1\tx/data/a\nb\\c", f"{topic_prefix}/gw/[/x]/data/[bold]y"]
+    _insert(database_url, *[(t, b"x", "unknown_topic") for t in topics])
+    shown = subprocess.run(
+        [sys.executable, "-m", "instrushare", "dead-letters", "list"],
+        env=os.environ | {"DATABASE_URL": database_url, "TTY_COMPATIBLE": "1", "NO_COLOR": "1",
+                          "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    rows = [line.split("│") for line in shown.splitlines() if line.startswith("│")]
+    assert sorted(cells[2].strip() for cells in rows) == sorted([
+        f"{topic_prefix}/gw/gw1\\tx/data/a\\nb\\\\c", f"{topic_prefix}/gw/[/x]/data/[bold]y"])
