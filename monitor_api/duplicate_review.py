@@ -22,6 +22,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("instrument_id", "仪器编号", "Instrument"),
     ("name", "名称", "Name"),
     ("institution_id", "单位", "Institution"),
+    ("institution_name", "单位名称", "Institution name"),
     ("region", "地区", "Region"),
     ("category_code", "分类代码", "Category"),
     ("value_rmb", "原值(元)", "Value (RMB)"),
@@ -66,8 +67,8 @@ def review(scored: list[dict[str, Any]], registry: dict[str, dict[str, Any]]) ->
         if found is None:
             continue
         row = {key: item[key] for key in (
-            "instrument_id", "name", "institution_id", "sharing_mode", "running_state",
-            "target_hours")}
+            "instrument_id", "name", "institution_id", "institution_name", "sharing_mode",
+            "running_state", "target_hours")}
         row.update((key, round(item[key], 4)) for key in HOURS)  # as the evaluation shows them
         row.update(region=found["region"], category_code=found["category_code"],
                    value_rmb=found["value_rmb"],

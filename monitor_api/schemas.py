@@ -33,11 +33,18 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
+_NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500, pattern=_NO_NUL)]
+"""Optional text that names something (a place, a region, a maker, an organisation), without
+surrounding spaces (Unicode's, the ideographic one included): one of spaces only is empty,
+"not given", as an empty cell of the CSV import is, and "沈阳 " groups and filters with
+"沈阳"."""
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=_NO_NUL),
                  AfterValidator(_not_blank)]
-"""What an institution or an instrument is called: some text, not only spaces."""
-Reason = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$"),
+"""What an institution, an instrument or a platform user is called: stripped as a ``Label``
+is, and required, so some text must be left once the spaces around it are gone."""
+Reason = Annotated[str, StringConstraints(max_length=2000, pattern=_NO_NUL),
                    AfterValidator(_not_blank)]
 """What a judgement rests on: required, so some text, not only spaces."""
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
@@ -144,8 +151,8 @@ class InstitutionIn(BaseModel):
     name: Name
     parent_id: Identifier | None = None
     tier: Tier = Tier.SERVICE
-    region: Text = ""
-    kind: Text = ""
+    region: Label = ""
+    kind: Label = ""
 
 
 class Institution(InstitutionIn):
@@ -160,8 +167,8 @@ class InstitutionPatch(BaseModel):
     name: Name | None = None
     parent_id: Identifier | None = None
     tier: Tier | None = None
-    region: Text | None = None
-    kind: Text | None = None
+    region: Label | None = None
+    kind: Label | None = None
 
 
 class InstrumentSettingsFields(BaseModel):
@@ -195,14 +202,14 @@ class InstrumentFields(InstrumentSettingsFields):
     id: Identifier
     name: Name
     institution_id: Identifier
-    model: Text = ""
-    maker: Text = ""
+    model: Label = ""
+    maker: Label = ""
     category_code: CategoryCode | None = None
     value_rmb: Money | None = None
     accepted_on: Day | None = None
     networked_on: Day | None = None
-    owner_unit: Text = ""
-    location: Text = ""
+    owner_unit: Label = ""
+    location: Label = ""
     open_to_outside: bool = True
     fee_schedule: Text = ""
     gateway_id: Identifier | None = None
@@ -262,14 +269,14 @@ class InstrumentPatch(BaseModel):
 
     name: Name | None = None
     institution_id: Identifier | None = None
-    model: Text | None = None
-    maker: Text | None = None
+    model: Label | None = None
+    maker: Label | None = None
     category_code: CategoryCode | None = None
     value_rmb: Money | None = None
     accepted_on: Day | None = None
     networked_on: Day | None = None
-    owner_unit: Text | None = None
-    location: Text | None = None
+    owner_unit: Label | None = None
+    location: Label | None = None
     open_to_outside: bool | None = None
     fee_schedule: Text | None = None
     gateway_id: Identifier | None = None
@@ -297,9 +304,9 @@ class UserFields(BaseModel):
     )
 
     id: Identifier
-    name: Text = ""
+    name: Name
     institution_id: Identifier | None = None
-    organisation: Text = ""
+    organisation: Label = ""
     email: Text = ""
     approved: bool = False
 
@@ -318,6 +325,7 @@ class UserIn(UserFields):
 class User(UserFields):
     model_config = ConfigDict(extra="ignore")
 
+    name: str  # a user stored before names were required still reads
     created_at: datetime
 
 

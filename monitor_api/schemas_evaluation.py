@@ -26,10 +26,11 @@ SharingMode = Literal["external", "internal", "not_shared"]
 
 _INSTRUMENT: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪",
-    "institution_id": "dlut-ac", "root_id": "dlut", "effective_hours": 600.0,
+    "institution_id": "dlut-ac", "institution_name": "大连理工大学分析测试中心",
+    "root_id": "dlut", "effective_hours": 600.0,
     "external_hours": 60.0, "openness_ratio": 0.1, "availability": 0.9712,
     "faults": 2, "running_state": "occasional_faults", "sharing_mode": "external",
-    "monitored_since": "2024-12-10T09:12:00+08:00", "evaluated_days": 365.0,
+    "monitored_since": "2024-12-10T01:12:00Z", "evaluated_days": 365.0,
     "target_hours": 1200.0,
     "operation": 20.0, "sharing": 20.0, "management": 39.71, "assessed": 0.0,
     "score": 79.71, "grade": "合格"}
@@ -45,12 +46,12 @@ _INSTITUTION: dict[str, Any] = {
 _ASSESSMENT: dict[str, Any] = {
     "year": 2025, "institution_id": "dlut", "name": "大连理工大学", "mark": "85.00",
     "note": "支撑国家重点研发计划 3 项；仪器管理制度健全", "assessed_by": "admin:1",
-    "assessed_at": "2026-01-20T10:00:00+08:00"}
+    "assessed_at": "2026-01-20T02:00:00Z"}
 
 
 _SILENT: dict[str, Any] = {
     "instrument_id": "sem-1", "name": "场发射扫描电子显微镜",
-    "institution_id": "neu", "last_data": "2025-10-08T16:42:05.123000+08:00",
+    "institution_id": "neu", "last_data": "2025-10-08T08:42:05.123000Z",
     "silent_days": 41}
 
 _OVERDUE: dict[str, Any] = {
@@ -71,6 +72,7 @@ class InstrumentYear(BaseModel):
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit the instrument belongs to.")
+    institution_name: str = Field(description="That institution's or unit's name.")
     effective_hours: float = Field(description="Effective machine hours in the year.")
     external_hours: float = Field(description="Hours of service to outside users.")
     running_state: RunningState = Field(
@@ -279,10 +281,10 @@ class Assessments(Page[Assessment]):
 
 _REVIEWED: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
-    "region": "大连", "category_code": "010401", "value_rmb": "5200000.00",
-    "sharing_mode": "external", "running_state": "normal", "effective_hours": 600.0,
-    "external_hours": 60.0, "target_hours": 1200.0, "spare_hours": 600.0,
-    "capacity": "spare"}
+    "institution_name": "大连理工大学分析测试中心", "region": "大连", "category_code": "010401",
+    "value_rmb": "5200000.00", "sharing_mode": "external", "running_state": "normal",
+    "effective_hours": 600.0, "external_hours": 60.0, "target_hours": 1200.0,
+    "spare_hours": 600.0, "capacity": "spare"}
 
 
 class ReviewedInstrument(InstrumentYear):
@@ -336,7 +338,7 @@ class Publication(BaseModel):
 
     model_config = example_config({
         "year": 2025, "note": "经评审委员会审定，2025 年度考核结果予以公布",
-        "published_by": "admin:1", "published_at": "2026-02-10T09:00:00+08:00",
+        "published_by": "admin:1", "published_at": "2026-02-10T01:00:00Z",
         "institutions": 12, "instruments": 230, "rules": EvaluationRules().model_dump()})
 
     year: int = Field(description="Year published.")
@@ -352,7 +354,7 @@ class PublishedInstitutions(InstitutionEvaluation):
     """The published ranking, as frozen when it was published."""
 
     model_config = _page_config(_INSTITUTION, year=2025, first_year=2025,
-                                published_at="2026-02-10T09:00:00+08:00")
+                                published_at="2026-02-10T01:00:00Z")
 
     published_at: datetime = Field(description="When the results were published.")
 
@@ -361,7 +363,7 @@ class PublishedInstruments(InstrumentEvaluation):
     """The published instrument results (a lab manager's own only), as frozen."""
 
     model_config = _page_config(_INSTRUMENT, year=2025, first_year=2025, grades=_GRADES,
-                                published_at="2026-02-10T09:00:00+08:00")
+                                published_at="2026-02-10T01:00:00Z")
 
     published_at: datetime = Field(description="When the results were published.")
 
@@ -390,8 +392,8 @@ _COMPARED: dict[str, Any] = {
     "effective_difference": 849.5, "finding": "over_reported",
     "reported_external_hours": 300.0, "measured_external_hours": 280.0,
     "external_difference": 20.0, "external_finding": "consistent",
-    "monitored_since": "2024-12-10T09:12:00+08:00",
-    "reported_by": "lab_manager:7", "reported_at": "2026-01-15T10:00:00+08:00"}
+    "monitored_since": "2024-12-10T01:12:00Z",
+    "reported_by": "lab_manager:7", "reported_at": "2026-01-15T02:00:00Z"}
 
 
 class ComparedUse(BaseModel):

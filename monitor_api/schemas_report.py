@@ -87,7 +87,7 @@ class ServiceRecordRow(BaseModel):
         "institution_id": "neu-ac", "user_id": "u-li", "user_name": "李工",
         "organisation": "沈阳某科技公司", "user_type": "external",
         "service_way": "technical_service", "purpose": "development", "status": "completed",
-        "start": "2026-03-10T09:00:00+08:00", "end": "2026-03-10T12:00:00+08:00",
+        "start": "2026-03-10T01:00:00Z", "end": "2026-03-10T04:00:00Z",
         "booked_hours": 3.0, "service_hours": 2.75, "fee_rmb": "1800.00",
         "voucher_rmb": "900.00", "rating": 5, "comment": "数据质量好"})
 

@@ -114,7 +114,7 @@ class StatusFeed:
                                           now=now)
         if not ids:
             return Changes(now, [])
-        board = await q.status_board(conn, timeout=self._timeout, institution=None,
+        board = await q.status_board(conn, timeout=self._timeout, institutions=None,
                                      category=None, state=None, instrument_ids=ids,
                                      limit=len(ids), offset=0)
         return Changes(now, board["items"])

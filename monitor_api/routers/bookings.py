@@ -25,6 +25,7 @@ from monitor_api.errors import (
     Refusal,
     local_time,
 )
+from monitor_api.json_encoding import json_time
 from monitor_api.queries.common import Where, page
 from monitor_api.schemas import Limit, Moment, Offset, Page
 from monitor_api.schemas_bookings import (
@@ -211,7 +212,7 @@ async def _check_not_suspended(conn: Conn, settings: ApiSettings, user_id: str) 
         f" {settings.no_show_window_days} days (bookings {', '.join(map(str, ids))});"
         f" it resumes at {local_time(resumes)}, or sooner if the"
         " instruments' managers cancel a no-show",
-        details={"no_shows": ids, "resumes_at": resumes.isoformat()}, reason=Refusal.SUSPENDED,
+        details={"no_shows": ids, "resumes_at": json_time(resumes)}, reason=Refusal.SUSPENDED,
     )
 
 

@@ -120,7 +120,9 @@ async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
             r["id"]: r for r in await fetch_all(
                 conn,
                 # the top-level institution's tier: a sub-unit serves as its institution does
-                ROOTS_CTE + "SELECT i.*, r.root AS root_id, ii.tier FROM instrument i"
+                ROOTS_CTE + "SELECT i.*, u.name AS institution_name, r.root AS root_id,"
+                " ii.tier FROM instrument i"
+                " JOIN institution u ON u.id = i.institution_id"
                 " JOIN roots r ON r.id = i.institution_id"
                 " JOIN institution ii ON ii.id = r.root",
             )

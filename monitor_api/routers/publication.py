@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from pydantic import TypeAdapter
 
 from monitor_api.auth import Admin, Reader, ReportAdmin
-from monitor_api.db import Conn, DbConn, Settings, fetch_one
+from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import Conflict, NotFound
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
@@ -134,6 +134,12 @@ async def _published(conn: Conn, year: int, part: str) -> dict[str, Any]:
     ).format(sql.Identifier(part)), (year,))
     if row is None:
         raise _unpublished(year)
+    if part == "instruments" and any("institution_name" not in i for i in row["items"]):
+        # published before instruments carried their unit's name: named as registered now
+        names = {r["id"]: r["name"] for r in await fetch_all(
+            conn, "SELECT id, name FROM institution")}
+        for item in row["items"]:
+            item.setdefault("institution_name", names.get(item["institution_id"], ""))
     items = _PUBLISHED_ITEMS[part].validate_python(row["items"])
     return {**row, "items": [item.model_dump() for item in items]}
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-import orjson
 import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -18,8 +17,9 @@ from pydantic import BaseModel, Field
 from monitor_api.auth import Caller, Principal, Reader, Role
 from monitor_api.db import Conn, DbConn, Pool, Settings
 from monitor_api.errors import BadRequest, Forbidden
+from monitor_api.json_encoding import json_bytes, json_time
 from monitor_api.queries import status as q
-from monitor_api.queries.common import institution_tree, named_tree
+from monitor_api.queries.common import named_tree
 from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import Category, Instrument, Limit, Moment, Offset, Page
 from monitor_api.settings import ApiSettings
@@ -33,16 +33,18 @@ BoardState = Annotated[
 MAX_SPAN = timedelta(days=400)
 
 
-async def _scope(conn: Conn, caller: Principal, institution_id: str | None) -> str | None:
-    """Lab managers see only their institution tree: it is their default, others are refused.
-    An id naming no institution is refused too (``named_tree``), not answered with an empty
-    board."""
+async def _scope(
+    conn: Conn, caller: Principal, institution_id: str | None
+) -> frozenset[str] | None:
+    """The institutions a board or stream covers: ``institution_id`` and its sub-units, looked
+    up once here (``named_tree``), or None for all. Lab managers see only their institution
+    tree (the token's, already known): it is their default, others are refused. An id naming
+    no institution is refused too, not answered with an empty board."""
     if institution_id is None:
-        return caller.institution_id if caller.role is Role.LAB_MANAGER else None
+        return caller.institutions if caller.role is Role.LAB_MANAGER else None
     if caller.role is Role.LAB_MANAGER and institution_id not in caller.institutions:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
-    await named_tree(conn, institution_id)
-    return institution_id
+    return await named_tree(conn, institution_id)
 
 
 class StatusItem(BaseModel):
@@ -131,14 +133,14 @@ async def status_board(
     listed ones, named and filed (category) as an admin reviewed them."""
     board = await q.status_board(
         conn, timeout=settings.heartbeat_timeout,
-        institution=await _scope(conn, caller, institution_id),
+        institutions=await _scope(conn, caller, institution_id),
         category=category, state=state, as_listed=caller.role is Role.USER, limit=limit,
         offset=offset,
     )
     if caller.role is Role.USER:
         board["items"] = [q.as_seen_by(item, caller.user_id) for item in board["items"]]
     # orjson, not the response model: validating 10,000 items would take longer than the query
-    return Response(content=orjson.dumps(board), media_type="application/json")
+    return Response(content=json_bytes(board), media_type="application/json")
 
 
 @router.get("/gateways", response_model=Page[GatewayItem])
@@ -167,8 +169,9 @@ async def instrument_detail(
 ) -> dict[str, Any]:
     instrument = await visible_instrument(conn, caller, instrument_id)
     board = await q.status_board(
-        conn, timeout=settings.heartbeat_timeout, institution=None, category=None, state=None,
-        instrument_ids=[instrument_id], as_listed=caller.role is Role.USER, limit=1, offset=0,
+        conn, timeout=settings.heartbeat_timeout, institutions=None, category=None,
+        state=None, instrument_ids=[instrument_id], as_listed=caller.role is Role.USER,
+        limit=1, offset=0,
     )
     status = board["items"][0]
     return {"instrument": instrument,
@@ -268,22 +271,22 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 
 async def _events(
-    feed: StatusFeed, pool: Pool, settings: ApiSettings, institution: str | None,
+    feed: StatusFeed, pool: Pool, settings: ApiSettings, institutions: frozenset[str] | None,
     category: str | None, instrument: str | None, *, listed_for: str | None, token_id: int,
 ) -> AsyncIterator[str]:
-    """``instrument``: that one only; ``listed_for``: the registered user watching, who sees
-    the catalogue's board."""
+    """``institutions``: the stream's scope (``_scope``), None for all; ``instrument``: that
+    one only; ``listed_for``: the registered user watching, who sees the catalogue's
+    board."""
     as_listed = listed_for is not None
     async with feed.subscribe() as subscription:
         async with pool.connection() as conn:
             start = await db_now(conn)
             board = await q.status_board(
-                conn, timeout=settings.heartbeat_timeout, institution=institution,
+                conn, timeout=settings.heartbeat_timeout, institutions=institutions,
                 category=category, state=None,
                 instrument_ids=None if instrument is None else [instrument],
                 as_listed=as_listed, limit=1_000_000, offset=0,
             )
-            tree = None if institution is None else await institution_tree(conn, institution)
         seen = {item["instrument_id"]: _key(q.as_seen_by(item, listed_for) if as_listed else item)
                 for item in board["items"]}
         # the feed's items carry the registry's live name and category
@@ -312,11 +315,11 @@ async def _events(
                                          "category_code": entry["category_code"]}, listed_for)
                 key = _key(item)
                 if (seen.get(item["instrument_id"]) != key
-                        and q.in_scope(item, institutions=tree, category=category,
+                        and q.in_scope(item, institutions=institutions, category=category,
                                        instrument=instrument, as_listed=as_listed)):
                     seen[item["instrument_id"]] = key
-                    payload = orjson.dumps(item).decode()
-                    yield f"id: {changes.at.isoformat()}\nevent: status\ndata: {payload}\n\n"
+                    payload = json_bytes(item).decode()
+                    yield f"id: {json_time(changes.at)}\nevent: status\ndata: {payload}\n\n"
                     last_beat = time.monotonic()
             if time.monotonic() - last_beat >= settings.sse_keepalive_s:
                 last_beat = time.monotonic()

@@ -12,7 +12,17 @@ from monitor_api.auth import Admin, Caller, Manager, Reader, Role, create_token
 from monitor_api.db import DbConn, fetch_one
 from monitor_api.errors import BadRequest, Forbidden, NotFound
 from monitor_api.queries.common import Where, page, update_columns
-from monitor_api.schemas import Limit, Offset, Page, Text, User, UserIn, unaffiliated
+from monitor_api.schemas import (
+    Label,
+    Limit,
+    Name,
+    Offset,
+    Page,
+    Text,
+    User,
+    UserIn,
+    unaffiliated,
+)
 
 router = APIRouter(tags=["users"])
 
@@ -20,9 +30,9 @@ router = APIRouter(tags=["users"])
 class UserPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text | None = None
+    name: Name | None = None
     institution_id: Identifier | None = None
-    organisation: Text | None = None
+    organisation: Label | None = None
     email: Text | None = None
     approved: bool | None = None
 

@@ -36,7 +36,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/compliance/overdue", None, READ),
     ("GET", "/users", None, READ),
     ("GET", "/users/in1", None, READ),
-    ("POST", "/users", {"id": "u9", "institution_id": "uni"}, MANAGE),
+    ("POST", "/users", {"id": "u9", "name": "新用户", "institution_id": "uni"}, MANAGE),
     ("PATCH", "/users/in1", {"approved": True}, MANAGE),
     ("POST", "/tokens", {"role": "evaluator"}, ADMIN),
     ("DELETE", "/tokens/{spare_token}", None, ADMIN),
@@ -209,8 +209,8 @@ def test_lab_manager_scope(api: Api) -> None:
                                                 "institution_id": "uni"}).status_code == 403
         assert other.patch("/users/in1", json={"approved": False}).status_code == 404
         assert other.patch("/users/out1", json={"institution_id": "uni"}).status_code == 403
-        assert other.post("/users", json={"id": "zz", "institution_id": "uni"}).status_code \
-            == 403
+        assert other.post("/users", json={"id": "zz", "name": "z", "institution_id": "uni"}
+                          ).status_code == 403
         assert other.get("/users/in1").status_code == 404
         assert {u["id"] for u in other.get("/users").json()["items"]} == {"out1", "new1"}
         assert other.post("/certifications", json={

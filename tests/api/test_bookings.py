@@ -387,6 +387,7 @@ def test_repeated_no_shows_suspend_requests(api: Api) -> None:
         assert "suspended after 3 no-shows" in body["message"]
         assert body["details"]["no_shows"] == missed
         started = api.sql("SELECT start_ts FROM booking WHERE id = %s", (oldest,))[0][0]
+        assert body["details"]["resumes_at"].endswith("Z")  # UTC, as every JSON time
         resumes = datetime.fromisoformat(body["details"]["resumes_at"])
         assert resumes == started + timedelta(days=api.settings.no_show_window_days)
         assert f" it resumes at {resumes.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" in body["message"]

@@ -23,6 +23,7 @@ import openpyxl
 import pytest
 
 from monitor_api import EvaluationRules
+from monitor_api.exports import XLSX_TYPE
 from monitor_api.routers import evaluation as evaluation_router
 from tests.api.conftest import Api, make_settings
 from tests.api_server import serve
@@ -78,6 +79,57 @@ def test_institution_ranking_and_export(year: Api) -> None:
     assert rows[1][1] == "uni" and rows[1][-2:] == ("不合格 fail", 0)
     header, first, *_ = english.content.decode("utf-8-sig").splitlines()
     assert first.split(",")[header.split(",").index("Grade")] == "fail"  # a word, not a code
+
+
+UNIT_NAMES = {"nmr": ("uni-ac", "东北大学分析测试中心"), "sem": ("uni-ac", "东北大学分析测试中心"),
+              "xrd": ("other", "大连理工大学"), "inc1": ("incub", "孵化实验室")}
+"""Each instrument's unit, by id and name, as the seed registers them."""
+
+
+def _units_in_file(response: httpx.Response, first: int) -> dict[str, tuple[str, str]]:
+    """Each row's instrument and its unit's id and name, from the file's column ``first``
+    and the three after it (instrument, name, unit, unit name)."""
+    if response.headers["content-type"] == XLSX_TYPE:
+        sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+        assert sheet is not None
+        rows = [[str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    else:
+        rows = [line.split(",") for line in response.content.decode("utf-8-sig").splitlines()]
+    return {row[first]: (row[first + 2], row[first + 3]) for row in rows[1:]}
+
+
+def test_instrument_files_name_each_unit_beside_its_id(year: Api) -> None:
+    """An evaluator reads names, not ids: the instruments' files, live and published (also a
+    publication made before they carried names) and the duplicate-purchase review, give the
+    unit's name beside its id, headed in the language asked for."""
+    with year.as_("admin") as admin:
+        assert admin.put("/evaluation/2025/publication", json={}).status_code == 200
+    paths = ("/evaluation/2025/instruments", "/evaluation/2025/published/instruments")
+    with year.as_("evaluator") as c:
+        items = c.get(paths[0]).json()["items"]
+        files = [c.get(path, params={"format": fmt, "lang": lang}) for path in paths
+                 for fmt, lang in (("csv", "both"), ("xlsx", "zh"), ("csv", "en"))]
+        review = c.get("/evaluation/2025/duplicate-review",
+                       params={"category": "01", "format": "csv", "lang": "en"})
+        ranking = c.get("/evaluation/2025/institutions", params={"format": "csv"})
+        year.sql("UPDATE evaluation_publication SET instruments = (SELECT"
+                 " jsonb_agg(i - 'institution_name') FROM jsonb_array_elements(instruments) i)")
+        earlier = c.get(paths[1]).json()["items"]
+    assert {i["instrument_id"]: (i["institution_id"], i["institution_name"])
+            for i in items} == UNIT_NAMES
+    assert {i["instrument_id"]: (i["institution_id"], i["institution_name"])
+            for i in earlier} == UNIT_NAMES
+    for response in files:
+        assert _units_in_file(response, 0) == UNIT_NAMES
+    headers = [f.content.decode("utf-8-sig").splitlines()[0] for f in (files[0], files[2])]
+    assert headers[0].startswith("仪器编号 Instrument,名称 Name,单位 Institution,"
+                                 "单位名称 Institution name,")
+    assert headers[1].startswith("Instrument,Name,Institution,Institution name,")
+    assert _units_in_file(review, 0) == {i: UNIT_NAMES[i] for i in ("nmr", "sem", "xrd")}
+    header, *rows = ranking.content.decode("utf-8-sig").splitlines()
+    assert header.startswith("排名 Rank,单位 Institution,名称 Name,")
+    assert [row.split(",")[1:3] for row in rows] == [
+        ["uni", "东北大学"], ["incub", "孵化实验室"], ["other", "大连理工大学"]]
 
 
 def test_lists(year: Api) -> None:

@@ -231,18 +231,51 @@ def test_names_may_not_be_blank(api: Api) -> None:
             c.patch("/institutions/uni", json={"name": "  "}),
             c.post("/instruments", json={"id": "blank", "name": " ", "institution_id": "uni"}),
             c.patch("/instruments/nmr", json={"name": "\u3000"}),  # an ideographic space
+            c.post("/users", json={"id": "blank", "name": "", "institution_id": "uni"}),
+            c.patch("/users/in1", json={"name": " \u3000 "}),
         ]
+        nameless = c.post("/users", json={"id": "nameless", "institution_id": "uni"})
     assert [(r.status_code, r.json()["message"]) for r in refused] == [
-        (422, "body.name: may not be blank")] * 4
+        (422, "body.name: may not be blank")] * 6
+    assert (nameless.status_code, nameless.json()["message"]) == (
+        422, "body.name: Field required")
+    assert api.sql("SELECT name FROM platform_user WHERE id = 'in1'") == [("校内用户",)]
+    code, body = _import(api, "admin", "id,name,institution_id\nblank, \u3000 ,uni-ac\n")
+    assert (code, body["details"]) == (422, [{"line": 2, "reason": "name: Field required"}])
+
+
+def test_names_and_labels_lose_surrounding_spaces(api: Api) -> None:
+    """Stored as meant: " 沈阳" is the region 沈阳 (reports group and filter by it), and a
+    location of spaces only is no location."""
+    with api.as_("admin") as c:
+        institution = c.post("/institutions", json={
+            "id": "sy", "name": " 沈阳材料所\u3000", "region": "沈阳 ", "kind": " institute"})
+        instrument = c.post("/instruments", json={
+            "id": "tem", "name": "  透射电镜 ", "institution_id": "sy", "model": " JEM-F200 ",
+            "maker": "JEOL ", "owner_unit": " 电镜室", "location": "   "})
+        user = c.post("/users", json={"id": "wang", "name": " 王工 ",
+                                      "organisation": "\t沈阳某公司 "})
+        patched = c.patch("/instruments/tem", json={"location": " A101 "})
+        renamed = c.patch("/users/wang", json={"name": "王工程师 ", "organisation": " 某所"})
+    assert [r.status_code for r in (institution, instrument, user, patched, renamed)] == [
+        201, 201, 201, 200, 200]
+    assert api.sql("SELECT name, region, kind FROM institution WHERE id = 'sy'") == [
+        ("沈阳材料所", "沈阳", "institute")]
+    assert api.sql("SELECT name, model, maker, owner_unit FROM instrument WHERE id = 'tem'") == [
+        ("透射电镜", "JEM-F200", "JEOL", "电镜室")]
+    assert instrument.json()["location"] == "" and patched.json()["location"] == "A101"
+    assert user.json()["organisation"] == "沈阳某公司"
+    assert api.sql("SELECT name, organisation FROM platform_user WHERE id = 'wang'") == [
+        ("王工程师", "某所")]
 
 
 def test_users_belong_to_an_institution_or_name_an_organisation(api: Api) -> None:
     """firm1 names an organisation and no institution; in1 has both."""
     message = "a user belongs to an institution (institution_id) or names an organisation"
     with api.as_("admin") as c:
-        nobody = c.post("/users", json={"id": "nobody"})
-        blank = c.post("/users", json={"id": "nobody", "organisation": "  "})
-        firm = c.post("/users", json={"id": "firm2", "organisation": "沈阳某公司"})
+        nobody = c.post("/users", json={"id": "nobody", "name": "某人"})
+        blank = c.post("/users", json={"id": "nobody", "name": "某人", "organisation": "  "})
+        firm = c.post("/users", json={"id": "firm2", "name": "张工", "organisation": "沈阳某公司"})
         cleared = c.patch("/users/firm1", json={"organisation": ""})
         both_cleared = c.patch("/users/in1", json={"institution_id": None, "organisation": " "})
         left = c.patch("/users/in1", json={"institution_id": None})  # keeps its organisation

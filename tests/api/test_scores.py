@@ -10,8 +10,9 @@ from monitor_api.evaluation import Span, rounded, score_institutions, score_inst
 
 YEAR_S = 365 * 86400.0
 START = datetime(2025, 1, 1, tzinfo=UTC)
-REGISTRY = {"id": "s1", "name": "S1", "institution_id": "u", "root_id": "u", "tier": "service",
-            "open_to_outside": True, "awaiting_disposal": False}
+REGISTRY = {"id": "s1", "name": "S1", "institution_id": "u", "institution_name": "U",
+            "root_id": "u", "tier": "service", "open_to_outside": True,
+            "awaiting_disposal": False}
 
 
 def _score(effective_s: float, external_s: float) -> dict[str, Any]:

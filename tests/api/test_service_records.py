@@ -129,6 +129,23 @@ def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
     assert "bad\x1bservice\x01" in csv_text  # CSV holds any text
 
 
+def test_codes_keep_their_leading_zeros(seeded: Api) -> None:
+    """A contract number and a category code that begin with 0 are written as they are: in
+    CSV, for programs to read (a spreadsheet program opening it reads them as numbers, which
+    is why docs/api.md points people to XLSX), and in XLSX as text cells, which keep them."""
+    seeded.sql("UPDATE service_record SET contract_no = '00120' WHERE booking_id = 1")
+    with seeded.as_("evaluator") as c:
+        header, first, *_ = _get(c, format="csv", lang="en").content.decode(
+            "utf-8-sig").splitlines()
+        sheet = load_workbook(io.BytesIO(_get(c, format="xlsx").content)).active
+    columns = header.split(",")
+    at = columns.index("Contract no."), columns.index("Category code")
+    assert [first.split(",")[i] for i in at] == ["00120", "010401"]
+    cells = next(sheet.iter_rows(min_row=2, max_row=2))
+    assert [(cells[i].value, cells[i].data_type) for i in at] == [
+        ("00120", "s"), ("010401", "s")]
+
+
 def test_migration_keeps_free_text_purposes_in_the_note(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         # The schema as it was before purposes were classes.

@@ -259,6 +259,34 @@ def test_server_sent_events(live: Api) -> None:
     assert events[0]["state"] == "idle" and events[0]["user_id"] is None
 
 
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+
+
+def test_every_json_time_is_utc_with_z(live: Api) -> None:
+    """One form whichever route answers: the board and the stream, encoded without a response
+    model, write times as the models of the detail and the gateways do."""
+    with live.as_("admin") as c:
+        bodies = [c.get(path).text for path in ("/status", "/instruments/nmr/detail",
+                                                "/gateways")]
+        with c.stream("GET", "/status/stream", timeout=10) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            live.sql("UPDATE instrument_status SET state = 'idle', since = now(), user_id = NULL,"
+                     " updated_at = now() WHERE instrument_id = 'nmr'")
+            event = []
+            for line in lines:
+                if line.startswith(("id:", "data:")):
+                    event.append(line)
+                if line.startswith("data:"):
+                    break
+    times = _TIME.findall("\n".join(bodies))
+    # board: since and last_ts of nmr, sem and xrd; detail: the registry's created_at and
+    # listed_at, the board's two, gw1's since; gateways: since and last_data of gw1 and gw2
+    assert len(times) == 6 + 5 + 4 and all(t.endswith("Z") for t in times), times
+    assert [len(_TIME.findall(line)) for line in event] == [1, 2]  # the id; since, last_ts
+    assert all(t.endswith("Z") for line in event for t in _TIME.findall(line)), event
+
+
 # stream -> (token, query, the instruments whose changes it must get: nmr belongs to uni-ac,
 # a sub-unit of uni, listed in category 010401 but since moved to 020101 and renamed, not yet
 # reviewed; xrd to other, category 010501, and is not listed)
