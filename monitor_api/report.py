@@ -132,7 +132,9 @@ def summarise(
     groups: dict[str, _Acc] = {}
     for row in rows:
         key, name, name_en = _key(row, group_by, category_digits)
-        acc = groups.setdefault(key, _Acc(name=(names or {}).get(key, name), name_en=name_en))
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Acc(name=(names or {}).get(key, name), name_en=name_en)
         acc.instruments += 1
         for k in _SUMS:
             acc.sums[k] += float(row[k] or 0)
