@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from instrushare.protocol import INGEST_CLIENT_ID_PREFIX, Identifier
+from instrushare.protocol import HEARTBEAT_TIMEOUT_S, INGEST_CLIENT_ID_PREFIX, Identifier
 from instrushare.settings import ServiceSettings
 
 _MQTT_MAX_RECEIVE = 65_535
@@ -49,8 +49,9 @@ class IngestConfig(ServiceSettings):
     """MQTT 5 Receive Maximum: unacknowledged messages the broker may have in flight to us.
 
     Under MQTT 3.1.1 the broker's own limit applies (Mosquitto ``max_inflight_messages``)."""
-    session_max_gap_s: float = Field(default=600, gt=0)
-    """Two running samples further apart than this belong to different usage sessions."""
+    session_max_gap_s: float = Field(default=HEARTBEAT_TIMEOUT_S, gt=0)
+    """Two running samples further apart than this belong to different usage sessions: the
+    API's heartbeat timeout, past which the gap is offline time, not running."""
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, le=_MQTT_MAX_SESSION_EXPIRY_S)
     """How long the broker keeps our session (and queues for us) while we are away."""
     keepalive_s: int = Field(default=30, ge=5, le=_MQTT_MAX_KEEPALIVE_S)

@@ -43,8 +43,12 @@ MIN_RETENTION_DAYS = MAX_PAST_AGE.days + 1
 """The shortest time raw samples and the dedup log may be kept: the ingest still takes data up
 to MAX_PAST_AGE old, and must find the samples around it and the keys it would duplicate."""
 MAX_SAMPLE_INTERVAL_S = 600
-"""Longest time a gateway may leave between two samples of an instrument: the platform ends a
-usage session at a running sample followed by none for longer (``session_max_gap_s``)."""
+"""Longest time a gateway may leave between two samples of an instrument, well inside
+``HEARTBEAT_TIMEOUT_S``: a sample or two may be lost without the instrument turning offline."""
+HEARTBEAT_TIMEOUT_S = 900
+"""The platform's default for one rule read in two places: a gap between two samples longer than
+this is offline time (the API's ``heartbeat_timeout_s``) and ends a usage session (the ingest's
+``session_max_gap_s``), so the hours of sessions and of the running state agree."""
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TOPIC_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]+$"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from instrushare.protocol import HEARTBEAT_TIMEOUT_S
 from instrushare.settings import DEFAULT_DATABASE_URL, DatabaseUrl
 
 TIMEZONE = "Asia/Shanghai"
@@ -76,7 +77,9 @@ class ApiSettings(BaseSettings):
 
     database_url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL,
                                       validation_alias="DATABASE_URL")
-    heartbeat_timeout_s: float = Field(default=900.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=HEARTBEAT_TIMEOUT_S, gt=0)
+    """A gap in an instrument's samples longer than this is offline; the ingest's
+    ``session_max_gap_s`` should be the same, so that sessions end where running does."""
     compliance_threshold_rmb: float = Field(default=300_000.0, ge=0)
     compliance_working_days: int = Field(default=30, ge=1)
     no_show_grace_s: float = Field(default=1800.0, ge=0, le=86400)
