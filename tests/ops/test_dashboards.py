@@ -129,6 +129,21 @@ def test_every_duration_from_prometheus_is_shown_in_seconds() -> None:
     assert unitless == []
 
 
+def test_no_panel_shows_hours_in_grafanas_duration_unit() -> None:
+    """Grafana's ``h`` unit is a duration: it writes 200 machine hours as "1.19 week". Machine
+    hours summed over instruments are a quantity, shown with the plain suffix ``suffix:h``."""
+    scaled = []
+    for name, dash in grafana.load_dashboards().items():
+        for panel in grafana.all_panels(dash):
+            config = panel.get("fieldConfig", {})
+            units = [config.get("defaults", {}).get("unit")] + [
+                p["value"] for o in config.get("overrides", []) for p in o["properties"]
+                if p["id"] == "unit"]
+            if "h" in units:
+                scaled.append(f"{name} {panel['title']!r}")
+    assert scaled == []
+
+
 def test_message_queries_bound_the_partition_column() -> None:
     """ingested_message is a hypertable partitioned by created_at: a query that filters only on
     received_at (not indexed) would read every chunk of the 60 days kept."""
@@ -202,10 +217,12 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
             "INSERT INTO instrument (id, name, institution_id, gateway_id) VALUES (%s, %s, %s, %s)",
             [(i, i.upper(), inst, gw) for i, inst, gw in instruments])
         cur.executemany(
-            "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software)"
-            " VALUES (%s, %s, %s, %s, %s, 'gw 0.1')",
-            [("gw-1", 3, True, ago(days=1), ["i-run", "i-fault", "i-stale", "i-idle"]),
-             ("gw-2", 5, False, ago(minutes=5), ["i-gwdown"])])
+            "INSERT INTO gateway (id, bd_seq, online, changed_at, instruments, software,"
+            " dropped) VALUES (%s, %s, %s, %s, %s, 'gw 0.1', %s)",
+            [("gw-1", 3, True, ago(days=1), ["i-run", "i-fault", "i-stale", "i-idle"], 0),
+             ("gw-2", 5, False, ago(minutes=5), ["i-gwdown"], 12),
+             # a gateway whose births never said what its outbox dropped
+             ("gw-3", 1, True, ago(hours=2), [], None)])
         cur.executemany(
             "INSERT INTO instrument_status (instrument_id, gateway_id, state, since, user_id,"
             " power_w, last_ts) VALUES (%s, %s, %s, %s, NULL, 100, %s)",
@@ -355,7 +372,14 @@ def test_fleet_state_counts(filled_db: str) -> None:
                       _heartbeat(3600))
     assert (longer["idle"], longer["offline"]) == (2, 2)
     gateways = _one_row("fleet.json", "Gateways online 网关在线", filled_db)
-    assert gateways == {"online": 1, "offline": 1}
+    assert gateways == {"online": 2, "offline": 1, "dropped": 1}
+
+
+def test_gateways_that_dropped_data_are_listed(filled_db: str) -> None:
+    """Only gw-2 lost data at the edge: gw-1 dropped nothing, gw-3 never said (NULL)."""
+    with psycopg.connect(filled_db) as conn:
+        _, rows = _run(conn, _panel("fleet.json", "Data dropped at the edge 网关丢弃数据"), {})
+    assert [(r[0], r[1], r[2], r[5]) for r in rows] == [("gw-2", 12, "offline", 1)]
 
 
 def test_utilisation_matches_hand_computed_hours(filled_db: str) -> None:
