@@ -145,10 +145,14 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_name(request)
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+        status = 500  # an error no handler turned into a response: answered 500 outside
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            route = _route_name(request)
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics", include_in_schema=False)

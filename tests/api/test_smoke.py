@@ -1,8 +1,11 @@
+import asyncio
+
 import httpx
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from monitor_api import cli
+from monitor_api import ApiSettings, cli
+from monitor_api.app import create_app
 from monitor_api.exports import XLSX_TYPE
 from tests.api.conftest import Api
 from tests.api.test_evaluation import SETUP as EVALUATION_SETUP
@@ -24,6 +27,27 @@ def test_metrics_endpoint_counts_requests(api: Api) -> None:
     assert 'instrushare_api_requests_total{method="GET",route="/bookings/{booking_id}",' \
         'status="404"} 1.0' in text
     assert "instrushare_api_pool_size" in text
+
+
+def test_an_unexpected_error_is_answered_and_counted_as_a_500(database_url: str) -> None:
+    """An exception no handler knows still counts in the request metrics: a 5xx alert sees
+    crashes, not only the errors the API raises on purpose."""
+    app = create_app(ApiSettings(database_url=database_url))
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("a defect")
+
+    async def run() -> tuple[httpx.Response, str]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=transport, base_url="http://api") as client:
+            return await client.get("/crash"), (await client.get("/metrics")).text
+
+    crashed, text = asyncio.run(run())
+    assert crashed.status_code == 500
+    assert 'instrushare_api_requests_total{method="GET",route="/crash",status="500"} 1.0' in text
+    assert 'instrushare_api_request_seconds_count{method="GET",route="/crash"} 1.0' in text
 
 
 def test_cli_creates_a_working_admin_token(
