@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from monitor_api.exports import Labels
+from monitor_api.exports import UNIT_NAME, Labels
 from monitor_api.report import period_bounds
 from monitor_api.settings import EvaluationRules
 from monitor_api.workdays import add_working_days
@@ -23,7 +23,7 @@ INSTRUMENT_COLUMNS: list[tuple[str, str, str]] = [
     ("instrument_id", "仪器编号", "Instrument"),
     ("name", "名称", "Name"),
     ("institution_id", "单位", "Institution"),
-    ("institution_name", "单位名称", "Institution name"),
+    UNIT_NAME,
     ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("openness_ratio", "开放共享率", "Openness ratio"),
@@ -267,14 +267,13 @@ def score_instrument(
     openness = external_s / effective_s if effective_s > 0 else 0.0
     sharing = rules.sharing_points * min(1.0, openness / rules.sharing_target)
     filled = sum(1 for f in REGISTRY_FIELDS if registry.get(f) not in (None, ""))
-    availability = (None if up_s is None or span.seconds <= 0
-                    else round(min(1.0, up_s / span.seconds), 4))
+    up_share = None if up_s is None or span.seconds <= 0 else min(1.0, up_s / span.seconds)
     quarter = rules.management_points / 4
     management = quarter * (
         filled / len(REGISTRY_FIELDS)
         + (1.0 if registry.get("fee_schedule") else 0.0)
         + (0.0 if overdue else 1.0)
-        + (availability or 0.0)
+        + (up_share or 0.0)
     )
     assessed = rules.assessed_points * (mark or 0.0) / 100
     score = operation + sharing + management + assessed
@@ -287,7 +286,7 @@ def score_instrument(
         "effective_hours": effective_s / 3600,
         "external_hours": external_s / 3600,
         "openness_ratio": figures["openness_ratio"],
-        "availability": availability,
+        "availability": None if up_share is None else round(up_share, 4),  # shown, not scored
         "faults": figures["faults"],
         "running_state": running_state(registry, faults=figures["faults"] or 0,
                                        fault_since=fault_since, span=span, rules=rules),

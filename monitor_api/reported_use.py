@@ -7,13 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor_api.exports import Labels
+from monitor_api.exports import UNIT_NAME, Labels
 from monitor_api.settings import EvaluationRules
 
 COLUMNS: list[tuple[str, str, str]] = [
     ("instrument_id", "仪器编号", "Instrument"),
     ("name", "名称", "Name"),
     ("institution_id", "单位", "Institution"),
+    UNIT_NAME,
     ("reported_effective_hours", "填报有效机时(h)", "Reported effective hours"),
     ("measured_effective_hours", "实测有效机时(h)", "Measured effective hours"),
     ("effective_difference", "有效机时差(h)", "Effective hours difference"),
@@ -59,10 +60,10 @@ def compare(
     for report in reports:
         figures = measured.get(report["instrument_id"], {})
         since = report["monitored_since"]
-        whole_year = since is None or since < year_start + timedelta(days=1)
+        whole_year = since is None or since <= year_start + timedelta(days=1)
         row = {key: report[key] for key in (
-            "instrument_id", "name", "institution_id", "monitored_since", "reported_by",
-            "reported_at")}
+            "instrument_id", "name", "institution_id", "institution_name", "monitored_since",
+            "reported_by", "reported_at")}
         for part in ("effective", "external"):
             said = float(report[f"{part}_hours"])
             seen = float(figures.get(f"{part}_hours", 0.0))

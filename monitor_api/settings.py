@@ -17,11 +17,11 @@ TIMEZONE = "Asia/Shanghai"
 class EvaluationRules(BaseModel):
     """Weights and thresholds of the annual evaluation; docs/metrics.md explains each."""
 
-    operation_points: float = 40.0
-    full_use_hours: float = 1200.0
-    sharing_points: float = 20.0
+    operation_points: float = Field(default=40.0, ge=0)
+    full_use_hours: float = Field(default=1200.0, gt=0)
+    sharing_points: float = Field(default=20.0, ge=0)
     sharing_target: float = Field(default=0.10, gt=0)
-    management_points: float = 40.0
+    management_points: float = Field(default=40.0, ge=0)
     assessed_points: float = Field(default=0.0, ge=0, le=100)
     """Points of the evaluation office's assessment (a mark out of 100 per institution and
     year) in every instrument's score; 0: the platform scores what it measures only. Lower
@@ -39,7 +39,7 @@ class EvaluationRules(BaseModel):
     excellent: float = 90.0
     good: float = 75.0
     passing: float = 60.0
-    low_utilisation_hours: float = 400.0
+    low_utilisation_hours: float = Field(default=400.0, ge=0)
     silent_days: int = Field(default=30, ge=1)
     frequent_faults: int = Field(default=6, ge=1)
     """Faults in the evaluated span from which the running state is 故障频繁."""
@@ -64,6 +64,10 @@ class EvaluationRules(BaseModel):
             raise ValueError(
                 f"operation, sharing, management and assessed points add up to {total:g},"
                 " not 100")
+        if not 0 <= self.passing <= self.good <= self.excellent <= 100:
+            raise ValueError(f"grade bounds must ascend between 0 and 100: passing"
+                             f" {self.passing:g}, good {self.good:g}, excellent"
+                             f" {self.excellent:g}")
         return self
 
 
