@@ -13,7 +13,7 @@ from typing import Any
 
 from monitor_api.evaluation import HOURS
 from monitor_api.evaluation import LABELS as EVALUATION_LABELS
-from monitor_api.exports import Labels
+from monitor_api.exports import UNIT_NAME, Labels
 
 USABLE_STATES = ("normal", "occasional_faults")
 """Running states in which an instrument's spare hours can be offered to others."""
@@ -22,7 +22,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("instrument_id", "仪器编号", "Instrument"),
     ("name", "名称", "Name"),
     ("institution_id", "单位", "Institution"),
-    ("institution_name", "单位名称", "Institution name"),
+    UNIT_NAME,
     ("region", "地区", "Region"),
     ("category_code", "分类代码", "Category"),
     ("value_rmb", "原值(元)", "Value (RMB)"),

@@ -49,6 +49,9 @@ Labels = Mapping[str, Mapping[str, tuple[str, str]]]
 """Per column, the (Chinese, English) words for the codes it holds: files read as words."""
 YES_NO = {True: ("是", "yes"), False: ("否", "no")}
 """Every yes/no column's words, rather than Python's True and False."""
+UNIT_NAME = ("institution_name", "单位名称", "Institution name")
+"""The column after a row's ``institution_id``: the unit's registered name, which is what a
+reader knows it by."""
 SHARES = frozenset({"openness_ratio", "availability", "voucher_share", "open_share"})
 """Columns holding a share of 1 (0.2396): a workbook shows them as percentages (23.96%), as
 the dashboard does, and keeps the exact value."""

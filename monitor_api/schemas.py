@@ -56,6 +56,9 @@ Category = Annotated[str | None, Query(
 )]
 Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
 Limit = Annotated[int, Field(ge=1, le=1000)]
+UnitName = Annotated[str, Field(
+    description="Registered name of the institution or sub-unit institution_id names.")]
+"""A row's unit by name beside its id: a reader knows units by name."""
 
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2199, 12, 31)

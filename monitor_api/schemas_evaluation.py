@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Money, Page, Reason, Tier, example_config
+from monitor_api.schemas import Money, Page, Reason, Tier, UnitName, example_config
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 from monitor_api.settings import EvaluationRules
 
@@ -51,12 +51,12 @@ _ASSESSMENT: dict[str, Any] = {
 
 _SILENT: dict[str, Any] = {
     "instrument_id": "sem-1", "name": "场发射扫描电子显微镜",
-    "institution_id": "neu", "last_data": "2025-10-08T08:42:05.123000Z",
-    "silent_days": 41}
+    "institution_id": "neu", "institution_name": "东北大学",
+    "last_data": "2025-10-08T08:42:05.123000Z", "silent_days": 41}
 
 _OVERDUE: dict[str, Any] = {
     "instrument_id": "xrd-1", "name": "X射线衍射仪", "institution_id": "neu",
-    "value_rmb": "1850000.00", "accepted_on": "2025-01-06",
+    "institution_name": "东北大学", "value_rmb": "1850000.00", "accepted_on": "2025-01-06",
     "deadline": "2025-02-24", "deadline_estimated": False,
     "networked_on": None, "working_days_late": 219}
 
@@ -72,7 +72,7 @@ class InstrumentYear(BaseModel):
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit the instrument belongs to.")
-    institution_name: str = Field(description="That institution's or unit's name.")
+    institution_name: UnitName
     effective_hours: float = Field(description="Effective machine hours in the year.")
     external_hours: float = Field(description="Hours of service to outside users.")
     running_state: RunningState = Field(
@@ -177,11 +177,15 @@ class InstitutionEvaluation(Page[EvaluatedInstitution]):
                                         " ``cycle_years``).")
 
 
+_LOW: dict[str, Any] = {**FIGURES_EXAMPLE, "institution_id": "dlut-ac",
+                        "institution_name": "大连理工大学分析测试中心", "threshold_hours": 400.0}
+
+
 class LowUseFigures(Figures):
-    model_config = example_config({**FIGURES_EXAMPLE, "institution_id": "dlut-ac",
-                                   "threshold_hours": 400.0})
+    model_config = example_config(_LOW)
 
     institution_id: str = Field(description="The unit owning the instrument.")
+    institution_name: UnitName
     threshold_hours: float = Field(
         description="The instrument's threshold: the yearly hours pro rata for the part of"
         " the year it was on the platform (see evaluated_days), two decimals."
@@ -191,9 +195,7 @@ class LowUseFigures(Figures):
 class LowUtilisation(Page[LowUseFigures]):
     """Instruments whose effective hours stay below their threshold, by id."""
 
-    model_config = _page_config({**FIGURES_EXAMPLE, "institution_id": "dlut-ac",
-                                 "threshold_hours": 400.0}, year=2025,
-                                first_year=2025, below_hours=400.0)
+    model_config = _page_config(_LOW, year=2025, first_year=2025, below_hours=400.0)
 
     year: int = Field(description="Year evaluated (the last, for a cycle of several).")
     first_year: int = Field(description="First year evaluated: ``year`` itself, or the first"
@@ -211,6 +213,7 @@ class SilentInstrument(BaseModel):
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit the instrument belongs to.")
+    institution_name: UnitName
     last_data: datetime | None = Field(
         description="Last data received, or when its gateway went offline; null if never."
     )
@@ -231,6 +234,7 @@ class OverdueRegistration(BaseModel):
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit the instrument belongs to.")
+    institution_name: UnitName
     value_rmb: Money = Field(description="Original value (RMB), at or above the threshold.")
     accepted_on: date = Field(description="Acceptance date.")
     deadline: date = Field(description="Last day to be networked (working days counted).")
@@ -388,8 +392,8 @@ Finding = Literal["consistent", "over_reported", "under_reported", "partly_monit
 
 _COMPARED: dict[str, Any] = {
     "instrument_id": "nmr-600", "name": "600 MHz 核磁共振波谱仪", "institution_id": "dlut-ac",
-    "reported_effective_hours": 1800.0, "measured_effective_hours": 950.5,
-    "effective_difference": 849.5, "finding": "over_reported",
+    "institution_name": "大连理工大学分析测试中心", "reported_effective_hours": 1800.0,
+    "measured_effective_hours": 950.5, "effective_difference": 849.5, "finding": "over_reported",
     "reported_external_hours": 300.0, "measured_external_hours": 280.0,
     "external_difference": 20.0, "external_finding": "consistent",
     "monitored_since": "2024-12-10T01:12:00Z",
@@ -402,6 +406,7 @@ class ComparedUse(BaseModel):
     instrument_id: str = Field(description="Instrument id.")
     name: str = Field(description="Instrument name.")
     institution_id: str = Field(description="Institution or unit it belongs to.")
+    institution_name: UnitName
     reported_effective_hours: float = Field(description="Effective hours the unit reported.")
     measured_effective_hours: float = Field(description="Effective hours measured in the year.")
     effective_difference: float = Field(description="Reported minus measured.")

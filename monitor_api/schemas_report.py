@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from monitor_api.schemas import example_config
+from monitor_api.schemas import UnitName, example_config
 from monitor_api.schemas_bookings import BookingPurpose
 
 FIGURES_EXAMPLE: dict[str, Any] = {
@@ -84,8 +84,9 @@ class ServiceRecordRow(BaseModel):
     model_config = example_config({
         "booking_id": 42, "contract_no": "SY-2026-0042", "instrument_id": "nmr-600",
         "instrument_name": "核磁共振波谱仪", "category_code": "010401",
-        "institution_id": "neu-ac", "user_id": "u-li", "user_name": "李工",
-        "organisation": "沈阳某科技公司", "user_type": "external",
+        "institution_id": "neu-ac", "institution_name": "东北大学分析测试中心",
+        "user_id": "u-li", "user_name": "李工", "organisation": "沈阳某科技公司",
+        "user_type": "external",
         "service_way": "technical_service", "purpose": "development", "status": "completed",
         "start": "2026-03-10T01:00:00Z", "end": "2026-03-10T04:00:00Z",
         "booked_hours": 3.0, "service_hours": 2.75, "fee_rmb": "1800.00",
@@ -97,6 +98,7 @@ class ServiceRecordRow(BaseModel):
     instrument_name: str
     category_code: str | None
     institution_id: str
+    institution_name: UnitName
     user_id: str
     user_name: str
     organisation: str

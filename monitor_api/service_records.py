@@ -11,12 +11,13 @@ from typing import Any
 from psycopg import sql
 
 from monitor_api.db import Conn, fetch_all
-from monitor_api.exports import Labels
+from monitor_api.exports import UNIT_NAME, Labels
 from monitor_api.queries.common import ROOTS_CTE, Where, page
 
 _SELECT = ROOTS_CTE + """
 SELECT b.id AS booking_id, coalesce(r.contract_no, '') AS contract_no,
        b.instrument_id, i.name AS instrument_name, i.category_code, i.institution_id,
+       o.name AS institution_name,
        b.user_id, u.name AS user_name, u.organisation,
        -- outside as the reports count it: an approved user of another top-level institution
        CASE WHEN coalesce(u.approved AND ur.root IS DISTINCT FROM ir.root, false)
@@ -34,6 +35,7 @@ SELECT b.id AS booking_id, coalesce(r.contract_no, '') AS contract_no,
 FROM booking b
 JOIN instrument i ON i.id = b.instrument_id
 JOIN roots ir ON ir.id = i.institution_id
+JOIN institution o ON o.id = i.institution_id
 JOIN platform_user u ON u.id = b.user_id
 LEFT JOIN roots ur ON ur.id = u.institution_id
 LEFT JOIN service_record r ON r.booking_id = b.id
@@ -49,6 +51,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("instrument_name", "仪器名称", "Instrument name"),
     ("category_code", "仪器分类代码", "Category code"),
     ("institution_id", "所属单位", "Owner unit"),
+    UNIT_NAME,
     ("user_id", "用户编号", "User"),
     ("user_name", "用户名称", "User name"),
     ("organisation", "用户单位", "User organisation"),

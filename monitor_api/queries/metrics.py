@@ -31,10 +31,11 @@ ORDER BY i.id
 
 _HEAD = ROOTS_CTE.rstrip() + """, inst AS MATERIALIZED (
     -- heard: its latest sample; no-shows are counted only up to it (what was heard)
-    SELECT i.id, i.name, i.institution_id, r.root AS root_id, r.region, i.category_code,
-           i.value_rmb,
+    SELECT i.id, i.name, i.institution_id, u.name AS institution_name, r.root AS root_id,
+           r.region, i.category_code, i.value_rmb,
            (SELECT max(s.ts) FROM state_sample s WHERE s.instrument_id = i.id) AS heard
     FROM instrument i JOIN roots r ON r.id = i.institution_id
+    JOIN institution u ON u.id = i.institution_id
     WHERE i.id = ANY(%(ids)s)
 ), users AS MATERIALIZED (
     SELECT u.id, u.approved, r.root AS root_id,
@@ -82,8 +83,8 @@ _TAIL = """
       AND b.status IN ('approved', 'completed')
     GROUP BY b.instrument_id
 )
-SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.root_id,
-       inst.region, inst.category_code, inst.value_rmb::float8 AS value_rmb,
+SELECT inst.id AS instrument_id, inst.name, inst.institution_id, inst.institution_name,
+       inst.root_id, inst.region, inst.category_code, inst.value_rmb::float8 AS value_rmb,
        coalesce(s.sessions, 0) AS sessions, coalesce(s.effective_s, 0) AS effective_s,
        coalesce(s.running_s, 0) AS running_s,
        coalesce(s.external_s, 0) AS external_s, coalesce(s.uncertified_s, 0) AS uncertified_s,

@@ -31,7 +31,7 @@ from monitor_api.evaluation import (
     score_instrument,
     subject_to_evaluation,
 )
-from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.exports import FILE_RESPONSES, UNIT_NAME, Format, Lang, render
 from monitor_api.queries.common import ROOTS_CTE, check_region
 from monitor_api.queries.faults import in_fault
 from monitor_api.report import GroupBy, summarise
@@ -55,21 +55,23 @@ router = APIRouter(tags=["evaluation"])
 
 _SILENT_COLUMNS = [
     ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
-    ("institution_id", "单位", "Institution"), ("last_data", "最后数据时间", "Last data"),
+    ("institution_id", "单位", "Institution"), UNIT_NAME,
+    ("last_data", "最后数据时间", "Last data"),
     ("silent_days", "静默天数", "Days silent"),
 ]
 _NEVER = "never"
 """The silent list's last data of an instrument never heard from, in a file."""
 _LOW_COLUMNS = [
     ("key", "仪器编号", "Instrument"), ("name", "名称", "Name"),
-    ("institution_id", "单位", "Institution"),
+    ("institution_id", "单位", "Institution"), UNIT_NAME,
     ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("threshold_hours", "门槛机时(h)", "Threshold hours"),
 ]
 _OVERDUE_COLUMNS = [
     ("instrument_id", "仪器编号", "Instrument"), ("name", "名称", "Name"),
-    ("institution_id", "单位", "Institution"), ("value_rmb", "原值(元)", "Value (RMB)"),
+    ("institution_id", "单位", "Institution"), UNIT_NAME,
+    ("value_rmb", "原值(元)", "Value (RMB)"),
     ("accepted_on", "验收日期", "Accepted"), ("deadline", "入网期限", "Deadline"),
     ("deadline_estimated", "期限为估算", "Deadline estimated"),
     ("networked_on", "入网日期", "Networked"),
@@ -220,8 +222,9 @@ async def low_utilisation(
     # compared unrounded (33.332 h is below 33.3333 h), shown to two decimals
     below = {r["instrument_id"] for r in rows if r["instrument_id"] in target
              and float(r["effective_s"] or 0) / 3600 < target[r["instrument_id"]]}
-    owner = {r["instrument_id"]: r["institution_id"] for r in rows}
-    low = [{**f, "institution_id": owner[f["key"]],
+    owner = {r["instrument_id"]: r for r in rows}
+    low = [{**f, "institution_id": owner[f["key"]]["institution_id"],
+            "institution_name": owner[f["key"]]["institution_name"],
             "threshold_hours": round(target[f["key"]], 2)}
            for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
            if f["key"] in below]
@@ -242,10 +245,11 @@ async def silent_instruments(
     rows = await fetch_all(
         conn,
         """
-        SELECT i.id AS instrument_id, i.name, i.institution_id,
+        SELECT i.id AS instrument_id, i.name, i.institution_id, u.name AS institution_name,
                CASE WHEN g.online IS FALSE THEN least(s.last_ts, g.changed_at)
                     ELSE s.last_ts END AS last_data
         FROM instrument i
+        JOIN institution u ON u.id = i.institution_id
         LEFT JOIN instrument_status s ON s.instrument_id = i.id
         LEFT JOIN gateway g ON g.id = s.gateway_id
         WHERE s.instrument_id IS NULL OR s.last_ts < now() - %(span)s

@@ -336,18 +336,21 @@ async def overdue_registrations(
 async def overdue_list(
     conn: Conn, institutions: list[str] | None, threshold: float, days: int, as_of: date | None
 ) -> list[dict[str, Any]]:
-    """Registrations at or above ``threshold`` not networked within ``days`` working days."""
+    """Registrations at or above ``threshold`` not networked within ``days`` working days,
+    each with its unit's name."""
     day = as_of or today()
     where = Where()
-    where.add("value_rmb >= %(threshold)s AND accepted_on IS NOT NULL", threshold=threshold)
-    where.add("accepted_on <= %(today)s", today=day)
+    where.add("i.value_rmb >= %(threshold)s AND i.accepted_on IS NOT NULL", threshold=threshold)
+    where.add("i.accepted_on <= %(today)s", today=day)
     if institutions is not None:
-        where.add("institution_id = ANY(%(mine)s)", mine=institutions)
+        where.add("i.institution_id = ANY(%(mine)s)", mine=institutions)
     rows = await fetch_all(
         conn,
         sql.SQL(
-            "SELECT id, name, institution_id, value_rmb, accepted_on, networked_on"
-            " FROM instrument WHERE {} ORDER BY accepted_on, id"
+            "SELECT i.id, i.name, i.institution_id, u.name AS institution_name, i.value_rmb,"
+            " i.accepted_on, i.networked_on"
+            " FROM instrument i JOIN institution u ON u.id = i.institution_id"
+            " WHERE {} ORDER BY i.accepted_on, i.id"
         ).format(where.sql()),
         where.params,
     )
@@ -362,7 +365,8 @@ async def overdue_list(
         if elapsed.days > days:
             out.append({
                 "instrument_id": row["id"], "name": row["name"],
-                "institution_id": row["institution_id"], "value_rmb": row["value_rmb"],
+                "institution_id": row["institution_id"],
+                "institution_name": row["institution_name"], "value_rmb": row["value_rmb"],
                 "accepted_on": row["accepted_on"], "deadline": deadline.day,
                 "deadline_estimated": deadline.estimated or elapsed.estimated,
                 "networked_on": joined,

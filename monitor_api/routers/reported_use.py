@@ -95,8 +95,10 @@ async def reported_against_measured(
         institutions = await scope(conn, caller, None)
         reports = await fetch_all(
             conn,
-            "SELECT r.*, i.name, i.institution_id, i.monitored_since FROM reported_use r"
+            "SELECT r.*, i.name, i.institution_id, u.name AS institution_name,"
+            " i.monitored_since FROM reported_use r"
             " JOIN instrument i ON i.id = r.instrument_id"
+            " JOIN institution u ON u.id = i.institution_id"
             " WHERE r.year = %(year)s"
             "   AND (%(mine)s::text[] IS NULL OR i.institution_id = ANY(%(mine)s))",
             {"year": year, "mine": institutions})

@@ -86,7 +86,7 @@ UNIT_NAMES = {"nmr": ("uni-ac", "东北大学分析测试中心"), "sem": ("uni-
 """Each instrument's unit, by id and name, as the seed registers them."""
 
 
-def _units_in_file(response: httpx.Response, first: int) -> dict[str, tuple[str, str]]:
+def units_in_file(response: httpx.Response, first: int) -> dict[str, tuple[str, str]]:
     """Each row's instrument and its unit's id and name, from the file's column ``first``
     and the three after it (instrument, name, unit, unit name)."""
     if response.headers["content-type"] == XLSX_TYPE:
@@ -120,12 +120,12 @@ def test_instrument_files_name_each_unit_beside_its_id(year: Api) -> None:
     assert {i["instrument_id"]: (i["institution_id"], i["institution_name"])
             for i in earlier} == UNIT_NAMES
     for response in files:
-        assert _units_in_file(response, 0) == UNIT_NAMES
+        assert units_in_file(response, 0) == UNIT_NAMES
     headers = [f.content.decode("utf-8-sig").splitlines()[0] for f in (files[0], files[2])]
     assert headers[0].startswith("仪器编号 Instrument,名称 Name,单位 Institution,"
                                  "单位名称 Institution name,")
     assert headers[1].startswith("Instrument,Name,Institution,Institution name,")
-    assert _units_in_file(review, 0) == {i: UNIT_NAMES[i] for i in ("nmr", "sem", "xrd")}
+    assert units_in_file(review, 0) == {i: UNIT_NAMES[i] for i in ("nmr", "sem", "xrd")}
     header, *rows = ranking.content.decode("utf-8-sig").splitlines()
     assert header.startswith("排名 Rank,单位 Institution,名称 Name,")
     assert [row.split(",")[1:3] for row in rows] == [
@@ -150,6 +150,35 @@ def test_lists(year: Api) -> None:
                                    (overdue_zh, "期限为估算", "否")):  # words, not False
         header, first = response.content.decode("utf-8-sig").splitlines()
         assert first.split(",")[header.split(",").index(column)] == word
+
+
+NAMED_LISTS: dict[str, tuple[dict[str, str | int], set[str]]] = {
+    "/evaluation/2025/low-utilisation": ({}, {"inc1", "sem", "xrd"}),
+    "/evaluation/silent": ({"days": 30}, {"inc1", "sem", "xrd"}),
+    "/evaluation/overdue-registrations": ({"as_of": "2025-12-31"}, {"xrd"}),
+}
+"""Each list's query and the instruments it holds with ``SETUP``."""
+
+
+def test_lists_name_each_unit_beside_its_id(year: Api) -> None:
+    """The low-use, silent and overdue lists, as the evaluation, give each instrument's unit
+    by its registered name beside its id, in JSON and in the files, headed in the language
+    asked for."""
+    with year.as_("evaluator") as c:
+        for path, (params, listed) in NAMED_LISTS.items():
+            items = c.get(path, params=params).json()["items"]
+            english, chinese = (c.get(path, params={**params, "format": fmt, "lang": lang})
+                                for fmt, lang in (("csv", "en"), ("xlsx", "zh")))
+            expected = {i: UNIT_NAMES[i] for i in listed}
+            assert {i.get("key", i.get("instrument_id")): (i["institution_id"],
+                                                          i["institution_name"])
+                    for i in items} == expected, path
+            assert units_in_file(english, 0) == units_in_file(chinese, 0) == expected, path
+            header = english.content.decode("utf-8-sig").splitlines()[0].split(",")
+            assert header[2:4] == ["Institution", "Institution name"], path
+            sheet = openpyxl.load_workbook(io.BytesIO(chinese.content)).active
+            assert sheet is not None
+            assert [cell.value for cell in sheet[1]][2:4] == ["单位", "单位名称"], path
 
 
 def test_a_silent_file_says_which_instruments_never_reported(year: Api) -> None:

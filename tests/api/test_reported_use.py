@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Api
-from tests.api.test_evaluation import SETUP
+from tests.api.test_evaluation import SETUP, UNIT_NAMES, units_in_file
 
 PATH = "/evaluation/2025/reported-use"
 
@@ -54,7 +54,12 @@ def test_reports_are_compared_with_what_was_measured(year: Api) -> None:
     assert [i["instrument_id"] for i in body["items"]] == ["sem", "nmr", "xrd"]
     assert body["flagged"] == 1 and found["sem"]["reported_by"].startswith("lab_manager:")
     lines = english.content.decode("utf-8-sig").splitlines()
-    assert lines[0].startswith("Instrument,Name,Institution,Reported effective hours")
+    assert lines[0].startswith(
+        "Instrument,Name,Institution,Institution name,Reported effective hours")
+    # the unit by its registered name beside its id, in JSON and in the file
+    named = {i: UNIT_NAMES[i] for i in ("nmr", "sem", "xrd")}
+    assert {i: (f["institution_id"], f["institution_name"]) for i, f in found.items()} == named
+    assert units_in_file(english, 0) == named
     assert lines[1].startswith("sem,") and ",over-reported," in lines[1]
 
     with year.as_("manager") as manager:  # a later report replaces the earlier

@@ -75,6 +75,9 @@ def test_records_match_hand_computed_values(seeded: Api) -> None:
             first["comment"], first["status"], first["organisation"]) == \
         ("SY-1", "1800.00", "900.00", 5, "数据质量好", "completed", "大连理工大学")
     assert body["items"][1]["fee_rmb"] == "0.00" and body["items"][1]["rating"] is None
+    assert {(r["instrument_id"], r["institution_id"], r["institution_name"])
+            for r in body["items"]} == {("nmr", "uni-ac", "东北大学分析测试中心"),
+                                        ("xrd", "other", "大连理工大学")}
 
 
 def test_scope_paging_and_filters(seeded: Api) -> None:
@@ -97,16 +100,20 @@ def test_files_write_codes_as_words(seeded: Api) -> None:
         en = _get(c, format="csv", lang="en").content.decode("utf-8-sig").splitlines()
         book = load_workbook(io.BytesIO(_get(c, format="xlsx").content))
     assert zh[0].startswith("预约编号,合同编号,仪器编号") and "服务机时(h)" in zh[0]
+    # the owner unit by its registered name beside its id
+    assert en[0].split(",")[5:7] == ["Owner unit", "Institution name"]
+    assert {tuple(line.split(",")[5:7]) for line in en[1:]} == {
+        ("uni-ac", "东北大学分析测试中心"), ("other", "大连理工大学")}
     assert len(zh) == 1 + len(EXPECTED)
     assert "外部,委托测试,科研,已完成" in zh[1]
     assert "internal,instrument use,teaching,approved" in en[2]
     rows = list(book.active.iter_rows(values_only=True))
-    assert rows[0][9] == "用户类型 User type"
-    assert rows[1][9:12] == ("外部 external", "委托测试 commissioned test", "科研 research")
-    assert rows[1][16] == 2.0  # service hours stay numbers
-    starts = [line.split(",")[13] for line in en[1:]]
+    assert rows[0][10] == "用户类型 User type"
+    assert rows[1][10:13] == ("外部 external", "委托测试 commissioned test", "科研 research")
+    assert rows[1][17] == 2.0  # service hours stay numbers
+    starts = [line.split(",")[14] for line in en[1:]]
     assert starts[0] == "2026-03-10T09:00:00+08:00"  # in Asia/Shanghai, as the period's days
-    assert rows[1][13] == "2026-03-10T09:00:00+08:00"
+    assert rows[1][14] == "2026-03-10T09:00:00+08:00"
 
 
 def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
@@ -120,7 +127,7 @@ def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
         csv_text = _get(c, format="csv", lang="en").content.decode("utf-8-sig")
         xlsx = _get(c, format="xlsx")
     assert xlsx.status_code == 200
-    comments = [r[20] for r in load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(
+    comments = [r[21] for r in load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(
         min_row=2, values_only=True)]
     assert '=HYPERLINK("http://x","click")' in comments and "bad\ufffdservice\ufffd" in comments
     cells = load_workbook(io.BytesIO(xlsx.content)).active
