@@ -557,7 +557,14 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
         expect(own).to_have_count(2)  # their own instruments only
         assert sorted(own.all_inner_texts()) == ["ms-1", "xrd-1"]
         expect(page.locator(".publish-form")).to_have_count(0)
-        expect(page.locator('[data-section="grades"]')).to_have_count(0)  # no live results
+        # their own instruments' grades as published, charted as an evaluator's page charts them
+        expect(page.locator('canvas[data-chart="grades"]')).to_be_visible()
+        grades = chart(page, "grades")
+        assert grades["labels"] == [STRINGS["en"][f"grade.{g}"] for g in ("优秀", "良好", "合格",
+                                                                          "不合格")]
+        shown = page.locator(
+            'table[data-table="instruments"] td[data-key="grade"]').all_inner_texts()
+        assert grades["datasets"][0]["data"] == [shown.count(g) for g in grades["labels"]]
         assert fits_width(page)
         shot(page, screenshot_dir, "evaluation-lab-manager", PHONE)
     finally:

@@ -15,6 +15,8 @@ from tests.web.test_dashboard import INSTITUTION_NAMES, STRINGS, NewPage, login
 LONG_NAMES = {
     "institution": "Dalian University of Technology Analysis and Testing Centre for Instruments",
     "instrument": "X射线衍射仪 D8 ADVANCE with high-temperature chamber and sample changer",
+    # a word wider than a phone gives the names' column
+    "word": "Thermogravimetric-differential scanning calorimeter",
 }
 
 
@@ -45,10 +47,12 @@ def test_a_phone_shows_grade_and_score_beside_the_names(
 ) -> None:
     """390 px wide, long names and ids as a province numbers them: each evaluation table shows
     every row's grade and score without scrolling sideways, in either language ("Grade" is as
-    short a header as 等级)."""
+    short a header as 等级), a name's long word wrapped."""
     stack.sql("UPDATE institution SET name = %s WHERE id = 'dut'", (LONG_NAMES["institution"],))
     stack.sql("INSERT INTO instrument (id, name, institution_id, category_code, value_rmb)"
-              " VALUES ('ins-00042', %s, 'dut', '010501', 900000)", (LONG_NAMES["instrument"],))
+              " VALUES ('ins-00042', %s, 'dut', '010501', 900000),"
+              " ('ins-00043', %s, 'dut', '010501', 900000)",
+              (LONG_NAMES["instrument"], LONG_NAMES["word"]))
     page = new_page(viewport=PHONE, locale="zh-CN" if lang == "zh" else "en-US")
     evaluation(page, stack)
     for table in ("institutions", "instruments"):

@@ -29,7 +29,7 @@ const main = document.getElementById('main');
 let me = null; // the /whoami answer for the current token
 let cleanup = null;
 let notice = null; // message shown on the login page (e.g. "session ended")
-let kept = []; // the controls whose values the page shown keeps across a language switch
+let kept = new Map(); // id -> control: what the page shown keeps across a language switch
 
 function parseRoute() {
   const [name = '', ...rest] = location.hash.replace(/^#\/?/, '').split('/');
@@ -88,7 +88,8 @@ function renderHeader(current) {
       type: 'button', dataset: { lang: code }, 'aria-pressed': String(code === lang()),
       text: code === 'zh' ? '中文' : 'EN',
       onclick: () => {
-        const values = kept.map(valueOf);
+        const values = new Map([...kept].filter(([, c]) => c.isConnected)
+          .map(([id, c]) => [id, valueOf(c)]));
         setLang(code);
         route(values);
       },
@@ -102,26 +103,48 @@ function renderHeader(current) {
   top.append(brand, nav, el('div', { class: 'tools' }, langs, who));
 }
 
-/** A control's value, or whether a preset button is pressed (dom.js markPresets). */
-const valueOf = (c) => (c instanceof HTMLButtonElement ? c.getAttribute('aria-pressed') : c.value);
+/** What a control holds: a file input its files, a preset button whether it is pressed
+ * (dom.js markPresets), any other its value. */
+const valueOf = (c) => (c instanceof HTMLButtonElement ? c.getAttribute('aria-pressed')
+  : c.type === 'file' ? c.files : c.value);
 
-/** ``ctx.keep(...controls)`` for a page drawn with ``values``: the controls get the values
- * they had before a language switch (in the order given), and are read at the next one. */
+function restore(c, value) {
+  if (c instanceof HTMLButtonElement) c.setAttribute('aria-pressed', value);
+  else if (c.type === 'file') c.files = value;
+  else c.value = value;
+}
+
+/** ``ctx.keep(...controls)`` for a page drawn with ``values`` (id -> what its controls held
+ * in the other language): each control, known by its id, gets its value back and is read at
+ * the next switch. A page keeps the controls of a form drawn once its data came, too; a list
+ * whose options are still loading is set once they come, unless chosen from meanwhile. */
 const keeper = (values) => (...controls) => {
-  controls.forEach((c, n) => {
-    const value = values?.[n];
-    if (value === undefined) return;
-    if (c instanceof HTMLButtonElement) c.setAttribute('aria-pressed', value);
-    else c.value = value;
-  });
-  kept = controls;
+  for (const c of controls) {
+    kept.set(c.id, c);
+    if (!values?.has(c.id)) continue;
+    const value = values.get(c.id);
+    values.delete(c.id); // once: the same form drawn again later (another year's) is fresh
+    const has = () => [...c.options].some((o) => o.value === value);
+    if (!(c instanceof HTMLSelectElement) || has()) {
+      restore(c, value);
+      continue;
+    }
+    const waiting = new MutationObserver(() => {
+      if (!has()) return;
+      c.value = value;
+      waiting.disconnect();
+    });
+    waiting.observe(c, { childList: true });
+    c.addEventListener('change', () => waiting.disconnect(), { once: true });
+  }
 };
 
 /** Draw the page of the address; ``values``: what its controls held in the other language. */
 async function route(values = null) {
   cleanup?.();
   cleanup = null;
-  kept = [];
+  kept = new Map();
+  const keep = keeper(values);
   document.title = t('app.title');
   const { name, args } = parseRoute();
   if (!session.token || name === 'login') {
@@ -130,7 +153,7 @@ async function route(values = null) {
     renderHeader('login');
     document.body.dataset.page = 'login';
     clear(main);
-    cleanup = login.render(main, { notice, onToken: signIn }) ?? null;
+    cleanup = login.render(main, { notice, onToken: signIn, keep }) ?? null;
     return;
   }
   if (!me) {
@@ -155,7 +178,7 @@ async function route(values = null) {
     return;
   }
   cleanup = entry.page.render(box, {
-    me, args, fail: (err, where = box) => fail(err, where), go, keep: keeper(values),
+    me, args, fail: (err, where = box) => fail(err, where), go, keep,
   }) ?? null;
 }
 

@@ -27,16 +27,21 @@ export function liveMark() {
  * change falls between the two; ``onItem(item)`` then runs per board item that changed.
  * A broken stream shows on ``mark`` and is opened again with backoff, the page loaded anew;
  * a refusal (a lost session, an instrument the token may not see) ends it with
- * ``onRefused(err)``.
+ * ``onRefused(err)``. Until a load succeeds, each failed attempt goes to ``onFailed(err)``:
+ * a page with nothing to show says why, not "loading" while it retries.
  */
-export async function followStatus(params, { signal, mark, onSnapshot, onItem, onRefused }) {
+export async function followStatus(params, {
+  signal, mark, onSnapshot, onItem, onRefused, onFailed,
+}) {
   let delay = FIRST_RETRY_MS;
+  let loaded = false;
   while (!signal.aborted) {
     try {
       await streamEvents('status/stream', params, {
         signal,
         onFirst: async () => {
           await onSnapshot();
+          loaded = true;
           mark.set(true);
           delay = FIRST_RETRY_MS;
         },
@@ -45,6 +50,7 @@ export async function followStatus(params, { signal, mark, onSnapshot, onItem, o
     } catch (err) {
       if (signal.aborted) return;
       if (err.status >= 400 && err.status < 500) { onRefused(err); return; }
+      if (!loaded) onFailed(err);
     }
     mark.set(false);
     await sleep(delay, signal);

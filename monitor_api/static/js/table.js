@@ -33,17 +33,22 @@ export function moreNote(page, key = 'table.more') {
     .replace('{shown}', fmtNumber(page.items.length, 0)).replace('{total}', fmtNumber(page.total, 0)) })];
 }
 
-/** CSV and XLSX buttons for an export endpoint, headers in the dashboard's language. */
+/** CSV and XLSX buttons for an export endpoint, headers in the dashboard's language. A
+ * download that fails is said under the card's head by ``fail(err, box)`` (the page's
+ * ``ctx.fail``): the table shown stays. */
 export function exportButtons(path, params, fail, name) {
+  const said = el('div', { class: 'export-failed', dataset: { exportFailed: name } });
   const button = (format, key) => el('button', {
     type: 'button', class: 'export', dataset: { export: `${name}-${format}` }, text: t(key),
     onclick: async (event) => {
       event.currentTarget.disabled = true;
       const target = event.currentTarget;
+      said.remove(); // what the last attempt said
       try {
         await download(path, { ...params, format, lang: lang() });
       } catch (err) {
-        fail(err);
+        (target.closest('.card-head') ?? target.parentElement).after(said);
+        fail(err, said);
       } finally {
         target.disabled = false;
       }

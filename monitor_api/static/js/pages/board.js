@@ -147,6 +147,7 @@ export function render(root, ctx) {
     signal: stop.signal, mark: live, onSnapshot: loadBoard,
     onItem: (item) => { apply(item); refreshSummary(); },
     onRefused: (err) => ctx.fail(err, grid),
+    onFailed: (err) => ctx.fail(err, grid),
   });
   every(POWER_REFRESH_MS, stop.signal, refreshPower);
   return () => stop.abort();

@@ -146,6 +146,7 @@ export function render(root, ctx) {
       el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
       zoneNote(),
       el('button', { type: 'submit', class: 'primary', text: t('book.request') }));
+    ctx.keep(...form.querySelectorAll('select, input')); // what was typed, after a language switch
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       const lo = readDateTimeInput(start.value);

@@ -40,8 +40,9 @@ export function render(root, ctx) {
   const charts = el('div', { class: 'charts', dataset: { loaded: 'false' } },
     el('section', { class: 'card' }, el('h2', { text: t('detail.timeline') }), timeline.box),
     el('section', { class: 'card' }, el('h2', { text: t('detail.power') }), power.box));
-  const presets = PRESETS.map(([key, span]) => el('button', { type: 'button', dataset: { span },
-    text: t(key), onclick: () => { setRange(Date.now() - span, Date.now()); load(); } }));
+  const presets = PRESETS.map(([key, span]) => el('button', { type: 'button',
+    id: key.replace('.', '-'), dataset: { span }, text: t(key),
+    onclick: () => { setRange(Date.now() - span, Date.now()); load(); } }));
   const form = el('form', { class: 'filters range' },
     el('span', { text: `${t('detail.range')}:` }), presets,
     el('label', {}, `${t('common.start')} `, start), el('label', {}, `${t('common.end')} `, end),
@@ -196,6 +197,7 @@ export function render(root, ctx) {
     },
     onItem: follow,
     onRefused: (err) => ctx.fail(err, root),
+    onFailed: (err) => ctx.fail(err, info),
   });
   every(POWER_REFRESH_MS, stop.signal, async () => { if (status) await refreshCurrent(); });
   return teardown(root, stop);

@@ -127,6 +127,7 @@ export function render(root, ctx) {
       el('label', {}, `${t('field.institution')} `, who), el('label', {}, `${t('eval.mark')} `, mark),
       el('label', {}, `${t('eval.note')} `, note),
       el('button', { type: 'submit', class: 'primary', text: t('eval.save') }));
+    ctx.keep(who, mark, note);
     entry.addEventListener('submit', (event) => {
       event.preventDefault();
       attempt(async () => {
@@ -139,12 +140,12 @@ export function render(root, ctx) {
     return entry;
   }
 
-  function assessments(y, rules, page, institutions, fail) {
+  function assessments(y, rules, page, institutions) {
     // rules giving the assessed part 0 points (the default) record a mark that counts for nothing
     const hint = Number(rules.assessed_points) ? t('eval.assess_hint') : t('eval.assess_unweighted');
     const card = section('eval.assessments', 'assessments', el('p', { class: 'muted', dataset: { points: 'rules' },
       text: `${hint} ${pointsLine(rules)}` }));
-    card.querySelector('.card-head').append(exportButtons(`evaluation/${y}/assessments`, {}, fail, 'assessments'));
+    card.querySelector('.card-head').append(exportButtons(`evaluation/${y}/assessments`, {}, ctx.fail, 'assessments'));
     card.append(table(ASSESSMENT_COLUMNS, page.items, 'assessments'));
     if (ctx.me.role === 'admin') card.append(assessForm(y, institutions));
     return card;
@@ -152,10 +153,10 @@ export function render(root, ctx) {
 
   /** A list's card for year ``y``: what it covers, its table (``page``, from ``path``) and
    * its export buttons. */
-  function listCard(list, y, path, page, fail) {
+  function listCard(list, y, path, page) {
     const card = section(list.title, list.name);
     card.querySelector('.card-head')
-      .append(exportButtons(path, list.params?.(y) ?? {}, fail, list.name));
+      .append(exportButtons(path, list.params?.(y) ?? {}, ctx.fail, list.name));
     if (list.note) {
       card.append(el('p', { class: 'muted', dataset: { note: list.name }, text: list.note(y, page) }));
     }
@@ -177,17 +178,29 @@ export function render(root, ctx) {
     }
   }
 
-  /** What a lab manager sees: the published ranking and their own instruments' results. */
+  /** The grades card; drawn (drawGrades) once it is on the page, where the chart has room. */
+  const gradesCard = () => {
+    const box = el('div', { class: 'grades' });
+    return [section('eval.grades', 'grades', box), (page) => drawGrades(box, page)];
+  };
+
+  /** What a lab manager sees: the published ranking and their own instruments' results,
+   * with their grades as the evaluators' page has them. */
   async function loadPublished(y) {
     const found = await publicationOf(y, stop.signal);
     const card = publicationCard(y, found, ctx, stop.signal, load);
-    if (!found) return [card, reportedCard(y, ctx, stop.signal)];
+    if (!found) {
+      body.replaceChildren(card, reportedCard(y, ctx, stop.signal));
+      return;
+    }
     const lists = LISTS.filter((list) => list.published);
     const pages = await Promise.all(lists.map((list) => getJson(list.published(y), { limit: 1000 }, { signal: stop.signal })));
     showCovers(pages[0], y);
-    const fail = (err) => ctx.fail(err, body);
-    return [card, ...lists.map((list, n) => listCard(list, y, list.published(y), pages[n], fail)),
-      reportedCard(y, ctx, stop.signal)];
+    const [grades, draw] = gradesCard();
+    body.replaceChildren(card, grades,
+      ...lists.map((list, n) => listCard(list, y, list.published(y), pages[n])),
+      reportedCard(y, ctx, stop.signal));
+    draw(pages[1]); // the instruments'
   }
 
   async function load() {
@@ -204,7 +217,7 @@ export function render(root, ctx) {
     try {
       await loadInstitutionNames(stop.signal);
       if (readsPublished) {
-        body.replaceChildren(...await loadPublished(y));
+        await loadPublished(y);
         body.dataset.loaded = 'true';
         return;
       }
@@ -215,16 +228,15 @@ export function render(root, ctx) {
         ...LISTS.map((list) => getJson(list.path(y), { ...list.params?.(y), limit: 1000 },
           { signal: stop.signal }))]);
       showCovers(results[0], y);
-      const fail = (err) => ctx.fail(err, body);
-      const grades = el('div', { class: 'grades' });
+      const [grades, draw] = gradesCard();
       body.replaceChildren(
-        section('eval.grades', 'grades', grades),
-        ...LISTS.map((list, n) => listCard(list, y, list.path(y), results[n], fail)),
-        assessments(y, rules, assessed, results[0].items, fail),
+        grades,
+        ...LISTS.map((list, n) => listCard(list, y, list.path(y), results[n])),
+        assessments(y, rules, assessed, results[0].items),
         publicationCard(y, published, ctx, stop.signal, load),
         reportedCard(y, ctx, stop.signal),
         reviewCard(y, ctx, stop.signal));
-      drawGrades(grades, results[1]);
+      draw(results[1]); // the instruments'
       body.dataset.loaded = 'true';
     } catch (err) {
       if (!stop.signal.aborted) ctx.fail(err, body);

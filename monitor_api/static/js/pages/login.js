@@ -4,7 +4,7 @@ import { ApiError } from '../api.js';
 import { el } from '../dom.js';
 import { t } from '../i18n.js';
 
-export function render(root, { notice, onToken }) {
+export function render(root, { notice, onToken, keep }) {
   const message = el('div', { class: 'login-message', role: 'alert' });
   if (notice) message.append(el('div', { class: 'notice notice-error', text: t(notice) }));
   const input = el('input', {
@@ -33,6 +33,7 @@ export function render(root, { notice, onToken }) {
         text: t(key) }));
     }
   });
+  keep(input); // a token pasted, then the language switched
   root.append(form);
   input.focus();
 }

@@ -46,6 +46,7 @@ export function publicationCard(y, found, ctx, signal, reload) {
   const form = el('form', { class: 'filters publish-form' },
     el('label', {}, `${t('pub.note')} `, note),
     el('button', { type: 'submit', class: 'primary', text: t(found ? 'pub.republish' : 'pub.publish') }));
+  ctx.keep(note);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     act(() => putJson(`evaluation/${y}/publication`, { note: note.value }, { signal }));

@@ -28,7 +28,7 @@ export function reportedCard(y, ctx, signal) {
   const result = el('div', { class: 'reported', dataset: { loaded: 'false' } });
   const message = el('div', { class: 'message', 'aria-live': 'polite' });
   const card = section('reported.title', 'reported', el('p', { class: 'muted', text: t('reported.hint') }));
-  card.querySelector('.card-head').append(exportButtons(path, {}, (err) => ctx.fail(err, result), 'reported'));
+  card.querySelector('.card-head').append(exportButtons(path, {}, ctx.fail, 'reported'));
 
   async function load() {
     const [found] = await Promise.all([getJson(path, { limit: 1000 }, { signal }),
@@ -44,6 +44,7 @@ export function reportedCard(y, ctx, signal) {
     const form = el('form', { class: 'filters reported-form' },
       el('label', {}, `${t('reported.file')} `, file),
       el('button', { type: 'submit', class: 'primary', text: t('reported.upload') }));
+    ctx.keep(file);
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       attempt(async () => {

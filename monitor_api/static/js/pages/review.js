@@ -47,6 +47,7 @@ export function reviewCard(y, ctx, signal) {
     el('label', {}, `${t('review.category')} `, category, categoryList('review-category-list')),
     el('label', {}, `${t('review.region')} `, region),
     el('button', { type: 'submit', class: 'primary', text: t('review.run') }));
+  ctx.keep(category, region);
   const result = el('div', { dataset: { review: 'idle' } });
   const card = section('review.title', 'review', el('p', { class: 'muted', text: t('review.hint') }), form, result);
   form.addEventListener('submit', async (event) => {
@@ -71,7 +72,7 @@ export function reviewCard(y, ctx, signal) {
         + ` · ${t('review.fully_used')}: ${fmtNumber(found.fully_used)}`;
       result.replaceChildren(
         el('p', { class: 'verdict', dataset: { verdict: found.verdict }, text: verdict }),
-        exportButtons(path, params, (err) => ctx.fail(err, result), 'review'),
+        exportButtons(path, params, ctx.fail, 'review'),
         table(COLUMNS, found.items, 'review'));
     }, result, ctx, signal);
     result.dataset.review = 'done'; // answered, refused or failed

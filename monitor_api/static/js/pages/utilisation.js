@@ -52,8 +52,8 @@ export function render(root, ctx) {
     'aria-label': t('common.start') });
   const end = el('input', { type: 'date', id: 'period-end', value: dateInput(now),
     'aria-label': t('common.end') });
-  const preset = (key, lo) => el('button', { type: 'button', text: t(key),
-    onclick: () => { start.value = lo; end.value = dateInput(); load(); } });
+  const preset = (key, lo) => el('button', { type: 'button', id: key.replace('.', '-'),
+    text: t(key), onclick: () => { start.value = lo; end.value = dateInput(); load(); } });
   const form = el('form', { class: 'filters' },
     el('span', { text: `${t('util.period')}:` }),
     preset('util.last30d', dateInput(now - 29 * DAY)),
@@ -84,12 +84,11 @@ export function render(root, ctx) {
         ...GROUPS.map(([group, , , extra]) => getJson(
           'reports/utilisation', { ...period, group_by: group, ...extra }, { signal: stop.signal })),
       ]);
-      const fail = (err) => ctx.fail(err, body);
       const charts = [];
       body.replaceChildren(...GROUPS.map(([group, title, withChart, extra], n) => {
         const params = { ...period, group_by: group, ...extra };
         const card = section(title, group);
-        card.querySelector('.card-head').append(exportButtons('reports/utilisation', params, fail, group));
+        card.querySelector('.card-head').append(exportButtons('reports/utilisation', params, ctx.fail, group));
         if (withChart) {
           const chart = chartBox(group, t(title));
           card.append(chart.box);
@@ -97,7 +96,7 @@ export function render(root, ctx) {
         }
         card.append(table(COLUMNS, reports[n].items, group), ...moreNote(reports[n]));
         return card;
-      }), servicesCard(services, period, fail));
+      }), servicesCard(services, period, ctx.fail));
       // zeros and an availability of 0% would read as instruments standing idle and down; the
       // institutions' rows sum every instrument (the instruments' list is one page of them)
       const silent = reports[0].items.every((r) => !r.effective_hours && !r.availability);
