@@ -69,7 +69,12 @@ def sim(
                                  " (a stop signal ends the wait).")
     ] = 300,
 ) -> None:
-    """Simulate instruments and their users; gateways publish to MQTT_URL."""
+    """Simulate instruments and their users; gateways publish to MQTT_URL.
+
+    Topics under INSTRUSHARE_TOPIC_PREFIX; the fleet goes into the registry at DATABASE_URL.
+    Its data reaches the database through a running `instrushare ingest`: without one the
+    end waits --drain-timeout for it, then keeps the data in --state-dir for the next run.
+    """
     logging.getLogger("gateway").setLevel(logging.WARNING)  # a line per agent otherwise
     settings = FleetSettings()
     try:

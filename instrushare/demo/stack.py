@@ -22,7 +22,7 @@ from pydantic_settings import SettingsConfigDict
 
 from instrushare.db import ensure_database, migrate
 from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from instrushare.protocol import DEFAULT_TOPIC_PREFIX
+from instrushare.protocol import DEFAULT_TOPIC_PREFIX, IDENTIFIER_RE
 from instrushare.settings import FleetSettings
 
 if TYPE_CHECKING:
@@ -48,6 +48,15 @@ class DemoOptions:
     mqtt_url: str | None = None
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     """Of the ingest's subscription and the gateways' topics alike."""
+
+    @property
+    def id_prefix(self) -> str:
+        """Put before the demo's ids under a topic prefix of its own: MQTT client ids (its
+        gateways', its ingest's persistent session) are unique on the whole broker whatever
+        the topic, so demos, sims and tests with different prefixes on one broker would
+        otherwise take each other's connections and session. Under the default prefix, none:
+        the demo shares its topics anyway."""
+        return "" if self.topic_prefix == DEFAULT_TOPIC_PREFIX else f"{self.topic_prefix}-"
 
     @classmethod
     def from_environment(cls, **kwargs: object) -> DemoOptions:
@@ -246,7 +255,14 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     ingest_failed: list[Exception] = []
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not IDENTIFIER_RE.match(f"{options.id_prefix}ins-00001"):  # as the simulator checks
+        raise DemoError(
+            f"INSTRUSHARE_TOPIC_PREFIX {options.topic_prefix!r} also begins the demo's ids (its"
+            " gateways' and ingest's MQTT client ids): start it with a letter or digit, at most"
+            " 54 characters"
+        )
     with (
+        _saying_when_stopped(stop),
         _exclusive(options.data_dir),
         _listen(options) as listening,
         _services(options) as (database_url, mqtt_url, embedded_broker),
@@ -261,7 +277,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 database_url=database_url,
                 mqtt_url=mqtt_url,
                 topic_prefix=options.topic_prefix,
-                worker_id="demo",
+                worker_id=f"{options.id_prefix}demo",
                 share_group="demo",
                 # the embedded broker speaks MQTT 3.1.1 without shared subscriptions
                 mqtt_protocol="3.1.1" if embedded_broker else "5",
@@ -311,6 +327,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 publish_interval_s=900,
                 open_ends=True,  # the live run below takes over what is in progress
                 networked_on=networked_on,
+                id_prefix=options.id_prefix,
             ),
             mqtt_url=mqtt_url,
             topic_prefix=options.topic_prefix,
@@ -348,6 +365,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 publish_interval_s=60,  # the dashboard's tiles refresh at least every minute
                 open_ends=True,
                 networked_on=networked_on,
+                id_prefix=options.id_prefix,
             ),
             mqtt_url=mqtt_url,
             topic_prefix=options.topic_prefix,
@@ -360,6 +378,29 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     if ingest_failed:
         raise DemoError(f"the ingest stopped, so the demo did: {ingest_failed[0]}")
     logger.info("demo stopped")
+
+
+@contextlib.contextmanager
+def _saying_when_stopped(stop: threading.Event) -> Iterator[None]:
+    """Say at once that the demo stops when ``stop`` is set (Ctrl-C): shutting the fleet, the
+    ingest, the API and the database down takes seconds, and the live fleet is planned for
+    seconds before it runs, during which the demo would otherwise say nothing. Sets ``stop``
+    on the way out, which ends the watching thread."""
+    running = True
+
+    def watch() -> None:
+        stop.wait()
+        if running:
+            logger.info("stopping the demo: fleet, ingest, API and services")
+
+    watcher = threading.Thread(target=watch, name="demo-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        running = False
+        stop.set()
+        watcher.join()
 
 
 class _HistoryProgress:

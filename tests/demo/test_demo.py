@@ -284,7 +284,8 @@ def test_the_configured_topic_prefix_carries_the_past_days_to_the_ingest(
     tmp_path: Path, database_url: str, mqtt_url: str, topic_prefix: str
 ) -> None:
     """INSTRUSHARE_TOPIC_PREFIX is the ingest's and the gateways' alike: the past day arrives,
-    and only then does the demo count it as done."""
+    and only then does the demo count it as done. It begins the demo's ids too, so that its
+    MQTT client ids are not those of a demo (or sim) under another prefix on the broker."""
     log = tmp_path / "demo.log"
     proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "data", log, *SMALL,
                        DATABASE_URL=database_url, MQTT_URL=mqtt_url,
@@ -294,10 +295,26 @@ def test_the_configured_topic_prefix_carries_the_past_days_to_the_ingest(
     finally:
         _stop(proc, timeout=30)
     assert "simulated the last 1 days: " in log.read_text()
+    assert f"ingest worker {topic_prefix}-demo starting" in log.read_text()
     assert not (tmp_path / "data" / "instrushare" / "demo" / INTERRUPTED).exists()
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(DISTINCT instrument_id) FROM state_sample"
-                            " WHERE ts < now() - interval '1 hour'").fetchone() == (2,)
+        assert conn.execute(
+            "SELECT array_agg(DISTINCT instrument_id ORDER BY instrument_id),"
+            " array_agg(DISTINCT gateway_id ORDER BY gateway_id) FROM state_sample"
+            " WHERE ts < now() - interval '1 hour'"
+        ).fetchone() == ([f"{topic_prefix}-ins-00001", f"{topic_prefix}-ins-00002"],
+                         [f"{topic_prefix}-gw-00001", f"{topic_prefix}-gw-00002"])
+
+
+def test_a_topic_prefix_that_cannot_begin_an_id_stops_the_demo_at_once(tmp_path: Path) -> None:
+    """A prefix valid as a topic level but not at the head of an id (it begins with '_') is
+    refused before anything starts: exit 1, the reason named, no data directory made."""
+    log = tmp_path / "demo.log"
+    proc = _start_demo(tmp_path / "work", free_port(), tmp_path / "data", log,
+                       INSTRUSHARE_TOPIC_PREFIX="_lab")
+    assert proc.wait(60) == 1, log.read_text()
+    assert "INSTRUSHARE_TOPIC_PREFIX '_lab' also begins the demo's ids" in log.read_text()
+    assert not (tmp_path / "data").exists()
 
 
 def test_ctrl_c_ends_the_wait_for_the_past_days_to_be_delivered(
@@ -316,6 +333,8 @@ def test_ctrl_c_ends_the_wait_for_the_past_days_to_be_delivered(
         _stop(proc, timeout=30)
     assert time.monotonic() - signalled < 15
     text = log.read_text()
+    said = text.find("stopping the demo: fleet, ingest, API and services")
+    assert 0 <= said < text.find("not delivered (stopped)"), "the stop is said before it ends"
     assert f"not delivered (stopped): they stay in the outboxes in {data_dir / 'outbox'}" in text
     assert len(re.findall(r"not (all )?delivered", text)) == 1, "what is kept is said once"
     assert "simulated the last 1 days: " not in text and "live simulation running" not in text
