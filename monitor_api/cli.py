@@ -41,7 +41,8 @@ def api(
     ] = False,
     label: Annotated[str, typer.Option(help="Label stored with a created token.")] = "cli",
 ) -> None:
-    """Serve the monitor API (DATABASE_URL; INSTRUSHARE_API_* settings)."""
+    """Serve the monitor API and the web dashboard at / (DATABASE_URL; INSTRUSHARE_API_*
+    settings). The first login: --create-admin-token."""
     settings = ApiSettings()
     if create_admin_token:
         typer.echo(asyncio.run(create_token(settings, role=Role.ADMIN, label=label)))
