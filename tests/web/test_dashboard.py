@@ -336,7 +336,7 @@ def test_pages_show_the_seeded_data(
     assert sum(chart(page, "grades")["datasets"][0]["data"]) == len(INSTRUMENTS)
     expect(page.locator('table[data-table="silent"] td[data-key="instrument_id"]')).to_have_text(
         ["tem-1"])
-    silent_owner = page.locator('table[data-table="silent"] td[data-key="institution_id"] span')
+    silent_owner = page.locator('table[data-table="silent"] td[data-key="institution_name"] span')
     expect(silent_owner).to_have_text(INSTITUTION_NAMES["neu"])  # named, the id on hover
     expect(silent_owner).to_have_attribute("title", "neu")
     grades = page.locator('table[data-table="instruments"] td[data-key="grade"]')
@@ -556,6 +556,8 @@ def test_admin_publishes_and_lab_managers_read_the_published_results(
         own = page.locator('table[data-table="instruments"] td[data-key="instrument_id"]')
         expect(own).to_have_count(2)  # their own instruments only
         assert sorted(own.all_inner_texts()) == ["ms-1", "xrd-1"]
+        expect(page.locator('table[data-table="instruments"] td[data-key="institution_name"] span')
+               ).to_have_text([INSTITUTION_NAMES["dut"]] * 2)  # named as published
         expect(page.locator(".publish-form")).to_have_count(0)
         # their own instruments' grades as published, charted as an evaluator's page charts them
         expect(page.locator('canvas[data-chart="grades"]')).to_be_visible()

@@ -9,8 +9,9 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.web.conftest import PHONE
-from tests.web.stack import INSTRUMENTS, SHANGHAI, Stack
-from tests.web.test_dashboard import INSTITUTION_NAMES, STRINGS, NewPage, login
+from tests.web.stack import SHANGHAI, Stack
+from tests.web.test_dashboard import INSTITUTION_NAMES, OWNER, STRINGS, NewPage, login
+from tests.web.test_long_lists import in_pages_of
 
 LONG_NAMES = {
     "institution": "Dalian University of Technology Analysis and Testing Centre for Instruments",
@@ -105,19 +106,50 @@ def test_the_overdue_list_follows_the_year_and_the_silent_list_says_it_is_now(
     expect(grades.locator('[data-empty="grades"]')).to_have_text(STRINGS["zh"]["common.empty"])
 
 
-def test_the_low_use_list_names_each_instruments_institution(
+def test_every_list_names_each_unit_however_many_the_province_registers(
     stack: Stack, new_page: NewPage
 ) -> None:
+    """Each list names its rows' units as the API gives them, the id on hover, not from the
+    page's list of names: with that list cut to one unit a request (dut, the first by id), as
+    a province past the 1,000 the page loads has it, neu's and neu-ac's instruments are named
+    too, in the evaluation lists, the reports against the measured hours, the duplicate
+    review and the period's service records."""
+    year = datetime.now(SHANGHAI).year
+    owner = {**OWNER, "late-1": "neu-ac"}
+    stack.sql("INSERT INTO instrument (id, name, institution_id, value_rmb, accepted_on)"
+              " VALUES ('late-1', '未联网仪器', 'neu-ac', 5000000, current_date - 100)")
+    stack.sql("INSERT INTO reported_use (year, instrument_id, effective_hours, reported_by)"
+              " VALUES (%s, 'nmr-600', 100, 'test')", (year,))
     page = new_page()
+    in_pages_of(page, 1, "institutions")
     evaluation(page, stack)
-    owners = page.locator('table[data-table="low"] td[data-key="institution_id"] span')
-    expect(owners.first).to_be_visible()
-    owned = {i: o for i, _, o, *_ in INSTRUMENTS}
-    for row in page.locator('table[data-table="low"] tbody tr').all():
-        owner = owned[row.locator('td[data-key="key"]').inner_text()]
-        expect(row.locator('td[data-key="institution_id"] span')).to_have_text(
-            INSTITUTION_NAMES[owner])  # named, the id on hover
-        expect(row.locator('td[data-key="institution_id"] span')).to_have_attribute("title", owner)
+    expect(page.locator(".reported")).to_have_attribute("data-loaded", "true")
+    page.fill("#review-category", "0102")  # sem-1 (neu-ac) and tem-1 (neu)
+    page.click('[data-section="review"] button[type="submit"]')
+    expect(page.locator('[data-review="done"]')).to_have_count(1)
+
+    def named(table: str, id_key: str) -> set[str]:
+        """The units of ``table``'s instruments, each checked named (the id on hover)."""
+        rows = page.locator(f'table[data-table="{table}"] tbody tr')
+        expect(rows.first).to_be_visible()
+        units: set[str] = set()
+        for row in rows.all():
+            unit = owner[row.locator(f'td[data-key="{id_key}"]').inner_text()]
+            cell = row.locator('td[data-key="institution_name"] span')
+            expect(cell).to_have_text(INSTITUTION_NAMES[unit])
+            expect(cell).to_have_attribute("title", unit)
+            units.add(unit)
+        return units
+
+    for table, id_key in (("instruments", "instrument_id"), ("low", "key"),
+                          ("silent", "instrument_id"), ("overdue", "instrument_id"),
+                          ("reported", "instrument_id"), ("review", "instrument_id")):
+        assert named(table, id_key) - {"dut"}, table  # a unit the page's list does not name
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    served = page.locator('table[data-table="services"] td[data-key="institution_name"] span')
+    expect(served).to_have_text([INSTITUTION_NAMES["neu-ac"]])  # nmr-600's service
+    expect(served).to_have_attribute("title", "neu-ac")
 
 
 def test_lab_managers_are_not_told_of_provisional_scores_they_do_not_see(

@@ -8,7 +8,7 @@ import { chartBox, countChart, teardown } from '../charts.js';
 import { dateInput, thisYear } from '../clock.js';
 import { el } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, t } from '../i18n.js';
-import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
+import { UNIT_COLUMN } from '../institutions.js';
 import { attempt, showDone } from '../notice.js';
 import { publicationCard, publicationOf, tokenHolder } from './publication.js';
 import { reportedCard } from './reported.js';
@@ -38,9 +38,7 @@ const LISTS = [
   { name: 'institutions', title: 'eval.institutions', path: (y) => `evaluation/${y}/institutions`,
     published: (y) => `evaluation/${y}/published/institutions`,
     // named (the id on hover), so that the result beside the name is in sight on a phone
-    columns: [{ key: 'rank', label: 'eval.rank', short: true },
-      { key: 'name', label: 'field.institution',
-        format: (v, row) => el('span', { title: row.institution_id, text: v }) },
+    columns: [{ key: 'rank', label: 'eval.rank', short: true }, { ...UNIT_COLUMN, key: 'name' },
       ...RESULT, { key: 'stars', label: 'eval.stars', format: stars, short: true },
       { key: 'instruments', label: 'util.instruments', short: true },
       { key: 'open_share', label: 'eval.open_share', format: (v) => fmtPercent(v) },
@@ -50,7 +48,7 @@ const LISTS = [
   { name: 'instruments', title: 'eval.instruments', path: (y) => `evaluation/${y}/instruments`,
     published: (y) => `evaluation/${y}/published/instruments`,
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      ...RESULT, INSTITUTION_COLUMN,
+      ...RESULT, UNIT_COLUMN,
       { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num },
       { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) },
@@ -58,13 +56,13 @@ const LISTS = [
       { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) }, ...PARTS] },
   { name: 'low', title: 'eval.low', path: (y) => `evaluation/${y}/low-utilisation`,
     columns: [{ key: 'key', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      INSTITUTION_COLUMN, { key: 'effective_hours', label: 'util.effective', format: num },
+      UNIT_COLUMN, { key: 'effective_hours', label: 'util.effective', format: num },
       { key: 'external_hours', label: 'util.external', format: num },
       { key: 'threshold_hours', label: 'eval.threshold_hours', format: num }] },
   { name: 'silent', title: 'eval.silent', path: () => 'evaluation/silent',
     note: (_, page) => t('eval.silent_note').replace('{days}', page.days),
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      INSTITUTION_COLUMN,
+      UNIT_COLUMN,
       { key: 'last_data', label: 'eval.last_data', format: (v) => (v ? fmtTime(v) : null) },
       // null: no data ever came, which is worth saying rather than a dash
       { key: 'silent_days', label: 'eval.silent_days', format: (v) => v ?? t('eval.never_reported') }] },
@@ -72,7 +70,7 @@ const LISTS = [
     params: (y) => ({ as_of: asOf(y) }),
     note: (y) => t('eval.overdue_note').replace('{date}', asOf(y)),
     columns: [{ key: 'instrument_id', label: 'field.id' }, { key: 'name', label: 'field.name' },
-      INSTITUTION_COLUMN,
+      UNIT_COLUMN,
       { key: 'accepted_on', label: 'field.accepted' }, { key: 'deadline', label: 'eval.deadline' },
       { key: 'networked_on', label: 'field.networked' },
       { key: 'working_days_late', label: 'eval.days_late' }] },
@@ -215,7 +213,6 @@ export function render(root, ctx) {
       return;
     }
     try {
-      await loadInstitutionNames(stop.signal);
       if (readsPublished) {
         await loadPublished(y);
         body.dataset.loaded = 'true';

@@ -4,7 +4,7 @@
 import { getJson, postCsv } from '../api.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
-import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
+import { UNIT_COLUMN } from '../institutions.js';
 import { attempt, showDone } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
@@ -18,7 +18,7 @@ const COLUMNS = [
   { key: 'external_finding', label: 'reported.external_finding', format: finding },
   { key: 'reported_external_hours', label: 'reported.reported_external', format: num },
   { key: 'measured_external_hours', label: 'reported.measured_external', format: num },
-  INSTITUTION_COLUMN,
+  UNIT_COLUMN,
 ];
 const UPLOADERS = ['admin', 'lab_manager'];
 
@@ -31,8 +31,7 @@ export function reportedCard(y, ctx, signal) {
   card.querySelector('.card-head').append(exportButtons(path, {}, ctx.fail, 'reported'));
 
   async function load() {
-    const [found] = await Promise.all([getJson(path, { limit: 1000 }, { signal }),
-      loadInstitutionNames(signal)]);
+    const found = await getJson(path, { limit: 1000 }, { signal });
     result.replaceChildren(
       el('p', { class: 'muted', dataset: { flagged: found.flagged }, text: `${t('reported.flagged')}: ${fmtNumber(found.flagged)} / ${fmtNumber(found.total)}` }),
       table(COLUMNS, found.items, 'reported'));

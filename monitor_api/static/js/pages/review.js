@@ -5,7 +5,7 @@ import { getJson } from '../api.js';
 import { categoryList, loadCategories, namedCodes } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
-import { INSTITUTION_COLUMN, knownRegions, loadInstitutionNames } from '../institutions.js';
+import { UNIT_COLUMN, knownRegions, loadInstitutionNames } from '../institutions.js';
 import { attempt, showProblem } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
@@ -16,7 +16,7 @@ const COLUMNS = [
   { key: 'spare_hours', label: 'review.spare_hours', format: num },
   { key: 'effective_hours', label: 'util.effective', format: num },
   { key: 'target_hours', label: 'review.target_hours', format: num },
-  INSTITUTION_COLUMN, { key: 'region', label: 'review.region', short: true },
+  UNIT_COLUMN, { key: 'region', label: 'review.region', short: true },
   { key: 'category_code', label: 'field.category' },
   { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) },
 ];
@@ -62,8 +62,7 @@ export function reviewCard(y, ctx, signal) {
         return;
       }
       const params = { category: code, region: region.value };
-      const [found] = await Promise.all([getJson(path, { ...params, limit: 1000 }, { signal }),
-        loadInstitutionNames(signal)]);
+      const found = await getJson(path, { ...params, limit: 1000 }, { signal });
       const said = found.verdict === 'none_registered' && params.region
         ? t('review.verdict.none_in_region').replace('{region}', params.region)
         : t(`review.verdict.${found.verdict}`);

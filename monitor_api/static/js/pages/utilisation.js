@@ -8,6 +8,7 @@ import { chartBox, hoursChart, teardown } from '../charts.js';
 import { dateInput, wallClock } from '../clock.js';
 import { el, markPresets } from '../dom.js';
 import { fmtNumber, fmtPercent, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
+import { UNIT_COLUMN } from '../institutions.js';
 import { showProblem } from '../notice.js';
 import { exportButtons, moreNote, section, table } from '../table.js';
 
@@ -28,7 +29,7 @@ const COLUMNS = [
 const code = (v) => t(`code.${v}`);
 const SERVICE_COLUMNS = [
   { key: 'booking_id', label: 'svc.booking' },
-  { key: 'instrument_name', label: 'svc.instrument' },
+  { key: 'instrument_name', label: 'svc.instrument' }, UNIT_COLUMN,
   { key: 'user_name', label: 'svc.user',
     format: (v, row) => (row.organisation ? `${v || row.user_id} (${row.organisation})` : v || row.user_id) },
   { key: 'user_type', label: 'svc.user_type', format: code },
