@@ -404,8 +404,8 @@ class MqttLink:
         if not reason.is_failure:
             self._on_ack(mid)
             return
-        topic = client._out_messages[mid].topic  # paho drops the message after this call
-        why = f"the broker refused a message on {topic} ({reason})"
+        sent = client._out_messages.get(mid)  # paho drops the message after this call
+        why = f"the broker refused a message on {sent.topic if sent else 'a topic'} ({reason})"
         if reason.value == NOT_AUTHORIZED:
             user = self.address.username or "anonymous"
             why += (f": check that the broker's ACL lets user {user!r} publish there"
