@@ -235,6 +235,7 @@ class InstrumentIn(InstrumentFields):
 class Instrument(InstrumentFields):
     model_config = ConfigDict(extra="ignore")
 
+    institution_name: UnitName
     created_at: datetime
     monitored_since: datetime | None = Field(
         default=None, description="When the platform first heard from it (its earliest sample)."

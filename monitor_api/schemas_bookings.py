@@ -9,7 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Moment, Money, Text, example_config
+from monitor_api.schemas import Moment, Money, Text, UnitName, example_config
 
 
 class CertLevel(StrEnum):
@@ -103,6 +103,8 @@ class Booking(BaseModel):
     id: int
     instrument_id: str
     instrument_name: str
+    institution_id: str = Field(description="The instrument's unit.")
+    institution_name: UnitName
     user_id: str
     user_name: str
     kind: BookingKind

@@ -10,14 +10,16 @@ from monitor_api.db import Conn, fetch_all, fetch_one
 from monitor_api.queries.common import Where, page
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
-# announced itself offline; otherwise the state last reported. A short page streams in id
-# order through the primary keys; the count, a second statement (``page``), needs none of the
-# joins. The rows come back in binary format and the route encodes them with
+# announced itself offline; otherwise the state last reported. Each entry names its unit
+# (``institution_name``, every instrument has one) by a join on its primary key, so that no
+# client looks units up. A short page streams in id order through the primary keys; the
+# count, a second statement (``page``), reads nothing of the left joins, which PostgreSQL then
+# drops. The rows come back in binary format and the route encodes them with
 # orjson: for the 10,000-instrument board ~25 % faster than ``json_agg`` inside PostgreSQL
 # (60-65 against 80-88 ms, measured side by side).
 _BOARD = """
 SELECT * FROM (
-    SELECT i.id AS instrument_id, i.institution_id, o.online,
+    SELECT i.id AS instrument_id, i.institution_id, n.name AS institution_name, o.online,
            CASE WHEN %(as_listed)s THEN i.listing->>'name' ELSE i.name END AS name,
            CASE WHEN %(as_listed)s THEN i.listing->>'category_code' ELSE i.category_code END
                AS category_code,
@@ -28,6 +30,7 @@ SELECT * FROM (
            CASE WHEN o.online THEN s.power_w END AS power_w,
            s.last_ts, s.gateway_id, i.listing IS NOT NULL AS listed
     FROM instrument i
+    LEFT JOIN institution n ON n.id = i.institution_id
     LEFT JOIN instrument_status s ON s.instrument_id = i.id
     LEFT JOIN gateway g ON g.id = s.gateway_id
     LEFT JOIN platform_user u ON u.id = s.user_id

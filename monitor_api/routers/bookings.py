@@ -49,16 +49,22 @@ _COLS = (
     " (SELECT bi.name FROM instrument bi WHERE bi.id = b.instrument_id) AS instrument_name,"
     " (SELECT bi.listing->>'name' FROM instrument bi WHERE bi.id = b.instrument_id)"
     " AS listed_name,"
-    " (SELECT bu.name FROM platform_user bu WHERE bu.id = b.user_id) AS user_name"
+    " (SELECT bu.name FROM platform_user bu WHERE bu.id = b.user_id) AS user_name,"
+    " (SELECT bi.institution_id FROM instrument bi WHERE bi.id = b.instrument_id)"
+    " AS institution_id,"
+    " (SELECT bn.name FROM institution bn WHERE bn.id ="
+    " (SELECT bi.institution_id FROM instrument bi WHERE bi.id = b.instrument_id))"
+    " AS institution_name"
 )
+"""A booking's columns with its instrument's, user's and unit's names: subqueries, which a
+``RETURNING`` list can hold (not joins), each one primary-key lookup per row."""
 _RETURNING = _COLS.replace("b.", "")
 
 
 async def _booking(conn: Conn, booking_id: int) -> dict[str, Any]:
     row = await fetch_one(
         conn,
-        f"SELECT {_COLS}, i.institution_id FROM booking b"
-        " JOIN instrument i ON i.id = b.instrument_id WHERE b.id = %s",
+        f"SELECT {_COLS} FROM booking b WHERE b.id = %s",
         (booking_id,),
     )
     if row is None:

@@ -119,7 +119,7 @@ async def list_instruments(
     if review_pending is not None:  # users see listed entries, none of them pending
         pending = "false" if caller.role is Role.USER else _PENDING
         where.add(f"({pending}) = %(pending)s", pending=review_pending)
-    found = await page(conn, select=_SELECT + " WHERE {where}", where=where, order="id",
+    found = await page(conn, select=_SELECT + " WHERE {where}", where=where, order="i.id",
                        limit=limit, offset=offset)
     return {**found, "items": [as_seen_by(caller, row) for row in found["items"]]}
 
@@ -142,7 +142,10 @@ async def visible_instrument(conn: Conn, caller: Principal, instrument_id: str) 
 
 _PENDING = "catalogue_entry(i) IS DISTINCT FROM i.listing"
 """The registry's catalogue fields differ from the listed entry, or it is not listed."""
-_SELECT = f"SELECT i.*, {_PENDING} AS review_pending FROM instrument i"
+_SELECT = (f"SELECT i.*, u.name AS institution_name, {_PENDING} AS review_pending"
+           " FROM instrument i JOIN institution u ON u.id = i.institution_id")
+"""An instrument with its unit's registered name, which the catalogue shows everyone as
+``GET /institutions`` does (a listed entry does not hold the unit)."""
 
 
 def _catalogue(caller: Principal, column: str) -> str:

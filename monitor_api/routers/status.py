@@ -21,7 +21,15 @@ from monitor_api.json_encoding import json_bytes, json_time
 from monitor_api.queries import status as q
 from monitor_api.queries.common import named_tree
 from monitor_api.routers.registry import visible_instrument
-from monitor_api.schemas import Category, Instrument, Limit, Moment, Offset, Page
+from monitor_api.schemas import (
+    Category,
+    Instrument,
+    Limit,
+    Moment,
+    Offset,
+    Page,
+    UnitName,
+)
 from monitor_api.settings import ApiSettings
 from monitor_api.status_feed import Changes, StatusFeed, db_now
 
@@ -51,6 +59,7 @@ class StatusItem(BaseModel):
     instrument_id: str
     name: str
     institution_id: str
+    institution_name: UnitName
     category_code: str | None
     online: bool
     state: str
@@ -267,6 +276,9 @@ async def _token_live(pool: Pool, token_id: int) -> bool:
 
 
 def _key(item: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes an entry a change to send: its state, connection, user and since. Names
+    (the instrument's, its unit's) are not: an entry carries them as they are when it is sent,
+    so a unit renamed meanwhile is named anew with the instrument's next change."""
     return (item["state"], item["online"], item["user_id"], item["since"])
 
 

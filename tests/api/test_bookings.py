@@ -67,6 +67,19 @@ def test_users_see_the_instrument_by_its_listed_name(api: Api) -> None:
     assert "listed_name" not in got
 
 
+def test_bookings_name_the_instruments_unit(api: Api) -> None:
+    """Each booking names its instrument's own unit (a sub-unit by its own name) beside its
+    id, as made, listed, read and changed, for its user and its managers alike."""
+    with api.as_("user") as user, api.as_("manager") as mgr:
+        made = _book(user, "nmr", "assisted", 9, 12).json()
+        seen = [made, *user.get("/bookings").json()["items"],
+                *mgr.get("/bookings").json()["items"], mgr.get(f"/bookings/{made['id']}").json(),
+                mgr.post(f"/bookings/{made['id']}/approve").json()]
+    assert {(b["id"], b["institution_id"], b["institution_name"]) for b in seen} == {
+        (made["id"], "uni-ac", "东北大学分析测试中心")}
+    assert len(seen) == 5
+
+
 def test_a_user_cannot_request_one_slot_twice(api: Api) -> None:
     """A second tab or a retried request must not queue a duplicate for the managers."""
     with api.as_("user") as user, api.as_("firm") as firm:

@@ -139,6 +139,28 @@ def test_crud_and_pagination(api: Api) -> None:
         assert c.patch("/users/new1", json={"approved": True}).json()["approved"] is True
 
 
+def test_the_catalogue_names_each_instruments_unit(api: Api) -> None:
+    """The list and the entry name the instrument's own unit (a sub-unit by its own name) for
+    everyone who sees it, a registered user reading the catalogue too; so do an entry created
+    and one moved to another unit, by the name registered now."""
+    units = {"inc1": "孵化实验室", "nmr": "东北大学分析测试中心", "sem": "东北大学分析测试中心",
+             "xrd": "大连理工大学"}
+    for role in ("admin", "manager", "user"):
+        with api.as_(role) as c:
+            listed = c.get("/instruments", params={"limit": 1000}).json()["items"]
+            entry = c.get("/instruments/nmr").json()
+        assert {i["id"]: i["institution_name"] for i in listed} == {
+            i: units[i] for i in (units if role != "manager" else ("nmr", "sem"))}, role
+        assert (entry["institution_id"], entry["institution_name"]) == (
+            "uni-ac", "东北大学分析测试中心"), role
+    api.sql("UPDATE institution SET name = '大连理工大学(新)' WHERE id = 'other'")
+    with api.as_("admin") as c:
+        created = c.post("/instruments", json={"id": "q", "name": "q", "institution_id": "uni"})
+        moved = c.patch("/instruments/sem", json={"institution_id": "other"})
+    assert created.json()["institution_name"] == "东北大学"
+    assert moved.json()["institution_name"] == "大连理工大学(新)"
+
+
 def test_institutions_stay_a_tree(api: Api) -> None:
     """uni-ac is under uni: neither may come under itself, directly or through the other."""
     with api.as_("admin") as c:

@@ -76,6 +76,37 @@ def test_who_is_at_an_instrument_is_shown_to_staff_and_to_that_user_only(live: A
         ("out1", "外单位用户"), (None, None)]
 
 
+UNITS = {"nmr": ("uni-ac", "东北大学分析测试中心"), "sem": ("uni-ac", "东北大学分析测试中心"),
+         "xrd": ("other", "大连理工大学"), "inc1": ("incub", "孵化实验室")}
+"""Each seeded instrument's unit, by id and name: nmr and sem's is a sub-unit of uni."""
+
+
+def test_entries_name_their_unit_and_a_renamed_one_anew(live: Api) -> None:
+    """Board, detail and stream name each instrument's own unit (a sub-unit by its own name,
+    not its university's), for staff and registered users alike. A unit renamed while a
+    stream is open is named anew with the instrument's next change, and the stream goes on
+    sending changes, a renaming being none."""
+    for role in ("admin", "manager", "user"):
+        board = _board(live, role)
+        assert {k: (v["institution_id"], v["institution_name"]) for k, v in board.items()} \
+            == {k: UNITS[k] for k in board}, role
+    with live.as_("user") as c:
+        detail = c.get("/instruments/nmr/detail").json()
+        with c.stream("GET", "/status/stream", timeout=10) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")
+            live.sql("UPDATE institution SET name = '东北大学测试中心' WHERE id = 'uni-ac'")
+            events = []
+            for state in ("idle", "running"):
+                live.sql(f"UPDATE instrument_status SET state = '{state}', since = now(),"
+                         " updated_at = now() WHERE instrument_id = 'nmr'")
+                events.append(json.loads(next(ln for ln in lines if ln.startswith("data:"))[5:]))
+    assert (detail["instrument"]["institution_name"], detail["status"]["institution_name"]) \
+        == (UNITS["nmr"][1],) * 2
+    assert [(e["instrument_id"], e["state"], e["institution_name"]) for e in events] == [
+        ("nmr", "idle", "东北大学测试中心"), ("nmr", "running", "东北大学测试中心")]
+
+
 def test_board_filters_and_pages(live: Api) -> None:
     assert set(_board(live, state="running")) == {"nmr"}
     assert set(_board(live, state="offline")) == {"sem", "xrd", "inc1"}

@@ -15,7 +15,15 @@ from playwright.sync_api import Page, Response, Route, expect
 
 from tests.web.conftest import PHONE
 from tests.web.stack import INSTRUMENTS, Stack
-from tests.web.test_dashboard import STRINGS, NewPage, chart, login
+from tests.web.test_dashboard import (
+    INSTITUTION_NAMES,
+    OWNER,
+    STRINGS,
+    NewPage,
+    _bookings_page,
+    chart,
+    login,
+)
 
 MINUTE_MS = 60e3
 
@@ -92,3 +100,41 @@ def test_an_emptied_year_asks_the_api_nothing(stack: Stack, new_page: NewPage) -
     page.wait_for_timeout(1000)  # time for requests the click would send
     assert asked == []
     expect(page.locator('[data-section="instruments"]')).to_be_visible()  # the year shown stays
+
+
+def test_tiles_entries_and_bookings_name_each_unit_however_many_the_province_registers(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """The board's tiles, the registry entry, the catalogue queue and the bookings name each
+    instrument's unit as the API gives it, the id on hover, not from a list of names: with
+    that list cut to one unit a request (dut, the first by id), as a province past the 1,000
+    a page of the API holds has it, neu's and neu-ac's instruments are named too."""
+    owner = {**OWNER, "icp-2": "neu-ac"}
+    stack.sql("INSERT INTO instrument (id, name, institution_id)"
+              " VALUES ('icp-2', '电感耦合等离子体质谱仪', 'neu-ac')")  # not listed: in the queue
+    admin = new_page()
+    in_pages_of(admin, 1, "institutions")
+    login(admin, stack, "admin")
+    for instrument, unit in owner.items():
+        tile = admin.locator(f'.tile[data-instrument="{instrument}"] .tile-id')
+        expect(tile).to_have_text(f"{instrument} · {INSTITUTION_NAMES[unit]}")
+        expect(tile).to_have_attribute("title", unit)
+    admin.click('.tile[data-instrument="nmr-600"]')
+    admin.locator("details.registry summary").click()
+    entry = admin.locator("details.registry dl")
+    expect(entry.locator("dt").nth(1)).to_have_text(STRINGS["en"]["field.institution"])
+    expect(entry.locator("dd").nth(1)).to_have_text(f"{INSTITUTION_NAMES['neu-ac']} (neu-ac)")
+    admin.click('.nav a[href="#/catalogue"]')
+    queued = admin.locator('table[data-table="catalogue"] td[data-key="institution_name"] span')
+    expect(queued).to_have_text([INSTITUTION_NAMES["neu-ac"]])  # icp-2's
+    expect(queued).to_have_attribute("title", "neu-ac")
+
+    user = new_page()
+    in_pages_of(user, 1, "institutions")
+    _bookings_page(user, stack, "outside_user")
+    expect(user.locator('#book-instrument option[value="nmr-600"]')).to_have_text(
+        f"600 MHz 核磁共振波谱仪 (nmr-600) · {INSTITUTION_NAMES['neu-ac']}")
+    booked = user.locator('table[data-table="bookings"] td[data-key="instrument_id"]'
+                          " .booking-unit")
+    expect(booked).to_have_text([INSTITUTION_NAMES["neu-ac"]])  # the seeded nmr-600 service
+    expect(booked).to_have_attribute("title", "neu-ac")

@@ -7,7 +7,6 @@ import { categoryList, namedCodes } from '../categories.js';
 import { STATES } from '../charts.js';
 import { el, named } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
-import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { POWER_REFRESH_MS, every, followStatus, liveMark } from '../live.js';
 
 export function render(root, ctx) {
@@ -53,7 +52,6 @@ export function render(root, ctx) {
   function fillTile(node, item) {
     node.dataset.state = item.state;
     node.hidden = !visible(item);
-    const institution = institutionName(item.institution_id);
     const power = item.power_w !== null && item.power_w !== undefined
       ? `${t('board.power')} ${fmtNumber(item.power_w, 0)} W` : null;
     // the time in one piece: a tile's text may wrap anywhere (long ids), a date never
@@ -63,7 +61,7 @@ export function render(root, ctx) {
       el('span', { class: 'tile-state', text: t(`state.${item.state}`) }),
       el('span', { class: 'tile-name', text: item.name }),
       el('span', { class: 'tile-id', title: item.institution_id,
-        text: `${item.instrument_id} · ${institution}` }),
+        text: `${item.instrument_id} · ${item.institution_name}` }),
       el('span', { class: 'tile-meta' }, power, power && since ? ' · ' : null, since),
       item.user_id
         ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${named(item.user_name, item.user_id)}` })
@@ -120,9 +118,10 @@ export function render(root, ctx) {
   const fetchBoard = () => getJson('status', { ...scope, limit: 20000 }, { signal: stop.signal });
 
   /** The board as ``/status`` has it: drawn whole each time, so that after a reconnect it
-   * holds no tile of an instrument that left it meanwhile, as a first load would not. */
+   * holds no tile of an instrument that left it meanwhile, as a first load would not. Each
+   * entry names its unit, a province's thousands too. */
   async function loadBoard() {
-    const [board] = await Promise.all([fetchBoard(), loadInstitutionNames(stop.signal)]);
+    const board = await fetchBoard();
     tiles.clear();
     grid.replaceChildren(empty);
     for (const item of board.items) apply(item);

@@ -6,7 +6,6 @@ import { getAll, getJson, postJson } from '../api.js';
 import { dateTimeInput, instant, isoTime, readDateTimeInput, wallClock } from '../clock.js';
 import { el, named } from '../dom.js';
 import { fmtTime, t, zoneNote } from '../i18n.js';
-import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { answered, confirmed, showDone, showProblem, showRefusal } from '../notice.js';
 import { moreNote, section, table } from '../table.js';
 
@@ -102,7 +101,8 @@ export function render(root, ctx) {
   // status and actions next to the instrument: in sight on a phone without scrolling
   const columns = [
     { key: 'id', label: 'book.id', short: true },
-    { key: 'instrument_id', label: 'book.instrument', format: (v, row) => named(row.instrument_name, v) },
+    { key: 'instrument_id', label: 'book.instrument', format: (v, row) => [named(row.instrument_name, v),
+      el('span', { class: 'booking-unit', title: row.institution_id, text: row.institution_name })] },
     { key: 'status', label: 'book.status', format: (v, row) => [t(`book.status.${v}`), row.note
       ? el('span', { class: 'booking-note', text: `${t('book.note')}: ${row.note}` }) : null] },
     { key: 'actions', label: 'book.actions', format: (_, row) => buttons(row) },
@@ -130,10 +130,10 @@ export function render(root, ctx) {
     // none chosen at first: a request sent without choosing books nothing, not the first one
     const instrument = el('select', { id: 'book-instrument' },
       el('option', { value: '', text: t('book.choose_instrument') }));
-    // every instrument (a province registers thousands)
-    Promise.all([getAll('instruments', {}, { signal: stop.signal }), loadInstitutionNames(stop.signal).catch(() => {})])
-      .then(([items]) => instrument.append(...items.map((i) => el('option', { value: i.id,
-        text: `${named(i.name, i.id)} · ${institutionName(i.institution_id)}` }))))
+    // every instrument (a province registers thousands), each with its unit
+    getAll('instruments', {}, { signal: stop.signal })
+      .then((items) => instrument.append(...items.map((i) => el('option', { value: i.id,
+        text: `${named(i.name, i.id)} · ${i.institution_name}` }))))
       .catch((err) => { if (!stop.signal.aborted) ctx.fail(err, message); });
     const tomorrow = wallClock(Date.now() + DAY); // the inputs hold Shanghai's clock (clock.js)
     const nine = instant(tomorrow.year, tomorrow.month, tomorrow.day, 9);

@@ -5,7 +5,7 @@
 import { getJson, postJson } from '../api.js';
 import { el } from '../dom.js';
 import { fmtTime, t } from '../i18n.js';
-import { INSTITUTION_COLUMN, loadInstitutionNames } from '../institutions.js';
+import { UNIT_COLUMN } from '../institutions.js';
 import { attempt, showDone } from '../notice.js';
 import { section, table } from '../table.js';
 
@@ -39,7 +39,7 @@ export function render(root, ctx) {
 
   const columns = [
     { key: 'id', label: 'field.id', format: (v) => el('a', { href: `#/instrument/${encodeURIComponent(v)}`, text: v }) },
-    { key: 'name', label: 'field.name' }, INSTITUTION_COLUMN,
+    { key: 'name', label: 'field.name' }, UNIT_COLUMN,
     { key: 'listed_at', label: 'catalogue.listed_at', format: (v) => (v ? fmtTime(v) : null) },
     { key: 'listing', label: 'catalogue.changes', format: (_, row) => changes(row) },
   ];
@@ -52,9 +52,8 @@ export function render(root, ctx) {
   async function load() {
     body.dataset.loaded = 'false';
     try {
-      const [queue] = await Promise.all([
-        getJson('instruments', { review_pending: true, limit: SHOWN }, { signal: stop.signal }),
-        loadInstitutionNames(stop.signal)]);
+      const queue = await getJson('instruments', { review_pending: true, limit: SHOWN },
+        { signal: stop.signal });
       const card = section('catalogue.queue', 'queue', el('p', { class: 'muted', text: `${t('catalogue.total')}: ${queue.total}` }));
       card.append(table(columns, queue.items, 'catalogue'));
       body.replaceChildren(card);

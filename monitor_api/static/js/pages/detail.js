@@ -7,7 +7,6 @@ import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { dateTimeInput, readDateTimeInput } from '../clock.js';
 import { el, markPresets, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
-import { institutionName, loadInstitutionNames } from '../institutions.js';
 import { POWER_REFRESH_MS, every, followStatus, liveMark } from '../live.js';
 import { attempt, confirmed, showProblem } from '../notice.js';
 
@@ -122,11 +121,10 @@ export function render(root, ctx) {
   }
 
   async function loadInfo() {
-    const [{ instrument: i, status: s, gateway: g }] = await Promise.all([
-      getJson(detailPath, {}, { signal: stop.signal }), loadInstitutionNames(stop.signal)]);
+    const { instrument: i, status: s, gateway: g } = await getJson(detailPath, {}, { signal: stop.signal });
     const yes = (v) => (v ? t('field.yes') : t('field.no'));
     const rows = [
-      ['field.id', i.id], ['field.institution', named(institutionName(i.institution_id), i.institution_id)],
+      ['field.id', i.id], ['field.institution', named(i.institution_name, i.institution_id)],
       ['field.model', i.model],
       ['field.maker', i.maker],
       ['field.category', i.category_name

@@ -5,7 +5,7 @@ import { getJson } from '../api.js';
 import { categoryList, loadCategories, namedCodes } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
-import { UNIT_COLUMN, knownRegions, loadInstitutionNames } from '../institutions.js';
+import { UNIT_COLUMN, loadRegions } from '../institutions.js';
 import { attempt, showProblem } from '../notice.js';
 import { exportButtons, section, table } from '../table.js';
 
@@ -40,8 +40,8 @@ export function reviewCard(y, ctx, signal) {
   // the regions institutions are registered in: another would find nothing
   const region = el('select', { id: 'review-region', 'aria-label': t('review.region') },
     el('option', { value: '', text: t('review.whole_province') }));
-  loadInstitutionNames(signal)
-    .then(() => region.append(...knownRegions().map((r) => el('option', { value: r, text: r }))))
+  loadRegions(signal)
+    .then((regions) => region.append(...regions.map((r) => el('option', { value: r, text: r }))))
     .catch(() => {}); // the province as a whole can still be reviewed
   const form = el('form', { class: 'filters' },
     el('label', {}, `${t('review.category')} `, category, categoryList('review-category-list')),
