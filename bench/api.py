@@ -308,6 +308,9 @@ def main() -> None:
                         help="days of one-a-minute state samples at the end of 2025")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    if args.reported >= args.instruments:
+        parser.error("--reported must be below --instruments: the power series is read from "
+                     "the first instrument outside the reports' region")
 
     name = f"instrushare_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
