@@ -74,6 +74,8 @@ def test_an_assessment_a_file_and_a_review_being_typed_stay(
     page.fill("#review-category", "质谱仪器")
     expect(page.locator('#review-region option[value="大连"]')).to_have_count(1)
     page.select_option("#review-region", "大连")
+    chosen = page.locator(".reported-form .file-name")
+    expect(chosen).to_have_text("No file chosen")  # the page's words, not the browser's
     page.set_input_files("#reported-file", files=[FilePayload(
         name="hours.csv", mimeType="text/csv", buffer=b"instrument_id,effective_hours\n")])
     typed = values(page, ["assess-institution", "assess-mark", "assess-note", "review-category",
@@ -84,8 +86,11 @@ def test_an_assessment_a_file_and_a_review_being_typed_stay(
     expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
     expect(page.locator("#review-region")).to_have_value("大连")
     assert values(page, list(typed)) == typed
+    expect(page.locator(".reported-form .file-button")).to_have_text("选择文件")
+    expect(chosen).to_have_text("hours.csv")
     page.fill("#eval-year", str(datetime.now(SHANGHAI).year - 1))  # another year's form: empty
     page.click('form.filters button[type="submit"] >> nth=0')
     expect(page.locator('[data-section="publication"] [data-published]')).to_have_attribute(
         "data-year", str(datetime.now(SHANGHAI).year - 1))
     expect(page.locator("#assess-mark")).to_have_value("")
+    expect(chosen).to_have_text("未选择文件")

@@ -39,11 +39,18 @@ export function reportedCard(y, ctx, signal) {
   }
 
   if (UPLOADERS.includes(ctx.me.role)) {
-    const file = el('input', { type: 'file', id: 'reported-file', accept: '.csv,text/csv', required: true });
+    // the browser's own picker speaks the browser's language: it stays for the keyboard and
+    // form checks, out of sight, behind a button and a file name in the page's language
+    const file = el('input', { type: 'file', id: 'reported-file', class: 'file-input', accept: '.csv,text/csv', required: true });
+    const chosen = el('span', { class: 'file-name muted' });
+    const showChosen = () => { chosen.textContent = file.files[0]?.name ?? t('reported.no_file'); };
+    file.addEventListener('change', showChosen);
     const form = el('form', { class: 'filters reported-form' },
-      el('label', {}, `${t('reported.file')} `, file),
+      el('label', { class: 'file-pick' }, `${t('reported.file')} `, file,
+        el('span', { class: 'file-button', text: t('reported.choose') }), chosen),
       el('button', { type: 'submit', class: 'primary', text: t('reported.upload') }));
     ctx.keep(file);
+    showChosen();
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       attempt(async () => {
