@@ -155,6 +155,23 @@ def test_message_queries_bound_the_partition_column() -> None:
                 " AND $__timeTo()::timestamptz + INTERVAL '5 minutes'") in sql, target.panel_title
 
 
+INSTITUTION_FILTER = "IN (SELECT institution_subtree(ARRAY[$institution]))"
+
+
+def test_every_institution_filter_takes_in_sub_units() -> None:
+    """One filter form everywhere: a panel comparing with ``$institution`` itself would drop
+    the sub-units of a chosen university. The variable offers the same choices everywhere."""
+    variables = [v for d in grafana.load_dashboards().values() for v in d["templating"]["list"]
+                 if v["name"] == "institution"]
+    assert len(variables) == 2 and variables[0] == variables[1]
+    uses = 0
+    for target in grafana.targets(PG_TYPE):
+        sql = target.target["rawSql"]
+        assert sql.count("$institution") == sql.count(INSTITUTION_FILTER), target.panel_title
+        uses += sql.count(INSTITUTION_FILTER)
+    assert uses == 12
+
+
 def _check_variables(sql: str, variables: dict[str, Any], where: str) -> None:
     """Every $name is a Grafana macro, a global variable, or one of the dashboard's variables."""
     for name in re.findall(r"\$(\w+)", sql):
@@ -435,6 +452,66 @@ def test_bookings_panel_counts_no_shows(filled_db: str) -> None:
     assert (sum(r[1] for r in rows), sum(r[2] for r in rows)) == (5, 1)
     assert (sum(r[1] for r in strict), sum(r[2] for r in strict)) == (5, 2)
     assert (sum(r[1] for r in other), sum(r[2] for r in other)) == (1, 0)
+
+
+def test_choosing_a_university_takes_in_its_sub_units(filled_db: str) -> None:
+    """univ-lab is under univ: choosing univ counts univ-lab's instruments too, as "institution
+    X" does in the API; choosing univ-lab leaves its parent out; All is every institution."""
+    state = "Instruments by state 仪器状态"
+
+    def states(institution: str | None) -> dict[str, Any]:
+        chosen = {"institution": institution} if institution else {}
+        return _one_row("fleet.json", state, filled_db, {**chosen, **_heartbeat(900)})
+
+    univ = states("'univ'")  # i-fault (univ); i-run, i-stale (univ-lab, silent 40 min)
+    assert univ == {"running": 1, "idle": 0, "off": 0, "fault": 1, "maintenance": 0,
+                    "offline": 1, "total": 3}
+    lab = states("'univ-lab'")
+    assert (lab["running"], lab["fault"], lab["offline"], lab["total"]) == (1, 0, 1, 2)
+    assert states("'univ','univ-lab'") == univ  # a sub-unit chosen with its parent counts once
+    assert states(None)["total"] == univ["total"] + states("'other'")["total"] == 6
+
+    # i-run: 1 h clipped (u-ext), 2 h (u-in), 0.5 h - 10 s open (u-firm); i-fault: 1 h (u-new)
+    got = _one_row("utilisation.json", "Machine hours in range 统计期机时", filled_db,
+                   {"institution": "'univ'"})
+    assert float(got["effective"]) == pytest.approx(1 + 2 + (0.5 - 10 / H) + 1)
+    assert float(got["external"]) == pytest.approx(1 + (0.5 - 10 / H))
+    assert got["instruments"] == 2
+    with psycopg.connect(filled_db) as conn:
+        variables = _all_institutions(conn, grafana.load_dashboards()["utilisation.json"])
+        assert variables["institution"] == "'other','univ','univ-lab'"
+        _, by_inst = _run(conn, _panel("utilisation.json", "By institution 按单位"),
+                          {**variables, "institution": "'univ'"})
+    assert [(r[0], r[2]) for r in by_inst] == [("univ-lab", 2), ("univ", 1)]
+    assert [float(r[3]) for r in by_inst] == pytest.approx([3.5 - 10 / H, 1.0])
+
+
+def test_institution_choices_show_the_tree(filled_db: str) -> None:
+    """A sub-unit is offered under its parent, named by its path."""
+    (query,) = [v["query"] for v in grafana.load_dashboards()["fleet.json"]["templating"]["list"]
+                if v["name"] == "institution"]
+    with psycopg.connect(filled_db) as conn:
+        rows = conn.execute(query).fetchall()
+    assert rows == [("other", "Other institute"), ("univ", "University"),
+                    ("univ-lab", "University / University lab")]
+
+
+def test_subtree_of_unknown_ids_is_empty_and_a_cycle_ends(database_url: str) -> None:
+    """A cycle made before the tree trigger existed must not hang every dashboard."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO institution (id, name) VALUES ('a', 'A'), ('b', 'B'),"
+                     " ('c', 'C')")
+        conn.execute("ALTER TABLE institution DISABLE TRIGGER institution_stays_a_tree")
+        conn.execute("UPDATE institution SET parent_id = CASE id WHEN 'a' THEN 'b' ELSE 'a' END"
+                     " WHERE id IN ('a', 'b')")
+
+        def subtree(*ids: str) -> list[str]:
+            return sorted(r[0] for r in conn.execute(
+                "SELECT institution_subtree(%s::text[])", (list(ids),)))
+
+        assert subtree("a") == ["a", "b"]
+        assert subtree("c", "nowhere") == ["c"]
+        assert subtree("nowhere") == []
 
 
 def test_ingest_panels_find_gaps_and_dead_letters(filled_db: str) -> None:
