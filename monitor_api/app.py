@@ -23,6 +23,7 @@ from monitor_api import web
 from monitor_api.body_limit import BodyLimit
 from monitor_api.db import Pool, make_pool
 from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
+from monitor_api.fleet_gauges import FleetGauges
 from monitor_api.periodic import Job, running
 from monitor_api.rollup import fill_rollups
 from monitor_api.routers import (
@@ -85,7 +86,7 @@ def _route_name(request: Request) -> str:
     return str(getattr(request.scope.get("route"), "path", "unmatched"))
 
 
-def _background_jobs(pool: Pool, settings: ApiSettings) -> list[Job]:
+def _background_jobs(pool: Pool, settings: ApiSettings, registry: CollectorRegistry) -> list[Job]:
     async def fill() -> str:
         done = await fill_rollups(pool, timeout=settings.heartbeat_timeout,
                                   months=settings.rollup_months, now=datetime.now(UTC))
@@ -95,6 +96,9 @@ def _background_jobs(pool: Pool, settings: ApiSettings) -> list[Job]:
         Job("rollups", fill, settings.rollup_interval_s),
         Job("lapsed bookings", lambda: void_all_lapsed(pool, settings),
             settings.booking_sweep_interval_s),
+        Job("fleet gauges", FleetGauges(pool, timeout=settings.heartbeat_timeout,
+                                        registry=registry).update,
+            settings.fleet_gauge_interval_s),
     ]
 
 
@@ -116,7 +120,7 @@ def create_app(
         logger.info("monitor_api started (pool %d-%d connections)",
                     settings.pool_min_size, settings.pool_max_size)
         try:
-            async with running(_background_jobs(pool, settings)):
+            async with running(_background_jobs(pool, settings, metrics.registry)):
                 yield
         finally:
             await feed.close()

@@ -110,6 +110,9 @@ class ApiSettings(BaseSettings):
     background; 0: never (reports then compute what they miss themselves)."""
     rollup_months: int = Field(default=13, ge=1, le=120)
     """Whole months before the current one that the background filler covers."""
+    fleet_gauge_interval_s: float = Field(default=30.0, ge=0)
+    """How often instruments per state and gateways online are counted for ``/metrics``;
+    0: never, and those gauges are not exported."""
     evaluation: EvaluationRules = Field(default_factory=EvaluationRules)
 
     @model_validator(mode="after")

@@ -80,7 +80,8 @@ def make_settings(database_url: str, **overrides: Any) -> ApiSettings:
     rollup rows their own reports store and the bookings their own requests void."""
     return ApiSettings(**{"database_url": database_url, "sse_poll_s": 0.2, "pool_min_size": 1,
                           "pool_max_size": 4, "rollup_interval_s": 0,
-                          "booking_sweep_interval_s": 0, **overrides})
+                          "booking_sweep_interval_s": 0, "fleet_gauge_interval_s": 0,
+                          **overrides})
 
 
 SEED = [
