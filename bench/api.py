@@ -46,9 +46,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -276,24 +278,37 @@ def _stats(measured: tuple[float, list[float]]) -> dict[str, float]:
             "cold_ms": round(cold, 1)}
 
 
-def _serve(url: str, port: int) -> subprocess.Popen[bytes]:
+@contextmanager
+def _serving(url: str, port: int) -> Iterator[None]:
     """``instrushare api`` in a process of its own, as deployed: the benchmark's client,
     reading megabytes of JSON, does not share its interpreter. Rollups are left to the
-    reports (cold_ms: the first report fills them)."""
+    reports (cold_ms: the first report fills them). Its log goes to a file, whose end a
+    server that does not come up is reported with."""
     env = {**os.environ, "DATABASE_URL": url, "INSTRUSHARE_API_ROLLUP_INTERVAL_S": "0"}
-    server = subprocess.Popen([sys.executable, "-m", "instrushare", "api", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "instrushare", "api", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
-            return server
-        except httpx.HTTPError:
-            if server.poll() is not None:
-                break
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError(f"instrushare api did not come up on port {port}")
+            deadline = time.monotonic() + 60
+            while not _answers(port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"instrushare api did not come up on port {port}:\n{tail}")
+                time.sleep(0.1)
+            yield
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def _answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -329,56 +344,52 @@ def main() -> None:
         settings = ApiSettings(database_url=url, rollup_interval_s=0)  # cold_ms: reports fill it
         token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
         port = _free_port()
-        server = _serve(url, port)
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600,
-                              headers={"Authorization": f"Bearer {token}"}) as client:
-                board = _measure(client, "/status", {"limit": str(args.instruments)}, args.runs)
-                count = client.get("/status", params={"limit": "1"}).json()["total"]
-                report_params = {"start": "2025-01-01", "end": "2025-12-31", "region": "沈阳",
-                                 "limit": "1000"}
-                report = _measure(client, "/reports/utilisation", report_params,
+        with _serving(url, port), httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=600,
+                headers={"Authorization": f"Bearer {token}"}) as client:
+            board = _measure(client, "/status", {"limit": str(args.instruments)}, args.runs)
+            count = client.get("/status", params={"limit": "1"}).json()["total"]
+            report_params = {"start": "2025-01-01", "end": "2025-12-31", "region": "沈阳",
+                             "limit": "1000"}
+            report = _measure(client, "/reports/utilisation", report_params,
+                              args.report_runs)
+            rows = client.get("/reports/utilisation", params=report_params).json()["total"]
+            no_avail = _measure(client, "/reports/utilisation",
+                                {**report_params, "availability": "false"},
+                                args.report_runs)
+            # eleven months from the rollup, 30 days from the sessions
+            year_less_a_day = _measure(client, "/reports/utilisation",
+                                     {**report_params, "end": "2025-12-30",
+                                      "availability": "false"}, args.report_runs)
+            sampled_start = (datetime(2025, 12, 31) - timedelta(days=args.sample_days - 1))
+            days_params = {**report_params, "start": sampled_start.date().isoformat()}
+            days = _measure(client, "/reports/utilisation", days_params, args.report_runs)
+            first = client.get("/reports/utilisation", params=days_params).json()["items"]
+            availability = statistics.mean(i["availability"] for i in first)
+            # the register of the year's bookings against the plain list of as many
+            year = {"start": "2025-01-01", "end": "2025-12-31", "limit": "1000"}
+            register = _measure(client, "/reports/service-records", year, args.report_runs)
+            listed = _measure(client, "/bookings", {"limit": "1000"}, args.report_runs)
+            register_csv = _measure(client, "/reports/service-records",
+                                    {**year, "format": "csv"}, 3)
+            bookings = client.get("/reports/service-records",
+                                  params={**year, "limit": "1"}).json()["total"]
+            # the province's evaluation: every instrument, most of them never heard from
+            evaluation = _measure(client, "/evaluation/2025/instruments", {"limit": "1000"},
                                   args.report_runs)
-                rows = client.get("/reports/utilisation", params=report_params).json()["total"]
-                no_avail = _measure(client, "/reports/utilisation",
-                                    {**report_params, "availability": "false"},
-                                    args.report_runs)
-                # eleven months from the rollup, 30 days from the sessions
-                year_less_a_day = _measure(client, "/reports/utilisation",
-                                         {**report_params, "end": "2025-12-30",
-                                          "availability": "false"}, args.report_runs)
-                sampled_start = (datetime(2025, 12, 31) - timedelta(days=args.sample_days - 1))
-                days_params = {**report_params, "start": sampled_start.date().isoformat()}
-                days = _measure(client, "/reports/utilisation", days_params, args.report_runs)
-                first = client.get("/reports/utilisation", params=days_params).json()["items"]
-                availability = statistics.mean(i["availability"] for i in first)
-                # the register of the year's bookings against the plain list of as many
-                year = {"start": "2025-01-01", "end": "2025-12-31", "limit": "1000"}
-                register = _measure(client, "/reports/service-records", year, args.report_runs)
-                listed = _measure(client, "/bookings", {"limit": "1000"}, args.report_runs)
-                register_csv = _measure(client, "/reports/service-records",
-                                        {**year, "format": "csv"}, 3)
-                bookings = client.get("/reports/service-records",
-                                      params={**year, "limit": "1"}).json()["total"]
-                # the province's evaluation: every instrument, most of them never heard from
-                evaluation = _measure(client, "/evaluation/2025/instruments", {"limit": "1000"},
-                                      args.report_runs)
-                overdue = _measure(client, "/evaluation/overdue-registrations",
-                                   {"limit": "1000"}, args.report_runs)
-                late = client.get("/evaluation/overdue-registrations",
-                                  params={"limit": "1"}).json()["total"]
-                # the year's power per day: whole hours from power_hours(), or, a minute
-                # off the hour, every bucket from the samples
-                power_path = f"/instruments/{power_instrument}/power"
-                power_params = {"start": YEAR_BOUNDS["lo"].isoformat(),
-                                "end": YEAR_BOUNDS["hi"].isoformat(), "step_s": "86400"}
-                power = _measure(client, power_path, power_params, args.report_runs)
-                unaligned = {**power_params, "start": (YEAR_BOUNDS["lo"]
-                                                       + timedelta(minutes=1)).isoformat()}
-                power_raw = _measure(client, power_path, unaligned, args.report_runs)
-        finally:
-            server.terminate()
-            server.wait(30)
+            overdue = _measure(client, "/evaluation/overdue-registrations",
+                               {"limit": "1000"}, args.report_runs)
+            late = client.get("/evaluation/overdue-registrations",
+                              params={"limit": "1"}).json()["total"]
+            # the year's power per day: whole hours from power_hours(), or, a minute
+            # off the hour, every bucket from the samples
+            power_path = f"/instruments/{power_instrument}/power"
+            power_params = {"start": YEAR_BOUNDS["lo"].isoformat(),
+                            "end": YEAR_BOUNDS["hi"].isoformat(), "step_s": "86400"}
+            power = _measure(client, power_path, power_params, args.report_runs)
+            unaligned = {**power_params, "start": (YEAR_BOUNDS["lo"]
+                                                   + timedelta(minutes=1)).isoformat()}
+            power_raw = _measure(client, power_path, unaligned, args.report_runs)
         bare_board = _measure_sql(url, BARE_BOARD, {}, args.runs)
         bare_year = _measure_sql(url, BARE_YEAR, YEAR_BOUNDS, args.report_runs)
         bare_power = _measure_sql(url, BARE_POWER, {**YEAR_BOUNDS, "id": power_instrument,
