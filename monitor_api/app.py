@@ -89,7 +89,8 @@ def _route_name(request: Request) -> str:
 def _background_jobs(pool: Pool, settings: ApiSettings, registry: CollectorRegistry) -> list[Job]:
     async def fill() -> str:
         done = await fill_rollups(pool, timeout=settings.heartbeat_timeout,
-                                  months=settings.rollup_months, now=datetime.now(UTC))
+                                  months=settings.rollup_months, now=datetime.now(UTC),
+                                  grace=settings.no_show_grace)
         return f"filled for {done} instruments, {settings.rollup_months} months"
 
     return [

@@ -32,15 +32,17 @@ def whole_months_before(now: datetime, months: int) -> tuple[date, date]:
     return date(back // 12, back % 12 + 1, 1), this_month - timedelta(days=1)
 
 
-async def fill_rollups(pool: Pool, *, timeout: timedelta, months: int, now: datetime) -> int:
+async def fill_rollups(
+    pool: Pool, *, timeout: timedelta, months: int, now: datetime, grace: timedelta
+) -> int:
     """Compute and store availability and usage of every instrument over the ``months`` whole
-    months before ``now`` (usage of the final ones); returns how many instruments were
-    covered."""
+    months before ``now`` (usage of the final ones, for the reports' no-show ``grace``);
+    returns how many instruments were covered."""
     lo, hi = period_bounds(*whole_months_before(now, months))
     split = MonthSplit.of(lo, hi, now=now)
     async with pool.connection() as conn:
         ids = [r["id"] for r in await fetch_all(conn, "SELECT id FROM instrument ORDER BY id")]
     await state_figures(pool.connection, ids=ids, lo=lo, hi=hi, timeout=timeout)
-    await roll_up(pool.connection, ids=ids, split=split,
+    await roll_up(pool.connection, ids=ids, split=split, grace=grace,
                   per_transaction=USAGE_INSTRUMENTS_PER_TRANSACTION)
     return len(ids)

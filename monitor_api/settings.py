@@ -87,6 +87,8 @@ class ApiSettings(BaseSettings):
     compliance_threshold_rmb: float = Field(default=300_000.0, ge=0)
     compliance_working_days: int = Field(default=30, ge=1)
     no_show_grace_s: float = Field(default=1800.0, ge=0, le=86400)
+    """Grace around a booking's window: no-shows, and which booking a session with no
+    reported user was run under (docs/metrics.md, "Users by booking")."""
     no_show_limit: int = Field(default=3, ge=0)
     """No-shows within ``no_show_window_days`` that suspend a user's booking requests; 0: never."""
     no_show_window_days: int = Field(default=90, ge=1, le=3650)

@@ -153,6 +153,7 @@ _STORED_SUMS = """
                uncertified_s, unattributed_s, outside_users, outside_orgs, running_mr, raw_mr
         FROM session_month
         WHERE instrument_id = ANY(%(ids)s) AND month = ANY(%(months)s::date[])
+          AND grace = %(grace)s
         UNION ALL
         SELECT instrument_id, month, false, sessions, carried, effective_s, running_s,
                external_s, uncertified_sessions, uncertified_carried, uncertified_s,
@@ -215,7 +216,7 @@ async def per_instrument(
               "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace,
               "pad": PAD, "part_months": [None], "part_lo": [lo], "part_hi": [hi]}
     split = MonthSplit.of(lo, hi, now=now)
-    rolled = await roll_up(connect, ids=ids, split=split, parallel=parallel)
+    rolled = await roll_up(connect, ids=ids, split=split, grace=grace, parallel=parallel)
     raw = [i for i in ids if i not in rolled]
 
     async def figures(statement: str, part: list[str], **extra: Any) -> list[dict[str, Any]]:

@@ -34,7 +34,8 @@ _MONTH_PIECES = """
     WHERE m.hi + %(pad)s <= i.last_ts AND m.hi + %(pad)s <= now()
       AND (i.open_since IS NULL OR i.open_since >= m.hi + %(pad)s)
       AND NOT EXISTS (SELECT 1 FROM session_month sm
-                      WHERE sm.instrument_id = i.id AND sm.month = m.month)
+                      WHERE sm.instrument_id = i.id AND sm.month = m.month
+                        AND sm.grace = %(grace)s)
 """
 
 _FILL_MONTHS = """
@@ -44,10 +45,11 @@ WITH months AS (
     FROM unnest(%(months)s::date[]) d
 """ + sums(_MONTH_PIECES, ranges=PADDED) + """
 )
-INSERT INTO session_month (instrument_id, month, sessions, carried, effective_s, running_s,
-                           external_s, uncertified_sessions, uncertified_carried, uncertified_s,
-                           unattributed_s, outside_users, outside_orgs, running_mr, raw_mr)
-SELECT p.id, p.month, coalesce(s.sessions, 0), coalesce(s.carried, 0),
+INSERT INTO session_month (instrument_id, month, grace, sessions, carried, effective_s,
+                           running_s, external_s, uncertified_sessions, uncertified_carried,
+                           uncertified_s, unattributed_s, outside_users, outside_orgs,
+                           running_mr, raw_mr)
+SELECT p.id, p.month, %(grace)s, coalesce(s.sessions, 0), coalesce(s.carried, 0),
        coalesce(s.effective_s, 0), coalesce(s.running_s, 0), coalesce(s.external_s, 0),
        coalesce(s.uncertified_sessions, 0), coalesce(s.uncertified_carried, 0),
        coalesce(s.uncertified_s, 0), coalesce(s.unattributed_s, 0),
@@ -64,24 +66,26 @@ that long (half a second for a year of 200 instruments with 250 sessions each)."
 
 _COMPLETE = """
 SELECT instrument_id FROM session_month
-WHERE instrument_id = ANY(%(ids)s) AND month = ANY(%(months)s::date[])
+WHERE instrument_id = ANY(%(ids)s) AND month = ANY(%(months)s::date[]) AND grace = %(grace)s
 GROUP BY instrument_id
 HAVING count(*) = cardinality(%(months)s::date[])
 """
 
 
 async def roll_up(
-    connect: Connect, *, ids: list[str], split: MonthSplit, parallel: int = 1,
+    connect: Connect, *, ids: list[str], split: MonthSplit, grace: timedelta, parallel: int = 1,
     per_transaction: int = ROLLUP_INSTRUMENTS_PER_TRANSACTION,
 ) -> set[str]:
-    """Roll up the final ones of ``split``'s months not rolled up yet; return the instruments
-    with every one of those months rolled up. Each transaction holds ``per_transaction``
-    instruments against the ingest while it runs."""
+    """Roll up the final ones of ``split``'s months not rolled up yet for the no-show
+    ``grace`` (which also widens the windows that attribute sessions to bookings); return the
+    instruments with every one of those months rolled up. Each transaction holds
+    ``per_transaction`` instruments against the ingest while it runs."""
     months = split.months
 
     async def complete(among: list[str]) -> set[str]:
         async with connect() as conn:
-            rows = await fetch_all(conn, _COMPLETE, {"ids": among, "months": months})
+            rows = await fetch_all(conn, _COMPLETE,
+                                   {"ids": among, "months": months, "grace": grace})
         return {r["instrument_id"] for r in rows}
 
     slots = asyncio.Semaphore(parallel)
@@ -95,7 +99,7 @@ async def roll_up(
             await conn.execute(_FILL_MONTHS, {
                 "inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
                 "lo_pad": split.lo - PAD, "hi_pad": split.hi + PAD, "pad": PAD, "ids": part,
-                "months": months}, prepare=False)
+                "months": months, "grace": grace}, prepare=False)
 
     if not months:
         return set()

@@ -25,15 +25,27 @@ _SUMS_FROM_SESSIONS = """
     -- [a, b) is the effective time (margins added), [ra, rb) the running time alone. A
     -- margin stops at a neighbouring session, and between two sessions the first one's
     -- cool-down comes before the next one's warm-up: no time is counted twice.
-    SELECT s.instrument_id, p.month, s.user_id, s.start_ts, s.end_ts, p.booked_mr, p.wide_mr,
+    SELECT s.instrument_id, p.month, s.user_id, s.operated, s.start_ts, s.end_ts, p.booked_mr,
+           p.wide_mr,
            greatest(m.a, p.lo) AS a, least(m.b, p.hi) AS b,
            greatest(s.start_ts, p.lo) AS ra, least(s.end_ts, p.hi) AS rb,
            m.a < p.lo AS carried
     FROM (
         SELECT u.*, lag(u.end_ts) OVER w AS prev_end, lead(u.start_ts) OVER w AS next_start
         FROM (
-            SELECT u.instrument_id, u.user_id, u.start_ts, coalesce(u.end_ts, u.last_ts) AS end_ts
+            -- the reported user, else the user of the booking the session started in
+            -- (docs/metrics.md, "Users by booking"); operated: whether that user ran the
+            -- instrument themselves, which certification is about
+            SELECT u.instrument_id, coalesce(u.user_id, b.user_id) AS user_id,
+                   u.user_id IS NOT NULL OR b.kind IS NOT DISTINCT FROM 'self' AS operated,
+                   u.start_ts, coalesce(u.end_ts, u.last_ts) AS end_ts
             FROM usage_session u JOIN instrument i ON i.id = u.instrument_id
+            LEFT JOIN LATERAL (
+                -- looked up for unreported sessions only (OFFSET 0 keeps the test a filter
+                -- before the lookup instead of a join filter after it)
+                SELECT * FROM session_booking(u.instrument_id, u.start_ts, %(grace)s)
+                WHERE u.user_id IS NULL OFFSET 0
+            ) b ON true
             WHERE u.instrument_id = ANY(%(ids)s) AND ({overlapping})
               AND coalesce(u.end_ts, u.last_ts) - u.start_ts
                   >= make_interval(secs => i.min_session_s)
@@ -50,7 +62,7 @@ _SUMS_FROM_SESSIONS = """
     SELECT c.instrument_id, c.month, c.user_id, c.carried,
            greatest(date_part('epoch', c.b - c.a), 0) AS secs,
            greatest(date_part('epoch', c.rb - c.ra), 0) AS run_secs,
-           c.user_id IS NOT NULL AND (v.valid IS NULL OR NOT v.valid @> c.start_ts)
+           c.operated AND (v.valid IS NULL OR NOT v.valid @> c.start_ts)
                AS uncertified,
            -- the running intervals touching a booking window, which booked running time and
            -- no-shows are made of (nested CASEs: cheap tests first, ranges built only when

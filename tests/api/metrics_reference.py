@@ -46,6 +46,7 @@ class Booking:
     start: datetime
     end: datetime
     status: str
+    kind: str = "self"
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,23 @@ def _end(s: Session) -> datetime:
     return s.end if s.end is not None else s.last
 
 
-def _certified(world: World, s: Session) -> bool:
+def _certified(world: World, s: Session, user_id: str) -> bool:
     for c in world.certifications:
-        if c.user_id != s.user_id or c.instrument_id != s.instrument_id:
+        if c.user_id != user_id or c.instrument_id != s.instrument_id:
             continue
         ends = [t for t in (c.valid_until, c.revoked_at) if t is not None]
         if c.valid_from <= s.start and (not ends or s.start < min(ends)):
             return True
     return False
+
+
+def booking_of(world: World, s: Session, grace: timedelta) -> Booking | None:
+    """The approved or completed booking whose window widened by ``grace`` holds the session's
+    start and is nearest to it; on a tie the later one."""
+    held = [b for b in world.bookings if b.instrument_id == s.instrument_id
+            and b.status in COUNTED and b.start - grace <= s.start < b.end + grace]
+    return min(held, default=None, key=lambda b: (
+        max(b.start - s.start, s.start - b.end, timedelta()), -b.start.timestamp()))
 
 
 @dataclass
@@ -170,12 +180,17 @@ def expected(
                 fig.running_s += (rb - ra).total_seconds()
             fig.sessions += 1
             fig.effective_s += secs
-            if s.user_id is None:
+            # the reported user, else the booking's; only who ran it themselves needs a
+            # certification
+            booking = booking_of(world, s, grace) if s.user_id is None else None
+            user_id = booking.user_id if booking is not None else s.user_id
+            operated = s.user_id is not None or (booking is not None and booking.kind == "self")
+            if user_id is None:
                 fig.unattributed_s += secs
-            elif not _certified(world, s):
+            elif operated and not _certified(world, s, user_id):
                 fig.uncertified_sessions += 1
                 fig.uncertified_s += secs
-            user = users.get(s.user_id) if s.user_id is not None else None
+            user = users.get(user_id) if user_id is not None else None
             if user is not None and user.approved and world.root(user.institution_id) != owner:
                 fig.external_s += secs
                 fig.outside_users.add(user.id)

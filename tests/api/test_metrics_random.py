@@ -2,8 +2,9 @@
 
 Each seed builds an institution tree, users of every kind (inside, outside, not approved,
 firms, unknown), instruments with and without margins and noise floors, sessions that cross
-midnight and the period's bounds (one still open), bookings (adjacent, before and after the
-period, not approved) and certifications (expired, revoked, revoked before they began).
+midnight and the period's bounds (one still open), bookings of every kind (adjacent, before
+and after the period, not approved; their users taken by the unreported sessions in them)
+and certifications (expired, revoked, revoked before they began).
 Then late data arrives: sessions inserted into the past, an open session closed, a session
 replaced by two, as the ingest does when samples come in late. After each step the query
 must equal the reference for several periods.
@@ -16,6 +17,7 @@ import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +38,7 @@ from tests.api.metrics_reference import (
     Session,
     User,
     World,
+    booking_of,
     expected,
 )
 
@@ -87,8 +90,13 @@ def _world(rng: random.Random) -> World:
             status = rng.choice(["approved", "approved", "completed", "requested", "cancelled",
                                  "void"])
             world.bookings.append(Booking(inst.id, rng.choice(["uA", "uB", "firm"]), t,
-                                          t + length, status))
+                                          t + length, status,
+                                          rng.choice(["self", "self", "assisted", "sample"])))
             t += length + rng.choice([timedelta(0), timedelta(hours=rng.uniform(1, 30))])
+    # half the sessions begun in a booking's window have no reported user: the booking's
+    world.sessions = [
+        replace(s, user_id=None) if booking_of(world, s, GRACE) and rng.random() < 0.5 else s
+        for s in world.sessions]
     for user in ("uA", "uAlab", "uB", "firm", "solo", "uBnew"):
         for inst in world.instruments:
             if rng.random() < 0.5:
@@ -152,8 +160,8 @@ def _store(url: str, world: World) -> None:
                 [(s.instrument_id, s.start, s.end, s.last, s.user_id) for s in world.sessions])
             cur.executemany(
                 "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
-                " VALUES (%s, %s, 'self', %s, %s, %s)",
-                [(b.instrument_id, b.user_id, b.start, b.end, b.status)
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [(b.instrument_id, b.user_id, b.kind, b.start, b.end, b.status)
                  for b in world.bookings])
             cur.executemany(
                 "INSERT INTO certification (user_id, instrument_id, level, valid_from,"
@@ -267,5 +275,8 @@ def test_reference_sees_what_it_should() -> None:
         "external_s", "uncertified_s", "unattributed_s", "booked_s", "no_shows"))
     assert any(f.bookings > f.no_shows for f in figures)
     assert any(s.end is None for s in world.sessions)
+    booked = [b for s in world.sessions
+              if s.user_id is None and (b := booking_of(world, s, GRACE)) is not None]
+    assert {b.kind == "self" for b in booked} == {True, False}, "who operated, who did not"
     assert any(c.revoked_at is not None and c.revoked_at < c.valid_from
                for c in world.certifications)

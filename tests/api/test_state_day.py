@@ -300,7 +300,8 @@ def test_filler_stores_the_months_before_the_current_one(months: Api) -> None:
         await pool.open()
         try:
             return await fill_rollups(pool, timeout=FIFTEEN, months=4,
-                                      now=datetime(2026, 3, 15, 12, tzinfo=SHANGHAI))
+                                      now=datetime(2026, 3, 15, 12, tzinfo=SHANGHAI),
+                                      grace=months.settings.no_show_grace)
         finally:
             await pool.close()
 
