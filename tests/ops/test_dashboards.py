@@ -156,20 +156,26 @@ def test_message_queries_bound_the_partition_column() -> None:
 
 
 INSTITUTION_FILTER = "IN (SELECT institution_subtree(ARRAY[$institution]))"
+SESSIONS = ("dashboard_sessions($__timeFrom(), $__timeTo(), ARRAY[$institution],\n"
+            "                            make_interval(secs => $no_show_grace_s))")
 
 
 def test_every_institution_filter_takes_in_sub_units() -> None:
-    """One filter form everywhere: a panel comparing with ``$institution`` itself would drop
-    the sub-units of a chosen university. The variable offers the same choices everywhere."""
+    """Two filter forms, both walking the tree: a panel comparing with ``$institution``
+    itself would drop the sub-units of a chosen university. Session hours all come from
+    dashboard_sessions(), which filters the same way. The variable offers the same choices
+    everywhere."""
     variables = [v for d in grafana.load_dashboards().values() for v in d["templating"]["list"]
                  if v["name"] == "institution"]
     assert len(variables) == 2 and variables[0] == variables[1]
-    uses = 0
+    filters = calls = 0
     for target in grafana.targets(PG_TYPE):
         sql = target.target["rawSql"]
-        assert sql.count("$institution") == sql.count(INSTITUTION_FILTER), target.panel_title
-        uses += sql.count(INSTITUTION_FILTER)
-    assert uses == 12
+        assert sql.count("$institution") == (sql.count(INSTITUTION_FILTER)
+                                             + sql.count(SESSIONS)), target.panel_title
+        filters += sql.count(INSTITUTION_FILTER)
+        calls += sql.count(SESSIONS)
+    assert (filters, calls) == (8, 4)
 
 
 def _check_variables(sql: str, variables: dict[str, Any], where: str) -> None:
@@ -258,6 +264,11 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
              ("i-fault", ago(hours=5), ago(hours=4), ago(hours=4), "u-new"),
              ("i-idle", ago(hours=20), ago(hours=19, minutes=30), ago(hours=19, minutes=30),
               "ghost"),
+             # no user reported, started inside u-firm's booking and 10 min after u-ext's
+             # ended: the nearest booking's, so u-firm's, an outside user's (docs/metrics.md,
+             # "Users by booking")
+             ("i-idle", ago(hours=18, minutes=50), ago(hours=18, minutes=40),
+              ago(hours=18, minutes=40), None),
              ("i-stale", ago(days=5), ago(days=4), ago(days=4), "u-in")])
         cur.executemany(
             "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
@@ -267,6 +278,8 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
              ("i-run", "u-ext", ago(hours=7, minutes=50), ago(hours=7), "approved"),
              ("i-fault", "u-ext", ago(hours=15), ago(hours=14), "approved"),  # no-show
              ("i-idle", "u-ext", ago(hours=20, minutes=30), ago(hours=19), "completed"),
+             ("i-idle", "u-firm", ago(hours=18, minutes=55), ago(hours=18, minutes=30),
+              "approved"),
              ("i-run", "u-ext", ago(hours=30), ago(hours=29), "cancelled"),  # not counted
              ("i-stale", "u-in", ago(hours=1), ago(minutes=-30), "approved"),  # not over yet
              ("i-run", "u-ext", ago(days=3, hours=2), ago(days=3, hours=1), "approved")])
@@ -400,8 +413,10 @@ def test_gateways_that_dropped_data_are_listed(filled_db: str) -> None:
 
 
 def test_utilisation_matches_hand_computed_hours(filled_db: str) -> None:
-    effective = 1 + 2 + (0.5 - 10 / H) + 1 + 0.5  # first session clipped to the range start
-    external = 1 + (0.5 - 10 / H)  # u-ext (other institute) and u-firm (no institution)
+    # first session clipped to the range start; the last, 10 min, without a reported user
+    effective = 1 + 2 + (0.5 - 10 / H) + 1 + 0.5 + 10 / 60
+    # u-ext (other institute), u-firm (no institution) and u-firm's booking's
+    external = 1 + (0.5 - 10 / H) + 10 / 60
     got = _one_row("utilisation.json", "Machine hours in range 统计期机时", filled_db)
     assert float(got["effective"]) == pytest.approx(effective)
     assert float(got["external"]) == pytest.approx(external)
@@ -449,9 +464,9 @@ def test_bookings_panel_counts_no_shows(filled_db: str) -> None:
         # started 3 days ago is outside the range, the cancelled one never counts.
         _, strict = _run(conn, panel, {**variables, "no_show_grace_s": "0"})
         _, other = _run(conn, panel, {**variables, "institution": "'other'"})
-    assert (sum(r[1] for r in rows), sum(r[2] for r in rows)) == (5, 1)
-    assert (sum(r[1] for r in strict), sum(r[2] for r in strict)) == (5, 2)
-    assert (sum(r[1] for r in other), sum(r[2] for r in other)) == (1, 0)
+    assert (sum(r[1] for r in rows), sum(r[2] for r in rows)) == (6, 1)
+    assert (sum(r[1] for r in strict), sum(r[2] for r in strict)) == (6, 2)
+    assert (sum(r[1] for r in other), sum(r[2] for r in other)) == (2, 0)
 
 
 def test_choosing_a_university_takes_in_its_sub_units(filled_db: str) -> None:
