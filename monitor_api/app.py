@@ -98,7 +98,7 @@ def _background_jobs(pool: Pool, settings: ApiSettings, registry: CollectorRegis
         Job("lapsed bookings", lambda: void_all_lapsed(pool, settings),
             settings.booking_sweep_interval_s),
         Job("fleet gauges", FleetGauges(pool, timeout=settings.heartbeat_timeout,
-                                        registry=registry).update,
+                                        grace=settings.no_show_grace, registry=registry).update,
             settings.fleet_gauge_interval_s),
     ]
 
@@ -116,7 +116,8 @@ def create_app(
         await pool.open()
         app.state.pool = pool
         app.state.status_feed = feed = StatusFeed(
-            pool, timeout=settings.heartbeat_timeout, poll_s=settings.sse_poll_s,
+            pool, timeout=settings.heartbeat_timeout, grace=settings.no_show_grace,
+            poll_s=settings.sse_poll_s,
             on_poll=metrics.status_polls.inc)
         logger.info("monitor_api started (pool %d-%d connections)",
                     settings.pool_min_size, settings.pool_max_size)

@@ -48,11 +48,12 @@ class StatusFeed:
     """Polls while it has subscribers; ``close`` stops it."""
 
     def __init__(
-        self, pool: Pool, *, timeout: timedelta, poll_s: float,
+        self, pool: Pool, *, timeout: timedelta, grace: timedelta, poll_s: float,
         on_poll: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
         self._timeout = timeout
+        self._grace = grace
         self._poll_s = poll_s
         self._on_poll = on_poll
         """Called after each poll (every one two or three statements, whatever the
@@ -114,7 +115,8 @@ class StatusFeed:
                                           now=now)
         if not ids:
             return Changes(now, [])
-        board = await q.status_board(conn, timeout=self._timeout, institutions=None,
+        board = await q.status_board(conn, timeout=self._timeout, grace=self._grace,
+                                     institutions=None,
                                      category=None, state=None, instrument_ids=ids,
                                      limit=len(ids), offset=0)
         return Changes(now, board["items"])

@@ -43,7 +43,7 @@ _SUMS_FROM_SESSIONS = """
             LEFT JOIN LATERAL (
                 -- looked up for unreported sessions only (OFFSET 0 keeps the test a filter
                 -- before the lookup instead of a join filter after it)
-                SELECT * FROM session_booking(u.instrument_id, u.start_ts, %(grace)s)
+                SELECT * FROM session_booking_opaque(u.instrument_id, u.start_ts, %(grace)s)
                 WHERE u.user_id IS NULL OFFSET 0
             ) b ON true
             WHERE u.instrument_id = ANY(%(ids)s) AND ({overlapping})

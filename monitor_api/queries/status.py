@@ -16,9 +16,12 @@ from monitor_api.queries.common import Where, page
 # count, a second statement (``page``), reads nothing of the left joins, which PostgreSQL then
 # drops. The rows come back in binary format and the route encodes them with
 # orjson: for the 10,000-instrument board ~25 % faster than ``json_agg`` inside PostgreSQL
-# (60-65 against 80-88 ms, measured side by side). Public so that what is counted elsewhere
+# (60-65 against 80-88 ms, measured side by side). Who is at a running instrument whose
+# gateway names nobody (a power meter) is the user of the booking its running started in,
+# by the rule sessions follow (session_booking(), docs/metrics.md "Users by booking"),
+# looked up for those instruments only. Public so that what is counted elsewhere
 # (monitor_api.fleet_gauges) is derived the same way: ``{where}`` is a condition on the
-# derived columns; parameters ``timeout``, ``state`` (None: any) and ``as_listed``.
+# derived columns; parameters ``timeout``, ``grace``, ``state`` (None: any) and ``as_listed``.
 BOARD = """
 SELECT * FROM (
     SELECT i.id AS instrument_id, i.institution_id, n.name AS institution_name, o.online,
@@ -27,15 +30,20 @@ SELECT * FROM (
                AS category_code,
            CASE WHEN o.online THEN s.state ELSE 'offline' END AS state,
            CASE WHEN o.online THEN s.since ELSE s.last_ts END AS since,
-           CASE WHEN o.online THEN s.user_id END AS user_id,
+           CASE WHEN o.online THEN coalesce(s.user_id, bk.user_id) END AS user_id,
            CASE WHEN o.online THEN u.name END AS user_name,
+           o.online AND s.user_id IS NULL AND bk.user_id IS NOT NULL AS user_booked,
            CASE WHEN o.online THEN s.power_w END AS power_w,
            s.last_ts, s.gateway_id, i.listing IS NOT NULL AS listed
     FROM instrument i
     LEFT JOIN institution n ON n.id = i.institution_id
     LEFT JOIN instrument_status s ON s.instrument_id = i.id
     LEFT JOIN gateway g ON g.id = s.gateway_id
-    LEFT JOIN platform_user u ON u.id = s.user_id
+    LEFT JOIN LATERAL (
+        SELECT b.user_id FROM session_booking(i.id, s.since, %(grace)s) b
+        WHERE s.state = 'running' AND s.user_id IS NULL OFFSET 0
+    ) bk ON true
+    LEFT JOIN platform_user u ON u.id = coalesce(s.user_id, bk.user_id)
     CROSS JOIN LATERAL (
         SELECT s.instrument_id IS NOT NULL AND g.online IS NOT FALSE
                AND s.last_ts >= now() - %(timeout)s AS online
@@ -49,6 +57,7 @@ async def status_board(
     conn: Conn,
     *,
     timeout: timedelta,
+    grace: timedelta,
     institutions: frozenset[str] | None,
     category: str | None,
     state: str | None,
@@ -60,7 +69,7 @@ async def status_board(
     """One page of the board, with how many items all pages hold; ``institutions``: those of
     the instruments to show (an institution tree, looked up by the caller), None for all;
     ``as_listed``: the board registered users see, listed instruments only, named and filed
-    as reviewed."""
+    as reviewed; ``grace``: the no-show grace, which bookings users are taken from."""
     where = Where()
     if institutions is not None:
         where.add("institution_id = ANY(%(insts)s)", insts=sorted(institutions))
@@ -70,7 +79,7 @@ async def status_board(
         where.add("category_code LIKE %(cat)s", cat=category + "%")
     if instrument_ids is not None:
         where.add("instrument_id = ANY(%(ids)s)", ids=instrument_ids)
-    where.params.update(timeout=timeout, state=state, as_listed=as_listed)
+    where.params.update(timeout=timeout, grace=grace, state=state, as_listed=as_listed)
     return await page(conn, select=BOARD, where=where, order="instrument_id", limit=limit,
                       offset=offset, binary=True)
 
@@ -82,7 +91,8 @@ def as_seen_by(item: dict[str, Any], viewer: str | None) -> dict[str, Any]:
     id is a broker account of the unit's equipment)."""
     someone_else = item["user_id"] is not None and item["user_id"] != viewer
     return {**item, "gateway_id": None,
-            **({"user_id": None, "user_name": None} if someone_else else {})}
+            **({"user_id": None, "user_name": None, "user_booked": False}
+               if someone_else else {})}
 
 
 def in_scope(

@@ -67,6 +67,9 @@ class StatusItem(BaseModel):
     user_id: str | None = Field(
         description="Who is at it, when known; a registered user sees only themselves.")
     user_name: str | None
+    user_booked: bool = Field(
+        description="The user is not the gateway's (which names nobody, like a power meter)"
+                    " but that of the booking the running started in.")
     power_w: float | None
     last_ts: datetime | None
     gateway_id: str | None
@@ -141,7 +144,7 @@ async def status_board(
     A lab manager sees their own institution's instruments only, a registered user the
     listed ones, named and filed (category) as an admin reviewed them."""
     board = await q.status_board(
-        conn, timeout=settings.heartbeat_timeout,
+        conn, timeout=settings.heartbeat_timeout, grace=settings.no_show_grace,
         institutions=await _scope(conn, caller, institution_id),
         category=category, state=state, as_listed=caller.role is Role.USER, limit=limit,
         offset=offset,
@@ -178,9 +181,9 @@ async def instrument_detail(
 ) -> dict[str, Any]:
     instrument = await visible_instrument(conn, caller, instrument_id)
     board = await q.status_board(
-        conn, timeout=settings.heartbeat_timeout, institutions=None, category=None,
-        state=None, instrument_ids=[instrument_id], as_listed=caller.role is Role.USER,
-        limit=1, offset=0,
+        conn, timeout=settings.heartbeat_timeout, grace=settings.no_show_grace,
+        institutions=None, category=None, state=None, instrument_ids=[instrument_id],
+        as_listed=caller.role is Role.USER, limit=1, offset=0,
     )
     status = board["items"][0]
     return {"instrument": instrument,
@@ -294,8 +297,8 @@ async def _events(
         async with pool.connection() as conn:
             start = await db_now(conn)
             board = await q.status_board(
-                conn, timeout=settings.heartbeat_timeout, institutions=institutions,
-                category=category, state=None,
+                conn, timeout=settings.heartbeat_timeout, grace=settings.no_show_grace,
+                institutions=institutions, category=category, state=None,
                 instrument_ids=None if instrument is None else [instrument],
                 as_listed=as_listed, limit=1_000_000, offset=0,
             )

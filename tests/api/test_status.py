@@ -76,6 +76,34 @@ def test_who_is_at_an_instrument_is_shown_to_staff_and_to_that_user_only(live: A
         ("out1", "外单位用户"), (None, None)]
 
 
+def test_a_gateway_naming_nobody_shows_the_user_of_the_booking(live: Api) -> None:
+    """A power meter names nobody: who is at the nmr is the user of the approved booking its
+    running started in (window widened by the grace), marked as the booking's; a cancelled
+    booking names nobody, and the user the gateway reports wins."""
+    live.sql("UPDATE instrument_status SET user_id = NULL WHERE instrument_id = 'nmr'")
+    assert _board(live, "admin")["nmr"]["user_id"] is None
+    # running since an hour ago: in the grace (30 min) before out1's window, not in in1's
+    live.sql("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+             " VALUES ('nmr', 'in1', 'assisted', now() - interval '4 hours',"
+             "         now() - interval '3 hours', 'approved'),"
+             "        ('nmr', 'out1', 'assisted', now() - interval '40 min',"
+             "         now() + interval '1 hour', 'approved'),"
+             "        ('sem', 'in1', 'self', now() - interval '2 hours', now(), 'cancelled')")
+    for role in ("admin", "manager", "user"):
+        nmr = _board(live, role)["nmr"]
+        assert (nmr["user_id"], nmr["user_name"], nmr["user_booked"]) == (
+            "out1", "外单位用户", True), role
+    with live.as_("inside_user") as c:  # in1 sees nobody: it is not them
+        status = c.get("/instruments/nmr/detail").json()["status"]
+    assert (status["user_id"], status["user_booked"]) == (None, False)
+    live.sql("UPDATE booking SET status = 'cancelled' WHERE user_id = 'out1'")
+    assert _board(live, "admin")["nmr"]["user_id"] is None
+    live.sql("UPDATE booking SET status = 'approved' WHERE user_id = 'out1'")
+    live.sql("UPDATE instrument_status SET user_id = 'in1' WHERE instrument_id = 'nmr'")
+    nmr = _board(live, "admin")["nmr"]
+    assert (nmr["user_id"], nmr["user_booked"]) == ("in1", False)
+
+
 UNITS = {"nmr": ("uni-ac", "东北大学分析测试中心"), "sem": ("uni-ac", "东北大学分析测试中心"),
          "xrd": ("other", "大连理工大学"), "inc1": ("incub", "孵化实验室")}
 """Each seeded instrument's unit, by id and name: nmr and sem's is a sub-unit of uni."""
@@ -456,7 +484,8 @@ def test_a_stream_too_far_behind_is_ended(database_url: str) -> None:
             nonlocal polls
             polls += 1
 
-        feed = StatusFeed(pool, timeout=timedelta(minutes=15), poll_s=0.005, on_poll=count)
+        feed = StatusFeed(pool, timeout=timedelta(minutes=15), grace=timedelta(minutes=30),
+                          poll_s=0.005, on_poll=count)
         try:
             async with feed.subscribe() as slow:
                 while feed.streams:

@@ -797,6 +797,20 @@ def test_tile_follows_the_instrument_live_without_reload(
     live_gateway.set(Reading(power_w=0.0))
     expect(tile).to_have_attribute("data-state", "off", timeout=5_000)
 
+    # a power meter names nobody: who is at it is the user of the booking it runs in
+    [(booking,)] = stack.sql(
+        "INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status) VALUES"
+        " ('icp-1', 'u-in', 'assisted', now() - interval '10 min', now() + interval '1 hour',"
+        "  'approved') RETURNING id")
+    try:
+        live_gateway.set(Reading(power_w=900.0))
+        expect(tile).to_have_attribute("data-state", "running", timeout=5_000)
+        expect(tile.locator(".tile-user")).to_have_text("User: 校内用户 (u-in) (by booking)")
+        live_gateway.set(Reading(power_w=0.0))
+        expect(tile).to_have_attribute("data-state", "off", timeout=5_000)
+    finally:
+        stack.sql("DELETE FROM booking WHERE id = %s", (booking,))
+
 
 def test_language_switch_changes_every_label_and_is_remembered(
     stack: Stack, new_page: NewPage, screenshot_dir: Path

@@ -5,9 +5,9 @@
 import { getJson } from '../api.js';
 import { categoryList, namedCodes } from '../categories.js';
 import { STATES } from '../charts.js';
-import { el, named } from '../dom.js';
+import { el } from '../dom.js';
 import { fmtNumber, fmtTime, t } from '../i18n.js';
-import { POWER_REFRESH_MS, every, followStatus, liveMark } from '../live.js';
+import { POWER_REFRESH_MS, every, followStatus, liveMark, whoIsAt } from '../live.js';
 
 export function render(root, ctx) {
   const stop = new AbortController();
@@ -63,9 +63,7 @@ export function render(root, ctx) {
       el('span', { class: 'tile-id', title: item.institution_id,
         text: `${item.instrument_id} · ${item.institution_name}` }),
       el('span', { class: 'tile-meta' }, power, power && since ? ' · ' : null, since),
-      item.user_id
-        ? el('span', { class: 'tile-user', text: `${t('board.user')}: ${named(item.user_name, item.user_id)}` })
-        : null,
+      item.user_id ? el('span', { class: 'tile-user', text: whoIsAt(item) }) : null,
       // staff see what registered users do not: an instrument not in the catalogue yet
       item.listed === false ? el('span', { class: 'tile-unlisted', text: t('board.unlisted') }) : null,
     ].filter(Boolean));

@@ -7,7 +7,7 @@ import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { dateTimeInput, readDateTimeInput } from '../clock.js';
 import { el, markPresets, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
-import { POWER_REFRESH_MS, every, followStatus, liveMark } from '../live.js';
+import { POWER_REFRESH_MS, every, followStatus, liveMark, whoIsAt } from '../live.js';
 import { attempt, confirmed, showProblem } from '../notice.js';
 
 const HOUR = 3600e3;
@@ -89,7 +89,7 @@ export function render(root, ctx) {
       el('span', { class: 'badge', dataset: { state: s.state }, text: t(`state.${s.state}`) }),
       s.since ? ` ${t('board.since')} ${fmtTime(s.since)}` : '',
       s.power_w !== null ? ` · ${fmtNumber(s.power_w, 0)} W` : '',
-      s.user_id ? ` · ${t('board.user')}: ${named(s.user_name, s.user_id)}` : '');
+      s.user_id ? ` · ${whoIsAt(s)}` : '');
   }
 
   function showGateway(g) {
