@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from device_sim.fleet import ANONYMOUS_SHARE
 from device_sim.registry import register_bookings, register_certifications, register_fleet
 from device_sim.runner import Simulation, SimulationSpec
 from device_sim.truth import write_truth
@@ -68,6 +69,12 @@ def sim(
                             help="Seconds to wait at the end for every outbox to empty"
                                  " (a stop signal ends the wait).")
     ] = 300,
+    anonymous_share: Annotated[
+        float, typer.Option(min=0, max=1,
+                            help="Share of instruments whose gateway sees power only and"
+                                 " reports no user (0-1): their sessions take the user of"
+                                 " the booking they start in.")
+    ] = ANONYMOUS_SHARE,
 ) -> None:
     """Simulate instruments and their users; gateways publish to MQTT_URL.
 
@@ -86,6 +93,7 @@ def sim(
             start=start.astimezone() if start else None,
             speed=speed or None,
             id_prefix=id_prefix,
+            anonymous_share=anonymous_share,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -18,6 +18,9 @@ INSTITUTIONS = (
     ("Anshan Metallurgy Testing Centre", "service", "Anshan"),
 )
 OUTSIDE_FEE_FACTOR = 1.5
+ANONYMOUS_SHARE = 0.25
+"""Share of instruments whose gateway reads a power meter beside the instrument, not who runs
+it: their sessions take the user of the booking they start in (docs/metrics.md)."""
 EXTERNAL_ORGANISATIONS = (
     "Shenyang Precision Parts Co.",
     "Dalian BioPharma Ltd.",
@@ -119,6 +122,9 @@ class SimInstrument:
     institution_id: str
     profile: Profile
     registry: Registration
+    reports_user: bool = True
+    """False when its gateway sees power only: it runs and is booked as any other, but its
+    readings carry no user."""
 
     @property
     def run_on_w(self) -> float:
@@ -149,11 +155,14 @@ def _person(k: int) -> str:
 
 
 def build_fleet(
-    size: int, *, seed: int, id_prefix: str = "", networked_on: date | None = None
+    size: int, *, seed: int, id_prefix: str = "", networked_on: date | None = None,
+    anonymous_share: float = ANONYMOUS_SHARE,
 ) -> Fleet:
     """``size`` instruments spread over the institutions, each behind its own gateway;
     ``networked_on``: the day the whole fleet went on the platform (else drawn per instrument,
-    years ago)."""
+    years ago). Each instrument's gateway reports no user with chance ``anonymous_share``,
+    drawn per instrument number: the same whatever the fleet's size and id prefix, and a
+    larger share keeps the anonymous instruments of a smaller one."""
     if size < 1:
         raise ValueError("a fleet needs at least one instrument")
     rng = random.Random(seed)
@@ -182,6 +191,7 @@ def build_fleet(
                 institution_id=owner.id,
                 profile=profile,
                 registry=Registration.draw(registry_rng, n, profile, networked_on),
+                reports_user=random.Random(f"{seed}:anonymous:{n}").random() >= anonymous_share,
             )
         )
     return Fleet(institutions=institutions, users=users, instruments=instruments)

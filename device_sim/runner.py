@@ -18,7 +18,7 @@ from typing import Any
 
 from device_sim.bookings import NO_SHOW_PER_DAY, SimBooking, plan_bookings
 from device_sim.certifications import SimCertification, plan_certifications
-from device_sim.fleet import Fleet, Profile, build_fleet
+from device_sim.fleet import ANONYMOUS_SHARE, Fleet, SimInstrument, build_fleet
 from device_sim.schedule import FAULT_PER_DAY, LOCAL_TZ, Segment, Timeline, plan_timelines
 from device_sim.truth import ground_truth
 from gateway import (
@@ -62,6 +62,8 @@ class SimulationSpec:
     networked_on: date | None = None
     """The day the whole fleet went on the platform (its registry's acceptance dates lie the
     drawn delay before it); None draws each instrument's dates years back."""
+    anonymous_share: float = ANONYMOUS_SHARE
+    """Chance that an instrument's gateway sees power only and reports no user."""
 
     def __post_init__(self) -> None:
         if self.instruments < 1:
@@ -75,7 +77,7 @@ class SimulationSpec:
         if self.id_prefix and not IDENTIFIER_RE.match(f"{self.id_prefix}ins-00001"):
             raise ValueError("id_prefix must start with a letter or digit and hold only"
                              " letters, digits and _ . - (ids are at most 64 characters)")
-        for name in ("no_show_rate", "fault_rate"):
+        for name in ("no_show_rate", "fault_rate", "anonymous_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
 
@@ -107,14 +109,16 @@ class SimulationResult:
         return self.unsent == 0
 
 
-def reading_for(segment: Segment, profile: Profile, rng: random.Random) -> Reading:
-    """What the power meter and the instrument software report in this state."""
+def reading_for(segment: Segment, instrument: SimInstrument, rng: random.Random) -> Reading:
+    """What the power meter and the instrument software report in this state; a gateway that
+    sees power only reads no user."""
+    profile = instrument.profile
     if segment.state is State.OFF:
         return Reading(power_w=rng.uniform(0, 2))
     if segment.state is State.RUNNING:
         return Reading(
             power_w=profile.run_w * rng.uniform(0.9, 1.1),
-            user=segment.user,
+            user=segment.user if instrument.reports_user else None,
             metrics={"chamber_temp_c": round(rng.gauss(24.0, 0.3), 2)},
         )
     idle_power = profile.idle_w * rng.uniform(0.95, 1.05)
@@ -137,7 +141,8 @@ class Simulation:
     ) -> None:
         self.spec = spec
         self.fleet: Fleet = build_fleet(spec.instruments, seed=spec.seed, id_prefix=spec.id_prefix,
-                                       networked_on=spec.networked_on)
+                                       networked_on=spec.networked_on,
+                                       anonymous_share=spec.anonymous_share)
         self.start = spec.resolved_start(datetime.now(UTC))
         self.ticks = round(spec.days * 86400 / spec.tick_s)
         self.timelines: list[Timeline] = plan_timelines(
@@ -235,7 +240,7 @@ class Simulation:
                 self.now = self.start + timedelta(seconds=tick * self.spec.tick_s)
                 for n, (tl, agent) in enumerate(zip(self.timelines, self.agents, strict=True)):
                     hints[n], segment = tl.state_at(tick, hints[n])
-                    self._probes[n].set(reading_for(segment, tl.instrument.profile, noise[n]))
+                    self._probes[n].set(reading_for(segment, tl.instrument, noise[n]))
                     outage_hints[n], down = _in_outage(tl, tick, outage_hints[n])
                     if down == link_up[n]:
                         link_up[n] = not down

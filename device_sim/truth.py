@@ -17,10 +17,18 @@ from instrushare.protocol import State
 
 @dataclass(frozen=True, slots=True)
 class TruthSession:
+    """A usage session; ``user`` ran it, and ``reported`` says whether its gateway knew."""
+
     instrument: str
     user: str | None
     start: datetime
     end: datetime
+    reported: bool = True
+
+    @property
+    def reported_user(self) -> str | None:
+        """The user the platform stores with the session (None from a power-only gateway)."""
+        return self.user if self.reported else None
 
     @property
     def hours(self) -> float:
@@ -32,7 +40,8 @@ def ground_truth(
     bookings: Sequence[SimBooking] = (), certifications: Sequence[SimCertification] = (),
 ) -> dict[str, Any]:
     """Every state interval, usage session, network outage, booking and certification, times
-    in UTC ISO 8601."""
+    in UTC ISO 8601; states and sessions name who ran the instrument, sessions also the user
+    its gateway reported (None where it sees power only)."""
 
     def at(tick: int) -> str:
         return (start + timedelta(seconds=tick * tick_s)).isoformat()
@@ -49,6 +58,7 @@ def ground_truth(
                 "gateway": tl.instrument.gateway_id,
                 "institution": tl.instrument.institution_id,
                 "category": tl.instrument.profile.category,
+                "reports_user": tl.instrument.reports_user,
             }
             for tl in timelines
         ],
@@ -68,6 +78,7 @@ def ground_truth(
             {
                 "instrument": tl.instrument.id,
                 "user": seg.user,
+                "reported_user": seg.user if tl.instrument.reports_user else None,
                 "start": at(seg.start),
                 "end": at(seg.end),
             }
@@ -106,12 +117,14 @@ def write_truth(path: Path, truth: dict[str, Any]) -> None:
 
 def load_sessions(path: Path) -> list[TruthSession]:
     data = json.loads(path.read_text(encoding="utf-8"))
+    reports = {i["id"]: i["reports_user"] for i in data["instruments"]}
     return [
         TruthSession(
             s["instrument"],
             s["user"],
             datetime.fromisoformat(s["start"]),
             datetime.fromisoformat(s["end"]),
+            reports[s["instrument"]],
         )
         for s in data["sessions"]
     ]

@@ -289,13 +289,15 @@ def test_detector_on_simulated_readings_finds_exactly_the_true_sessions(
     tmp_path: Path, start: datetime, tick_s: int
 ) -> None:
     """Feeding each planned reading through the gateway's own detector, with the thresholds the
-    simulator configures, yields every true session with its bounds and user, to the tick."""
+    simulator configures, yields every true session with its bounds and user, to the tick (no
+    user where the gateway sees power only)."""
     spec = SimulationSpec(instruments=30, days=2, seed=13, start=start, tick_s=tick_s)
     simulation = Simulation(
         spec, mqtt_url="mqtt://127.0.0.1:1", topic_prefix="unused", state_dir=tmp_path
     )
     truth = simulation.truth()
-    expected = sorted((s["instrument"], s["user"], s["start"], s["end"]) for s in truth["sessions"])
+    expected = sorted((s["instrument"], s["reported_user"], s["start"], s["end"])
+                      for s in truth["sessions"])
     found: list[tuple[str, str | None, str, str]] = []
     for tl, agent in zip(simulation.timelines, simulation.agents, strict=True):
         detector = StateDetector(agent.config.instruments[0].detector)
@@ -305,7 +307,7 @@ def test_detector_on_simulated_readings_finds_exactly_the_true_sessions(
         for tick in range(simulation.ticks + 1):
             hint, seg = tl.state_at(tick, hint)
             ts = simulation.start + timedelta(seconds=tick * spec.tick_s)
-            out = detector.feed(ts, reading_for(seg, tl.instrument.profile, rng))
+            out = detector.feed(ts, reading_for(seg, tl.instrument, rng))
             for ev in out.events:
                 if ev.type is EventType.SESSION_START:
                     opened = (ev.user, ev.ts)

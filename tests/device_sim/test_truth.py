@@ -53,7 +53,7 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
     assert start == START and end - start == timedelta(days=2)
     assert [i["id"] for i in data["instruments"]] == [f"ins-{n:05d}" for n in range(1, 21)]
     for inst in data["instruments"]:
-        assert {"id", "gateway", "institution", "category"} <= set(inst)
+        assert {"id", "gateway", "institution", "category", "reports_user"} <= set(inst)
 
     def on_tick(value: str) -> datetime:
         moment = _utc(value)
@@ -62,6 +62,8 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
         return moment
 
     ids = {i["id"] for i in data["instruments"]}
+    reports = {i["id"]: i["reports_user"] for i in data["instruments"]}
+    assert set(reports.values()) == {True, False}  # a quarter of 20, by default
     for st in data["states"]:
         assert set(st) == {"instrument", "state", "user", "start", "end"}
         assert st["instrument"] in ids
@@ -69,8 +71,9 @@ def test_truth_file_has_the_documented_fields(tmp_path: Path) -> None:
         assert on_tick(st["start"]) < on_tick(st["end"])
     assert data["sessions"]
     for s in data["sessions"]:
-        assert set(s) == {"instrument", "user", "start", "end"}
+        assert set(s) == {"instrument", "user", "reported_user", "start", "end"}
         assert s["instrument"] in ids and s["user"]
+        assert s["reported_user"] == (s["user"] if reports[s["instrument"]] else None)
         assert on_tick(s["start"]) < on_tick(s["end"])
     gateways = {i["gateway"] for i in data["instruments"]}
     assert data["outages"]
@@ -105,6 +108,7 @@ def test_truth_file_parses_back_to_the_same_data(tmp_path: Path) -> None:
             s["user"],
             datetime.fromisoformat(s["start"]),
             datetime.fromisoformat(s["end"]),
+            s["reported_user"] is not None,
         )
         for s in truth["sessions"]
     ]

@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from device_sim.bookings import SimBooking
 from device_sim.truth import TruthSession
 from ingest import IngestConfig, IngestWorker
 
@@ -105,7 +106,8 @@ def stored_sessions(database_url: str) -> list[TruthSession]:
 def compare_sessions(
     truth: list[TruthSession], stored: list[TruthSession], tolerance: timedelta
 ) -> list[str]:
-    """Differences between truth and stored sessions, as readable lines (empty = equal)."""
+    """Differences between truth and stored sessions, as readable lines (empty = equal): the
+    stored user is the one the gateway reported."""
     problems: list[str] = []
     by_instrument: dict[str, list[TruthSession]] = defaultdict(list)
     for s in stored:
@@ -120,13 +122,26 @@ def compare_sessions(
             continue
         for w, g in zip(want, got, strict=True):
             if (
-                w.user != g.user
+                w.reported_user != g.user
                 or g.end is None
                 or abs(w.start - g.start) > tolerance
                 or abs(w.end - g.end) > tolerance
             ):
                 problems.append(f"{instrument}: expected {w}, stored {g}")
     return problems
+
+
+def session_booking(
+    bookings: Iterable[SimBooking], instrument: str, at: datetime, grace: timedelta
+) -> SimBooking | None:
+    """The booking whose user a session of ``instrument`` starting ``at`` without a reported
+    user takes (docs/metrics.md, "Users by booking"; every simulated booking is approved or
+    completed): of those whose window widened by ``grace`` holds ``at``, the nearest, on a tie
+    the later."""
+    holding = [b for b in bookings
+               if b.instrument == instrument and b.start - grace <= at < b.end + grace]
+    return min(holding, default=None,
+               key=lambda b: (max(b.start - at, at - b.end, timedelta(0)), -b.start.timestamp()))
 
 
 def hours_by_instrument(sessions: list[TruthSession]) -> dict[str, float]:
