@@ -98,7 +98,7 @@ def _background_jobs(pool: Pool, settings: ApiSettings, registry: CollectorRegis
         Job("lapsed bookings", lambda: void_all_lapsed(pool, settings),
             settings.booking_sweep_interval_s),
         Job("fleet gauges", FleetGauges(pool, timeout=settings.heartbeat_timeout,
-                                        grace=settings.no_show_grace, registry=registry).update,
+                                        registry=registry).update,
             settings.fleet_gauge_interval_s),
     ]
 

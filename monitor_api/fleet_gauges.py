@@ -45,10 +45,10 @@ class FleetCounts:
     gateways_online: int
 
 
-async def fleet_counts(conn: Conn, *, timeout: timedelta, grace: timedelta) -> FleetCounts:
+async def fleet_counts(conn: Conn, *, timeout: timedelta) -> FleetCounts:
     """Count the whole fleet in one statement."""
-    (row,) = await fetch_all(conn, _COUNTS, {"timeout": timeout, "grace": grace,
-                                             "state": None, "as_listed": False})
+    (row,) = await fetch_all(conn, _COUNTS, {"timeout": timeout, "state": None,
+                                             "as_listed": False})
     return FleetCounts(instruments={state: int(row[state]) for state in STATES},
                        never_heard=int(row["never_heard"]),
                        gateways_online=int(row["gateways_online"]))
@@ -74,12 +74,9 @@ class FleetGauges:
     a count just made: neither 0 before the first count (a fleet gone) nor a stale count
     while the database is out of reach (a fleet unchanged)."""
 
-    def __init__(
-        self, pool: Pool, *, timeout: timedelta, grace: timedelta, registry: CollectorRegistry,
-    ) -> None:
+    def __init__(self, pool: Pool, *, timeout: timedelta, registry: CollectorRegistry) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._grace = grace
         self._registry = registry
         self._gauges: _Gauges | None = None
 
@@ -87,7 +84,7 @@ class FleetGauges:
         """One round (a ``periodic.Job``); logs nothing when it succeeds."""
         try:
             async with self._pool.connection() as conn:
-                counts = await fleet_counts(conn, timeout=self._timeout, grace=self._grace)
+                counts = await fleet_counts(conn, timeout=self._timeout)
         except Exception:
             self._withdraw()
             raise

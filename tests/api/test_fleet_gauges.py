@@ -100,8 +100,7 @@ def test_a_failed_round_withdraws_the_counts_and_the_next_one_restores_them(api:
     async def rounds() -> list[dict[str, float]]:
         pool = make_pool(make_settings(api.database_url))
         await pool.open()
-        gauges = FleetGauges(pool, timeout=api.settings.heartbeat_timeout,
-                             grace=api.settings.no_show_grace, registry=registry)
+        gauges = FleetGauges(pool, timeout=api.settings.heartbeat_timeout, registry=registry)
         try:
             assert await gauges.update() == ""
             seen = [_fleet(generate_latest(registry).decode())]
