@@ -116,9 +116,8 @@ class StatusFeed:
         if not ids:
             return Changes(now, [])
         board = await q.status_board(conn, timeout=self._timeout, grace=self._grace,
-                                     institutions=None,
-                                     category=None, state=None, instrument_ids=ids,
-                                     limit=len(ids), offset=0)
+                                     institutions=None, category=None, state=None,
+                                     instrument_ids=ids, limit=len(ids), offset=0)
         return Changes(now, board["items"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 PAD = timedelta(days=1)  # the no-show check sees sessions up to a day beyond the period
 BOOKING_LOOKBACK = timedelta(days=31)
@@ -115,13 +116,30 @@ def _certified(world: World, s: Session, user_id: str) -> bool:
     return False
 
 
+class Window(Protocol):
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+
+
+W = TypeVar("W", bound=Window)
+
+
+def nearest_holding(windows: Iterable[W], at: datetime, grace: timedelta) -> W | None:
+    """Of the booking ``windows`` (one instrument's, those that attribute), the one whose
+    window widened by ``grace`` holds ``at`` and is nearest to it; on a tie the later one
+    (docs/metrics.md, "Users by booking")."""
+    held = [w for w in windows if w.start - grace <= at < w.end + grace]
+    return min(held, default=None, key=lambda w: (
+        max(w.start - at, at - w.end, timedelta()), -w.start.timestamp()))
+
+
 def booking_of(world: World, s: Session, grace: timedelta) -> Booking | None:
-    """The approved or completed booking whose window widened by ``grace`` holds the session's
-    start and is nearest to it; on a tie the later one."""
-    held = [b for b in world.bookings if b.instrument_id == s.instrument_id
-            and b.status in COUNTED and b.start - grace <= s.start < b.end + grace]
-    return min(held, default=None, key=lambda b: (
-        max(b.start - s.start, s.start - b.end, timedelta()), -b.start.timestamp()))
+    """The approved or completed booking whose user the session takes when none was
+    reported."""
+    return nearest_holding((b for b in world.bookings if b.instrument_id == s.instrument_id
+                            and b.status in COUNTED), s.start, grace)
 
 
 @dataclass

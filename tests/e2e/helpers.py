@@ -20,6 +20,7 @@ import psycopg
 from device_sim.bookings import SimBooking
 from device_sim.truth import TruthSession
 from ingest import IngestConfig, IngestWorker
+from tests.api.metrics_reference import nearest_holding
 
 ANNOUNCE_INTERVAL_S = 0.5
 """Gateways wait for a live announcement after connecting: keep that short in tests."""
@@ -135,13 +136,8 @@ def session_booking(
     bookings: Iterable[SimBooking], instrument: str, at: datetime, grace: timedelta
 ) -> SimBooking | None:
     """The booking whose user a session of ``instrument`` starting ``at`` without a reported
-    user takes (docs/metrics.md, "Users by booking"; every simulated booking is approved or
-    completed): of those whose window widened by ``grace`` holds ``at``, the nearest, on a tie
-    the later."""
-    holding = [b for b in bookings
-               if b.instrument == instrument and b.start - grace <= at < b.end + grace]
-    return min(holding, default=None,
-               key=lambda b: (max(b.start - at, at - b.end, timedelta(0)), -b.start.timestamp()))
+    user takes (every simulated booking is approved or completed)."""
+    return nearest_holding((b for b in bookings if b.instrument == instrument), at, grace)
 
 
 def hours_by_instrument(sessions: list[TruthSession]) -> dict[str, float]:

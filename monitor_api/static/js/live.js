@@ -10,11 +10,10 @@ export const POWER_REFRESH_MS = 60_000;
 const FIRST_RETRY_MS = 1000;
 const LAST_RETRY_MS = 30_000;
 
-/** Who is at the instrument of status entry ``s`` ("User: name (id)"), marked when taken
- * from a booking because its gateway names nobody; '' when nobody is known. */
-export const whoIsAt = (s) => (s.user_id
-  ? `${t('board.user')}: ${named(s.user_name, s.user_id)}${s.user_booked ? ` (${t('board.booked')})` : ''}`
-  : '');
+/** Who is at the instrument of status entry ``s``, which names a user ("User: name (id)"),
+ * marked when taken from a booking because its gateway names nobody. */
+export const whoIsAt = (s) => `${t('board.user')}: ${named(s.user_name, s.user_id)}`
+  + (s.user_booked ? ` (${t('board.booked')})` : '');
 
 /** The "Live" / "Reconnecting" mark of a page head: ``node``, and ``set(on)``. */
 export function liveMark() {
