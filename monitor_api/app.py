@@ -37,6 +37,7 @@ from monitor_api.routers import (
     registry,
     reported_use,
     reports,
+    sessions,
     status,
     users,
 )
@@ -141,8 +142,8 @@ def create_app(
     app.state.evaluations = SingleFlight()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, larger={"/instruments/import": registry.MAX_IMPORT_BYTES})
-    for module in (health, registry, categories, users, status, certifications, bookings,
-                   reports, evaluation, assessments, publication, reported_use):
+    for module in (health, registry, categories, users, status, sessions, certifications,
+                   bookings, reports, evaluation, assessments, publication, reported_use):
         app.include_router(module.router)
     web.install(app)
 

@@ -3,7 +3,7 @@ institution tree, the checks of the institution and region a caller filters on."
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -92,6 +92,17 @@ class Where:
             self.add(f"{user_column} = %(me)s", me=caller.user_id)
         elif caller.role is Role.LAB_MANAGER:
             self.add("i.institution_id = ANY(%(mine)s)", mine=list(caller.institutions))
+
+
+async def window_total(
+    rows: list[dict[str, Any]], offset: int,
+    first_page: Callable[[], Awaitable[dict[str, Any]]],
+) -> int:
+    """The list's length, from the page's ``count(*) OVER ()`` column ``n``; a page past the
+    end has no rows to carry it, so the first page is asked."""
+    if rows:
+        return int(rows[0]["n"])
+    return int((await first_page())["total"]) if offset else 0
 
 
 async def page(

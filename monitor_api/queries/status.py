@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor_api.db import Conn, fetch_all, fetch_one
-from monitor_api.queries.common import Where, page
+from monitor_api.queries.common import Where, page, window_total
 
 # Derived state: 'offline' when nothing was heard within the heartbeat timeout, or the gateway
 # announced itself offline; otherwise the state last reported. Each entry names its unit
@@ -230,21 +229,10 @@ async def timeline(
         {"id": instrument_id, "lo": lo, "hi": hi, "timeout": timeout,
          "limit": limit, "offset": offset},
     )
-    total = await _total(rows, offset, lambda: timeline(
+    total = await window_total(rows, offset, lambda: timeline(
         conn, instrument_id=instrument_id, lo=lo, hi=hi, timeout=timeout, limit=1, offset=0))
     items = [{"state": r["state"], "start": r["start"], "end": r["end"]} for r in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
-
-
-async def _total(
-    rows: list[dict[str, Any]], offset: int,
-    first_page: Callable[[], Awaitable[dict[str, Any]]],
-) -> int:
-    """The list's length, from the page's ``count(*) OVER ()`` column ``n``; a page past the
-    end has no rows to carry it, so the first page is asked."""
-    if rows:
-        return int(rows[0]["n"])
-    return int((await first_page())["total"]) if offset else 0
 
 
 # Whole hours come from power_hours() (migration 0027: the raw samples, or TimescaleDB's
@@ -289,7 +277,7 @@ async def power_series(
         "id": instrument_id, "lo": lo, "hi": hi, "hours_lo": hours_lo, "hours_hi": hours_hi,
         "step": step, "limit": limit, "offset": offset,
     })
-    total = await _total(rows, offset, lambda: power_series(
+    total = await window_total(rows, offset, lambda: power_series(
         conn, instrument_id=instrument_id, lo=lo, hi=hi, step=step, limit=1, offset=0))
     items = [{k: r[k] for k in ("ts", "avg_w", "min_w", "max_w", "samples")} for r in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -168,7 +168,7 @@ async def gateway_list(
                             offset=offset)
 
 
-def _period(start: datetime, end: datetime) -> None:
+def check_span(start: datetime, end: datetime) -> None:
     if end <= start:
         raise BadRequest("end must be after start")
     if end - start > MAX_SPAN:
@@ -205,7 +205,7 @@ async def instrument_timeline(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """State intervals; a gap in the data longer than the heartbeat timeout is ``offline``."""
-    _period(start, end)
+    check_span(start, end)
     await visible_instrument(conn, caller, instrument_id)
     return await q.timeline(
         conn, instrument_id=instrument_id, lo=start, hi=end,
@@ -225,7 +225,7 @@ async def instrument_power(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Power downsampled to ``step_s`` buckets (average, minimum, maximum)."""
-    _period(start, end)
+    check_span(start, end)
     await visible_instrument(conn, caller, instrument_id)
     return await q.power_series(
         conn, instrument_id=instrument_id, lo=start, hi=end, step=timedelta(seconds=step_s),

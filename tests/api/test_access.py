@@ -47,6 +47,8 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
      None, ALL),
     ("GET", "/instruments/nmr/power?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
      None, ALL),
+    ("GET", "/instruments/nmr/sessions?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
+     None, READ),
     ("POST", "/certifications", {"user_id": "out1", "instrument_id": "nmr", "level": "self",
                                  "valid_from": "2026-01-01T00:00:00Z"}, MANAGE),
     ("POST", "/certifications/{cert}/revoke", None, MANAGE),
@@ -212,6 +214,8 @@ def test_lab_manager_scope(api: Api) -> None:
         assert other.post("/users", json={"id": "zz", "name": "z", "institution_id": "uni"}
                           ).status_code == 403
         assert other.get("/users/in1").status_code == 404
+        assert other.get("/instruments/nmr/sessions", params={
+            "start": "2026-03-10T00:00:00Z", "end": "2026-03-11T00:00:00Z"}).status_code == 403
         assert {u["id"] for u in other.get("/users").json()["items"]} == {"out1", "new1"}
         assert other.post("/certifications", json={
             "user_id": "out1", "instrument_id": "nmr", "level": "self",
