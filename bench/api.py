@@ -362,8 +362,8 @@ def main() -> None:
                                 args.report_runs)
             # eleven months from the rollup, 30 days from the sessions
             year_less_a_day = _measure(client, "/reports/utilisation",
-                                     {**report_params, "end": "2025-12-30",
-                                      "availability": "false"}, args.report_runs)
+                                       {**report_params, "end": "2025-12-30",
+                                        "availability": "false"}, args.report_runs)
             sampled_start = (datetime(2025, 12, 31) - timedelta(days=args.sample_days - 1))
             days_params = {**report_params, "start": sampled_start.date().isoformat()}
             days = _measure(client, "/reports/utilisation", days_params, args.report_runs)

@@ -104,6 +104,27 @@ def test_a_gateway_naming_nobody_shows_the_user_of_the_booking(live: Api) -> Non
     assert (nmr["user_id"], nmr["user_booked"]) == ("in1", False)
 
 
+def test_a_booking_approved_while_running_reaches_the_stream_with_the_next_sample(
+    live: Api
+) -> None:
+    """The running nmr names nobody; out1's booking of the hour is approved meanwhile: the
+    instrument's next sample (at least one a minute, docs/protocol.md) brings out1, marked
+    as the booking's, to the stream."""
+    live.sql("UPDATE instrument_status SET user_id = NULL WHERE instrument_id = 'nmr'")
+    live.sql("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+             " VALUES ('nmr', 'out1', 'assisted', now() - interval '40 min',"
+             "         now() + interval '1 hour', 'requested')")
+    with live.as_("admin") as c, c.stream("GET", "/status/stream", timeout=10,
+                                          params={"instrument_id": "nmr"}) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        live.sql("UPDATE booking SET status = 'approved'")
+        live.sql("UPDATE instrument_status SET power_w = 852, updated_at = now()"
+                 " WHERE instrument_id = 'nmr'")
+        event = json.loads(next(ln for ln in lines if ln.startswith("data:"))[5:])
+    assert (event["user_id"], event["user_booked"]) == ("out1", True)
+
+
 UNITS = {"nmr": ("uni-ac", "东北大学分析测试中心"), "sem": ("uni-ac", "东北大学分析测试中心"),
          "xrd": ("other", "大连理工大学"), "inc1": ("incub", "孵化实验室")}
 """Each seeded instrument's unit, by id and name: nmr and sem's is a sub-unit of uni."""
