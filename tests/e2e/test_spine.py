@@ -6,7 +6,8 @@ import asyncio
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -148,21 +149,44 @@ def _assert_faults_match_truth(database_url: str, simulation: Simulation) -> Non
     assert {i: report[i]["faults"] for i in want} == want
 
 
+@contextmanager
+def _evaluator(database_url: str) -> Iterator[httpx.Client]:
+    """A client of a running API, with an evaluator's token."""
+    settings = make_settings(database_url)
+    token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
+    with serve(settings) as url, httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
+        yield client
+
+
 def _report(
     database_url: str, simulation: Simulation, *, availability: bool = False
 ) -> dict[str, dict[str, Any]]:
     """The API's utilisation report of the simulated day, per instrument."""
-    settings = make_settings(database_url)
-    token = asyncio.run(create_token(settings, role=Role.EVALUATOR))
     day = simulation.start.astimezone(LOCAL_TZ).date().isoformat()
-    with serve(settings) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as client:
+    with _evaluator(database_url) as client:
         r = client.get("/reports/utilisation", params={
             "start": day, "end": day, "availability": str(availability).lower(),
             "limit": 1000})
     assert r.status_code == 200, r.text
     return {row["key"]: row for row in r.json()["items"]}
+
+
+def _session_logs(database_url: str, simulation: Simulation) -> list[tuple[Any, ...]]:
+    """Every instrument's session log of the simulated span: (instrument, user, where the
+    user comes from, outside, uncertified) per session, in start order per instrument."""
+    span: dict[str, str | int] = {
+        "start": (simulation.start - timedelta(days=1)).isoformat(),
+        "end": (simulation.start + timedelta(days=2)).isoformat(), "limit": 1000}
+    logs = []
+    with _evaluator(database_url) as client:
+        for instrument in sorted(i.id for i in simulation.fleet.instruments):
+            r = client.get(f"/instruments/{instrument}/sessions", params=span)
+            assert r.status_code == 200, r.text
+            logs += [(instrument, s["user_id"], s["user_from"], s["outside"], s["uncertified"])
+                     for s in r.json()["items"]]
+    return logs
 
 
 def _assert_bookings_and_certifications_match_truth(
@@ -195,8 +219,9 @@ def _assert_bookings_and_certifications_match_truth(
         got = report[instrument]["unbooked_hours"]
         assert abs(got - hours) <= 2 * tick_h * sessions[instrument] + 1e-6, instrument
     assert sum(unbooked.values()) > 0  # half the inside users' sessions were not booked
-    _assert_users_match_truth(report, simulation, truth, certified,
-                              make_settings(database_url).no_show_grace)
+    logged = _assert_users_match_truth(report, simulation, truth, certified,
+                                       make_settings(database_url).no_show_grace)
+    assert _session_logs(database_url, simulation) == logged
 
 
 @dataclass(slots=True)
@@ -212,30 +237,36 @@ class _Users:
 def _assert_users_match_truth(
     report: dict[str, dict[str, Any]], simulation: Simulation, truth: list[TruthSession],
     certified: set[tuple[str, str]], grace: timedelta,
-) -> None:
+) -> list[tuple[Any, ...]]:
     """External hours, outside users, hours of unknown users and uncertified use of every
     instrument, from the ground truth: a session's user is the one its gateway reported, else
     that of the booking it started in (docs/metrics.md, "Users by booking"), else unknown; it
     is uncertified when that user operated the instrument (reported, or a `self` booking)
-    uncertified. Sessions and users exactly, hours to two samples a session."""
+    uncertified. Sessions and users exactly, hours to two samples a session. Returns what
+    the session logs should say of each session, as ``_session_logs`` reads them."""
     outside = {u.id for u in simulation.fleet.external_users}
     want: dict[str, _Users] = defaultdict(_Users)
     anonymous = {"booked": 0, "unbooked": 0}
-    for s in truth:
+    logged = []
+    for s in sorted(truth, key=lambda s: (s.instrument, s.start)):
         user, operated = s.reported_user, s.reported
+        source: str | None = "reported"
         if not s.reported:
             booking = session_booking(simulation.bookings, s.instrument, s.start, grace)
             anonymous["booked" if booking else "unbooked"] += 1
             user = booking.user if booking else None
             operated = booking is not None and booking.kind == "self"
+            source = "booking" if booking else None
         users = want[s.instrument]
         if user is None:
             users.unknown.append(s.hours)
         elif user in outside:
             users.external.append(s.hours)
             users.outside.add(user)
-        if operated and (user, s.instrument) not in certified:
+        uncertified = operated and (user, s.instrument) not in certified
+        if uncertified:
             users.uncertified.append(s.hours)
+        logged.append((s.instrument, user, source, user in outside, uncertified))
     assert min(anonymous.values()) > 0, anonymous
     assert any(u.uncertified for u in want.values()), "a tenth of the pairs is uncertified"
     tick_h = simulation.spec.tick_s / 3600
@@ -251,6 +282,7 @@ def _assert_users_match_truth(
         assert close(row["unattributed_hours"], users.unknown), instrument
         assert row["uncertified_sessions"] == len(users.uncertified), instrument
         assert close(row["uncertified_hours"], users.uncertified), instrument
+    return logged
 
 
 def test_ingest_killed_mid_load_loses_and_duplicates_nothing(
