@@ -626,6 +626,88 @@ def test_the_registry_entry_lists_each_field_with_its_value(
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def _seed_session_log(stack: Stack) -> list[datetime]:
+    """nmr-600's sessions in the last 24 h, in the seeded power trace's running hours, with a
+    2-minute noise filter: u-in's (certified), one nobody reported in u-out's approved booking
+    to run it themselves, one nobody's, 30 s of u-in's below the filter, and u-out's still
+    running (as its live state says). Their starts, in order."""
+    block = stack.seeded_at - timedelta(hours=24)  # the trace runs an hour in three from here
+    hour = timedelta(hours=1)
+    sessions = [(block + 3 * hour, hour, "u-in"), (block + 6 * hour, hour, None),
+                (block + 9 * hour, hour, None), (block + 12 * hour, timedelta(seconds=30), "u-in"),
+                (stack.seeded_at - hour, None, "u-out")]
+    stack.sql("UPDATE instrument SET min_session_s = 120 WHERE id = 'nmr-600'")
+    stack.sql("INSERT INTO certification (user_id, instrument_id, level, valid_from)"
+              " VALUES ('u-in', 'nmr-600', 'self', %s)", (block - 30 * 24 * hour,))
+    booked = sessions[1][0]
+    stack.sql("INSERT INTO booking (instrument_id, user_id, kind, start_ts, end_ts, status)"
+              " VALUES ('nmr-600', 'u-out', 'self', %s, %s, 'approved')",
+              (booked - timedelta(minutes=10), booked + hour))
+    for start, length, user in sessions:
+        end = None if length is None else start + length
+        stack.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
+                  " VALUES ('nmr-600', %s, %s, %s, %s)", (start, end, end or stack.seeded_at, user))
+    return [start for start, _, _ in sessions]
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_staff_read_the_session_log_of_the_range_and_users_do_not(
+    stack: Stack, new_page: NewPage, screenshot_dir: Path, viewport: ViewportSize
+) -> None:
+    """Each session of the range: whom it counts for (a booked user marked as the board marks
+    one), whether they are outside or uncertified, and whether it is counted (a session that
+    is not is muted); a registered user's detail has no log (the API refuses it to them)."""
+    starts = _seed_session_log(stack)
+    en = STRINGS["en"]
+    page = new_page(viewport=viewport)
+    login(page, stack, "neu_manager")
+    page.goto(f"{stack.url}/ui/#/instrument/nmr-600")
+    expect(page.locator(".charts")).to_have_attribute("data-loaded", "true")
+    card = page.locator('[data-section="sessions"]')
+    expect(card.locator("h2")).to_have_text(en["sessions.title"])
+    rows = card.locator("tbody tr")
+    expect(rows).to_have_count(5)
+
+    def column(key: str) -> Locator:
+        return rows.locator(f'td[data-key="{key}"]')
+
+    yes, no = en["field.yes"], en["field.no"]
+    expect(column("start")).to_have_text(
+        [s.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") for s in starts])
+    expect(column("end").last).to_have_text(en["state.running"])
+    expect(column("running_s")).to_have_text(["1", "1", "1", "0.01", "1"])
+    expect(column("user_name")).to_have_text([
+        "校内用户 (u-in)", f"外单位用户 (u-out) ({en['board.booked']})", "—", "校内用户 (u-in)",
+        "外单位用户 (u-out)"])
+    expect(column("booking_kind")).to_have_text(["—", en["book.kind.self"], "—", "—", "—"])
+    expect(column("outside")).to_have_text([no, yes, no, no, yes])
+    expect(column("uncertified")).to_have_text([no, yes, no, no, yes])
+    expect(column("counted")).to_have_text([yes, yes, yes, no, yes])
+    colour = "e => getComputedStyle(e).color"
+    ink = page.locator("body").evaluate(colour)
+    muted = card.locator('[data-note="sessions"]').evaluate(colour)  # a .muted note
+    assert ink != muted
+    assert [rows.nth(n).evaluate(colour) for n in range(5)] == [ink, ink, ink, muted, ink]
+    with page.expect_download() as info:  # the window's every session, in English
+        card.locator('[data-export="sessions-csv"]').click()
+    assert info.value.suggested_filename.startswith("sessions-nmr-600-")
+    header, *lines = Path(info.value.path()).read_text("utf-8-sig").splitlines()
+    assert header.startswith("Start,End,Running (s),Counted") and len(lines) == 5
+    assert fits_width(page)
+    assert tables_needing_a_scroll(page) == []  # a phone shows each session as a card
+    in_sight(column("counted").first, viewport)
+    shot(page, screenshot_dir, "detail-sessions", viewport)
+
+    user = new_page(viewport=viewport)
+    login(user, stack, "outside_user")
+    asked: list[str] = []
+    user.on("request", lambda r: asked.append(r.url))
+    user.goto(f"{stack.url}/ui/#/instrument/nmr-600")
+    expect(user.locator(".charts")).to_have_attribute("data-loaded", "true")
+    expect(user.locator('[data-section="sessions"]')).to_have_count(0)
+    assert [url for url in asked if "/sessions" in url] == []
+
+
 def test_catalogue_queue_shows_what_to_review_and_admins_list_it(
     stack: Stack, new_page: NewPage, screenshot_dir: Path
 ) -> None:

@@ -1,6 +1,7 @@
 // Instrument detail: registry entry, catalogue review, current state, state timeline and power
-// for a range. The current state follows the live status stream as the board's tile does
-// (its power, which sends no events, once a minute); the charts show the range asked for.
+// for a range, and for staff the range's session log. The current state follows the live
+// status stream as the board's tile does (its power, which sends no events, once a minute);
+// the charts and the log show the range asked for.
 
 import { deleteResource, getAll, getJson, postJson } from '../api.js';
 import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
@@ -9,11 +10,31 @@ import { el, markPresets, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
 import { POWER_REFRESH_MS, every, followStatus, liveMark, whoIsAt } from '../live.js';
 import { attempt, confirmed, showProblem } from '../notice.js';
+import { exportButtons, moreNote, section, table } from '../table.js';
 
 const HOUR = 3600e3;
 const PRESETS = [['detail.last24h', 24 * HOUR], ['detail.last7d', 7 * 24 * HOUR],
   ['detail.last30d', 30 * 24 * HOUR]];
 const STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+const SESSIONS_SHOWN = 100;
+
+const yes = (v) => (v ? t('field.yes') : t('field.no'));
+/** Whom a session's time counts for, marked as the board marks a user taken from a booking. */
+const sessionUser = (name, s) => (s.user_id
+  ? named(name, s.user_id) + (s.user_from === 'booking' ? ` (${t('board.booked')})` : '') : null);
+// when and how long first: a phone's card of a session starts with them (app.css)
+const SESSION_COLUMNS = [
+  { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
+  { key: 'end', label: 'common.end', format: (v) => (v ? fmtTime(v) : t('state.running')) },
+  { key: 'running_s', label: 'sessions.hours', format: (v) => fmtNumber(v / 3600, 2) },
+  { key: 'user_name', label: 'board.user', format: sessionUser },
+  { key: 'booking_kind', label: 'sessions.booking_kind', format: (v) => (v ? t(`book.kind.${v}`) : null) },
+  { key: 'outside', label: 'sessions.outside', format: yes, short: true },
+  { key: 'uncertified', label: 'sessions.uncertified', format: yes, short: true },
+  // marked, so that the row of a session the figures leave out is muted (app.css)
+  { key: 'counted', label: 'sessions.counted', short: true,
+    format: (v) => el('span', { dataset: { counted: String(v) }, text: yes(v) }) },
+];
 
 /** A bucket width giving at most ~400 power points over the span. */
 export function powerStep(spanMs) {
@@ -50,7 +71,10 @@ export function render(root, ctx) {
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
   markPresets(presets, [start, end], presets[0]); // the last 24 h are shown first
   const message = el('div', { class: 'message' });
-  root.append(head, info, form, message, charts);
+  // the log names who used it, which the API tells staff only (registered users get 403)
+  const readsSessions = ctx.me.role !== 'user';
+  const sessions = el('div'); // the log's card, drawn per range
+  root.append(head, info, form, message, charts, ...(readsSessions ? [sessions] : []));
 
   function setRange(lo, hi) { // the inputs hold Shanghai's clock (clock.js), no offset
     start.value = dateTimeInput(lo);
@@ -122,7 +146,6 @@ export function render(root, ctx) {
 
   async function loadInfo() {
     const { instrument: i, status: s, gateway: g } = await getJson(detailPath, {}, { signal: stop.signal });
-    const yes = (v) => (v ? t('field.yes') : t('field.no'));
     const rows = [
       ['field.id', i.id], ['field.institution', named(i.institution_name, i.institution_id)],
       ['field.model', i.model],
@@ -147,6 +170,16 @@ export function render(root, ctx) {
           el('dd', { text: value === null || value === undefined || value === '' ? '—' : value })]))));
   }
 
+  /** The session log's card: the first ``page`` of the sessions of ``range``, exports
+   * holding every one. */
+  function showSessions(path, range, page) {
+    const card = section('sessions.title', 'sessions',
+      el('p', { class: 'muted', dataset: { note: 'sessions' }, text: t('sessions.note') }));
+    card.querySelector('.card-head').append(exportButtons(path, range, ctx.fail, 'sessions'));
+    card.append(table(SESSION_COLUMNS, page.items, 'sessions'), ...moreNote(page));
+    sessions.replaceChildren(card);
+  }
+
   async function load() {
     const from = readDateTimeInput(start.value);
     const hi = readDateTimeInput(end.value);
@@ -161,14 +194,20 @@ export function render(root, ctx) {
     const range = { start: new Date(lo).toISOString(), end: new Date(hi).toISOString() };
     const base = `instruments/${encodeURIComponent(id)}`;
     try {
-      const [intervals, points] = await Promise.all([
+      const [intervals, points, log] = await Promise.all([
         // every interval: a page of them ends days before a busy instrument's range does
         getAll(`${base}/timeline`, range, { signal: stop.signal }),
         getJson(`${base}/power`, { ...range, step_s: step, limit: 10000 },
           { signal: stop.signal }),
+        readsSessions ? getJson(`${base}/sessions`, { ...range, limit: SESSIONS_SHOWN },
+          { signal: stop.signal }) : null,
       ]);
       const empty = !intervals.length && !points.items.length;
       charts.hidden = empty; // a note says so rather than empty grids
+      if (log) {
+        showSessions(`${base}/sessions`, range, log);
+        sessions.hidden = empty && !log.total; // nor an empty table under that note
+      }
       if (!empty) {
         const watts = powerChart(power.canvas, points.items, lo, hi);
         timelineChart(timeline.canvas, intervals, lo, hi, watts); // a time at one x in both
