@@ -12,37 +12,33 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import conninfo, sql
 
-from instrushare.db import migrate
+from tests.databases import DatabaseStock
 from tests.services import Mosquitto
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT_URL = os.environ.get("TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 
+@pytest.fixture(scope="session")
+def database_stock() -> Iterator[DatabaseStock]:
+    stock = DatabaseStock(PG_ADMIN_URL)
+    yield stock
+    stock.close()
+
+
 @pytest.fixture
-def make_database() -> Iterator[Callable[[], str]]:
+def make_database(database_stock: DatabaseStock) -> Iterator[Callable[[], str]]:
     """Factory of migrated, empty databases, dropped after the test."""
-    created: list[str] = []
+    taken: list[str] = []
 
     def make() -> str:
-        name = f"instrushare_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        created.append(name)
-        url = conninfo.make_conninfo(PG_ADMIN_URL, dbname=name)
-        migrate(url)
-        return url
+        taken.append(database_stock.take())
+        return database_stock.url(taken[-1])
 
     yield make
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in created:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    database_stock.give_back(taken)
 
 
 @pytest.fixture

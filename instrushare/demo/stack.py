@@ -362,7 +362,9 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
                 start=datetime.now(UTC),
                 speed=1,
                 tick_s=options.tick_s,
-                publish_interval_s=60,  # the dashboard's tiles refresh at least every minute
+                # each sample as it is taken: the dashboard's power and times are at most a
+                # sample old (a state change is sent at once whatever the interval)
+                publish_interval_s=options.tick_s,
                 open_ends=True,
                 networked_on=networked_on,
                 id_prefix=options.id_prefix,

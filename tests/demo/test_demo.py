@@ -24,8 +24,10 @@ from instrushare.demo.stack import INTERRUPTED, LOCK_FILE
 from tests.services import Mosquitto, free_port
 
 LIVE_AGE = timedelta(seconds=60)
-"""How old the newest sample may be for the board to count as live (gateways publish every
-minute; the newest of 30 instruments is fresher)."""
+"""How old the newest sample may be for the board to count as live (the live gateways send
+each sample as they take it, every 30 s)."""
+LIVE = "live simulation running"
+"""What the demo logs once the past days are delivered, as its live fleet starts."""
 
 
 def _start_demo(
@@ -90,6 +92,19 @@ def _latest(board: list[dict[str, Any]]) -> datetime | None:
     return max(times, default=None)
 
 
+def _logged_at(log: Path, text: str, timeout: float) -> datetime:
+    """When the demo logged ``text``, by the log line's own time (the local clock's, which
+    the demo shares with this test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = next((ln for ln in log.read_text(errors="replace").splitlines() if text in ln),
+                    None)
+        if line is not None:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+        assert time.monotonic() < deadline, f"the demo never logged {text!r}"
+        time.sleep(0.5)
+
+
 def _wait_live(base: str, token: str, after: datetime, timeout: float) -> datetime:
     """The newest sample once it is later than ``after`` and at most LIVE_AGE old by the clock.
 
@@ -140,7 +155,6 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
     data_home = tmp_path / "home"
     login = data_home / "instrushare" / "demo" / "login.txt"
     first_log = tmp_path / "first.log"
-    started = datetime.now(UTC)
     proc = _start_demo(tmp_path / "first", port, data_home, first_log)
     try:
         token = _wait_ready(proc, base, first_log, timeout=240)
@@ -150,8 +164,8 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
         user = {"Authorization": f"Bearer {_printed_login(first_log, port, 'user')}"}
         catalogue = httpx.get(f"{base}/instruments", headers=user, timeout=10).json()
         assert catalogue["total"] == 30  # the printed user finds the fleet to book from
-        # the history ends at the minute the demo started; live samples come after it
-        first = _wait_live(base, token, started + timedelta(minutes=1), timeout=600)
+        # the history ends before the live fleet starts
+        first = _wait_live(base, token, _logged_at(first_log, LIVE, timeout=600), timeout=90)
         later = _wait_live(base, token, first, timeout=150)  # and keep coming
         assert later > first
     finally:
@@ -265,7 +279,7 @@ def test_a_demo_stopped_while_simulating_the_past_says_so_when_started_again(
             time.sleep(0.2)
     finally:
         _stop(proc)
-    assert "live simulation running" not in log.read_text()
+    assert LIVE not in log.read_text()
     again = tmp_path / "again.log"
     proc = _start_demo(tmp_path / "work", port, tmp_path / "data", again)
     try:
@@ -291,7 +305,7 @@ def test_the_configured_topic_prefix_carries_the_past_days_to_the_ingest(
                        DATABASE_URL=database_url, MQTT_URL=mqtt_url,
                        INSTRUSHARE_TOPIC_PREFIX=topic_prefix)
     try:
-        _wait_for(proc, log, "live simulation running", timeout=120)
+        _wait_for(proc, log, LIVE, timeout=120)
     finally:
         _stop(proc, timeout=30)
     assert "simulated the last 1 days: " in log.read_text()
@@ -337,7 +351,7 @@ def test_ctrl_c_ends_the_wait_for_the_past_days_to_be_delivered(
     assert 0 <= said < text.find("not delivered (stopped)"), "the stop is said before it ends"
     assert f"not delivered (stopped): they stay in the outboxes in {data_dir / 'outbox'}" in text
     assert len(re.findall(r"not (all )?delivered", text)) == 1, "what is kept is said once"
-    assert "simulated the last 1 days: " not in text and "live simulation running" not in text
+    assert "simulated the last 1 days: " not in text and LIVE not in text
     assert (data_dir / INTERRUPTED).exists()
     assert _leftovers(tmp_path) == []
 
