@@ -16,6 +16,14 @@ from datetime import timedelta
 PAD = timedelta(days=1)
 """Warm-up and cool-down margins and the no-show grace are at most a day."""
 
+OPERATED = "(u.user_id IS NOT NULL OR b.kind IS NOT DISTINCT FROM 'self')"
+"""Whether session ``u``'s user ran the instrument themselves, which certification is about:
+a reported user, or the user of ``b``, its booking, when self-operated (docs/metrics.md)."""
+CERTIFIED_UNTIL = ("least(coalesce(cert.valid_until, 'infinity'),"
+                   " coalesce(cert.revoked_at, 'infinity'))")
+"""When certification ``cert`` stops being valid: at its end, or at its revocation if that
+comes first."""
+
 _SUMS_FROM_SESSIONS = """
 ), pieces AS MATERIALIZED (
 {pieces}
@@ -37,7 +45,7 @@ _SUMS_FROM_SESSIONS = """
             -- (docs/metrics.md, "Users by booking"); operated: whether that user ran the
             -- instrument themselves, which certification is about
             SELECT u.instrument_id, coalesce(u.user_id, b.user_id) AS user_id,
-                   u.user_id IS NOT NULL OR b.kind IS NOT DISTINCT FROM 'self' AS operated,
+                   {operated} AS operated,
                    u.start_ts, coalesce(u.end_ts, u.last_ts) AS end_ts
             FROM usage_session u JOIN instrument i ON i.id = u.instrument_id
             LEFT JOIN LATERAL (
@@ -78,11 +86,12 @@ _SUMS_FROM_SESSIONS = """
     FROM clipped c LEFT JOIN (
         -- when each user held a valid certification for each instrument (one revoked
         -- before it began never was)
-        SELECT user_id, instrument_id,
-               range_agg(tstzrange(valid_from, greatest(valid_from, least(
-                   coalesce(valid_until, 'infinity'), coalesce(revoked_at, 'infinity'))))) AS valid
-        FROM certification WHERE instrument_id = ANY(%(ids)s) AND valid_from < %(hi_pad)s
-        GROUP BY user_id, instrument_id
+        SELECT cert.user_id, cert.instrument_id,
+               range_agg(tstzrange(cert.valid_from,
+                                   greatest(cert.valid_from, {certified_until}))) AS valid
+        FROM certification cert
+        WHERE cert.instrument_id = ANY(%(ids)s) AND cert.valid_from < %(hi_pad)s
+        GROUP BY cert.user_id, cert.instrument_id
     ) v ON v.user_id = c.user_id AND v.instrument_id = c.instrument_id
     OFFSET 0
 ), per_user AS (
@@ -136,6 +145,7 @@ def sums(pieces: str, *, ranges: list[tuple[str, str]]) -> str:
     ``ranges`` (SQL for their bounds: the pieces' with their pads)."""
     overlapping = " OR ".join(_OVERLAPPING.format(lo=lo, hi=hi) for lo, hi in ranges)
     return (_SUMS_FROM_SESSIONS.replace("{pieces}", pieces)
+            .replace("{operated}", OPERATED).replace("{certified_until}", CERTIFIED_UNTIL)
             .replace("{overlapping}", overlapping or "false"))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from monitor_api.db import Conn, fetch_all
 from monitor_api.queries.common import window_total
+from monitor_api.queries.session_sums import CERTIFIED_UNTIL, OPERATED
 
 _SESSIONS = """
 SELECT u.start_ts AS start, u.end_ts AS "end", u.last_ts,
@@ -24,12 +25,11 @@ SELECT u.start_ts AS start, u.end_ts AS "end", u.last_ts,
        outside_user(pu.approved, pu.institution_id, i.institution_id) AS outside,
        -- who operated it (reported, or of a self-operated booking) held no certification of
        -- any level valid at its start and not yet revoked
-       (u.user_id IS NOT NULL OR b.kind IS NOT DISTINCT FROM 'self') AND NOT EXISTS (
-           SELECT 1 FROM certification c
-           WHERE c.user_id = pu_id.user_id AND c.instrument_id = u.instrument_id
-             AND c.valid_from <= u.start_ts
-             AND u.start_ts < least(coalesce(c.valid_until, 'infinity'),
-                                    coalesce(c.revoked_at, 'infinity'))) AS uncertified,
+       {operated} AND NOT EXISTS (
+           SELECT 1 FROM certification cert
+           WHERE cert.user_id = pu_id.user_id AND cert.instrument_id = u.instrument_id
+             AND cert.valid_from <= u.start_ts AND u.start_ts < {certified_until}
+       ) AS uncertified,
        count(*) OVER () AS n
 FROM usage_session u
 JOIN instrument i ON i.id = u.instrument_id
@@ -42,7 +42,7 @@ LEFT JOIN platform_user pu ON pu.id = pu_id.user_id
 WHERE u.instrument_id = %(id)s AND u.start_ts < %(hi)s AND coalesce(u.end_ts, u.last_ts) > %(lo)s
 ORDER BY u.start_ts
 LIMIT %(limit)s OFFSET %(offset)s
-"""
+""".replace("{operated}", OPERATED).replace("{certified_until}", CERTIFIED_UNTIL)
 
 
 async def instrument_sessions(

@@ -10,10 +10,13 @@ export const POWER_REFRESH_MS = 60_000;
 const FIRST_RETRY_MS = 1000;
 const LAST_RETRY_MS = 30_000;
 
-/** Who is at the instrument of status entry ``s``, which names a user ("User: name (id)"),
- * marked when taken from a booking because its gateway names nobody. */
-export const whoIsAt = (s) => `${t('board.user')}: ${named(s.user_name, s.user_id)}`
-  + (s.user_booked ? ` (${t('board.booked')})` : '');
+/** A user by name and id, marked when ``booked``: taken from a booking because the gateway
+ * names nobody (the board's entries, the session log's rows). */
+export const userNamed = (name, id, booked) => named(name, id)
+  + (booked ? ` (${t('board.booked')})` : '');
+
+/** Who is at the instrument of status entry ``s``, which names a user ("User: name (id)"). */
+export const whoIsAt = (s) => `${t('board.user')}: ${userNamed(s.user_name, s.user_id, s.user_booked)}`;
 
 /** The "Live" / "Reconnecting" mark of a page head: ``node``, and ``set(on)``. */
 export function liveMark() {

@@ -8,7 +8,7 @@ import { chartBox, powerChart, teardown, timelineChart } from '../charts.js';
 import { dateTimeInput, readDateTimeInput } from '../clock.js';
 import { el, markPresets, named } from '../dom.js';
 import { fmtNumber, fmtTime, inLanguage, t, zoneNote } from '../i18n.js';
-import { POWER_REFRESH_MS, every, followStatus, liveMark, whoIsAt } from '../live.js';
+import { POWER_REFRESH_MS, every, followStatus, liveMark, userNamed, whoIsAt } from '../live.js';
 import { attempt, confirmed, showProblem } from '../notice.js';
 import { exportButtons, moreNote, section, table } from '../table.js';
 
@@ -20,8 +20,7 @@ const SESSIONS_SHOWN = 100;
 
 const yes = (v) => (v ? t('field.yes') : t('field.no'));
 /** Whom a session's time counts for, marked as the board marks a user taken from a booking. */
-const sessionUser = (name, s) => (s.user_id
-  ? named(name, s.user_id) + (s.user_from === 'booking' ? ` (${t('board.booked')})` : '') : null);
+const sessionUser = (name, s) => (s.user_id ? userNamed(name, s.user_id, s.user_from === 'booking') : null);
 // when and how long first: a phone's card of a session starts with them (app.css)
 const SESSION_COLUMNS = [
   { key: 'start', label: 'common.start', format: (v) => fmtTime(v) },
