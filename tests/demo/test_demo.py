@@ -92,17 +92,12 @@ def _latest(board: list[dict[str, Any]]) -> datetime | None:
     return max(times, default=None)
 
 
-def _logged_at(log: Path, text: str, timeout: float) -> datetime:
+def _logged_at(proc: subprocess.Popen[bytes], log: Path, text: str, timeout: float) -> datetime:
     """When the demo logged ``text``, by the log line's own time (the local clock's, which
     the demo shares with this test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        line = next((ln for ln in log.read_text(errors="replace").splitlines() if text in ln),
-                    None)
-        if line is not None:
-            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
-        assert time.monotonic() < deadline, f"the demo never logged {text!r}"
-        time.sleep(0.5)
+    _wait_for(proc, log, text, timeout)
+    line = next(ln for ln in log.read_text(errors="replace").splitlines() if text in ln)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
 
 
 def _wait_live(base: str, token: str, after: datetime, timeout: float) -> datetime:
@@ -165,7 +160,7 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
         catalogue = httpx.get(f"{base}/instruments", headers=user, timeout=10).json()
         assert catalogue["total"] == 30  # the printed user finds the fleet to book from
         # the history ends before the live fleet starts
-        first = _wait_live(base, token, _logged_at(first_log, LIVE, timeout=600), timeout=90)
+        first = _wait_live(base, token, _logged_at(proc, first_log, LIVE, timeout=600), timeout=90)
         later = _wait_live(base, token, first, timeout=150)  # and keep coming
         assert later > first
     finally:
