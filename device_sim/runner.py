@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -218,7 +218,9 @@ class Simulation:
         most ``drain_timeout``, or ``STOP_GRACE_S`` once ``should_stop()``. ``on_drain`` gets
         the messages still in the outboxes while it waits, so a caller can show them fall.
         OutboxError if an outbox cannot be opened (say, another simulation on ``state_dir``
-        holds it), before any tick."""
+        holds it), before any tick. A paced run (``speed``) first waits, as a gateway
+        does, up to ``GatewayAgent.START_WAIT_S`` for its gateways to be able to publish, so
+        that its first tick goes out live and shows on the platform's live status at once."""
         began = time.monotonic()
         try:
             for agent in self.agents:
@@ -226,6 +228,14 @@ class Simulation:
         except OutboxError:  # those started let go of their outboxes and connections
             _stop_all(self.agents)
             raise
+        if self.spec.speed:  # the first tick goes out live, as a gateway's first poll
+            deadline = began + GatewayAgent.START_WAIT_S
+            for agent in self.agents:
+                agent.await_publishing(deadline, should_stop)
+            if (held := _why_held(self.agents)) and not should_stop():
+                logger.info("starting without waiting longer for the gateways to publish live"
+                            " (%s): what they send before they can is historical", held)
+        paced_from = time.monotonic()
         noise = [
             random.Random(f"{self.spec.seed}:noise:{tl.instrument.id}") for tl in self.timelines
         ]
@@ -235,7 +245,7 @@ class Simulation:
         played = 0
         try:
             for tick in range(self.ticks + 1):
-                if not self._pace(began, tick, should_stop):
+                if not self._pace(paced_from, tick, should_stop):
                     break
                 self.now = self.start + timedelta(seconds=tick * self.spec.tick_s)
                 for n, (tl, agent) in enumerate(zip(self.timelines, self.agents, strict=True)):
@@ -318,14 +328,19 @@ def _unsent(agents: list[GatewayAgent]) -> int:
     return sum(agent.stats.outbox_depth for agent in agents)
 
 
+def _why_held(agents: Iterable[GatewayAgent], otherwise: str | None = None) -> str:
+    """Why the gateways cannot publish, the commonest reason first, and ``otherwise`` of those
+    that can (None leaves them out): a broker that cannot be reached or refuses them is not
+    an ingest that is missing."""
+    reasons = Counter(agent.link.held_by or otherwise for agent in agents)
+    return "; ".join(f"{count} gateway(s): {why}" for why, count in reasons.most_common()
+                     if why is not None)
+
+
 def _why_undelivered(agents: list[GatewayAgent]) -> str:
-    """Why the gateways with messages left hold them, the commonest reason first: a broker
-    that cannot be reached or refuses them is not an ingest that is missing."""
-    reasons = Counter(
-        agent.link.held_by or "published, but not confirmed stored by the platform"
-        for agent in agents if agent.stats.outbox_depth
-    )
-    return "; ".join(f"{count} gateway(s): {why}" for why, count in reasons.most_common())
+    """Why the gateways with messages left hold them."""
+    return _why_held((agent for agent in agents if agent.stats.outbox_depth),
+                     otherwise="published, but not confirmed stored by the platform")
 
 
 def _in_outage(tl: Timeline, tick: int, hint: int) -> tuple[int, bool]:

@@ -325,16 +325,19 @@ class GatewayAgent:
         logger.info("gateway %s stopped (%d message(s) left in the outbox)",
                     gateway, self._outbox.depth)
 
+    def await_publishing(self, deadline: float, stopped: Callable[[], bool]) -> None:
+        """Wait until messages can go out live, ``deadline`` (``time.monotonic()``) has passed
+        or ``stopped()``: what a poll creates before is historical (see ``run_forever``)."""
+        while not self._link.can_publish and time.monotonic() < deadline and not stopped():
+            time.sleep(0.05)
+
     def run_forever(self, stop: threading.Event) -> None:
         """Poll every ``sample_interval_s`` (on the wall clock) until ``stop`` is set.
 
         The first poll waits up to ``START_WAIT_S`` for publishing to open: the state found at
         start is a change, so its message closes at once, and it should go out live, not as
         historical data that leaves the platform's live status as it was."""
-        deadline = time.monotonic() + self.START_WAIT_S
-        while not self._link.can_publish and time.monotonic() < deadline:
-            if stop.wait(0.05):
-                return
+        self.await_publishing(time.monotonic() + self.START_WAIT_S, stop.is_set)
         interval = self.config.sample_interval_s
         next_at = time.monotonic()
         while not stop.is_set():

@@ -28,6 +28,8 @@ LIVE_AGE = timedelta(seconds=60)
 each sample as they take it, every 30 s)."""
 LIVE = "live simulation running"
 """What the demo logs once the past days are delivered, as its live fleet starts."""
+HISTORY = "simulating the last"
+"""What a first run logs as it begins to simulate the past days, which end as it does."""
 
 
 def _start_demo(
@@ -159,8 +161,9 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
         user = {"Authorization": f"Bearer {_printed_login(first_log, port, 'user')}"}
         catalogue = httpx.get(f"{base}/instruments", headers=user, timeout=10).json()
         assert catalogue["total"] == 30  # the printed user finds the fleet to book from
-        # the history ends before the live fleet starts
-        first = _wait_live(base, token, _logged_at(proc, first_log, LIVE, timeout=600), timeout=90)
+        # the past days end as the demo begins to simulate them: what comes after is live
+        history_end = _logged_at(proc, first_log, HISTORY, timeout=60)
+        first = _wait_live(base, token, history_end, timeout=600)
         later = _wait_live(base, token, first, timeout=150)  # and keep coming
         assert later > first
     finally:
@@ -178,7 +181,7 @@ def test_demo_runs_live_and_stops_cleanly(tmp_path: Path) -> None:
         assert _wait_ready(proc, base, second_log, timeout=120) == token
         latest = _latest(_board(base, token))
         assert latest is not None and latest >= later
-        assert "simulating the last" not in second_log.read_text()
+        assert HISTORY not in second_log.read_text()
     finally:
         if proc.poll() is None:
             _stop(proc)
@@ -260,7 +263,7 @@ def test_a_demo_stopped_while_simulating_the_past_says_so_when_started_again(
                 f"?host={tmp_path / 'data' / 'instrushare' / 'demo' / 'postgres'}")
 
     def some_history() -> bool:
-        if "simulating the last" not in log.read_text(errors="replace"):
+        if HISTORY not in log.read_text(errors="replace"):
             return False
         with contextlib.suppress(psycopg.Error), psycopg.connect(database) as conn:
             return conn.execute("SELECT EXISTS (SELECT 1 FROM state_sample)").fetchone() == (

@@ -166,19 +166,23 @@ def test_sim_stops_on_a_signal_and_says_how_far_it_came(
     tmp_path: Path, mqtt_url: str, topic_prefix: str, signum: signal.Signals
 ) -> None:
     """Also started in the background by a script, where SIGINT is ignored by default."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "instrushare", "sim", "--instruments", "2", "--days", "1",
-         "--speed", "600", "--no-register", "--drain-timeout", "1",
-         "--truth", str(tmp_path / "truth.json"), "--state-dir", str(tmp_path / "outbox")],
-        env=os.environ | {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    assert proc.stdout is not None
-    assert "ground truth in" in proc.stdout.readline()  # running
-    time.sleep(1.5)  # some ticks played
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, out + err  # nothing took the data: the outboxes keep it
+    ingest = IngestStandIn(mqtt_url, topic_prefix, "w1", 0.2, confirm=False)  # ticks go live
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "instrushare", "sim", "--instruments", "2", "--days", "1",
+             "--speed", "600", "--no-register", "--drain-timeout", "1",
+             "--truth", str(tmp_path / "truth.json"), "--state-dir", str(tmp_path / "outbox")],
+            env=os.environ | {"MQTT_URL": mqtt_url, "INSTRUSHARE_TOPIC_PREFIX": topic_prefix},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        assert proc.stdout is not None
+        assert "ground truth in" in proc.stdout.readline()  # running
+        time.sleep(1.5)  # some ticks played
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        ingest.stop("offline")
+    assert proc.returncode == 1, out + err  # nothing confirmed the data: the outboxes keep it
     assert "stopped after " in out and " of 1440 ticks" in out and "NOT all delivered" in out
 
 

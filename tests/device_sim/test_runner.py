@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,27 @@ def test_a_stop_while_waiting_for_delivery_ends_the_wait_and_keeps_the_data(
     assert again.drained
     confirmed = sum(gateway["confirmed"] for gateway in again.per_gateway.values())
     assert confirmed == result.unsent + again.messages  # what the first run kept, sent now
+
+
+def test_a_paced_run_sends_its_first_tick_live(
+    tmp_path: Path, mqtt_url: str, topic_prefix: str
+) -> None:
+    """As a gateway's first poll, so that the live status shows each instrument at once: data
+    created before an ingest worker is known to listen would be historical."""
+    ingest = IngestStandIn(mqtt_url, topic_prefix, "w1", 0.2)
+    recorder = Recorder(mqtt_url, f"{topic_prefix}/gw/#")
+    try:
+        result = Simulation(replace(SPEC, speed=600.0), mqtt_url=mqtt_url,
+                            topic_prefix=topic_prefix, state_dir=tmp_path / "outbox").run(
+            drain_timeout=60)
+        firsts: dict[str, tuple[int, bool]] = {}
+        for message in recorder.data():
+            firsts.setdefault(message.gateway, (message.seq, message.historical))
+    finally:
+        ingest.stop("offline")
+        recorder.close()
+    assert result.drained
+    assert list(firsts.values()) == [(0, False)] * SPEC.instruments
 
 
 def test_a_run_not_delivered_in_time_says_so_and_why(
