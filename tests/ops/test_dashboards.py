@@ -301,6 +301,14 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
             " historical, n_samples, n_events, received_at, arrival)"
             " VALUES ('gw-1', %s, %s, 'i-run', 3, %s, 2, 0, %s, %s)",
             [(s, ago(minutes=60 - s), s == 10, ago(minutes=60 - s, seconds=-2), s) for s in seqs])
+        # gw-2's outbox was replaced: its seq counts from 0 again, which is no gap; 42 and 2
+        # are missing
+        cur.executemany(
+            "INSERT INTO ingested_message (gateway_id, seq, created_at, instrument_id, bd_seq,"
+            " historical, n_samples, n_events, received_at, arrival)"
+            " VALUES ('gw-2', %s, %s, 'i-gwdown', 5, false, 1, 0, %s, %s)",
+            [(s, ago(minutes=m), ago(minutes=m, seconds=-1), 100 + m)
+             for s, m in ((40, 50), (41, 49), (43, 48), (0, 30), (1, 29), (3, 28))])
         cur.executemany(
             "INSERT INTO dead_letter (received_at, topic, payload, reason, detail)"
             " VALUES (%s, %s, %s, %s, %s)",
@@ -534,8 +542,8 @@ def test_ingest_panels_find_gaps_and_dead_letters(filled_db: str) -> None:
         _, gaps = _run(conn, _panel("ingest.json", "Sequence gaps by gateway 序号缺口"), {})
         _, letters = _run(conn, _panel("ingest.json", "Latest dead letters 最新死信"), {})
         _, stored = _run(conn, _panel("ingest.json", "Messages stored 入库消息"), {})
-    assert [(r[0], r[1], r[2], r[3], r[4]) for r in gaps] == [("gw-1", 1, 10, 8, 2)]
+    assert [r[:6] for r in gaps] == [("gw-1", 1, 10, 8, 2, 0), ("gw-2", 40, 3, 6, 2, 1)]
     assert len(letters) == 3 and letters[0][2] == "isv1/gw/gw-1/data/i-run"
-    assert sum(r[1] for r in stored) == 8 and sum(r[3] for r in stored) == 1
+    assert sum(r[1] for r in stored) == 14 and sum(r[3] for r in stored) == 1
     assert _one_row("ingest.json", "Dead letters in range 死信数", filled_db) == {
         "dead": 3, "reasons": 2}
