@@ -7,7 +7,6 @@ fresh database filled with a small fleet whose expected figures are worked out b
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,10 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from psycopg import conninfo, sql
 
-from instrushare.db import migrate
-from tests.conftest import PG_ADMIN_URL
+from tests.databases import DatabaseStock
 from tests.ops import grafana
 from tests.ops.grafana import TimeRange
 
@@ -319,21 +316,16 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def filled_db() -> Iterator[str]:
+def filled_db(database_stock: DatabaseStock) -> Iterator[str]:
     """One filled, migrated database for the module (the queries only read); dropped after."""
-    name = f"instrushare_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    name = database_stock.take()
     try:
-        url = conninfo.make_conninfo(PG_ADMIN_URL, dbname=name)
-        migrate(url)
+        url = database_stock.url(name)
         with psycopg.connect(url, autocommit=True) as conn:
             _fill(conn)
         yield url
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                          .format(sql.Identifier(name)))
+        database_stock.give_back([name])
 
 
 def _all_institutions(conn: psycopg.Connection[Any], dash: dict[str, Any]) -> dict[str, str]:
