@@ -99,7 +99,7 @@ def test_word_order_input_registers_and_scale(meter: MeterServer) -> None:
 
 def test_stopped_meter_gives_a_clear_error_then_recovers(meter: MeterServer) -> None:
     probe = ModbusPowerProbe(host="127.0.0.1", port=meter.port, unit=UNIT, address=ADDRESS,
-                             timeout_s=0.5)
+                             timeout_s=5.0)
     meter.set_power(77.0)
     assert probe.read().power_w == 77.0
     meter.stop()
@@ -123,7 +123,7 @@ def test_unknown_unit_is_an_error(meter: MeterServer) -> None:
 
 def test_an_exception_reply_says_what_to_check(meter: MeterServer) -> None:
     probe = ModbusPowerProbe(host="127.0.0.1", port=meter.port, unit=UNIT, address=500,
-                             timeout_s=0.5)
+                             timeout_s=5.0)
     with pytest.raises(ProbeError, match=r"exception 2: illegal data address \(check register,"
                                          r" and address: counted from 0"):
         probe.read()

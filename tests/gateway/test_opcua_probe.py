@@ -253,7 +253,7 @@ def probes_of(server: InstrumentServer) -> Iterator[Callable[..., OpcUaProbe]]:
     probes: list[OpcUaProbe] = []
 
     def make(**fields: Any) -> OpcUaProbe:
-        probes.append(OpcUaProbe(endpoint=server.endpoint, timeout_s=0.5, **fields))
+        probes.append(OpcUaProbe(endpoint=server.endpoint, timeout_s=5.0, **fields))
         return probes[-1]
 
     try:
@@ -558,7 +558,7 @@ def test_probe_from_configuration_reads_with_its_credentials(server: InstrumentS
         "states": {"Standby": "idle", "Run": "running"}, "power_node": server.node("Power"),
         "scale": 2.0, "user_node": server.node("User"),
         "metrics": {"temp_c": server.node("ColumnTemp")},
-        "username": "operator", "password": "s3cret", "timeout_s": 0.5,
+        "username": "operator", "password": "s3cret", "timeout_s": 5.0,
     }})
     assert "s3cret" not in repr(config)
     probe = build_probe(config)
@@ -580,7 +580,7 @@ def test_probe_from_configuration_secures_its_connection(
 ) -> None:
     probe = build_probe(InstrumentConfig.model_validate({"id": "hplc1", "probe": {
         "kind": "opcua", "endpoint": secure_server.endpoint,
-        "power_node": secure_server.node("Power"), "timeout_s": 0.5,
+        "power_node": secure_server.node("Power"), "timeout_s": 5.0,
         "security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt",
         "certificate": str(pki.gateway.certificate), "private_key": str(pki.gateway.private_key),
         "server_certificate": str(pki.server.certificate),
@@ -741,7 +741,7 @@ def test_agent_samples_what_the_server_says_and_closes_the_probe(
         "topic_prefix": topic_prefix, "outbox_path": tmp_path / "outbox.sqlite",
         "instruments": [{
             "id": "hplc1",
-            "probe": {"kind": "opcua", "endpoint": server.endpoint, "timeout_s": 0.5,
+            "probe": {"kind": "opcua", "endpoint": server.endpoint, "timeout_s": 5.0,
                       "state_node": server.node("CurrentState"),
                       "power_node": server.node("Power"), "user_node": server.node("User"),
                       "metrics": {"column_temp_c": server.node("ColumnTemp")}},
