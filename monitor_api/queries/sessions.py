@@ -40,6 +40,7 @@ LEFT JOIN LATERAL (
 CROSS JOIN LATERAL (SELECT coalesce(u.user_id, b.user_id) AS user_id) pu_id
 LEFT JOIN platform_user pu ON pu.id = pu_id.user_id
 WHERE u.instrument_id = %(id)s AND u.start_ts < %(hi)s AND coalesce(u.end_ts, u.last_ts) > %(lo)s
+  AND (%(user)s::text IS NULL OR pu_id.user_id = %(user)s)
 ORDER BY u.start_ts
 LIMIT %(limit)s OFFSET %(offset)s
 """.replace("{operated}", OPERATED).replace("{certified_until}", CERTIFIED_UNTIL)
@@ -47,14 +48,16 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 async def instrument_sessions(
     conn: Conn, *, instrument_id: str, lo: datetime, hi: datetime, grace: timedelta,
-    limit: int | None, offset: int,
+    user_id: str | None = None, limit: int | None, offset: int,
 ) -> dict[str, Any]:
     """The sessions of ``instrument_id`` overlapping ``[lo, hi)`` in start order, unclipped,
-    one page of them (``limit`` None: all from ``offset``)."""
+    one page of them (``limit`` None: all from ``offset``); ``user_id``: only those whose
+    time counts for that user."""
     rows = await fetch_all(conn, _SESSIONS, {
-        "id": instrument_id, "lo": lo, "hi": hi, "grace": grace,
+        "id": instrument_id, "lo": lo, "hi": hi, "grace": grace, "user": user_id,
         "limit": limit, "offset": offset})
     total = await window_total(rows, offset, lambda: instrument_sessions(
-        conn, instrument_id=instrument_id, lo=lo, hi=hi, grace=grace, limit=1, offset=0))
+        conn, instrument_id=instrument_id, lo=lo, hi=hi, grace=grace, user_id=user_id,
+        limit=1, offset=0))
     items = [{k: v for k, v in r.items() if k != "n"} for r in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

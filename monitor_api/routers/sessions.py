@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from monitor_api.auth import Reader
+from monitor_api.auth import Caller, Role
 from monitor_api.db import DbConn, Settings
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.sessions import instrument_sessions
@@ -63,7 +63,7 @@ LABELS = {
             responses=FILE_RESPONSES)
 async def session_log(
     conn: DbConn,
-    caller: Reader,
+    caller: Caller,
     settings: Settings,
     instrument_id: str,
     start: Moment,
@@ -75,11 +75,15 @@ async def session_log(
 ) -> Response | dict[str, Any]:
     """The usage sessions overlapping ``[start, end)``, in start order and not clipped to it,
     each with whom its time counts for, by the rules of docs/metrics.md: why an instrument's
-    figures are what they are. A file holds every session of the period, JSON one page."""
+    figures are what they are. A file holds every session of the period, JSON one page.
+
+    A registered user gets their own sessions of a listed instrument only: the log names
+    whom each session's time counts for."""
     check_span(start, end)
     await visible_instrument(conn, caller, instrument_id)
     found = await instrument_sessions(
         conn, instrument_id=instrument_id, lo=start, hi=end, grace=settings.no_show_grace,
+        user_id=caller.user_id if caller.role is Role.USER else None,
         limit=limit if format is Format.JSON else None,
         offset=offset if format is Format.JSON else 0)
     name = f"sessions-{instrument_id}-{start.date()}-{end.date()}"

@@ -48,7 +48,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/instruments/nmr/power?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
      None, ALL),
     ("GET", "/instruments/nmr/sessions?start=2026-03-10T00:00:00Z&end=2026-03-11T00:00:00Z",
-     None, READ),
+     None, ALL),
     ("POST", "/certifications", {"user_id": "out1", "instrument_id": "nmr", "level": "self",
                                  "valid_from": "2026-01-01T00:00:00Z"}, MANAGE),
     ("POST", "/certifications/{cert}/revoke", None, MANAGE),

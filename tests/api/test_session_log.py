@@ -1,5 +1,6 @@
 """An instrument's session log: each session with whom its time counts for, by the rules the
-reports sum (docs/metrics.md), and the sums of the log are the report's figures.
+reports sum (docs/metrics.md), and the sums of the log are the report's figures; a registered
+user reads their own sessions only.
 
 Registry of tests/api/conftest.py: 'nmr' belongs to 'uni-ac' (under 'uni'); 'in1' is of
 'uni' (inside), 'out1' of 'other' and 'firm1' of no institution (outside), 'new1' of 'other'
@@ -141,6 +142,25 @@ def test_a_file_holds_every_session_in_words(day: Api) -> None:
                        "User name": "外单位用户", "User from": "booking",
                        "Booking kind": "self-operated", "Outside user": "yes",
                        "Uncertified": "yes"}
+
+
+def test_a_registered_user_reads_their_own_sessions_only(day: Api) -> None:
+    """out1's time is theirs by booking, in1's as reported; firm1 has no session that day."""
+    def starts(who: str, **params: Any) -> tuple[int, list[str]]:
+        with day.as_(who) as c:
+            r = c.get("/instruments/nmr/sessions", params={**DAY, **params})
+        assert r.status_code == 200, r.text
+        return r.json()["total"], [s["start"] for s in r.json()["items"]]
+
+    assert starts("user") == (1, ["2026-03-10T01:10:00Z"])
+    assert starts("inside_user") == (2, ["2026-03-10T00:00:00Z", "2026-03-10T08:00:00Z"])
+    assert starts("inside_user", limit=1, offset=1) == (2, ["2026-03-10T08:00:00Z"])
+    with day.as_("user") as c:
+        r = c.get("/instruments/nmr/sessions", params={**DAY, "format": "csv", "lang": "en"})
+        assert [row["User"] for row in csv.DictReader(
+            io.StringIO(r.content.decode("utf-8-sig")))] == ["out1"]
+        day.sql("UPDATE instrument SET listing = NULL WHERE id = 'nmr'")
+        assert c.get("/instruments/nmr/sessions", params=DAY).status_code == 404
 
 
 @pytest.mark.parametrize(("params", "message"), [

@@ -70,10 +70,10 @@ export function render(root, ctx) {
   form.addEventListener('submit', (event) => { event.preventDefault(); load(); });
   markPresets(presets, [start, end], presets[0]); // the last 24 h are shown first
   const message = el('div', { class: 'message' });
-  // the log names who used it, which the API tells staff only (registered users get 403)
-  const readsSessions = ctx.me.role !== 'user';
+  // the log names who used it: the API tells a registered user of their own sessions only
+  const mine = ctx.me.role === 'user';
   const sessions = el('div'); // the log's card, drawn per range
-  root.append(head, info, form, message, charts, ...(readsSessions ? [sessions] : []));
+  root.append(head, info, form, message, charts, sessions);
 
   function setRange(lo, hi) { // the inputs hold Shanghai's clock (clock.js), no offset
     start.value = dateTimeInput(lo);
@@ -172,8 +172,9 @@ export function render(root, ctx) {
   /** The session log's card: the first ``page`` of the sessions of ``range``, exports
    * holding every one. */
   function showSessions(path, range, page) {
-    const card = section('sessions.title', 'sessions',
-      el('p', { class: 'muted', dataset: { note: 'sessions' }, text: t('sessions.note') }));
+    const card = section(mine ? 'sessions.mine' : 'sessions.title', 'sessions',
+      el('p', { class: 'muted', dataset: { note: 'sessions' },
+        text: t(mine ? 'sessions.mine_note' : 'sessions.note') }));
     card.querySelector('.card-head').append(exportButtons(path, range, ctx.fail, 'sessions'));
     card.append(table(SESSION_COLUMNS, page.items, 'sessions'), ...moreNote(page));
     sessions.replaceChildren(card);
@@ -198,15 +199,12 @@ export function render(root, ctx) {
         getAll(`${base}/timeline`, range, { signal: stop.signal }),
         getJson(`${base}/power`, { ...range, step_s: step, limit: 10000 },
           { signal: stop.signal }),
-        readsSessions ? getJson(`${base}/sessions`, { ...range, limit: SESSIONS_SHOWN },
-          { signal: stop.signal }) : null,
+        getJson(`${base}/sessions`, { ...range, limit: SESSIONS_SHOWN }, { signal: stop.signal }),
       ]);
       const empty = !intervals.length && !points.items.length;
       charts.hidden = empty; // a note says so rather than empty grids
-      if (log) {
-        showSessions(`${base}/sessions`, range, log);
-        sessions.hidden = empty && !log.total; // nor an empty table under that note
-      }
+      showSessions(`${base}/sessions`, range, log);
+      sessions.hidden = empty && !log.total; // nor an empty table under that note
       if (!empty) {
         const watts = powerChart(power.canvas, points.items, lo, hi);
         timelineChart(timeline.canvas, intervals, lo, hi, watts); // a time at one x in both
