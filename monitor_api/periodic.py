@@ -5,7 +5,6 @@ job never takes the API down with it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +22,17 @@ class Job:
     """Seconds between rounds; 0 turns the job off."""
 
 
+async def pause(seconds: float) -> None:
+    """``asyncio.sleep``, but first the ``CancelledError`` of a task asked to stop whose
+    request a library swallowed: Python 3.11's ``asyncio.wait_for`` returns its result when it
+    is cancelled just as that result arrives, and psycopg_pool waits for a connection with it.
+    A loop of rounds would otherwise run on, and whoever awaits its end wait for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    await asyncio.sleep(seconds)
+
+
 async def _repeat(job: Job) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -34,7 +44,7 @@ async def _repeat(job: Job) -> None:
         else:
             if done:
                 logger.info("%s: %s in %.1f s", job.name, done, loop.time() - started)
-        await asyncio.sleep(job.interval_s)
+        await pause(job.interval_s)
 
 
 @asynccontextmanager
@@ -47,6 +57,5 @@ async def running(jobs: list[Job]) -> AsyncIterator[None]:
     finally:
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # their CancelledError as results: a cancel of this task itself still propagates
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor_api.db import Conn, Pool, fetch_one
+from monitor_api.periodic import pause
 from monitor_api.queries import status as q
 
 logger = logging.getLogger("monitor_api")
@@ -81,14 +82,13 @@ class StatusFeed:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)  # as periodic.running
             self._task = None
 
     async def _run(self) -> None:
         since: datetime | None = None
         while True:
-            await asyncio.sleep(self._poll_s)
+            await pause(self._poll_s)
             if not self._subscribers:
                 since = None  # nobody to tell: the next subscriber reads the board anyway
                 continue
