@@ -93,9 +93,10 @@ assert set(_EventName.__args__) == {e.value for e in EventType}  # type: ignore[
 def fast_message(payload: bytes | bytearray) -> dict[str, Any] | None:
     """The validated message, or None when the protocol model must decide (and explain).
 
-    Each sample's and event's ``ts`` becomes a datetime on ``datetime.UTC``; the text it was
-    given as stays under ``ts_text`` (checked RFC 3339 above, so PostgreSQL reads the same
-    instant from it) for the text COPY.
+    Each sample's and event's ``ts`` becomes a datetime on ``datetime.UTC``, and ``ts_text``
+    the text for the COPY: as given when in UTC (checked RFC 3339 above, so PostgreSQL reads
+    the same instant from it), else written anew in UTC, as PostgreSQL refuses the offsets
+    beyond ±15:59 that RFC 3339 allows.
     """
     try:
         msg: dict[str, Any] = _MESSAGE.validate_json(payload)  # type: ignore[assignment]
@@ -107,10 +108,12 @@ def fast_message(payload: bytes | bytearray) -> dict[str, Any] | None:
         parse = datetime.fromisoformat
         for items in (samples, events):
             for item in items or ():
-                text = item["ts_text"] = item["ts"]
-                ts = item["ts"] = parse(text)
+                text = item["ts"]
+                ts = parse(text)
                 if ts.tzinfo is not UTC:
-                    item["ts"] = ts.astimezone(UTC)
+                    ts = ts.astimezone(UTC)
+                    text = ts.isoformat()
+                item["ts"], item["ts_text"] = ts, text
     except (ValidationError, ValueError, OverflowError):  # overflow: out of range in UTC
         return None
     return msg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,3 +77,33 @@ def test_free_text_offsets_nulls_and_metrics_stored_exactly(database_url: str) -
                                        (t1, "fault_cleared", "u2", None)]
     assert query(database_url, "SELECT gateway_id, seq, bd_seq, historical, n_samples, n_events"
                  " FROM ingested_message") == [("gw1", 1, 2, False, 2, 2)]
+
+
+def test_offsets_postgresql_cannot_read_are_stored_at_their_instant(database_url: str) -> None:
+    """RFC 3339 allows offsets to ±23:59, PostgreSQL reads them to ±15:59 only: a sample or
+    event at +16:00 or -23:59 is stored at its instant, not refused with its message."""
+    register(database_url, {"i1": "gw1"})
+    offsets = [timedelta(hours=16), -timedelta(hours=23, minutes=59),
+               timedelta(hours=15, minutes=59)]
+    at = [BASE + timedelta(seconds=k) for k in range(len(offsets))]
+    written = [t.astimezone(timezone(offset)).isoformat() for t, offset in zip(
+        at, offsets, strict=True)]
+    assert [text[-6:] for text in written] == ["+16:00", "-23:59", "+15:59"]
+    doc = {
+        "v": 1, "gateway": "gw1", "instrument": "i1", "seq": 1, "bd_seq": 1,
+        "created_at": datetime.now(UTC).isoformat(),
+        "samples": [{"ts": text, "state": "idle"} for text in written],
+        "events": [{"ts": written[1], "type": "fault"}],
+    }
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    item = decoder.decode((Topics("p").data("gw1", "i1"), json.dumps(doc).encode(), 1, 1,
+                           time.time()))
+    try:
+        assert store.write([item]).fresh == 1
+    finally:
+        store.close()
+    assert query(database_url, "SELECT ts FROM state_sample ORDER BY ts") == [(t,) for t in at]
+    assert query(database_url, "SELECT ts FROM instrument_event") == [(at[1],)]
+    assert query(database_url, "SELECT count(*) FROM dead_letter") == [(0,)]
+
