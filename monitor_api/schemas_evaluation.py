@@ -52,7 +52,7 @@ _ASSESSMENT: dict[str, Any] = {
 _SILENT: dict[str, Any] = {
     "instrument_id": "sem-1", "name": "场发射扫描电子显微镜",
     "institution_id": "neu", "institution_name": "东北大学",
-    "last_data": "2025-10-08T08:42:05.123000Z", "silent_days": 41}
+    "last_data": "2025-10-08T08:42:05.123000Z", "silent_days": 41, "awaiting_disposal": False}
 
 _OVERDUE: dict[str, Any] = {
     "instrument_id": "xrd-1", "name": "X射线衍射仪", "institution_id": "neu",
@@ -218,6 +218,9 @@ class SilentInstrument(BaseModel):
         description="Last data received, or when its gateway went offline; null if never."
     )
     silent_days: int | None = Field(description="Whole days since last_data; null if never.")
+    awaiting_disposal: bool = Field(
+        description="Marked for disposal (待报废) in the registry: silence to be expected, not"
+        " a gateway to chase.")
 
 
 class SilentInstruments(Page[SilentInstrument]):

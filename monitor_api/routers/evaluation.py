@@ -58,6 +58,7 @@ _SILENT_COLUMNS = [
     ("institution_id", "单位", "Institution"), UNIT_NAME,
     ("last_data", "最后数据时间", "Last data"),
     ("silent_days", "静默天数", "Days silent"),
+    ("awaiting_disposal", "待报废", "Awaiting disposal"),
 ]
 _NEVER = "never"
 """The silent list's last data of an instrument never heard from, in a file."""
@@ -246,6 +247,7 @@ async def silent_instruments(
         conn,
         """
         SELECT i.id AS instrument_id, i.name, i.institution_id, u.name AS institution_name,
+               i.awaiting_disposal,
                CASE WHEN g.online IS FALSE THEN least(s.last_ts, g.changed_at)
                     ELSE s.last_ts END AS last_data
         FROM instrument i

@@ -196,6 +196,25 @@ def test_a_silent_file_says_which_instruments_never_reported(year: Api) -> None:
         assert worded == never
 
 
+def test_the_silent_list_says_which_instruments_await_disposal(year: Api) -> None:
+    """An instrument marked for disposal stays on the list, its silence explained, in JSON and
+    in words in the files."""
+    year.sql("UPDATE instrument SET awaiting_disposal = true WHERE id = 'sem'")
+    with year.as_("evaluator") as c:
+        listed = c.get("/evaluation/silent", params={"days": 30}).json()["items"]
+        english, chinese = (c.get("/evaluation/silent",
+                                  params={"days": 30, "format": "csv", "lang": lang})
+                            for lang in ("en", "zh"))
+    assert {i["instrument_id"]: i["awaiting_disposal"] for i in listed} == {
+        "inc1": False, "sem": True, "xrd": False}
+    for response, column, words in ((english, "Awaiting disposal", ("yes", "no")),
+                                    (chinese, "待报废", ("是", "否"))):
+        header, *lines = response.content.decode("utf-8-sig").splitlines()
+        at = header.split(",").index(column)
+        assert {line.split(",")[0]: line.split(",")[at] for line in lines} == {
+            "inc1": words[1], "sem": words[0], "xrd": words[1]}
+
+
 def test_rules_are_configuration(year: Api, database_url: str) -> None:
     rules = EvaluationRules(full_use_hours=600, excellent=85, star_scores=[10, 40, 50, 60])
     auth = {"Authorization": f"Bearer {year.tokens['evaluator']}"}

@@ -339,6 +339,8 @@ def test_pages_show_the_seeded_data(
     silent_owner = page.locator('table[data-table="silent"] td[data-key="institution_name"] span')
     expect(silent_owner).to_have_text(INSTITUTION_NAMES["neu"])  # named, the id on hover
     expect(silent_owner).to_have_attribute("title", "neu")
+    expect(page.locator('table[data-table="silent"] td[data-key="awaiting_disposal"]')
+           ).to_have_text([STRINGS["en"]["field.no"]])
     grades = page.locator('table[data-table="instruments"] td[data-key="grade"]')
     expect(grades).to_have_count(len(INSTRUMENTS))
     in_sight(grades.first, viewport)  # next to the name, in sight even on a phone

@@ -65,7 +65,10 @@ const LISTS = [
       UNIT_COLUMN,
       { key: 'last_data', label: 'eval.last_data', format: (v) => (v ? fmtTime(v) : null) },
       // null: no data ever came, which is worth saying rather than a dash
-      { key: 'silent_days', label: 'eval.silent_days', format: (v) => v ?? t('eval.never_reported') }] },
+      { key: 'silent_days', label: 'eval.silent_days', format: (v) => v ?? t('eval.never_reported') },
+      // silence to be expected: the registry marks it for disposal
+      { key: 'awaiting_disposal', label: 'eval.rs.awaiting_disposal',
+        format: (v) => t(v ? 'field.yes' : 'field.no') }] },
   { name: 'overdue', title: 'eval.overdue', path: () => 'evaluation/overdue-registrations',
     params: (y) => ({ as_of: asOf(y) }),
     note: (y) => t('eval.overdue_note').replace('{date}', asOf(y)),
