@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 from fastapi.responses import Response
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from starlette.concurrency import run_in_threadpool
 
 from monitor_api.settings import TIMEZONE
@@ -59,6 +58,10 @@ _DATE = re.compile(r"-\d{4}-\d{2}-\d{2}")
 """A period's dates in a file name, which a sheet name leaves out."""
 SHEET_NAME_MAX = 31
 """Excel's limit on a sheet name: a longer one is refused, never cut mid-word."""
+NOT_IN_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""What XML 1.0 cannot hold, and so no XLSX cell: control characters and the noncharacters
+U+FFFE and U+FFFF (openpyxl's own pattern knows only the first and writes a workbook no
+program opens)."""
 
 
 def _in(lang: Lang, zh: str, en: str) -> str:
@@ -132,8 +135,8 @@ def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, st
 
 
 def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
-    """Text is always a text cell, never a formula, with the control characters XML cannot
-    hold shown as U+FFFD: what users type (names, comments) is data, whatever it looks like.
+    """Text is always a text cell, never a formula, with the characters XML cannot hold
+    shown as U+FFFD: what users type (names, comments) is data, whatever it looks like.
     A ``share`` is shown as a percentage."""
     if share and isinstance(value, float):
         cell = WriteOnlyCell(sheet, value)
@@ -145,7 +148,7 @@ def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
         return _moment(value)
     if not isinstance(value, str):
         return value
-    cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
+    cell = WriteOnlyCell(sheet, NOT_IN_XML.sub("\ufffd", value))
     cell.data_type = "s"
     return cell
 

@@ -117,23 +117,24 @@ def test_files_write_codes_as_words(seeded: Api) -> None:
 
 
 def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
-    """A comment that looks like a formula stays text in both files, and control characters,
-    which XLSX cannot hold, do not stop the workbook."""
+    """A comment that looks like a formula stays text in both files, and control characters
+    and noncharacters, which XLSX cannot hold, do not stop the workbook nor spoil it."""
     seeded.sql("UPDATE service_record SET comment = %s WHERE booking_id = 1",
                ('=HYPERLINK("http://x","click")',))
     seeded.sql("INSERT INTO service_record (booking_id, comment) VALUES (6, %s)",
-               ("bad\x1bservice\x01",))
+               ("bad\x1bservice\x01\ufffe\uffff",))
     with seeded.as_("evaluator") as c:
         csv_text = _get(c, format="csv", lang="en").content.decode("utf-8-sig")
         xlsx = _get(c, format="xlsx")
     assert xlsx.status_code == 200
     comments = [r[21] for r in load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(
         min_row=2, values_only=True)]
-    assert '=HYPERLINK("http://x","click")' in comments and "bad\ufffdservice\ufffd" in comments
+    assert '=HYPERLINK("http://x","click")' in comments
+    assert "bad\ufffdservice\ufffd\ufffd\ufffd" in comments
     cells = load_workbook(io.BytesIO(xlsx.content)).active
     assert all(cell.data_type != "f" for row in cells.iter_rows() for cell in row)
     assert """'=HYPERLINK(""http://x"",""click"")""" in csv_text
-    assert "bad\x1bservice\x01" in csv_text  # CSV holds any text
+    assert "bad\x1bservice\x01\ufffe\uffff" in csv_text  # CSV holds any text
 
 
 def test_codes_keep_their_leading_zeros(seeded: Api) -> None:
