@@ -218,6 +218,13 @@ def problem_text(loc: Sequence[Any], msg: str) -> str:
     return f"{where}: {what}" if where else what
 
 
+def _is_json(content_type: str) -> bool:
+    """Whether FastAPI reads a body of this type as JSON: application/json or a +json type."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                            and media.endswith("+json"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, including FastAPI's own, as the same JSON shape."""
 
@@ -248,10 +255,12 @@ def install_error_handlers(app: FastAPI) -> None:
         details = [_problem(e, exc.body) for e in exc.errors()] or [
             {"loc": [], "msg": "invalid request"}]
         sent = request.headers.get("content-type", "")
-        if details[0]["loc"] == ["body"] and sent and "json" not in sent:
-            return JSONResponse(_body("unsupported_media_type", "the body must be JSON"
-                                      f" (Content-Type: application/json), not {sent}"),
-                                status_code=415)
+        if (details[0]["loc"] == ["body"] and exc.errors()[0].get("type") != "missing"
+                and not _is_json(sent)):  # a body FastAPI did not read as JSON for its type
+            said = f"is {sent}" if sent else "is missing"
+            return JSONResponse(_body("unsupported_media_type", "the body must be JSON, sent"
+                                      f" with Content-Type: application/json; this request's"
+                                      f" Content-Type {said}"), status_code=415)
         return invalid(details)
 
     async def database_error(_: Request, exc: Exception) -> JSONResponse:

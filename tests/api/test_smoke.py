@@ -117,8 +117,14 @@ def test_a_json_endpoint_sent_another_content_type_says_so(api: Api) -> None:
         r = c.post("/institutions", content=b"id=x&name=y",
                    headers={"Content-Type": "application/x-www-form-urlencoded"})
         missing = c.post("/institutions", json=None)
-    assert (r.status_code, r.json()["error"]) == (415, "unsupported_media_type")
-    assert "the body must be JSON" in r.json()["message"]
+        # JSON text, but not said to be JSON: no Content-Type, or one merely resembling it
+        unsaid = [c.post("/institutions", content=b'{"id": "x", "name": "y"}', headers=headers)
+                  for headers in ({}, {"Content-Type": "application/jsonx"})]
+    for response in (r, *unsaid):
+        assert (response.status_code, response.json()["error"]) == (
+            415, "unsupported_media_type")
+        assert "the body must be JSON" in response.json()["message"]
+    assert unsaid[0].json()["message"].endswith("this request's Content-Type is missing")
     assert missing.status_code == 422  # no body at all: a request to complete, not a type
 
 
