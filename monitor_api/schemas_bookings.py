@@ -77,6 +77,10 @@ class Certification(BaseModel):
     revoked_at: datetime | None
 
 
+MAX_BOOKING = timedelta(days=31)
+"""The longest window one booking holds: longer use is booked in several."""
+
+
 class BookingIn(BaseModel):
     model_config = example_config({
         "instrument_id": "nmr-600", "kind": "self", "start": "2026-12-01T09:00:00+08:00",
@@ -94,7 +98,7 @@ class BookingIn(BaseModel):
             raise ValueError("end must be after start")
         if self.end - self.start < timedelta(minutes=1):
             raise ValueError("a booking lasts at least a minute")
-        if (self.end - self.start).days > 31:
+        if self.end - self.start > MAX_BOOKING:
             raise ValueError("a booking lasts at most 31 days")
         return self
 

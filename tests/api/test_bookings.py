@@ -201,6 +201,19 @@ def test_a_booking_window_too_short_to_use_is_refused(api: Api, end: str, messag
     assert message in r.text
 
 
+@pytest.mark.parametrize(("end", "status"), [
+    (timedelta(days=31), 201), (timedelta(days=31, seconds=1), 422)])
+def test_a_booking_lasts_at_most_31_days(api: Api, end: timedelta, status: int) -> None:
+    start = datetime.fromisoformat(f"{NEXT_WEEK}T09:00:00+08:00")
+    with api.as_("user") as user:
+        r = user.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                         "start": start.isoformat(),
+                                         "end": (start + end).isoformat()})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert "a booking lasts at most 31 days" in r.json()["message"]
+
+
 def test_a_certification_already_in_force_is_not_issued_twice(api: Api) -> None:
     _certify(api, "out1", "nmr", until="2027-01-01T00:00:00+08:00")
     again = {"user_id": "out1", "instrument_id": "nmr", "level": "self",
