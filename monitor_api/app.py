@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,7 +22,7 @@ from prometheus_client import (
 from monitor_api import web
 from monitor_api.body_limit import BodyLimit
 from monitor_api.db import Pool, make_pool
-from monitor_api.errors import ERROR_RESPONSES, install_error_handlers
+from monitor_api.errors import ERROR_RESPONSES, install_error_handlers, refuse_nul_in_url
 from monitor_api.fleet_gauges import FleetGauges
 from monitor_api.periodic import Job, running
 from monitor_api.rollup import fill_rollups
@@ -136,6 +136,7 @@ def create_app(
         # nothing fetched from the internet: no online validator, and no ReDoc, whose page
         # loads its logo from its maker's site
         redoc_url=None, swagger_ui_parameters={"validatorUrl": None},
+        dependencies=[Depends(refuse_nul_in_url)],
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -32,7 +32,7 @@ M = TypeVar("M", bound=BaseModel)
 
 async def csv_text(request: Request) -> str:
     """The body of a CSV upload as text: sent as ``text/csv`` (a form or JSON body sent here by
-    mistake would otherwise be read as a file full of bad lines), UTF-8, NULs made visible."""
+    mistake would otherwise be read as a file full of bad lines) in UTF-8."""
     media, _, params = request.headers.get("content-type", "").partition(";")
     if media.strip().lower() != "text/csv":
         raise UnsupportedMedia(f"the body must be CSV (Content-Type: text/csv), not"
@@ -44,7 +44,7 @@ async def csv_text(request: Request) -> str:
         raise UnsupportedMedia(f"the file must be UTF-8 text, not {charset}")
     body = await request.body()
     try:
-        return body.decode("utf-8").replace("\x00", "\ufffd")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:  # mostly a spreadsheet's plain CSV, which is GBK in China
         line = body.count(b"\n", 0, exc.start) + 1
         raise BadRequest(f"the file is not UTF-8 text (line {line}): save it as CSV UTF-8"

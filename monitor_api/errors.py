@@ -225,6 +225,14 @@ def _is_json(content_type: str) -> bool:
                                             and media.endswith("+json"))
 
 
+def refuse_nul_in_url(request: Request) -> None:
+    """No id, date or filter holds a NUL: one in the URL (``%00``) is refused in words here,
+    before the database refuses it in its own."""
+    if "\x00" in request.url.path or b"%00" in request.scope["query_string"]:
+        raise BadRequest("the URL holds a NUL character (%00), which no id, date or filter"
+                         " may contain")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, including FastAPI's own, as the same JSON shape."""
 

@@ -33,19 +33,28 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain the NUL character (U+0000)")
+    return value
+
+
 _NO_NUL = r"^[^\x00]*$"
-Text = Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500, pattern=_NO_NUL)]
+"""Said in the OpenAPI schema; ``NoNul`` refuses a NUL first, in words, not as a pattern."""
+NoNul = BeforeValidator(_no_nul)
+Text = Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL), NoNul]
+LongText = Annotated[str, StringConstraints(max_length=2000, pattern=_NO_NUL), NoNul]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500, pattern=_NO_NUL),
+                  NoNul]
 """Optional text that names something (a place, a region, a maker, an organisation), without
 surrounding spaces (Unicode's, the ideographic one included): one of spaces only is empty,
 "not given", as an empty cell of the CSV import is, and "沈阳 " groups and filters with
 "沈阳"."""
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=_NO_NUL),
-                 AfterValidator(_not_blank)]
+                 AfterValidator(_not_blank), NoNul]
 """What an institution, an instrument or a platform user is called: stripped as a ``Label``
 is, and required, so some text must be left once the spaces around it are gone."""
-Reason = Annotated[str, StringConstraints(max_length=2000, pattern=_NO_NUL),
-                   AfterValidator(_not_blank)]
+Reason = Annotated[LongText, AfterValidator(_not_blank)]
 """What a judgement rests on: required, so some text, not only spaces."""
 CategoryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 CATEGORY_PREFIX = r"^[0-9]{2}(?:[0-9]{2}){0,2}$"

@@ -14,7 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Money, Page, Reason, Tier, UnitName, example_config
+from monitor_api.schemas import (
+    LongText,
+    Money,
+    Page,
+    Reason,
+    Tier,
+    UnitName,
+    example_config,
+)
 from monitor_api.schemas_report import FIGURES_EXAMPLE, Figures
 from monitor_api.settings import EvaluationRules
 
@@ -336,8 +344,8 @@ class DuplicateReview(Page[ReviewedInstrument]):
 class PublicationIn(BaseModel):
     model_config = example_config({"note": "经评审委员会审定，2025 年度考核结果予以公布"})
 
-    note: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$",
-                      description="What the publication rests on (a decision, a meeting).")
+    note: LongText = Field(
+        default="", description="What the publication rests on (a decision, a meeting).")
 
 
 class Publication(BaseModel):

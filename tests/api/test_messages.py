@@ -86,3 +86,16 @@ def test_days_and_times_are_written_out_not_numbers(api: Api) -> None:
         r = c.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
                                       "start": 1893456000, "end": "2030-01-01T12:00:00+08:00"})
         assert r.status_code == 422 and "not as a number" in r.json()["message"]
+
+
+def test_a_nul_is_refused_in_words_wherever_it_is_sent(api: Api) -> None:
+    """In a path, a filter or a JSON text: the caller reads what is wrong and where, not the
+    database's complaint."""
+    url = "the URL holds a NUL character (%00), which no id, date or filter may contain"
+    with api.as_("admin") as c:
+        in_path = c.get("/instruments/a%00b")
+        in_filter = c.get("/instruments", params={"institution_id": "a\x00b"})
+        in_body = c.patch("/institutions/uni", json={"name": "a\x00b"})
+    assert _refusal(in_path) == _refusal(in_filter) == (422, "invalid", url)
+    assert _refusal(in_body) == (422, "invalid",
+                                 "body.name: may not contain the NUL character (U+0000)")

@@ -29,6 +29,7 @@ BAD = (
     "ok-1,重复,uni-ac,010101,1,2025-01-02,true\n"  # line 8: duplicate id
     "ok-6,多列,uni-ac,010101,1,2025-01-02,true,extra\n"  # line 9: field count
     "xrd,别人的,uni-ac,010101,1,2025-01-02,true\n"  # line 10: another institution's instrument
+    "ok-7,n\x00ul,uni-ac,010101,1,2025-01-02,true\n"  # line 11: NUL, which no text holds
 )
 
 
@@ -42,9 +43,9 @@ def _import(api: Api, who: str, text: str) -> tuple[int, dict[str, Any]]:
 def test_bad_rows_reported_with_line_numbers_nothing_imported(api: Api) -> None:
     code, body = _import(api, "manager", BAD)
     assert code == 422
-    assert body["message"] == "8 bad row(s); nothing was imported"
+    assert body["message"] == "9 bad row(s); nothing was imported"
     lines = [d["line"] for d in body["details"]]
-    assert lines == [3, 4, 5, 6, 7, 8, 9, 10]
+    assert lines == [3, 4, 5, 6, 7, 8, 9, 10, 11]
     reasons = {d["line"]: d["reason"] for d in body["details"]}
     assert "id" in reasons[3]
     assert "category_code" in reasons[4] and "value_rmb" in reasons[4]
@@ -54,6 +55,7 @@ def test_bad_rows_reported_with_line_numbers_nothing_imported(api: Api) -> None:
     assert "line 2" in reasons[8]
     assert "expected 7 fields" in reasons[9]
     assert "another institution" in reasons[10]
+    assert reasons[11].startswith("name: ") and "NUL" in reasons[11], reasons[11]
     assert api.sql("SELECT count(*) FROM instrument WHERE id LIKE 'ok-%%'")[0][0] == 0
 
 
