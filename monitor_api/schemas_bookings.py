@@ -9,7 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from instrushare.protocol import Identifier
-from monitor_api.schemas import Moment, Money, Text, UnitName, example_config
+from monitor_api.schemas import Label, Moment, Money, Text, UnitName, example_config
 
 
 class CertLevel(StrEnum):
@@ -125,7 +125,8 @@ class Booking(BaseModel):
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: Text = ""
+    note: Label = Field(default="", description="A reason for the user; one of spaces only is"
+                        " none, and leaves the booking's note as it was.")
 
 
 class ServiceRecordIn(BaseModel):

@@ -308,13 +308,25 @@ async def _transition(
             " WHERE id = %s AND status = ANY(%s) RETURNING " + _RETURNING,
             (to, caller.signature, note, note, booking_id, [s.value for s in allowed_from])))
     except pg_errors.ExclusionViolation as exc:
+        other = await fetch_one(
+            conn,
+            "SELECT o.id FROM booking b JOIN booking o ON o.instrument_id = b.instrument_id"
+            " AND o.id <> b.id AND o.status IN ('approved', 'completed')"
+            " AND tstzrange(o.start_ts, o.end_ts) && tstzrange(b.start_ts, b.end_ts)"
+            " WHERE b.id = %s ORDER BY o.start_ts LIMIT 1", (booking_id,))
+        if other is None:  # the one in the way was cancelled meanwhile
+            raise Conflict(f"booking {booking_id} overlapped an approved booking of the same"
+                           " instrument; try again") from exc
         raise Conflict(
             f"booking {booking_id} overlaps an approved booking of the same instrument"
+            f" (booking {other['id']})", details={"booking_id": other["id"]},
         ) from exc
     if row is None:
         status = (await _booking(conn, booking_id))["status"]
+        article = "an" if status[0] in "aeiou" else "a"
         raise Conflict(f"booking {booking_id} is already {to}" if status == to else
-                       f"booking {booking_id} is {status}: a {status} booking cannot be {to}")
+                       f"booking {booking_id} is {status}: {article} {status} booking cannot"
+                       f" be {to}")
     return _named_for(caller, row)
 
 

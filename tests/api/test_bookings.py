@@ -104,8 +104,12 @@ def test_overlapping_requests_then_only_one_approval(api: Api) -> None:
         b = _book(firm, "nmr", "sample", 10, 11).json()["id"]
         assert mgr.post(f"/bookings/{a}/approve").status_code == 200
         r = mgr.post(f"/bookings/{b}/approve")
-        assert r.status_code == 409
-        assert "overlaps an approved booking" in r.json()["message"]
+        rejected = mgr.post(f"/bookings/{a}/reject")
+    assert (r.status_code, r.json()["details"]) == (409, {"booking_id": a})
+    assert r.json()["message"] == (f"booking {b} overlaps an approved booking of the same"
+                                   f" instrument (booking {a})")
+    assert rejected.json()["message"] == (f"booking {a} is approved: an approved booking cannot"
+                                          " be rejected")
 
 
 def _race(calls: list[Any]) -> list[httpx.Response]:
@@ -212,6 +216,15 @@ def test_a_booking_lasts_at_most_31_days(api: Api, end: timedelta, status: int) 
     assert r.status_code == status, r.text
     if status == 422:
         assert "a booking lasts at most 31 days" in r.json()["message"]
+
+
+def test_a_decision_note_is_kept_trimmed_and_one_of_spaces_is_none(api: Api) -> None:
+    with api.as_("user") as user, api.as_("manager") as mgr:
+        first, second = (_book(user, "nmr", "assisted", h, h + 1).json()["id"] for h in (9, 11))
+        approved = mgr.post(f"/bookings/{first}/approve", json={"note": "  请提前 10 分钟到  "})
+        rejected = mgr.post(f"/bookings/{second}/reject", json={"note": " \u3000 "})
+    assert approved.json()["note"] == "请提前 10 分钟到"
+    assert (rejected.json()["status"], rejected.json()["note"]) == ("rejected", "")
 
 
 def test_a_certification_already_in_force_is_not_issued_twice(api: Api) -> None:
