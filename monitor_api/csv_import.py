@@ -78,7 +78,8 @@ def parse_rows(text: str, model: type[M], *, required: Sequence[str], key: str,
     among them); ``key`` names the field no two rows may share. A file of more than
     ``max_rows`` rows is refused whole, as soon as its next row is read, with that one error."""
     columns = frozenset(model.model_fields)
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    # newline=None: a lone CR ends a line too, as older Mac spreadsheets write them
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=None))
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:

@@ -356,3 +356,15 @@ def test_every_line_naming_an_id_seen_before_is_a_duplicate() -> None:
         (3, "id 'a' already appears on line 2"),
         (4, "id 'a' already appears on line 2; expected 4 fields, found 5")]
     assert [(line, item.id) for line, item in parsed.rows] == [(5, "b")]
+
+
+def test_lines_end_as_any_spreadsheet_ends_them() -> None:
+    """LF, CRLF (Windows) and a lone CR (older Mac spreadsheets) read alike, line numbers
+    included; a line break inside quotes stays in its cell."""
+    rows = ["id,name,institution_id,fee_schedule", 'a,甲,uni,"校内\n校外"', "b,乙,uni,x",
+            "c,丙,uni,"]
+    for end in ("\n", "\r\n", "\r"):
+        parsed = parse_instruments(end.join(rows) + end)
+        assert parsed.errors == [], repr(end)
+        assert [(line, item.id, item.fee_schedule) for line, item in parsed.rows] == [
+            (2, "a", "校内\n校外"), (4, "b", "x"), (5, "c", "")], repr(end)
