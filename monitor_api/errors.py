@@ -187,6 +187,8 @@ def _word(table: str | None) -> str:
 _PLUS_AS_SPACE = re.compile(r"\d \d{2}(:?\d{2})?$")
 """A time, a space, then an offset's digits: a '+' sent unencoded in a query string, which
 arrives as a space."""
+_TIME_UNREAD = frozenset({"datetime_parsing", "datetime_from_date_parsing"})
+"""pydantic's errors for a text it could not read as a date and time."""
 _UNREADABLE = ((UnicodeDecodeError, "not valid JSON: not UTF-8 text"),
                (RecursionError, "nested too deeply to read"))
 """Why FastAPI could not parse a JSON body, which it answers with a bare 400 ("There was an
@@ -203,10 +205,13 @@ def _problem(error: Mapping[str, Any], body: Any) -> dict[str, Any]:
         return {"loc": ["body"], "msg": f"not valid JSON: {at.msg} at line {at.lineno},"
                                         f" column {at.colno}"}
     value = error.get("input")
-    if (loc[:1] == ["query"] and error.get("type") == "datetime_from_date_parsing"
-            and isinstance(value, str) and _PLUS_AS_SPACE.search(value)):
-        msg += ("; a '+' in a URL's query string stands for a space: send the offset's '+'"
-                " as %2B")
+    if error.get("type") in _TIME_UNREAD:  # pydantic's words: "a valid datetime or date, ..."
+        msg = (f"not a valid time ({msg.partition(', ')[2] or msg}): write it in ISO 8601 with"
+               " an offset, as 2026-03-10T09:00:00+08:00 (hours 00-23, minutes and seconds"
+               " 00-59, offset ±HH:MM)")
+        if loc[:1] == ["query"] and isinstance(value, str) and _PLUS_AS_SPACE.search(value):
+            msg += ("; a '+' in a URL's query string stands for a space: send the offset's '+'"
+                    " as %2B")
     return {"loc": loc, "msg": msg}
 
 

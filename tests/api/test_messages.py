@@ -52,7 +52,8 @@ def test_an_offset_whose_plus_arrived_as_a_space_gets_a_hint(api: Api) -> None:
                         "&end=2026-11-28T00:00:00%2B08:00")
     code, error, message = _refusal(unencoded)
     assert (code, error) == (422, "invalid")
-    assert message.startswith("query.start: Input should be a valid datetime")
+    assert message.startswith("query.start: not a valid time (unexpected extra characters at"
+                              " the end of the input): write it in ISO 8601 with an offset")
     assert message.endswith("send the offset's '+' as %2B")
     assert "%2B" not in naive.json()["message"]  # no offset at all: nothing to encode
     assert encoded.status_code == 200, encoded.text
@@ -99,3 +100,20 @@ def test_a_nul_is_refused_in_words_wherever_it_is_sent(api: Api) -> None:
     assert _refusal(in_path) == _refusal(in_filter) == (422, "invalid", url)
     assert _refusal(in_body) == (422, "invalid",
                                  "body.name: may not contain the NUL character (U+0000)")
+
+
+def test_a_time_it_cannot_read_is_refused_saying_how_to_write_one(api: Api) -> None:
+    """Hour 24, a leap second, an offset of hours only: pydantic says only that characters
+    are left over; the refusal says what a time must look like."""
+    with api.as_("user") as c:
+        for written in ("2026-03-10T24:00:00+08:00", "2024-02-29T23:59:60Z",
+                        "2026-03-10T09:00:00+08", "2026-13-10T09:00:00Z"):
+            r = c.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                          "start": written, "end": "2026-03-11T09:00:00Z"})
+            code, error, message = _refusal(r)
+            assert (code, error) == (422, "invalid"), written
+            assert message.startswith("body.start: not a valid time ("), message
+            assert message.endswith("as 2026-03-10T09:00:00+08:00 (hours 00-23, minutes and"
+                                    " seconds 00-59, offset ±HH:MM)"), message
+            assert "%2B" not in message  # a body is not a query string
+
