@@ -84,7 +84,10 @@ def _check_day(value: date) -> date:
 def _check_moment(value: datetime) -> datetime:
     """On an allowed day where it was written and in UTC, where it is stored and computed."""
     _check_day(value.date())
-    _check_day(value.astimezone(UTC).date())
+    utc = value.astimezone(UTC)
+    if not FIRST_DAY <= utc.date() <= LAST_DAY:
+        raise ValueError(f"dates must lie between {FIRST_DAY} and {LAST_DAY}, in UTC too:"
+                         f" this time is {utc:%Y-%m-%dT%H:%M}Z")
     return value
 
 

@@ -51,6 +51,15 @@ def test_out_of_range_dates_are_refused_clearly(api: Api) -> None:
     assert not failures, "\n".join(failures)
 
 
+def test_a_time_on_an_allowed_day_but_not_in_utc_says_which_instant(api: Api) -> None:
+    with api.as_("user") as c:
+        r = c.post("/bookings", json={"instrument_id": "nmr", "kind": "assisted",
+                                      "start": "2199-12-31T20:00:00-08:00",
+                                      "end": "2199-12-31T23:00:00-08:00"})
+    assert r.json()["message"] == (f"body.start: {RANGE}, in UTC too: this time is"
+                                   " 2200-01-01T04:00Z")
+
+
 def test_evaluation_year_outside_the_range(api: Api) -> None:
     with api.as_("evaluator") as c:
         for year in (1999, 2101, 9999):
