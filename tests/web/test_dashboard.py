@@ -1230,6 +1230,26 @@ def test_a_short_range_gets_minute_ticks(stack: Stack, new_page: NewPage) -> Non
     assert minutes == [0, 5, 10, 15, 20, 25, 30]
 
 
+def test_a_long_range_gets_ticks_on_dates(stack: Stack, new_page: NewPage) -> None:
+    """Three months or a year: every tick at midnight in Shanghai (a date on the axis), whole
+    days apart, at most seven, not a step of hours landing at 03:00, 06:00, ..."""
+    page = new_page()
+    page.goto(f"{stack.url}/ui/")
+    expect(page.locator("#token")).to_be_visible()
+    for days in (92, 365):
+        ticks: list[float] = page.evaluate(
+            """async (days) => {
+                const { timeTicks } = await import(new URL('js/charts.js', document.baseURI));
+                const lo = Date.UTC(2026, 1, 3, 5, 30);  // 13:30 in Shanghai
+                return timeTicks(lo, lo + days * 86400e3).map((t) => t.value);
+            }""", days)
+        shanghai_days = [(t / 1000 + 8 * 3600) / 86400 for t in ticks]
+        assert 3 <= len(ticks) <= 7, (days, ticks)
+        assert all(d == int(d) for d in shanghai_days), (days, shanghai_days)
+        gaps = {b - a for a, b in zip(shanghai_days, shanghai_days[1:])}
+        assert len(gaps) == 1, (days, gaps)
+
+
 def test_the_api_reference_works_without_internet(stack: Stack, new_page: NewPage) -> None:
     """Swagger UI comes from the server itself: ``new_page`` fails on any request elsewhere,
     as an intranet without internet would, also once an operation is opened and tried."""

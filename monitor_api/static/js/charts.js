@@ -23,14 +23,16 @@ const BASE_OPTIONS = {
 
 const MINUTE = 60e3;
 const HOUR = 3600e3;
+const DAY = 24 * HOUR;
 // minutes for a short range (half an hour gets a tick every 5 minutes), hours, then days
 const STEPS = [MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
-  HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR, 48 * HOUR, 168 * HOUR];
+  HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY];
 
 /** Tick positions on whole steps (minutes, hours, days) of Shanghai's clock counted from
- * midnight, at most ``count`` of them. */
+ * midnight, at most ``count`` of them; beyond ``count`` weeks, every so many whole days, so
+ * that each tick is a date, not an odd hour of one. */
 export function timeTicks(lo, hi, count = 7) {
-  const step = STEPS.find((s) => (hi - lo) / s <= count) ?? Math.ceil((hi - lo) / count / HOUR) * HOUR;
+  const step = STEPS.find((s) => (hi - lo) / s <= count) ?? Math.ceil((hi - lo) / count / DAY) * DAY;
   const midnight = startOfDay(lo);
   const first = step >= 24 * HOUR ? midnight : midnight + Math.floor((lo - midnight) / step) * step;
   const ticks = [];
