@@ -370,6 +370,12 @@ def test_a_period_ending_before_it_starts_is_said_at_once(
     page.click(".filters button[type=submit]")
     expect(page.locator('[data-error="period"]')).to_have_text(STRINGS["en"]["util.bad_period"])
     expect(report).to_have_attribute("data-loaded", "true")  # the last report stays
+    page.fill("#period-end", "2199-12-31")  # a period yet to begin
+    page.fill("#period-start", "2199-01-01")
+    page.click(".filters button[type=submit]")
+    expect(page.locator('[data-error="period"]')).to_have_text(
+        STRINGS["en"]["util.future_period"])
+    page.fill("#period-start", "2026-03-10")
     page.fill("#period-end", "2026-03-10")  # one day is a period
     page.click(".filters button[type=submit]")
     expect(page.locator('[data-error="period"]')).to_have_count(0)
@@ -399,6 +405,12 @@ def test_a_range_without_data_says_so_instead_of_empty_charts(
     expect(presets).to_have_count(3)
     expect(page.locator('form.range button[aria-pressed="true"]')).to_have_text(
         STRINGS["en"]["detail.last24h"])
+    for start, end, problem in (("", "2020-01-02T00:00", "common.missing_range"),
+                                ("2199-01-01T00:00", "2199-01-02T00:00", "common.future_range")):
+        page.fill("#range-start", start)
+        page.fill("#range-end", end)
+        page.click("form.range button[type=submit]")
+        expect(page.locator('[data-error="range"]')).to_have_text(STRINGS["en"][problem])
     page.fill("#range-start", "2020-01-01T00:00")
     page.fill("#range-end", "2020-01-02T00:00")
     expect(page.locator('form.range button[aria-pressed="true"]')).to_have_count(0)
@@ -1017,6 +1029,10 @@ def test_bookings_requested_approved_refused_and_cancelled(
     user.fill("#book-end", f"{day}T13:00")
     user.click("form.booking-form button[type=submit]")  # said at once, in the page's words
     expect(user.locator('[data-error="range"]')).to_have_text(STRINGS["en"]["common.bad_range"])
+    later = (datetime.fromisoformat(day) + timedelta(days=31)).date().isoformat()
+    user.fill("#book-end", f"{later}T14:01")
+    user.click("form.booking-form button[type=submit]")
+    expect(user.locator('[data-error="range"]')).to_have_text(STRINGS["en"]["book.too_long"])
     user.fill("#book-end", f"{day}T16:00")
     user.click("form.booking-form button[type=submit]")
     expect(user.locator(".notice-ok")).to_contain_text(STRINGS["en"]["book.requested_ok"])

@@ -11,6 +11,7 @@ import { moreNote, section, table } from '../table.js';
 
 const DAY = 86400e3;
 const HOUR = 3600e3;
+const MAX_BOOKING = 31 * DAY; // the API's limit, said here in the page's language
 const SHOWN = 1000;
 const STATUSES = ['requested', 'approved', 'completed', 'rejected', 'cancelled', 'void'];
 const KINDS = ['assisted', 'sample', 'self'];
@@ -153,7 +154,8 @@ export function render(root, ctx) {
       const hi = readDateTimeInput(end.value);
       const wrong = !instrument.value ? ['book.no_instrument', 'instrument']
         : !(hi > lo) ? ['common.bad_range', 'range']
-          : lo <= Date.now() ? ['book.in_past', 'range'] : null;
+          : lo <= Date.now() ? ['book.in_past', 'range']
+            : hi - lo > MAX_BOOKING ? ['book.too_long', 'range'] : null;
       if (wrong) { // said here, in the page's language, before the API would refuse it
         showProblem(message, ...wrong);
         return;

@@ -183,8 +183,11 @@ export function render(root, ctx) {
   async function load() {
     const from = readDateTimeInput(start.value);
     const hi = readDateTimeInput(end.value);
-    if (!(hi > from)) {
-      showProblem(message, 'common.bad_range', 'range');
+    const wrong = Number.isNaN(from) || Number.isNaN(hi) ? 'common.missing_range'
+      : !(hi > from) ? 'common.bad_range'
+        : from > Date.now() ? 'common.future_range' : null; // no data can be there yet
+    if (wrong) {
+      showProblem(message, wrong, 'range');
       return;
     }
     const step = powerStep(hi - from);

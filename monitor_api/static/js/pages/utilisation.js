@@ -72,8 +72,10 @@ export function render(root, ctx) {
     el('h1', { 'data-i18n': 'util.title', text: t('util.title') })), form, message, body);
 
   async function load() {
-    if (!start.value || !end.value || end.value < start.value) { // ISO dates sort as text
-      showProblem(message, 'util.bad_period', 'period'); // the report shown stays
+    const wrong = !start.value || !end.value || end.value < start.value // ISO dates sort as text
+      ? 'util.bad_period' : start.value > dateInput() ? 'util.future_period' : null;
+    if (wrong) {
+      showProblem(message, wrong, 'period'); // the report shown stays
       return;
     }
     message.replaceChildren();
