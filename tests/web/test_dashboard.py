@@ -997,6 +997,9 @@ def test_a_refusal_the_dashboard_has_no_words_for_is_all_chinese_on_a_chinese_pa
 def test_unknown_and_revoked_tokens_go_back_to_login(stack: Stack, new_page: NewPage) -> None:
     page = new_page()
     page.goto(f"{stack.url}/")
+    page.fill("#token", "  ")
+    page.click("form.login button[type=submit]")  # nothing pasted: said, not ignored
+    expect(page.locator('[data-error="login.empty"]')).to_have_text(STRINGS["en"]["login.empty"])
     page.fill("#token", "isk_not-a-token")
     page.click("form.login button[type=submit]")
     expect(page.locator('[data-error="login.invalid"]')).to_be_visible()

@@ -22,15 +22,19 @@ export function render(root, { notice, onToken, keep }) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const token = input.value.trim();
-    if (!token) return;
+    const say = (key) => message.replaceChildren(el('div', {
+      class: 'notice notice-error', dataset: { error: key }, text: t(key) }));
+    if (!token) {
+      say('login.empty');
+      input.focus();
+      return;
+    }
     message.replaceChildren();
     try {
       await onToken(token);
     } catch (err) {
-      const key = err instanceof ApiError && err.status === 401 ? 'login.invalid'
-        : err instanceof ApiError && err.status === 0 ? 'error.network' : 'error.generic';
-      message.replaceChildren(el('div', { class: 'notice notice-error', dataset: { error: key },
-        text: t(key) }));
+      say(err instanceof ApiError && err.status === 401 ? 'login.invalid'
+        : err instanceof ApiError && err.status === 0 ? 'error.network' : 'error.generic');
     }
   });
   keep(input); // a token pasted, then the language switched
