@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -1265,7 +1266,7 @@ def test_a_long_range_gets_ticks_on_dates(stack: Stack, new_page: NewPage) -> No
         shanghai_days = [(t / 1000 + 8 * 3600) / 86400 for t in ticks]
         assert 3 <= len(ticks) <= 7, (days, ticks)
         assert all(d == int(d) for d in shanghai_days), (days, shanghai_days)
-        gaps = {b - a for a, b in zip(shanghai_days, shanghai_days[1:])}
+        gaps = {b - a for a, b in pairwise(shanghai_days)}
         assert len(gaps) == 1, (days, gaps)
 
 
