@@ -87,6 +87,7 @@ class _Acc:
     instruments: int = 0
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_SUMS, 0.0))
     up_s: float = 0.0
+    on_s: float = 0.0
     faults: int = 0
     up_known: int = 0
     users: set[str] = field(default_factory=set)
@@ -121,7 +122,6 @@ def summarise(
     rows: Iterable[dict[str, Any]],
     *,
     group_by: GroupBy,
-    period_s: float,
     names: dict[str, str] | None = None,
     category_digits: int = 2,
 ) -> list[dict[str, Any]]:
@@ -140,14 +140,15 @@ def summarise(
             acc.sums[k] += float(row[k] or 0)
         if row["up_s"] is not None:
             acc.up_s += float(row["up_s"])
+            acc.on_s += row["on_s"]
             acc.faults += int(row["faults"])
             acc.up_known += 1
         acc.users.update(row["outside_users"])
         acc.orgs.update(row["outside_orgs"])
-    return [_figures(key, acc, period_s) for key, acc in sorted(groups.items())]
+    return [_figures(key, acc) for key, acc in sorted(groups.items())]
 
 
-def _figures(key: str, acc: _Acc, period_s: float) -> dict[str, Any]:
+def _figures(key: str, acc: _Acc) -> dict[str, Any]:
     s = acc.sums
     effective = s["effective_s"] / 3600
     return {
@@ -159,7 +160,8 @@ def _figures(key: str, acc: _Acc, period_s: float) -> dict[str, Any]:
         "effective_hours": round(effective, 4),
         "external_hours": round(s["external_s"] / 3600, 4),
         "openness_ratio": _ratio(s["external_s"], s["effective_s"]),
-        "availability": _ratio(acc.up_s, period_s * acc.up_known),
+        # of the time its instruments were on the platform; none of it: none to say
+        "availability": _ratio(min(acc.up_s, acc.on_s), acc.on_s),
         "faults": acc.faults if acc.up_known else None,
         "outside_users": len(acc.users),
         "outside_organisations": len(acc.orgs),

@@ -43,8 +43,9 @@ class Figures(BaseModel):
     external_hours: float = Field(description="Hours of service to outside users.")
     openness_ratio: float | None = Field(description="External / effective hours.")
     availability: float | None = Field(
-        description="Share of the period neither offline nor in fault; null when not computed"
-        " (availability=false, and in the low-utilisation list)."
+        description="Share of the period gone, while on the platform, neither offline nor in"
+        " fault; null when not computed (availability=false, and in the low-utilisation list)"
+        " or when no instrument was on the platform yet."
     )
     faults: int | None = Field(
         description="Faults that began in the period (a fault sample after another state or"

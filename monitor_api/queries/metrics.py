@@ -19,13 +19,15 @@ from typing import Any
 from psycopg import sql
 
 from monitor_api.db import Connect, fetch_all
+from monitor_api.evaluation import due_on_platform, on_platform_since
 from monitor_api.queries.availability import StateFigures, state_figures
 from monitor_api.queries.common import INSTITUTION_ROOTS, ROOTS_CTE, Where, tune_for_reports
 from monitor_api.queries.session_month import MonthSplit, roll_up
 from monitor_api.queries.session_sums import PAD, PADDED, consecutive, sums
 
 _SELECTED = ROOTS_CTE + """
-SELECT i.id FROM instrument i JOIN roots r ON r.id = i.institution_id WHERE {where}
+SELECT i.id, i.monitored_since, i.networked_on, i.accepted_on
+FROM instrument i JOIN roots r ON r.id = i.institution_id WHERE {where}
 ORDER BY i.id
 """
 
@@ -186,11 +188,13 @@ async def per_instrument(
     institutions: list[str] | None,
     category: str | None,
     region: str | None,
+    working_days: int,
     with_availability: bool = True,
     parallel: int = 1,
-) -> tuple[list[dict[str, Any]], float]:
-    """Rows of raw sums per instrument (in id order), and the seconds of the period that have
-    passed.
+) -> list[dict[str, Any]]:
+    """Rows of raw sums per instrument (in id order), each with ``on_s``, the seconds of the
+    period gone while the instrument was on the platform (``on_platform_since``; registration
+    deadlines ``working_days`` after acceptance): what its availability is a share of.
 
     Each instrument's figures depend on its own rows only, so a large report is split into
     ``parallel`` runs of consecutive instruments, each on its own connection, and availability
@@ -205,13 +209,16 @@ async def per_instrument(
         where.add("r.region = %(region)s", region=region)
     async with connect() as conn:
         roots = await fetch_all(conn, INSTITUTION_ROOTS)
-        ids = [
-            r["id"] for r in await fetch_all(
-                conn, sql.SQL(_SELECTED).format(where=where.sql()), where.params
-            )
-        ]
+        selected = await fetch_all(conn, sql.SQL(_SELECTED).format(where=where.sql()),
+                                   where.params)
+    ids = [r["id"] for r in selected]
     now = datetime.now(lo.tzinfo)
     hi_now = min(hi, now)
+    on_s = {}
+    for r in selected:
+        since = on_platform_since(r["monitored_since"], due_on_platform(
+            r["networked_on"], r["accepted_on"], working_days))
+        on_s[r["id"]] = max((hi_now - max(lo, since or lo)).total_seconds(), 0.0)
     params = {"inst_ids": [r["id"] for r in roots], "inst_roots": [r["root"] for r in roots],
               "lo": lo, "hi": hi, "lo_pad": lo - PAD, "hi_pad": hi + PAD, "grace": grace,
               "pad": PAD, "part_months": [None], "part_lo": [lo], "part_hi": [hi]}
@@ -248,11 +255,12 @@ async def per_instrument(
         del row["summed"]
         state = None if up is None else up.get(row["instrument_id"], StateFigures())
         row["up_s"] = None if state is None else state.up_s
+        row["on_s"] = on_s[row["instrument_id"]]
         row["faults"] = None if state is None else state.faults
         # users active in several months, orgs shared by several users
         row["outside_users"] = sorted(set(row["outside_users"]))
         row["outside_orgs"] = sorted(set(row["outside_orgs"]))
-    return rows, max((hi_now - lo).total_seconds(), 0.0)
+    return rows
 
 
 def _split(ids: list[str], parallel: int) -> int:

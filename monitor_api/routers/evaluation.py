@@ -108,14 +108,13 @@ async def scored_year(request: Request, year: int) -> Scored:
 
 async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
     evaluated = evaluated_year(year, settings.evaluation.cycle_years)
-    rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
-                                            end=evaluated.end, institutions=None)
+    rows = await utilisation_rows(pool, settings, start=evaluated.start,
+                                  end=evaluated.end, institutions=None)
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     up = {r["instrument_id"]: r["up_s"] for r in rows}
     seconds = {r["instrument_id"]: (float(r["effective_s"] or 0), float(r["external_s"] or 0))
                for r in rows}
-    figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
-                                              period_s=period_s)}
+    figures = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT)}
     async with pool.connection() as conn:
         spans = await _spans(conn, evaluated, settings.compliance_working_days)
         faulty = await in_fault(conn, at=evaluated.until, timeout=settings.heartbeat_timeout)
@@ -213,9 +212,9 @@ async def low_utilisation(
     evaluated = evaluated_year(year, settings.evaluation.cycle_years)
     yearly = below_hours if below_hours is not None else settings.evaluation.low_utilisation_hours
     threshold = yearly * evaluated.fraction
-    rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
-                                            end=evaluated.end, institutions=None,
-                                            with_availability=False)
+    rows = await utilisation_rows(pool, settings, start=evaluated.start,
+                                  end=evaluated.end, institutions=None,
+                                  with_availability=False)
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
     async with pool.connection() as conn:
         spans = await _spans(conn, evaluated, settings.compliance_working_days)
@@ -227,7 +226,7 @@ async def low_utilisation(
     low = [{**f, "institution_id": owner[f["key"]]["institution_id"],
             "institution_name": owner[f["key"]]["institution_name"],
             "threshold_hours": round(target[f["key"]], 2)}
-           for f in summarise(rows, group_by=GroupBy.INSTRUMENT, period_s=period_s)
+           for f in summarise(rows, group_by=GroupBy.INSTRUMENT)
            if f["key"] in below]
     body = page_of(low, limit=limit, offset=offset, year=year,
                    first_year=evaluated.start.year, below_hours=round(threshold, 2))

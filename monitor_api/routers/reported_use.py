@@ -102,11 +102,10 @@ async def reported_against_measured(
             " WHERE r.year = %(year)s"
             "   AND (%(mine)s::text[] IS NULL OR i.institution_id = ANY(%(mine)s))",
             {"year": year, "mine": institutions})
-    rows, period_s = await utilisation_rows(pool, settings, start=evaluated.start,
-                                            end=evaluated.end, institutions=institutions,
-                                            with_availability=False)
-    measured = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT,
-                                               period_s=period_s)}
+    rows = await utilisation_rows(pool, settings, start=evaluated.start,
+                                  end=evaluated.end, institutions=institutions,
+                                  with_availability=False)
+    measured = {f["key"]: f for f in summarise(rows, group_by=GroupBy.INSTRUMENT)}
     items = compare(reports, measured, year_start=evaluated.lo, rules=settings.evaluation)
     flagged = sum(1 for i in items if i["finding"] in FLAGGED or i["external_finding"] in FLAGGED)
     body = page_of(items, limit=limit, offset=offset, year=year, flagged=flagged)

@@ -63,13 +63,13 @@ async def utilisation_rows(
     pool: Pool, settings: ApiSettings, *, start: date, end: date,
     institutions: list[str] | None, category: str | None = None, region: str | None = None,
     with_availability: bool = True,
-) -> tuple[list[dict[str, Any]], float]:
+) -> list[dict[str, Any]]:
     lo, hi = _period(start, end)
     return await per_instrument(
         pool.connection, lo=lo, hi=hi, timeout=settings.heartbeat_timeout,
         grace=settings.no_show_grace, institutions=institutions, category=category,
-        region=region, with_availability=with_availability,
-        parallel=settings.report_parallelism,
+        region=region, working_days=settings.compliance_working_days,
+        with_availability=with_availability, parallel=settings.report_parallelism,
     )
 
 
@@ -103,7 +103,7 @@ async def utilisation(
         institutions = await scope(conn, caller, institution_id)
         if region is not None:
             await check_region(conn, region)
-    rows, period_s = await utilisation_rows(
+    rows = await utilisation_rows(
         pool, settings, start=start, end=end, institutions=institutions,
         category=category, region=region, with_availability=availability,
     )
@@ -112,8 +112,7 @@ async def utilisation(
         async with pool.connection() as conn:
             names = {r["id"]: r["name"]
                      for r in await fetch_all(conn, "SELECT id, name FROM institution")}
-    items = summarise(rows, group_by=group_by, period_s=period_s, names=names,
-                      category_digits=category_digits)
+    items = summarise(rows, group_by=group_by, names=names, category_digits=category_digits)
     body = page_of(items, limit=limit, offset=offset, start=start, end=end,
                    group_by=group_by)
     english = {i["name"]: (i["name"], i["name_en"]) for i in items if i.get("name_en")}

@@ -209,9 +209,10 @@ def test_each_grace_has_its_own_rollup(final: Api) -> None:
         await pool.open()
         try:
             lo, hi = period_bounds(MARCH, date(2026, 3, 31))
-            rows, _ = await metrics.per_instrument(
+            rows = await metrics.per_instrument(
                 pool.connection, lo=lo, hi=hi, timeout=timedelta(minutes=15), grace=grace,
-                institutions=None, category=None, region=None, with_availability=False)
+                institutions=None, category=None, region=None, working_days=30,
+                with_availability=False)
         finally:
             await pool.close()
         return {r["instrument_id"]: r for r in rows}["nmr"]

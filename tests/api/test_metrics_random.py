@@ -185,9 +185,9 @@ async def _query(
         ) as conn, conn.transaction():
             yield conn
 
-    rows, _ = await per_instrument(
+    rows = await per_instrument(
         connect, lo=lo, hi=hi, timeout=TIMEOUT, grace=GRACE, institutions=None,
-        category=None, region=None, with_availability=False,
+        category=None, region=None, working_days=30, with_availability=False,
         parallel=parallel)
     return rows, opened
 

@@ -172,10 +172,10 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
         await pool.open()
         try:
             lo, hi = period_bounds(MARCH, date(2026, 3, 31))
-            rows, _ = await metrics.per_instrument(
+            rows = await metrics.per_instrument(
                 pool.connection, lo=lo, hi=hi, timeout=timedelta(minutes=15),
                 grace=timedelta(minutes=30), institutions=None, category=None, region=None,
-                with_availability=False)
+                working_days=30, with_availability=False)
             return rows
         finally:
             await pool.close()
