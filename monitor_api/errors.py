@@ -38,6 +38,7 @@ class Refusal(StrEnum):
 
     SLOT_TAKEN = "slot_taken"
     ALREADY_REQUESTED = "already_requested"
+    ALREADY_BOOKED = "already_booked"
     NOT_LISTED = "not_listed"
     REGISTRATION_PENDING = "registration_pending"
     CLOSED_TO_OUTSIDE = "closed_to_outside"

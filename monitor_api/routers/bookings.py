@@ -112,7 +112,7 @@ async def _overlap(
     twice, from two tabs or by a retry, it would only burden the managers)."""
     row = await fetch_one(
         conn,
-        "SELECT id, status FROM booking WHERE instrument_id = %s"
+        "SELECT id, status, user_id FROM booking WHERE instrument_id = %s"
         " AND tstzrange(start_ts, end_ts) && tstzrange(%s, %s)"
         " AND (status IN ('approved', 'completed') OR status = 'requested' AND user_id = %s)"
         " ORDER BY status = 'requested', start_ts LIMIT 1",
@@ -125,6 +125,11 @@ async def _overlap(
             f"you have already requested this instrument in that window (booking {row['id']});"
             " wait for the managers' decision, or cancel that request first",
             details={"booking_id": row["id"]}, reason=Refusal.ALREADY_REQUESTED,
+        )
+    if row["user_id"] == user_id:
+        raise Conflict(
+            f"you have already booked this instrument in that window (booking {row['id']})",
+            details={"booking_id": row["id"]}, reason=Refusal.ALREADY_BOOKED,
         )
     raise Conflict(
         f"the instrument is already booked in that window (booking {row['id']})",

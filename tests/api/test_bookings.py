@@ -80,6 +80,20 @@ def test_bookings_name_the_instruments_unit(api: Api) -> None:
     assert len(seen) == 5
 
 
+def test_a_slot_a_user_already_holds_is_said_to_be_theirs(api: Api) -> None:
+    """Theirs, approved: not "taken, choose another" but "already booked"; another user asking
+    for it is told it is taken."""
+    with api.as_("user") as user, api.as_("firm") as firm, api.as_("manager") as mgr:
+        held = _book(user, "nmr", "assisted", 9, 12).json()["id"]
+        assert mgr.post(f"/bookings/{held}/approve").status_code == 200
+        mine, theirs = _book(user, "nmr", "sample", 10, 11), _book(firm, "nmr", "sample", 10, 11)
+    assert (mine.status_code, mine.json()["reason"], mine.json()["details"]) == (
+        409, "already_booked", {"booking_id": held})
+    assert mine.json()["message"] == ("you have already booked this instrument in that window"
+                                      f" (booking {held})")
+    assert (theirs.status_code, theirs.json()["reason"]) == (409, "slot_taken")
+
+
 def test_a_user_cannot_request_one_slot_twice(api: Api) -> None:
     """A second tab or a retried request must not queue a duplicate for the managers."""
     with api.as_("user") as user, api.as_("firm") as firm:
