@@ -1223,6 +1223,9 @@ def test_the_category_filter_takes_a_code_or_a_name(stack: Stack, new_page: NewP
         expect(shown).to_have_count(len(instruments))
         assert sorted(t.get_attribute("data-instrument") or "" for t in shown.all()) == instruments
         expect(category).to_have_value(typed)  # nothing cut
+        # the counts above count the class shown, not the whole board
+        expect(page.locator(".count-total")).to_have_text(
+            f"{len(instruments)} {STRINGS['en']['board.instruments']}")
     category.fill("no such class")
     expect(page.locator("#none-shown")).to_be_visible()
     category.fill("质谱")

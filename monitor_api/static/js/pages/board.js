@@ -43,10 +43,13 @@ export function render(root, ctx) {
         categoryList('category-list'))),
     summary, noneShown, grid);
 
+  /** In the class typed, if any: what the counts above the tiles count. */
+  const inCategory = (item) => !categoryFilter.value.trim()
+    || codes.some((code) => (item.category_code ?? '').startsWith(code));
+
   function visible(item) {
     const state = stateFilter.value;
-    return (!state || item.state === state) && (!categoryFilter.value.trim()
-      || codes.some((code) => (item.category_code ?? '').startsWith(code)));
+    return (!state || item.state === state) && inCategory(item);
   }
 
   function fillTile(node, item) {
@@ -86,9 +89,10 @@ export function render(root, ctx) {
     empty.hidden = tiles.size > 0; // an instrument the stream brought fills an empty board
     noneShown.hidden = !tiles.size || [...tiles.values()].some(({ node }) => !node.hidden);
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
-    for (const { item } of tiles.values()) counts[item.state] = (counts[item.state] ?? 0) + 1;
+    const counted = [...tiles.values()].filter(({ item }) => inCategory(item));
+    for (const { item } of counted) counts[item.state] = (counts[item.state] ?? 0) + 1;
     summary.replaceChildren(
-      el('span', { class: 'count-total' }, `${tiles.size} ${t('board.instruments')}`),
+      el('span', { class: 'count-total' }, `${counted.length} ${t('board.instruments')}`),
       ...STATES.map((s) => el('button', {
         type: 'button', class: 'chip', dataset: { state: s, count: counts[s] },
         'aria-pressed': String(stateFilter.value === s),
