@@ -49,7 +49,7 @@ COLUMNS = [
     ("running_s", "运行时长(秒)", "Running (s)"), ("counted", "计入统计", "Counted"),
     ("user_id", "用户编号", "User"), ("user_name", "用户姓名", "User name"),
     ("user_from", "用户来源", "User from"), ("booking_kind", "预约方式", "Booking kind"),
-    ("outside", "外单位用户", "Outside user"), ("uncertified", "无资质使用", "Uncertified"),
+    ("outside", "外单位", "Outside user"), ("uncertified", "无资质使用", "Uncertified"),
 ]
 LABELS = {
     "user_from": {"reported": ("网关上报", "reported"), "booking": ("按预约", "booking")},
