@@ -383,9 +383,12 @@ async def complete_booking(conn: DbConn, caller: Manager, booking_id: int) -> di
 
 
 @router.post("/bookings/{booking_id}/cancel", response_model=Booking)
-async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str, Any]:
+async def cancel_booking(
+    conn: DbConn, caller: Caller, booking_id: int, body: Decision | None = None
+) -> dict[str, Any]:
     """The booking's user, before an approved booking begins, or a manager of the instrument,
-    before completion (excusing a no-show, void bookings too), may cancel."""
+    before completion (excusing a no-show, void bookings too), may cancel, saying why in an
+    optional note as a rejection does."""
     booking = await _booking(conn, booking_id)
     if caller.role is Role.USER:
         if booking["user_id"] != caller.user_id:
@@ -401,7 +404,7 @@ async def cancel_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[
     else:
         raise Forbidden("only the booking's user or the instrument's managers may cancel it")
     return await _transition(conn, booking_id, caller, to=BookingStatus.CANCELLED,
-                             allowed_from=cancellable)
+                             allowed_from=cancellable, note=body.note if body else "")
 
 
 @router.put("/bookings/{booking_id}/service-record", response_model=ServiceRecord)

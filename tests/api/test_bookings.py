@@ -239,6 +239,10 @@ def test_a_decision_note_is_kept_trimmed_and_one_of_spaces_is_none(api: Api) -> 
         rejected = mgr.post(f"/bookings/{second}/reject", json={"note": " \u3000 "})
     assert approved.json()["note"] == "请提前 10 分钟到"
     assert (rejected.json()["status"], rejected.json()["note"]) == ("rejected", "")
+    with api.as_("user") as user:  # a cancellation says why as well, the user's own too
+        third = _book(user, "nmr", "assisted", 14, 15).json()["id"]
+        cancelled = user.post(f"/bookings/{third}/cancel", json={"note": "样品未备好"})
+    assert (cancelled.json()["status"], cancelled.json()["note"]) == ("cancelled", "样品未备好")
 
 
 def test_a_certification_already_in_force_is_not_issued_twice(api: Api) -> None:

@@ -140,3 +140,28 @@ def test_a_rejection_gives_its_user_the_reason(stack: Stack, new_page: NewPage) 
     expect(user.locator("#booking-status")).to_have_value("rejected")
     expect(note).to_have_text(f"{STRINGS['en']['book.note']}: {reason}")
     expect(user.locator(f'tr[data-id="{kept}"]')).to_have_count(0)
+
+
+def test_a_manager_withdrawing_a_booking_gives_its_user_the_reason(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """As a rejection does: asked in the question before (Cancel keeps the booking), stored
+    as the booking's note, which its user reads."""
+    kept, withdrawn = _requests(stack, 2)
+    stack.sql("UPDATE booking SET status = 'approved' WHERE id IN (%s, %s)", (kept, withdrawn))
+    reason = "仪器故障待修，本周预约取消"
+    manager = new_page(locale="zh-CN")
+    _bookings_page(manager, stack, "neu_manager")
+    with answering(manager, "book.confirm_cancel_managed", accept=False):
+        manager.locator(f'tr[data-id="{kept}"] button[data-action="cancel"]').click()
+    with answering(manager, "book.confirm_cancel_managed", text=reason):
+        manager.locator(f'tr[data-id="{withdrawn}"] button[data-action="cancel"]').click()
+    expect(manager.locator(f'tr[data-id="{withdrawn}"] td[data-key="status"]')).to_contain_text(
+        STRINGS["zh"]["book.status.cancelled"])
+    assert stack.sql("SELECT id, status, note FROM booking WHERE id IN (%s, %s) ORDER BY id",
+                     (kept, withdrawn)) == [(kept, "approved", ""),
+                                            (withdrawn, "cancelled", reason)]
+    for lang, ok, keep in (("en", "OK withdraws", "Cancel keeps"),
+                           ("zh", "按“确定”撤销", "按“取消”保留")):
+        assert ok in STRINGS[lang]["book.confirm_cancel_managed"]
+        assert keep in STRINGS[lang]["book.confirm_cancel_managed"]

@@ -19,11 +19,14 @@ const PURPOSES = ['research', 'development', 'teaching', 'other'];
 const MANAGERS = ['admin', 'lab_manager'];
 
 /** What is asked before ``action``, which the dashboard cannot undo: the body to send with it
- * (undefined for none), or null when the person keeps the booking as it is. A rejection asks
- * for the reason, which its user reads beside its status (the booking's note). */
-function asked(action) {
-  if (action === 'reject') {
-    const reason = answered('book.confirm_reject');
+ * (undefined for none), or null when the person keeps the booking as it is. A rejection, and
+ * a manager's cancellation, ask for the reason, which its user reads beside its status (the
+ * booking's note). */
+function asked(action, manager) {
+  const why = action === 'reject' ? 'book.confirm_reject'
+    : action === 'cancel' && manager ? 'book.confirm_cancel_managed' : null;
+  if (why) {
+    const reason = answered(why);
     return reason === null ? null : { note: reason.trim() };
   }
   if (action === 'cancel') return confirmed('book.confirm_cancel') ? undefined : null;
@@ -80,7 +83,7 @@ export function render(root, ctx) {
     return el('div', { class: 'row-actions' }, allowed.map(([action, label]) => el('button', {
       type: 'button', dataset: { action }, text: t(label),
       onclick: async (event) => {
-        const body = asked(action);
+        const body = asked(action, MANAGERS.includes(ctx.me.role));
         if (body === null) return;
         event.currentTarget.disabled = true;
         message.replaceChildren(); // what was said of another booking
