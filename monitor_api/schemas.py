@@ -75,9 +75,10 @@ LAST_DAY = date(2199, 12, 31)
 margin added or taken off never overflows, in Python or in PostgreSQL."""
 
 
-def _check_day(value: date) -> date:
+def _check_day(value: date, *, beyond: str = "") -> date:
+    """``beyond``: what the message adds after the range (where the day lies out of it)."""
     if not FIRST_DAY <= value <= LAST_DAY:
-        raise ValueError(f"dates must lie between {FIRST_DAY} and {LAST_DAY}")
+        raise ValueError(f"dates must lie between {FIRST_DAY} and {LAST_DAY}{beyond}")
     return value
 
 
@@ -85,9 +86,7 @@ def _check_moment(value: datetime) -> datetime:
     """On an allowed day where it was written and in UTC, where it is stored and computed."""
     _check_day(value.date())
     utc = value.astimezone(UTC)
-    if not FIRST_DAY <= utc.date() <= LAST_DAY:
-        raise ValueError(f"dates must lie between {FIRST_DAY} and {LAST_DAY}, in UTC too:"
-                         f" this time is {utc:%Y-%m-%dT%H:%M}Z")
+    _check_day(utc.date(), beyond=f", in UTC too: this time is {utc:%Y-%m-%dT%H:%M}Z")
     return value
 
 

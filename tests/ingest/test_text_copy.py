@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,6 +42,18 @@ def test_escape_round_trips_and_leaves_no_raw_separator(value: str) -> None:
     assert _unescape(out) == value
 
 
+def _store(database_url: str, doc: dict[str, Any]) -> None:
+    """Decode ``doc`` as gateway gw1's data message for i1 and write it, as one fresh message."""
+    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
+    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
+    item = decoder.decode((Topics("p").data("gw1", "i1"), json.dumps(doc).encode(), 1, 1,
+                           time.time()))
+    try:
+        assert store.write([item]).fresh == 1
+    finally:
+        store.close()
+
+
 def test_free_text_offsets_nulls_and_metrics_stored_exactly(database_url: str) -> None:
     register(database_url, {"i1": "gw1"})
     detail = "tab\there, new\nline, cr\r, back\\slash \\N \\t, 中文"
@@ -59,14 +72,7 @@ def test_free_text_offsets_nulls_and_metrics_stored_exactly(database_url: str) -
         "events": [{"ts": t1.isoformat(), "type": "fault", "detail": detail},
                    {"ts": t1.isoformat(), "type": "fault_cleared", "user": "u2"}],
     }
-    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
-    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
-    item = decoder.decode((Topics("p").data("gw1", "i1"), json.dumps(doc).encode(), 1, 1,
-                           time.time()))
-    try:
-        assert store.write([item]).fresh == 1
-    finally:
-        store.close()
+    _store(database_url, doc)
     assert query(database_url, "SELECT ts, state, power_w, user_id, metrics, gateway_id, seq"
                  " FROM state_sample ORDER BY ts") == [
         (t1, "running", 0.1, "u.1-x_y", {"temp": 21.5, "p_kPa": -1e-07}, "gw1", 1),
@@ -95,14 +101,7 @@ def test_offsets_postgresql_cannot_read_are_stored_at_their_instant(database_url
         "samples": [{"ts": text, "state": "idle"} for text in written],
         "events": [{"ts": written[1], "type": "fault"}],
     }
-    store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
-    decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
-    item = decoder.decode((Topics("p").data("gw1", "i1"), json.dumps(doc).encode(), 1, 1,
-                           time.time()))
-    try:
-        assert store.write([item]).fresh == 1
-    finally:
-        store.close()
+    _store(database_url, doc)
     assert query(database_url, "SELECT ts FROM state_sample ORDER BY ts") == [(t,) for t in at]
     assert query(database_url, "SELECT ts FROM instrument_event") == [(at[1],)]
     assert query(database_url, "SELECT count(*) FROM dead_letter") == [(0,)]
