@@ -303,9 +303,10 @@ async def get_booking(conn: DbConn, caller: Caller, booking_id: int) -> dict[str
 
 async def _transition(
     conn: Conn, booking_id: int, caller: Principal, *, to: BookingStatus,
-    allowed_from: tuple[BookingStatus, ...], note: str = "",
+    allowed_from: tuple[BookingStatus, ...], decision: Decision | None = None,
 ) -> dict[str, Any]:
     """Change status only from an allowed one, atomically (a concurrent change loses)."""
+    note = decision.note if decision else ""
     try:
         row = await _written(conn, (
             "UPDATE booking SET status = %s, decided_at = now(), decided_by = %s,"
@@ -357,8 +358,7 @@ async def approve_booking(
         )
         await void_lapsed(conn, settings, instrument_id=booking["instrument_id"])
     return await _transition(conn, booking_id, caller, to=BookingStatus.APPROVED,
-                             allowed_from=(BookingStatus.REQUESTED,),
-                             note=body.note if body else "")
+                             allowed_from=(BookingStatus.REQUESTED,), decision=body)
 
 
 @router.post("/bookings/{booking_id}/reject", response_model=Booking)
@@ -367,8 +367,7 @@ async def reject_booking(
 ) -> dict[str, Any]:
     await _managed(conn, caller, booking_id)
     return await _transition(conn, booking_id, caller, to=BookingStatus.REJECTED,
-                             allowed_from=(BookingStatus.REQUESTED,),
-                             note=body.note if body else "")
+                             allowed_from=(BookingStatus.REQUESTED,), decision=body)
 
 
 @router.post("/bookings/{booking_id}/complete", response_model=Booking)
@@ -404,7 +403,7 @@ async def cancel_booking(
     else:
         raise Forbidden("only the booking's user or the instrument's managers may cancel it")
     return await _transition(conn, booking_id, caller, to=BookingStatus.CANCELLED,
-                             allowed_from=cancellable, note=body.note if body else "")
+                             allowed_from=cancellable, decision=body)
 
 
 @router.put("/bookings/{booking_id}/service-record", response_model=ServiceRecord)
