@@ -1,5 +1,5 @@
 """Small SQL helpers: WHERE clauses from optional filters, paging, column updates, the
-institution tree, the checks of the institution and region a caller filters on."""
+institution tree, the checks of the institution, region and category a caller filters on."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from psycopg import sql
 
 from monitor_api.auth import Principal, Role
+from monitor_api.categories import CATEGORY_NAMES, category_name
 from monitor_api.db import Conn, fetch_all, fetch_one
 from monitor_api.errors import BadRequest
 
@@ -59,6 +60,20 @@ async def check_region(conn: Conn, region: str) -> None:
                        (region,)) is None:
         raise BadRequest(f"region: no institution is registered in {region!r}"
                          " (each institution's region is in GET /institutions)")
+
+
+async def check_category(conn: Conn, category: str) -> None:
+    """Refuse a ``category`` filter that is neither in the national classification (a class it
+    names, or a code in one) nor the start of a code some instrument is registered or listed
+    with (a typo, such as 9999): its empty answer would read as "no instruments of it"."""
+    named = category in CATEGORY_NAMES if len(category) < 6 else category_name(category)
+    if named or await fetch_one(
+        conn, "SELECT 1 FROM instrument WHERE category_code LIKE %(c)s"
+        " OR listing->>'category_code' LIKE %(c)s LIMIT 1", {"c": category + "%"},
+    ) is not None:
+        return
+    raise BadRequest(f"category: the national classification has no class {category!r} and"
+                     " no instrument is registered in it (GET /categories lists the classes)")
 
 
 class Where:

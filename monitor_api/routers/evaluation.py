@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from monitor_api.auth import Evaluator, ReportEvaluator
-from monitor_api.categories import CATEGORY_NAMES, category_name
+from monitor_api.categories import category_name
 from monitor_api.db import Conn, DbConn, DbPool, Pool, Settings, fetch_all
 from monitor_api.duplicate_review import COLUMNS as REVIEW_COLUMNS
 from monitor_api.duplicate_review import LABELS as REVIEW_LABELS
 from monitor_api.duplicate_review import review
-from monitor_api.errors import BadRequest
 from monitor_api.evaluation import (
     INSTITUTION_COLUMNS,
     INSTRUMENT_COLUMNS,
@@ -32,7 +31,7 @@ from monitor_api.evaluation import (
     subject_to_evaluation,
 )
 from monitor_api.exports import FILE_RESPONSES, UNIT_NAME, Format, Lang, render
-from monitor_api.queries.common import ROOTS_CTE, check_region
+from monitor_api.queries.common import ROOTS_CTE, check_category, check_region
 from monitor_api.queries.faults import in_fault
 from monitor_api.report import GroupBy, summarise
 from monitor_api.routers.assessments import marks
@@ -99,15 +98,18 @@ Scored = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
 institutions' names and tiers by id."""
 
 
-async def scored_year(request: Request, year: int) -> Scored:
-    """The year's scores, computed once for the requests that ask at the same time."""
-    flights: SingleFlight[int, Scored] = request.app.state.evaluations
-    return await flights.run(year, lambda: _score(request.app.state.pool,
-                                                  request.app.state.settings, year))
+async def scored_year(request: Request, year: int, *, years: int | None = None) -> Scored:
+    """The scores of the evaluation named by ``year`` over ``years`` calendar years (default:
+    the configured cycle), computed once for the requests that ask at the same time."""
+    settings: ApiSettings = request.app.state.settings
+    years = years or settings.evaluation.cycle_years
+    flights: SingleFlight[tuple[int, int], Scored] = request.app.state.evaluations
+    return await flights.run((year, years), lambda: _score(request.app.state.pool, settings,
+                                                           year, years))
 
 
-async def _score(pool: Pool, settings: ApiSettings, year: int) -> Scored:
-    evaluated = evaluated_year(year, settings.evaluation.cycle_years)
+async def _score(pool: Pool, settings: ApiSettings, year: int, years: int) -> Scored:
+    evaluated = evaluated_year(year, years)
     rows = await utilisation_rows(pool, settings, start=evaluated.start,
                                   end=evaluated.end, institutions=None)
     rows = [r for r in rows if subject_to_evaluation(r["value_rmb"], settings.evaluation)]
@@ -299,13 +301,11 @@ async def duplicate_review(
 ) -> Response | dict[str, Any]:
     """Duplicate-purchase review (查重评议): the instruments of a class, how much each was
     used in the year, and whether any that outside users may book had hours to spare."""
-    if len(category) < 6 and category not in CATEGORY_NAMES:  # else named as its parent
-        raise BadRequest(f"category: the national classification has no class {category!r}"
-                         " (GET /categories lists them)")
-    if region is not None:  # else its empty review would read as "buying is justified"
-        async with request.app.state.pool.connection() as conn:
+    async with request.app.state.pool.connection() as conn:
+        await check_category(conn, category)
+        if region is not None:  # else its empty review would read as "buying is justified"
             await check_region(conn, region)
-    scored, _institutions = await scored_year(request, year)
+    scored, _institutions = await scored_year(request, year, years=1)  # per calendar year
     async with request.app.state.pool.connection() as conn:
         registry = {r["id"]: r for r in await fetch_all(
             conn,

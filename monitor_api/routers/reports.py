@@ -14,9 +14,10 @@ from monitor_api.auth import Principal, ReportReader
 from monitor_api.db import Conn, DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
-from monitor_api.queries.common import check_region, named_tree
+from monitor_api.queries.common import check_category, check_region, named_tree
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
+from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import Category, Day, Limit, Offset, Page, page_of
 from monitor_api.schemas_report import Figures, ServiceRecordRow
 from monitor_api.service_records import COLUMNS as RECORD_COLUMNS
@@ -103,6 +104,8 @@ async def utilisation(
         institutions = await scope(conn, caller, institution_id)
         if region is not None:
             await check_region(conn, region)
+        if category is not None:
+            await check_category(conn, category)
     rows = await utilisation_rows(
         pool, settings, start=start, end=end, institutions=institutions,
         category=category, region=region, with_availability=availability,
@@ -149,6 +152,8 @@ async def service_record_register(
     lo, hi = _period(start, end)
     paged = format is Format.JSON
     async with pool.connection() as conn:
+        if instrument_id is not None:  # else a typo would read as "no services"
+            await visible_instrument(conn, caller, instrument_id)
         found = await service_records(
             conn, lo=lo, hi=hi, institutions=await scope(conn, caller, institution_id),
             instrument_id=instrument_id, limit=limit if paged else None,

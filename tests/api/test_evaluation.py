@@ -265,7 +265,7 @@ def test_a_two_year_cycle_judges_hours_per_year_over_both(year: Api, database_ur
     inside user in 2024: 720 h, 60 h external. operation 40 x 720/2400 = 12; sharing 20 x
     (60/720)/0.10 = 16.67; management 30: 58.67 -> 不合格. Its low-use threshold is 800 h.
     The annual evaluation of 2025 is unchanged (70), and what was published under the cycle
-    still says which years it covers."""
+    still says which years it covers. The duplicate-purchase review stays on 2025 alone."""
     year.sql("UPDATE instrument SET accepted_on = '2023-11-01', networked_on = '2023-11-10'"
              " WHERE id = 'nmr'")
     year.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
@@ -279,6 +279,7 @@ def test_a_two_year_cycle_judges_hours_per_year_over_both(year: Api, database_ur
         found = c.get("/evaluation/2025/instruments").json()
         ranked = c.get("/evaluation/2025/institutions").json()
         low = c.get("/evaluation/2025/low-utilisation").json()
+        cycle_review = c.get("/evaluation/2025/duplicate-review", params={"category": "0104"})
         assert c.put("/evaluation/2025/publication", json={"note": "两年一评"}).status_code == 200
     nmr = next(i for i in found["items"] if i["instrument_id"] == "nmr")
     assert (found["year"], found["first_year"], ranked["first_year"]) == (2025, 2024, 2024)
@@ -292,8 +293,11 @@ def test_a_two_year_cycle_judges_hours_per_year_over_both(year: Api, database_ur
     with year.as_("admin") as c:  # the default rules: one year
         annual = c.get("/evaluation/2025/instruments").json()
         published = c.get("/evaluation/2025/published/institutions").json()
+        annual_review = c.get("/evaluation/2025/duplicate-review", params={"category": "0104"})
     assert annual["first_year"] == 2025
     assert next(i for i in annual["items"] if i["instrument_id"] == "nmr")["score"] == 70
+    assert cycle_review.json() == annual_review.json()
+    assert cycle_review.json()["items"][0]["target_hours"] == 1200
     assert (published["year"], published["first_year"]) == (2025, 2024)
 
 
@@ -515,10 +519,10 @@ def test_concurrent_requests_share_one_computation(
     computed: list[int] = []
     score = evaluation_router._score
 
-    async def counted(pool: Any, settings: Any, y: int) -> Any:
+    async def counted(pool: Any, settings: Any, y: int, years: int) -> Any:
         computed.append(y)
         await asyncio.sleep(0.5)  # the other request arrives meanwhile
-        return await score(pool, settings, y)
+        return await score(pool, settings, y, years)
 
     monkeypatch.setattr(evaluation_router, "_score", counted)
     with year.as_("evaluator") as a, year.as_("evaluator") as b, ThreadPoolExecutor(2) as run:

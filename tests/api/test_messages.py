@@ -35,11 +35,39 @@ def test_hours_must_be_a_finite_number(api: Api) -> None:
                                    " finite number")
 
 
-def test_a_class_the_classification_does_not_name_is_refused(api: Api) -> None:
+def test_a_class_neither_named_nor_registered_is_refused_wherever_it_filters(api: Api) -> None:
+    """0199 (analytical, other) and 15 name no class: refused, not answered with empty lists
+    that would read as "none of the class", until an instrument is registered in 0199. A
+    six-digit code in a named class (019999: class 01) is taken as it is."""
+    month = {"start": "2026-01-01", "end": "2026-01-31"}
+    paths = [("/evaluation/2026/duplicate-review", {}), ("/status", {}), ("/instruments", {}),
+             ("/reports/utilisation", month), ("/status/stream", {})]
+
+    def asked(category: str) -> list[tuple[int, str, str]]:
+        with api.as_("evaluator") as c:
+            return [_refusal(c.get(path, params={**params, "category": category}))
+                    for path, params in paths]
+
+    for category in ("0199", "15"):
+        assert asked(category) == [(422, "invalid", "category: the national classification"
+                                    f" has no class {category!r} and no instrument is"
+                                    " registered in it (GET /categories lists the classes)")
+                                   ] * len(paths)
+    api.sql("UPDATE instrument SET category_code = '019901' WHERE id = 'nmr'")
     with api.as_("evaluator") as c:
-        r = c.get("/evaluation/2026/duplicate-review", params={"category": "0199"})
-    assert _refusal(r) == (422, "invalid", "category: the national classification has no"
-                           " class '0199' (GET /categories lists them)")
+        review = c.get("/evaluation/2026/duplicate-review", params={"category": "0199"})
+        board = c.get("/status", params={"category": "0199"})
+        other = c.get("/reports/utilisation", params={**month, "category": "019999"})
+    assert [i["instrument_id"] for i in review.json()["items"]] == ["nmr"]
+    assert [i["instrument_id"] for i in board.json()["items"]] == ["nmr"]
+    assert (other.status_code, other.json()["items"]) == (200, [])
+
+
+def test_a_service_register_of_an_unknown_instrument_is_refused(api: Api) -> None:
+    with api.as_("evaluator") as c:
+        r = c.get("/reports/service-records", params={
+            "start": "2026-01-01", "end": "2026-01-31", "instrument_id": "nmx"})
+    assert _refusal(r) == (404, "not_found", "no instrument 'nmx'")
 
 
 def test_an_offset_whose_plus_arrived_as_a_space_gets_a_hint(api: Api) -> None:

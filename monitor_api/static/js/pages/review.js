@@ -1,8 +1,8 @@
 // Duplicate-purchase review (查重评议) on the evaluation page: before a unit buys an instrument,
 // the instruments of its class, their use in the year and the hours outside users could book.
 
-import { getJson } from '../api.js';
-import { categoryList, loadCategories, namedCodes } from '../categories.js';
+import { ApiError, getJson } from '../api.js';
+import { categoryList, namedCodes } from '../categories.js';
 import { el } from '../dom.js';
 import { fmtNumber, t } from '../i18n.js';
 import { UNIT_COLUMN, loadRegions } from '../institutions.js';
@@ -23,14 +23,18 @@ const COLUMNS = [
 
 const CODE = /^[0-9]{2}([0-9]{2}){0,2}$/;
 
-/** The class code ``text`` names (categories.js): a class's code (2 or 4 digits, as the list
- * has them; 6 as they are), or the code of the class named in either language; null for none.
- * The API takes codes only. */
+/** The class code ``text`` names (categories.js): a code as typed (2, 4 or 6 digits), or the
+ * code of the class named in either language; null for none. The API takes codes only, and
+ * refuses one of no class (``unknownClass``). */
 async function classCode(text) {
   const [code] = await namedCodes(text);
-  if (!code || !CODE.test(code)) return null;
-  return code.length === 6 || (await loadCategories()).some((c) => c.code === code) ? code : null;
+  return code && CODE.test(code) ? code : null;
 }
+
+/** Whether ``err`` is the API's refusal of a code that is neither a class of the national
+ * classification nor one instruments are registered in (say, "0199" with none). */
+const unknownClass = (err) => err instanceof ApiError && err.status === 422
+  && err.message.startsWith('category:');
 
 /** The review card for year ``y``: a class (and region) in, the verdict and the list out. */
 export function reviewCard(y, ctx, signal) {
@@ -62,7 +66,14 @@ export function reviewCard(y, ctx, signal) {
         return;
       }
       const params = { category: code, region: region.value };
-      const found = await getJson(path, { ...params, limit: 1000 }, { signal });
+      const found = await getJson(path, { ...params, limit: 1000 }, { signal }).catch((err) => {
+        if (!unknownClass(err)) throw err;
+        return null;
+      });
+      if (!found) {
+        showProblem(result, 'review.unknown_class', 'category');
+        return;
+      }
       const said = found.verdict === 'none_registered' && params.region
         ? t('review.verdict.none_in_region').replace('{region}', params.region)
         : t(`review.verdict.${found.verdict}`);
