@@ -47,7 +47,7 @@ INSTITUTION_COLUMNS: list[tuple[str, str, str]] = [
     ("institution_id", "单位", "Institution"),
     ("name", "名称", "Name"),
     ("instruments", "仪器数", "Instruments"),
-    ("open_share", "仪器开放率", "Instruments open"),
+    ("open_share", "仪器开放率", "Instrument openness rate"),
     ("effective_hours", "有效工作机时(h)", "Effective machine hours"),
     ("external_hours", "对外服务机时(h)", "External service hours"),
     ("operation", "运行使用得分", "Operation score"),

@@ -137,7 +137,8 @@ def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, st
 def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
     """Text is always a text cell, never a formula, with the characters XML cannot hold
     shown as U+FFFD: what users type (names, comments) is data, whatever it looks like.
-    A ``share`` is shown as a percentage."""
+    A ``share`` is shown as a percentage; a moment is a date-time cell in the periods' zone
+    (Excel's have none), which sorts, filters and subtracts as one."""
     if share and isinstance(value, float):
         cell = WriteOnlyCell(sheet, value)
         cell.number_format = "0.00%"
@@ -145,7 +146,9 @@ def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
     if isinstance(value, list | tuple | set):
         value = ", ".join(str(v) for v in value)
     elif isinstance(value, datetime) and value.tzinfo is not None:
-        return _moment(value)
+        cell = WriteOnlyCell(sheet, value.astimezone(FILE_ZONE).replace(tzinfo=None))
+        cell.number_format = "yyyy-mm-dd hh:mm:ss"
+        return cell
     if not isinstance(value, str):
         return value
     cell = WriteOnlyCell(sheet, NOT_IN_XML.sub("\ufffd", value))

@@ -4,6 +4,7 @@ hand-computed values, scope per role, files with codes written as words."""
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -113,7 +114,7 @@ def test_files_write_codes_as_words(seeded: Api) -> None:
     assert rows[1][17] == 2.0  # service hours stay numbers
     starts = [line.split(",")[14] for line in en[1:]]
     assert starts[0] == "2026-03-10T09:00:00+08:00"  # in Asia/Shanghai, as the period's days
-    assert rows[1][14] == "2026-03-10T09:00:00+08:00"
+    assert rows[1][14] == datetime(2026, 3, 10, 9)  # a time cell: Excel sorts it as one
 
 
 def test_what_users_type_reaches_files_as_text(seeded: Api) -> None:
