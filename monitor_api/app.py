@@ -44,6 +44,7 @@ from monitor_api.routers import (
 from monitor_api.settings import ApiSettings
 from monitor_api.single_flight import SingleFlight
 from monitor_api.status_feed import StatusFeed
+from monitor_api.strict_query import refuse_unknown_query
 from monitor_api.void_bookings import void_all_lapsed
 
 logger = logging.getLogger("monitor_api")
@@ -136,7 +137,7 @@ def create_app(
         # nothing fetched from the internet: no online validator, and no ReDoc, whose page
         # loads its logo from its maker's site
         redoc_url=None, swagger_ui_parameters={"validatorUrl": None},
-        dependencies=[Depends(refuse_nul_in_url)],
+        dependencies=[Depends(refuse_nul_in_url), Depends(refuse_unknown_query)],
     )
     app.state.settings = settings
     app.state.metrics = metrics

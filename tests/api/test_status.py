@@ -195,9 +195,9 @@ def test_detail_timeline_and_power(api: Api) -> None:
         power = c.get("/instruments/nmr/power", params={**window, "step_s": 600}).json()
         detail = c.get("/instruments/nmr/detail").json()
         second = c.get("/instruments/nmr/timeline", params={**window, "limit": 1, "offset": 1})
-        past = [c.get(f"/instruments/nmr/{path}", params={**window, "step_s": 600,
-                                                          "offset": 9}).json()
-                for path in ("timeline", "power")]  # a page after the last
+        past = [c.get(f"/instruments/nmr/{path}", params={**window, **step, "offset": 9}).json()
+                for path, step in (("timeline", {}), ("power", {"step_s": 600}))
+                ]  # a page after the last
     assert [(i["state"], i["start"][11:16], i["end"][11:16]) for i in tl["items"]] == [
         ("idle", "10:00", "10:10"), ("running", "10:10", "10:30"),
         ("offline", "10:30", "11:00"), ("idle", "11:00", "11:15")]

@@ -29,11 +29,12 @@ MINUTE_MS = 60e3
 
 
 def in_pages_of(page: Page, size: int, path: str) -> None:
-    """Ask the API for at most ``size`` items a request under ``/path``."""
+    """Ask the API for at most ``size`` items a request for a page under ``/path``."""
     def smaller(route: Route) -> None:
         url = urlsplit(route.request.url)
         query = dict(parse_qsl(url.query))
-        query["limit"] = str(min(int(query.get("limit", size)), size))
+        if "limit" in query:
+            query["limit"] = str(min(int(query["limit"]), size))
         route.continue_(url=url._replace(query=urlencode(query)).geturl())
 
     page.route(lambda url: urlsplit(url).path.startswith(f"/{path}"), smaller)
