@@ -54,7 +54,10 @@ class StateDetector:
         return self._state
 
     def classify(self, reading: Reading) -> State:
-        """The raw state of one reading, with hysteresis against the previous raw state."""
+        """The raw state of one reading. Between ``run_off_w`` and ``run_on_w`` (hysteresis)
+        it continues running when the accepted state or the previous reading's is running: a
+        single dip below ``run_off_w`` is then noise the debounce absorbs, not the end of the
+        session, and a start is not undone by the next reading easing off."""
         if reading.state is not None:
             return reading.state
         power = reading.power_w
@@ -63,7 +66,9 @@ class StateDetector:
         cfg = self._config
         if power < cfg.off_below_w:
             return State.OFF
-        if power >= cfg.run_on_w or (self._raw == State.RUNNING and power >= cfg.run_off_w):
+        if power >= cfg.run_on_w or (
+            power >= cfg.run_off_w and State.RUNNING in (self._raw, self._state)
+        ):
             return State.RUNNING
         return State.IDLE
 

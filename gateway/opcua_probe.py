@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from cryptography import x509
 
 from gateway.errors import ProbeError
 from gateway.opcua_credentials import read_security
-from gateway.probes import Reading
+from gateway.probes import Reading, connect_failure
 from instrushare.protocol import IDENTIFIER_RE, State
 
 MACHINERY_ITEM_STATES: Mapping[str, State] = {
@@ -172,6 +173,9 @@ class OpcUaProbe:
         """The nodes' NodeIds on the current connection, URIs replaced by indexes."""
         self._loop: ThreadLoop | None = None
         self._client: OpcUaClient | None = None
+        self._session_timeout_ms: int | None = None
+        """What the server granted last: asked for again, the library has no revision to
+        warn of at each reconnect (a node that fails reconnects at every poll)."""
         self._lock = threading.Lock()
         if _ASYNCUA_LOG.level == logging.NOTSET:  # unless configured: it logs each read at INFO
             _ASYNCUA_LOG.setLevel(logging.WARNING)
@@ -219,12 +223,18 @@ class OpcUaProbe:
         except ProbeError:
             await self._disconnect()  # the next read connects and resolves again
             raise
-        except Exception as exc:  # not only UaError and OSError: asyncua raises plain ones too
+        except (ConnectionError, socket.gaierror) as exc:  # said as the other probes say it
+            await self._disconnect()
+            why = connect_failure(exc, self.timeout_s, "the instrument's OPC UA server")
+            raise ProbeError(f"{self!r}: cannot connect: {why}") from exc
+        except Exception as exc:  # not only UaError: asyncua raises plain ones too
             await self._disconnect()
             raise ProbeError(f"{self!r}: {str(exc) or type(exc).__name__}") from exc
 
     async def _connect(self) -> OpcUaClient:
         client = OpcUaClient(self.endpoint, timeout=self.timeout_s)
+        if self._session_timeout_ms is not None:
+            client.session_timeout = self._session_timeout_ms
         if self.username is not None:
             client.set_user(self.username)
         if self._password is not None:
@@ -243,6 +253,7 @@ class OpcUaProbe:
                 raise
             raise ProbeError(f"{self!r}: the server refused the connection secured with "
                              f"{self.certificate}: {name} ({doc})") from exc
+        self._session_timeout_ms = client.session_timeout
         return client
 
     def _offered(self, endpoints: Sequence[ua.EndpointDescription]) -> ua.EndpointDescription:

@@ -8,6 +8,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import psutil
 from pydantic import ValidationError
 from pymodbus import ModbusException
 from pymodbus.client import ModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from gateway.errors import ProbeError
 from instrushare.protocol import Sample, State
@@ -144,32 +146,46 @@ class ModbusPowerProbe:
             self._client.close()  # type: ignore[no-untyped-call]
 
     def _read_power(self) -> float:
+        """One reading. A connection kept from the last poll that the meter has closed since
+        (many close idle ones after 10 to 60 s) shows only when read: the read is then tried
+        once more on a new connection before it counts as a failure."""
+        reused = self._client.connected
         try:
-            if not self._client.connected:
-                self._connect()
-            read = (
-                self._client.read_holding_registers
-                if self.register == "holding"
-                else self._client.read_input_registers
-            )
-            response = read(self.address, count=2, device_id=self.unit)
-            if response.isError():
-                code = int(getattr(response, "exception_code", 0))
-                raise ProbeError(f"{self!r}: device answered exception {code}: "
-                                 + MODBUS_EXCEPTIONS.get(code, "unknown"))
-            value = self._client.convert_from_registers(
-                response.registers, ModbusTcpClient.DATATYPE.FLOAT32, word_order=self.word_order
-            )
+            try:
+                value = self._read_value()
+            except (ConnectionException, OSError) as exc:
+                if not reused or isinstance(exc, TimeoutError):
+                    raise
+                self._client.close()  # type: ignore[no-untyped-call]
+                value = self._read_value()
         except ProbeError:
             self._client.close()  # type: ignore[no-untyped-call]
             raise
         except (ModbusException, OSError) as exc:
             self._client.close()  # type: ignore[no-untyped-call]
-            raise ProbeError(f"{self!r}: {exc}") from exc
-        assert isinstance(value, float)
+            raise ProbeError(f"{self!r}: {_read_failure(exc, self.timeout_s)}") from exc
         if not math.isfinite(value):
             raise ProbeError(f"{self!r}: meter returned {value}")
         return max(0.0, value * self.scale)
+
+    def _read_value(self) -> float:
+        if not self._client.connected:
+            self._connect()
+        read = (
+            self._client.read_holding_registers
+            if self.register == "holding"
+            else self._client.read_input_registers
+        )
+        response = read(self.address, count=2, device_id=self.unit)
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            raise ProbeError(f"{self!r}: device answered exception {code}: "
+                             + MODBUS_EXCEPTIONS.get(code, "unknown"))
+        value = self._client.convert_from_registers(
+            response.registers, ModbusTcpClient.DATATYPE.FLOAT32, word_order=self.word_order
+        )
+        assert isinstance(value, float)
+        return value
 
     def _connect(self) -> None:
         """Open the client's socket here: its own ``connect()`` returns False and logs why
@@ -178,20 +194,32 @@ class ModbusPowerProbe:
             self._client.socket = socket.create_connection((self.host, self.port),
                                                            timeout=self.timeout_s)
         except OSError as exc:
-            why = _connect_failure(exc, self.timeout_s)
+            why = connect_failure(exc, self.timeout_s, "the meter's Modbus TCP server")
             raise ProbeError(f"{self!r}: cannot connect: {why}") from exc
 
 
-def _connect_failure(exc: OSError, timeout_s: float) -> str:
-    """Why a TCP connection failed, and what to check."""
+def _read_failure(exc: ModbusException | OSError, timeout_s: float) -> str:
+    """Why a read on an open connection failed, and what to check."""
+    if isinstance(exc, ModbusIOException):
+        return (f"no answer within {timeout_s:g} s (check unit: a Modbus TCP-to-RTU gateway"
+                " stays silent for a unit no meter answers; and that port is the meter's"
+                f" Modbus TCP server) [{exc}]")
+    if isinstance(exc, ConnectionException | ConnectionResetError):
+        return ("the connection was closed or reset on reading (check that port is a Modbus"
+                f" TCP server, and that the meter takes one more client) [{exc}]")
+    return str(exc)
+
+
+def connect_failure(exc: OSError, timeout_s: float, server: str) -> str:
+    """Why a TCP connection to an instrument's ``server`` failed, and what to check."""
     if isinstance(exc, socket.gaierror):
         return f"host name not resolved ({exc.strerror}): check host"
     if isinstance(exc, ConnectionRefusedError):
-        return ("connection refused: nothing listens on that port (check port, and that the"
-                " meter's Modbus TCP server is enabled)")
+        return (f"connection refused: nothing listens on that port (check port, and that"
+                f" {server} is enabled)")
     if isinstance(exc, TimeoutError):
-        return (f"timed out after {timeout_s:g} s: no answer (check host, that the meter is on,"
-                " and that no firewall drops the traffic)")
+        return (f"timed out after {timeout_s:g} s: no answer (check host, that the instrument"
+                " is on, and that no firewall drops the traffic)")
     return f"{(exc.strerror or str(exc)).lower()} (check host and the network)"
 
 
@@ -220,9 +248,17 @@ class ProcessProbe:
     def __repr__(self) -> str:
         return f"ProcessProbe({self.process!r})"
 
+    FIRST_SAMPLE_S = 0.2
+    """A process seen for the first time (at start, or started since the last poll) has no
+    CPU use to compare with yet: it is measured over this long instead of read as 0 %."""
+
     def read(self) -> Reading:
         try:
-            matched = self._matching()
+            matched, fresh = self._matching()
+            if fresh and self.busy_cpu_percent is not None:
+                for proc in fresh:
+                    proc.cpu_percent(None)
+                time.sleep(self.FIRST_SAMPLE_S)
             cpu = sum(proc.cpu_percent(None) for proc in matched)
             login = matched[0].username() if matched else None
         except psutil.Error as exc:  # e.g. a process that ended while read
@@ -232,15 +268,21 @@ class ProcessProbe:
         return Reading(state=State.RUNNING if busy else State.IDLE, user=user,
                        metrics={"cpu_percent": round(cpu, 1)})
 
-    def _matching(self) -> list[psutil.Process]:
+    def _matching(self) -> tuple[list[psutil.Process], list[psutil.Process]]:
+        """The processes running the software, and those of them not seen at the last read."""
         me = os.getpid()
         found: dict[int, psutil.Process] = {}
+        fresh = []
         for proc in psutil.process_iter(["name", "cmdline"]):
             name, cmdline = proc.info["name"], proc.info["cmdline"] or []
             if proc.pid != me and (name == self.process
                                    or any(self.process in arg for arg in cmdline)):
                 before = self._seen.get(proc.pid)
-                found[proc.pid] = before if before == proc else proc  # == : same pid and start
+                if before == proc:  # same pid and start time
+                    found[proc.pid] = before
+                else:
+                    found[proc.pid] = proc
+                    fresh.append(proc)
         self._seen = found
-        return sorted(found.values(), key=lambda p: p.pid)
+        return sorted(found.values(), key=lambda p: p.pid), fresh
 

@@ -63,6 +63,20 @@ def test_short_blips_are_noise_and_keep_the_accepted_state() -> None:
     assert [s for _, s in samples] == [State.IDLE] * 3 + [State.RUNNING] * 6
 
 
+def test_a_dip_below_the_running_band_is_noise_and_does_not_end_the_session() -> None:
+    """One reading under run_off_w (a meter glitch, even 0 W) while running is held back;
+    the next, back inside the band (35 W: not enough to start, enough to keep running),
+    continues the session, whatever the debounce."""
+    for dip in (20, 0):
+        for debounce in (2, 3):
+            samples, events = run(powers(100, 100, dip, 35, 35, 35), debounce=debounce)
+            assert events == [(ts(0), EventType.SESSION_START, None)], (dip, debounce)
+            assert [s for _, s in samples] == [State.RUNNING] * 6
+    # two readings under it do end it, at the first of them
+    _, events = run(powers(100, 100, 20, 20, 35), debounce=2)
+    assert events == [(ts(0), EventType.SESSION_START, None), (ts(2), EventType.SESSION_END, None)]
+
+
 def test_a_change_to_another_candidate_restarts_the_count() -> None:
     # idle -> off (1 reading) -> running (2 readings): only running is accepted, dated at ts(2)
     samples, events = run(powers(10, 0, 50, 50), debounce=2)

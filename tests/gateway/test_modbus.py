@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Literal
@@ -113,12 +114,39 @@ def test_stopped_meter_gives_a_clear_error_then_recovers(meter: MeterServer) -> 
     probe.close()
 
 
+def test_a_connection_the_meter_closed_between_polls_is_opened_again_in_the_same_read(
+    meter: MeterServer,
+) -> None:
+    """Meters close idle connections (many after 10 to 60 s, less than a poll interval):
+    the next poll still reads, on a new connection, instead of failing to find it closed."""
+    probe = ModbusPowerProbe(host="127.0.0.1", port=meter.port, unit=UNIT, address=ADDRESS,
+                             timeout_s=5.0)
+    meter.set_power(50.0)
+    assert probe.read().power_w == 50.0
+    meter.stop()  # closes every connection
+    meter.start()
+    meter.set_power(60.0)
+    assert probe.read().power_w == 60.0
+    probe.close()
+
+
 def test_unknown_unit_is_an_error(meter: MeterServer) -> None:
     probe = ModbusPowerProbe(host="127.0.0.1", port=meter.port, unit=UNIT + 1, address=ADDRESS,
                              timeout_s=0.5)
     with pytest.raises(ProbeError):
         probe.read()
     probe.close()
+
+
+def test_a_silent_device_says_to_check_the_unit() -> None:
+    """A Modbus TCP-to-RTU gateway takes the connection and stays silent for a unit no meter
+    on its line answers."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        probe = ModbusPowerProbe(host="127.0.0.1", port=silent.getsockname()[1], unit=UNIT,
+                                 address=ADDRESS, timeout_s=0.5)
+        with pytest.raises(ProbeError, match=r"no answer within 0.5 s \(check unit"):
+            probe.read()
+        probe.close()
 
 
 def test_an_exception_reply_says_what_to_check(meter: MeterServer) -> None:

@@ -46,16 +46,19 @@ def test_running_while_the_software_runs_with_its_user() -> None:
 
 
 def test_busy_cpu_threshold_tells_measuring_from_open() -> None:
+    """From the first read on: a gateway started during a measurement says running at once
+    rather than idle for one poll (which would split the session)."""
     with acquisition_software(SLEEPING) as idle_marker, \
             acquisition_software(BUSY) as busy_marker:
+        time.sleep(0.5)  # the busy one is past its start
         idle = ProcessProbe(process=idle_marker, busy_cpu_percent=30)
         busy = ProcessProbe(process=busy_marker, busy_cpu_percent=30)
-        for probe in (idle, busy):
-            probe.read()  # CPU use is measured from this read on
+        first = [idle.read(), busy.read()]
         time.sleep(1.0)
-        quiet, working = idle.read(), busy.read()
-    assert quiet.state == State.IDLE and quiet.metrics["cpu_percent"] < 30
-    assert working.state == State.RUNNING and working.metrics["cpu_percent"] >= 30
+        later = [idle.read(), busy.read()]
+    for quiet, working in (first, later):
+        assert quiet.state == State.IDLE and quiet.metrics["cpu_percent"] < 30
+        assert working.state == State.RUNNING and working.metrics["cpu_percent"] >= 30
 
 
 def test_process_probe_configuration() -> None:
