@@ -32,7 +32,7 @@ from gateway.probes import (
     Reading,
     SimulatedProbe,
 )
-from gateway.publisher import MqttLink
+from gateway.publisher import NO_INGEST, MqttLink
 from gateway.reader import ProbeReader
 from gateway.writer import OutboxWriter
 from instrushare.protocol import Topics
@@ -429,8 +429,9 @@ class GatewayAgent:
                 if self._confirmations_stalled():
                     logger.warning(
                         "gateway %s: %d published message(s) unconfirmed for %.0f s; "
-                        "publishing again from the outbox head", self.config.gateway_id,
-                        len(self._unconfirmed), self.config.confirm_timeout_s)
+                        "publishing again from the outbox head%s", self.config.gateway_id,
+                        len(self._unconfirmed), self.config.confirm_timeout_s,
+                        self._unconfirmed_hint())
                     self._rewind = True
                 if self._rewind:  # everything in the outbox goes out again, in seq order
                     self._rewind = False
@@ -486,7 +487,24 @@ class GatewayAgent:
             self._hold_report_at = now + self.HOLD_REPORT_S
             self._hold_reported = True
             logger.warning("gateway %s: holding data in the outbox for %.0f s (%s); %d"
-                           " message(s) waiting", gateway, now - self._held_since, held_by, depth)
+                           " message(s) waiting%s", gateway, now - self._held_since, held_by,
+                           depth, self._no_ingest_hint() if held_by == NO_INGEST else "")
+
+    def _no_ingest_hint(self) -> str:
+        topics = Topics(self.config.topic_prefix)
+        return (f" (check that an ingest worker runs with topic_prefix"
+                f" {self.config.topic_prefix!r}, and that the broker's ACL lets this gateway"
+                f" read {topics.all_ingest_states})")
+
+    def _unconfirmed_hint(self) -> str:
+        """Why the platform may not confirm: no ingest listening on these topics, or, under
+        MQTT 3.1.1, a broker that acknowledges a message its ACL refuses as if it took it."""
+        hint = (f" (check that an ingest worker runs with topic_prefix"
+                f" {self.config.topic_prefix!r}")
+        if self.config.mqtt_protocol == "3.1.1":
+            hint += (", and that the broker's ACL lets this gateway write its topics: MQTT"
+                     ' 3.1.1 does not say when it refuses one, mqtt_protocol = "5" would')
+        return hint + ")"
 
     def _confirmations_stalled(self) -> bool:
         """Messages the broker took have waited ``confirm_timeout_s`` without any confirmation:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +135,12 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+_OPC_TCP = re.compile(r"opc\.tcp://([^@\s/]+@)?(\[[0-9A-Fa-f:.]+\]|[^\s:/?#@\[\]]+)"
+                      r"(:[0-9]{1,5})?(/\S*)?")
+"""An OPC UA endpoint: opc.tcp://, an optional user@, a host (an IPv6 one in brackets), an
+optional port and path."""
+
+
 class ProbeConfig(_Config):
     """Where readings come from: ``simulated`` (set by a program), a ``modbus`` power meter,
     the acquisition software's ``process`` on the gateway's computer or the instrument's own
@@ -154,7 +162,7 @@ class ProbeConfig(_Config):
     busy_cpu_percent: float | None = Field(default=None, gt=0)
     users: dict[str, Identifier] = Field(default_factory=dict)
     """Process owner's login -> platform user id."""
-    endpoint: str | None = Field(default=None, pattern=r"^opc\.tcp://")
+    endpoint: str | None = None
     state_node: NodeIdText | None = None
     states: dict[str, StateName] | None = Field(default=None, min_length=1)
     """The state node's value as text -> state; MACHINERY_ITEM_STATES when not given."""
@@ -172,6 +180,30 @@ class ProbeConfig(_Config):
     private_key: Annotated[LocalPath, AfterValidator(_check_private_key)] | None = None
     server_certificate: Annotated[LocalPath, AfterValidator(_check_certificate)] | None = None
     """When given, the only certificate the server may have (else the one it sends)."""
+
+    @field_validator("host")
+    @classmethod
+    def _host_alone(cls, host: str | None) -> str | None:
+        """A host name or IP address, the port apart: a mistake here would show only once
+        running, as a host that cannot be resolved."""
+        if host is None or re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+            return host
+        try:
+            ipaddress.ip_address(host)  # an IPv6 one: ::1
+        except ValueError:
+            if re.fullmatch(r"[^:/\s]+:[0-9]+", host):
+                raise ValueError("must be the host alone: its port goes in port") from None
+            raise ValueError("must be a host name or IP address, such as 192.168.1.20 or"
+                             " meter-3.lab (no scheme, path or spaces)") from None
+        return host
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_address(cls, endpoint: str | None) -> str | None:
+        if endpoint is not None and not _OPC_TCP.fullmatch(endpoint):
+            raise ValueError("must be opc.tcp://host:port (4840 when none is given), then the"
+                             " server's path if it has one")
+        return endpoint
 
     @field_validator("scale")
     @classmethod

@@ -34,6 +34,17 @@ NOT_AUTHORIZED = 0x87
 """MQTT 5 reason code of a PUBACK refusing a message the ACL does not allow."""
 
 
+NO_INGEST = "no ingest worker online"
+"""Why data is held while no ingest worker's state says online (``require_ingest_online``)."""
+
+
+def reconnect_delay(failures: int, least: float, most: float) -> float:
+    """The wait after ``failures`` failed attempts in a row, between ``least`` and ``most``:
+    doubling, each drawn from the upper half of its span, so gateways that lost the broker
+    together do not all come back together."""
+    return min(most, least * 2.0 ** min(failures, 64)) * random.uniform(0.5, 1.0)
+
+
 class MqttLink:
     """Keeps one gateway connected and says when data may be published.
 
@@ -158,7 +169,7 @@ class MqttLink:
         if not self._subscribed:
             return "subscribing"
         if self.require_ingest_online and not self._ingest_online:
-            return "no ingest worker online"
+            return NO_INGEST
         return None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -238,8 +249,8 @@ class MqttLink:
         if not self._link_up or self._stopping:
             return
         self._failures += 1
-        delay = min(self.RECONNECT_MAX_DELAY, self.RECONNECT_MIN_DELAY * 2 ** (self._failures - 1))
-        delay *= random.uniform(0.5, 1.5)
+        delay = reconnect_delay(self._failures, self.RECONNECT_MIN_DELAY,
+                                self.RECONNECT_MAX_DELAY)
         now = time.monotonic()
         if not reported and (self._failures == 1 or now - self._warned_at >= self.RETRY_REPORT_S):
             self._warned_at = now
@@ -384,7 +395,11 @@ class MqttLink:
                 log("gateway %s disconnected: %s", self.gateway_id, reason)
             return
         why = refused or f"disconnected ({reason})"
-        if was_connected:
+        if not was_connected and refused is None:  # TCP connected, and no CONNACK came
+            why = (f"no MQTT answer from {self.address.host}:{self.address.port} ({reason}):"
+                   " check that this port is the broker's MQTT listener, and that mqtts://"
+                   " is used for a TLS one and mqtt:// for a plain one")
+        elif was_connected:
             lasted = time.monotonic() - self._connected_at
             if lasted >= self.STABLE_CONNECTION_S:
                 self._failures = 0

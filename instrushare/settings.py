@@ -51,9 +51,17 @@ class MqttAddress:
 
     @classmethod
     def from_url(cls, url: str) -> MqttAddress:
-        """ValueError saying what is wrong, the URL quoted without its password."""
+        """ValueError saying what is wrong, the URL quoted without its password (as typed:
+        one holding a character URLs reserve ends the URL's log-in part early)."""
         parts = urlsplit(url)
-        shown = repr(url.replace(f":{parts.password}@", ":***@") if parts.password else url)
+        userinfo = url.partition("://")[2].rpartition("@")[0]
+        secret = userinfo.partition(":")[2]
+        shown = repr(url.replace(f":{secret}@", ":***@", 1) if secret else url)
+        query = parse_qs(parts.query)
+        if userinfo and "@" not in parts.netloc and "ca" not in query:
+            raise ValueError("MQTT URL: its user name or password holds a character URLs"
+                             " reserve (/ ? #): percent-encode it (%2F, %3F, %23; and @ as %40,"
+                             f" : as %3A, % as %25) in {shown}")
         if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
             raise ValueError(f"MQTT URL must start with mqtt:// or mqtts:// (got {shown})")
         if not parts.hostname:
@@ -63,7 +71,6 @@ class MqttAddress:
         except ValueError as exc:  # not a number, or out of range
             raise ValueError(f"MQTT URL: {exc} in {shown}") from None
         tls = parts.scheme in ("mqtts", "ssl")
-        query = parse_qs(parts.query)
         unknown = sorted(set(query) - {"ca"})
         if unknown:
             raise ValueError(f"MQTT URL: unknown parameter {unknown[0]!r} (known: ca)")

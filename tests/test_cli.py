@@ -207,6 +207,9 @@ def test_migrate_goes_to_the_maintenance_database_only_to_create_a_missing_one(
     ({"MQTT_URL": "http://127.0.0.1:1883"}, "MQTT_URL: MQTT URL must start with"),
     ({"MQTT_URL": "mqtt://gw:secret@127.0.0.1:99999"},
      "Port out of range 0-65535 in 'mqtt://gw:***@127.0.0.1:99999'"),
+    ({"MQTT_URL": "mqtt://gw:secret#1/x@127.0.0.1:1883"},  # # and / not percent-encoded
+     "password holds a character URLs reserve (/ ? #): percent-encode it (%2F, %3F, %23; and"
+     " @ as %40, : as %3A, % as %25) in 'mqtt://gw:***@127.0.0.1:1883'"),
     ({"DATABASE_URL": "mysql://root@127.0.0.1/x"}, "DATABASE_URL: must start"),
     ({"DATABASE_URL": "127.0.0.1:5432/x"}, "DATABASE_URL: is neither a"),
     ({"DATABASE_URL": "postgresql://u:secret@127.0.0.1:99999/x"},

@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import AgentStats, GatewayAgent
 from gateway.probes import Reading, SimulatedProbe
-from gateway.publisher import MqttLink
+from gateway.publisher import MqttLink, reconnect_delay
 from instrushare.protocol import StoredMessages, Topics, dumps
 from instrushare.settings import MqttAddress
 from tests.conftest import MQTT_URL
@@ -58,10 +58,11 @@ def wait_for_birth(rec: Recorder, timeout: float = 15) -> dict[str, object]:
 
 
 def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
-    tmp_path: Path, mqtt_url: str, topic_prefix: str
+    tmp_path: Path, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The broker's PUBACK frees the window; the message stays until a confirmation names it,
-    and goes out again when confirmations stall for ``confirm_timeout_s``."""
+    and goes out again when confirmations stall for ``confirm_timeout_s``, the log saying
+    what to check (under MQTT 3.1.1 a broker ACL refusing the data looks the same)."""
     rec = Recorder(mqtt_url, f"{topic_prefix}/gw/+/data/+")
     set_ingest(mqtt_url, topic_prefix, "online", confirm=False)
     clock = FastClock()
@@ -83,6 +84,11 @@ def test_a_message_leaves_the_outbox_only_once_the_platform_confirms_it(
         agent.poll(clock.tick())
         rec.wait_for(lambda r: len(r.data()) >= 2 * sent + 1)  # all again, and the new one
         assert [m.seq for m in rec.data()[sent:2 * sent]] == list(range(sent))
+        assert (f"{sent} published message(s) unconfirmed for 1 s; publishing again from the"
+                f" outbox head (check that an ingest worker runs with topic_prefix"
+                f" '{topic_prefix}', and that the broker's ACL lets this gateway write its"
+                ' topics: MQTT 3.1.1 does not say when it refuses one, mqtt_protocol = "5"'
+                " would)") in caplog.text
         # the platform confirms everything: the outbox empties
         seqs = sorted({m.seq for m in rec.data()})
         confirm(agent, seqs)
@@ -227,7 +233,9 @@ def test_the_log_says_when_data_is_held_and_when_it_flows_again(
     drive(agent, clock, 1)
     held = agent.stats.outbox_depth
     assert re.search(r"holding data in the outbox for \d+ s \(no ingest worker online\);"
-                     rf" {held} message\(s\) waiting", caplog.text)
+                     rf" {held} message\(s\) waiting \(check that an ingest worker runs with"
+                     rf" topic_prefix '{topic_prefix}', and that the broker's ACL lets this"
+                     rf" gateway read {topic_prefix}/ingest/\+/state\)", caplog.text)
     set_ingest(mqtt_url, topic_prefix, "online")
     assert agent.wait_drained(10)
     assert re.search(r"delivering again after \d+ s held", caplog.text)
@@ -566,3 +574,12 @@ def test_readings_the_protocol_refuses_are_dropped_and_the_rest_delivered(
         " metrics.temp_c nan: Input should be a finite number"]
     assert caplog.text.count("instrument xrd1 readable again") == 1
     rec.close()
+
+
+def test_reconnect_waits_double_within_their_bounds_and_spread() -> None:
+    """From 1 to 60 s, as gateway.md says, however long the broker stays away; drawn, so a
+    fleet that lost it together does not knock together."""
+    waits = {n: [reconnect_delay(n, 1.0, 60.0) for _ in range(200)] for n in (*range(1, 30), 5000)}
+    assert all(1.0 <= w <= 60.0 for drawn in waits.values() for w in drawn)
+    assert max(waits[1]) <= 2.0 and min(waits[29] + waits[5000]) >= 30.0
+    assert len({round(w, 3) for w in waits[29]}) > 100

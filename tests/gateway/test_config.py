@@ -93,6 +93,15 @@ def test_defaults(tmp_path: Path) -> None:
         (MINIMAL.replace('kind = "simulated"', 'kind = "modbus", host = "m1", address = 0,'
                                                ' scale = 0'),
          "instruments.xrd1.probe.scale: must not be 0"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "modbus", host = "", address = 0'),
+         "instruments.xrd1.probe.host: must be a host name or IP address"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "modbus", host = "10.0.0.5:502",'
+                                               ' address = 0'),
+         "instruments.xrd1.probe.host: must be the host alone: its port goes in"
+         " port"),
+        (MINIMAL.replace('kind = "simulated"', 'kind = "opcua", endpoint = "opc.tcp://",'
+                                               ' power_node = "ns=2;s=P"'),
+         r"instruments.xrd1.probe.endpoint: must be opc.tcp://host:port"),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:

@@ -3,10 +3,12 @@ outbox, a second agent on one outbox, clock steps, probes that hang or break, si
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -562,3 +564,34 @@ def test_a_damaged_outbox_stops_the_gateway_at_start_naming_the_file(
                              " is damaged or not an outbox. It is left as it is: move it")
     assert output.endswith(f"(outbox_path in {config})\n")
     assert outbox.read_bytes() == b"\x00garbage" * 1000
+
+
+def test_a_port_that_is_no_mqtt_broker_is_said_so(
+    tmp_path: Path, topic_prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A web server, or a TLS listener given mqtt://, takes the connection and never answers
+    as a broker: the warning says to check the port and the scheme, not a keep-alive."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def hang_up() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                    conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        caplog.set_level("WARNING", logger="gateway")
+        agent = GatewayAgent(make_config(tmp_path, f"mqtt://127.0.0.1:{port}", topic_prefix))
+        agent.start()
+        try:
+            deadline = time.monotonic() + 10
+            while "no MQTT answer" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+        finally:
+            agent.stop()
+    assert (f"no MQTT answer from 127.0.0.1:{port} (" in caplog.text
+            and "check that this port is the broker's MQTT listener" in caplog.text)
