@@ -212,6 +212,8 @@ def describe(
         what = error["msg"]
         if error["type"] == "value_error":  # a validator's own sentence, without pydantic's
             what = what.removeprefix("Value error, ")  # "Value error, " in front
+        elif error["type"] == "extra_forbidden":  # pydantic: "Extra inputs are not permitted"
+            what = "unknown key (misspelt, or in another table than its own?)"
         where = ".".join(
             name(loc[:k + 1]) if isinstance(part, int) else str(part)
             for k, part in enumerate(loc)
