@@ -1,6 +1,8 @@
-"""Refuse query parameters an endpoint does not take. A misspelt filter (``instituton_id``), or
-one the endpoint has not (``institution_id`` on the evaluation's lists), would otherwise be
-ignored, and the whole province answered as if it were the institution asked for."""
+"""Refuse query parameters an endpoint does not take, and any given twice. A misspelt filter
+(``instituton_id``), or one the endpoint has not (``institution_id`` on the evaluation's
+lists), would otherwise be ignored, and the whole province answered as if it were the
+institution asked for; of a filter given twice (``state=idle&state=running``) only the last
+would count, when the caller may mean either or both. No parameter takes a list."""
 
 from __future__ import annotations
 
@@ -33,3 +35,8 @@ def refuse_unknown_query(request: Request) -> None:
     if unknown:
         raise BadRequest(f"query.{unknown[0]}: this endpoint takes no such parameter (it takes"
                          f" {', '.join(taken) if taken else 'none'})")
+    for name in taken:
+        times = len(request.query_params.getlist(name))
+        if times > 1:
+            raise BadRequest(f"query.{name}: given {times} times; give it once (no parameter"
+                             " takes a list)")

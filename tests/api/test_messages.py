@@ -149,13 +149,15 @@ def test_a_time_it_cannot_read_is_refused_saying_how_to_write_one(api: Api) -> N
 
 def test_a_query_parameter_the_endpoint_does_not_take_is_refused_by_name(api: Api) -> None:
     """An evaluator filtering the evaluation by institution, which its lists do not do, or
-    misspelling a filter, is told so rather than given the whole province; the web pages,
-    outside the API's document, take what a browser adds."""
+    misspelling a filter, is told so rather than given the whole province, and a filter given
+    twice is not read as its last; the web pages, outside the API's document, take what a
+    browser adds."""
     with api.as_("evaluator") as c:
         unknown = c.get("/evaluation/2025/instruments", params={"institution_id": "uni"})
         misspelt = c.get("/status", params={"instituton_id": "uni"})
         none_taken = c.get("/evaluation/rules", params={"limit": 10})
         taken = c.get("/status", params={"institution_id": "uni", "limit": 5})
+        twice = c.get("/status?state=idle&state=running")
         root = c.get("/", params={"utm_source": "mail"})
         page = c.get("/ui/", params={"utm_source": "mail"})
     assert _refusal(unknown) == (422, "invalid", "query.institution_id: this endpoint takes no"
@@ -165,6 +167,8 @@ def test_a_query_parameter_the_endpoint_does_not_take_is_refused_by_name(api: Ap
                                   " offset, state)")
     assert _refusal(none_taken) == (422, "invalid", "query.limit: this endpoint takes no such"
                                     " parameter (it takes none)")
+    assert _refusal(twice) == (422, "invalid", "query.state: given 2 times; give it once (no"
+                               " parameter takes a list)")
     assert taken.status_code == 200, taken.text
     assert root.status_code == 307  # to the dashboard
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
