@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -28,8 +29,10 @@ T = TypeVar("T")
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("may not be blank")
+    """Some character that shows: not only spaces, nor invisible ones such as the zero-width
+    space (U+200B) pasted with a name, which would list as an empty one."""
+    if all(c.isspace() or unicodedata.category(c) in ("Cf", "Cc") for c in value):
+        raise ValueError("may not be blank (only spaces or invisible characters)")
     return value
 
 

@@ -257,10 +257,11 @@ def test_names_may_not_be_blank(api: Api) -> None:
             c.patch("/instruments/nmr", json={"name": "\u3000"}),  # an ideographic space
             c.post("/users", json={"id": "blank", "name": "", "institution_id": "uni"}),
             c.patch("/users/in1", json={"name": " \u3000 "}),
+            c.patch("/users/in1", json={"name": "\u200b\ufeff"}),  # pasted, and invisible
         ]
         nameless = c.post("/users", json={"id": "nameless", "institution_id": "uni"})
     assert [(r.status_code, r.json()["message"]) for r in refused] == [
-        (422, "body.name: may not be blank")] * 6
+        (422, "body.name: may not be blank (only spaces or invisible characters)")] * 7
     assert (nameless.status_code, nameless.json()["message"]) == (
         422, "body.name: Field required")
     assert api.sql("SELECT name FROM platform_user WHERE id = 'in1'") == [("校内用户",)]
