@@ -215,12 +215,20 @@ FROM g WHERE run
 GROUP BY instrument_id, grp
 """
 
-# Dead letters are stored once per (reason, topic, payload): a redelivered one is a no-op.
+# Dead letters are stored once per (reason, topic, payload); one received again (in this
+# batch or after) counts its arrivals and keeps the latest.
 INSERT_DEAD = """
-INSERT INTO dead_letter (topic, payload, reason, detail, received_at)
-SELECT * FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::text[], %b::timestamptz[])
-ON CONFLICT (reason, topic, md5(payload)) DO NOTHING
-RETURNING reason
+INSERT INTO dead_letter AS d (topic, payload, reason, detail, received_at, times,
+                              last_received_at)
+SELECT topic, payload, reason, min(detail), min(received_at), count(*),
+       CASE WHEN count(*) > 1 THEN max(received_at) END
+FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::text[], %b::timestamptz[])
+     AS u(topic, payload, reason, detail, received_at)
+GROUP BY reason, topic, payload
+ON CONFLICT (reason, topic, md5(payload)) DO UPDATE SET
+    times = d.times + EXCLUDED.times,
+    last_received_at = greatest(d.last_received_at, d.received_at,
+                                EXCLUDED.last_received_at, EXCLUDED.received_at)
 """
 
 # A replayed dead letter goes before the batch's own are inserted: one dead-lettered anew

@@ -46,7 +46,10 @@ _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3
 class Metrics:
     """Prometheus metrics on an injected registry (a fresh one per worker in tests)."""
 
-    def __init__(self, *, registry: CollectorRegistry, queue_depth: Callable[[], float]) -> None:
+    def __init__(
+        self, *, registry: CollectorRegistry, queue_depth: Callable[[], float],
+        unacked: Callable[[], float],
+    ) -> None:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"instrushare_ingest_{name}", doc, labels, registry=registry)
 
@@ -58,7 +61,8 @@ class Metrics:
         self.written = counter("messages_written", "Data messages newly committed.")
         self.duplicates = counter("messages_duplicate", "Data messages already stored.")
         self.dead_lettered = counter(
-            "messages_dead_lettered", "Dead-letter rows committed.", ("reason",)
+            "messages_dead_lettered", "Dead letters committed, each arrival of a refused"
+            " message counted (one received again is one row, counted again).", ("reason",)
         )
         self.db_retries = counter(
             "db_retries",
@@ -93,3 +97,10 @@ class Metrics:
             registry=registry,
         )
         self.queue_depth.set_function(queue_depth)
+        self.unacked = Gauge(
+            "instrushare_ingest_messages_unacked",
+            "Deliveries received and not yet acknowledged: waiting for a batch, in one, or"
+            " being written; what a stalled worker holds, however few.",
+            registry=registry,
+        )
+        self.unacked.set_function(unacked)

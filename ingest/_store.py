@@ -195,7 +195,7 @@ class BatchStore:
                 cur.execute(q.DELETE_REPLAYED_DEAD, (batch.replaced,))
             if batch.dead:
                 cur.execute(q.INSERT_DEAD, [list(col) for col in zip(*batch.dead, strict=True)])
-                result.dead.update(row[0] for row in cur.fetchall())
+                result.dead.update(reason for _, _, reason, _, _ in batch.dead)  # arrivals
             if batch.states:  # after the batch before: a gateway's birth, then its will
                 before_lock()
             for it in batch.states:

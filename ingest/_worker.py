@@ -67,6 +67,7 @@ class IngestWorker:
         self._metrics = Metrics(
             registry=registry if registry is not None else CollectorRegistry(),
             queue_depth=lambda: len(self._inbox),
+            unacked=lambda: self._received - self._settled,
         )
         self._stores = [
             BatchStore(conninfo=config.database_url,

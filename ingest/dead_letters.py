@@ -26,7 +26,8 @@ _CHOSEN = """
     (%(reason)s::text IS NULL OR reason = %(reason)s) AND topic LIKE %(topic)s
 """
 _SUMMARY = """
-SELECT reason, topic, count(*), min(received_at), max(received_at)
+SELECT reason, topic, count(*), sum(times), min(received_at),
+       max(coalesce(last_received_at, received_at))
 FROM dead_letter WHERE""" + _CHOSEN + """
 GROUP BY reason, topic ORDER BY reason, topic
 """
@@ -64,8 +65,12 @@ class DeadLetterGroup:
     reason: str
     topic: str
     count: int
+    """Dead letters: distinct payloads, what a replay handles."""
+    arrivals: int
+    """How often they were received: a gateway resends what is never confirmed."""
     first: datetime
     last: datetime
+    """The latest arrival: a problem still going on is recent."""
 
 
 @contextmanager

@@ -123,7 +123,8 @@ def db_prune(
                           help="Keep the dedup log of messages this long (as for samples).")
     ] = 60,
     dead_letters_days: Annotated[
-        int, typer.Option(min=1, max=_MAX_DAYS, help="Keep dead letters this long.")
+        int, typer.Option(min=1, max=_MAX_DAYS,
+                          help="Keep dead letters this long after they last arrived.")
     ] = 90,
     dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
 ) -> None:
@@ -212,7 +213,8 @@ def _first_line(exc: BaseException) -> str:
 
 @dead_letters_app.command("list")
 def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
-    """Count the dead letters in DATABASE_URL per reason and topic."""
+    """Count the dead letters in DATABASE_URL per reason and topic, and how often they
+    were received (a gateway resends what is never confirmed)."""
     from rich.console import Console
     from rich.table import Column, Table
     from rich.text import Text
@@ -225,8 +227,8 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
     if not groups:
         typer.echo("no dead letters")
         return
-    header = ("reason", "topic", "count", "first received", "last received")
-    rows = [(g.reason, g.topic, str(g.count), f"{g.first:%Y-%m-%d %H:%M:%S%z}",
+    header = ("reason", "topic", "count", "received", "first received", "last received")
+    rows = [(g.reason, g.topic, str(g.count), str(g.arrivals), f"{g.first:%Y-%m-%d %H:%M:%S%z}",
              f"{g.last:%Y-%m-%d %H:%M:%S%z}") for g in groups]
     console = Console()
     if console.is_terminal:
@@ -240,7 +242,8 @@ def dead_letters_list(reason: _Reason = None, topic: _Topic = "%") -> None:
         # or line break in a value escaped as COPY text writes it, so a line stays one row
         for row in (header, *rows):
             typer.echo("\t".join(map(escape, row)))
-    typer.echo(f"{sum(g.count for g in groups)} dead letter(s)")
+    typer.echo(f"{sum(g.count for g in groups)} dead letter(s), received"
+               f" {sum(g.arrivals for g in groups)} time(s)")
 
 
 @dead_letters_app.command("replay")

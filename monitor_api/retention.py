@@ -6,8 +6,8 @@ sessions, events and the rollups stay, so every report keeps its figures. Availa
 computed from samples where no ``state_day`` row is stored, so an instrument's old samples go
 only once the days they cover are rolled up, and the samples a later day needs stay: all
 from the start of the day (Asia/Shanghai) of its last sample before the cutoff, and the one
-sample before that day (the state carried into it). Dead letters go after
-``dead_letters_days``, with TimescaleDB too.
+sample before that day (the state carried into it). Dead letters go once they have not arrived
+again for ``dead_letters_days``, with TimescaleDB too.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ async def prune(
             conn, "SELECT 1 AS yes FROM pg_extension WHERE extname = 'timescaledb'") is not None
         dead_cutoff = now - timedelta(days=retention.dead_letters_days)
         pruned.dead_letters = await _delete(
-            conn, "dead_letter WHERE received_at < %s", (dead_cutoff,), dry_run)
+            conn, "dead_letter WHERE coalesce(last_received_at, received_at) < %s",
+            (dead_cutoff,), dry_run)
         if pruned.timescaledb:
             return pruned
         ids = [r["id"] for r in await fetch_all(conn, "SELECT id FROM instrument ORDER BY id")]

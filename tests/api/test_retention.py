@@ -60,10 +60,12 @@ def url(database_url: str) -> str:
             conn.execute(
                 "INSERT INTO ingested_message VALUES (%s, %s, %s, 'nmr', 1, false, 1, 0, %s, 0)",
                 (gateway, int(days_old * 10), created, created))
-        for days_old in (30, 11, 9, 1):
-            conn.execute("INSERT INTO dead_letter (received_at, topic, payload, reason)"
-                         " VALUES (%s, 't', %s, 'invalid')",
-                         (NOW - timedelta(days=days_old), str(days_old).encode()))
+        for days_old, last in ((30, None), (11, None), (9, None), (1, None), (30, 2)):
+            conn.execute("INSERT INTO dead_letter (received_at, topic, payload, reason, times,"
+                         " last_received_at) VALUES (%s, 't', %s, 'invalid', %s, %s)",
+                         (NOW - timedelta(days=days_old), f"{days_old}-{last}".encode(),
+                          1 if last is None else 9,
+                          None if last is None else NOW - timedelta(days=last)))
     return database_url
 
 
@@ -125,7 +127,7 @@ def test_prune_keeps_every_days_availability(url: str) -> None:
                                 "xrd": len(SAMPLES["xrd"]), "sem": len(SAMPLES["sem"])}
     assert after["first"]["nmr"] == KEPT_NMR_FROM
     assert after["messages"] == [("gw", 200), ("gw2", 20)]
-    assert after["dead_letters"] == (2,)
+    assert after["dead_letters"] == (3,)  # one first received long ago, but still arriving
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM state_day WHERE instrument_id = 'nmr'"
                             " AND day < '2026-05-14'").fetchone() == (13,)
@@ -148,11 +150,11 @@ def test_the_command_reports_what_it_would_delete(url: str) -> None:
         env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ("would delete 0 sample(s), 0 message key(s),"
-                                   " 4 dead letter(s)")
+                                   " 5 dead letter(s)")
     refused = subprocess.run(
         [sys.executable, "-m", "instrushare", "db", "prune", "--samples-days", "30"],
         env=env, capture_output=True, text=True, timeout=60)
     flat = " ".join(refused.stderr.replace("│", " ").split())  # rich draws a box round it
     assert refused.returncode == 2
     assert "Invalid value for '--samples-days'" in flat and "greater than or equal to 31" in flat
-    assert _counts(url)["dead_letters"] == (4,)
+    assert _counts(url)["dead_letters"] == (5,)

@@ -248,8 +248,12 @@ def test_decoder_reasons_without_a_broker() -> None:
     assert reasons(topics.gateway_state("gw1"), b"") == [Reason.MALFORMED_JSON]
 
 
-def test_redelivered_dead_letter_is_stored_once(database_url: str) -> None:
-    """A dead letter committed but not acked before a crash comes back: still one row."""
+def test_a_dead_letter_received_again_is_one_row_counting_its_arrivals(
+    database_url: str,
+) -> None:
+    """A gateway resends what is never confirmed, and a dead letter committed but not acked
+    before a crash comes back: still one row, which counts each arrival and keeps the latest,
+    as the worker's metric counts them, so an ongoing problem reads as ongoing."""
     register(database_url, {"i1": "gw1"})
     store = BatchStore(conninfo=database_url, session_max_gap=timedelta(minutes=10))
     decoder = Decoder(prefix="p", registry=InstrumentRegistry(loader=store.load_registry))
@@ -257,17 +261,23 @@ def test_redelivered_dead_letter_is_stored_once(database_url: str) -> None:
     bad = b'{"v": 1, "gateway": "gw1", "seq": "x"}'
     mixed = data_message("gw1", "i1", 5, [(BASE, "idle", None),
                                           (datetime.now(UTC) + timedelta(hours=2), "idle", None)])
+    at = time.time()
     try:
-        first = store.write([decoder.decode((topic, bad, 1, 1, time.time())),
-                             decoder.decode((topic, mixed, 2, 1, time.time()))])
-        again = store.write([decoder.decode((topic, bad, 7, 1, time.time() + 5)),
-                             decoder.decode((topic, mixed, 8, 1, time.time() + 5))])
+        first = store.write([decoder.decode((topic, bad, 1, 1, at)),
+                             decoder.decode((topic, mixed, 2, 1, at))])
+        again = store.write([decoder.decode((topic, bad, 7, 1, at + 5)),
+                             decoder.decode((topic, mixed, 8, 1, at + 5)),
+                             decoder.decode((topic, bad, 9, 1, at + 9))])  # twice in a batch
     finally:
         store.close()
     assert first.dead == Counter({"invalid_payload": 1, "future_timestamp": 1})
-    assert again.dead == Counter() and again.duplicates == 1
-    assert query(database_url, "SELECT reason, payload FROM dead_letter ORDER BY reason") == [
-        ("future_timestamp", mixed), ("invalid_payload", bad)]
+    assert again.dead == Counter({"invalid_payload": 2, "future_timestamp": 1})
+    assert again.duplicates == 1
+    received = datetime.fromtimestamp(at, UTC)
+    assert query(database_url, "SELECT reason, payload, times, received_at, last_received_at"
+                 " FROM dead_letter ORDER BY reason") == [
+        ("future_timestamp", mixed, 2, received, received + timedelta(seconds=5)),
+        ("invalid_payload", bad, 3, received, received + timedelta(seconds=9))]
     assert query(database_url, "SELECT count(*) FROM state_sample") == [(1,)]
 
 

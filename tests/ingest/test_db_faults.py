@@ -166,8 +166,9 @@ def test_a_database_fault_holds_messages_unacked_and_retries_until_it_passes(
     start_worker: Callable[..., RunningWorker],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Nothing is dead-lettered, nothing acknowledged; the retries back off, are logged with
-    the SQLSTATE and counted by it; once the fault passes, everything is stored once."""
+    """Nothing is dead-lettered, nothing acknowledged (the unacked gauge holding them all,
+    which the stall alert watches); the retries back off, are logged with the SQLSTATE and
+    counted by it; once the fault passes, everything is stored once."""
     _register(database_url)
     registry = CollectorRegistry()
     w = start_worker(database_url, registry=registry).worker
@@ -182,12 +183,14 @@ def test_a_database_fault_holds_messages_unacked_and_retries_until_it_passes(
         time.sleep(1.0)
         assert w.stats.db_retries - before < 20, "no tight loop"
         assert w.stats.acked == 10
+        assert registry.get_sample_value("instrushare_ingest_messages_unacked") == 20
         assert count(database_url, "dead_letter") == 0
         said = [r for r in caplog.records if f"SQLSTATE {fault.sqlstate}" in r.getMessage()]
         assert said and {r.levelname for r in said} == {fault.level}
     finally:
         mend()
     wait_until(lambda: w.stats.acked == 30, what="everything acked once the fault passed")
+    assert registry.get_sample_value("instrushare_ingest_messages_unacked") == 0
     _stored_once(database_url, w, 30)
 
 

@@ -70,8 +70,8 @@ def test_replay_stores_what_the_registry_now_knows(
     prefix = topics.prefix
 
     listed = _cli(database_url, prefix, "list")
-    assert f"unknown_instrument\t{prefix}/gw/gw1/data/late\t2\t" in listed  # whole, piped
-    assert listed.rstrip().endswith("4 dead letter(s)")
+    assert f"unknown_instrument\t{prefix}/gw/gw1/data/late\t2\t2\t" in listed  # whole, piped
+    assert listed.rstrip().endswith("4 dead letter(s), received 4 time(s)")
     assert "2 dead letter(s)" in _cli(database_url, prefix, "list", "--reason",
                                       "unknown_instrument")
 
@@ -226,7 +226,7 @@ def test_a_tab_or_line_break_in_a_topic_keeps_a_piped_row_on_one_line(
     topic = f"{topic_prefix}/gw/gw1\tx/data/a\nb\\c"
     _insert(database_url, (topic, b"x", "unknown_topic"))
     lines = _cli(database_url, topic_prefix, "list").splitlines()
-    assert len(lines) == 3 and lines[2] == "1 dead letter(s)"
+    assert len(lines) == 3 and lines[2] == "1 dead letter(s), received 1 time(s)"
     assert lines[1].split("\t")[:3] == [
         "unknown_topic", f"{topic_prefix}/gw/gw1\\tx/data/a\\nb\\\\c", "1"]
 

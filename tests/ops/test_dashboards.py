@@ -306,13 +306,15 @@ def _fill(conn: psycopg.Connection[Any]) -> None:
             " VALUES ('gw-2', %s, %s, 'i-gwdown', 5, false, 1, 0, %s, %s)",
             [(s, ago(minutes=m), ago(minutes=m, seconds=-1), 100 + m)
              for s, m in ((40, 50), (41, 49), (43, 48), (0, 30), (1, 29), (3, 28))])
-        cur.executemany(
-            "INSERT INTO dead_letter (received_at, topic, payload, reason, detail)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [(ago(hours=1), "isv1/gw/gw-1/data/i-run", b"\xff\xfe{bad", "invalid_json", "x"),
-             (ago(hours=2), "isv1/gw/gw-9/data/i-x", b'{"v": 1}', "unknown_instrument", ""),
+        cur.executemany(  # the oldest still arrives: received 4 times, last 10 minutes ago
+            "INSERT INTO dead_letter (received_at, topic, payload, reason, detail, times,"
+            " last_received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(ago(hours=1), "isv1/gw/gw-1/data/i-run", b"\xff\xfe{bad", "malformed_json", "x",
+              1, None),
+             (ago(hours=2), "isv1/gw/gw-9/data/i-x", b'{"v": 1}', "unknown_instrument", "", 1,
+              None),
              (ago(hours=3), "isv1/gw/gw-9/data/i-x", b'{"v": 1, "n": 2}', "unknown_instrument",
-              "")])
+              "", 4, ago(minutes=10))])
 
 
 @pytest.fixture(scope="module")
@@ -535,7 +537,10 @@ def test_ingest_panels_find_gaps_and_dead_letters(filled_db: str) -> None:
         _, letters = _run(conn, _panel("ingest.json", "Latest dead letters 最新死信"), {})
         _, stored = _run(conn, _panel("ingest.json", "Messages stored 入库消息"), {})
     assert [r[:6] for r in gaps] == [("gw-1", 1, 10, 8, 2, 0), ("gw-2", 40, 3, 6, 2, 1)]
-    assert len(letters) == 3 and letters[0][2] == "isv1/gw/gw-1/data/i-run"
+    # latest arrival first, the first one and the count beside it
+    assert [(r[4], r[3]) for r in letters] == [
+        ("isv1/gw/gw-9/data/i-x", 4), ("isv1/gw/gw-1/data/i-run", 1),
+        ("isv1/gw/gw-9/data/i-x", 1)]
     assert sum(r[1] for r in stored) == 14 and sum(r[3] for r in stored) == 1
     assert _one_row("ingest.json", "Dead letters in range 死信数", filled_db) == {
-        "dead": 3, "reasons": 2}
+        "dead": 3, "received": 6, "reasons": 2}
