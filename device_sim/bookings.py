@@ -73,13 +73,15 @@ def plan_bookings(
             used_from = start + timedelta(seconds=seg.start * tick_s)
             used_to = start + timedelta(seconds=seg.end * tick_s)
             # from the half hour before the session (one running when the span begins was
-            # booked before it), never into the instrument's previous booking
+            # booked before it), never into the instrument's previous booking; a session
+            # begun before that booking ends (on the half hour) stays unbooked: booked from
+            # later, the platform would take its user from the booking it began in, another
             a = _floor(used_from - timedelta(minutes=rng.uniform(0, 15)))
             if booked_until is not None:
                 a = max(a, booked_until)
-            b = _ceil(used_to)
-            if a >= used_to:
+            if a > used_from:
                 continue
+            b = _ceil(used_to)
             fee = round(inst.profile.fee_per_hour(outside=external)
                         * (b - a).total_seconds() / 3600)
             voucher = (fee // 2 if external and tiers[inst.institution_id] == "voucher"
@@ -91,6 +93,7 @@ def plan_bookings(
             booked_until = b
         users = [u.id for u in fleet.internal_users(inst.institution_id)]
         users += [u.id for u in fleet.external_users]
+        rng = random.Random(f"{seed}:no-shows:{inst.id}")  # whatever the sessions booked
         day = start.astimezone(LOCAL_TZ).date()
         while day <= end.astimezone(LOCAL_TZ).date():
             a = datetime.combine(day, NO_SHOW_SLOT[0], LOCAL_TZ)

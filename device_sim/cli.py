@@ -98,15 +98,22 @@ def sim(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     _allow_open_files(instruments)
-    simulation = Simulation(
-        spec, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, state_dir=state_dir
-    )
+    try:
+        simulation = Simulation(spec, mqtt_url=settings.mqtt_url,
+                                topic_prefix=settings.topic_prefix, state_dir=state_dir)
+    except OSError as exc:  # a file in the way, no permission
+        raise typer.BadParameter(f"cannot keep the outboxes in {state_dir}:"
+                                 f" {exc.strerror or exc}", param_hint="--state-dir") from exc
     _check_the_ingest_takes_it(simulation, now=datetime.now(UTC))
+    try:  # before the registry is written: a path that cannot take it stops the run at once
+        write_truth(truth, simulation.truth())
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write the ground truth to {truth}:"
+                                 f" {exc.strerror or exc}", param_hint="--truth") from exc
     if register:
         register_fleet(settings.database_url, simulation.fleet)
         register_certifications(settings.database_url, simulation.certifications)
         register_bookings(settings.database_url, simulation.bookings)
-    write_truth(truth, simulation.truth())
     typer.echo(
         f"{instruments} instruments, {simulation.start:%Y-%m-%d %H:%M} to "
         f"{simulation.end:%Y-%m-%d %H:%M} UTC; ground truth in {truth}"

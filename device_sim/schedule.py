@@ -95,9 +95,10 @@ def _plan_instrument(
     local_day = start.astimezone(LOCAL_TZ).date()
     last_day = (start + timedelta(seconds=ticks * tick_s)).astimezone(LOCAL_TZ).date()
     while local_day <= last_day:
-        rng = random.Random(f"{seed}:{inst.id}:{local_day.isoformat()}")
+        day = f"{seed}:{inst.id}:{local_day.isoformat()}"
+        rng, users = random.Random(day), random.Random(f"{day}:users")
         midnight = datetime.combine(local_day, datetime.min.time(), LOCAL_TZ)
-        day_changes = _plan_day(rng, inst, midnight, internal, external,
+        day_changes = _plan_day(rng, users, inst, midnight, internal, external,
                                 _is_workday(local_day), fault_rate)
         for seg_start, seg_end, state, user in day_changes:
             a = max(tick_of(seg_start), changes[-1].end if changes else first)
@@ -116,6 +117,7 @@ def _plan_instrument(
 
 def _plan_day(
     rng: random.Random,
+    users: random.Random,
     inst: SimInstrument,
     midnight: datetime,
     internal: list,  # type: ignore[type-arg]
@@ -123,7 +125,9 @@ def _plan_day(
     workday: bool,
     fault_rate: float,
 ) -> list[tuple[datetime, datetime, State, str | None]]:
-    """Intervals of one local day that differ from the instrument's resting state."""
+    """Intervals of one local day that differ from the instrument's resting state. Who runs
+    each session is drawn from ``users``, apart from the rest: the user pools grow with the
+    fleet, and the day's states and times stay the same whatever their size."""
     if not workday and rng.random() > 0.2:
         return []
     minute = timedelta(minutes=1)
@@ -136,7 +140,7 @@ def _plan_day(
     while t < work_end:
         length = minute * min(max(rng.expovariate(1 / inst.profile.mean_session_min), 10), 360)
         pool = external if external and rng.random() < EXTERNAL_SHARE else internal
-        sessions.append((t, min(t + length, work_end), State.RUNNING, rng.choice(pool).id))
+        sessions.append((t, min(t + length, work_end), State.RUNNING, users.choice(pool).id))
         t += length + minute * rng.uniform(5, 90)
     if sessions and rng.random() < fault_rate:
         i = rng.randrange(len(sessions))

@@ -254,3 +254,24 @@ def test_sim_refuses_bad_arguments(tmp_path: Path, args: list[str], option: str)
     assert result.exit_code == 2, result.output
     assert "Invalid value" in result.output and option in result.output, result.output
     assert not (tmp_path / "truth.json").exists()
+
+
+@pytest.mark.parametrize("option", ["--truth", "--state-dir"])
+def test_sim_refuses_paths_it_cannot_use_before_writing_anything(
+    tmp_path: Path, database_url: str, option: str,
+) -> None:
+    """A --truth whose folder is a file, or a --state-dir that is one, is refused naming the
+    option (exit 2), before the registry is written: not an OS error after it."""
+    blocker = tmp_path / "run1.out"
+    blocker.write_text("a file")
+    paths = {"--truth": str(tmp_path / "truth.json"), "--state-dir": str(tmp_path / "outbox")}
+    paths[option] = str(blocker / "truth.json") if option == "--truth" else str(blocker)
+    result = CliRunner().invoke(
+        app,
+        ["sim", "--instruments", "2", "--days", "0.01", *(a for kv in paths.items() for a in kv)],
+        env={"MQTT_URL": "mqtt://127.0.0.1:1", "DATABASE_URL": database_url, "COLUMNS": "200"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output and option in result.output, result.output
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM instrument").fetchone() == (0,)
