@@ -138,9 +138,12 @@ def sim(
     except OutboxError as exc:  # such as one that a simulation running on --state-dir holds
         typer.echo(f"error: {exc} (--state-dir {simulation.state_dir})", err=True)
         raise typer.Exit(2) from exc
-    if result.ticks < simulation.ticks:
-        typer.echo(f"stopped after {result.ticks} of {simulation.ticks} ticks; the ground truth"
-                   " covers the whole run planned")
+    if result.ticks < simulation.ticks:  # ticks 0 to simulation.ticks: a sample each
+        at = simulation.start + timedelta(seconds=result.ticks * tick)
+        reached = ("before its first tick" if result.ticks < 0 else
+                   f"at tick {result.ticks} of {simulation.ticks} ({at:%Y-%m-%d %H:%M} UTC"
+                   " simulated)")
+        typer.echo(f"stopped {reached}; the ground truth covers the whole run planned")
     typer.echo(
         f"{result.messages} messages in {result.wall_s:.1f} s, {result.dropped} dropped, "
         + ("all delivered" if result.drained else

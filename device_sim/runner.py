@@ -94,7 +94,8 @@ class SimulationSpec:
 
 @dataclass(slots=True)
 class SimulationResult:
-    """``ticks``: the last tick played (all of them when it equals the simulation's);
+    """``ticks``: the last tick played (0 to the simulation's ``ticks``, all of them when it
+    equals that; -1: none, stopped before the first);
     ``unsent``: messages left in the outboxes at the end, kept there for a later run."""
 
     ticks: int
@@ -242,7 +243,7 @@ class Simulation:
         hints = [0] * len(self.timelines)
         outage_hints = [0] * len(self.timelines)
         link_up = [True] * len(self.timelines)
-        played = 0
+        played = -1
         try:
             for tick in range(self.ticks + 1):
                 if not self._pace(paced_from, tick, should_stop):
