@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from device_sim import schedule
 from device_sim.runner import Simulation, SimulationSpec
 from gateway.outbox import Outbox
 from gateway.publisher import MqttLink
@@ -98,6 +99,10 @@ def test_a_fleet_stops_in_about_the_time_of_one_gateway_when_the_broker_stops_an
     gateway waits STOP_TIMEOUT_S for it to take its offline state. The fleet's gateways wait
     at once, not one after another (20 x 2 s here), and nothing they hold is lost."""
     monkeypatch.setattr(MqttLink, "STOP_TIMEOUT_S", 2.0)
+    # every gateway connected when the broker stops: no simulated network outage, which the
+    # days (drawn per instrument id, so anew in each run here) would now and then begin at
+    # the first tick
+    monkeypatch.setattr(schedule, "OUTAGE_PER_DAY", 0.0)
     broker = mosquitto_factory()
     assert broker.proc is not None
     state_dir = tmp_path / "outbox"
