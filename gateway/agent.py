@@ -488,23 +488,22 @@ class GatewayAgent:
             self._hold_reported = True
             logger.warning("gateway %s: holding data in the outbox for %.0f s (%s); %d"
                            " message(s) waiting%s", gateway, now - self._held_since, held_by,
-                           depth, self._no_ingest_hint() if held_by == NO_INGEST else "")
-
-    def _no_ingest_hint(self) -> str:
-        topics = Topics(self.config.topic_prefix)
-        return (f" (check that an ingest worker runs with topic_prefix"
-                f" {self.config.topic_prefix!r}, and that the broker's ACL lets this gateway"
-                f" read {topics.all_ingest_states})")
+                           depth, self._check_ingest(
+                               f"read {self._link.topics.all_ingest_states}")
+                           if held_by == NO_INGEST else "")
 
     def _unconfirmed_hint(self) -> str:
         """Why the platform may not confirm: no ingest listening on these topics, or, under
         MQTT 3.1.1, a broker that acknowledges a message its ACL refuses as if it took it."""
-        hint = (f" (check that an ingest worker runs with topic_prefix"
-                f" {self.config.topic_prefix!r}")
-        if self.config.mqtt_protocol == "3.1.1":
-            hint += (", and that the broker's ACL lets this gateway write its topics: MQTT"
-                     ' 3.1.1 does not say when it refuses one, mqtt_protocol = "5" would')
-        return hint + ")"
+        return self._check_ingest(
+            'write its topics: MQTT 3.1.1 does not say when it refuses one, mqtt_protocol = "5"'
+            " would" if self.config.mqtt_protocol == "3.1.1" else None)
+
+    def _check_ingest(self, acl: str | None) -> str:
+        """What to check when no ingest worker answers: that one runs under this gateway's
+        topic prefix, and (``acl``) what the broker's ACL must let this gateway do."""
+        hint = f" (check that an ingest worker runs with topic_prefix {self.config.topic_prefix!r}"
+        return hint + (f", and that the broker's ACL lets this gateway {acl})" if acl else ")")
 
     def _confirmations_stalled(self) -> bool:
         """Messages the broker took have waited ``confirm_timeout_s`` without any confirmation:
