@@ -53,27 +53,30 @@ async def named_tree(conn: Conn, institution_id: str) -> frozenset[str]:
     return tree
 
 
-async def check_region(conn: Conn, region: str) -> None:
-    """Refuse a ``region`` filter in which no institution is registered (a typo, another
-    spelling): its empty answer would read as "nothing there"."""
-    if await fetch_one(conn, "SELECT 1 FROM institution WHERE region = %s AND region <> ''",
-                       (region,)) is None:
+async def check_filters(conn: Conn, *, region: str | None = None,
+                        category: str | None = None) -> None:
+    """Refuse a ``region`` or ``category`` filter that matches nothing registered (a typo,
+    another spelling): its empty answer would read as "nothing there". Absent filters pass."""
+    if region is not None and await fetch_one(
+        conn, "SELECT 1 FROM institution WHERE region = %s AND region <> ''", (region,),
+    ) is None:
         raise BadRequest(f"region: no institution is registered in {region!r}"
                          " (each institution's region is in GET /institutions)")
+    if category is not None and not await _known_category(conn, category):
+        raise BadRequest(f"category: the national classification has no class {category!r} and"
+                         " no instrument is registered in it (GET /categories lists the classes)")
 
 
-async def check_category(conn: Conn, category: str) -> None:
-    """Refuse a ``category`` filter that is neither in the national classification (a class it
-    names, or a code in one) nor the start of a code some instrument is registered or listed
-    with (a typo, such as 9999): its empty answer would read as "no instruments of it"."""
+async def _known_category(conn: Conn, category: str) -> bool:
+    """A class the national classification names, a code in one, or the start of a code some
+    instrument is registered or listed with."""
     named = category in CATEGORY_NAMES if len(category) < 6 else category_name(category)
-    if named or await fetch_one(
+    if named:
+        return True
+    return await fetch_one(
         conn, "SELECT 1 FROM instrument WHERE category_code LIKE %(c)s"
         " OR listing->>'category_code' LIKE %(c)s LIMIT 1", {"c": category + "%"},
-    ) is not None:
-        return
-    raise BadRequest(f"category: the national classification has no class {category!r} and"
-                     " no instrument is registered in it (GET /categories lists the classes)")
+    ) is not None
 
 
 class Where:

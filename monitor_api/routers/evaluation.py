@@ -31,7 +31,7 @@ from monitor_api.evaluation import (
     subject_to_evaluation,
 )
 from monitor_api.exports import FILE_RESPONSES, UNIT_NAME, Format, Lang, render
-from monitor_api.queries.common import ROOTS_CTE, check_category, check_region
+from monitor_api.queries.common import ROOTS_CTE, check_filters
 from monitor_api.queries.faults import in_fault
 from monitor_api.report import GroupBy, summarise
 from monitor_api.routers.assessments import marks
@@ -302,9 +302,8 @@ async def duplicate_review(
     """Duplicate-purchase review (查重评议): the instruments of a class, how much each was
     used in the year, and whether any that outside users may book had hours to spare."""
     async with request.app.state.pool.connection() as conn:
-        await check_category(conn, category)
-        if region is not None:  # else its empty review would read as "buying is justified"
-            await check_region(conn, region)
+        # else its empty review would read as "buying is justified"
+        await check_filters(conn, region=region, category=category)
     scored, _institutions = await scored_year(request, year, years=1)  # per calendar year
     async with request.app.state.pool.connection() as conn:
         registry = {r["id"]: r for r in await fetch_all(

@@ -14,7 +14,7 @@ from monitor_api.auth import Admin, Caller, Manager, Principal, Reader, Role
 from monitor_api.csv_import import COLUMNS, RowError, csv_text, parse_instruments
 from monitor_api.db import Conn, DbConn, Settings, fetch_all, fetch_one
 from monitor_api.errors import BadRequest, Forbidden, NotFound
-from monitor_api.queries.common import Where, check_category, page, update_columns
+from monitor_api.queries.common import Where, check_filters, page, update_columns
 from monitor_api.schemas import (
     Category,
     Day,
@@ -111,8 +111,8 @@ async def list_instruments(
     where.visible_to(caller, user_column=None)
     if institution_id is not None:
         where.in_tree("i.institution_id", institution_id)
+    await check_filters(conn, category=category)
     if category is not None:
-        await check_category(conn, category)
         where.add(f"{_catalogue(caller, 'category_code')} LIKE %(cat)s", cat=category + "%")
     if open_to_outside is not None:
         where.add(f"{_catalogue(caller, 'open_to_outside')}::boolean = %(open)s",

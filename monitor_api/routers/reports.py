@@ -14,7 +14,7 @@ from monitor_api.auth import Principal, ReportReader
 from monitor_api.db import Conn, DbPool, Pool, Settings, fetch_all
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
-from monitor_api.queries.common import check_category, check_region, named_tree
+from monitor_api.queries.common import check_filters, named_tree
 from monitor_api.queries.metrics import per_instrument
 from monitor_api.report import COLUMNS, GroupBy, period_bounds, summarise
 from monitor_api.routers.registry import visible_instrument
@@ -102,10 +102,7 @@ async def utilisation(
     """
     async with pool.connection() as conn:
         institutions = await scope(conn, caller, institution_id)
-        if region is not None:
-            await check_region(conn, region)
-        if category is not None:
-            await check_category(conn, category)
+        await check_filters(conn, region=region, category=category)
     rows = await utilisation_rows(
         pool, settings, start=start, end=end, institutions=institutions,
         category=category, region=region, with_availability=availability,

@@ -19,7 +19,7 @@ from monitor_api.db import Conn, DbConn, Pool, Settings
 from monitor_api.errors import BadRequest, Forbidden
 from monitor_api.json_encoding import json_bytes, json_time
 from monitor_api.queries import status as q
-from monitor_api.queries.common import check_category, named_tree
+from monitor_api.queries.common import check_filters, named_tree
 from monitor_api.routers.registry import visible_instrument
 from monitor_api.schemas import (
     Category,
@@ -143,8 +143,7 @@ async def status_board(
 
     A lab manager sees their own institution's instruments only, a registered user the
     listed ones, named and filed (category) as an admin reviewed them."""
-    if category is not None:
-        await check_category(conn, category)
+    await check_filters(conn, category=category)
     board = await q.status_board(
         conn, timeout=settings.heartbeat_timeout, grace=settings.no_show_grace,
         institutions=await _scope(conn, caller, institution_id),
@@ -258,8 +257,7 @@ async def status_stream(
     its token is revoked (checked every keep-alive interval)."""
     if instrument_id is not None:
         await visible_instrument(conn, caller, instrument_id)
-    if category is not None:
-        await check_category(conn, category)
+    await check_filters(conn, category=category)
     return StreamingResponse(
         _events(request.app.state.status_feed, request.app.state.pool, settings,
                 await _scope(conn, caller, institution_id), category, instrument_id,
