@@ -7,6 +7,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -54,6 +55,10 @@ reader knows it by."""
 SHARES = frozenset({"openness_ratio", "availability", "voucher_share", "open_share"})
 """Columns holding a share of 1 (0.2396): a workbook shows them as percentages (23.96%), as
 the dashboard does, and keeps the exact value."""
+MONEY_SUFFIX = "_rmb"
+"""Columns named so hold yuan: files show them with two decimals (1000.50, never 1000.5)."""
+_PERCENT = "0.00%"
+_YUAN = "#,##0.00"
 _DATE = re.compile(r"-\d{4}-\d{2}-\d{2}")
 """A period's dates in a file name, which a sheet name leaves out."""
 SHEET_NAME_MAX = 31
@@ -98,8 +103,10 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(headers(columns, lang))
+    money = _money(columns)
     for row in rows:
-        writer.writerow([_csv_cell(v) for v in _values(row, columns, lang, labels or {})])
+        writer.writerow([_csv_cell(v, m) for v, m
+                         in zip(_values(row, columns, lang, labels or {}), money, strict=True)])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -108,9 +115,19 @@ def _moment(value: datetime) -> str:
     return value.astimezone(FILE_ZONE).isoformat()
 
 
-def _csv_cell(value: Any) -> Any:
+def _money(columns: Sequence[tuple[str, str, str]]) -> list[bool]:
+    return [key.endswith(MONEY_SUFFIX) for key, _, _ in columns]
+
+
+def _is_amount(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _csv_cell(value: Any, money: bool) -> Any:
     if value is None:
         return ""
+    if money and _is_amount(value):
+        return f"{value:.2f}"
     if isinstance(value, datetime) and value.tzinfo is not None:
         return _moment(value)
     if isinstance(value, str) and value.startswith(FORMULA_START):
@@ -125,23 +142,25 @@ def to_xlsx(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, st
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title=title)
     sheet.append(headers(columns, lang))
-    shares = [key in SHARES for key, _, _ in columns]
+    formats = [_PERCENT if key in SHARES else _YUAN if money else None
+               for (key, _, _), money in zip(columns, _money(columns), strict=True)]
     for row in rows:
-        sheet.append([_cell(sheet, v, share) for v, share
-                      in zip(_values(row, columns, lang, labels or {}), shares, strict=True)])
+        sheet.append([_cell(sheet, v, f) for v, f
+                      in zip(_values(row, columns, lang, labels or {}), formats, strict=True)])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
 
 
-def _cell(sheet: WriteOnlyWorksheet, value: Any, share: bool) -> Any:
+def _cell(sheet: WriteOnlyWorksheet, value: Any, number_format: str | None) -> Any:
     """Text is always a text cell, never a formula, with the characters XML cannot hold
     shown as U+FFFD: what users type (names, comments) is data, whatever it looks like.
-    A ``share`` is shown as a percentage; a moment is a date-time cell in the periods' zone
-    (Excel's have none), which sorts, filters and subtracts as one."""
-    if share and isinstance(value, float):
+    A number is shown in its column's ``number_format`` (a share as a percentage, yuan with
+    two decimals) and keeps its exact value; a moment is a date-time cell in the periods'
+    zone (Excel's have none), which sorts, filters and subtracts as one."""
+    if number_format is not None and _is_amount(value):
         cell = WriteOnlyCell(sheet, value)
-        cell.number_format = "0.00%"
+        cell.number_format = number_format
         return cell
     if isinstance(value, list | tuple | set):
         value = ", ".join(str(v) for v in value)

@@ -278,6 +278,8 @@ def test_csv_and_xlsx_exports(seeded: Api) -> None:
     assert lines[0].split(",")[:5] == ["对象", "名称", "仪器数", "使用次数", "有效工作机时(h)"]
     nmr_line = next(line for line in lines if line.startswith("nmr,"))
     assert nmr_line.split(",")[4] == "9.5"
+    income = lines[0].split(",").index("服务收入(元)")
+    assert nmr_line.split(",")[income] == "2000.00"  # yuan and fen, as an invoice shows them
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
     assert sheet.title == "utilisation-instrument"  # the dates are in the file's name
@@ -289,6 +291,9 @@ def test_csv_and_xlsx_exports(seeded: Api) -> None:
     nmr_cell = next(r for r in sheet.iter_rows() if r[0].value == "nmr")[ratio]
     assert (nmr_cell.value, nmr_cell.number_format) == (pytest.approx(5.5 / 9.5, abs=1e-4),
                                                         "0.00%")
+    income_cell = next(
+        r for r in sheet.iter_rows() if r[0].value == "nmr")[rows[0].index("Service income (RMB)")]
+    assert (income_cell.value, income_cell.number_format) == (pytest.approx(2000), "#,##0.00")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
