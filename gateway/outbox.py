@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -60,6 +61,10 @@ Builder = Callable[[int], Entry]
 class Outbox:
     """A bounded, persistent FIFO of messages keyed by seq. Thread-safe."""
 
+    DROP_WARNING_INTERVAL_S = 60.0
+    """Drops are logged at once, then summed over this long: a full outbox drops a message
+    per append, and a warning each would bury the rest of the log."""
+
     def __init__(self, path: Path, *, max_messages: int, max_age_s: float) -> None:
         if max_messages < 1 or max_age_s <= 0:
             raise ValueError("max_messages must be >= 1 and max_age_s > 0")
@@ -72,6 +77,9 @@ class Outbox:
         self._next_seq = 0
         self.dropped_full = 0
         self.dropped_age = 0
+        self._unlogged_full = 0
+        self._unlogged_age = 0
+        self._logged_at: float | None = None
 
     def open(self) -> None:
         """Open (or, in an existing directory, create) the file; OutboxError says why not.
@@ -124,6 +132,7 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            self._log_drops(now=None)
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -225,11 +234,8 @@ class Outbox:
         if old:
             self._depth -= old
             self.dropped_age += old
+            self._unlogged_age += old
             db.execute("UPDATE meta SET value = ? WHERE key = 'dropped_age'", (self.dropped_age,))
-            logger.warning(
-                "outbox %s: dropped %d message(s) older than %.0f s (%d dropped for age so far)",
-                self.path, old, self.max_age_s, self.dropped_age,
-            )
         excess = self._depth - self.max_messages
         if excess > 0:
             db.execute(
@@ -238,11 +244,30 @@ class Outbox:
             )
             self._depth -= excess
             self.dropped_full += excess
+            self._unlogged_full += excess
             self._write_dropped_full(db)
+        self._log_drops(now=time.monotonic())
+
+    def _log_drops(self, *, now: float | None) -> None:
+        """Warn of the drops not logged yet, unless the last warning is recent (``now`` None:
+        whatever its age, as the outbox closes)."""
+        if not (self._unlogged_full or self._unlogged_age):
+            return
+        if now is not None and self._logged_at is not None \
+                and now - self._logged_at < self.DROP_WARNING_INTERVAL_S:
+            return
+        if self._unlogged_age:
+            logger.warning(
+                "outbox %s: dropped %d message(s) older than %.0f s (%d dropped for age so far)",
+                self.path, self._unlogged_age, self.max_age_s, self.dropped_age,
+            )
+        if self._unlogged_full:
             logger.warning(
                 "outbox %s full (%d messages): dropped the %d oldest (%d dropped when full so far)",
-                self.path, self.max_messages, excess, self.dropped_full,
+                self.path, self.max_messages, self._unlogged_full, self.dropped_full,
             )
+        self._unlogged_full = self._unlogged_age = 0
+        self._logged_at = now
 
     def _write_dropped_full(self, db: sqlite3.Connection) -> None:
         """Save ``dropped_full`` in the caller's transaction."""
@@ -280,11 +305,12 @@ class _Transaction:
     def __init__(self, db: sqlite3.Connection, outbox: Outbox) -> None:
         self._db = db
         self._outbox = outbox
-        self._saved = (0, 0, 0, 0)
+        self._saved = (0, 0, 0, 0, 0, 0)
 
     def __enter__(self) -> sqlite3.Connection:
         o = self._outbox
-        self._saved = (o._depth, o._next_seq, o.dropped_full, o.dropped_age)
+        self._saved = (o._depth, o._next_seq, o.dropped_full, o.dropped_age,
+                       o._unlogged_full, o._unlogged_age)
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -299,7 +325,8 @@ class _Transaction:
                 return
             except sqlite3.Error as commit_exc:
                 exc = commit_exc
-        o._depth, o._next_seq, o.dropped_full, o.dropped_age = self._saved
+        (o._depth, o._next_seq, o.dropped_full, o.dropped_age,
+         o._unlogged_full, o._unlogged_age) = self._saved
         # a full disk (or I/O error) may have rolled the transaction back already, and then
         # ROLLBACK fails harmlessly (SQLite's documentation of sqlite3_step's errors)
         with contextlib.suppress(sqlite3.Error):
