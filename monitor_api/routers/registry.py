@@ -154,15 +154,19 @@ def _catalogue(caller: Principal, column: str) -> str:
     return f"(i.listing->>'{column}')" if caller.role is Role.USER else f"i.{column}"
 
 
+_USERS_SEE = ("id", "institution_id", "institution_name", "created_at", "monitored_since",
+              "listed_at")
+"""What registered users see of an instrument besides its listed catalogue entry: not its
+value, dates, owner unit, gateway or booking settings, which were not reviewed for them."""
+
+
 def as_seen_by(caller: Principal, instrument: dict[str, Any]) -> dict[str, Any]:
-    """Registered users get the listed catalogue entry in place of the registry's live
-    values, which may not have been reviewed yet, and no gateway (a broker account of the
-    unit's equipment); everyone else the registry as it is."""
+    """Registered users get the listed catalogue entry, never the registry's live values,
+    which may not have been reviewed yet (the fields they are not shown keep the model's
+    defaults); everyone else the registry as it is."""
     if caller.role is not Role.USER:
         return instrument
-    listed = instrument["listing"]
-    reviewed = {} if listed is None else {**listed, "listing": None, "review_pending": False}
-    return {**instrument, **reviewed, "gateway_id": None}
+    return {**{key: instrument.get(key) for key in _USERS_SEE}, **(instrument["listing"] or {})}
 
 
 async def instrument_row(conn: Conn, instrument_id: str) -> dict[str, Any]:

@@ -209,7 +209,8 @@ def test_catalogue_review(api: Api) -> None:
     with api.as_("manager") as manager:
         changed = manager.patch("/instruments/icp", json={
             "fee_schedule": "500元/样", "open_to_outside": False, "name": "ICP-MS",
-            "category_code": "140101"}).json()
+            "category_code": "140101", "owner_unit": "未经审核的文字", "value_rmb": "123456.78",
+            "accepted_on": "2026-01-05", "auto_approve": True}).json()
         managers_tile = manager.get("/status", params={"category": "14"}).json()["items"]
     assert (changed["fee_schedule"], changed["listing"]["fee_schedule"]) == ("500元/样", "300元/样")
     assert changed["review_pending"] is True
@@ -235,6 +236,13 @@ def test_catalogue_review(api: Api) -> None:
         ("300元/样", True, None)
     assert (entry["category_code"], entry["category_name"], entry["category_name_en"]) == \
         (None, None, None)  # as listed
+    # what the catalogue does not hold, nobody reviewed for users: they are not shown it
+    assert {key: entry[key] for key in ("owner_unit", "value_rmb", "accepted_on", "auto_approve",
+                                        "listed_by", "review_pending")} == {
+        "owner_unit": "", "value_rmb": None, "accepted_on": None, "auto_approve": False,
+        "listed_by": None, "review_pending": False}
+    assert (entry["institution_name"], entry["listed_at"] is not None) == (
+        created["institution_name"], True)
     assert "icp" in open_ones  # as listed, though the registry now says closed
     assert closed.status_code == 403 and "not open to outside users" in closed.json()["message"]
 
