@@ -181,6 +181,32 @@ def check_manages(principal: Principal, institution_id: str) -> None:
         raise Forbidden(f"institution {institution_id!r} is outside your scope")
 
 
+_FOREIGN_GATEWAYS = """
+SELECT DISTINCT g.id FROM unnest(%(gateways)s::text[]) AS g(id)
+JOIN instrument i ON i.gateway_id = g.id
+    OR i.id IN (SELECT instrument_id FROM instrument_status WHERE gateway_id = g.id)
+    OR i.id = ANY(SELECT unnest(instruments) FROM gateway WHERE id = g.id)
+WHERE NOT i.institution_id = ANY(%(mine)s)
+"""
+
+
+async def foreign_gateways(conn: Conn, caller: Principal, gateway_ids: set[str]) -> set[str]:
+    """Of ``gateway_ids``, those serving (bound to, reporting or announcing) an instrument
+    outside a lab manager's institutions: binding one would show them another institution's
+    gateway, and let it speak for their instrument."""
+    if caller.role is not Role.LAB_MANAGER or not gateway_ids:
+        return set()
+    return {r["id"] for r in await fetch_all(
+        conn, _FOREIGN_GATEWAYS, {"gateways": sorted(gateway_ids),
+                                  "mine": sorted(caller.institutions)})}
+
+
+async def check_gateway(conn: Conn, caller: Principal, gateway_id: str | None) -> None:
+    if gateway_id is not None and await foreign_gateways(conn, caller, {gateway_id}):
+        raise Forbidden(f"gateway_id: gateway {gateway_id!r} serves another institution's"
+                        " instruments")
+
+
 _INSERT = "INSERT INTO instrument (id, {cols}) VALUES (%(id)s, {vals}) RETURNING *".format(
     cols=", ".join(_INSTRUMENT_COLUMNS),
     vals=", ".join(f"%({c})s" for c in _INSTRUMENT_COLUMNS),
@@ -208,6 +234,7 @@ def _upsert(columns: frozenset[str]) -> sql.Composed:
 async def create_instrument(conn: DbConn, caller: Manager, body: InstrumentIn) -> dict[str, Any]:
     """Register an instrument; registered users see it once an admin has listed it."""
     check_manages(caller, body.institution_id)
+    await check_gateway(conn, caller, body.gateway_id)
     await conn.execute(_INSERT, body.model_dump())
     return await instrument_row(conn, body.id)
 
@@ -221,6 +248,7 @@ async def update_instrument(
     values = body.model_dump(exclude_unset=True)
     if "institution_id" in values:
         check_manages(caller, values["institution_id"])
+    await check_gateway(conn, caller, values.get("gateway_id"))
     merged = {**current, **values}
     if problem := misdated(merged["accepted_on"], merged["networked_on"]):
         raise BadRequest(problem)
@@ -298,6 +326,8 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
                 " WHERE id = ANY(%s)", (ids,))
         }
         owners = {i: r["institution_id"] for i, r in stored.items()}
+        foreign = await foreign_gateways(
+            conn, caller, {item.gateway_id for _, item in rows if item.gateway_id is not None})
         for line, item in rows:
             # an existing instrument keeps the dates the file leaves out: check them together
             dates = {k: getattr(item, k) if k in parsed.columns or item.id not in stored
@@ -312,6 +342,9 @@ async def import_instruments(request: Request, conn: DbConn, caller: Manager) ->
                 errors.append(
                     RowError(line, f"instrument {item.id!r} belongs to another institution")
                 )
+            if item.gateway_id in foreign:
+                errors.append(RowError(line, f"gateway {item.gateway_id!r} serves another"
+                                             " institution's instruments"))
     if errors:
         errors.sort(key=lambda e: e.line)
         raise BadRequest(

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from monitor_api.csv_import import parse_instruments
-from tests.api.conftest import Api
+from tests.api.conftest import Api, write_through_ingest
 
 GOOD = (
     "id,name,institution_id,model,maker,category_code,value_rmb,accepted_on,networked_on,"
@@ -377,3 +377,30 @@ def test_lines_end_as_any_spreadsheet_ends_them() -> None:
         assert parsed.errors == [], repr(end)
         assert [(line, item.id, item.fee_schedule) for line, item in parsed.rows] == [
             (2, "a", "校内\n校外"), (4, "b", "x"), (5, "c", "")], repr(end)
+
+
+def test_a_lab_manager_binds_only_gateways_serving_their_own_instruments(api: Api) -> None:
+    """Binding another unit's gateway would show them its state and let it speak for theirs."""
+    write_through_ingest(api.database_url, [(datetime.now(UTC), "idle", None)],
+                         received=datetime.now(UTC))  # 'nmr' (uni) reports through 'gw'
+    with api.as_("other_manager") as other:
+        reporting = other.patch("/instruments/xrd", json={"gateway_id": "gw"})
+        bound = other.patch("/instruments/xrd", json={"gateway_id": "gw-other"})
+        assert [g["id"] for g in other.get("/gateways").json()["items"]] == []
+    assert reporting.status_code == 403
+    assert reporting.json()["message"] == \
+        "gateway_id: gateway 'gw' serves another institution's instruments"
+    assert bound.status_code == 200
+    with api.as_("manager") as manager:
+        patched = manager.patch("/instruments/nmr", json={"gateway_id": "gw-other"})
+        created = manager.post("/instruments", json={
+            "id": "icp", "name": "质谱仪", "institution_id": "uni-ac", "gateway_id": "gw-other"})
+        own = manager.patch("/instruments/nmr", json={"gateway_id": "gw"})
+    assert (patched.status_code, created.status_code, own.status_code) == (403, 403, 200)
+    code, body = _import(api, "manager", "id,name,institution_id,gateway_id\n"
+                                         "icp,质谱仪,uni-ac,gw-new\n"
+                                         "sem,扫描电镜,uni,gw-other\n")
+    assert (code, body["details"]) == (422, [
+        {"line": 3, "reason": "gateway 'gw-other' serves another institution's instruments"}])
+    with api.as_("admin") as admin:  # an admin binds as the hardware is wired
+        assert admin.patch("/instruments/nmr", json={"gateway_id": "gw-other"}).status_code == 200
