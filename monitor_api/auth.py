@@ -96,6 +96,8 @@ class _Bearer(HTTPBearer):
         return await super().__call__(request)
 
 
+NO_TOKEN = "no API token: send the header `Authorization: Bearer <token>`"
+
 _bearer = _Bearer(auto_error=False, scheme_name="HTTPBearer",
                   description="API token: `Authorization: Bearer isk_...`")
 
@@ -116,7 +118,7 @@ async def _principal(
     conn: Conn, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None:
-        raise Unauthorized("no API token: send the header `Authorization: Bearer <token>`")
+        raise Unauthorized(NO_TOKEN)
     row = await fetch_one(conn, _LOOKUP, (hash_token(credentials.credentials),))
     if row is None:
         raise Unauthorized("unknown or revoked token")

@@ -1,21 +1,28 @@
 """Request bodies are bounded: FastAPI reads a body whole before it checks the token, so
-without a bound any client could make the API hold gigabytes."""
+without bounds any client could make the API hold gigabytes, or hold memory by never
+finishing a body."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from monitor_api.errors import TooLarge, error_response
+from monitor_api.auth import NO_TOKEN
+from monitor_api.errors import ApiError, RequestTimeout, TooLarge, Unauthorized, error_response
 
 MAX_BODY_BYTES = 2**20
 """JSON bodies are a few hundred bytes; 1 MiB leaves ample room."""
 
 
 class BodyLimit:
-    """Refuses a body over its path's limit with 413: at once when its Content-Length says
-    so, else (chunked) as soon as that much has arrived."""
+    """Refuses a body sent with no token at once (every endpoint that takes one needs a token)
+    with 401; one over its path's limit with 413, at once when its Content-Length says so,
+    else (chunked) as soon as that much has arrived; a chunked body that stalls with 408."""
+
+    IDLE_S = 60.0
+    """How long a chunked body may send nothing (nginx's ``client_body_timeout``)."""
 
     def __init__(
         self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES,
@@ -29,36 +36,51 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        if (chunked or int(length or 0) > 0) and b"authorization" not in headers:
+            await error_response(Unauthorized(NO_TOKEN))(scope, receive, send)
+            return
         limit = self.larger.get(scope["path"], self.max_bytes)
-        refusal = TooLarge(f"the request body may hold at most {_size(limit)}")
-        length = dict(scope["headers"]).get(b"content-length")
         if length is not None:  # a number, which the server holds the client to
             if int(length) > limit:
-                await error_response(refusal)(scope, receive, send)
+                await error_response(_too_large(limit))(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []  # chunked: read up to the limit here, then hand it on
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # gone before the body was complete
-                return
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if seen > limit:
-                await error_response(refusal)(scope, receive, send)
-                return
-            if not message.get("more_body"):
-                break
-        body: list[Message] = [{"type": "http.request", "body": b"".join(chunks),
-                                "more_body": False}]
+        try:
+            body = await self._read(receive, limit)
+        except ApiError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        sent: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay() -> Message:
-            return body.pop() if body else await receive()
+            return sent.pop() if sent else await receive()
 
         await self.app(scope, replay, send)
 
+    async def _read(self, receive: Receive, limit: int) -> bytes:
+        """A chunked body whole, up to ``limit`` bytes."""
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.IDLE_S)
+            except TimeoutError:
+                raise RequestTimeout(f"the request body stalled: nothing arrived for"
+                                     f" {self.IDLE_S:g} s") from None
+            if message["type"] != "http.request":  # its answer goes nowhere, but is logged
+                raise ApiError("the client went away before its request body was complete")
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > limit:
+                raise _too_large(limit)
+            if not message.get("more_body"):
+                return b"".join(chunks)
 
-def _size(n: int) -> str:
-    return f"{n // 2**20} MiB" if n % 2**20 == 0 else f"{n} bytes"
+
+def _too_large(limit: int) -> TooLarge:
+    size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
+    return TooLarge(f"the request body may hold at most {size}")

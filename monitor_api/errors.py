@@ -1,12 +1,14 @@
 """Errors raised by monitor_api code and rendered as JSON ``{"error": ..., "message": ...}``.
 
     ApiError
-    ├── BadRequest       400/422: the request is well-formed JSON but not acceptable
+    ├── BadRequest       422: the request is well-formed but not acceptable
     ├── Unauthorized     401: no or unknown token
     ├── Forbidden        403: the role may not do this
     ├── NotFound         404
+    ├── RequestTimeout   408: the request body stopped arriving
     ├── Conflict         409: clashes with stored data (overlapping booking, wrong status)
-    └── TooLarge         413: the request body is larger than the endpoint takes
+    ├── TooLarge         413: the request body is larger than the endpoint takes
+    └── UnsupportedMedia 415: the request body is of a type the endpoint does not take
 """
 
 from __future__ import annotations
@@ -90,6 +92,13 @@ class NotFound(ApiError):
 
     status_code = 404
     code = "not_found"
+
+
+class RequestTimeout(ApiError):
+    """The request body stopped arriving before it was complete."""
+
+    status_code = 408
+    code = "request_timeout"
 
 
 class Conflict(ApiError):

@@ -1,12 +1,18 @@
-"""Parameters at the ends of the calendar get a clear 422, never a 500."""
+"""Parameters at the ends of the calendar, and bodies too large, stalled or sent with no
+token, get a clear 4xx, never a 500."""
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from typing import Any
 
 import httpx
 import pytest
 
+from monitor_api.auth import NO_TOKEN
+from monitor_api.body_limit import BodyLimit
 from tests.api.conftest import Api
 
 RANGE = "dates must lie between 1900-01-01 and 2199-12-31"
@@ -115,9 +121,58 @@ def test_any_other_body_over_1_mib_is_refused_before_the_token_is_checked(
 ) -> None:
     body = b'{"instrument_id": "' + b"x" * 2**21 + b'"}'
     content = (body[k:k + 65536] for k in range(0, len(body), 65536)) if chunked else body
-    r = httpx.post(f"{api.url}/bookings", content=content, timeout=30,
-                   headers={"Content-Type": "application/json"})
+    r = httpx.post(f"{api.url}/bookings", content=content, timeout=30, headers={
+        "Content-Type": "application/json", "Authorization": "Bearer not-checked-yet"})
     assert r.status_code == 413
     assert r.json() == {"error": "too_large", "message": "the request body may hold at most 1 MiB"}
     with api.as_("user") as c:  # a body of ordinary size still gets through to its checks
         assert c.post("/bookings", json={"instrument_id": "nmr"}).status_code == 422
+
+
+def _raw(api: Api, head: str) -> socket.socket:
+    """A connection that has sent ``head`` (request line and headers) and what follows."""
+    url = httpx.URL(api.url)
+    conn = socket.create_connection((url.host, url.port), timeout=10)
+    conn.sendall(head.replace("\n", "\r\n").encode())
+    return conn
+
+
+def _answer(conn: socket.socket) -> tuple[int, str]:
+    """The response's status and body."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += conn.recv(65536)
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return int(head.split(b" ", 2)[1]), json.loads(body)["message"]
+
+
+def test_a_body_sent_with_no_token_is_refused_before_it_is_read(api: Api) -> None:
+    """Else anyone could make the API hold 20 MiB per connection, unanswered."""
+    with _raw(api, "POST /instruments/import HTTP/1.1\nHost: x\nContent-Type: text/csv\n"
+                   "Transfer-Encoding: chunked\n\n10\nid,name,institut\n") as conn:
+        answer = _answer(conn)  # the rest of the body never comes
+    assert answer == (401, NO_TOKEN)
+    r = httpx.post(f"{api.url}/bookings", json={"instrument_id": "nmr"})
+    assert (r.status_code, r.json()["message"]) == (401, NO_TOKEN)
+
+
+def test_a_chunked_body_that_stalls_or_is_abandoned_is_answered(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(BodyLimit, "IDLE_S", 0.5)
+    head = ("POST /instruments/import HTTP/1.1\nHost: x\nContent-Type: text/csv\n"
+            f"Authorization: Bearer {api.tokens['admin']}\nTransfer-Encoding: chunked\n\n"
+            "10\nid,name,institut\n")
+    with _raw(api, head) as conn:
+        answer = _answer(conn)
+    assert answer == (408, "the request body stalled: nothing arrived for 0.5 s")
+    _raw(api, head).close()  # gone mid-body: answered 400 into the void, not a 500
+    time.sleep(1)
+    with api.as_("admin") as c:
+        metrics = c.get("/metrics").text
+    assert 'method="POST",route="unmatched",status="400"' in metrics  # before routing
+    assert 'status="500"' not in metrics
