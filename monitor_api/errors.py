@@ -157,9 +157,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown token"},
     403: {"description": "Role not allowed"},
     422: {"description": "Invalid request"},
-    "4XX": {"description": "Refused: not found (404), conflict (409), too large (413), a body"
-            " of another type than JSON or, for uploads, CSV (415); the JSON body's `error` and"
-            " `message` say why"},
+    "4XX": {"description": "Refused: not found (404), body stalled (408), conflict (409), too"
+            " large (413), a body of another type than JSON or, for uploads, CSV (415); the JSON"
+            " body's `error` and `message` say why"},
 }
 
 
