@@ -74,7 +74,7 @@ class SimulationSpec:
             raise ValueError(f"tick_s must be between 1 and {MAX_SAMPLE_INTERVAL_S} seconds")
         if self.speed is not None and self.speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as possible)")
-        if self.id_prefix and not IDENTIFIER_RE.match(f"{self.id_prefix}ins-00001"):
+        if self.id_prefix and not IDENTIFIER_RE.fullmatch(f"{self.id_prefix}ins-00001"):
             raise ValueError("id_prefix must start with a letter or digit and hold only"
                              " letters, digits and _ . - (ids are at most 64 characters)")
         for name in ("no_show_rate", "fault_rate", "anonymous_share"):

@@ -273,7 +273,7 @@ class Topics:
         if topic.startswith(head):
             parts = topic[len(head):].split("/")
             n = len(parts)
-            ids_valid = all(IDENTIFIER_RE.match(part) for part in parts[::2])
+            ids_valid = all(IDENTIFIER_RE.fullmatch(part) for part in parts[::2])
             if n == 3 and parts[1] == "data" and ids_valid:
                 return "data", parts[0], parts[2]
             if n == 2 and parts[1] == "state" and ids_valid:

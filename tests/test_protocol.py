@@ -85,7 +85,8 @@ def test_topics_round_trip() -> None:
     topics = Topics("isv1")
     assert topics.parse(topics.data("gw-1", "ms-01")) == ("data", "gw-1", "ms-01")
     assert topics.parse(topics.gateway_state("gw-1")) == ("state", "gw-1", None)
-    for foreign in ("isv1/gw/gw-1", "other/gw/a/state", "isv1/gw/a/data/b/c"):
+    for foreign in ("isv1/gw/gw-1", "other/gw/a/state", "isv1/gw/a/data/b/c",
+                    "isv1/gw/gw-7\n/state", "isv1/gw/gw-7/data/ms-05\n"):  # ids end at "$"
         with pytest.raises(ValueError, match="not a gateway topic"):
             topics.parse(foreign)
 

@@ -255,7 +255,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     ingest_failed: list[Exception] = []
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    if not IDENTIFIER_RE.match(f"{options.id_prefix}ins-00001"):  # as the simulator checks
+    if not IDENTIFIER_RE.fullmatch(f"{options.id_prefix}ins-00001"):  # as the simulator checks
         raise DemoError(
             f"INSTRUSHARE_TOPIC_PREFIX {options.topic_prefix!r} also begins the demo's ids (its"
             " gateways' and ingest's MQTT client ids): start it with a letter or digit, at most"
