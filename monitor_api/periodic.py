@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 logger = logging.getLogger("monitor_api")
+
+OUTAGES = (psycopg.OperationalError, PoolTimeout, OSError)
+"""What a round fails with while the database is down or busy: a warning, and the next round
+retries. Anything else is a defect, logged with its traceback (and retried all the same)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +46,10 @@ async def _repeat(job: Job) -> None:
         started = loop.time()
         try:
             done = await job.run()
-        except Exception as exc:  # the next round retries
+        except OUTAGES as exc:
             logger.warning("%s failed: %s", job.name, exc)
+        except Exception:
+            logger.exception("%s failed", job.name)
         else:
             if done:
                 logger.info("%s: %s in %.1f s", job.name, done, loop.time() - started)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor_api.db import Conn, Pool, fetch_one
-from monitor_api.periodic import pause
+from monitor_api.periodic import OUTAGES, pause
 from monitor_api.queries import status as q
 
 logger = logging.getLogger("monitor_api")
@@ -96,8 +96,11 @@ class StatusFeed:
                 async with self._pool.connection() as conn:
                     now = await db_now(conn)
                     changes = await self._changes(conn, since or now, now)
-            except Exception as exc:  # the database may be down: streams keep alive, retry
+            except OUTAGES as exc:  # streams keep alive, and the next poll retries
                 logger.warning("status feed: %s", exc)
+                continue
+            except Exception:
+                logger.exception("status feed")
                 continue
             since = now
             self._on_poll()
