@@ -242,6 +242,15 @@ def test_the_demo_refuses_bad_settings_before_it_starts_anything(tmp_path: Path)
         " 'http://127.0.0.1:1883')",
     ]
     assert not (tmp_path / "demo").exists()  # no embedded database started
+    services = run("instrushare", "demo", "--data-dir", str(tmp_path / "demo"), "--port",
+                   str(free_port()), INSTRUSHARE_API_POOL_MIN_SIZE="20")  # the API's own
+    assert services.returncode == 2
+    assert services.stderr.splitlines() == [
+        "instrushare: invalid settings:",
+        "  pool_min_size (INSTRUSHARE_API_POOL_MIN_SIZE), pool_max_size"
+        " (INSTRUSHARE_API_POOL_MAX_SIZE): pool_min_size (20) must not exceed pool_max_size"
+        " (10)"]
+    assert not (tmp_path / "demo").exists()
 
 
 @pytest.mark.parametrize("command", [["sim", "--no-register"], ["demo"]])

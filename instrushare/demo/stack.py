@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,8 @@ from instrushare.settings import FleetSettings
 
 if TYPE_CHECKING:
     from device_sim.runner import SimulationResult
+    from ingest import IngestConfig
+    from monitor_api.settings import ApiSettings
 
 logger = logging.getLogger("instrushare.demo")
 
@@ -48,6 +50,11 @@ class DemoOptions:
     mqtt_url: str | None = None
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     """Of the ingest's subscription and the gateways' topics alike."""
+    api: ApiSettings = field(default_factory=lambda: _api_settings())
+    """The API's settings as the environment gives them, read before anything starts (a bad
+    one is a settings error naming its variable, exit 2); the demo puts in its database."""
+    ingest: IngestConfig = field(default_factory=lambda: _ingest_config())
+    """The ingest's, likewise; the demo puts in its services and worker."""
 
     @property
     def id_prefix(self) -> str:
@@ -71,6 +78,18 @@ class DemoOptions:
             topic_prefix=settings.topic_prefix,
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+def _api_settings() -> ApiSettings:
+    from monitor_api.settings import ApiSettings
+
+    return ApiSettings()
+
+
+def _ingest_config() -> IngestConfig:
+    from ingest import IngestConfig
+
+    return IngestConfig()
 
 
 class DemoSettings(FleetSettings):
@@ -195,7 +214,7 @@ def _accepted(database_url: str, tokens: dict[str, str]) -> bool:
 
 
 def _login_tokens(
-    database_url: str, data_dir: Path, *, institution: str, user: str
+    settings: ApiSettings, data_dir: Path, *, institution: str, user: str
 ) -> dict[str, str]:
     """Tokens for the demo's logins, kept in ``data_dir`` and valid for this database: an
     admin, an evaluator, the lab manager of ``institution`` and the registered ``user``.
@@ -205,15 +224,13 @@ def _login_tokens(
     """
     path = data_dir / LOGIN_FILE
     tokens = _read_tokens(path)
-    if tokens and _accepted(database_url, tokens):
+    if tokens and _accepted(settings.database_url, tokens):
         return tokens
     if tokens:
         logger.info("the stored demo logins are unknown to this database: issuing new ones")
     from monitor_api.auth import Role
     from monitor_api.cli import create_token
-    from monitor_api.settings import ApiSettings
 
-    settings = ApiSettings(database_url=database_url)
     tokens = {
         "admin": asyncio.run(create_token(settings, role=Role.ADMIN, label="demo admin")),
         "evaluator": asyncio.run(
@@ -248,9 +265,8 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
     from device_sim.registry import register_bookings, register_certifications, register_fleet
     from device_sim.runner import Simulation, SimulationSpec
     from device_sim.schedule import LOCAL_TZ
-    from ingest import IngestConfig, IngestWorker
+    from ingest import IngestWorker
     from monitor_api.app import create_app
-    from monitor_api.settings import ApiSettings
 
     ingest_failed: list[Exception] = []
     for name in QUIET_LOGGERS:
@@ -272,17 +288,18 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         report = migrate(database_url)
         logger.info("schema ready (%d migration(s) applied)", len(report.applied))
 
+        api_settings = options.api.model_copy(update={"database_url": database_url})
         ingest = IngestWorker(
-            IngestConfig(
-                database_url=database_url,
-                mqtt_url=mqtt_url,
-                topic_prefix=options.topic_prefix,
-                worker_id=f"{options.id_prefix}demo",
-                share_group="demo",
+            options.ingest.model_copy(update={
+                "database_url": database_url,
+                "mqtt_url": mqtt_url,
+                "topic_prefix": options.topic_prefix,
+                "worker_id": f"{options.id_prefix}demo",
+                "share_group": "demo",
                 # the embedded broker speaks MQTT 3.1.1 without shared subscriptions
-                mqtt_protocol="3.1.1" if embedded_broker else "5",
-                shared_subscription=not embedded_broker,
-            )
+                "mqtt_protocol": "3.1.1" if embedded_broker else "5",
+                "shared_subscription": not embedded_broker,
+            })
         )
         ingest_stop = threading.Event()
 
@@ -300,7 +317,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
 
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(ApiSettings(database_url=database_url)),
+                create_app(api_settings),
                 host=options.host,
                 port=options.port,
                 log_level="warning",
@@ -337,7 +354,7 @@ def run_demo(options: DemoOptions, *, stop: threading.Event) -> None:
         institution = history.fleet.institutions[0].id
         # an outside user of the managed institution: one who books its open instruments
         outsider = next(u.id for u in history.fleet.users if u.institution_id != institution)
-        tokens = _login_tokens(database_url, options.data_dir, institution=institution,
+        tokens = _login_tokens(api_settings, options.data_dir, institution=institution,
                                user=outsider)
         _announce(options, tokens)
         interrupted = options.data_dir / INTERRUPTED

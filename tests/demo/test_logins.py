@@ -12,14 +12,15 @@ import pytest
 from instrushare.demo import default_data_dir
 from instrushare.demo.stack import LOGIN_FILE, _accepted
 from instrushare.demo.stack import _login_tokens as _tokens_in_loop
+from monitor_api.settings import ApiSettings
 
 
 def _login_tokens(database_url: str, data_dir: Path, institution: str) -> dict[str, str]:
     """In a thread of its own, as in the demo: it runs asyncio, and the browser tests leave
     Playwright's event loop running in this one."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_tokens_in_loop, database_url, data_dir, institution=institution,
-                           user="firm-1").result()
+        return pool.submit(_tokens_in_loop, ApiSettings(database_url=database_url), data_dir,
+                           institution=institution, user="firm-1").result()
 
 
 def _database(make_database: Callable[[], str]) -> str:
