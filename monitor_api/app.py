@@ -106,10 +106,10 @@ def _background_jobs(pool: Pool, settings: ApiSettings, registry: CollectorRegis
 
 
 def create_app(
-    settings: ApiSettings | None = None, *, metrics_registry: CollectorRegistry | None = None
+    settings: ApiSettings, *, metrics_registry: CollectorRegistry | None = None
 ) -> FastAPI:
-    """Build the app; nothing connects until the lifespan starts."""
-    settings = settings or ApiSettings()
+    """Build the app from ``settings``, which whoever starts it read from the environment;
+    nothing connects until the lifespan starts."""
     metrics = ApiMetrics(registry=metrics_registry or CollectorRegistry())
 
     @asynccontextmanager
