@@ -347,11 +347,6 @@ class User(UserFields):
     created_at: datetime
 
 
-class ImportError_(BaseModel):
-    line: int
-    reason: str
-
-
 class ImportResult(BaseModel):
     imported: int
 
