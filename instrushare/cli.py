@@ -94,7 +94,8 @@ def db_migrate(
     create: Annotated[bool, typer.Option(help="Create the database if it does not exist.")] = True,
 ) -> None:
     """Apply pending migrations to DATABASE_URL (and TimescaleDB policies when available)."""
-    from instrushare.db import MigrationFailed, ensure_database, migrate
+    from instrushare.db import ensure_database, migrate
+    from instrushare.errors import MigrationFailed
 
     settings = ServiceSettings()
     if create and (created := ensure_database(settings.database_url)):
@@ -325,24 +326,20 @@ def demo(
 
     Uses DATABASE_URL / MQTT_URL when set, otherwise embedded PostgreSQL and MQTT broker.
     """
-    from instrushare.demo import DemoError, DemoOptions, default_data_dir, run_demo
+    from instrushare.demo import DemoOptions, default_data_dir, run_demo
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stop.set())
-    try:
-        run_demo(
-            DemoOptions.from_environment(
-                data_dir=data_dir or default_data_dir(),
-                port=port,
-                instruments=instruments,
-                history_days=history_days,
-            ),
-            stop=stop,
-        )
-    except DemoError as exc:
-        typer.echo(f"instrushare demo: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    run_demo(
+        DemoOptions.from_environment(
+            data_dir=data_dir or default_data_dir(),
+            port=port,
+            instruments=instruments,
+            history_days=history_days,
+        ),
+        stop=stop,
+    )
 
 
 
@@ -356,7 +353,7 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
     from psycopg_pool import PoolTimeout
     from pydantic_settings import SettingsError
 
-    from instrushare.db import SchemaBehind
+    from instrushare.errors import DemoError, SchemaBehind
 
     try:
         app(prog_name=prog_name, args=args)
@@ -370,6 +367,8 @@ def main(prog_name: str | None = None, args: list[str] | None = None) -> None:
     except SchemaBehind as exc:
         _fail(1, f"the database schema is behind this version ({exc}):"
                  " run `instrushare db migrate` first")
+    except DemoError as exc:
+        _fail(1, f"demo: {exc}")
     except (DatabaseError, PoolTimeout) as exc:
         _fail(1, f"database failed: {_first_line(exc)}")
     except OSError as exc:

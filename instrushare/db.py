@@ -13,6 +13,8 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
+from instrushare.errors import MigrationFailed, SchemaBehind
+
 logger = logging.getLogger("instrushare.db")
 
 _LOCK_KEY = 0x1257_5AE5
@@ -55,20 +57,6 @@ def _migration_names() -> list[str]:
 def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("instrushare") / "migrations"
     return [(name, (folder / name).read_text(encoding="utf-8")) for name in _migration_names()]
-
-
-class SchemaBehind(Exception):
-    """The database lacks migrations this version of the code needs."""
-
-
-class MigrationFailed(Exception):
-    """The database refused migration ``name`` (the cause says why): rolled back, while those
-    in ``applied`` before it in this run stay applied."""
-
-    def __init__(self, name: str, applied: list[str]) -> None:
-        super().__init__(name)
-        self.name = name
-        self.applied = applied
 
 
 def check_schema(conninfo: str) -> None:

@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 
 from instrushare.db import ensure_database, migrate
 from instrushare.demo.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from instrushare.errors import DemoError
 from instrushare.protocol import DEFAULT_TOPIC_PREFIX, IDENTIFIER_RE
 from instrushare.settings import FleetSettings
 
@@ -97,10 +98,6 @@ class DemoSettings(FleetSettings):
     embedded service, not the services' default address."""
 
     model_config = SettingsConfigDict(env_ignore_empty=True)
-
-
-class DemoError(RuntimeError):
-    """The demo cannot run as asked; the message says why and what to change."""
 
 
 LOCK_FILE = "demo.lock"

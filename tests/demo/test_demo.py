@@ -371,6 +371,6 @@ def test_a_broker_refusing_the_log_in_stops_the_demo_saying_why(
             _stop(proc, timeout=30)
     text = log.read_text()
     assert code == 1, text
-    assert "instrushare demo: the ingest stopped, so the demo did:" in text
+    assert "instrushare: demo: the ingest stopped, so the demo did:" in text
     assert "refused the log-in" in text and "MQTT_URL" in text
     assert _leftovers(tmp_path) == []

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from instrushare.demo.stack import DemoError, DemoOptions, _listen
+from instrushare.demo.stack import DemoOptions, _listen
+from instrushare.errors import DemoError
 
 NOBODY = 65534
 
