@@ -1,10 +1,12 @@
 #!/bin/sh
 # Builds the broker's password file from deploy/mosquitto/users ("name:password" lines).
 # The ingest account is taken from INGEST_MQTT_PASSWORD so it always matches the workers.
-# Refuses, naming the account but never the password: the example passwords (change-me...),
-# passwords shorter than MIN_PASSWORD_LENGTH (12), and user names that are not gateway ids
-# (the ACL puts the user name into topics; gateway ids never start with ingest-). Nothing is
-# written then, and the broker, which waits for this to succeed, does not start.
+# Refuses, naming the account or variable but never the password: the example passwords
+# (change-me...), passwords shorter than MIN_PASSWORD_LENGTH (12), and user names that are
+# not gateway ids (the ACL puts the user name into topics; gateway ids never start with
+# ingest-). It checks the other secrets of .env it is given (OTHER_SECRETS) the same way.
+# Nothing is written then, and the broker and the database, which wait for this to succeed,
+# do not start.
 set -eu
 umask 077
 src="${USERS_FILE:-/deploy/users}"
@@ -60,6 +62,10 @@ if [ -f "$src" ]; then
     done < "$src"
 fi
 check_password ingest "${INGEST_MQTT_PASSWORD:?INGEST_MQTT_PASSWORD is not set}" INGEST_MQTT_PASSWORD
+for name in ${OTHER_SECRETS:-}; do
+    eval "value=\${$name:-}"
+    check_password "$name" "$value" .env
+done
 if [ "$bad" != 0 ]; then
     rm -f "$tmp"
     echo "make-passwd: password file not written" >&2

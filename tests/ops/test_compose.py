@@ -152,6 +152,22 @@ def test_secrets_come_from_env_and_are_documented() -> None:
         assert name in docs, f"docs/deploy.md does not mention {name}"
 
 
+def test_every_secret_is_checked_before_the_database_starts() -> None:
+    """An example or short value of any secret in .env stops the stack before it starts, as
+    the broker's passwords do, not only the broker's."""
+    services = _compose()["services"]
+    checker = services["mosquitto-passwd"]["environment"]
+    secrets = set(_env_example()) - {"COMPOSE_PROJECT_NAME", "INGEST_MQTT_PASSWORD"}
+    assert set(checker["OTHER_SECRETS"].split()) == secrets
+    assert secrets <= set(checker)
+    assert services["timescale"]["depends_on"]["mosquitto-passwd"]["condition"] == \
+        "service_completed_successfully"
+    assert "timescale" in services["grafana"]["depends_on"]
+    # Grafana, like Prometheus, only on the host's loopback: its admin runs any SQL it may
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+
+
 def test_mosquitto_config_paths_are_mounted() -> None:
     services = _compose()["services"]
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()

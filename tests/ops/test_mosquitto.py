@@ -72,12 +72,13 @@ def _run_broker(work: Path) -> Iterator[int]:
 
 
 
-def _make_passwd(users: Path, passwd: Path, ingest_password: str
+def _make_passwd(users: Path, passwd: Path, ingest_password: str, **secrets: str
                  ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["sh", str(DEPLOY / "make-passwd.sh")], capture_output=True, text=True,
                           check=False,
                           env={**os.environ, "USERS_FILE": str(users),
-                               "PASSWD_FILE": str(passwd), "INGEST_MQTT_PASSWORD": ingest_password})
+                               "PASSWD_FILE": str(passwd), "INGEST_MQTT_PASSWORD": ingest_password,
+                               "OTHER_SECRETS": " ".join(secrets), **secrets})
 
 
 def test_password_script_refuses_example_and_short_passwords(tmp_path: Path) -> None:
@@ -110,6 +111,23 @@ def test_password_script_refuses_example_and_short_passwords(tmp_path: Path) -> 
     result = _make_passwd(users, passwd, "x" * 12)
     assert result.returncode == 0, result.stderr
     assert [line.split(":")[0] for line in passwd.read_text().splitlines()] == ["gw-4", "ingest"]
+
+
+def test_the_other_secrets_of_env_are_checked_as_passwords(tmp_path: Path) -> None:
+    users, passwd = tmp_path / "users", tmp_path / "passwd"
+    users.write_text("gw-4:long-enough-ok\n")
+    result = _make_passwd(users, passwd, "x" * 12, POSTGRES_PASSWORD="change-me-postgres",
+                          GRAFANA_ADMIN_PASSWORD="short-one", GRAFANA_DB_PASSWORD="",
+                          INSTRUSHARE_SHARE_GROUP="0123456789abcdef")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "make-passwd: POSTGRES_PASSWORD (.env): still the example password; set a random one"
+        " (openssl rand -hex 16)",
+        "make-passwd: GRAFANA_ADMIN_PASSWORD (.env): password shorter than 12 characters",
+        "make-passwd: GRAFANA_DB_PASSWORD (.env): password shorter than 12 characters",
+        "make-passwd: password file not written",
+    ]
+    assert not passwd.exists() and "short-one" not in result.stdout + result.stderr
 
 
 class Client:
