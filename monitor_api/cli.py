@@ -44,8 +44,11 @@ def api(
     """Serve the monitor API and the web dashboard at / (DATABASE_URL; INSTRUSHARE_API_*
     settings). The first login: --create-admin-token."""
     settings = ApiSettings()
-    if create_admin_token:
-        typer.echo(asyncio.run(create_token(settings, role=Role.ADMIN, label=label)))
+    if create_admin_token:  # the token alone on stdout, for TOKEN=$(...)
+        token_id, token = asyncio.run(issue_token(settings, role=Role.ADMIN, label=label))
+        typer.echo(token)
+        typer.echo(f"token {token_id} (label {label!r}); GET /tokens lists the tokens issued,"
+                   f" DELETE /tokens/{token_id} revokes this one", err=True)
         return
     import uvicorn
 
@@ -73,11 +76,11 @@ def api(
     server.run(sockets=[listening])
 
 
-async def create_token(
+async def issue_token(
     settings: ApiSettings, *, role: Role, institution_id: str | None = None,
     user_id: str | None = None, label: str = "",
-) -> str:
-    """Create and return a token directly in the database (bootstrap, scripts)."""
+) -> tuple[int, str]:
+    """Create a token directly in the database (bootstrap, scripts): its id and itself."""
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
@@ -86,6 +89,15 @@ async def create_token(
     async with await AsyncConnection.connect(
         settings.database_url, row_factory=dict_row
     ) as conn:
-        _, token = await store(conn, role=role, institution_id=institution_id,
-                               user_id=user_id, label=label)
+        return await store(conn, role=role, institution_id=institution_id, user_id=user_id,
+                           label=label)
+
+
+async def create_token(
+    settings: ApiSettings, *, role: Role, institution_id: str | None = None,
+    user_id: str | None = None, label: str = "",
+) -> str:
+    """``issue_token``'s token alone."""
+    _, token = await issue_token(settings, role=role, institution_id=institution_id,
+                                 user_id=user_id, label=label)
     return token

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from instrushare.cli import app, main
 from instrushare.settings import ServiceSettings, describe
+from monitor_api.auth import hash_token
 from tests.conftest import PG_ADMIN_URL
 from tests.services import Mosquitto, Postgres, free_port
 
@@ -138,6 +139,20 @@ def test_a_database_that_fails_ends_a_command_with_one_line(
         empty = run("instrushare", *command, DATABASE_URL=unmigrated_database)
         assert empty.returncode == 1
         assert empty.stderr.splitlines()[-1].endswith("run `instrushare db migrate` first")
+
+
+def test_the_first_admin_token_is_printed_alone_and_its_id_beside_it(database_url: str) -> None:
+    done = run("instrushare", "api", "--create-admin-token", "--label", "first",
+               DATABASE_URL=database_url)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()  # alone on stdout, for TOKEN=$(...)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT id, role, label FROM api_token WHERE token_hash = %s",
+                           (hash_token(token),)).fetchone()
+    assert row is not None and row[1:] == ("admin", "first")
+    assert done.stderr.splitlines() == [
+        f"token {row[0]} (label 'first'); GET /tokens lists the tokens issued,"
+        f" DELETE /tokens/{row[0]} revokes this one"]
 
 
 def test_a_schema_behind_the_code_asks_for_a_migration(database_url: str) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from instrushare.protocol import Identifier
@@ -66,6 +67,18 @@ class TokenOut(BaseModel):
     id: int
     token: str
     role: Role
+
+
+class TokenInfo(BaseModel):
+    """A token as stored: never the token itself, which exists only as its hash."""
+
+    id: int
+    role: Role
+    institution_id: str | None
+    user_id: str | None
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 @router.get("/users/me", response_model=User)
@@ -154,6 +167,32 @@ async def issue_token(conn: DbConn, _: Admin, body: TokenIn) -> dict[str, Any]:
         label=body.label,
     )
     return {"id": token_id, "token": token, "role": body.role}
+
+
+@router.get("/tokens", response_model=Page[TokenInfo])
+async def list_tokens(
+    conn: DbConn,
+    _: Admin,
+    revoked: Annotated[bool | None, Query(
+        description="Only revoked tokens (true) or only those still valid (false).")] = None,
+    institution_id: str | None = None,
+    user_id: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """The tokens issued, newest first: which to revoke when one leaked or its holder left."""
+    where = Where()
+    if revoked is not None:
+        where.add("(revoked_at IS NOT NULL) = %(revoked)s", revoked=revoked)
+    if institution_id is not None:
+        where.add("institution_id = %(inst)s", inst=institution_id)
+    if user_id is not None:
+        where.add("user_id = %(user)s", user=user_id)
+    return await page(
+        conn, select="SELECT id, role, institution_id, user_id, label, created_at, revoked_at"
+        " FROM api_token WHERE {where}", where=where, order="id DESC", limit=limit,
+        offset=offset,
+    )
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

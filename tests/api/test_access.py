@@ -39,6 +39,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/users", {"id": "u9", "name": "新用户", "institution_id": "uni"}, MANAGE),
     ("PATCH", "/users/in1", {"approved": True}, MANAGE),
     ("POST", "/tokens", {"role": "evaluator"}, ADMIN),
+    ("GET", "/tokens", None, ADMIN),
     ("DELETE", "/tokens/{spare_token}", None, ADMIN),
     ("GET", "/status", None, ALL),
     ("GET", "/instruments/nmr/detail", None, ALL),
@@ -185,6 +186,22 @@ def test_revoked_token_is_refused(api: Api) -> None:
             assert c.get("/status").status_code == 401
     stored = api.sql("SELECT token_hash FROM api_token WHERE id = %s", (made["id"],))[0][0]
     assert made["token"].encode() not in bytes(stored)  # only the hash is kept
+
+
+def test_the_tokens_issued_are_listed_without_themselves(api: Api) -> None:
+    """So an admin finds which to revoke when one leaked or its holder left."""
+    with api.as_("admin") as admin:
+        made = admin.post("/tokens", json={"role": "user", "user_id": "in1",
+                                           "label": "lab laptop"}).json()
+        admin.delete(f"/tokens/{made['id']}")
+        listed = admin.get("/tokens", params={"user_id": "in1"}).json()
+        valid = admin.get("/tokens", params={"revoked": False, "limit": 1000}).json()["items"]
+    newest = listed["items"][0]
+    assert (newest["id"], newest["role"], newest["label"], newest["revoked_at"] is not None) == (
+        made["id"], "user", "lab laptop", True)
+    assert "token" not in newest and "token_hash" not in newest
+    assert made["id"] not in {t["id"] for t in valid}
+    assert {t["role"] for t in valid} == {"admin", "lab_manager", "evaluator", "user"}
 
 
 @pytest.mark.parametrize(("body", "message"), [
