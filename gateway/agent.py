@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from gateway.batch import MessageBatch
 from gateway.config import GatewayConfig, InstrumentConfig
+from gateway.delivery_log import DeliveryLog
 from gateway.detector import StateDetector
 from gateway.errors import OutboxError, ProbeError
 from gateway.netloop import NetworkLoop
@@ -32,7 +33,7 @@ from gateway.probes import (
     Reading,
     SimulatedProbe,
 )
-from gateway.publisher import NO_INGEST, MqttLink
+from gateway.publisher import MqttLink
 from gateway.reader import ProbeReader
 from gateway.writer import OutboxWriter
 from instrushare.protocol import Topics
@@ -167,10 +168,9 @@ class GatewayAgent:
         self._failing: set[str] = set()
         self._started = False
         self._enqueued = self._published = self._acked = self._confirmed = 0
-        self._held_since: float | None = None
-        """Monotonic time since when data may not be published (None: it may)."""
-        self._hold_report_at = 0.0
-        self._hold_reported = False
+        self._delivery_log = DeliveryLog(
+            gateway_id=config.gateway_id, topic_prefix=config.topic_prefix,
+            protocol=config.mqtt_protocol, quiet_s=self.HOLD_QUIET_S, every_s=self.HOLD_REPORT_S)
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -431,7 +431,7 @@ class GatewayAgent:
                         "gateway %s: %d published message(s) unconfirmed for %.0f s; "
                         "publishing again from the outbox head%s", self.config.gateway_id,
                         len(self._unconfirmed), self.config.confirm_timeout_s,
-                        self._unconfirmed_hint())
+                        self._delivery_log.unconfirmed_hint())
                     self._rewind = True
                 if self._rewind:  # everything in the outbox goes out again, in seq order
                     self._rewind = False
@@ -440,7 +440,7 @@ class GatewayAgent:
                     self._waiting_since = None
                     self._last_fed = -1
                 self._feed()
-                self._report_hold()
+                self._delivery_log.hold(self._link, self._outbox.depth)
             finally:
                 self._lock.release()
             if not self._acks and not self._stored and not self._rewind:
@@ -468,42 +468,6 @@ class GatewayAgent:
             self._confirmed += self._writer.delete(seqs)  # one that fails: at the next event
             self._unconfirmed -= seqs
             self._waiting_since = time.monotonic() if self._unconfirmed else None
-
-    def _report_hold(self) -> None:
-        """Say in the log when data has been held in the outbox for a while (and then every
-        ``HOLD_REPORT_S``) and when delivery resumes; holds shorter than ``HOLD_QUIET_S`` (a
-        reconnect) stay quiet."""
-        held_by, now = self._link.held_by, time.monotonic()
-        gateway, depth = self.config.gateway_id, self._outbox.depth
-        if held_by is None or not self._link.link_up:  # set_link(False): its owner's outage
-            if self._hold_reported:
-                logger.info("gateway %s: delivering again after %.0f s held; %d message(s) in"
-                            " the outbox", gateway, now - (self._held_since or now), depth)
-            self._held_since, self._hold_reported = None, False
-            return
-        if self._held_since is None:
-            self._held_since, self._hold_report_at = now, now + self.HOLD_QUIET_S
-        if now >= self._hold_report_at:
-            self._hold_report_at = now + self.HOLD_REPORT_S
-            self._hold_reported = True
-            logger.warning("gateway %s: holding data in the outbox for %.0f s (%s); %d"
-                           " message(s) waiting%s", gateway, now - self._held_since, held_by,
-                           depth, self._check_ingest(
-                               f"read {self._link.topics.all_ingest_states}")
-                           if held_by == NO_INGEST else "")
-
-    def _unconfirmed_hint(self) -> str:
-        """Why the platform may not confirm: no ingest listening on these topics, or, under
-        MQTT 3.1.1, a broker that acknowledges a message its ACL refuses as if it took it."""
-        return self._check_ingest(
-            'write its topics: MQTT 3.1.1 does not say when it refuses one, mqtt_protocol = "5"'
-            " would" if self.config.mqtt_protocol == "3.1.1" else None)
-
-    def _check_ingest(self, acl: str | None) -> str:
-        """What to check when no ingest worker answers: that one runs under this gateway's
-        topic prefix, and (``acl``) what the broker's ACL must let this gateway do."""
-        hint = f" (check that an ingest worker runs with topic_prefix {self.config.topic_prefix!r}"
-        return hint + (f", and that the broker's ACL lets this gateway {acl})" if acl else ")")
 
     def _confirmations_stalled(self) -> bool:
         """Messages the broker took have waited ``confirm_timeout_s`` without any confirmation:
