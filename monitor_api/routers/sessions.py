@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from monitor_api.auth import Caller, Role
 from monitor_api.db import DbConn, Settings
-from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
+from monitor_api.exports import FILE_RESPONSES, FILE_ZONE, Format, Lang, render
 from monitor_api.queries.sessions import instrument_sessions
 from monitor_api.routers.registry import visible_instrument
 from monitor_api.routers.status import check_span
@@ -86,6 +86,7 @@ async def session_log(
         user_id=caller.user_id if caller.role is Role.USER else None,
         limit=limit if format is Format.JSON else None,
         offset=offset if format is Format.JSON else 0)
-    name = f"sessions-{instrument_id}-{start.date()}-{end.date()}"
+    days = (moment.astimezone(FILE_ZONE).date() for moment in (start, end))  # as the file's
+    name = f"sessions-{instrument_id}-{'-'.join(map(str, days))}"
     return await render(found, found["items"], COLUMNS, format, lang, name, LABELS,
                         sheet="sessions")

@@ -135,6 +135,11 @@ def test_a_file_holds_every_session_in_words(day: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.headers["content-disposition"] == (
         'attachment; filename="sessions-nmr-2026-03-10-2026-03-11.csv"')
+    with day.as_("evaluator") as c:  # the Shanghai day from 00:00 is 16:00 UTC the day before
+        late = c.get("/instruments/nmr/sessions", params={
+            "start": "2026-03-09T16:00:00Z", "end": "2026-03-10T16:00:00Z", "format": "csv"})
+    assert late.headers["content-disposition"] == (
+        'attachment; filename="sessions-nmr-2026-03-10-2026-03-11.csv"')
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert len(rows) == 6
     assert rows[1] == {"Start": "2026-03-10T09:10:00+08:00", "End": "2026-03-10T09:40:00+08:00",
