@@ -35,8 +35,8 @@ logger = logging.getLogger("monitor_api")
 
 
 class Refusal(StrEnum):
-    """What stands in the way of a registered user's booking: stable codes a client words in
-    its own language (the dashboard has a sentence for each)."""
+    """What stands in the way of a booking, or of a request for a period: stable codes a
+    client words in its own language (the dashboard has a sentence for each)."""
 
     SLOT_TAKEN = "slot_taken"
     ALREADY_REQUESTED = "already_requested"
@@ -48,6 +48,9 @@ class Refusal(StrEnum):
     NEEDS_CERTIFICATION = "needs_certification"
     SUSPENDED = "suspended"
     WINDOW_BEGUN = "window_begun"
+    PERIOD_TOO_LONG = "period_too_long"
+    """The period asked for is longer than the endpoint serves; ``details.max_days`` says how
+    long it may be."""
 
 
 class ApiError(Exception):

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from instrushare.protocol import Identifier
 from monitor_api.auth import Principal, ReportReader
 from monitor_api.db import Conn, DbPool, Pool, Settings, fetch_all
-from monitor_api.errors import BadRequest, Forbidden
+from monitor_api.errors import BadRequest, Forbidden, Refusal
 from monitor_api.exports import FILE_RESPONSES, Format, Lang, render
 from monitor_api.queries.common import check_filters, named_tree
 from monitor_api.queries.metrics import per_instrument
@@ -56,7 +56,8 @@ def _period(start: date, end: date) -> tuple[datetime, datetime]:
         raise BadRequest("end must not be before start")
     if (end - start).days + 1 > MAX_DAYS:  # both dates included
         raise BadRequest(f"a report covers at most {MAX_DAYS} days;"
-                         f" {start} to {end} is {(end - start).days + 1}")
+                         f" {start} to {end} is {(end - start).days + 1}",
+                         details={"max_days": MAX_DAYS}, reason=Refusal.PERIOD_TOO_LONG)
     return period_bounds(start, end)
 
 

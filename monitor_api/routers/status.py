@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from monitor_api.auth import Caller, Principal, Reader, Role
 from monitor_api.db import Conn, DbConn, Pool, Settings
-from monitor_api.errors import BadRequest, Forbidden
+from monitor_api.errors import BadRequest, Forbidden, Refusal
 from monitor_api.json_encoding import json_bytes, json_time
 from monitor_api.queries import status as q
 from monitor_api.queries.common import check_filters, named_tree
@@ -173,7 +173,8 @@ def check_span(start: datetime, end: datetime) -> None:
     if end <= start:
         raise BadRequest("end must be after start")
     if end - start > MAX_SPAN:
-        raise BadRequest(f"at most {MAX_SPAN.days} days per request")
+        raise BadRequest(f"at most {MAX_SPAN.days} days per request",
+                         details={"max_days": MAX_SPAN.days}, reason=Refusal.PERIOD_TOO_LONG)
 
 
 @router.get("/instruments/{instrument_id}/detail", response_model=InstrumentDetail)

@@ -92,6 +92,17 @@ def test_a_report_covers_at_most_1830_days(api: Api) -> None:
     assert longer.status_code == 422
     assert longer.json()["message"] == (
         "a report covers at most 1830 days; 2021-01-01 to 2026-01-05 is 1831")
+    # a code and the limit, which a client words in its own language
+    assert (longer.json()["reason"], longer.json()["details"]) == (
+        "period_too_long", {"max_days": 1830})
+
+
+def test_a_timeline_covers_at_most_400_days(api: Api) -> None:
+    with api.as_("admin") as c:
+        r = c.get("/instruments/nmr/timeline", params={
+            "start": "2025-01-01T00:00:00Z", "end": "2026-02-06T00:00:00Z"})
+    assert (r.status_code, r.json()["message"], r.json()["reason"], r.json()["details"]) == (
+        422, "at most 400 days per request", "period_too_long", {"max_days": 400})
 
 
 def test_the_ends_of_the_range_work(api: Api) -> None:

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Dialog, FilePayload, Locator, Page, ViewportSize, expect
 
 from gateway import Reading, SimulatedProbe
+from monitor_api.auth import Role
 from monitor_api.categories import CATEGORY_NAMES
 from monitor_api.web import STATIC_DIR
 from tests.web.conftest import DESKTOP, PHONE
@@ -344,6 +345,10 @@ def test_pages_show_the_seeded_data(
            ).to_have_text([STRINGS["en"]["field.no"]])
     grades = page.locator('table[data-table="instruments"] td[data-key="grade"]')
     expect(grades).to_have_count(len(INSTRUMENTS))
+    modes = page.locator('table[data-table="instruments"] td[data-key="sharing_mode"]')
+    expect(modes).to_have_count(len(INSTRUMENTS))  # as the files have it
+    assert set(modes.all_inner_texts()) <= {
+        STRINGS["en"][f"eval.sm.{mode}"] for mode in ("external", "internal", "not_shared")}
     in_sight(grades.first, viewport)  # next to the name, in sight even on a phone
     in_sight(page.locator('table[data-table="instruments"] td[data-key="score"]').first, viewport)
     assert fits_width(page)
@@ -430,6 +435,49 @@ def test_a_range_without_data_says_so_instead_of_empty_charts(
         STRINGS["zh"]["detail.last7d"])
     for field, value in shown.items():
         expect(page.locator(field)).to_have_value(value)
+
+
+def test_a_period_the_api_refuses_says_its_limit_in_the_page_language(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """The API's reason code worded by the page, with the limit the API gives; and charts of
+    the range before are not left under the inputs of the refused one."""
+    page = new_page(locale="zh-CN")
+    login(page, stack, "evaluator")
+    page.click('.tile[data-instrument="nmr-600"]')
+    charts = page.locator(".charts")
+    expect(charts).to_have_attribute("data-loaded", "true")
+    expect(charts).to_be_visible()
+    page.fill("#range-start", "2024-01-01T00:00")
+    page.fill("#range-end", "2025-06-01T00:00")
+    page.click("form.range button[type=submit]")
+    said = STRINGS["zh"]["reason.period_too_long"]
+    expect(page.locator(".notice .detail").first).to_have_text(said.replace("{max_days}", "400"))
+    expect(charts).to_be_hidden()
+    expect(page.locator('[data-section="sessions"]')).to_be_hidden()
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator(".report")).to_have_attribute("data-loaded", "true")
+    page.fill("#period-start", "2019-01-01")
+    page.fill("#period-end", "2026-01-05")
+    page.click(".filters button[type=submit]")
+    expect(page.locator(".notice .detail").first).to_have_text(said.replace("{max_days}", "1830"))
+
+
+def test_an_institution_without_instruments_is_told_so_not_shown_empty_charts(
+    stack: Stack, new_page: NewPage
+) -> None:
+    stack.sql("INSERT INTO institution (id, name) VALUES ('empty-lab', '新建实验室')")
+    token = stack.token(Role.LAB_MANAGER, institution_id="empty-lab")
+    page = new_page()
+    page.goto(f"{stack.url}/")
+    page.fill("#token", token)
+    page.click("form.login button[type=submit]")
+    expect(page.locator('[data-empty="board"]')).to_have_text(
+        STRINGS["en"]["board.no_instruments"])
+    page.click('.nav a[href="#/utilisation"]')
+    expect(page.locator('[data-empty="scope"]')).to_have_text(
+        STRINGS["en"]["util.no_instruments"])
+    expect(page.locator(".report canvas")).to_have_count(0)
 
 
 def test_ranges_drawn_in_hour_steps_start_on_the_hour(stack: Stack, new_page: NewPage) -> None:

@@ -46,7 +46,7 @@ async function request(path, params, {
     });
   } catch (err) {
     if (err.name === 'AbortError') throw err;
-    throw new ApiError(0, 'network', String(err));
+    throw new ApiError(0, 'network', ''); // the browser's words (Failed to fetch) add nothing
   }
   if (!resp.ok) {
     let body = {};

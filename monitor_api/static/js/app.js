@@ -96,7 +96,9 @@ function renderHeader(current) {
     })));
   const who = me ? el('div', { class: 'who' },
     el('span', { class: 'role', dataset: { role: me.role }, text: t(`role.${me.role}`) }),
-    me.institution_id ? el('span', { class: 'scope', title: me.institution_id,
+    // a long name is cut short on a narrow header: whole, with its id, on hover
+    me.institution_id ? el('span', { class: 'scope',
+      title: me.institution_name ? `${me.institution_name} (${me.institution_id})` : me.institution_id,
       text: me.institution_name || me.institution_id }) : null,
     el('button', { type: 'button', class: 'logout', text: t('nav.logout'),
       onclick: () => logout() })) : null;

@@ -45,7 +45,8 @@ function timeAxis(lo, hi) {
   return {
     type: 'linear', min: lo, max: hi,
     afterBuildTicks: (axis) => { axis.ticks = timeTicks(lo, hi); },
-    ticks: { autoSkip: true, maxRotation: 0, callback: (v) => fmtTick(v, long) },
+    // the first tick names its day too, so that a day's range says which day it begins on
+    ticks: { autoSkip: true, maxRotation: 0, callback: (v, i) => fmtTick(v, long || i === 0) },
   };
 }
 

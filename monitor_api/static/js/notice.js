@@ -45,6 +45,10 @@ function addsTo(message, worded) {
   return all.filter((w) => !said.has(w)).length * 3 > all.length;
 }
 
+/** ``text`` with each ``{name}`` replaced by ``details.name`` (a limit the API states). */
+const filled = (text, details) => text.replace(/\{(\w+)\}/g,
+  (whole, name) => String(details?.[name] ?? whole));
+
 /** The particulars a refusal's ``details`` name (bookings, a date), in the page's language. */
 function particulars(details) {
   if (!details || Array.isArray(details)) return [];
@@ -76,7 +80,7 @@ function statusSentence(status) {
  */
 export function explained(err, worded = null) {
   const key = `reason.${err.reason}`;
-  const own = worded ?? (err.reason && t(key) !== key ? t(key) : null);
+  const own = worded ?? (err.reason && t(key) !== key ? filled(t(key), err.details) : null);
   const found = particulars(err.details);
   const english = lang() === 'en' && err.message && (!own || addsTo(err.message, own))
     ? err.message : null;

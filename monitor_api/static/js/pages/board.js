@@ -26,7 +26,7 @@ export function render(root, ctx) {
   const summary = el('div', { class: 'summary' });
   const grid = el('div', { class: 'tiles', dataset: { loaded: 'false' } },
     el('p', { class: 'muted', text: t('common.loading') }));
-  const empty = el('p', { class: 'muted', dataset: { empty: 'board' }, text: t('common.empty') });
+  const empty = el('p', { class: 'muted', dataset: { empty: 'board' }, text: t('board.no_instruments') });
   const noneShown = el('p', { class: 'muted', id: 'none-shown', hidden: true,
     text: t('board.none_match') });
   const scopeText = scope.institution_id ? ctx.me.institution_name ?? scope.institution_id

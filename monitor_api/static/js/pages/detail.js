@@ -216,7 +216,9 @@ export function render(root, ctx) {
       message.replaceChildren(...(empty
         ? [el('p', { class: 'muted', dataset: { empty: 'range' }, text: t('detail.no_data') })] : []));
     } catch (err) {
-      if (!stop.signal.aborted) ctx.fail(err, message);
+      if (stop.signal.aborted) return;
+      charts.hidden = sessions.hidden = true; // not the last range's, under the inputs of this one
+      ctx.fail(err, message);
     }
   }
 

@@ -53,7 +53,11 @@ const LISTS = [
       { key: 'external_hours', label: 'util.external', format: num },
       { key: 'openness_ratio', label: 'util.openness', format: (v) => fmtPercent(v) },
       { key: 'evaluated_days', label: 'eval.evaluated_days', format: num },
-      { key: 'running_state', label: 'eval.running_state', format: (v) => t(`eval.rs.${v}`) }, ...PARTS] },
+      // with the faults it counts, where any: "Occasional faults (2)"
+      { key: 'running_state', label: 'eval.running_state',
+        format: (v, row) => `${t(`eval.rs.${v}`)}${row.faults ? ` (${num(row.faults)})` : ''}` },
+      { key: 'sharing_mode', label: 'eval.sharing_mode', format: (v) => t(`eval.sm.${v}`) },
+      ...PARTS] },
   { name: 'low', title: 'eval.low', path: (y) => `evaluation/${y}/low-utilisation`,
     columns: [{ key: 'key', label: 'field.id' }, { key: 'name', label: 'field.name' },
       UNIT_COLUMN, { key: 'effective_hours', label: 'util.effective', format: num },

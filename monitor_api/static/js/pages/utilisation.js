@@ -49,10 +49,12 @@ const GROUPS = [
 export function render(root, ctx) {
   const stop = new AbortController();
   const now = Date.now(); // periods are days in Shanghai (metrics.md), as clock.js counts them
+  // the days the API counts (docs/api.md): the browser refuses others before a request
+  const days = { min: '1900-01-01', max: '2199-12-31' };
   const start = el('input', { type: 'date', id: 'period-start', value: dateInput(now - 29 * DAY),
-    'aria-label': t('common.start') });
+    'aria-label': t('common.start'), ...days });
   const end = el('input', { type: 'date', id: 'period-end', value: dateInput(now),
-    'aria-label': t('common.end') });
+    'aria-label': t('common.end'), ...days });
   const preset = (key, lo) => el('button', { type: 'button', id: key.replace('.', '-'),
     text: t(key), onclick: () => { start.value = lo; end.value = dateInput(); load(); } });
   const form = el('form', { class: 'filters' },
@@ -87,6 +89,12 @@ export function render(root, ctx) {
         ...GROUPS.map(([group, , , extra]) => getJson(
           'reports/utilisation', { ...period, group_by: group, ...extra }, { signal: stop.signal })),
       ]);
+      if (!reports[0].items.length) { // no empty grids, nor a note about data never sent
+        body.replaceChildren(el('p', { class: 'muted', dataset: { empty: 'scope' },
+          text: t('util.no_instruments') }));
+        body.dataset.loaded = 'true';
+        return;
+      }
       const charts = [];
       body.replaceChildren(...GROUPS.map(([group, title, withChart, extra], n) => {
         const params = { ...period, group_by: group, ...extra };
