@@ -186,9 +186,19 @@ def test_months_deleted_after_the_check_are_computed_from_the_sessions(
     assert "summed" not in rows["nmr"]
 
 
-@pytest.mark.parametrize("end", ["2026-04-01", "2026-12-31"])
+def _next_month(month: date) -> date:
+    return (month + timedelta(days=32)).replace(day=1)
+
+
+def _over_a_day(month: date, now: datetime) -> bool:
+    """Whether ``month`` ended in Shanghai a day or more before ``now``: a report's months."""
+    ended = datetime.combine(_next_month(month), datetime.min.time(), SHANGHAI)
+    return ended + timedelta(days=1) <= now
+
+
+@pytest.mark.parametrize("to_this_month", [False, True], ids=["april-1st", "this-month"])
 def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
-    final: Api, monkeypatch: pytest.MonkeyPatch, end: str
+    final: Api, monkeypatch: pytest.MonkeyPatch, to_this_month: bool
 ) -> None:
     # sessions across both ends of March: each counted once, its time cut at the month's ends
     final.sql("INSERT INTO usage_session (instrument_id, start_ts, end_ts, last_ts, user_id)"
@@ -196,11 +206,16 @@ def test_a_period_of_months_and_days_reads_the_months_and_computes_the_days(
               " '2026-03-01 00:30+08', 'in1'),"
               " ('nmr', '2026-03-31 23:00+08', '2026-04-01 01:00+08',"
               " '2026-04-01 01:00+08', 'out1')")
-    # to the end of the year: the months up to October are final once nmr reports after them;
-    # November and December, not over yet, are computed from the sessions
+    # to the end of this month: every month ended a day ago is final once nmr reports after
+    # it (now); this month, not over yet, is computed from the sessions
+    now = datetime.now(SHANGHAI)
     final.sql("INSERT INTO state_sample (instrument_id, ts, state, gateway_id, seq)"
-              " VALUES ('nmr', '2026-11-02 12:00+08', 'idle', 'gw', 0)")
-    months = [date(2026, m, 1) for m in range(3, 4 if end < "2026-05" else 11)]
+              " VALUES ('nmr', %s, 'idle', 'gw', 0)", (now - timedelta(seconds=1),))
+    this_month = date(now.year, now.month, 1)
+    end = str(_next_month(this_month) - timedelta(days=1)) if to_this_month else "2026-04-01"
+    months = [MARCH]
+    while to_this_month and _over_a_day(_next_month(months[-1]), now):
+        months.append(_next_month(months[-1]))
     march = _march(final)["nmr"]
     assert _rolled(final) == [("nmr", MARCH)]
 
