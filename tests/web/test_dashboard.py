@@ -687,6 +687,13 @@ def test_the_registry_entry_lists_each_field_with_its_value(
     expect(entry.locator("dd").first).to_have_text("nmr-600")
     assert "[object" not in entry.inner_text()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    user = new_page()
+    login(user, stack, "outside_user")  # the catalogue's fields, without rows of dashes
+    user.goto(f"{stack.url}/ui/#/instrument/nmr-600")
+    user.locator("details.registry summary").click()
+    listed = user.locator("details.registry dl")
+    expect(listed.locator("dt")).to_have_count(8)
+    assert STRINGS["en"]["field.value"] not in listed.inner_text()
 
 
 def _seed_session_log(stack: Stack) -> list[datetime]:

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, Request, Route, expect
 
 from gateway import Reading, SimulatedProbe
 from tests.web.stack import Stack
-from tests.web.test_dashboard import NewPage, login, tiles
+from tests.web.test_dashboard import STRINGS, NewPage, login, tiles
 
 STREAM = "**/status/stream*"
 
@@ -120,16 +120,16 @@ def test_a_reconnected_board_drops_the_instruments_that_left_it(
 def test_an_empty_board_says_so_once_whatever_the_reconnects(
     stack: Stack, new_page: NewPage
 ) -> None:
-    """dut's instruments all moved elsewhere: one "no data" line however often the stream
+    """dut's instruments all moved elsewhere: one "no instruments" line however often the stream
     reconnects, and none once an instrument is back."""
     stack.sql("UPDATE instrument SET institution_id = 'neu' WHERE institution_id = 'dut'")
     page = new_page()
     opened = ending_at_once(page)
     login(page, stack, "dut_manager")
     notes = page.locator(".tiles > p:visible")
-    expect(notes).to_have_text(["No data"])
+    expect(notes).to_have_text([STRINGS["en"]["board.no_instruments"]])
     reconnect(page, opened, 3)
-    expect(notes).to_have_text(["No data"])
+    expect(notes).to_have_text([STRINGS["en"]["board.no_instruments"]])
 
     stack.sql("UPDATE instrument SET institution_id = 'dut' WHERE id = 'ms-1'")
     reconnect(page, opened)

@@ -49,11 +49,15 @@ def test_shown_times_are_china_standard_time(
             .scales.x.ticks.map(t => [t.value, t.label])""")
     assert len(ticks) >= 2
     step_h = round((ticks[1][0] - ticks[0][0]) / 3600e3)
-    for value, label in ticks:
+    for n, (value, label) in enumerate(ticks):
         at = datetime.fromtimestamp(value / 1000, SHANGHAI)
         assert at.minute == 0 and at.hour % step_h == 0, at
         day = f"{at.month}/{at.day}" if lang == "zh" else at.strftime("%m-%d")
-        assert label == (day if at.hour == 0 else at.strftime("%H:%M")), (at, label)
+        hour = at.strftime("%H:%M")
+        if at.hour == 0:
+            assert label == day, (at, label)
+        else:  # the first tick names its day too, which the range begins on
+            assert label == (f"{day} {hour}" if n == 0 else hour), (at, label)
 
     before = datetime.now(SHANGHAI).date()
     page.click('.nav a[href="#/utilisation"]')

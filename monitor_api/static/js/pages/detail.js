@@ -41,6 +41,10 @@ export function powerStep(spanMs) {
   return STEPS.find((s) => s >= wanted) ?? STEPS[STEPS.length - 1];
 }
 
+/** Registry fields the API gives registered users no value for (docs/api.md, "Catalogue
+ * review"): their rows would read as unknown. */
+const STAFF_ONLY = new Set(['field.value', 'field.accepted', 'field.networked', 'field.gateway']);
+
 export function render(root, ctx) {
   const id = ctx.args[0];
   const stop = new AbortController();
@@ -155,7 +159,7 @@ export function render(root, ctx) {
       ['field.location', i.location], ['field.open', yes(i.open_to_outside)],
       ['field.fee', i.fee_schedule], ['field.accepted', i.accepted_on],
       ['field.networked', i.networked_on], ['field.gateway', i.gateway_id],
-    ];
+    ].filter(([key]) => !mine || !STAFF_ONLY.has(key)); // users get the catalogue's fields
     showStatus(s);
     showGateway(g);
     // drawn anew after a reconnect too: the registry entry stays open if it was
