@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 class InstrushareError(Exception):
-    """Base of the shared package's errors: the command line ends with its message."""
+    """Base of the shared package's errors, for a caller to catch them all."""
 
 
 class SchemaBehind(InstrushareError):

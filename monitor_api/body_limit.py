@@ -37,14 +37,15 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
+        length = headers.get(b"content-length")  # a number, which the server holds clients to
+        declared = None if length is None else int(length)
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
-        if (chunked or int(length or 0) > 0) and b"authorization" not in headers:
+        if (chunked or declared) and b"authorization" not in headers:
             await error_response(Unauthorized(NO_TOKEN))(scope, receive, send)
             return
         limit = self.larger.get(scope["path"], self.max_bytes)
-        if length is not None:  # a number, which the server holds the client to
-            if int(length) > limit:
+        if declared is not None:
+            if declared > limit:
                 await error_response(_too_large(limit))(scope, receive, send)
             else:
                 await self.app(scope, receive, send)

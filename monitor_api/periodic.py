@@ -20,6 +20,14 @@ OUTAGES = (psycopg.OperationalError, PoolTimeout, OSError)
 retries. Anything else is a defect, logged with its traceback (and retried all the same)."""
 
 
+def log_failure(what: str, exc: Exception) -> None:
+    """Log a failed round of ``what``: an outage in one line, a defect with its traceback."""
+    if isinstance(exc, OUTAGES):
+        logger.warning("%s failed: %s", what, exc)
+    else:
+        logger.error("%s failed", what, exc_info=exc)
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     name: str
@@ -46,10 +54,8 @@ async def _repeat(job: Job) -> None:
         started = loop.time()
         try:
             done = await job.run()
-        except OUTAGES as exc:
-            logger.warning("%s failed: %s", job.name, exc)
-        except Exception:
-            logger.exception("%s failed", job.name)
+        except Exception as exc:  # the next round retries
+            log_failure(job.name, exc)
         else:
             if done:
                 logger.info("%s: %s in %.1f s", job.name, done, loop.time() - started)

